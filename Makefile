@@ -1,0 +1,45 @@
+# DistributedLog for Swift. `make run` and `make test` are all a newcomer needs on Debian 12.
+SWIFT ?= swift
+DEBS := liburing-dev libaio-dev libsystemd-dev pkg-config
+DATA ?= ./data
+PORT ?= 3181
+
+.PHONY: all deps build release run test test-fast bench clean
+
+all: build
+
+# Installs the Debian packages the build needs, only when one is missing.
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# One bookie with data under ./data, in the foreground; Ctrl-C stops it cleanly.
+run: release
+	@echo "starting a bookie on 127.0.0.1:$(PORT), data in $(DATA)"
+	@echo "try, in another terminal:"
+	@echo "  .build/release/dlog-bench bookie --target 127.0.0.1:$(PORT) --clients 32 --pipeline 16 --size 1024 --duration 5 --acked-log /tmp/acked.log"
+	@echo "  .build/release/dlog-bench verify --target 127.0.0.1:$(PORT) --acked-log /tmp/acked.log"
+	@echo "  .build/release/dlog-bench disk --dir $(DATA) --duration 5"
+	.build/release/dlogd bookie --config etc/bookie.conf --journal-dir $(DATA)/journal --ledger-dir $(DATA)/ledgers --port $(PORT)
+
+# Every test CI checks: unit, crash (SIGKILL cycles), multi-process and robustness.
+test: build
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+# The quick inner loop: unit tests only.
+test-fast: build
+	$(SWIFT) test --skip DLogDaemonTests
+
+clean:
+	rm -rf .build

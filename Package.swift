@@ -1,0 +1,66 @@
+// swift-tools-version:6.0
+// Swift 6 language mode everywhere. Dependencies are few on purpose: CI builds from a fresh clone on 2 cores.
+import PackageDescription
+
+let package = Package(
+    name: "DistributedLog",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "dlogd", targets: ["dlogd"]),
+        .executable(name: "dlog-bench", targets: ["dlog-bench"]),
+        .library(name: "DLogLedger", targets: ["DLogLedger"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // C access. Nothing above these sees a C library header.
+        .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .target(name: "CDLogURing", dependencies: ["CURing"]),
+        .target(name: "CDLogSys"),
+
+        .target(name: "DLogWire", dependencies: [
+            "CDLogSys",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .target(name: "DLogIO", dependencies: ["CDLogURing", "CDLogSys"]),
+        .target(name: "DLogBookie", dependencies: [
+            "DLogIO", "DLogWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "DequeModule", package: "swift-collections"),
+        ]),
+        .target(name: "DLogLedger", dependencies: [
+            "DLogWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .target(name: "DLogDaemon", dependencies: [
+            "DLogBookie", "DLogIO", "CSystemd",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .executableTarget(name: "dlogd", dependencies: [
+            "DLogDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "dlog-bench", dependencies: [
+            "DLogLedger", "DLogIO", "DLogWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+
+        .testTarget(name: "DLogWireTests", dependencies: ["DLogWire", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "DLogIOTests", dependencies: ["DLogIO"]),
+        .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire"]),
+        .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogWire"]),
+    ]
+)

@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DequeModule
+
+/// A bounded multi-producer queue with one consumer thread that can sleep until work or a deadline.
+/// Producers never block: a full queue refuses, so the caller can answer with back-pressure.
+///
+/// `@unchecked Sendable`: every stored property is read and written only while `mutex` is held
+/// (the pthread mutex and condition themselves are designed for use from many threads).
+final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var condition = pthread_cond_t()
+    private var items = Deque<Element>()
+    private var bytes = 0
+    private let weigh: @Sendable (Element) -> Int
+    let countMax: Int
+    let bytesMax: Int
+
+    init(countMax: Int, bytesMax: Int, weigh: @escaping @Sendable (Element) -> Int) {
+        precondition(countMax > 0 && bytesMax > 0)
+        self.countMax = countMax
+        self.bytesMax = bytesMax
+        self.weigh = weigh
+        pthread_mutex_init(&mutex, nil)
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(&condition, &attr)
+        pthread_condattr_destroy(&attr)
+    }
+
+    deinit {
+        pthread_cond_destroy(&condition)
+        pthread_mutex_destroy(&mutex)
+    }
+
+    /// Adds an element; false when the queue is at its count or byte limit.
+    func offer(_ element: Element) -> Bool {
+        let w = weigh(element)
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        guard items.count < countMax, bytes + w <= bytesMax || items.isEmpty else { return false }
+        items.append(element)
+        bytes += w
+        if items.count == 1 { pthread_cond_signal(&condition) }
+        return true
+    }
+
+    /// Removes elements from the front while `take` accepts them. Never blocks.
+    func drain(while take: (Element) -> Bool) -> [Element] {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        var out: [Element] = []
+        while let first = items.first, take(first) {
+            out.append(items.removeFirst())
+            bytes -= weigh(first)
+        }
+        return out
+    }
+
+    var isEmpty: Bool {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return items.isEmpty
+    }
+
+    var count: Int {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return items.count
+    }
+
+    /// Sleeps until the queue is non-empty, `wake()` is called, or the deadline passes.
+    func waitForItems(until deadline: ContinuousClock.Instant?) {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        guard items.isEmpty else { return }
+        if let deadline {
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            guard remaining > .zero else { return }
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            let (sec, atto) = remaining.components
+            var nanos = Int(now.tv_nsec) + Int(atto / 1_000_000_000)
+            var secs = Int(now.tv_sec) + Int(sec) + nanos / 1_000_000_000
+            nanos %= 1_000_000_000
+            if secs < 0 { secs = 0 }
+            var ts = timespec(tv_sec: secs, tv_nsec: nanos)
+            pthread_cond_timedwait(&condition, &mutex, &ts)
+        } else {
+            pthread_cond_wait(&condition, &mutex)
+        }
+    }
+
+    /// Wakes the consumer (for shutdown).
+    func wake() {
+        pthread_mutex_lock(&mutex)
+        pthread_cond_broadcast(&condition)
+        pthread_mutex_unlock(&mutex)
+    }
+}

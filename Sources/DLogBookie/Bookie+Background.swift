@@ -1,0 +1,88 @@
+import DLogIO
+import Foundation
+
+extension Bookie {
+    /// One background thread: checkpoints on the interval or when asked (cache full, journal short of
+    /// files), and watches disk usage for read-only mode. Runs at its own pace, polling every 10 ms.
+    func startBackground() {
+        let thread = Thread { [self] in
+            var lastCheckpoint = ContinuousClock.now
+            var lastDiskCheck = ContinuousClock.now - configuration.diskCheckInterval
+            while !stopping.load(ordering: .acquiring) {
+                let now = ContinuousClock.now
+                if now - lastDiskCheck >= configuration.diskCheckInterval {
+                    lastDiskCheck = now
+                    checkDisks()
+                }
+                if checkpointRequested.exchange(false, ordering: .acquiringAndReleasing)
+                    || now - lastCheckpoint >= configuration.checkpointInterval {
+                    lastCheckpoint = now
+                    runCheckpoint()
+                }
+                usleep(10_000)
+            }
+            background.signal()
+        }
+        thread.name = "bookie-background"
+        thread.start()
+    }
+
+    func runCheckpoint() {
+        do {
+            let result = try storage.checkpoint()
+            for (i, journal) in journals.enumerated() {
+                if let mark = result.marks[i] { journal.release(through: mark) }
+            }
+            if result.entries > 0 {
+                logger.debug("checkpoint", metadata: ["entries": "\(result.entries)", "bytes": "\(result.bytes)",
+                                                      "removedFiles": "\(result.removedFiles)"])
+            }
+        } catch {
+            // The journal still holds everything; adds go on while the cache has room, then back-pressure.
+            logger.error("checkpoint failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Read-only above the threshold on any directory; writable again once all are below the low-water mark.
+    func checkDisks() {
+        var worst = 0.0
+        var worstPath = ""
+        for dir in configuration.journalDirectories + configuration.storage.ledgerDirectories {
+            guard let usage = try? FileSystem.usage(of: dir) else { continue }
+            if usage.usedFraction > worst { worst = usage.usedFraction; worstPath = dir }
+        }
+        let wasReadOnly = readOnly.load(ordering: .relaxed)
+        if !wasReadOnly && worst >= configuration.diskUsageThreshold {
+            readOnly.store(true, ordering: .relaxed)
+            logger.warning("entering read-only mode: disk usage over threshold", metadata: [
+                "dir": "\(worstPath)", "used": "\(Int(worst * 100))%",
+                "threshold": "\(Int(configuration.diskUsageThreshold * 100))%"])
+        } else if wasReadOnly && worst < configuration.diskUsageLowWater {
+            readOnly.store(false, ordering: .relaxed)
+            logger.notice("leaving read-only mode: disk usage below low-water mark", metadata: [
+                "used": "\(Int(worst * 100))%"])
+        }
+    }
+
+    /// GET_INFO: a JSON object for tools (dlog-bench reads `journals[].syncs` and `recordsSynced`).
+    public func infoJSON() -> String {
+        struct Info: Encodable {
+            var state: String
+            var ledgers: Int
+            var cacheBytes: Int
+            var entryLogs: Int
+            var checkpoints: UInt64
+            var totalBytes: UInt64
+            var freeBytes: UInt64
+            var journals: [JournalStats]
+        }
+        let usage = try? FileSystem.usage(of: configuration.storage.ledgerDirectories[0])
+        let info = Info(state: isReadOnly ? "read-only" : "writable", ledgers: storage.ledgerCount,
+                        cacheBytes: storage.cacheBytes, entryLogs: storage.entryLogCount,
+                        checkpoints: storage.checkpoints, totalBytes: usage?.totalBytes ?? 0,
+                        freeBytes: usage?.freeBytes ?? 0, journals: journals.map(\.stats))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? encoder.encode(info)) ?? Data(), as: UTF8.self)
+    }
+}

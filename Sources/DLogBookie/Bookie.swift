@@ -1,0 +1,105 @@
+import DLogIO
+import DLogWire
+import Foundation
+import Logging
+import Synchronization
+
+/// A bookie: journals, ledger storage, and the rules of each operation (master key, fencing, read-only).
+/// Network code calls it; it never touches a socket.
+public final class Bookie: JournalSink, Sendable {
+    public struct Configuration: Sendable {
+        public var journal: Journal.Configuration
+        public var journalDirectories: [String]
+        public var storage: LedgerStorage.Configuration
+        public var checkpointInterval: Duration = .seconds(10)
+        public var diskUsageThreshold: Double = 0.95
+        public var diskUsageLowWater: Double = 0.90
+        public var diskCheckInterval: Duration = .seconds(1)
+        public var truncateCorruptJournal = false
+
+        public init(journal: Journal.Configuration, journalDirectories: [String], storage: LedgerStorage.Configuration) {
+            self.journal = journal
+            self.journalDirectories = journalDirectories
+            self.storage = storage
+        }
+    }
+
+    public let configuration: Configuration
+    public let journals: [Journal]
+    public let storage: LedgerStorage
+    let logger: Logger
+    let readOnly = Atomic<Bool>(false)
+    let checkpointRequested = Atomic<Bool>(false)
+    let stopping = Atomic<Bool>(false)
+    let background = DispatchSemaphore(value: 0)
+
+    /// Opens storage and replays the journals. Throws on corruption (naming file and offset), bad directories
+    /// or I/O errors; the caller reports and exits.
+    public init(configuration: Configuration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        storage = try LedgerStorage(configuration: configuration.storage,
+                                    journalCount: configuration.journalDirectories.count)
+        var journals: [Journal] = []
+        for (i, dir) in configuration.journalDirectories.enumerated() {
+            var jc = configuration.journal
+            jc.directory = dir
+            journals.append(try Journal(index: i, configuration: jc))
+        }
+        self.journals = journals
+    }
+
+    /// Replays, checkpoints what replay found, and starts journals and background work.
+    /// `onFatal` runs when a journal fails; the daemon exits non-zero.
+    public func start(onFatal: @escaping @Sendable (String) -> Void) throws {
+        var resume: [JournalPosition] = []
+        for journal in journals {
+            let started = ContinuousClock.now
+            let mark = storage.journalMark(journal.index)
+            var batch: [JournalRecord] = []
+            let summary = try journal.replay(from: mark, truncateCorrupt: configuration.truncateCorruptJournal) { kind, payload in
+                batch.append(JournalRecord(kind: kind, payload: payload))
+                if batch.count >= 4096 {
+                    storage.apply(batch, journal: journal.index, through: nil)
+                    batch.removeAll(keepingCapacity: true)
+                }
+            }
+            storage.apply(batch, journal: journal.index, through: summary.end)
+            if let cut = summary.truncatedAt {
+                logger.critical("journal truncated at a corrupt batch by operator request", metadata: ["at": "\(cut)"])
+            }
+            let elapsed = ContinuousClock.now - started
+            logger.info("journal replayed", metadata: [
+                "journal": "\(journal.configuration.directory)", "records": "\(summary.records)",
+                "bytes": "\(summary.bytes)", "elapsed": "\(elapsed)", "from": "\(mark.map { "\($0)" } ?? "start")"])
+            resume.append(summary.end)
+        }
+        // Persist what replay rebuilt, so the next start replays only what comes after.
+        let result = try storage.checkpoint()
+        for (i, journal) in journals.enumerated() {
+            journal.start(resumeAfter: resume[i], releasedBelow: result.marks[i]?.fileNumber ?? 0, sink: self,
+                          onFatal: onFatal)
+        }
+        startBackground()
+    }
+
+    public func stop() {
+        stopping.store(true, ordering: .releasing)
+        for j in journals { j.stop() }
+        background.wait()
+        _ = try? storage.checkpoint()
+    }
+
+    public var isReadOnly: Bool { readOnly.load(ordering: .relaxed) }
+
+    func journal(for ledger: LedgerID) -> Journal { journals[Int(ledger.rawValue % UInt64(journals.count))] }
+
+    // MARK: JournalSink
+
+    public func journalDidSync(_ records: [JournalRecord], journal: Int, through position: JournalPosition) {
+        storage.apply(records, journal: journal, through: position)
+        if storage.cacheFull { checkpointRequested.store(true, ordering: .relaxed) }
+    }
+
+    public func journalNeedsCheckpoint(journal: Int) { checkpointRequested.store(true, ordering: .relaxed) }
+}

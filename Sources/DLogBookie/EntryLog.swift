@@ -1,0 +1,216 @@
+import DLogIO
+import DLogWire
+
+// # Entry-log file format (version 1)
+//
+// A checkpoint writes the write cache, sorted by (ledger, entry), into one new entry-log file in a ledger
+// directory. Files are never modified after they are synced; a file is deleted when none of its ledgers
+// is left, or rewritten by compaction.
+//
+//     0      4096   header: magic "DLEL", version u32, file id u64, CRC32C of bytes 0..<16 at 16
+//     4096   ...    entries, back to back, each exactly as the client sent it (its own CRC inside)
+//     index         one 32-byte row per entry, sorted: ledger u64, entry i64, offset u64, length u32, zero u32
+//     summary       every 64th index row's (ledger u64, entry i64): 16 bytes each
+//     footer        last 48 bytes: magic "DLEF", zero u32, index offset u64, row count u64,
+//                   summary offset u64, CRC32C of index and summary u32, zero u32, CRC32C of footer 0..<40 u32 + pad
+//
+// A lookup reads the summary once per file (then keeps it: 16 bytes per 64 entries), and per entry does
+// one index read of at most 64 rows (2 KiB) and one read of the entry. Every entry read is checked
+// against its own CRC; a damaged index or summary is found by the footer's CRC when the file is opened.
+enum EntryLogFormat {
+    static let magic: UInt32 = 0x444C_454C  // "DLEL"
+    static let footerMagic: UInt32 = 0x444C_4546  // "DLEF"
+    static let version: UInt32 = 1
+    static let headerBytes = 4096
+    static let rowBytes = 32
+    static let summaryEvery = 64
+    static let summaryRowBytes = 16
+    static let footerBytes = 48
+}
+
+/// Per-ledger contents of one entry-log file, kept in the checkpoint manifest.
+public struct EntryLogLedgerRange: Codable, Sendable, Equatable {
+    public var first: Int64
+    public var last: Int64
+    public var count: Int
+    public var bytes: Int
+}
+
+/// One entry-log file as the manifest describes it.
+public struct EntryLogInfo: Codable, Sendable, Equatable {
+    public var id: UInt64
+    public var directory: Int
+    public var totalBytes: Int
+    /// Live ledgers only: a deleted ledger is removed from here.
+    public var ledgers: [UInt64: EntryLogLedgerRange]
+
+    public var liveBytes: Int { ledgers.values.reduce(0) { $0 + $1.bytes } }
+}
+
+enum EntryLogWriter {
+    static func fileName(_ id: UInt64) -> String { "entrylog-\(id).log" }
+
+    /// Writes sorted entries into a new file, syncs it and its directory, and returns its description.
+    static func write(id: UInt64, directoryIndex: Int, directory: String,
+                      entries: [(LedgerID, EntryID, [UInt8])]) throws(SystemError) -> EntryLogInfo {
+        let path = directory + "/" + fileName(id)
+        let tmp = path + ".tmp"
+        let file = try File.open(tmp, [.create, .truncate])
+        var staging = [UInt8]()
+        staging.reserveCapacity(1 << 20)
+        var fileOffset: Int64 = 0
+        func spill(_ force: Bool) throws(SystemError) {
+            guard force || staging.count >= 1 << 20 else { return }
+            var result: Result<Void, SystemError> = .success(())
+            staging.withUnsafeBytes { raw in result = Result { () throws(SystemError) in try file.pwriteAll(raw, at: fileOffset) } }
+            try result.get()
+            fileOffset += Int64(staging.count)
+            staging.removeAll(keepingCapacity: true)
+        }
+        do {
+            var header = [UInt8]()
+            header.appendBigEndian(EntryLogFormat.magic)
+            header.appendBigEndian(EntryLogFormat.version)
+            header.appendBigEndian(id)
+            header.appendBigEndian(CRC32C.checksum(header))
+            header += [UInt8](repeating: 0, count: EntryLogFormat.headerBytes - header.count)
+            staging += header
+            var rows = [UInt8]()
+            rows.reserveCapacity(entries.count * EntryLogFormat.rowBytes)
+            var summary = [UInt8]()
+            var ledgers: [UInt64: EntryLogLedgerRange] = [:]
+            for (i, (ledger, entry, bytes)) in entries.enumerated() {
+                let offset = fileOffset + Int64(staging.count)
+                staging += bytes
+                try spill(false)
+                rows.appendBigEndian(ledger.rawValue)
+                rows.appendBigEndian(entry.rawValue)
+                rows.appendBigEndian(UInt64(offset))
+                rows.appendBigEndian(UInt32(bytes.count))
+                rows.appendBigEndian(UInt32(0))
+                if i % EntryLogFormat.summaryEvery == 0 {
+                    summary.appendBigEndian(ledger.rawValue)
+                    summary.appendBigEndian(entry.rawValue)
+                }
+                var range = ledgers[ledger.rawValue] ?? EntryLogLedgerRange(first: entry.rawValue, last: entry.rawValue,
+                                                                             count: 0, bytes: 0)
+                range.first = min(range.first, entry.rawValue)
+                range.last = max(range.last, entry.rawValue)
+                range.count += 1
+                range.bytes += bytes.count
+                ledgers[ledger.rawValue] = range
+            }
+            let indexOffset = fileOffset + Int64(staging.count)
+            staging += rows
+            let summaryOffset = fileOffset + Int64(staging.count)
+            staging += summary
+            var footer = [UInt8]()
+            footer.appendBigEndian(EntryLogFormat.footerMagic)
+            footer.appendBigEndian(UInt32(0))
+            footer.appendBigEndian(UInt64(indexOffset))
+            footer.appendBigEndian(UInt64(entries.count))
+            footer.appendBigEndian(UInt64(summaryOffset))
+            footer.appendBigEndian(CRC32C.checksum(summary, seed: CRC32C.checksum(rows)))
+            footer.appendBigEndian(UInt32(0))
+            footer.appendBigEndian(CRC32C.checksum(footer))
+            footer += [UInt8](repeating: 0, count: EntryLogFormat.footerBytes - footer.count)
+            staging += footer
+            try spill(true)
+            try file.fsync()
+            file.close()
+            try FileSystem.rename(tmp, path)
+            try FileSystem.syncDirectory(directory)
+            return EntryLogInfo(id: id, directory: directoryIndex, totalBytes: Int(fileOffset), ledgers: ledgers)
+        } catch {
+            file.close()
+            try? FileSystem.remove(tmp)
+            throw error
+        }
+    }
+}
+
+/// Why an entry log cannot be read.
+public struct EntryLogCorruption: Error, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "entry log \(path) is damaged: \(reason)" }
+}
+
+/// An open entry-log file with its summary in memory. Safe to share: it only does positioned reads.
+final class EntryLogReader: Sendable {
+    let path: String
+    private let file: File
+    private let indexOffset: Int64
+    private let rowCount: Int
+    private let summary: [UInt8]
+
+    init(path: String) throws {
+        file = try File.open(path, [.readOnly])
+        self.path = path
+        do {
+            let size = try file.size()
+            guard size >= Int64(EntryLogFormat.headerBytes + EntryLogFormat.footerBytes) else {
+                throw EntryLogCorruption(path: path, reason: "file of \(size) bytes is too short")
+            }
+            let footer = try file.pread(count: EntryLogFormat.footerBytes, at: size - Int64(EntryLogFormat.footerBytes))
+            let parsed = try footer.withUnsafeBytes { raw throws -> (Int64, Int, Int64, UInt32) in
+                guard raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.footerMagic,
+                      raw.loadBigEndian(UInt32.self, at: 40) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<40]))
+                else { throw EntryLogCorruption(path: path, reason: "footer fails its magic or CRC") }
+                return (Int64(raw.loadBigEndian(UInt64.self, at: 8)), Int(raw.loadBigEndian(UInt64.self, at: 16)),
+                        Int64(raw.loadBigEndian(UInt64.self, at: 24)), raw.loadBigEndian(UInt32.self, at: 32))
+            }
+            indexOffset = parsed.0
+            rowCount = parsed.1
+            let summaryCount = (rowCount + EntryLogFormat.summaryEvery - 1) / EntryLogFormat.summaryEvery
+            summary = try file.pread(count: summaryCount * EntryLogFormat.summaryRowBytes, at: parsed.2)
+            let rows = try file.pread(count: rowCount * EntryLogFormat.rowBytes, at: indexOffset)
+            guard summary.count == summaryCount * EntryLogFormat.summaryRowBytes,
+                  CRC32C.checksum(summary, seed: CRC32C.checksum(rows)) == parsed.3 else {
+                throw EntryLogCorruption(path: path, reason: "index or summary fails its CRC")
+            }
+        } catch {
+            file.close()
+            throw error
+        }
+    }
+
+    deinit { file.close() }
+
+    private static func key(_ raw: UnsafeRawBufferPointer, _ at: Int) -> (UInt64, Int64) {
+        (raw.loadBigEndian(UInt64.self, at: at), Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: at + 8)))
+    }
+
+    /// The stored bytes of (ledger, entry), or nil when this file does not have it.
+    func read(ledger: LedgerID, entry: EntryID) throws -> [UInt8]? {
+        let target = (ledger.rawValue, entry.rawValue)
+        // Last summary key <= target.
+        let block: Int? = summary.withUnsafeBytes { raw in
+            var lo = 0, hi = raw.count / EntryLogFormat.summaryRowBytes - 1, found: Int? = nil
+            while lo <= hi {
+                let mid = (lo + hi) / 2
+                if Self.key(raw, mid * EntryLogFormat.summaryRowBytes) <= target { found = mid; lo = mid + 1 } else { hi = mid - 1 }
+            }
+            return found
+        }
+        guard let block else { return nil }
+        let first = block * EntryLogFormat.summaryEvery
+        let count = min(EntryLogFormat.summaryEvery, rowCount - first)
+        let rows = try file.pread(count: count * EntryLogFormat.rowBytes,
+                                  at: indexOffset + Int64(first * EntryLogFormat.rowBytes))
+        guard rows.count == count * EntryLogFormat.rowBytes else {
+            throw EntryLogCorruption(path: path, reason: "index ends early")
+        }
+        let location: (Int64, Int)? = rows.withUnsafeBytes { raw in
+            for i in 0..<count where Self.key(raw, i * EntryLogFormat.rowBytes) == target {
+                return (Int64(raw.loadBigEndian(UInt64.self, at: i * EntryLogFormat.rowBytes + 16)),
+                        Int(raw.loadBigEndian(UInt32.self, at: i * EntryLogFormat.rowBytes + 24)))
+            }
+            return nil
+        }
+        guard let (offset, length) = location else { return nil }
+        let bytes = try file.pread(count: length, at: offset)
+        guard bytes.count == length else { throw EntryLogCorruption(path: path, reason: "entry at \(offset) cut off") }
+        return bytes
+    }
+}

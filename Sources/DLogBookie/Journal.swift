@@ -1,0 +1,162 @@
+import DLogIO
+import DLogWire
+import Foundation
+import Synchronization
+
+/// Receives records once they are durable. Called on the journal's thread, in journal order, before the
+/// records' completions run, so state a reader sees is never behind an acknowledgement.
+public protocol JournalSink: AnyObject, Sendable {
+    func journalDidSync(_ records: [JournalRecord], journal: Int, through position: JournalPosition)
+    /// The journal has no free file to roll into: checkpoint so older files can be recycled.
+    func journalNeedsCheckpoint(journal: Int)
+}
+
+public enum JournalError: Error, Equatable, CustomStringConvertible {
+    case queueFull
+    case failed(String)
+    case stopped
+
+    public var description: String {
+        switch self {
+        case .queueFull: return "journal queue is full"
+        case .failed(let why): return "journal failed and accepts no more writes: \(why)"
+        case .stopped: return "journal is stopped"
+        }
+    }
+}
+
+/// One journal directory with its writer thread. Adds enter through a bounded queue and complete after the
+/// batch holding them is durable.
+public final class Journal: Sendable {
+    public struct Configuration: Sendable {
+        public var directory: String
+        public var fileBytes: Int
+        public var filesMax: Int
+        public var policy: GroupCommitPolicy.Configuration
+        public var queueCountMax: Int
+        public var queueBytesMax: Int
+        public var engine: EngineChoice
+        public var syncMode: SyncMode
+        public var recordBytesMax: Int
+
+        public init(directory: String, fileBytes: Int = 64 << 20, filesMax: Int = 8,
+                    policy: GroupCommitPolicy.Configuration = .init(), queueCountMax: Int = 100_000,
+                    queueBytesMax: Int = 256 << 20, engine: EngineChoice = .blocking, syncMode: SyncMode = .fdatasync,
+                    recordBytesMax: Int = 8 << 20) {
+            self.directory = directory
+            self.fileBytes = fileBytes
+            self.filesMax = filesMax
+            self.policy = policy
+            self.queueCountMax = queueCountMax
+            self.queueBytesMax = queueBytesMax
+            self.engine = engine
+            self.syncMode = syncMode
+            self.recordBytesMax = recordBytesMax
+        }
+    }
+
+    struct Pending: Sendable {
+        var record: JournalRecord
+        var completion: (@Sendable (Result<Void, JournalError>) -> Void)?
+    }
+
+    struct Shared {
+        var stats = JournalStats()
+        /// Files numbered below this hold nothing a checkpoint still needs.
+        var releasedBelow: UInt64 = 0
+        var failure: String? = nil
+        var stopping = false
+        var started = false
+        var exited = false
+    }
+
+    public let index: Int
+    public let configuration: Configuration
+    let directory: JournalDirectory
+    let queue: BlockingQueue<Pending>
+    let shared = Mutex(Shared())
+    private let exitSignal = DispatchSemaphore(value: 0)
+
+    public init(index: Int, configuration: Configuration) throws(SystemError) {
+        precondition(configuration.recordBytesMax > 0)
+        self.index = index
+        self.configuration = configuration
+        directory = JournalDirectory(path: configuration.directory, fileBytes: configuration.fileBytes,
+                                     filesMax: configuration.filesMax)
+        queue = BlockingQueue(countMax: configuration.queueCountMax, bytesMax: configuration.queueBytesMax) {
+            $0.record.encodedBytes
+        }
+        try FileSystem.makeDirectory(configuration.directory)
+        // Two pre-written files at least: one to write, one to roll into.
+        let existing = try directory.slots().count
+        for slot in existing..<max(existing, 2) { try directory.create(slot: slot) }
+    }
+
+    /// Replays records after `mark`; see JournalFormat for how the end is found.
+    public func replay(from mark: JournalPosition?, truncateCorrupt: Bool,
+                       apply: (JournalRecordKind, [UInt8]) -> Void) throws -> ReplaySummary {
+        try directory.replay(from: mark, truncateCorrupt: truncateCorrupt) { apply($0.kind, $0.payload) }
+    }
+
+    /// Starts the writer thread. Writing resumes in a new file after `resumeAfter` (replay's end).
+    /// `onFatal` runs once if a write or sync fails; the journal then refuses everything.
+    public func start(resumeAfter: JournalPosition, releasedBelow: UInt64, sink: any JournalSink,
+                      onFatal: @escaping @Sendable (String) -> Void) {
+        shared.withLock {
+            $0.releasedBelow = releasedBelow
+            $0.started = true
+        }
+        let thread = Thread { [self] in
+            let writer = JournalWriter(journal: self, sink: sink, resumeAfter: resumeAfter)
+            if let failure = writer.run() { onFatal(failure) }
+            shared.withLock { $0.exited = true }
+            exitSignal.signal()
+        }
+        thread.name = "journal-\(index)"
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Queues a record. Returns nil when accepted; the completion then runs once, after the record is durable
+    /// or the journal failed.
+    public func append(_ record: JournalRecord,
+                       completion: (@Sendable (Result<Void, JournalError>) -> Void)?) -> JournalError? {
+        precondition(record.payload.count <= configuration.recordBytesMax, "record larger than the journal allows")
+        if let refusal = shared.withLock({ s -> JournalError? in
+            if let f = s.failure { return .failed(f) }
+            return s.stopping ? .stopped : nil
+        }) {
+            return refusal
+        }
+        guard queue.offer(Pending(record: record, completion: completion)) else {
+            shared.withLock { $0.stats.rejectedQueueFull += 1 }
+            return .queueFull
+        }
+        return nil
+    }
+
+    /// A checkpoint persisted everything before `mark`: older files may be recycled.
+    public func release(through mark: JournalPosition) {
+        shared.withLock { $0.releasedBelow = max($0.releasedBelow, mark.fileNumber) }
+    }
+
+    public var stats: JournalStats {
+        var s = shared.withLock { $0.stats }
+        s.queueDepth = queue.count
+        return s
+    }
+
+    public var failure: String? { shared.withLock { $0.failure } }
+
+    /// Writes out what is queued, then stops the thread and waits for it.
+    public func stop() {
+        let running = shared.withLock { s -> Bool in
+            s.stopping = true
+            return s.started && !s.exited
+        }
+        guard running else { return }
+        queue.wake()
+        exitSignal.wait()
+        exitSignal.signal()  // let a second stop() return too
+    }
+}

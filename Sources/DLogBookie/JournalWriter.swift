@@ -1,0 +1,242 @@
+import Foundation
+import DLogIO
+import DLogWire
+
+/// The journal's thread: builds batches from the queue, writes and syncs them through the engine, and
+/// completes their records. Owns the engine, the files and the buffers; nothing else touches them.
+final class JournalWriter {
+    private struct InFlight {
+        var token: UInt64
+        var records: [JournalRecord]
+        var completions: [@Sendable (Result<Void, JournalError>) -> Void]
+        var end: JournalPosition
+        var lastSeq: UInt64
+        var bytes: Int
+        var started: ContinuousClock.Instant
+    }
+
+    private let journal: Journal
+    private let directory: JournalDirectory
+    private let sink: any JournalSink
+    private var policy: GroupCommitPolicy
+    private var engine: (any WriteSyncEngine)!
+    private var files: [Int: File] = [:]
+    private var slotNumbers: [Int: UInt64] = [:]
+    private var currentSlot = -1
+    private var currentNumber: UInt64 = 0
+    private var writeOffset = 0
+    private var previousEnd: JournalPosition
+    private var nextSeq: UInt64
+    private var durableThrough: UInt64
+    private var buffers: [AlignedBuffer]
+    private var building = 0
+    private var batchRecords: [JournalRecord] = []
+    private var batchCompletions: [@Sendable (Result<Void, JournalError>) -> Void] = []
+    private var batchFirstSeq: UInt64
+    private var inFlight: [InFlight] = []
+    private var nextToken: UInt64 = 1
+    private static let batchHeaderBytes = JournalFormat.recordHeaderBytes + JournalFormat.batchPayloadBytes
+
+    init(journal: Journal, sink: any JournalSink, resumeAfter: JournalPosition) {
+        self.journal = journal
+        self.directory = journal.directory
+        self.sink = sink
+        let config = journal.configuration
+        policy = GroupCommitPolicy(config.policy)
+        previousEnd = resumeAfter
+        nextSeq = resumeAfter.nextSeq
+        durableThrough = resumeAfter.nextSeq &- 1
+        batchFirstSeq = resumeAfter.nextSeq
+        let capacity = (config.policy.bufferedBytesMax + config.recordBytesMax + JournalFormat.recordHeaderBytes
+                        + Self.batchHeaderBytes + 2 * JournalFormat.alignment) / JournalFormat.alignment
+                        * JournalFormat.alignment
+        buffers = (0...config.policy.maxInFlight).map { _ in AlignedBuffer(capacity: capacity) }
+    }
+
+    /// Runs until stopped; returns the failure that ended it, if any.
+    func run() -> String? {
+        do {
+            engine = try EngineSelector.make(journal.configuration.engine, syncMode: journal.configuration.syncMode)
+            precondition(engine.maxInFlight >= journal.configuration.policy.maxInFlight || engine.maxInFlight == 1)
+            journal.shared.withLock {
+                $0.stats.engine = engine.name
+                $0.stats.syncMode = engine.syncMode.rawValue
+            }
+            for (slot, header) in try directory.slots() { slotNumbers[slot] = header?.fileNumber }
+            try roll()
+            try loop()
+            return nil
+        } catch {
+            return fail("\(error)")
+        }
+    }
+
+    private func loop() throws {
+        beginBatch()
+        while true {
+            let stopping = journal.shared.withLock { $0.stopping }
+            if stopping && policy.pendingRecords == 0 && inFlight.isEmpty && journal.queue.isEmpty { return }
+            let bufferFull = drain()
+            let queueEmpty = journal.queue.isEmpty
+            switch policy.next(now: .now, queueEmpty: queueEmpty || stopping, bufferFull: bufferFull) {
+            case .flush(let trigger):
+                try flush(trigger)
+            case .awaitCompletion:
+                try completeOldest()
+            case .waitForWork(let deadline):
+                if !stopping { journal.queue.waitForItems(until: deadline) }
+            }
+        }
+    }
+
+    /// Moves queued records into the batch being built. Returns true when a record is left waiting because
+    /// it does not fit.
+    private func drain() -> Bool {
+        let buffer = buffers[building]
+        var room = buffer.capacity - buffer.count - JournalFormat.alignment
+        var stoppedForRoom = false
+        let taken = journal.queue.drain { pending in
+            let need = pending.record.encodedBytes
+            guard need <= room else {
+                stoppedForRoom = true
+                return false
+            }
+            room -= need
+            return true
+        }
+        let now = ContinuousClock.now
+        for pending in taken {
+            let record = pending.record
+            record.payload.withUnsafeBytes { payload in
+                buffer.count += JournalRecordCodec.write(kind: record.kind, seq: nextSeq, payload: payload,
+                                                         into: UnsafeMutableRawBufferPointer(start: buffer.base,
+                                                                                             count: buffer.capacity),
+                                                         at: buffer.count)
+            }
+            nextSeq += 1
+            batchRecords.append(record)
+            if let c = pending.completion { batchCompletions.append(c) }
+            policy.added(bytes: record.encodedBytes, at: now)
+        }
+        return stoppedForRoom
+    }
+
+    private func beginBatch() {
+        let buffer = buffers[building]
+        buffer.reset()
+        buffer.count = Self.batchHeaderBytes
+        batchFirstSeq = nextSeq
+    }
+
+    private func flush(_ trigger: GroupCommitPolicy.Trigger) throws {
+        let buffer = buffers[building]
+        buffer.padToAlignment()
+        if writeOffset + buffer.count > directory.fileBytes {
+            while !inFlight.isEmpty { try completeOldest() }
+            try roll()
+        }
+        let info = BatchInfo(batchBytes: buffer.count, recordCount: batchRecords.count,
+                             durableThrough: durableThrough)
+        info.encode().withUnsafeBytes { payload in
+            _ = JournalRecordCodec.write(kind: .batch, seq: batchFirstSeq, payload: payload,
+                                         into: UnsafeMutableRawBufferPointer(start: buffer.base, count: buffer.capacity),
+                                         at: 0)
+        }
+        let token = nextToken
+        nextToken += 1
+        let file = files[currentSlot]!
+        let started = ContinuousClock.now
+        try engine.submit(file: file, buffer: buffer.base, count: buffer.count, offset: Int64(writeOffset),
+                          token: token)
+        writeOffset += buffer.count
+        inFlight.append(InFlight(token: token, records: batchRecords, completions: batchCompletions,
+                                 end: JournalPosition(fileNumber: currentNumber, offset: Int64(writeOffset),
+                                                      nextSeq: nextSeq),
+                                 lastSeq: nextSeq - 1, bytes: buffer.count, started: started))
+        policy.flushed()
+        journal.shared.withLock { $0.stats.recordFlush(trigger) }
+        batchRecords = []
+        batchCompletions = []
+        building = (building + 1) % buffers.count
+        beginBatch()
+    }
+
+    private func completeOldest() throws {
+        let token = try engine.awaitCompletion()
+        let done = inFlight.removeFirst()
+        precondition(done.token == token, "journal completions out of order")
+        policy.completed()
+        durableThrough = done.lastSeq
+        let latency = ContinuousClock.now - done.started
+        journal.shared.withLock { $0.stats.recordSync(records: done.records.count, bytes: done.bytes, latency: latency) }
+        sink.journalDidSync(done.records, journal: journal.index, through: done.end)
+        for c in done.completions { c(.success(())) }
+    }
+
+    /// Starts a new file: takes a free slot, writes its header naming where the previous file ends, syncs it.
+    private func roll() throws {
+        let slot = try freeSlot()
+        // Records of the batch being built already have sequence numbers; the new file starts with them.
+        let previous = currentSlot >= 0
+            ? JournalPosition(fileNumber: currentNumber, offset: Int64(writeOffset), nextSeq: batchFirstSeq)
+            : previousEnd
+        let number = max(slotNumbers.values.max() ?? 0, previous.fileNumber) + 1
+        let header = JournalFileHeader(fileNumber: number, firstSeq: batchFirstSeq,
+                                       previousFileNumber: previous.fileNumber,
+                                       previousEndOffset: previous.offset)
+        let file = try openSlot(slot)
+        let block = AlignedBuffer(capacity: JournalFormat.headerBytes)
+        block.count = JournalFormat.headerBytes
+        header.encode(into: block.bytes)
+        try file.pwriteAll(UnsafeRawBufferPointer(block.bytes), at: 0)
+        try file.fdatasync()
+        slotNumbers[slot] = number
+        currentSlot = slot
+        currentNumber = number
+        writeOffset = JournalFormat.headerBytes
+    }
+
+    private func openSlot(_ slot: Int) throws(SystemError) -> File {
+        if let f = files[slot] { return f }
+        let f = try File.open(directory.slotPath(slot), journal.configuration.syncMode.fileOptions)
+        files[slot] = f
+        return f
+    }
+
+    /// A slot whose file no checkpoint needs; creates one while under the limit; otherwise asks for a
+    /// checkpoint and waits for it.
+    private func freeSlot() throws -> Int {
+        while true {
+            let released = journal.shared.withLock { $0.releasedBelow }
+            if let slot = slotNumbers.keys.sorted().first(where: { slot in
+                slot != currentSlot && (slotNumbers[slot].map { $0 < released } ?? true)
+            }) {
+                return slot
+            }
+            if slotNumbers.count < directory.filesMax {
+                let slot = (slotNumbers.keys.max() ?? -1) + 1
+                try directory.create(slot: slot)
+                slotNumbers[slot] = nil
+                return slot
+            }
+            sink.journalNeedsCheckpoint(journal: journal.index)
+            if journal.shared.withLock({ $0.stopping }) { throw JournalError.stopped }
+            usleep(1000)
+        }
+    }
+
+    /// Ends the journal: the failed batch and everything after it is refused, never retried.
+    private func fail(_ why: String) -> String {
+        journal.shared.withLock {
+            $0.failure = why
+            $0.stats.failed = why
+        }
+        let error = JournalError.failed(why)
+        for batch in inFlight { for c in batch.completions { c(.failure(error)) } }
+        inFlight = []
+        for c in batchCompletions { c(.failure(error)) }
+        batchCompletions = []
+        for pending in journal.queue.drain(while: { _ in true }) { pending.completion?(.failure(error)) }
+        return why
+    }
+}

@@ -1,0 +1,73 @@
+import DLogIO
+import DLogWire
+import Foundation
+
+extension LedgerStorage {
+    public struct CheckpointResult: Sendable {
+        public var entries: Int
+        public var bytes: Int
+        /// Where each journal's replay will start from now on.
+        public var marks: [JournalPosition?]
+        public var removedFiles: Int
+    }
+
+    /// Flushes the write cache, sorted by (ledger, entry), into a new entry log, then persists the manifest
+    /// with the journal marks the cache was complete up to. After it returns, the journals may recycle
+    /// everything before `marks`. One checkpoint runs at a time.
+    public func checkpoint() throws -> CheckpointResult {
+        try checkpointLock.withLock { _ in try checkpointLocked() }
+    }
+
+    private func checkpointLocked() throws -> CheckpointResult {
+        // 1. Freeze the cache: reads still find it in `flushing`; new adds go to a fresh cache.
+        let (frozen, marks, id, ledgerStates): (Cache, [JournalPosition?], UInt64, [UInt64: LedgerState])
+            = state.withLock { s in
+                let frozen = s.cache
+                s.flushing = frozen
+                s.flushingBytes = s.cacheBytes
+                s.cache = [:]
+                s.cacheBytes = 0
+                let id = s.manifest.nextEntryLogID
+                if !frozen.isEmpty { s.manifest.nextEntryLogID += 1 }
+                return (frozen, s.appliedThrough, id, s.manifest.ledgers)
+            }
+        // 2. Write the entry log: only ledgers that still exist, sorted.
+        var sorted: [(LedgerID, EntryID, [UInt8])] = []
+        for (ledger, entries) in frozen where ledgerStates[ledger.rawValue] != nil {
+            for (entry, bytes) in entries { sorted.append((ledger, EntryID(entry), bytes)) }
+        }
+        sorted.sort { ($0.0.rawValue, $0.1.rawValue) < ($1.0.rawValue, $1.1.rawValue) }
+        var info: EntryLogInfo? = nil
+        if !sorted.isEmpty {
+            let dirIndex = Int(id % UInt64(configuration.ledgerDirectories.count))
+            info = try EntryLogWriter.write(id: id, directoryIndex: dirIndex,
+                                            directory: configuration.ledgerDirectories[dirIndex], entries: sorted)
+        }
+        // 3. Publish: the new file joins the manifest in the same step the frozen cache is dropped.
+        let (manifest, dead): (Manifest, [EntryLogInfo]) = state.withLock { s in
+            if var info {
+                // Ledgers deleted while the file was written are not live in it.
+                info.ledgers = info.ledgers.filter { s.manifest.ledgers[$0.key] != nil }
+                s.manifest.entryLogs.append(info)
+            }
+            s.flushing = nil
+            s.flushingBytes = 0
+            s.manifest.journalMarks = zip(marks.indices, marks).map { i, m in m ?? s.manifest.journalMarks[i] }
+            let dead = s.manifest.entryLogs.filter { $0.ledgers.isEmpty }
+            s.manifest.entryLogs.removeAll { $0.ledgers.isEmpty }
+            s.checkpoints += 1
+            return (s.manifest, dead)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try FileSystem.writeAtomically(configuration.ledgerDirectories[0] + "/" + Manifest.fileName,
+                                       Array(try encoder.encode(manifest)))
+        // 4. Files with no live ledger are gone from the persisted manifest: remove them.
+        for file in dead {
+            _ = readersRemove(file.id)
+            try FileSystem.remove(configuration.ledgerDirectories[file.directory] + "/" + EntryLogWriter.fileName(file.id))
+        }
+        return CheckpointResult(entries: sorted.count, bytes: sorted.reduce(0) { $0 + $1.2.count },
+                                marks: manifest.journalMarks, removedFiles: dead.count)
+    }
+}

@@ -1,0 +1,236 @@
+import DLogIO
+import DLogWire
+import Foundation
+import Synchronization
+
+/// Entries and ledger state: a write cache in memory for what the journal made durable since the last
+/// checkpoint, and sorted entry-log files on the ledger directories for everything before it.
+public final class LedgerStorage: Sendable {
+    public struct Configuration: Sendable {
+        public var ledgerDirectories: [String]
+        /// Checkpoint when the cache holds this much; refuse adds (back-pressure) at twice this.
+        public var writeCacheBytes: Int
+        public init(ledgerDirectories: [String], writeCacheBytes: Int = 64 << 20) {
+            precondition(!ledgerDirectories.isEmpty && writeCacheBytes > 0)
+            self.ledgerDirectories = ledgerDirectories
+            self.writeCacheBytes = writeCacheBytes
+        }
+    }
+
+    typealias Cache = [LedgerID: [Int64: [UInt8]]]
+
+    struct Watcher {
+        var id: UInt64
+        var previous: Int64
+        var fire: @Sendable (Int64, Int64) -> Void
+    }
+
+    struct State {
+        var manifest = Manifest()
+        var cache: Cache = [:]
+        var cacheBytes = 0
+        var flushing: Cache? = nil
+        var flushingBytes = 0
+        var appliedThrough: [JournalPosition?]
+        var watchers: [LedgerID: [Watcher]] = [:]
+        var nextWatcherID: UInt64 = 1
+        var checkpoints: UInt64 = 0
+    }
+
+    public let configuration: Configuration
+    let state: Mutex<State>
+    private let readers = Mutex<[UInt64: EntryLogReader]>([:])
+    let checkpointLock = Mutex(())
+
+    /// Opens storage from its manifest (if any): no scan of entry logs, so this is fast however much is stored.
+    public init(configuration: Configuration, journalCount: Int) throws {
+        self.configuration = configuration
+        for dir in configuration.ledgerDirectories { try FileSystem.makeDirectory(dir) }
+        let path = configuration.ledgerDirectories[0] + "/" + Manifest.fileName
+        var manifest = Manifest()
+        if FileSystem.exists(path) {
+            let bytes = try FileSystem.readAll(path)
+            do {
+                manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+            } catch {
+                throw EntryLogCorruption(path: path, reason: "checkpoint manifest cannot be parsed: \(error)")
+            }
+        }
+        if manifest.journalMarks.count < journalCount {
+            manifest.journalMarks += Array(repeating: nil, count: journalCount - manifest.journalMarks.count)
+        }
+        var s = State(appliedThrough: manifest.journalMarks)
+        s.manifest = manifest
+        state = Mutex(s)
+    }
+
+    public func journalMark(_ journal: Int) -> JournalPosition? { state.withLock { $0.manifest.journalMarks[journal] } }
+
+    public var cacheBytes: Int { state.withLock { $0.cacheBytes + $0.flushingBytes } }
+    public var cacheFull: Bool { state.withLock { $0.cacheBytes >= configuration.writeCacheBytes } }
+    public var ledgerCount: Int { state.withLock { $0.manifest.ledgers.count } }
+    public var entryLogCount: Int { state.withLock { $0.manifest.entryLogs.count } }
+    public var checkpoints: UInt64 { state.withLock { $0.checkpoints } }
+
+    public func ledgerState(_ ledger: LedgerID) -> LedgerState? {
+        state.withLock { $0.manifest.ledgers[ledger.rawValue] }
+    }
+
+    /// Changes a ledger's state under the lock (used by the bookie's admission checks).
+    func withLedgers<T>(_ body: (inout [UInt64: LedgerState], _ cacheOverLimit: Bool) -> T) -> T {
+        let limit = 2 * configuration.writeCacheBytes
+        return state.withLock { s in body(&s.manifest.ledgers, s.cacheBytes + s.flushingBytes >= limit) }
+    }
+
+    // MARK: Applying durable journal records
+
+    /// Applies records that are durable; called on the journal thread and by replay, in journal order.
+    func apply(_ records: [JournalRecord], journal: Int, through position: JournalPosition?) {
+        var fired: [(@Sendable (Int64, Int64) -> Void, Int64, Int64)] = []
+        state.withLock { s in
+            for r in records { apply(r, to: &s, fired: &fired) }
+            if let position { s.appliedThrough[journal] = position }
+        }
+        for (fire, lac, last) in fired { fire(lac, last) }
+    }
+
+    func apply(kind: JournalRecordKind, payload: [UInt8]) {
+        apply([JournalRecord(kind: kind, payload: payload)], journal: 0, through: nil)
+    }
+
+    private func apply(_ r: JournalRecord, to s: inout State,
+                       fired: inout [(@Sendable (Int64, Int64) -> Void, Int64, Int64)]) {
+        switch r.kind {
+        case .add:
+            guard let header = try? EntryCodec.validate(r.payload) else { return }
+            let l = header.ledger
+            guard var ls = s.manifest.ledgers[l.rawValue] else { return }  // deleted meanwhile
+            if s.cache[l]?.updateValue(r.payload, forKey: header.entry.rawValue) == nil {
+                if s.cache[l] == nil { s.cache[l] = [header.entry.rawValue: r.payload] }
+                s.cacheBytes += r.payload.count
+            }
+            ls.lastEntry = max(ls.lastEntry, header.entry.rawValue)
+            ls.piggybackLAC = max(ls.piggybackLAC, header.lastAddConfirmed.rawValue)
+            s.manifest.ledgers[l.rawValue] = ls
+            notify(l, ls, &s, &fired)
+        case .masterKey:
+            guard r.payload.count == 8 + MasterKey.byteCount else { return }
+            let l = Self.ledger(r.payload)
+            if s.manifest.ledgers[l] == nil { s.manifest.ledgers[l] = LedgerState(masterKey: Array(r.payload[8...])) }
+        case .fence:
+            guard r.payload.count == 8 + MasterKey.byteCount else { return }
+            let l = Self.ledger(r.payload)
+            s.manifest.ledgers[l, default: LedgerState(masterKey: Array(r.payload[8...]))].fenced = true
+        case .explicitLAC:
+            guard r.payload.count == 16, var ls = s.manifest.ledgers[Self.ledger(r.payload)] else { return }
+            let lac = r.payload.withUnsafeBytes { Int64(bitPattern: $0.loadBigEndian(UInt64.self, at: 8)) }
+            ls.explicitLAC = max(ls.explicitLAC, lac)
+            s.manifest.ledgers[Self.ledger(r.payload)] = ls
+            notify(LedgerID(Self.ledger(r.payload)), ls, &s, &fired)
+        case .delete:
+            guard r.payload.count == 8 else { return }
+            let l = Self.ledger(r.payload)
+            s.manifest.ledgers[l] = nil
+            if let gone = s.cache.removeValue(forKey: LedgerID(l)) { s.cacheBytes -= gone.values.reduce(0) { $0 + $1.count } }
+            for i in s.manifest.entryLogs.indices { s.manifest.entryLogs[i].ledgers[l] = nil }
+        case .batch:
+            preconditionFailure("batch records never leave the journal")
+        }
+    }
+
+    private static func ledger(_ payload: [UInt8]) -> UInt64 { payload.withUnsafeBytes { $0.loadBigEndian(UInt64.self, at: 0) } }
+
+    private func notify(_ l: LedgerID, _ ls: LedgerState, _ s: inout State,
+                        _ fired: inout [(@Sendable (Int64, Int64) -> Void, Int64, Int64)]) {
+        guard var list = s.watchers[l] else { return }
+        list.removeAll { w in
+            guard ls.lac > w.previous else { return false }
+            fired.append((w.fire, ls.lac, ls.lastEntry))
+            return true
+        }
+        s.watchers[l] = list.isEmpty ? nil : list
+    }
+
+    // MARK: Long poll
+
+    /// Calls `fire(lac, lastEntry)` once LAC passes `previous`: now if it already has (returns nil), or later
+    /// (returns an id for `cancelWatch`).
+    func watch(_ ledger: LedgerID, previous: Int64, fire: @escaping @Sendable (Int64, Int64) -> Void) -> UInt64? {
+        let outcome: Result<UInt64, LACNow> = state.withLock { s in
+            let ls = s.manifest.ledgers[ledger.rawValue]
+            if let ls, ls.lac > previous { return .failure(LACNow(lac: ls.lac, last: ls.lastEntry)) }
+            if ls == nil { return .failure(LACNow(lac: -1, last: -1)) }
+            let id = s.nextWatcherID
+            s.nextWatcherID += 1
+            s.watchers[ledger, default: []].append(Watcher(id: id, previous: previous, fire: fire))
+            return .success(id)
+        }
+        switch outcome {
+        case .success(let id): return id
+        case .failure(let now):
+            fire(now.lac, now.last)
+            return nil
+        }
+    }
+
+    private struct LACNow: Error {
+        var lac: Int64
+        var last: Int64
+    }
+
+    /// Removes a watcher; true when it had not fired (the caller then answers it).
+    func cancelWatch(_ ledger: LedgerID, id: UInt64) -> Bool {
+        state.withLock { s in
+            guard var list = s.watchers[ledger], let i = list.firstIndex(where: { $0.id == id }) else { return false }
+            list.remove(at: i)
+            s.watchers[ledger] = list.isEmpty ? nil : list
+            return true
+        }
+    }
+
+    // MARK: Reads
+
+    public enum ReadResult: Sendable {
+        case found([UInt8])
+        case noLedger
+        case noEntry
+        /// Not in memory: read from entry logs (off the event loop) with `readFromDisk`.
+        case onDisk([UInt64])
+    }
+
+    /// Looks in memory; for entry -1 resolves the last entry.
+    public func readCached(_ ledger: LedgerID, _ entry: EntryID) -> (EntryID, ReadResult) {
+        state.withLock { s in
+            guard let ls = s.manifest.ledgers[ledger.rawValue] else { return (entry, .noLedger) }
+            let e = entry.rawValue < 0 ? ls.lastEntry : entry.rawValue
+            guard e >= 0 else { return (EntryID(e), .noEntry) }
+            if let bytes = s.cache[ledger]?[e] ?? s.flushing?[ledger]?[e] { return (EntryID(e), .found(bytes)) }
+            let files = s.manifest.entryLogs.reversed().filter { info in
+                info.ledgers[ledger.rawValue].map { e >= $0.first && e <= $0.last } ?? false
+            }.map(\.id)
+            return (EntryID(e), files.isEmpty ? .noEntry : .onDisk(files))
+        }
+    }
+
+    /// Reads an entry from entry-log files (newest first). Blocking: never call on an event loop.
+    public func readFromDisk(_ ledger: LedgerID, _ entry: EntryID, files: [UInt64]) throws -> [UInt8]? {
+        for id in files {
+            let reader = try openReader(id)
+            if let bytes = try reader.read(ledger: ledger, entry: entry) { return bytes }
+        }
+        return nil
+    }
+
+    func readersRemove(_ id: UInt64) -> EntryLogReader? { readers.withLock { $0.removeValue(forKey: id) } }
+
+    private func openReader(_ id: UInt64) throws -> EntryLogReader {
+        if let r = readers.withLock({ $0[id] }) { return r }
+        guard let info = state.withLock({ s in s.manifest.entryLogs.first { $0.id == id } }) else {
+            throw EntryLogCorruption(path: "entry log \(id)", reason: "no longer exists")
+        }
+        let r = try EntryLogReader(path: configuration.ledgerDirectories[info.directory] + "/"
+                                   + EntryLogWriter.fileName(id))
+        readers.withLock { $0[id] = r }
+        return r
+    }
+}

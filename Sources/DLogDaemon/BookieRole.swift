@@ -1,0 +1,66 @@
+import CSystemd
+import DLogBookie
+import DLogIO
+import Foundation
+import Logging
+import NIOCore
+
+/// Runs the bookie role until SIGTERM/SIGINT or a journal failure.
+public enum BookieRole {
+    /// Starts everything and blocks. Returns the process exit code.
+    public static func run(settings: BookieSettings, truncateCorrupt: Bool, logger: Logger) -> Int32 {
+        do {
+            try settings.check()
+            try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
+            for (j, l) in Cookies.sharedDevices(journal: settings.journalDirectories, ledger: settings.ledgerDirectories) {
+                let message: Logger.Message = "journal dir \(j) is on the same device as ledger dir \(l); put them on separate devices for latency, or set allow_shared_device = true"
+                if settings.allowSharedDevice { logger.debug(message) } else { logger.warning(message) }
+            }
+            let decision = try EngineSelector().decide(settings.journalEngine)
+            if let reason = decision.fallbackReason {
+                logger.warning("journal engine: falling back to blocking", metadata: ["reason": "\(reason)"])
+            }
+            logger.info("journal engine chosen", metadata: ["engine": "\(decision.engine.rawValue)",
+                                                            "sync": "\(settings.journalSync.rawValue)"])
+            let bookie = try Bookie(configuration: settings.bookieConfiguration(engine: decision.engine,
+                                                                                 truncateCorrupt: truncateCorrupt),
+                                    logger: logger)
+            try bookie.start { failure in
+                logger.critical("journal failed; no more adds are acknowledged; exiting", metadata: ["error": "\(failure)"])
+                exit(3)
+            }
+            let server = try BookieServer(bookie: bookie, host: settings.host, port: settings.port,
+                                          maxFrameBytes: settings.maxFrameBytes, threads: settings.ioThreads,
+                                          logger: logger)
+            let port = server.localAddress?.port ?? settings.port
+            logger.info("bookie serving", metadata: ["address": "\(settings.host):\(port)"])
+            // Scripts and tests wait for this line on standard output.
+            FileHandle.standardOutput.write(Data("dlogd bookie listening on \(settings.host):\(port)\n".utf8))
+            _ = sd_notify(0, "READY=1\nSTATUS=serving on \(settings.host):\(port)")
+            waitForTermination()
+            _ = sd_notify(0, "STOPPING=1")
+            logger.info("stopping: closing server, flushing journal, checkpointing")
+            server.close()
+            bookie.stop()
+            return 0
+        } catch {
+            logger.critical("bookie cannot start: \(error)")
+            FileHandle.standardError.write(Data("dlogd: \(error)\n".utf8))
+            return 2
+        }
+    }
+
+    static func waitForTermination() {
+        let done = DispatchSemaphore(value: 0)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { done.signal() }
+            source.resume()
+            sources.append(source)
+        }
+        done.wait()
+        withExtendedLifetime(sources) {}
+    }
+}

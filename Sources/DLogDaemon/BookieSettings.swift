@@ -1,0 +1,141 @@
+import DLogBookie
+import DLogIO
+
+/// Every setting of the bookie role, with its default, the key that sets it, and its check.
+public struct BookieSettings: Sendable {
+    public var journalDirectories = ["./data/journal"]
+    public var ledgerDirectories = ["./data/ledgers"]
+    public var host = "127.0.0.1"
+    public var port = 3181
+    public var journalEngine = EngineChoice.auto
+    public var journalSync = SyncMode.fdatasync
+    public var groupWaitMicros = 1000
+    public var groupBytes = 512 * 1024
+    public var journalFileBytes = 64 << 20
+    public var journalFilesMax = 8
+    public var journalQueueEntries = 100_000
+    public var writeCacheBytes = 64 << 20
+    public var checkpointIntervalMillis = 10_000
+    public var diskUsageThreshold = 0.95
+    public var diskUsageLowWater = 0.90
+    public var allowSharedDevice = false
+    public var maxFrameBytes = 5 << 20
+    public var ioThreads = 2
+
+    public init() {}
+
+    public static let keys: Set<String> = [
+        "journal_dirs", "ledger_dirs", "host", "port", "journal_engine", "journal_sync", "journal_group_wait_us",
+        "journal_group_bytes", "journal_file_bytes", "journal_files_max", "journal_queue_entries",
+        "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
+        "allow_shared_device", "max_frame_bytes", "io_threads",
+    ]
+
+    /// Applies a config file over the defaults, checking every value.
+    public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
+        func v(_ key: String) -> String? { file.values[key]?.value }
+        func bad(_ key: String, _ allowed: String) -> ConfigFile.Problem {
+            ConfigFile.Problem(message: "\(file.location(key)): config key '\(key)' has value '\(v(key) ?? "")'; "
+                                   + "allowed: \(allowed)")
+        }
+        func int(_ key: String, _ range: ClosedRange<Int>) throws(ConfigFile.Problem) -> Int? {
+            guard let s = v(key) else { return nil }
+            guard let n = Self.parseSize(s), range.contains(n) else {
+                throw bad(key, "a whole number from \(range.lowerBound) to \(range.upperBound) (K, M, G suffixes allowed)")
+            }
+            return n
+        }
+        func fraction(_ key: String) throws(ConfigFile.Problem) -> Double? {
+            guard let s = v(key) else { return nil }
+            guard let d = Double(s), d > 0, d <= 1 else { throw bad(key, "a fraction between 0 (exclusive) and 1") }
+            return d
+        }
+        func dirs(_ key: String) throws(ConfigFile.Problem) -> [String]? {
+            guard let s = v(key) else { return nil }
+            let list = s.split(separator: ",").map { $0.trimmingCharacters(in: " \t") }.filter { !$0.isEmpty }
+            guard !list.isEmpty, Set(list).count == list.count else {
+                throw bad(key, "a comma-separated list of distinct directories")
+            }
+            return list
+        }
+        if let d = try dirs("journal_dirs") { journalDirectories = d }
+        if let d = try dirs("ledger_dirs") { ledgerDirectories = d }
+        if let h = v("host") {
+            guard !h.isEmpty else { throw bad("host", "an address or host name") }
+            host = h
+        }
+        if let p = try int("port", 0...65535) { port = p }
+        if let e = v("journal_engine") {
+            guard let c = EngineChoice(rawValue: e) else { throw bad("journal_engine", "auto, io_uring, blocking") }
+            journalEngine = c
+        }
+        if let s = v("journal_sync") {
+            guard let m = SyncMode(rawValue: s) else { throw bad("journal_sync", "fdatasync, dsync") }
+            journalSync = m
+        }
+        if let n = try int("journal_group_wait_us", 0...1_000_000) { groupWaitMicros = n }
+        if let n = try int("journal_group_bytes", 4096...(64 << 20)) { groupBytes = n }
+        if let n = try int("journal_file_bytes", (1 << 20)...(1 << 32)) {
+            guard n % 4096 == 0 else { throw bad("journal_file_bytes", "a multiple of 4096") }
+            journalFileBytes = n
+        }
+        if let n = try int("journal_files_max", 2...1024) { journalFilesMax = n }
+        if let n = try int("journal_queue_entries", 1...10_000_000) { journalQueueEntries = n }
+        if let n = try int("write_cache_bytes", (1 << 20)...(1 << 40)) { writeCacheBytes = n }
+        if let n = try int("checkpoint_interval_ms", 100...3_600_000) { checkpointIntervalMillis = n }
+        if let f = try fraction("disk_usage_threshold") { diskUsageThreshold = f }
+        if let f = try fraction("disk_usage_lwm") { diskUsageLowWater = f }
+        if let b = v("allow_shared_device") {
+            guard b == "true" || b == "false" else { throw bad("allow_shared_device", "true, false") }
+            allowSharedDevice = b == "true"
+        }
+        if let n = try int("max_frame_bytes", 4096...(256 << 20)) { maxFrameBytes = n }
+        if let n = try int("io_threads", 1...64) { ioThreads = n }
+        try check()
+    }
+
+    /// Checks that hold between settings, whatever set them.
+    public func check() throws(ConfigFile.Problem) {
+        guard diskUsageLowWater <= diskUsageThreshold else {
+            throw ConfigFile.Problem(message: "disk_usage_lwm (\(diskUsageLowWater)) must not exceed "
+                                         + "disk_usage_threshold (\(diskUsageThreshold))")
+        }
+        guard groupBytes < journalFileBytes / 2 else {
+            throw ConfigFile.Problem(message: "journal_group_bytes (\(groupBytes)) must be under half of "
+                                         + "journal_file_bytes (\(journalFileBytes))")
+        }
+        guard maxFrameBytes + 8192 < journalFileBytes / 2 else {
+            throw ConfigFile.Problem(message: "max_frame_bytes (\(maxFrameBytes)) must be well under half of "
+                                         + "journal_file_bytes (\(journalFileBytes))")
+        }
+        let overlap = Set(journalDirectories).intersection(ledgerDirectories)
+        guard overlap.isEmpty else {
+            throw ConfigFile.Problem(message: "directory \(overlap.sorted()[0]) is both a journal and a ledger directory")
+        }
+    }
+
+    /// "64M" → 67108864. Plain numbers pass through.
+    static func parseSize(_ s: String) -> Int? {
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        if let last = s.last, let mult = units[Character(last.uppercased())] {
+            return Int(s.dropLast()).flatMap { $0.multipliedReportingOverflow(by: mult).overflow ? nil : $0 * mult }
+        }
+        return Int(s)
+    }
+
+    /// The bookie configuration these settings describe.
+    public func bookieConfiguration(engine: EngineChoice, truncateCorrupt: Bool) -> Bookie.Configuration {
+        let journal = Journal.Configuration(
+            directory: journalDirectories[0], fileBytes: journalFileBytes, filesMax: journalFilesMax,
+            policy: .init(groupWaitMax: .microseconds(groupWaitMicros), bufferedBytesMax: groupBytes),
+            queueCountMax: journalQueueEntries, engine: engine, syncMode: journalSync, recordBytesMax: maxFrameBytes)
+        var config = Bookie.Configuration(journal: journal, journalDirectories: journalDirectories,
+                                          storage: .init(ledgerDirectories: ledgerDirectories,
+                                                         writeCacheBytes: writeCacheBytes))
+        config.checkpointInterval = .milliseconds(checkpointIntervalMillis)
+        config.diskUsageThreshold = diskUsageThreshold
+        config.diskUsageLowWater = diskUsageLowWater
+        config.truncateCorruptJournal = truncateCorrupt
+        return config
+    }
+}

@@ -1,0 +1,162 @@
+import NIOCore
+
+extension BookieRequest {
+    /// Appends this request as one frame.
+    public func encode(requestID: UInt64, into buffer: inout ByteBuffer) {
+        var flags: UInt16 = 0
+        switch self {
+        case .add(_, _, let recovery): if recovery { flags |= BookieFlags.recoveryAdd }
+        case .read(_, _, let key): if key != nil { flags |= BookieFlags.fence }
+        case .readLAC(_, let poll): if poll != nil { flags |= BookieFlags.longPoll }
+        default: break
+        }
+        let header = FrameHeader(op: op.rawValue, flagsOrStatus: flags, requestID: requestID)
+        buffer.writeFrame(header) { body in
+            switch self {
+            case .add(let key, let entry, _):
+                body.writeBytes(key.bytes)
+                body.writeBytes(entry)
+            case .read(let ledger, let entry, let key):
+                body.writeInteger(ledger.rawValue)
+                body.writeInteger(entry.rawValue)
+                if let key { body.writeBytes(key.bytes) }
+            case .readLAC(let ledger, let poll):
+                body.writeInteger(ledger.rawValue)
+                if let poll {
+                    body.writeInteger(poll.previous.rawValue)
+                    body.writeInteger(poll.timeoutMilliseconds)
+                }
+            case .writeLAC(let ledger, let key, let lac):
+                body.writeInteger(ledger.rawValue)
+                body.writeBytes(key.bytes)
+                body.writeInteger(lac.rawValue)
+            case .deleteLedger(let ledger):
+                body.writeInteger(ledger.rawValue)
+            case .getInfo:
+                break
+            }
+        }
+    }
+
+    /// Parses a request frame. Every field is length-checked; extra bytes are an error.
+    public static func decode(_ frame: Frame) throws(ProtocolError) -> BookieRequest {
+        guard let op = BookieOp(rawValue: frame.header.op) else {
+            throw ProtocolError("unknown operation \(frame.header.op)")
+        }
+        var body = frame.body
+        let flags = frame.header.flagsOrStatus
+        let request: BookieRequest
+        switch op {
+        case .add:
+            let key = try body.readMasterKey()
+            guard body.readableBytes >= EntryHeader.byteCount else {
+                throw ProtocolError("ADD carries \(body.readableBytes) entry bytes, fewer than the 36-byte entry header")
+            }
+            request = .add(masterKey: key, entry: body.readBytes(length: body.readableBytes)!,
+                           recovery: flags & BookieFlags.recoveryAdd != 0)
+        case .read:
+            let ledger = try body.readField(UInt64.self, "READ ledger")
+            let entry = try body.readField(Int64.self, "READ entry")
+            let key = flags & BookieFlags.fence != 0 ? try body.readMasterKey() : nil
+            request = .read(ledger: LedgerID(ledger), entry: EntryID(entry), fenceWith: key)
+        case .readLAC:
+            let ledger = try body.readField(UInt64.self, "READ_LAC ledger")
+            var poll: LongPoll? = nil
+            if flags & BookieFlags.longPoll != 0 {
+                let previous = try body.readField(Int64.self, "READ_LAC previous")
+                let timeout = try body.readField(UInt32.self, "READ_LAC timeout")
+                poll = LongPoll(previous: EntryID(previous), timeoutMilliseconds: timeout)
+            }
+            request = .readLAC(ledger: LedgerID(ledger), longPoll: poll)
+        case .writeLAC:
+            let ledger = try body.readField(UInt64.self, "WRITE_LAC ledger")
+            let key = try body.readMasterKey()
+            let lac = try body.readField(Int64.self, "WRITE_LAC lac")
+            request = .writeLAC(ledger: LedgerID(ledger), masterKey: key, lac: EntryID(lac))
+        case .deleteLedger:
+            request = .deleteLedger(ledger: LedgerID(try body.readField(UInt64.self, "DELETE_LEDGER ledger")))
+        case .getInfo:
+            request = .getInfo
+        }
+        guard body.readableBytes == 0 else {
+            throw ProtocolError("\(op) request has \(body.readableBytes) unexpected trailing bytes")
+        }
+        return request
+    }
+}
+
+extension BookieResponse {
+    public func encode(op: BookieOp, requestID: UInt64, into buffer: inout ByteBuffer) {
+        let status: BookieStatus
+        if case .failed(let s, _) = self { status = s } else { status = .ok }
+        let header = FrameHeader(op: op.rawValue | FrameHeader.responseBit, flagsOrStatus: status.rawValue,
+                                 requestID: requestID)
+        buffer.writeFrame(header) { body in
+            switch self {
+            case .added(let ledger, let entry):
+                body.writeInteger(ledger.rawValue)
+                body.writeInteger(entry.rawValue)
+            case .entry(let bytes):
+                body.writeBytes(bytes)
+            case .lac(let lac, let last):
+                body.writeInteger(lac.rawValue)
+                body.writeInteger(last.rawValue)
+            case .done:
+                break
+            case .info(let json):
+                body.writeString(json)
+            case .failed(_, let message):
+                body.writeString(message)
+            }
+        }
+    }
+
+    /// Parses a response frame for a request of operation `op`.
+    public static func decode(_ frame: Frame) throws(ProtocolError) -> (BookieOp, BookieResponse) {
+        guard frame.header.isResponse, let op = BookieOp(rawValue: frame.header.op & ~FrameHeader.responseBit) else {
+            throw ProtocolError("frame op \(frame.header.op) is not a bookie response")
+        }
+        guard let status = BookieStatus(rawValue: frame.header.flagsOrStatus) else {
+            throw ProtocolError("unknown status code \(frame.header.flagsOrStatus)")
+        }
+        var body = frame.body
+        if status != .ok {
+            return (op, .failed(status, message: body.readString(length: body.readableBytes) ?? ""))
+        }
+        let response: BookieResponse
+        switch op {
+        case .add:
+            let ledger = try body.readField(UInt64.self, "ADD response ledger")
+            let entry = try body.readField(Int64.self, "ADD response entry")
+            response = .added(ledger: LedgerID(ledger), entry: EntryID(entry))
+        case .read:
+            response = .entry(body.readBytes(length: body.readableBytes)!)
+        case .readLAC:
+            let lac = try body.readField(Int64.self, "READ_LAC response lac")
+            let last = try body.readField(Int64.self, "READ_LAC response last entry")
+            response = .lac(lac: EntryID(lac), lastEntry: EntryID(last))
+        case .writeLAC, .deleteLedger:
+            response = .done
+        case .getInfo:
+            response = .info(json: body.readString(length: body.readableBytes) ?? "")
+        }
+        guard body.readableBytes == 0 else {
+            throw ProtocolError("\(op) response has \(body.readableBytes) unexpected trailing bytes")
+        }
+        return (op, response)
+    }
+}
+
+extension ByteBuffer {
+    mutating func readField<T: FixedWidthInteger>(_ type: T.Type, _ what: String) throws(ProtocolError) -> T {
+        guard let v = readInteger(as: T.self) else { throw ProtocolError("\(what): frame ends early") }
+        return v
+    }
+
+    mutating func readMasterKey() throws(ProtocolError) -> MasterKey {
+        guard let bytes = readBytes(length: MasterKey.byteCount), let key = MasterKey(bytes: bytes) else {
+            throw ProtocolError("master key: frame ends early")
+        }
+        return key
+    }
+}

@@ -1,0 +1,97 @@
+import NIOCore
+
+/// Operations a bookie serves.
+public enum BookieOp: UInt8, Sendable, CaseIterable {
+    case add = 1
+    case read = 2
+    case readLAC = 3
+    case writeLAC = 4
+    case deleteLedger = 5
+    case getInfo = 6
+}
+
+/// Status of a response. Numbers are part of the protocol: never reuse one.
+public enum BookieStatus: UInt16, Sendable, Error, CustomStringConvertible {
+    case ok = 0
+    case noLedger = 1
+    case noEntry = 2
+    case badRequest = 100
+    case ioError = 101
+    case unauthorized = 102
+    case fenced = 104
+    case readOnly = 105
+    case tooManyRequests = 106
+    case corruptEntry = 107
+    case tooLarge = 108
+    case shuttingDown = 109
+
+    public var description: String {
+        switch self {
+        case .ok: return "ok"
+        case .noLedger: return "no such ledger"
+        case .noEntry: return "no such entry"
+        case .badRequest: return "bad request"
+        case .ioError: return "I/O error on the bookie"
+        case .unauthorized: return "master key does not match the ledger's"
+        case .fenced: return "ledger is fenced"
+        case .readOnly: return "bookie is read-only"
+        case .tooManyRequests: return "bookie is overloaded; retry later"
+        case .corruptEntry: return "entry failed its checksum"
+        case .tooLarge: return "entry too large"
+        case .shuttingDown: return "bookie is shutting down"
+        }
+    }
+}
+
+public enum BookieFlags {
+    /// ADD: a recovery add, accepted on a fenced ledger.
+    public static let recoveryAdd: UInt16 = 0x1
+    /// READ: fence the ledger before answering.
+    public static let fence: UInt16 = 0x1
+    /// READ_LAC: long poll; the body carries the previous LAC and a timeout.
+    public static let longPoll: UInt16 = 0x1
+}
+
+public enum BookieRequest: Sendable, Equatable {
+    case add(masterKey: MasterKey, entry: [UInt8], recovery: Bool)
+    case read(ledger: LedgerID, entry: EntryID, fenceWith: MasterKey?)
+    case readLAC(ledger: LedgerID, longPoll: LongPoll?)
+    case writeLAC(ledger: LedgerID, masterKey: MasterKey, lac: EntryID)
+    case deleteLedger(ledger: LedgerID)
+    case getInfo
+
+    public struct LongPoll: Sendable, Equatable {
+        public var previous: EntryID
+        public var timeoutMilliseconds: UInt32
+        public init(previous: EntryID, timeoutMilliseconds: UInt32) {
+            self.previous = previous
+            self.timeoutMilliseconds = timeoutMilliseconds
+        }
+    }
+
+    public var op: BookieOp {
+        switch self {
+        case .add: return .add
+        case .read: return .read
+        case .readLAC: return .readLAC
+        case .writeLAC: return .writeLAC
+        case .deleteLedger: return .deleteLedger
+        case .getInfo: return .getInfo
+        }
+    }
+}
+
+public enum BookieResponse: Sendable, Equatable {
+    case added(ledger: LedgerID, entry: EntryID)
+    case entry([UInt8])
+    case lac(lac: EntryID, lastEntry: EntryID)
+    case done
+    case info(json: String)
+    case failed(BookieStatus, message: String)
+}
+
+public struct ProtocolError: Error, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

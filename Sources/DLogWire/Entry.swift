@@ -1,0 +1,98 @@
+/// An entry exactly as a writer sends it, a bookie stores it and a reader gets it back.
+///
+/// Layout (big-endian):
+///
+///     offset  size  field
+///     0       8     ledger id
+///     8       8     entry id
+///     16      8     writer's last-add-confirmed when it sent this entry (-1: none)
+///     24      8     ledger length in bytes after this entry (cumulative)
+///     32      4     CRC32C over bytes 0..<32 and the payload
+///     36      n     payload
+///
+/// The bookie checks the CRC on add (a corrupt entry is refused) and again on every read, so a bit flipped
+/// on its disk is reported rather than served.
+public struct EntryHeader: Hashable, Sendable {
+    public static let byteCount = 36
+    public var ledger: LedgerID
+    public var entry: EntryID
+    public var lastAddConfirmed: EntryID
+    public var ledgerLength: UInt64
+
+    public init(ledger: LedgerID, entry: EntryID, lastAddConfirmed: EntryID, ledgerLength: UInt64) {
+        self.ledger = ledger
+        self.entry = entry
+        self.lastAddConfirmed = lastAddConfirmed
+        self.ledgerLength = ledgerLength
+    }
+}
+
+public enum EntryError: Error, Equatable, CustomStringConvertible {
+    case tooShort(count: Int)
+    case checksumMismatch(ledger: LedgerID, entry: EntryID, stored: UInt32, computed: UInt32)
+
+    public var description: String {
+        switch self {
+        case .tooShort(let count):
+            return "entry of \(count) bytes is shorter than its \(EntryHeader.byteCount)-byte header"
+        case .checksumMismatch(let ledger, let entry, let stored, let computed):
+            return "entry \(ledger)/\(entry) fails its CRC32C (stored \(hex(stored)), computed \(hex(computed)))"
+        }
+    }
+}
+
+func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }
+
+public enum EntryCodec {
+    /// Builds the wire/storage form of an entry with its CRC.
+    public static func encode(_ header: EntryHeader, payload: some Collection<UInt8>) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(EntryHeader.byteCount + payload.count)
+        out.appendBigEndian(header.ledger.rawValue)
+        out.appendBigEndian(UInt64(bitPattern: header.entry.rawValue))
+        out.appendBigEndian(UInt64(bitPattern: header.lastAddConfirmed.rawValue))
+        out.appendBigEndian(header.ledgerLength)
+        out.appendBigEndian(UInt32(0))
+        out.append(contentsOf: payload)
+        let crc = checksum(of: out)
+        out.withUnsafeMutableBytes { raw in raw.storeBytes(of: crc.bigEndian, toByteOffset: 32, as: UInt32.self) }
+        return out
+    }
+
+    /// Parses the header and verifies the CRC; throws when the bytes are not an intact entry.
+    public static func validate(_ bytes: UnsafeRawBufferPointer) throws(EntryError) -> EntryHeader {
+        guard bytes.count >= EntryHeader.byteCount else { throw .tooShort(count: bytes.count) }
+        let header = EntryHeader(
+            ledger: LedgerID(bytes.loadBigEndian(UInt64.self, at: 0)),
+            entry: EntryID(Int64(bitPattern: bytes.loadBigEndian(UInt64.self, at: 8))),
+            lastAddConfirmed: EntryID(Int64(bitPattern: bytes.loadBigEndian(UInt64.self, at: 16))),
+            ledgerLength: bytes.loadBigEndian(UInt64.self, at: 24))
+        let stored = bytes.loadBigEndian(UInt32.self, at: 32)
+        let computed = checksum(of: bytes)
+        guard stored == computed else {
+            throw .checksumMismatch(ledger: header.ledger, entry: header.entry, stored: stored, computed: computed)
+        }
+        return header
+    }
+
+    public static func validate(_ bytes: [UInt8]) throws(EntryError) -> EntryHeader {
+        do {
+            return try bytes.withUnsafeBytes { raw in try validate(raw) }
+        } catch let error as EntryError {
+            throw error
+        } catch {
+            preconditionFailure("validate throws only EntryError")
+        }
+    }
+
+    /// The payload of an intact entry.
+    public static func payload(of bytes: [UInt8]) -> ArraySlice<UInt8> { bytes[EntryHeader.byteCount...] }
+
+    /// CRC over the 32 header bytes before the CRC field, then the payload.
+    static func checksum(of bytes: [UInt8]) -> UInt32 { bytes.withUnsafeBytes { checksum(of: $0) } }
+
+    static func checksum(of raw: UnsafeRawBufferPointer) -> UInt32 {
+        let head = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<32]))
+        return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[EntryHeader.byteCount...]), seed: head)
+    }
+}

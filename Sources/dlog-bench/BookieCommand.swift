@@ -1,0 +1,197 @@
+import ArgumentParser
+import DLogLedger
+import DLogWire
+import Foundation
+import Histogram
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Closed-loop adds to fresh ledgers on one bookie: each of N connections keeps P adds in flight.
+struct BookieCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bookie",
+        abstract: "Closed-loop adds against one bookie; prints throughput, latency and fsync batching.")
+
+    @Option(help: "Bookie address HOST:PORT.") var target: String
+    @Option(help: "Connections.") var clients = 1
+    @Option(help: "Adds in flight per connection.") var pipeline = 1
+    @Option(help: "Payload bytes per entry.") var size = 1024
+    @Option(help: "Seconds to run.") var duration = 5.0
+    @Flag(help: "Print one JSON object.") var json = false
+    @Option(name: .customLong("acked-log"), help: "Append every acknowledged (ledger, entry, crc) to this file.")
+    var ackedLog: String?
+
+    struct Result: Codable {
+        var target: String
+        var clients: Int
+        var pipeline: Int
+        var size: Int
+        var duration_s: Double
+        var ops: Int
+        var errors: Int
+        var ops_per_sec: Double
+        var mb_per_sec: Double
+        var p50_ms: Double
+        var p99_ms: Double
+        var p999_ms: Double
+        var max_ms: Double
+        var syncs_per_sec: Double
+        var entries_per_sync: Double
+        var engine: String
+        var sync_mode: String
+    }
+
+    final class Lane: Sendable {
+        struct Stats {
+            var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000)
+            var ops = 0
+            var errors = 0
+            var firstError: String? = nil
+            var acked: [(UInt64, Int64, UInt32)] = []
+        }
+        let stats = Mutex(Stats())
+        let done: EventLoopPromise<Void>
+        init(done: EventLoopPromise<Void>) { self.done = done }
+    }
+
+    func validate() throws {
+        guard (1...4096).contains(clients) else { throw ValidationError("--clients must be 1...4096") }
+        guard (1...1024).contains(pipeline) else { throw ValidationError("--pipeline must be 1...1024") }
+        guard (0...(4 << 20)).contains(size) else { throw ValidationError("--size must be 0...4M") }
+        guard duration > 0 && duration <= 3600 else { throw ValidationError("--duration must be 0...3600") }
+    }
+
+    func run() async throws {
+        let (host, port) = try parseTarget(target)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var connections: [BookieClient] = []
+        for _ in 0..<clients { connections.append(try await BookieClient.connect(host: host, port: port, group: group)) }
+        let before = try await JournalCounters(json: connections[0].info())
+        let key = MasterKey(password: "dlog-bench")
+        let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        let base = UInt64(Date().timeIntervalSince1970 * 1000) << 16  // fresh ledgers every run
+        let keepAcked = ackedLog != nil
+        let start = ContinuousClock.now
+        let deadline = start + .milliseconds(Int64(duration * 1000))
+        var lanes: [Lane] = []
+        for (c, client) in connections.enumerated() {
+            for p in 0..<pipeline {
+                let lane = Lane(done: client.channel.eventLoop.makePromise())
+                lanes.append(lane)
+                let ledger = LedgerID(base + UInt64(c * pipeline + p))
+                Self.step(client: client, lane: lane, key: key, ledger: ledger, entry: 0, payload: payload,
+                          deadline: deadline, keepAcked: keepAcked)
+            }
+        }
+        for lane in lanes { try await lane.done.futureResult.get() }
+        let elapsed = Double(micros(ContinuousClock.now - start)) / 1e6
+        let after = try await JournalCounters(json: connections[0].info())
+        for c in connections { await c.close() }
+        try await group.shutdownGracefully()
+
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000)
+        var ops = 0, errors = 0
+        var firstError: String? = nil
+        var acked: [(UInt64, Int64, UInt32)] = []
+        for lane in lanes {
+            lane.stats.withLock { s in
+                histogram.add(s.histogram)
+                ops += s.ops
+                errors += s.errors
+                firstError = firstError ?? s.firstError
+                acked += s.acked
+            }
+        }
+        if let ackedLog { try Self.appendAcked(acked, to: ackedLog) }
+        let lat = LatencySummary(histogram)
+        let syncs = Double(after.syncs &- before.syncs)
+        let records = Double(after.records &- before.records)
+        let result = Result(target: target, clients: clients, pipeline: pipeline, size: size, duration_s: elapsed,
+                            ops: ops, errors: errors, ops_per_sec: (Double(ops) / elapsed).rounded(),
+                            mb_per_sec: (Double(ops * size) / elapsed / 1e6 * 10).rounded() / 10,
+                            p50_ms: lat.p50_ms, p99_ms: lat.p99_ms, p999_ms: lat.p999_ms, max_ms: lat.max_ms,
+                            syncs_per_sec: (syncs / elapsed).rounded(),
+                            entries_per_sync: syncs > 0 ? (records / syncs * 10).rounded() / 10 : 0,
+                            engine: after.engine, sync_mode: after.syncMode)
+        if json {
+            printJSON(result)
+        } else {
+            print("bookie \(target) \(clients)x\(pipeline) \(size) B: \(fmt(result.ops_per_sec, 0)) adds/s, "
+                  + "\(fmt(result.mb_per_sec, 1)) MB/s, p50 \(fmt(lat.p50_ms, 3)) ms, p99 \(fmt(lat.p99_ms, 3)) ms, "
+                  + "p99.9 \(fmt(lat.p999_ms, 3)) ms, max \(fmt(lat.max_ms, 3)) ms; \(fmt(result.syncs_per_sec, 0)) "
+                  + "fsyncs/s, \(fmt(result.entries_per_sync, 1)) entries/fsync (\(after.engine), \(after.syncMode))")
+        }
+        if errors > 0 {
+            FileHandle.standardError.write(Data("dlog-bench: \(errors) adds failed; first: \(firstError ?? "?")\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    /// One add; its completion records the latency and sends the next until the deadline.
+    static func step(client: BookieClient, lane: Lane, key: MasterKey, ledger: LedgerID, entry: Int64,
+                     payload: [UInt8], deadline: ContinuousClock.Instant, keepAcked: Bool) {
+        let bytes = EntryCodec.encode(EntryHeader(ledger: ledger, entry: EntryID(entry), lastAddConfirmed: EntryID(entry - 1),
+                                                  ledgerLength: UInt64(entry + 1) * UInt64(payload.count)),
+                                      payload: payload)
+        let sent = ContinuousClock.now
+        client.sendFuture(.add(masterKey: key, entry: bytes, recovery: false)).whenComplete { result in
+            let now = ContinuousClock.now
+            lane.stats.withLock { s in
+                switch result {
+                case .success(.added):
+                    _ = s.histogram.record(micros(now - sent))
+                    s.ops += 1
+                    if keepAcked {
+                        let crc = bytes.withUnsafeBytes { $0.loadBigEndian(UInt32.self, at: 32) }
+                        s.acked.append((ledger.rawValue, entry, crc))
+                    }
+                case .success(let other):
+                    s.errors += 1
+                    s.firstError = s.firstError ?? "\(ledger)/\(entry): \(other)"
+                case .failure(let error):
+                    s.errors += 1
+                    s.firstError = s.firstError ?? "\(ledger)/\(entry): \(error)"
+                }
+            }
+            if case .success(.added) = result, now < deadline {
+                step(client: client, lane: lane, key: key, ledger: ledger, entry: entry + 1, payload: payload,
+                     deadline: deadline, keepAcked: keepAcked)
+            } else {
+                lane.done.succeed(())
+            }
+        }
+    }
+
+    static func appendAcked(_ acked: [(UInt64, Int64, UInt32)], to path: String) throws {
+        var text = ""
+        text.reserveCapacity(acked.count * 32)
+        for (l, e, crc) in acked { text += "\(l) \(e) \(crc)\n" }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw BenchError("cannot open --acked-log \(path)") }
+        handle.seekToEndOfFile()
+        handle.write(Data(text.utf8))
+        try handle.synchronize()
+        try handle.close()
+    }
+}
+
+/// The journal counters dlog-bench reads from GET_INFO.
+struct JournalCounters {
+    var syncs: UInt64 = 0
+    var records: UInt64 = 0
+    var engine = ""
+    var syncMode = ""
+
+    init(json: String) throws {
+        guard let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              let journals = object["journals"] as? [[String: Any]] else {
+            throw BenchError("GET_INFO answered something that is not the expected JSON: \(json.prefix(200))")
+        }
+        for j in journals {
+            syncs += (j["syncs"] as? NSNumber)?.uint64Value ?? 0
+            records += (j["recordsSynced"] as? NSNumber)?.uint64Value ?? 0
+            engine = j["engine"] as? String ?? engine
+            syncMode = j["syncMode"] as? String ?? syncMode
+        }
+    }
+}

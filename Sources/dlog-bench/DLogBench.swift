@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct DLogBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dlog-bench",
+        abstract: "Benchmarks for DistributedLog: the disk itself, a bookie, and read-back verification.",
+        subcommands: [DiskCommand.self, BookieCommand.self, VerifyCommand.self])
+}

@@ -1,0 +1,31 @@
+import DLogWire
+import Testing
+
+@Suite struct CRC32CTests {
+    /// The standard check value proves we compute Castagnoli, not the IEEE polynomial.
+    @Test func checkValue() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(Array("123456789".utf8).withUnsafeBytes { CRC32C.portableChecksum($0) } == 0xE306_9283)
+    }
+
+    /// Published vectors (RFC 3720 B.4): 32 zero bytes and 32 0xFF bytes.
+    @Test func iscsiVectors() {
+        #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
+        #expect(CRC32C.checksum([UInt8](repeating: 0xFF, count: 32)) == 0x62A8_AB43)
+        #expect(CRC32C.checksum((0..<32).map { UInt8($0) }) == 0x46DD_794E)
+    }
+
+    /// The hardware and portable paths agree on every length and alignment, and chaining equals one pass.
+    @Test func pathsAgreeAndChain() {
+        var rng = SystemRandomNumberGenerator()
+        for length in 0..<300 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let hw = CRC32C.checksum(bytes)
+            let sw = bytes.withUnsafeBytes { CRC32C.portableChecksum($0) }
+            #expect(hw == sw, "length \(length)")
+            let cut = length / 3
+            let chained = CRC32C.checksum(Array(bytes[cut...]), seed: CRC32C.checksum(Array(bytes[..<cut])))
+            #expect(chained == hw, "chained at \(cut) of \(length)")
+        }
+    }
+}
