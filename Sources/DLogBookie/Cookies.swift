@@ -46,14 +46,14 @@ public enum Cookies {
         } else {
             instance = found[0].1.instance
         }
+        for (dir, cookie) in found where cookie.instance != instance {
+            throw Mismatch(directory: dir, reason: "belongs to another bookie (instance \(cookie.instance), "
+                               + "while \(found[0].0) belongs to \(instance))")
+        }
         for (dir, role, index) in all {
             let expected = Cookie(instance: instance, role: role, index: index, journalDirectories: journal,
                                   ledgerDirectories: ledger)
             if let cookie = found.first(where: { $0.0 == dir })?.1 {
-                if cookie.instance != instance {
-                    throw Mismatch(directory: dir, reason: "belongs to another bookie (instance \(cookie.instance), "
-                                       + "this one is \(instance))")
-                }
                 if cookie.role != role || cookie.index != index {
                     throw Mismatch(directory: dir, reason: "was \(cookie.role) directory #\(cookie.index + 1) and is now "
                                        + "configured as \(role) directory #\(index + 1) (swapped?)")

@@ -104,15 +104,22 @@ extension JournalDirectory {
               let previous = headers.first(where: { $0.header.fileNumber == first.header.previousFileNumber }) {
             chain.insert(previous, at: 0)
         }
+        var start = mark ?? JournalPosition(fileNumber: chain[0].header.fileNumber,
+                                            offset: Int64(JournalFormat.headerBytes), nextSeq: chain[0].header.firstSeq)
         if let mark, chain[0].header.fileNumber != mark.fileNumber {
-            throw JournalCorruption(file: slotPath(chain[0].slot), offset: 0,
-                                    reason: "the checkpoint mark is in journal file number \(mark.fileNumber), "
-                                        + "which is missing from \(path)")
+            // The mark may sit at the very end of a file that held nothing more (or never existed, on a
+            // first start): then the next file's header points exactly at it, and replay starts there.
+            let first = chain[0].header
+            guard first.fileNumber > mark.fileNumber, first.previousFileNumber == mark.fileNumber,
+                  first.previousEndOffset == mark.offset, first.firstSeq == mark.nextSeq else {
+                throw JournalCorruption(file: slotPath(chain[0].slot), offset: 0,
+                                        reason: "the checkpoint mark (\(mark)) is in a journal file that is missing "
+                                            + "from \(path)")
+            }
+            start = JournalPosition(fileNumber: first.fileNumber, offset: Int64(JournalFormat.headerBytes),
+                                    nextSeq: first.firstSeq)
         }
-        var summary = ReplaySummary(end: mark ?? JournalPosition(fileNumber: chain[0].header.fileNumber,
-                                                                  offset: Int64(JournalFormat.headerBytes),
-                                                                  nextSeq: chain[0].header.firstSeq),
-                                    records: 0, bytes: 0)
+        var summary = ReplaySummary(end: start, records: 0, bytes: 0)
         for (i, link) in chain.enumerated() {
             let successor = i + 1 < chain.count ? chain[i + 1].header : nil
             let start = i == 0 ? Int(summary.end.offset) : JournalFormat.headerBytes

@@ -116,3 +116,37 @@ import Testing
         #expect(j.stats.rejectedQueueFull == 1)
     }
 }
+
+@Suite struct JournalMarkTests {
+    /// A checkpoint mark taken where replay ended (even on a first start, before any file existed) is a
+    /// valid start for the next replay, with or without records written after it.
+    @Test func markAtReplayEndIsValid() throws {
+        let dir = TempDir()
+        var j = try makeJournal(dir.path, engine: .blocking)
+        let empty = try replayAll(j).1.end
+        j.start(resumeAfter: empty, releasedBelow: 0, sink: RecordingSink(), onFatal: { _ in })
+        j.stop()
+        j = try makeJournal(dir.path, engine: .blocking)
+        let (none, s1) = try replayAll(j, from: empty)
+        #expect(none.isEmpty)
+        j.start(resumeAfter: s1.end, releasedBelow: 0, sink: RecordingSink(), onFatal: { _ in })
+        _ = appendAll(j, [record(1), record(2)])
+        j.stop()
+        j = try makeJournal(dir.path, engine: .blocking)
+        #expect(try replayAll(j, from: empty).0 == [record(1).payload, record(2).payload])
+        #expect(try replayAll(j, from: s1.end).0 == [record(1).payload, record(2).payload])
+    }
+
+    /// A mark naming a file that is gone is refused, naming the directory.
+    @Test func markInMissingFileIsRefused() throws {
+        let dir = TempDir()
+        var j = try makeJournal(dir.path, engine: .blocking)
+        j.start(resumeAfter: try replayAll(j).1.end, releasedBelow: 0, sink: RecordingSink(), onFatal: { _ in })
+        _ = appendAll(j, [record(1)])
+        j.stop()
+        j = try makeJournal(dir.path, engine: .blocking)
+        #expect(throws: JournalCorruption.self) {
+            try replayAll(j, from: JournalPosition(fileNumber: 0, offset: 8192, nextSeq: 5))
+        }
+    }
+}

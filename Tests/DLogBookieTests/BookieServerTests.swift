@@ -1,0 +1,188 @@
+@testable import DLogBookie
+import DLogIO
+import DLogLedger
+import DLogWire
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// A bookie and its server in this process, on a free loopback port, with data in a temp dir.
+final class TestBookie: Sendable {
+    let bookie: Bookie
+    let server: BookieServer
+    var port: Int { server.localAddress!.port! }
+
+    init(_ dir: TempDir, engine: EngineChoice = .blocking, tweak: (inout Bookie.Configuration) -> Void = { _ in }) throws {
+        var config = Bookie.Configuration(
+            journal: .init(directory: dir.sub("journal"), fileBytes: 2 << 20, filesMax: 4, engine: engine),
+            journalDirectories: [dir.sub("journal")], storage: .init(ledgerDirectories: [dir.sub("ledgers")]))
+        tweak(&config)
+        bookie = try Bookie(configuration: config, logger: Logger(label: "test"))
+        try bookie.start { failure in Issue.record("journal failed: \(failure)") }
+        server = try BookieServer(bookie: bookie, host: "127.0.0.1", port: 0, maxFrameBytes: 1 << 20,
+                                  logger: Logger(label: "test"))
+    }
+
+    func client() async throws -> BookieClient { try await BookieClient.connect(host: "127.0.0.1", port: port) }
+
+    func stop() {
+        server.close()
+        bookie.stop()
+    }
+}
+
+func failure(_ body: () async throws -> Void) async -> BookieStatus? {
+    do {
+        try await body()
+        return nil
+    } catch let f as BookieClient.Failure {
+        return f.status
+    } catch {
+        Issue.record("unexpected error \(error)")
+        return nil
+    }
+}
+
+@Suite struct BookieServerTests {
+    /// Adds are read back byte-exact, entry -1 is the last entry, and missing ledgers and entries say so.
+    @Test func addAndRead() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        let c = try await b.client()
+        for e in 0..<20 { try await c.add(key: testKey, entry: entry(7, Int64(e))) }
+        for e in 0..<20 { #expect(try await c.read(ledger: LedgerID(7), entry: EntryID(Int64(e))) == entry(7, Int64(e))) }
+        #expect(try await c.read(ledger: LedgerID(7), entry: .none) == entry(7, 19))
+        #expect(await failure { _ = try await c.read(ledger: LedgerID(8), entry: EntryID(0)) } == .noLedger)
+        #expect(await failure { _ = try await c.read(ledger: LedgerID(7), entry: EntryID(20)) } == .noEntry)
+        await c.close()
+    }
+
+    /// The master key of the first add binds the ledger; a corrupt entry is refused by its CRC.
+    @Test func masterKeyAndChecksum() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        let c = try await b.client()
+        try await c.add(key: testKey, entry: entry(1, 0))
+        #expect(await failure { try await c.add(key: MasterKey(password: "other"), entry: entry(1, 1)) } == .unauthorized)
+        var bad = entry(1, 1)
+        bad[bad.count - 1] ^= 1
+        #expect(await failure { try await c.add(key: testKey, entry: bad) } == .corruptEntry)
+        #expect(await failure { _ = try await c.read(ledger: LedgerID(1), entry: EntryID(1)) } == .noEntry)
+        await c.close()
+    }
+
+    /// After a fence, normal adds get FENCED and recovery adds succeed — also after a restart.
+    @Test func fencingIsDurable() async throws {
+        let dir = TempDir()
+        var b = try TestBookie(dir)
+        var c = try await b.client()
+        try await c.add(key: testKey, entry: entry(3, 0))
+        try await c.add(key: testKey, entry: entry(3, 1))
+        #expect(await failure { _ = try await c.read(ledger: LedgerID(3), entry: .none, fenceWith: MasterKey(password: "x")) }
+                == .unauthorized)
+        #expect(try await c.read(ledger: LedgerID(3), entry: .none, fenceWith: testKey) == entry(3, 1))
+        #expect(await failure { try await c.add(key: testKey, entry: entry(3, 2)) } == .fenced)
+        try await c.add(key: testKey, entry: entry(3, 2), recovery: true)
+        // Fencing a ledger this bookie never saw still blocks later adds to it.
+        #expect(await failure { _ = try await c.read(ledger: LedgerID(4), entry: .none, fenceWith: testKey) } == .noEntry)
+        #expect(await failure { try await c.add(key: testKey, entry: entry(4, 0)) } == .fenced)
+        await c.close()
+        b.stop()
+
+        b = try TestBookie(dir)
+        defer { b.stop() }
+        c = try await b.client()
+        #expect(await failure { try await c.add(key: testKey, entry: entry(3, 3)) } == .fenced)
+        #expect(await failure { try await c.add(key: testKey, entry: entry(4, 0)) } == .fenced)
+        #expect(try await c.read(ledger: LedgerID(3), entry: EntryID(2)) == entry(3, 2))
+        await c.close()
+    }
+
+    /// READ_LAC reports piggybacked and explicit LAC; a long poll answers as soon as LAC passes the
+    /// previous value, and at its timeout otherwise.
+    @Test func lacAndLongPoll() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        let c = try await b.client()
+        try await c.add(key: testKey, entry: entry(9, 0))
+        try await c.add(key: testKey, entry: entry(9, 1))
+        #expect(try await c.send(.readLAC(ledger: LedgerID(9), longPoll: nil)) == .lac(lac: EntryID(0), lastEntry: EntryID(1)))
+        #expect(try await c.send(.writeLAC(ledger: LedgerID(9), masterKey: testKey, lac: EntryID(1))) == .done)
+        #expect(try await c.send(.readLAC(ledger: LedgerID(9), longPoll: nil)) == .lac(lac: EntryID(1), lastEntry: EntryID(1)))
+
+        let started = ContinuousClock.now
+        let poll = c.sendFuture(.readLAC(ledger: LedgerID(9), longPoll: .init(previous: EntryID(1), timeoutMilliseconds: 10_000)))
+        try await Task.sleep(for: .milliseconds(50))
+        try await c.add(key: testKey, entry: entry(9, 2, lac: 2))
+        #expect(try await poll.get() == .lac(lac: EntryID(2), lastEntry: EntryID(2)))
+        #expect(ContinuousClock.now - started < .seconds(5))
+
+        let timedOut = try await c.send(.readLAC(ledger: LedgerID(9), longPoll: .init(previous: EntryID(2), timeoutMilliseconds: 100)))
+        #expect(timedOut == .lac(lac: EntryID(2), lastEntry: EntryID(2)))
+        await c.close()
+    }
+
+    /// DELETE_LEDGER removes the ledger; GET_INFO reports journal counters as JSON.
+    @Test func deleteAndInfo() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        let c = try await b.client()
+        try await c.add(key: testKey, entry: entry(11, 0))
+        #expect(try await c.send(.deleteLedger(ledger: LedgerID(11))) == .done)
+        #expect(await failure { _ = try await c.read(ledger: LedgerID(11), entry: EntryID(0)) } == .noLedger)
+        #expect(try await c.send(.deleteLedger(ledger: LedgerID(11))) == .failed(.noLedger, message: "L11 is not on this bookie"))
+        let info = try JSONSerialization.jsonObject(with: Data(try await c.info().utf8)) as! [String: Any]
+        #expect(info["state"] as? String == "writable")
+        let journals = info["journals"] as! [[String: Any]]
+        #expect((journals[0]["recordsSynced"] as? NSNumber)?.intValue ?? 0 >= 3)
+        await c.close()
+    }
+
+    /// Past the disk-usage threshold adds get READ_ONLY while reads go on.
+    @Test func readOnlyMode() async throws {
+        let dir = TempDir()
+        // Thresholds below the disk's current usage make it count as full, as a nearly full disk would.
+        let usage = try FileSystem.usage(of: dir.path).usedFraction
+        let b = try TestBookie(dir) {
+            $0.diskUsageThreshold = usage / 2
+            $0.diskUsageLowWater = usage / 4
+            $0.diskCheckInterval = .milliseconds(10)
+        }
+        defer { b.stop() }
+        let c = try await b.client()
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !b.bookie.isReadOnly && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(b.bookie.isReadOnly)
+        #expect(try await c.info().contains("\"state\":\"read-only\""))
+        try await c.add(key: testKey, entry: entry(1, 0), recovery: true)
+        #expect(await failure { try await c.add(key: testKey, entry: entry(1, 1)) } == .readOnly)
+        try await c.add(key: testKey, entry: entry(1, 1), recovery: true)
+        #expect(try await c.read(ledger: LedgerID(1), entry: EntryID(0)) == entry(1, 0))
+        await c.close()
+    }
+
+    /// Garbage on one connection closes that connection; another client is served throughout.
+    @Test func malformedInputClosesOnlyThatConnection() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        let good = try await b.client()
+        for (i, garbage) in [[UInt8](repeating: 0xFF, count: 64), [0, 0, 0, 3, 1, 2, 3], [0, 0, 0, 12, 1, 77, 0, 0] + [UInt8](repeating: 0, count: 8)].enumerated() {
+            let bad = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: b.port).get()
+            try await bad.writeAndFlush(ByteBuffer(bytes: garbage))
+            try await bad.closeFuture.get()  // the bookie hangs up on this connection only
+            try await good.add(key: testKey, entry: entry(2, Int64(i)))
+        }
+        #expect(try await good.read(ledger: LedgerID(2), entry: .none) == entry(2, 2))
+        await good.close()
+    }
+}
+

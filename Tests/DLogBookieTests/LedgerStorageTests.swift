@@ -1,0 +1,128 @@
+@testable import DLogBookie
+import DLogIO
+import DLogWire
+import Foundation
+import Synchronization
+import Testing
+
+func entry(_ ledger: UInt64, _ e: Int64, size: Int = 64, lac: Int64? = nil) -> [UInt8] {
+    EntryCodec.encode(EntryHeader(ledger: LedgerID(ledger), entry: EntryID(e), lastAddConfirmed: EntryID(lac ?? e - 1),
+                                  ledgerLength: 0),
+                      payload: (0..<size).map { UInt8(truncatingIfNeeded: Int(ledger) &* 13 &+ Int(e) &+ $0) })
+}
+
+let testKey = MasterKey(password: "test")
+
+func keyRecord(_ ledger: UInt64) -> JournalRecord {
+    var p = [UInt8]()
+    p.appendBigEndian(ledger)
+    return JournalRecord(kind: .masterKey, payload: p + testKey.bytes)
+}
+
+func addRecord(_ ledger: UInt64, _ e: Int64, size: Int = 64) -> JournalRecord {
+    JournalRecord(kind: .add, payload: entry(ledger, e, size: size))
+}
+
+func read(_ s: LedgerStorage, _ l: UInt64, _ e: Int64) throws -> [UInt8]? {
+    let (resolved, r) = s.readCached(LedgerID(l), EntryID(e))
+    switch r {
+    case .found(let b): return b
+    case .noLedger, .noEntry: return nil
+    case .onDisk(let files): return try s.readFromDisk(LedgerID(l), resolved, files: files)
+    }
+}
+
+@Suite struct LedgerStorageTests {
+    /// Entries read back from the cache before a checkpoint, from entry logs after it, and after reopening
+    /// the storage from its manifest alone.
+    @Test func checkpointThenReadFromEntryLogs() throws {
+        let dir = TempDir()
+        let config = LedgerStorage.Configuration(ledgerDirectories: [dir.sub("l0"), dir.sub("l1")])
+        let s = try LedgerStorage(configuration: config, journalCount: 1)
+        let position = JournalPosition(fileNumber: 3, offset: 8192, nextSeq: 77)
+        var records = [keyRecord(1), keyRecord(2)]
+        for e in 0..<500 { records.append(addRecord(1, Int64(e), size: e % 300)) }
+        for e in stride(from: 0, to: 300, by: 3) { records.append(addRecord(2, Int64(e))) }  // striped: gaps
+        s.apply(records, journal: 0, through: position)
+        #expect(try read(s, 1, 123) == entry(1, 123, size: 123))
+        let result = try s.checkpoint()
+        #expect(result.entries == 600)
+        #expect(result.marks == [position])
+        #expect(s.cacheBytes == 0)
+        for e in 0..<500 { #expect(try read(s, 1, Int64(e)) == entry(1, Int64(e), size: e % 300)) }
+        #expect(try read(s, 2, 3) == entry(2, 3))
+        #expect(try read(s, 2, 4) == nil)
+        #expect(try read(s, 1, -1) == entry(1, 499, size: 499 % 300))
+
+        // A second checkpoint in the other directory; then reopen from the manifest.
+        s.apply([addRecord(1, 500)], journal: 0, through: JournalPosition(fileNumber: 3, offset: 12288, nextSeq: 78))
+        _ = try s.checkpoint()
+        let reopened = try LedgerStorage(configuration: config, journalCount: 1)
+        #expect(reopened.journalMark(0) == JournalPosition(fileNumber: 3, offset: 12288, nextSeq: 78))
+        #expect(reopened.entryLogCount == 2)
+        for e in 0...500 { #expect(try read(reopened, 1, Int64(e)) != nil, "entry \(e)") }
+        #expect(reopened.ledgerState(LedgerID(1))?.lastEntry == 500)
+    }
+
+    /// A bit flipped in an entry log's stored entry is reported as corruption on read, not served.
+    @Test func damagedEntryLogIsDetected() throws {
+        let dir = TempDir()
+        let s = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
+        s.apply([keyRecord(5), addRecord(5, 0, size: 1000)], journal: 0, through: nil)
+        _ = try s.checkpoint()
+        let path = dir.path + "/entrylog-1.log"
+        let f = try File.open(path)
+        var b = try f.pread(count: 1, at: 4096 + 500)
+        b[0] ^= 0x40
+        try b.withUnsafeBytes { try f.pwriteAll($0, at: 4096 + 500) }
+        f.close()
+        let bytes = try #require(try read(s, 5, 0))
+        #expect(throws: EntryError.self) { try EntryCodec.validate(bytes) }
+    }
+
+    /// Deleting ledgers removes their entries from reads and, once a file holds no live ledger, the file.
+    @Test func deleteReclaimsWholeFiles() throws {
+        let dir = TempDir()
+        let s = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
+        s.apply([keyRecord(1), keyRecord(2)] + (0..<10).map { addRecord(1, Int64($0)) }, journal: 0, through: nil)
+        _ = try s.checkpoint()
+        s.apply((0..<10).map { addRecord(2, Int64($0)) }, journal: 0, through: nil)
+        _ = try s.checkpoint()
+        #expect(FileSystem.exists(dir.path + "/entrylog-1.log"))
+        var del = [UInt8]()
+        del.appendBigEndian(UInt64(1))
+        s.apply([JournalRecord(kind: .delete, payload: del)], journal: 0, through: nil)
+        #expect(try read(s, 1, 0) == nil)
+        #expect(s.ledgerState(LedgerID(1)) == nil)
+        let result = try s.checkpoint()
+        #expect(result.removedFiles == 1)
+        #expect(!FileSystem.exists(dir.path + "/entrylog-1.log"))
+        #expect(FileSystem.exists(dir.path + "/entrylog-2.log"))
+        #expect(try read(s, 2, 9) == entry(2, 9))
+    }
+
+    /// A long poll fires once LAC passes the previous value, from piggybacked or explicit LAC.
+    @Test func longPollFiresOnLACAdvance() throws {
+        let dir = TempDir()
+        let s = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
+        s.apply([keyRecord(1), addRecord(1, 0)], journal: 0, through: nil)
+        let fired = Mutex<[(Int64, Int64)]>([])
+        let token = s.watch(LedgerID(1), previous: -1) { lac, last in fired.withLock { $0.append((lac, last)) } }
+        #expect(token != nil, "LAC is still -1 after entry 0 (its LAC is -1)")
+        s.apply([addRecord(1, 1)], journal: 0, through: nil)  // carries LAC 0
+        #expect(fired.withLock { $0.map(\.0) } == [0])
+        #expect(!s.cancelWatch(LedgerID(1), id: token!), "a fired watch cannot be cancelled")
+        // Explicit LAC advances it too.
+        let t2 = s.watch(LedgerID(1), previous: 0) { lac, _ in fired.withLock { $0.append((lac, -9)) } }
+        var p = [UInt8]()
+        p.appendBigEndian(UInt64(1))
+        p.appendBigEndian(Int64(1))
+        s.apply([JournalRecord(kind: .explicitLAC, payload: p)], journal: 0, through: nil)
+        #expect(fired.withLock { $0.last?.0 } == 1)
+        #expect(t2 != nil)
+        // Already past: answered at once.
+        #expect(s.watch(LedgerID(1), previous: 0) { _, _ in } == nil)
+        let t3 = s.watch(LedgerID(1), previous: 5) { _, _ in Issue.record("must not fire") }
+        #expect(s.cancelWatch(LedgerID(1), id: t3!))
+    }
+}

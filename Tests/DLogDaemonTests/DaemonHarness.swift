@@ -1,0 +1,103 @@
+import DLogLedger
+import DLogWire
+import Foundation
+import Synchronization
+import Testing
+
+/// What a child printed, appended from pipe handlers on other threads.
+final class Captured: Sendable {
+    private let text = Mutex<(stdout: String, stderr: String)>(("", ""))
+    func withLock<T>(_ body: (inout (stdout: String, stderr: String)) -> T) -> T { text.withLock { body(&$0) } }
+}
+
+/// The dlogd binary built next to these tests (or $DLOGD_BIN).
+let dlogdPath: String = {
+    if let p = ProcessInfo.processInfo.environment["DLOGD_BIN"] { return p }
+    let root = String(#filePath).components(separatedBy: "/Tests/")[0]
+    return root + "/.build/debug/dlogd"
+}()
+
+/// A real `dlogd bookie` child process on a free loopback port.
+final class DaemonProcess: @unchecked Sendable {
+    // @unchecked: `process` and the pipes are set up in init and only read afterwards; `output` is guarded
+    // by its lock.
+    let process = Process()
+    let output = Captured()
+    private(set) var port = 0
+
+    /// Starts dlogd with `arguments` after `bookie`; waits for its "listening on" line (or its exit).
+    init(_ arguments: [String], waitForListening: Bool = true) throws {
+        process.executableURL = URL(fileURLWithPath: dlogdPath)
+        process.arguments = ["bookie", "--port", "0"] + arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        out.fileHandleForReading.readabilityHandler = { [output] h in
+            let text = String(decoding: h.availableData, as: UTF8.self)
+            output.withLock { $0.stdout += text }
+        }
+        err.fileHandleForReading.readabilityHandler = { [output] h in
+            let text = String(decoding: h.availableData, as: UTF8.self)
+            output.withLock { $0.stderr += text }
+        }
+        try process.run()
+        guard waitForListening else { return }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let line = output.withLock { $0.stdout }
+            if let range = line.range(of: "listening on 127.0.0.1:") {
+                let digits = line[range.upperBound...].prefix { $0.isNumber }
+                if let p = Int(digits) { port = p; return }
+            }
+            if !process.isRunning { break }
+            usleep(5_000)
+        }
+        kill(SIGKILL)
+        throw DaemonError("dlogd did not start: \(output.withLock { $0.stderr })")
+    }
+
+    func kill(_ signal: Int32) {
+        if process.isRunning { Foundation.kill(process.processIdentifier, signal) }
+    }
+
+    /// Waits for exit (bounded) and returns the status.
+    func waitForExit(timeout: TimeInterval = 30) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(5_000) }
+        if process.isRunning {
+            kill(SIGKILL)
+            process.waitUntilExit()
+        }
+        usleep(20_000)  // let the pipes drain
+        return process.terminationStatus
+    }
+
+    var stderr: String { output.withLock { $0.stderr } }
+
+    func client() async throws -> BookieClient { try await BookieClient.connect(host: "127.0.0.1", port: port) }
+}
+
+struct DaemonError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// A fresh directory under /tmp, removed when the test's scope ends.
+final class TempDir: Sendable {
+    let path: String
+    init(_ name: String = "dlogd-test") {
+        var template = Array("/tmp/\(name)-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    func sub(_ name: String) -> String { path + "/" + name }
+}
+
+let testKey = MasterKey(password: "daemon-test")
+
+/// Deterministic entry content, so a reader can check bytes without keeping them.
+func entry(_ ledger: UInt64, _ e: Int64, size: Int = 200) -> [UInt8] {
+    EntryCodec.encode(EntryHeader(ledger: LedgerID(ledger), entry: EntryID(e), lastAddConfirmed: EntryID(e - 1),
+                                  ledgerLength: UInt64(e + 1) * UInt64(size)),
+                      payload: (0..<(size + Int(e % 7) * 100)).map { UInt8(truncatingIfNeeded: Int(ledger) &* 31 &+ Int(e) &* 7 &+ $0) })
+}
