@@ -5,7 +5,7 @@ import DLogWire
 //
 // A checkpoint writes the write cache, sorted by (ledger, entry), into one new entry-log file in a ledger
 // directory. Files are never modified after they are synced; a file is deleted when none of its ledgers
-// is left, or rewritten by compaction.
+// is left.
 //
 //     0      4096   header: magic "DLEL", version u32, file id u64, CRC32C of bytes 0..<16 at 16
 //     4096   ...    entries, back to back, each exactly as the client sent it (its own CRC inside)
@@ -149,6 +149,14 @@ final class EntryLogReader: Sendable {
         self.path = path
         do {
             let size = try file.size()
+            let header = try file.pread(count: 20, at: 0)
+            guard header.count == 20, header.withUnsafeBytes({ raw in
+                raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.magic
+                    && raw.loadBigEndian(UInt32.self, at: 4) == EntryLogFormat.version
+                    && raw.loadBigEndian(UInt32.self, at: 16) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<16]))
+            }) else {
+                throw EntryLogCorruption(path: path, reason: "header has the wrong magic, version or CRC")
+            }
             guard size >= Int64(EntryLogFormat.headerBytes + EntryLogFormat.footerBytes) else {
                 throw EntryLogCorruption(path: path, reason: "file of \(size) bytes is too short")
             }

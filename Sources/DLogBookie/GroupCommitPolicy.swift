@@ -4,7 +4,7 @@
 /// Rules, in order:
 ///  1. A request is in flight and no more may be: wait for its completion. While it syncs, the next batch
 ///     accumulates.
-///  2. Nothing pending: idle until work arrives.
+///  2. Nothing pending: wait for the batch in flight if there is one, else idle until work arrives.
 ///  3. Pending bytes reached `bufferedBytesMax` (or the next record does not fit): flush (trigger `bytes`).
 ///  4. The oldest pending record waited `groupWaitMax`: flush (trigger `maxWait`).
 ///  5. The queue is empty and nothing is in flight: flush now (trigger `queueEmpty`): waiting longer

@@ -56,7 +56,8 @@ public enum JournalRecordKind: UInt8, Sendable {
     case add = 2
     /// ledger u64 + master key (20 bytes): the first add of a ledger records its key.
     case masterKey = 3
-    /// ledger u64: the ledger is fenced.
+    /// ledger u64 + master key (20 bytes): the ledger is fenced (the key creates the ledger's state when
+    /// the fence is the first this bookie hears of it).
     case fence = 4
     /// ledger u64 + lac i64: explicit LAC from the writer.
     case explicitLAC = 5

@@ -21,7 +21,8 @@ final class JournalWriter {
     private var policy: GroupCommitPolicy
     private var engine: (any WriteSyncEngine)!
     private var files: [Int: File] = [:]
-    private var slotNumbers: [Int: UInt64] = [:]
+    /// Slot files that exist, with the file number in their header (nil: never used or header torn).
+    private var slotNumbers: [Int: UInt64?] = [:]
     private var currentSlot = -1
     private var currentNumber: UInt64 = 0
     private var writeOffset = 0
@@ -62,9 +63,13 @@ final class JournalWriter {
                 $0.stats.engine = engine.name
                 $0.stats.syncMode = engine.syncMode.rawValue
             }
-            for (slot, header) in try directory.slots() { slotNumbers[slot] = header?.fileNumber }
+            for (slot, header) in try directory.slots() { slotNumbers[slot] = .some(header?.fileNumber) }
             try roll()
             try loop()
+            return nil
+        } catch JournalError.stopped {
+            // Stopped while waiting for a free file: what is queued was never acknowledged.
+            _ = fail("journal stopped before a journal file became free")
             return nil
         } catch {
             return fail("\(error)")
@@ -180,7 +185,7 @@ final class JournalWriter {
         let previous = currentSlot >= 0
             ? JournalPosition(fileNumber: currentNumber, offset: Int64(writeOffset), nextSeq: batchFirstSeq)
             : previousEnd
-        let number = max(slotNumbers.values.max() ?? 0, previous.fileNumber) + 1
+        let number = max(slotNumbers.values.compactMap { $0 }.max() ?? 0, previous.fileNumber) + 1
         let header = JournalFileHeader(fileNumber: number, firstSeq: batchFirstSeq,
                                        previousFileNumber: previous.fileNumber,
                                        previousEndOffset: previous.offset)
@@ -209,14 +214,14 @@ final class JournalWriter {
         while true {
             let released = journal.shared.withLock { $0.releasedBelow }
             if let slot = slotNumbers.keys.sorted().first(where: { slot in
-                slot != currentSlot && (slotNumbers[slot].map { $0 < released } ?? true)
+                slot != currentSlot && (slotNumbers[slot]!.map { $0 < released } ?? true)
             }) {
                 return slot
             }
             if slotNumbers.count < directory.filesMax {
                 let slot = (slotNumbers.keys.max() ?? -1) + 1
                 try directory.create(slot: slot)
-                slotNumbers[slot] = nil
+                slotNumbers[slot] = .some(nil)
                 return slot
             }
             sink.journalNeedsCheckpoint(journal: journal.index)

@@ -40,8 +40,13 @@ extension LedgerStorage {
         var info: EntryLogInfo? = nil
         if !sorted.isEmpty {
             let dirIndex = Int(id % UInt64(configuration.ledgerDirectories.count))
-            info = try EntryLogWriter.write(id: id, directoryIndex: dirIndex,
-                                            directory: configuration.ledgerDirectories[dirIndex], entries: sorted)
+            do {
+                info = try EntryLogWriter.write(id: id, directoryIndex: dirIndex,
+                                                directory: configuration.ledgerDirectories[dirIndex], entries: sorted)
+            } catch {
+                unfreeze(frozen)
+                throw error
+            }
         }
         // 3. Publish: the new file joins the manifest in the same step the frozen cache is dropped.
         let (manifest, dead): (Manifest, [EntryLogInfo]) = state.withLock { s in
@@ -58,6 +63,8 @@ extension LedgerStorage {
             s.checkpoints += 1
             return (s.manifest, dead)
         }
+        // If this write fails the previous manifest stays in force: its marks are older, so replay covers
+        // everything, and the new entry log is merely unreferenced until the next checkpoint lists it.
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         try FileSystem.writeAtomically(configuration.ledgerDirectories[0] + "/" + Manifest.fileName,
@@ -69,5 +76,20 @@ extension LedgerStorage {
         }
         return CheckpointResult(entries: sorted.count, bytes: sorted.reduce(0) { $0 + $1.2.count },
                                 marks: manifest.journalMarks, removedFiles: dead.count)
+    }
+
+    /// A failed checkpoint puts the frozen entries back in the cache (newer adds of the same entry win),
+    /// so nothing acknowledged leaves memory before it is in an entry log.
+    private func unfreeze(_ frozen: Cache) {
+        state.withLock { s in
+            for (ledger, entries) in frozen where s.manifest.ledgers[ledger.rawValue] != nil {
+                for (entry, bytes) in entries where s.cache[ledger]?[entry] == nil {
+                    s.cache[ledger, default: [:]][entry] = bytes
+                    s.cacheBytes += bytes.count
+                }
+            }
+            s.flushing = nil
+            s.flushingBytes = 0
+        }
     }
 }

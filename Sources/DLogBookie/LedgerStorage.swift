@@ -55,6 +55,10 @@ public final class LedgerStorage: Sendable {
             } catch {
                 throw EntryLogCorruption(path: path, reason: "checkpoint manifest cannot be parsed: \(error)")
             }
+            guard manifest.version == Manifest().version else {
+                throw EntryLogCorruption(path: path, reason: "checkpoint manifest version \(manifest.version) is not "
+                                             + "supported by this dlogd (it reads version \(Manifest().version))")
+            }
         }
         if manifest.journalMarks.count < journalCount {
             manifest.journalMarks += Array(repeating: nil, count: journalCount - manifest.journalMarks.count)
@@ -105,10 +109,8 @@ public final class LedgerStorage: Sendable {
             guard let header = try? EntryCodec.validate(r.payload) else { return }
             let l = header.ledger
             guard var ls = s.manifest.ledgers[l.rawValue] else { return }  // deleted meanwhile
-            if s.cache[l]?.updateValue(r.payload, forKey: header.entry.rawValue) == nil {
-                if s.cache[l] == nil { s.cache[l] = [header.entry.rawValue: r.payload] }
-                s.cacheBytes += r.payload.count
-            }
+            let replaced = s.cache[l, default: [:]].updateValue(r.payload, forKey: header.entry.rawValue)
+            s.cacheBytes += r.payload.count - (replaced?.count ?? 0)
             ls.lastEntry = max(ls.lastEntry, header.entry.rawValue)
             ls.piggybackLAC = max(ls.piggybackLAC, header.lastAddConfirmed.rawValue)
             s.manifest.ledgers[l.rawValue] = ls

@@ -49,15 +49,17 @@ public final class BookieClient: Sendable {
 
     /// Sends a request and waits for its response (a `.failed` response is returned, not thrown).
     public func send(_ request: BookieRequest) async throws -> BookieResponse {
-        let promise = channel.eventLoop.makePromise(of: BookieResponse.self)
-        channel.writeAndFlush(ClientHandler.Outbound(request: request, promise: promise), promise: nil)
-        return try await promise.futureResult.get()
+        try await sendFuture(request).get()
     }
 
     /// Sends without waiting: for pipelined load.
     public func sendFuture(_ request: BookieRequest) -> EventLoopFuture<BookieResponse> {
         let promise = channel.eventLoop.makePromise(of: BookieResponse.self)
-        channel.writeAndFlush(ClientHandler.Outbound(request: request, promise: promise), promise: nil)
+        // The write promise fails only when the handler never took the request (channel already closed);
+        // once taken, the handler completes the response promise, on a response or when the channel closes.
+        channel.writeAndFlush(ClientHandler.Outbound(request: request, promise: promise)).whenFailure { error in
+            promise.fail(error)
+        }
         return promise.futureResult
     }
 
@@ -101,15 +103,22 @@ final class ClientHandler: ChannelDuplexHandler {
 
     private var nextID: UInt64 = 1
     private var waiting: [UInt64: EventLoopPromise<BookieResponse>] = [:]
+    private var closed = false
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let out = unwrapOutboundIn(data)
+        guard !closed else {
+            out.promise.fail(ConnectionClosed())
+            promise?.succeed(())
+            return
+        }
         let id = nextID
         nextID += 1
         waiting[id] = out.promise
         var buffer = context.channel.allocator.buffer(capacity: 64)
         out.request.encode(requestID: id, into: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: promise)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        promise?.succeed(())
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -120,6 +129,10 @@ final class ClientHandler: ChannelDuplexHandler {
         } catch {
             promise.fail(error)
         }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        failAll(ConnectionClosed())
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -133,6 +146,7 @@ final class ClientHandler: ChannelDuplexHandler {
     }
 
     private func failAll(_ error: Error) {
+        closed = true
         let all = waiting
         waiting = [:]
         for p in all.values { p.fail(error) }

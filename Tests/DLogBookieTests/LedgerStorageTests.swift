@@ -126,3 +126,26 @@ func read(_ s: LedgerStorage, _ l: UInt64, _ e: Int64) throws -> [UInt8]? {
         #expect(s.cancelWatch(LedgerID(1), id: t3!))
     }
 }
+
+@Suite struct CheckpointFailureTests {
+    /// A checkpoint that cannot write its entry log keeps every entry in memory and the old marks; the next
+    /// one succeeds and the entries are then on disk.
+    @Test func failedCheckpointLosesNothing() throws {
+        let dir = TempDir()
+        let s = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
+        s.apply([keyRecord(1)] + (0..<50).map { addRecord(1, Int64($0)) }, journal: 0,
+                through: JournalPosition(fileNumber: 1, offset: 8192, nextSeq: 52))
+        // A directory where the entry log's temp file must go makes the write fail with EISDIR.
+        try FileSystem.makeDirectory(dir.path + "/entrylog-1.log.tmp")
+        #expect(throws: SystemError.self) { try s.checkpoint() }
+        #expect(s.journalMark(0) == nil, "marks must not move when the checkpoint failed")
+        s.apply([addRecord(1, 50)], journal: 0, through: JournalPosition(fileNumber: 1, offset: 12288, nextSeq: 53))
+        for e in 0...50 { #expect(try read(s, 1, Int64(e)) == entry(1, Int64(e)), "entry \(e) while failing") }
+        try FileManager.default.removeItem(atPath: dir.path + "/entrylog-1.log.tmp")
+        let result = try s.checkpoint()
+        #expect(result.entries == 51)
+        #expect(s.cacheBytes == 0)
+        let reopened = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
+        for e in 0...50 { #expect(try read(reopened, 1, Int64(e)) == entry(1, Int64(e)), "entry \(e) after reopen") }
+    }
+}
