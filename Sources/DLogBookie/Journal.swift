@@ -38,6 +38,9 @@ public final class Journal: Sendable {
         public var engine: EngineChoice
         public var syncMode: SyncMode
         public var recordBytesMax: Int
+        /// Test seam: builds the engine on the journal's thread instead of `engine`/`syncMode` (for
+        /// injecting I/O failures without a broken disk).
+        public var makeEngine: (@Sendable () throws -> any WriteSyncEngine)? = nil
 
         public init(directory: String, fileBytes: Int = 64 << 20, filesMax: Int = 8,
                     policy: GroupCommitPolicy.Configuration = .init(), queueCountMax: Int = 100_000,

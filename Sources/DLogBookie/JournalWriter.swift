@@ -57,7 +57,8 @@ final class JournalWriter {
     /// Runs until stopped; returns the failure that ended it, if any.
     func run() -> String? {
         do {
-            engine = try EngineSelector.make(journal.configuration.engine, syncMode: journal.configuration.syncMode)
+            let config = journal.configuration
+            engine = try config.makeEngine?() ?? EngineSelector.make(config.engine, syncMode: config.syncMode)
             precondition(engine.maxInFlight >= journal.configuration.policy.maxInFlight || engine.maxInFlight == 1)
             journal.shared.withLock {
                 $0.stats.engine = engine.name
