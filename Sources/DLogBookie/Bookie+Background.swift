@@ -8,6 +8,7 @@ extension Bookie {
         let thread = Thread { [self] in
             var lastCheckpoint = ContinuousClock.now
             var lastDiskCheck = ContinuousClock.now - configuration.diskCheckInterval
+            var lastCompaction = ContinuousClock.now
             while !stopping.load(ordering: .acquiring) {
                 let now = ContinuousClock.now
                 if now - lastDiskCheck >= configuration.diskCheckInterval {
@@ -18,6 +19,10 @@ extension Bookie {
                     || now - lastCheckpoint >= configuration.checkpointInterval {
                     lastCheckpoint = now
                     runCheckpoint()
+                }
+                if now - lastCompaction >= configuration.compactionInterval {
+                    lastCompaction = now
+                    runCompaction()
                 }
                 usleep(10_000)
             }
@@ -40,6 +45,22 @@ extension Bookie {
         } catch {
             // The journal still holds everything; adds go on while the cache has room, then back-pressure.
             logger.error("checkpoint failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Compacts one mostly-dead entry log per pass, paced by the compaction budget. Runs in read-only mode
+    /// too: it is what frees space.
+    func runCompaction() {
+        guard let id = storage.compactionCandidate(threshold: configuration.compactionThreshold) else { return }
+        do {
+            if let r = try storage.compact(id, bytesPerSecond: configuration.compactionBytesPerSecond,
+                                           shouldStop: { stopping.load(ordering: .relaxed) }) {
+                logger.info("entry log compacted", metadata: [
+                    "file": "\(r.compactedFile)", "into": "\(r.newFile.map { "\($0)" } ?? "nothing")",
+                    "liveBytes": "\(r.liveBytes)", "reclaimedBytes": "\(r.reclaimedBytes)"])
+            }
+        } catch {
+            logger.error("compaction failed; will retry", metadata: ["file": "\(id)", "error": "\(error)"])
         }
     }
 

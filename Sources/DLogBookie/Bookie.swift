@@ -16,6 +16,11 @@ public final class Bookie: JournalSink, Sendable {
         public var diskUsageLowWater: Double = 0.90
         public var diskCheckInterval: Duration = .seconds(1)
         public var truncateCorruptJournal = false
+        /// Compact an entry log once less than this fraction of it is live.
+        public var compactionThreshold: Double = 0.5
+        /// Read budget of compaction, so it never crowds out foreground I/O.
+        public var compactionBytesPerSecond: Int = 32 << 20
+        public var compactionInterval: Duration = .seconds(10)
 
         public init(journal: Journal.Configuration, journalDirectories: [String], storage: LedgerStorage.Configuration) {
             self.journal = journal

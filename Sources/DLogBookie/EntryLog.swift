@@ -189,6 +189,34 @@ final class EntryLogReader: Sendable {
         (raw.loadBigEndian(UInt64.self, at: at), Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: at + 8)))
     }
 
+    /// Every index row, in order, read in chunks: (ledger, entry, offset, length).
+    func rows(chunk: Int = 4096) throws -> [(UInt64, Int64, Int64, Int)] {
+        var out: [(UInt64, Int64, Int64, Int)] = []
+        out.reserveCapacity(rowCount)
+        var first = 0
+        while first < rowCount {
+            let n = min(chunk, rowCount - first)
+            let bytes = try file.pread(count: n * EntryLogFormat.rowBytes,
+                                       at: indexOffset + Int64(first * EntryLogFormat.rowBytes))
+            guard bytes.count == n * EntryLogFormat.rowBytes else { throw EntryLogCorruption(path: path, reason: "index ends early") }
+            bytes.withUnsafeBytes { raw in
+                for i in 0..<n {
+                    let at = i * EntryLogFormat.rowBytes
+                    out.append((raw.loadBigEndian(UInt64.self, at: at), Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: at + 8)),
+                                Int64(raw.loadBigEndian(UInt64.self, at: at + 16)), Int(raw.loadBigEndian(UInt32.self, at: at + 24))))
+                }
+            }
+            first += n
+        }
+        return out
+    }
+
+    func readBytes(offset: Int64, length: Int) throws -> [UInt8] {
+        let bytes = try file.pread(count: length, at: offset)
+        guard bytes.count == length else { throw EntryLogCorruption(path: path, reason: "entry at \(offset) cut off") }
+        return bytes
+    }
+
     /// The stored bytes of (ledger, entry), or nil when this file does not have it.
     func read(ledger: LedgerID, entry: EntryID) throws -> [UInt8]? {
         let target = (ledger.rawValue, entry.rawValue)

@@ -65,15 +65,9 @@ extension LedgerStorage {
         }
         // If this write fails the previous manifest stays in force: its marks are older, so replay covers
         // everything, and the new entry log is merely unreferenced until the next checkpoint lists it.
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try FileSystem.writeAtomically(configuration.ledgerDirectories[0] + "/" + Manifest.fileName,
-                                       Array(try encoder.encode(manifest)))
+        try persist(manifest)
         // 4. Files with no live ledger are gone from the persisted manifest: remove them.
-        for file in dead {
-            _ = readersRemove(file.id)
-            try FileSystem.remove(configuration.ledgerDirectories[file.directory] + "/" + EntryLogWriter.fileName(file.id))
-        }
+        try remove(dead)
         return CheckpointResult(entries: sorted.count, bytes: sorted.reduce(0) { $0 + $1.2.count },
                                 marks: manifest.journalMarks, removedFiles: dead.count)
     }
@@ -90,6 +84,21 @@ extension LedgerStorage {
             }
             s.flushing = nil
             s.flushingBytes = 0
+        }
+    }
+
+    func persist(_ manifest: Manifest) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try FileSystem.writeAtomically(configuration.ledgerDirectories[0] + "/" + Manifest.fileName,
+                                       Array(try encoder.encode(manifest)))
+    }
+
+    /// Deletes entry-log files the persisted manifest no longer lists.
+    func remove(_ files: [EntryLogInfo]) throws {
+        for file in files {
+            _ = readersRemove(file.id)
+            try FileSystem.remove(configuration.ledgerDirectories[file.directory] + "/" + EntryLogWriter.fileName(file.id))
         }
     }
 }

@@ -217,19 +217,25 @@ public final class LedgerStorage: Sendable {
     /// Reads an entry from entry-log files (newest first). Blocking: never call on an event loop.
     public func readFromDisk(_ ledger: LedgerID, _ entry: EntryID, files: [UInt64]) throws -> [UInt8]? {
         for id in files {
-            let reader = try openReader(id)
+            guard let reader = try openReader(id) else {
+                // Compacted or removed since the caller looked: look again, once, in the current file list.
+                guard case .onDisk(let now) = readCached(ledger, entry).1, !now.contains(id) else { return nil }
+                return try readFromDisk(ledger, entry, files: now)
+            }
             if let bytes = try reader.read(ledger: ledger, entry: entry) { return bytes }
         }
         return nil
     }
 
+    /// Entry-log files opened so far (restart opens none).
+    public var openEntryLogCount: Int { readers.withLock { $0.count } }
+
     func readersRemove(_ id: UInt64) -> EntryLogReader? { readers.withLock { $0.removeValue(forKey: id) } }
 
-    private func openReader(_ id: UInt64) throws -> EntryLogReader {
+    /// nil when the manifest no longer lists the file.
+    private func openReader(_ id: UInt64) throws -> EntryLogReader? {
         if let r = readers.withLock({ $0[id] }) { return r }
-        guard let info = state.withLock({ s in s.manifest.entryLogs.first { $0.id == id } }) else {
-            throw EntryLogCorruption(path: "entry log \(id)", reason: "no longer exists")
-        }
+        guard let info = state.withLock({ s in s.manifest.entryLogs.first { $0.id == id } }) else { return nil }
         let r = try EntryLogReader(path: configuration.ledgerDirectories[info.directory] + "/"
                                    + EntryLogWriter.fileName(id))
         readers.withLock { $0[id] = r }

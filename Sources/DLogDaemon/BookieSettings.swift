@@ -21,6 +21,8 @@ public struct BookieSettings: Sendable {
     public var allowSharedDevice = false
     public var maxFrameBytes = 5 << 20
     public var ioThreads = 2
+    public var compactionThreshold = 0.5
+    public var compactionRateBytes = 32 << 20
 
     public init() {}
 
@@ -28,7 +30,7 @@ public struct BookieSettings: Sendable {
         "journal_dirs", "ledger_dirs", "host", "port", "journal_engine", "journal_sync", "journal_group_wait_us",
         "journal_group_bytes", "journal_file_bytes", "journal_files_max", "journal_queue_entries",
         "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
-        "allow_shared_device", "max_frame_bytes", "io_threads",
+        "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
     ]
 
     /// Applies a config file over the defaults, checking every value.
@@ -91,6 +93,8 @@ public struct BookieSettings: Sendable {
         }
         if let n = try int("max_frame_bytes", 4096...(256 << 20)) { maxFrameBytes = n }
         if let n = try int("io_threads", 1...64) { ioThreads = n }
+        if let f = try fraction("compaction_threshold") { compactionThreshold = f }
+        if let n = try int("compaction_rate_bytes", (1 << 20)...(4 << 30)) { compactionRateBytes = n }
         try check()
     }
 
@@ -136,6 +140,8 @@ public struct BookieSettings: Sendable {
         config.diskUsageThreshold = diskUsageThreshold
         config.diskUsageLowWater = diskUsageLowWater
         config.truncateCorruptJournal = truncateCorrupt
+        config.compactionThreshold = compactionThreshold
+        config.compactionBytesPerSecond = compactionRateBytes
         return config
     }
 }

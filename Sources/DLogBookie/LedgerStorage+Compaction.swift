@@ -1,0 +1,72 @@
+import DLogIO
+import DLogWire
+import Foundation
+
+extension LedgerStorage {
+    public struct CompactionResult: Sendable, Equatable {
+        public var compactedFile: UInt64
+        public var newFile: UInt64?
+        public var liveBytes: Int
+        public var reclaimedBytes: Int
+    }
+
+    /// The entry log with the smallest live fraction below `threshold`, if any.
+    public func compactionCandidate(threshold: Double) -> UInt64? {
+        state.withLock { s in
+            s.manifest.entryLogs
+                .filter { $0.totalBytes > 0 && Double($0.liveBytes) / Double($0.totalBytes) < threshold }
+                .min { Double($0.liveBytes) / Double($0.totalBytes) < Double($1.liveBytes) / Double($1.totalBytes) }?.id
+        }
+    }
+
+    /// Copies the live entries of one mostly-dead entry log into a new file and removes the old one.
+    /// Reads are paced to `bytesPerSecond` so the copy never competes hard with foreground I/O; adds and
+    /// checkpoints go on meanwhile, and ledgers deleted during the copy are left out when it is published.
+    public func compact(_ id: UInt64, bytesPerSecond: Int, shouldStop: () -> Bool = { false }) throws -> CompactionResult? {
+        precondition(bytesPerSecond > 0)
+        guard let info = state.withLock({ s in s.manifest.entryLogs.first { $0.id == id } }) else { return nil }
+        let path = configuration.ledgerDirectories[info.directory] + "/" + EntryLogWriter.fileName(id)
+        let reader = try EntryLogReader(path: path)
+        let started = ContinuousClock.now
+        var copied = 0
+        var live: [(LedgerID, EntryID, [UInt8])] = []
+        for (ledger, entry, offset, length) in try reader.rows() {
+            guard let range = info.ledgers[ledger], entry >= range.first, entry <= range.last,
+                  state.withLock({ $0.manifest.ledgers[ledger] != nil }) else { continue }
+            if shouldStop() { return nil }
+            let bytes = try reader.readBytes(offset: offset, length: length)
+            _ = try EntryCodec.validate(bytes)  // never copy damage forward silently
+            live.append((LedgerID(ledger), EntryID(entry), bytes))
+            copied += length
+            // Pace: sleep whenever we are ahead of the budget.
+            let due = Duration.seconds(Double(copied) / Double(bytesPerSecond))
+            let elapsed = ContinuousClock.now - started
+            if due > elapsed { Thread.sleep(forTimeInterval: Double((due - elapsed).components.attoseconds) / 1e18
+                                            + Double((due - elapsed).components.seconds)) }
+        }
+        let newID: UInt64? = live.isEmpty ? nil : state.withLock { s in
+            defer { s.manifest.nextEntryLogID += 1 }
+            return s.manifest.nextEntryLogID
+        }
+        var newInfo: EntryLogInfo? = nil
+        if let newID {
+            let dir = Int(newID % UInt64(configuration.ledgerDirectories.count))
+            newInfo = try EntryLogWriter.write(id: newID, directoryIndex: dir,
+                                               directory: configuration.ledgerDirectories[dir], entries: live)
+        }
+        try checkpointLock.withLock { _ in
+            let manifest: Manifest = state.withLock { s in
+                if var newInfo {
+                    newInfo.ledgers = newInfo.ledgers.filter { s.manifest.ledgers[$0.key] != nil }
+                    s.manifest.entryLogs.append(newInfo)
+                }
+                s.manifest.entryLogs.removeAll { $0.id == id }
+                return s.manifest
+            }
+            try persist(manifest)
+            try remove([info])
+        }
+        return CompactionResult(compactedFile: id, newFile: newID, liveBytes: copied,
+                                reclaimedBytes: info.totalBytes - (newInfo?.totalBytes ?? 0))
+    }
+}
