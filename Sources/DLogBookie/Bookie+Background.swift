@@ -34,13 +34,15 @@ extension Bookie {
 
     func runCheckpoint() {
         do {
+            let started = ContinuousClock.now
             let result = try storage.checkpoint()
             for (i, journal) in journals.enumerated() {
                 if let mark = result.marks[i] { journal.release(through: mark) }
             }
             if result.entries > 0 {
                 logger.debug("checkpoint", metadata: ["entries": "\(result.entries)", "bytes": "\(result.bytes)",
-                                                      "removedFiles": "\(result.removedFiles)"])
+                                                      "removedFiles": "\(result.removedFiles)",
+                                                      "elapsed": "\(ContinuousClock.now - started)"])
             }
         } catch {
             // The journal still holds everything; adds go on while the cache has room, then back-pressure.

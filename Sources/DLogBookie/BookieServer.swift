@@ -58,11 +58,16 @@ final class BookieRequestHandler: ChannelInboundHandler {
     let bookie: Bookie
     let pool: NIOThreadPool
     let logger: Logger
+    private var batcher: ResponseBatcher?
 
     init(bookie: Bookie, pool: NIOThreadPool, logger: Logger) {
         self.bookie = bookie
         self.pool = pool
         self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        batcher = ResponseBatcher(channel: context.channel)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -74,14 +79,10 @@ final class BookieRequestHandler: ChannelInboundHandler {
             reject(context: context, reason: "\(error)")
             return
         }
-        let channel = context.channel
+        let batcher = self.batcher!
         let requestID = frame.header.requestID
         let op = request.op
-        let reply: Bookie.Reply = { response in
-            var buffer = channel.allocator.buffer(capacity: 64)
-            response.encode(op: op, requestID: requestID, into: &buffer)
-            channel.writeAndFlush(buffer, promise: nil)
-        }
+        let reply: Bookie.Reply = { response in batcher.send(response, op: op, requestID: requestID) }
         switch request {
         case .add(let key, let entry, let recovery):
             bookie.add(masterKey: key, entry: entry, recovery: recovery, reply: reply)

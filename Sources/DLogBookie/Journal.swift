@@ -90,9 +90,10 @@ public final class Journal: Sendable {
             $0.record.encodedBytes
         }
         try FileSystem.makeDirectory(configuration.directory)
-        // Two pre-written files at least: one to write, one to roll into.
-        let existing = try directory.slots().count
-        for slot in existing..<max(existing, 2) { try directory.create(slot: slot) }
+        // Every file is pre-written here, once in the bookie's life, so that rolling never stalls adds
+        // while a file is filled, and the journal's disk space is taken up front.
+        let existing = Set(try directory.slots().map(\.slot))
+        for slot in 0..<configuration.filesMax where !existing.contains(slot) { try directory.create(slot: slot) }
     }
 
     /// Replays records after `mark`; see JournalFormat for how the end is found.

@@ -10,6 +10,9 @@ public struct JournalStats: Sendable, Codable, Equatable {
     public var flushesByQueueEmpty: UInt64 = 0
     public var queueDepth: Int = 0
     public var rejectedQueueFull: UInt64 = 0
+    /// Times (1 ms each) the writer waited for a checkpoint to free a journal file: a sign the journal is
+    /// too small for the write rate.
+    public var waitsForFreeFile: UInt64 = 0
     public var largestBatchRecords: Int = 0
     public var largestBatchBytes: Int = 0
     /// Write+sync latency histogram: bucket i counts syncs that took < 2^i × 16 µs (last bucket: the rest).

@@ -226,6 +226,7 @@ final class JournalWriter {
                 return slot
             }
             sink.journalNeedsCheckpoint(journal: journal.index)
+            journal.shared.withLock { $0.stats.waitsForFreeFile += 1 }
             if journal.shared.withLock({ $0.stopping }) { throw JournalError.stopped }
             usleep(1000)
         }

@@ -1,0 +1,40 @@
+import DLogWire
+import NIOCore
+import Synchronization
+
+/// Collects the responses of one connection from any thread and writes them in one go on the channel's
+/// event loop: a journal batch that acknowledges a hundred adds costs one hop and one write, not a hundred.
+final class ResponseBatcher: Sendable {
+    private struct Pending {
+        var bytes: ByteBuffer
+        var scheduled = false
+    }
+
+    private let channel: Channel
+    private let pending: Mutex<Pending>
+
+    init(channel: Channel) {
+        self.channel = channel
+        pending = Mutex(Pending(bytes: channel.allocator.buffer(capacity: 4096)))
+    }
+
+    func send(_ response: BookieResponse, op: BookieOp, requestID: UInt64) {
+        let schedule = pending.withLock { p -> Bool in
+            response.encode(op: op, requestID: requestID, into: &p.bytes)
+            if p.scheduled { return false }
+            p.scheduled = true
+            return true
+        }
+        if schedule { channel.eventLoop.execute { self.drain() } }
+    }
+
+    private func drain() {
+        let bytes = pending.withLock { p -> ByteBuffer in
+            var out = channel.allocator.buffer(capacity: 4096)
+            swap(&out, &p.bytes)
+            p.scheduled = false
+            return out
+        }
+        channel.writeAndFlush(bytes, promise: nil)
+    }
+}
