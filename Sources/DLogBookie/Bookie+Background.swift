@@ -24,6 +24,11 @@ extension Bookie {
                     lastCompaction = now
                     runCompaction()
                 }
+                if !underWritePressure {
+                    for resume in relief.withLock({ list in defer { list = [] }; return list }) { resume() }
+                } else {
+                    checkpointRequested.store(true, ordering: .relaxed)
+                }
                 usleep(10_000)
             }
             background.signal()

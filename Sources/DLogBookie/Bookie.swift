@@ -37,6 +37,8 @@ public final class Bookie: JournalSink, Sendable {
     let checkpointRequested = Atomic<Bool>(false)
     let stopping = Atomic<Bool>(false)
     let background = DispatchSemaphore(value: 0)
+    /// Callbacks of connections that stopped reading because the write cache is under pressure.
+    let relief = Mutex<[@Sendable () -> Void]>([])
 
     /// Opens storage and replays the journals. Throws on corruption (naming file and offset), bad directories
     /// or I/O errors; the caller reports and exits.
@@ -96,6 +98,17 @@ public final class Bookie: JournalSink, Sendable {
     }
 
     public var isReadOnly: Bool { readOnly.load(ordering: .relaxed) }
+
+    /// True while the write cache holds over 1.5× its checkpoint size: connections should stop reading
+    /// (TCP back-pressure) until a checkpoint catches up, so adds wait instead of failing at 2×.
+    public var underWritePressure: Bool {
+        storage.cacheBytes * 2 >= configuration.storage.writeCacheBytes * 3
+    }
+
+    /// Runs `resume` once the pressure is gone (checked by the background thread every 10 ms).
+    public func whenWritePressureEases(_ resume: @escaping @Sendable () -> Void) {
+        relief.withLock { $0.append(resume) }
+    }
 
     func journal(for ledger: LedgerID) -> Journal { journals[Int(ledger.rawValue % UInt64(journals.count))] }
 

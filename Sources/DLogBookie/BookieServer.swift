@@ -59,6 +59,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
     let pool: NIOThreadPool
     let logger: Logger
     private var batcher: ResponseBatcher?
+    private var paused = false
 
     init(bookie: Bookie, pool: NIOThreadPool, logger: Logger) {
         self.bookie = bookie
@@ -86,6 +87,21 @@ final class BookieRequestHandler: ChannelInboundHandler {
         switch request {
         case .add(let key, let entry, let recovery):
             bookie.add(masterKey: key, entry: entry, recovery: recovery, reply: reply)
+            if bookie.underWritePressure && !paused {
+                // Stop reading this connection until a checkpoint frees cache; the client sees latency,
+                // not errors. Frames already read are still served.
+                paused = true
+                context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+                let channel = context.channel
+                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                bookie.whenWritePressureEases {
+                    channel.eventLoop.execute {
+                        loopBound.value.paused = false
+                        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+                        channel.read()
+                    }
+                }
+            }
         case .read(let ledger, let entry, let fenceKey):
             let bookie = self.bookie
             let pool = self.pool

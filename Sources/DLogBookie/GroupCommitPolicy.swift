@@ -7,8 +7,9 @@
 ///  2. Nothing pending: wait for the batch in flight if there is one, else idle until work arrives.
 ///  3. Pending bytes reached `bufferedBytesMax` (or the next record does not fit): flush (trigger `bytes`).
 ///  4. The oldest pending record waited `groupWaitMax`: flush (trigger `maxWait`).
-///  5. The queue is empty and nothing is in flight: flush now (trigger `queueEmpty`): waiting longer
-///     would add latency and gain nothing.
+///  5. The queue is empty and a request slot is free: flush now (trigger `queueEmpty`): waiting longer
+///     would add latency and gain nothing. With one slot this means nothing is in flight; with more, the
+///     next batch's write overlaps the sync of the one before.
 ///  6. Otherwise wait for more work, at most until the oldest record's deadline.
 public struct GroupCommitPolicy: Sendable {
     public struct Configuration: Sendable, Equatable {
@@ -43,6 +44,13 @@ public struct GroupCommitPolicy: Sendable {
 
     public init(_ configuration: Configuration) { self.configuration = configuration }
 
+    /// The same policy with at most `slots` requests in flight (what the engine supports).
+    public func limited(toInFlight slots: Int) -> GroupCommitPolicy {
+        var c = configuration
+        c.maxInFlight = max(1, min(c.maxInFlight, slots))
+        return GroupCommitPolicy(c)
+    }
+
     public mutating func added(bytes: Int, at now: ContinuousClock.Instant) {
         precondition(bytes > 0)
         if pendingRecords == 0 { oldestPendingAt = now }
@@ -59,7 +67,7 @@ public struct GroupCommitPolicy: Sendable {
         if pendingBytes >= configuration.bufferedBytesMax || bufferFull { return .flush(.bytes) }
         let deadline = oldest + configuration.groupWaitMax
         if now >= deadline { return .flush(.maxWait) }
-        if queueEmpty && inFlight == 0 { return .flush(.queueEmpty) }
+        if queueEmpty { return .flush(.queueEmpty) }
         // Work is in flight and more may come: complete what is in flight first, it frees a slot.
         if inFlight > 0 { return .awaitCompletion }
         return .waitForWork(until: deadline)

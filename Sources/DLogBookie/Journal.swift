@@ -38,6 +38,8 @@ public final class Journal: Sendable {
         public var engine: EngineChoice
         public var syncMode: SyncMode
         public var recordBytesMax: Int
+        /// How long the writer polls for the next add right after a completion before it sleeps.
+        public var spinMax: Duration = .microseconds(50)
         /// Test seam: builds the engine on the journal's thread instead of `engine`/`syncMode` (for
         /// injecting I/O failures without a broken disk).
         public var makeEngine: (@Sendable () throws -> any WriteSyncEngine)? = nil

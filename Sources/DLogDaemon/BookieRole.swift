@@ -16,6 +16,11 @@ public enum BookieRole {
                 let message: Logger.Message = "journal dir \(j) is on the same device as ledger dir \(l); put them on separate devices for latency, or set allow_shared_device = true"
                 if settings.allowSharedDevice { logger.debug(message) } else { logger.warning(message) }
             }
+            var settings = settings
+            if settings.journalSync == .dsync, let refusal = directIORefusal(settings.journalDirectories) {
+                logger.warning("journal_sync = dsync needs O_DIRECT, which \(refusal); using fdatasync")
+                settings.journalSync = .fdatasync
+            }
             let decision = try EngineSelector().decide(settings.journalEngine)
             if let reason = decision.fallbackReason {
                 logger.warning("journal engine: falling back to blocking", metadata: ["reason": "\(reason)"])
@@ -48,6 +53,23 @@ public enum BookieRole {
             FileHandle.standardError.write(Data("dlogd: \(error)\n".utf8))
             return 2
         }
+    }
+
+    /// Why O_DIRECT cannot be used in one of the directories (tmpfs and some FUSE file systems refuse it).
+    static func directIORefusal(_ dirs: [String]) -> String? {
+        for dir in dirs {
+            let probe = dir + "/.direct-io-probe"
+            do {
+                try FileSystem.makeDirectory(dir)
+                let f = try File.open(probe, [.create, .direct])
+                f.close()
+                try? FileSystem.remove(probe)
+            } catch {
+                try? FileSystem.remove(probe)
+                return "\(dir) does not allow (\(error))"
+            }
+        }
+        return nil
     }
 
     static func waitForTermination() {

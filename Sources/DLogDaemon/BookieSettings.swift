@@ -8,9 +8,10 @@ public struct BookieSettings: Sendable {
     public var host = "127.0.0.1"
     public var port = 3181
     public var journalEngine = EngineChoice.auto
-    public var journalSync = SyncMode.fdatasync
+    public var journalSync = SyncMode.dsync
     public var groupWaitMicros = 1000
     public var groupBytes = 512 * 1024
+    public var journalMaxInFlight = 2
     public var journalFileBytes = 64 << 20
     public var journalFilesMax = 8
     public var journalQueueEntries = 100_000
@@ -28,7 +29,7 @@ public struct BookieSettings: Sendable {
 
     public static let keys: Set<String> = [
         "journal_dirs", "ledger_dirs", "host", "port", "journal_engine", "journal_sync", "journal_group_wait_us",
-        "journal_group_bytes", "journal_file_bytes", "journal_files_max", "journal_queue_entries",
+        "journal_group_bytes", "journal_max_in_flight", "journal_file_bytes", "journal_files_max", "journal_queue_entries",
         "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
     ]
@@ -77,6 +78,7 @@ public struct BookieSettings: Sendable {
         }
         if let n = try int("journal_group_wait_us", 0...1_000_000) { groupWaitMicros = n }
         if let n = try int("journal_group_bytes", 4096...(64 << 20)) { groupBytes = n }
+        if let n = try int("journal_max_in_flight", 1...8) { journalMaxInFlight = n }
         if let n = try int("journal_file_bytes", (1 << 20)...(1 << 32)) {
             guard n % 4096 == 0 else { throw bad("journal_file_bytes", "a multiple of 4096") }
             journalFileBytes = n
@@ -131,7 +133,8 @@ public struct BookieSettings: Sendable {
     public func bookieConfiguration(engine: EngineChoice, truncateCorrupt: Bool) -> Bookie.Configuration {
         let journal = Journal.Configuration(
             directory: journalDirectories[0], fileBytes: journalFileBytes, filesMax: journalFilesMax,
-            policy: .init(groupWaitMax: .microseconds(groupWaitMicros), bufferedBytesMax: groupBytes),
+            policy: .init(groupWaitMax: .microseconds(groupWaitMicros), bufferedBytesMax: groupBytes,
+                          maxInFlight: journalMaxInFlight),
             queueCountMax: journalQueueEntries, engine: engine, syncMode: journalSync, recordBytesMax: maxFrameBytes)
         var config = Bookie.Configuration(journal: journal, journalDirectories: journalDirectories,
                                           storage: .init(ledgerDirectories: ledgerDirectories,

@@ -36,9 +36,10 @@ public struct EngineSelector: Sendable {
     }
 
     /// Builds the engine for a decision. Called on the thread that will own it.
-    public static func make(_ engine: EngineChoice, syncMode: SyncMode) throws(SystemError) -> any WriteSyncEngine {
+    public static func make(_ engine: EngineChoice, syncMode: SyncMode,
+                            maxInFlight: Int = 1) throws(SystemError) -> any WriteSyncEngine {
         switch engine {
-        case .ioUring: return try URingEngine(syncMode: syncMode)
+        case .ioUring: return try URingEngine(syncMode: syncMode, maxInFlight: maxInFlight)
         case .blocking, .auto: return BlockingEngine(syncMode: syncMode)
         }
     }
