@@ -17,6 +17,10 @@ public struct JournalStats: Sendable, Codable, Equatable {
     public var largestBatchBytes: Int = 0
     /// Write+sync latency histogram: bucket i counts syncs that took < 2^i × 16 µs (last bucket: the rest).
     public var syncLatencyBuckets: [UInt64] = Array(repeating: 0, count: LatencyBuckets.count)
+    /// Records per batch: bucket i counts batches of < 2^(i+1) records (last bucket: the rest).
+    public var batchRecordBuckets: [UInt64] = Array(repeating: 0, count: 16)
+    /// Bytes per batch: bucket i counts batches of < 4 KiB × 2^(i+1) (last bucket: the rest).
+    public var batchBytesBuckets: [UInt64] = Array(repeating: 0, count: 12)
     public var failed: String? = nil
 
     public init() {}
@@ -28,6 +32,18 @@ public struct JournalStats: Sendable, Codable, Equatable {
         largestBatchRecords = max(largestBatchRecords, records)
         largestBatchBytes = max(largestBatchBytes, bytes)
         syncLatencyBuckets[LatencyBuckets.index(of: latency)] += 1
+        batchRecordBuckets[Self.powerBucket(records, unit: 1, count: batchRecordBuckets.count)] += 1
+        batchBytesBuckets[Self.powerBucket(bytes, unit: 4096, count: batchBytesBuckets.count)] += 1
+    }
+
+    /// Index of the first bucket whose bound (unit × 2^(i+1)) exceeds `value`.
+    static func powerBucket(_ value: Int, unit: Int, count: Int) -> Int {
+        var bound = unit * 2
+        for i in 0..<(count - 1) {
+            if value < bound { return i }
+            bound *= 2
+        }
+        return count - 1
     }
 
     mutating func recordFlush(_ trigger: GroupCommitPolicy.Trigger) {

@@ -5,5 +5,5 @@ struct DLogBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlog-bench",
         abstract: "Benchmarks for DistributedLog: the disk itself, a bookie, and read-back verification.",
-        subcommands: [DiskCommand.self, BookieCommand.self, VerifyCommand.self])
+        subcommands: [DiskCommand.self, BookieCommand.self, VerifyCommand.self, InfoCommand.self])
 }

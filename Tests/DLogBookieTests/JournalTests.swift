@@ -5,13 +5,13 @@ import Foundation
 import Testing
 
 @Suite struct JournalTests {
-    /// Every acknowledged record comes back from replay, in order, on every engine and sync mode,
-    /// across several file rolls.
-    @Test(arguments: journalEngines, SyncMode.allCases)
-    func appendThenReplay(engine: EngineChoice, sync: SyncMode) throws {
+    /// Every acknowledged record comes back from replay, in order, on every engine and sync mode, with one
+    /// or two batches in flight, across several file rolls.
+    @Test(arguments: journalEngines.flatMap { e in SyncMode.allCases.flatMap { s in [1, 2].map { (e, s, $0) } } })
+    func appendThenReplay(engine: EngineChoice, sync: SyncMode, inFlight: Int) throws {
         let dir = TempDir()
         let records = (0..<3000).map { record($0, size: 100 + ($0 * 37) % 900) }
-        let journal = try makeJournal(dir.path, engine: engine, sync: sync, filesMax: 8)
+        let journal = try makeJournal(dir.path, engine: engine, sync: sync, filesMax: 8, inFlight: inFlight)
         let sink = RecordingSink()
         journal.start(resumeAfter: try replayAll(journal).1.end, releasedBelow: 0, sink: sink, onFatal: { _ in })
         let results = appendAll(journal, records)
@@ -23,7 +23,7 @@ import Testing
         #expect(stats.syncs > 0 && stats.syncs <= UInt64(records.count))
         #expect(stats.engine == (engine == .ioUring ? "io_uring" : "blocking"))
 
-        let reopened = try makeJournal(dir.path, engine: engine, sync: sync, filesMax: 8)
+        let reopened = try makeJournal(dir.path, engine: engine, sync: sync, filesMax: 8, inFlight: inFlight)
         let (replayed, summary) = try replayAll(reopened)
         #expect(replayed == records.map(\.payload))
         #expect(summary.records == records.count)
@@ -91,7 +91,7 @@ import Testing
     @Test(arguments: journalEngines)
     func concurrentAppendsAreBatched(engine: EngineChoice) throws {
         let dir = TempDir()
-        let j = try makeJournal(dir.path, engine: engine, fileBytes: 4 << 20)
+        let j = try makeJournal(dir.path, engine: engine, fileBytes: 4 << 20, inFlight: 2)
         j.start(resumeAfter: try replayAll(j).1.end, releasedBelow: 0, sink: RecordingSink(), onFatal: { _ in })
         let total = 8 * 500
         DispatchQueue.concurrentPerform(iterations: 8) { t in

@@ -30,10 +30,10 @@ final class RecordingSink: JournalSink {
 let journalEngines: [EngineChoice] = URingEngine.probe() == nil ? [.blocking, .ioUring] : [.blocking]
 
 func makeJournal(_ dir: String, engine: EngineChoice, sync: SyncMode = .fdatasync, fileBytes: Int = 1 << 20,
-                 filesMax: Int = 4, groupBytes: Int = 64 * 1024) throws -> Journal {
+                 filesMax: Int = 4, groupBytes: Int = 64 * 1024, inFlight: Int = 1) throws -> Journal {
     try Journal(index: 0, configuration: Journal.Configuration(
         directory: dir, fileBytes: fileBytes, filesMax: filesMax,
-        policy: .init(groupWaitMax: .microseconds(500), bufferedBytesMax: groupBytes),
+        policy: .init(groupWaitMax: .microseconds(500), bufferedBytesMax: groupBytes, maxInFlight: inFlight),
         queueCountMax: 100_000, queueBytesMax: 64 << 20, engine: engine, syncMode: sync, recordBytesMax: 256 * 1024))
 }
 
