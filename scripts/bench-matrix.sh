@@ -12,7 +12,8 @@ mkdir -p "$dir"
 echo "## disk ($dir)"
 "$bin/dlog-bench" disk --dir "$dir" --duration "$secs" --size 4096
 "$bin/dlog-bench" disk --dir "$dir" --duration "$secs" --size 4096 --sync dsync
-"$bin/dlog-bench" disk --dir "$dir" --duration "$secs" --size 65536
+"$bin/dlog-bench" disk --dir "$dir" --duration "$secs" --size 65536 --sync dsync
+"$bin/dlog-bench" disk --dir "$dir" --duration "$secs" --size 1048576 --sync dsync
 for engine in io_uring blocking; do
   for sync in fdatasync dsync; do
     rm -rf "$dir/bookie"

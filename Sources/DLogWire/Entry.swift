@@ -59,6 +59,18 @@ public enum EntryCodec {
         return out
     }
 
+    /// Parses the header without checking the CRC, for bytes that were verified already (on add, or by the
+    /// journal record that carried them). nil when too short.
+    public static func header(of bytes: [UInt8]) -> EntryHeader? {
+        guard bytes.count >= EntryHeader.byteCount else { return nil }
+        return bytes.withUnsafeBytes { raw in
+            EntryHeader(ledger: LedgerID(raw.loadBigEndian(UInt64.self, at: 0)),
+                        entry: EntryID(Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: 8))),
+                        lastAddConfirmed: EntryID(Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: 16))),
+                        ledgerLength: raw.loadBigEndian(UInt64.self, at: 24))
+        }
+    }
+
     /// Parses the header and verifies the CRC; throws when the bytes are not an intact entry.
     public static func validate(_ bytes: UnsafeRawBufferPointer) throws(EntryError) -> EntryHeader {
         guard bytes.count >= EntryHeader.byteCount else { throw .tooShort(count: bytes.count) }

@@ -32,3 +32,14 @@ import Testing
         #expect(throws: EntryError.tooShort(count: 10)) { try EntryCodec.validate([UInt8](repeating: 0, count: 10)) }
     }
 }
+
+@Suite struct EntryHeaderParseTests {
+    /// The unchecked header parse agrees with the checked one, and refuses bytes that are too short.
+    @Test func headerParseAgrees() throws {
+        let h = EntryHeader(ledger: LedgerID(42), entry: EntryID(7), lastAddConfirmed: EntryID(6), ledgerLength: 99)
+        let bytes = EntryCodec.encode(h, payload: [1, 2, 3])
+        #expect(EntryCodec.header(of: bytes) == h)
+        #expect(try EntryCodec.validate(bytes) == h)
+        #expect(EntryCodec.header(of: Array(bytes.prefix(35))) == nil)
+    }
+}
