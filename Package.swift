@@ -58,9 +58,13 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
 
-        .testTarget(name: "DLogWireTests", dependencies: ["DLogWire", .product(name: "NIOCore", package: "swift-nio")]),
+        // Helpers shared by the test targets (temp dirs, seeded randomness); never linked into products.
+        .target(name: "DLogTestSupport", path: "Tests/DLogTestSupport"),
+        .testTarget(name: "DLogWireTests", dependencies: ["DLogWire", "DLogTestSupport",
+                                                          .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "DLogIOTests", dependencies: ["DLogIO"]),
-        .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire"]),
-        .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogWire"]),
+        .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire",
+                                                            "DLogTestSupport"]),
+        .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogWire", "DLogTestSupport"]),
     ]
 )

@@ -13,6 +13,9 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     private var condition = pthread_cond_t()
     private var items = Deque<Element>()
     private var bytes = 0
+    /// Set once by `close()`; checked under the mutex so the consumer cannot miss it between its own check
+    /// and going to sleep.
+    private var closed = false
     private let weigh: @Sendable (Element) -> Int
     let countMax: Int
     let bytesMax: Int
@@ -71,11 +74,11 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         return items.count
     }
 
-    /// Sleeps until the queue is non-empty, `wake()` is called, or the deadline passes.
+    /// Sleeps until the queue is non-empty, it is closed, or the deadline passes.
     func waitForItems(until deadline: ContinuousClock.Instant?) {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        guard items.isEmpty else { return }
+        guard items.isEmpty && !closed else { return }
         if let deadline {
             let remaining = ContinuousClock.now.duration(to: deadline)
             guard remaining > .zero else { return }
@@ -93,9 +96,10 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         }
     }
 
-    /// Wakes the consumer (for shutdown).
-    func wake() {
+    /// Wakes the consumer for good (shutdown): later waits return at once. Queued items stay to be drained.
+    func close() {
         pthread_mutex_lock(&mutex)
+        closed = true
         pthread_cond_broadcast(&condition)
         pthread_mutex_unlock(&mutex)
     }

@@ -2,13 +2,13 @@ import DLogIO
 import Foundation
 
 extension Bookie {
-    /// One background thread: checkpoints on the interval or when asked (cache full, journal short of
-    /// files), and watches disk usage for read-only mode. Runs at its own pace, polling every 10 ms.
+    /// Background work: one thread checkpoints on the interval or when asked (cache full, journal short of
+    /// files), watches disk usage for read-only mode and resumes connections paused by back-pressure,
+    /// polling every 10 ms; another compacts. Both signal `background` when they end.
     func startBackground() {
         let thread = Thread { [self] in
             var lastCheckpoint = ContinuousClock.now
             var lastDiskCheck = ContinuousClock.now - configuration.diskCheckInterval
-            var lastCompaction = ContinuousClock.now
             while !stopping.load(ordering: .acquiring) {
                 let now = ContinuousClock.now
                 if now - lastDiskCheck >= configuration.diskCheckInterval {
@@ -19,10 +19,6 @@ extension Bookie {
                     || now - lastCheckpoint >= configuration.checkpointInterval {
                     lastCheckpoint = now
                     runCheckpoint()
-                }
-                if now - lastCompaction >= configuration.compactionInterval {
-                    lastCompaction = now
-                    runCompaction()
                 }
                 if !underWritePressure {
                     for resume in relief.withLock({ list in defer { list = [] }; return list }) { resume() }
@@ -35,6 +31,20 @@ extension Bookie {
         }
         thread.name = "bookie-background"
         thread.start()
+        // Compaction has its own thread: a paced pass may take seconds and must not hold up checkpoints.
+        let compactor = Thread { [self] in
+            var last = ContinuousClock.now
+            while !stopping.load(ordering: .acquiring) {
+                if ContinuousClock.now - last >= configuration.compactionInterval {
+                    runCompaction()
+                    last = .now
+                }
+                usleep(50_000)
+            }
+            background.signal()
+        }
+        compactor.name = "bookie-compaction"
+        compactor.start()
     }
 
     func runCheckpoint() {

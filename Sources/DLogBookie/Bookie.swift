@@ -47,6 +47,9 @@ public final class Bookie: JournalSink, Sendable {
         self.logger = logger
         storage = try LedgerStorage(configuration: configuration.storage,
                                     journalCount: configuration.journalDirectories.count)
+        if !storage.removedOrphans.isEmpty {
+            logger.notice("removed entry logs no checkpoint lists", metadata: ["files": "\(storage.removedOrphans)"])
+        }
         var journals: [Journal] = []
         for (i, dir) in configuration.journalDirectories.enumerated() {
             var jc = configuration.journal
@@ -93,13 +96,14 @@ public final class Bookie: JournalSink, Sendable {
     public func stop() {
         stopping.store(true, ordering: .releasing)
         for j in journals { j.stop() }
-        background.wait()
+        background.wait()  // checkpoint thread
+        background.wait()  // compaction thread
         _ = try? storage.checkpoint()
     }
 
     public var isReadOnly: Bool { readOnly.load(ordering: .relaxed) }
 
-    /// True while the write cache holds over 1.5× its checkpoint size: connections should stop reading
+    /// True while the write cache holds 1.5× its checkpoint size or more: connections should stop reading
     /// (TCP back-pressure) until a checkpoint catches up, so adds wait instead of failing at 2×.
     public var underWritePressure: Bool {
         storage.cacheBytes * 2 >= configuration.storage.writeCacheBytes * 3

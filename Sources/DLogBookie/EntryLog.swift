@@ -42,10 +42,14 @@ public struct EntryLogInfo: Codable, Sendable, Equatable {
     public var id: UInt64
     public var directory: Int
     public var totalBytes: Int
+    /// Bytes of entries written into the file (without its header, index and padding).
+    public var dataBytes: Int
     /// Live ledgers only: a deleted ledger is removed from here.
     public var ledgers: [UInt64: EntryLogLedgerRange]
 
     public var liveBytes: Int { ledgers.values.reduce(0) { $0 + $1.bytes } }
+    /// Share of the entries still live; a file's fixed overhead does not count against it.
+    public var liveFraction: Double { dataBytes == 0 ? 0 : Double(liveBytes) / Double(dataBytes) }
 }
 
 enum EntryLogWriter {
@@ -151,7 +155,8 @@ enum EntryLogWriter {
             file.close()
             try FileSystem.rename(tmp, path)
             try FileSystem.syncDirectory(directory)
-            return EntryLogInfo(id: id, directory: directoryIndex, totalBytes: Int(sink.offset), ledgers: ledgers)
+            return EntryLogInfo(id: id, directory: directoryIndex, totalBytes: Int(sink.offset),
+                                dataBytes: entries.reduce(0) { $0 + $1.2.count }, ledgers: ledgers)
         } catch {
             file.close()
             try? FileSystem.remove(tmp)
@@ -160,11 +165,11 @@ enum EntryLogWriter {
     }
 }
 
-/// Why an entry log cannot be read.
-public struct EntryLogCorruption: Error, CustomStringConvertible {
+/// Why an entry log or the checkpoint manifest cannot be read.
+public struct StorageCorruption: Error, CustomStringConvertible {
     public var path: String
     public var reason: String
-    public var description: String { "entry log \(path) is damaged: \(reason)" }
+    public var description: String { "\(path) is damaged: \(reason)" }
 }
 
 /// An open entry-log file with its summary in memory. Safe to share: it only does positioned reads.
@@ -186,16 +191,16 @@ final class EntryLogReader: Sendable {
                     && raw.loadBigEndian(UInt32.self, at: 4) == EntryLogFormat.version
                     && raw.loadBigEndian(UInt32.self, at: 16) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<16]))
             }) else {
-                throw EntryLogCorruption(path: path, reason: "header has the wrong magic, version or CRC")
+                throw StorageCorruption(path: path, reason: "header has the wrong magic, version or CRC")
             }
             guard size >= Int64(EntryLogFormat.headerBytes + EntryLogFormat.footerBytes) else {
-                throw EntryLogCorruption(path: path, reason: "file of \(size) bytes is too short")
+                throw StorageCorruption(path: path, reason: "file of \(size) bytes is too short")
             }
             let footer = try file.pread(count: EntryLogFormat.footerBytes, at: size - Int64(EntryLogFormat.footerBytes))
             let parsed = try footer.withUnsafeBytes { raw throws -> (Int64, Int, Int64, UInt32) in
                 guard raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.footerMagic,
                       raw.loadBigEndian(UInt32.self, at: 40) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<40]))
-                else { throw EntryLogCorruption(path: path, reason: "footer fails its magic or CRC") }
+                else { throw StorageCorruption(path: path, reason: "footer fails its magic or CRC") }
                 return (Int64(raw.loadBigEndian(UInt64.self, at: 8)), Int(raw.loadBigEndian(UInt64.self, at: 16)),
                         Int64(raw.loadBigEndian(UInt64.self, at: 24)), raw.loadBigEndian(UInt32.self, at: 32))
             }
@@ -206,7 +211,7 @@ final class EntryLogReader: Sendable {
             let rows = try file.pread(count: rowCount * EntryLogFormat.rowBytes, at: indexOffset)
             guard summary.count == summaryCount * EntryLogFormat.summaryRowBytes,
                   CRC32C.checksum(summary, seed: CRC32C.checksum(rows)) == parsed.3 else {
-                throw EntryLogCorruption(path: path, reason: "index or summary fails its CRC")
+                throw StorageCorruption(path: path, reason: "index or summary fails its CRC")
             }
         } catch {
             file.close()
@@ -229,7 +234,7 @@ final class EntryLogReader: Sendable {
             let n = min(chunk, rowCount - first)
             let bytes = try file.pread(count: n * EntryLogFormat.rowBytes,
                                        at: indexOffset + Int64(first * EntryLogFormat.rowBytes))
-            guard bytes.count == n * EntryLogFormat.rowBytes else { throw EntryLogCorruption(path: path, reason: "index ends early") }
+            guard bytes.count == n * EntryLogFormat.rowBytes else { throw StorageCorruption(path: path, reason: "index ends early") }
             bytes.withUnsafeBytes { raw in
                 for i in 0..<n {
                     let at = i * EntryLogFormat.rowBytes
@@ -244,7 +249,7 @@ final class EntryLogReader: Sendable {
 
     func readBytes(offset: Int64, length: Int) throws -> [UInt8] {
         let bytes = try file.pread(count: length, at: offset)
-        guard bytes.count == length else { throw EntryLogCorruption(path: path, reason: "entry at \(offset) cut off") }
+        guard bytes.count == length else { throw StorageCorruption(path: path, reason: "entry at \(offset) cut off") }
         return bytes
     }
 
@@ -266,7 +271,7 @@ final class EntryLogReader: Sendable {
         let rows = try file.pread(count: count * EntryLogFormat.rowBytes,
                                   at: indexOffset + Int64(first * EntryLogFormat.rowBytes))
         guard rows.count == count * EntryLogFormat.rowBytes else {
-            throw EntryLogCorruption(path: path, reason: "index ends early")
+            throw StorageCorruption(path: path, reason: "index ends early")
         }
         let location: (Int64, Int)? = rows.withUnsafeBytes { raw in
             for i in 0..<count where Self.key(raw, i * EntryLogFormat.rowBytes) == target {
@@ -277,7 +282,7 @@ final class EntryLogReader: Sendable {
         }
         guard let (offset, length) = location else { return nil }
         let bytes = try file.pread(count: length, at: offset)
-        guard bytes.count == length else { throw EntryLogCorruption(path: path, reason: "entry at \(offset) cut off") }
+        guard bytes.count == length else { throw StorageCorruption(path: path, reason: "entry at \(offset) cut off") }
         return bytes
     }
 }

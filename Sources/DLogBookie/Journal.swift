@@ -161,7 +161,7 @@ public final class Journal: Sendable {
             return s.started && !s.exited
         }
         guard running else { return }
-        queue.wake()
+        queue.close()
         exitSignal.wait()
         exitSignal.signal()  // let a second stop() return too
     }

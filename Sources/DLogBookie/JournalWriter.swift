@@ -71,8 +71,8 @@ final class JournalWriter {
             try loop()
             return nil
         } catch JournalError.stopped {
-            // Stopped while waiting for a free file: what is queued was never acknowledged.
-            _ = fail("journal stopped before a journal file became free")
+            // Stopped while waiting for a free file: what is queued was never acknowledged; say so.
+            refuseAll(.stopped)
             return nil
         } catch {
             return fail("\(error)")
@@ -254,12 +254,16 @@ final class JournalWriter {
             $0.failure = why
             $0.stats.failed = why
         }
-        let error = JournalError.failed(why)
+        refuseAll(.failed(why))
+        return why
+    }
+
+    /// Completes everything not yet acknowledged with `error`.
+    private func refuseAll(_ error: JournalError) {
         for batch in inFlight { for c in batch.completions { c(.failure(error)) } }
         inFlight = []
         for c in batchCompletions { c(.failure(error)) }
         batchCompletions = []
         for pending in journal.queue.drain(while: { _ in true }) { pending.completion?(.failure(error)) }
-        return why
     }
 }

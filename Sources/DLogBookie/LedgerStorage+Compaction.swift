@@ -14,14 +14,15 @@ extension LedgerStorage {
     public func compactionCandidate(threshold: Double) -> UInt64? {
         state.withLock { s in
             s.manifest.entryLogs
-                .filter { $0.totalBytes > 0 && Double($0.liveBytes) / Double($0.totalBytes) < threshold }
-                .min { Double($0.liveBytes) / Double($0.totalBytes) < Double($1.liveBytes) / Double($1.totalBytes) }?.id
+                .filter { $0.liveFraction < threshold }
+                .min { $0.liveFraction < $1.liveFraction }?.id
         }
     }
 
     /// Copies the live entries of one mostly-dead entry log into a new file and removes the old one.
-    /// Reads are paced to `bytesPerSecond` so the copy never competes hard with foreground I/O; adds and
-    /// checkpoints go on meanwhile, and ledgers deleted during the copy are left out when it is published.
+    /// Reads are paced to `bytesPerSecond` so the copy never competes hard with foreground I/O. It runs on its
+    /// own thread without holding the checkpoint lock, so adds and checkpoints go on meanwhile; ledgers
+    /// deleted during the copy are left out when it is published.
     public func compact(_ id: UInt64, bytesPerSecond: Int, shouldStop: () -> Bool = { false }) throws -> CompactionResult? {
         precondition(bytesPerSecond > 0)
         guard let info = state.withLock({ s in s.manifest.entryLogs.first { $0.id == id } }) else { return nil }

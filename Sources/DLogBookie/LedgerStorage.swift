@@ -53,10 +53,10 @@ public final class LedgerStorage: Sendable {
             do {
                 manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
             } catch {
-                throw EntryLogCorruption(path: path, reason: "checkpoint manifest cannot be parsed: \(error)")
+                throw StorageCorruption(path: path, reason: "checkpoint manifest cannot be parsed: \(error)")
             }
             guard manifest.version == Manifest().version else {
-                throw EntryLogCorruption(path: path, reason: "checkpoint manifest version \(manifest.version) is not "
+                throw StorageCorruption(path: path, reason: "checkpoint manifest version \(manifest.version) is not "
                                              + "supported by this dlogd (it reads version \(Manifest().version))")
             }
         }
@@ -66,6 +66,26 @@ public final class LedgerStorage: Sendable {
         var s = State(appliedThrough: manifest.journalMarks)
         s.manifest = manifest
         state = Mutex(s)
+        removedOrphans = try Self.removeOrphans(manifest, directories: configuration.ledgerDirectories)
+    }
+
+    /// Entry-log files found at start that the manifest does not list (left by a checkpoint or compaction
+    /// that failed before its manifest was written), now removed: replay rebuilds what they held.
+    public let removedOrphans: [String]
+
+    private static func removeOrphans(_ manifest: Manifest, directories: [String]) throws -> [String] {
+        let listed = Set(manifest.entryLogs.map { directories[$0.directory] + "/" + EntryLogWriter.fileName($0.id) })
+        var removed: [String] = []
+        for dir in directories {
+            for name in try FileSystem.list(dir) where name.hasPrefix("entrylog-") {
+                let path = dir + "/" + name
+                if !listed.contains(path) {
+                    try FileSystem.remove(path)
+                    removed.append(path)
+                }
+            }
+        }
+        return removed
     }
 
     public func journalMark(_ journal: Int) -> JournalPosition? { state.withLock { $0.manifest.journalMarks[journal] } }

@@ -1,3 +1,4 @@
+import DLogTestSupport
 @testable import DLogBookie
 import DLogIO
 import DLogLedger

@@ -1,3 +1,4 @@
+import DLogTestSupport
 @testable import DLogBookie
 import DLogIO
 import DLogWire
@@ -95,5 +96,38 @@ func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfIte
                                                      payload: megabyte)))
         #expect(bookie.storage.openEntryLogCount == 1)
         bookie.stop()
+    }
+}
+
+@Suite struct OrphanTests {
+    /// Entry logs that no manifest lists (a checkpoint that died before its manifest) are removed at start;
+    /// listed ones are kept.
+    @Test func orphansAreRemovedAtStart() throws {
+        let dir = TempDir()
+        let s = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
+        s.apply([keyRecord(1), addRecord(1, 0)], journal: 0, through: nil)
+        _ = try s.checkpoint()
+        try FileSystem.writeAtomically(dir.path + "/entrylog-9.log", [1, 2, 3])
+        try FileSystem.writeAtomically(dir.path + "/entrylog-10.log.tmp", [1])
+        let reopened = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
+        #expect(Set(reopened.removedOrphans) == [dir.path + "/entrylog-9.log", dir.path + "/entrylog-10.log.tmp"])
+        #expect(FileSystem.exists(dir.path + "/entrylog-1.log"))
+        #expect(try read(reopened, 1, 0) == entry(1, 0))
+    }
+
+    /// A small file whose few entries are all live is never a compaction candidate, however large its
+    /// fixed overhead; a compacted file is not picked again.
+    @Test func overheadDoesNotMakeFilesLookDead() throws {
+        let dir = TempDir()
+        let s = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
+        s.apply([keyRecord(1), keyRecord(2), addRecord(1, 0, size: 10), addRecord(2, 0, size: 10)], journal: 0, through: nil)
+        _ = try s.checkpoint()
+        #expect(s.compactionCandidate(threshold: 0.99) == nil)
+        var p = [UInt8]()
+        p.appendBigEndian(UInt64(2))
+        s.apply([JournalRecord(kind: .delete, payload: p)], journal: 0, through: nil)
+        let id = try #require(s.compactionCandidate(threshold: 0.9))
+        _ = try s.compact(id, bytesPerSecond: 1 << 30)
+        #expect(s.compactionCandidate(threshold: 0.9) == nil)
     }
 }

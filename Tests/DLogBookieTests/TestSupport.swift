@@ -1,19 +1,10 @@
+import DLogTestSupport
 @testable import DLogBookie
 import DLogIO
 import DLogWire
 import Foundation
 import Synchronization
 
-/// A fresh directory under /tmp, removed when the test's scope ends.
-final class TempDir: Sendable {
-    let path: String
-    init(_ name: String = "dlog-test") {
-        var template = Array("/tmp/\(name)-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-    func sub(_ name: String) -> String { path + "/" + name }
-}
 
 /// Collects what the journal made durable.
 final class RecordingSink: JournalSink {

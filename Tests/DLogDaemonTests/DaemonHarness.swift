@@ -1,3 +1,4 @@
+import DLogTestSupport
 import DLogLedger
 import DLogWire
 import Foundation
@@ -82,16 +83,6 @@ struct DaemonError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// A fresh directory under /tmp, removed when the test's scope ends.
-final class TempDir: Sendable {
-    let path: String
-    init(_ name: String = "dlogd-test") {
-        var template = Array("/tmp/\(name)-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-    func sub(_ name: String) -> String { path + "/" + name }
-}
 
 let testKey = MasterKey(password: "daemon-test")
 

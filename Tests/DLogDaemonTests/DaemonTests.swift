@@ -1,3 +1,4 @@
+import DLogTestSupport
 import DLogLedger
 import DLogWire
 import Foundation
