@@ -1,5 +1,6 @@
 # DistributedLog for Swift. `make run` and `make test` are all a newcomer needs on Debian 12.
 SWIFT ?= swift
+SHELL := /bin/bash
 DEBS := liburing-dev libaio-dev libsystemd-dev pkg-config
 DATA ?= ./data
 PORT ?= 3181
@@ -35,7 +36,9 @@ run: release
 # Every test CI checks: unit, crash (SIGKILL cycles), multi-process and robustness.
 test: build
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	@set -o pipefail; $(SWIFT) test --skip-build 2>&1 | tee .build/test-output.txt
+	@n=$$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\} in .* passed.*/\1/p' .build/test-output.txt | tail -1); \
+	echo "$${n:-0} passed, 0 failed"
 
 # The quick inner loop: unit tests only.
 test-fast: build
