@@ -38,16 +38,22 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         pthread_mutex_destroy(&mutex)
     }
 
-    /// Adds an element; false when the queue is at its count or byte limit.
-    func offer(_ element: Element) -> Bool {
-        let w = weigh(element)
+    enum Offer: Equatable {
+        case accepted, full, closed
+    }
+
+    /// Adds all elements or none: `full` at the count or byte limit, `closed` after `close()`.
+    func offer(_ elements: [Element]) -> Offer {
+        let w = elements.reduce(0) { $0 + weigh($1) }
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        guard items.count < countMax, bytes + w <= bytesMax || items.isEmpty else { return false }
-        items.append(element)
+        if closed { return .closed }
+        guard items.count + elements.count <= countMax, bytes + w <= bytesMax || items.isEmpty else { return .full }
+        let wasEmpty = items.isEmpty
+        items.append(contentsOf: elements)
         bytes += w
-        if items.count == 1 { pthread_cond_signal(&condition) }
-        return true
+        if wasEmpty { pthread_cond_signal(&condition) }
+        return .accepted
     }
 
     /// Removes elements from the front while `take` accepts them. Never blocks.
@@ -96,7 +102,8 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         }
     }
 
-    /// Wakes the consumer for good (shutdown): later waits return at once. Queued items stay to be drained.
+    /// Wakes the consumer for good (shutdown): later waits return at once and later offers are refused.
+    /// Queued items stay to be drained.
     func close() {
         pthread_mutex_lock(&mutex)
         closed = true

@@ -3,8 +3,13 @@ import DLogWire
 extension Bookie {
     public typealias Reply = @Sendable (BookieResponse) -> Void
 
-    /// ADD: checks the entry's CRC, the master key, fencing and read-only state; answers after the journal
-    /// made the entry durable.
+    /// ADD: checks the entry's CRC, size, the master key, fencing and read-only state; answers after the
+    /// journal made the entry durable.
+    ///
+    /// The checks and the journal append happen under the storage lock, as one step: the order in which
+    /// adds, fences and deletes pass their checks is the order of their journal records. So no add that
+    /// was checked before a fence can be journaled (and acknowledged) after it, and a new ledger's key
+    /// record always precedes its first add.
     public func add(masterKey: MasterKey, entry: [UInt8], recovery: Bool, reply: @escaping Reply) {
         let header: EntryHeader
         do {
@@ -13,66 +18,67 @@ extension Bookie {
             return reply(.failed(.corruptEntry, message: "\(error)"))
         }
         let ledger = header.ledger
+        let journal = journal(for: ledger)
+        guard entry.count <= journal.configuration.recordBytesMax else {
+            return reply(.failed(.tooLarge, message: "entry of \(entry.count) bytes exceeds the journal's record "
+                                     + "limit of \(journal.configuration.recordBytesMax)"))
+        }
         if isReadOnly && !recovery {
             return reply(.failed(.readOnly, message: "bookie is read-only (disk usage over threshold); add refused"))
         }
-        enum Admission { case ok(newLedger: Bool), refused(BookieStatus, String) }
-        let admission: Admission = storage.withLedgers { ledgers, overLimit in
-            if overLimit { return .refused(.tooManyRequests, "write cache is full; checkpoint in progress") }
-            guard let ls = ledgers[ledger.rawValue] else {
-                ledgers[ledger.rawValue] = LedgerState(masterKey: masterKey.bytes)
-                return .ok(newLedger: true)
-            }
-            if ls.masterKey != masterKey.bytes { return .refused(.unauthorized, "master key mismatch for \(ledger)") }
-            if ls.fenced && !recovery { return .refused(.fenced, "\(ledger) is fenced") }
-            return .ok(newLedger: false)
-        }
-        guard case .ok(let newLedger) = admission else {
-            if case .refused(let status, let message) = admission { reply(.failed(status, message: message)) }
-            return
-        }
-        let journal = journal(for: ledger)
-        if newLedger {
-            var payload = [UInt8]()
-            payload.appendBigEndian(ledger.rawValue)
-            payload += masterKey.bytes
-            if let refusal = journal.append(JournalRecord(kind: .masterKey, payload: payload), completion: nil) {
-                return reply(Self.failure(refusal))
-            }
-        }
         let entryID = header.entry
-        if let refusal = journal.append(JournalRecord(kind: .add, payload: entry), completion: { result in
+        let completion: @Sendable (Result<Void, JournalError>) -> Void = { result in
             switch result {
             case .success: reply(.added(ledger: ledger, entry: entryID))
             case .failure(let error): reply(Self.failure(error))
             }
-        }) {
-            reply(Self.failure(refusal))
         }
+        let refusal: BookieResponse? = storage.withLedgers { ledgers, overLimit in
+            if overLimit { return .failed(.tooManyRequests, message: "write cache is full; checkpoint in progress") }
+            var records = [JournalRecord(kind: .add, payload: entry)]
+            if let ls = ledgers[ledger.rawValue] {
+                if ls.masterKey != masterKey.bytes {
+                    return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
+                }
+                if ls.fenced && !recovery { return .failed(.fenced, message: "\(ledger) is fenced") }
+            } else {
+                records.insert(JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(ledger, masterKey)), at: 0)
+            }
+            if let refusal = journal.append(records, completion: completion) { return Self.failure(refusal) }
+            if ledgers[ledger.rawValue] == nil { ledgers[ledger.rawValue] = LedgerState(masterKey: masterKey.bytes) }
+            return nil
+        }
+        if let refusal { reply(refusal) }
     }
 
-    /// Fences (when asked) and then reads. The fence is durable in the journal before the answer.
+    /// Fences and then reads (through `read`). The fence is durable in the journal before the answer, and
+    /// it is journaled in the same step that makes later adds see it (see `add`).
     public func fenceAndRead(ledger: LedgerID, entry: EntryID, masterKey: MasterKey, reply: @escaping Reply,
                              read: @escaping @Sendable () -> Void) {
+        let journal = journal(for: ledger)
         let refused: BookieResponse? = storage.withLedgers { ledgers, _ in
             if let ls = ledgers[ledger.rawValue], ls.masterKey != masterKey.bytes {
                 return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
             }
+            let record = JournalRecord(kind: .fence, payload: Self.ledgerPayload(ledger, masterKey))
+            if let refusal = journal.append([record], completion: { result in
+                switch result {
+                case .success: read()
+                case .failure(let error): reply(Self.failure(error))
+                }
+            }) {
+                return Self.failure(refusal)
+            }
             ledgers[ledger.rawValue, default: LedgerState(masterKey: masterKey.bytes)].fenced = true
             return nil
         }
-        if let refused { return reply(refused) }
+        if let refused { reply(refused) }
+    }
+
+    static func ledgerPayload(_ ledger: LedgerID, _ key: MasterKey) -> [UInt8] {
         var payload = [UInt8]()
         payload.appendBigEndian(ledger.rawValue)
-        payload += masterKey.bytes
-        if let refusal = journal(for: ledger).append(JournalRecord(kind: .fence, payload: payload), completion: { result in
-            switch result {
-            case .success: read()
-            case .failure(let error): reply(Self.failure(error))
-            }
-        }) {
-            reply(Self.failure(refusal))
-        }
+        return payload + key.bytes
     }
 
     public func writeLAC(ledger: LedgerID, masterKey: MasterKey, lac: EntryID, reply: @escaping Reply) {
@@ -85,24 +91,39 @@ extension Bookie {
         var payload = [UInt8]()
         payload.appendBigEndian(ledger.rawValue)
         payload.appendBigEndian(lac.rawValue)
-        if let refusal = journal(for: ledger).append(JournalRecord(kind: .explicitLAC, payload: payload), completion: { r in
-            reply((try? r.get()) != nil ? .done : Self.failure(JournalError.failed("journal failed")))
+        if let refusal = journal(for: ledger).append([JournalRecord(kind: .explicitLAC, payload: payload)], completion: { r in
+            switch r {
+            case .success: reply(.done)
+            case .failure(let error): reply(Self.failure(error))
+            }
         }) {
             reply(Self.failure(refusal))
         }
     }
 
+    /// DELETE_LEDGER: the ledger is gone for later requests at once (its state is dropped in the same step
+    /// its delete record is journaled); entries and files go when the record is applied and checkpointed.
+    /// An add after this creates the ledger anew, journaled after the delete.
     public func deleteLedger(_ ledger: LedgerID, reply: @escaping Reply) {
-        guard storage.ledgerState(ledger) != nil else {
-            return reply(.failed(.noLedger, message: "\(ledger) is not on this bookie"))
-        }
+        let journal = journal(for: ledger)
         var payload = [UInt8]()
         payload.appendBigEndian(ledger.rawValue)
-        if let refusal = journal(for: ledger).append(JournalRecord(kind: .delete, payload: payload), completion: { r in
-            reply((try? r.get()) != nil ? .done : Self.failure(JournalError.failed("journal failed")))
-        }) {
-            reply(Self.failure(refusal))
+        let refused: BookieResponse? = storage.withLedgers { ledgers, _ in
+            guard ledgers[ledger.rawValue] != nil else {
+                return .failed(.noLedger, message: "\(ledger) is not on this bookie")
+            }
+            if let refusal = journal.append([JournalRecord(kind: .delete, payload: payload)], completion: { r in
+                switch r {
+                case .success: reply(.done)
+                case .failure(let error): reply(Self.failure(error))
+                }
+            }) {
+                return Self.failure(refusal)
+            }
+            ledgers[ledger.rawValue] = nil
+            return nil
         }
+        if let refused { reply(refused) }
     }
 
     /// READ_LAC, answered now or (long poll) once LAC passes `previous`. Returns a cancel token for the
@@ -128,43 +149,56 @@ extension Bookie {
         reply(.lac(lac: EntryID(ls?.lac ?? -1), lastEntry: EntryID(ls?.lastEntry ?? -1)))
     }
 
-    /// Reads one entry, verifying its CRC. Blocking when the entry is on disk: call off the event loop.
-    public func readEntry(ledger: LedgerID, entry: EntryID) -> BookieResponse {
-        let (resolved, found) = storage.readCached(ledger, entry)
-        let bytes: [UInt8]
-        switch found {
-        case .noLedger: return .failed(.noLedger, message: "\(ledger) is not on this bookie")
-        case .noEntry: return .failed(.noEntry, message: "\(ledger)/\(resolved) is not on this bookie")
-        case .found(let b): bytes = b
-        case .onDisk(let files):
-            do {
-                guard let b = try storage.readFromDisk(ledger, resolved, files: files) else {
-                    return .failed(.noEntry, message: "\(ledger)/\(resolved) is not on this bookie")
-                }
-                bytes = b
-            } catch {
-                logger.error("entry read failed", metadata: ["ledger": "\(ledger)", "entry": "\(resolved)",
-                                                             "error": "\(error)"])
-                return .failed(.ioError, message: "reading \(ledger)/\(resolved): \(error)")
-            }
-        }
-        do {
-            let header = try EntryCodec.validate(bytes)
-            guard header.ledger == ledger, header.entry == resolved else {
-                return .failed(.corruptEntry, message: "stored bytes for \(ledger)/\(resolved) name \(header.ledger)/\(header.entry)")
-            }
-        } catch {
-            logger.error("stored entry is corrupt", metadata: ["ledger": "\(ledger)", "entry": "\(resolved)",
-                                                               "error": "\(error)"])
-            return .failed(.corruptEntry, message: "stored copy of \(ledger)/\(resolved) is corrupt: \(error)")
-        }
-        return .entry(bytes)
+    /// What a read needs: an answer now, or a disk read (which must run off the event loop).
+    public enum ReadStep: Sendable {
+        case answer(BookieResponse)
+        case disk(@Sendable () -> BookieResponse)
     }
 
-    /// Whether a read can be answered from memory without blocking.
-    public func isCached(ledger: LedgerID, entry: EntryID) -> Bool {
-        if case .onDisk = storage.readCached(ledger, entry).1 { return false }
-        return true
+    /// Looks an entry up once: in memory the answer is immediate; otherwise the returned closure does the
+    /// blocking entry-log read. Every answer's CRC is verified.
+    public func readEntry(ledger: LedgerID, entry: EntryID) -> ReadStep {
+        let (resolved, found) = storage.readCached(ledger, entry)
+        switch found {
+        case .noLedger: return .answer(.failed(.noLedger, message: "\(ledger) is not on this bookie"))
+        case .noEntry: return .answer(.failed(.noEntry, message: "\(ledger)/\(resolved) is not on this bookie"))
+        case .found(let bytes): return .answer(checked(bytes, ledger, resolved))
+        case .onDisk(let files):
+            return .disk { [self] in
+                do {
+                    guard let bytes = try storage.readFromDisk(ledger, resolved, files: files) else {
+                        return .failed(.noEntry, message: "\(ledger)/\(resolved) is not on this bookie")
+                    }
+                    return checked(bytes, ledger, resolved)
+                } catch {
+                    logger.error("entry read failed", metadata: ["ledger": "\(ledger)", "entry": "\(resolved)",
+                                                                 "error": "\(error)"])
+                    return .failed(.ioError, message: "reading \(ledger)/\(resolved): \(error)")
+                }
+            }
+        }
+    }
+
+    /// Reads an entry on the calling thread (tools and tests; may block on disk).
+    public func readEntryBlocking(ledger: LedgerID, entry: EntryID) -> BookieResponse {
+        switch readEntry(ledger: ledger, entry: entry) {
+        case .answer(let r): return r
+        case .disk(let read): return read()
+        }
+    }
+
+    private func checked(_ bytes: [UInt8], _ ledger: LedgerID, _ entry: EntryID) -> BookieResponse {
+        do {
+            let header = try EntryCodec.validate(bytes)
+            guard header.ledger == ledger, header.entry == entry else {
+                return .failed(.corruptEntry, message: "stored bytes for \(ledger)/\(entry) name \(header.ledger)/\(header.entry)")
+            }
+        } catch {
+            logger.error("stored entry is corrupt", metadata: ["ledger": "\(ledger)", "entry": "\(entry)",
+                                                               "error": "\(error)"])
+            return .failed(.corruptEntry, message: "stored copy of \(ledger)/\(entry) is corrupt: \(error)")
+        }
+        return .entry(bytes)
     }
 
     static func failure(_ error: JournalError) -> BookieResponse {

@@ -55,11 +55,26 @@ public final class BookieServer: Sendable {
 final class BookieRequestHandler: ChannelInboundHandler {
     typealias InboundIn = Frame
 
+    /// Requests one connection may have unanswered before the bookie stops reading it: bounds what a
+    /// client that pipelines without reading its answers can make the bookie hold.
+    static let outstandingMax = 4096
+    /// Long polls wait at most this long, whatever the client asks.
+    static let longPollMax: Int64 = 60_000
+
+    /// Why this connection is not being read; it is read again when none is left.
+    struct PauseReasons: OptionSet {
+        let rawValue: Int
+        static let writePressure = PauseReasons(rawValue: 1)
+        static let outstanding = PauseReasons(rawValue: 2)
+        static let unwritable = PauseReasons(rawValue: 4)
+    }
+
     let bookie: Bookie
     let pool: NIOThreadPool
     let logger: Logger
     private var batcher: ResponseBatcher?
-    private var paused = false
+    private var outstanding = 0
+    private var paused: PauseReasons = []
 
     init(bookie: Bookie, pool: NIOThreadPool, logger: Logger) {
         self.bookie = bookie
@@ -68,7 +83,36 @@ final class BookieRequestHandler: ChannelInboundHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        batcher = ResponseBatcher(channel: context.channel)
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let channel = context.channel
+        batcher = ResponseBatcher(channel: channel) { written in bound.value.answered(written, channel: channel) }
+    }
+
+    /// On the event loop, after `count` answers were handed to the socket.
+    private func answered(_ count: Int, channel: Channel) {
+        outstanding -= count
+        if outstanding <= Self.outstandingMax / 2 { resume(.outstanding, channel: channel) }
+    }
+
+    private func pause(_ reason: PauseReasons, channel: Channel) {
+        if paused.isEmpty { channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+        paused.insert(reason)
+    }
+
+    private func resume(_ reason: PauseReasons, channel: Channel) {
+        guard paused.contains(reason) else { return }
+        paused.remove(reason)
+        if paused.isEmpty {
+            channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            channel.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // Answers the client is not reading pile up in the socket buffer: stop taking requests until it drains.
+        if context.channel.isWritable { resume(.unwritable, channel: context.channel) }
+        else { pause(.unwritable, channel: context.channel) }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -84,32 +128,28 @@ final class BookieRequestHandler: ChannelInboundHandler {
         let requestID = frame.header.requestID
         let op = request.op
         let reply: Bookie.Reply = { response in batcher.send(response, op: op, requestID: requestID) }
+        outstanding += 1
+        if outstanding >= Self.outstandingMax { pause(.outstanding, channel: context.channel) }
         switch request {
         case .add(let key, let entry, let recovery):
             bookie.add(masterKey: key, entry: entry, recovery: recovery, reply: reply)
-            if bookie.underWritePressure && !paused {
+            if bookie.underWritePressure && !paused.contains(.writePressure) {
                 // Stop reading this connection until a checkpoint frees cache; the client sees latency,
                 // not errors. Frames already read are still served.
-                paused = true
-                context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+                pause(.writePressure, channel: context.channel)
                 let channel = context.channel
-                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
                 bookie.whenWritePressureEases {
-                    channel.eventLoop.execute {
-                        loopBound.value.paused = false
-                        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
-                        channel.read()
-                    }
+                    channel.eventLoop.execute { bound.value.resume(.writePressure, channel: channel) }
                 }
             }
         case .read(let ledger, let entry, let fenceKey):
             let bookie = self.bookie
             let pool = self.pool
             let read: @Sendable () -> Void = {
-                if bookie.isCached(ledger: ledger, entry: entry) {
-                    reply(bookie.readEntry(ledger: ledger, entry: entry))
-                } else {
-                    pool.submit { _ in reply(bookie.readEntry(ledger: ledger, entry: entry)) }
+                switch bookie.readEntry(ledger: ledger, entry: entry) {
+                case .answer(let response): reply(response)
+                case .disk(let work): pool.submit { _ in reply(work()) }
                 }
             }
             if let key = fenceKey {
@@ -120,7 +160,8 @@ final class BookieRequestHandler: ChannelInboundHandler {
         case .readLAC(let ledger, let poll):
             if let token = bookie.readLAC(ledger: ledger, longPollPrevious: poll?.previous, reply: reply), let poll {
                 let bookie = self.bookie
-                context.eventLoop.scheduleTask(in: .milliseconds(Int64(poll.timeoutMilliseconds))) {
+                let wait = min(Int64(poll.timeoutMilliseconds), Self.longPollMax)
+                context.eventLoop.scheduleTask(in: .milliseconds(wait)) {
                     bookie.expireLongPoll(ledger: ledger, token: token, reply: reply)
                 }
             }

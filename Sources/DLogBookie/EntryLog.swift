@@ -99,6 +99,7 @@ enum EntryLogWriter {
             file = try File.open(tmp, [.create, .truncate])
         }
         let sink = Sink(file: file)
+        var ledgers: [UInt64: EntryLogLedgerRange] = [:]
         do {
             var header = [UInt8]()
             header.appendBigEndian(EntryLogFormat.magic)
@@ -110,7 +111,6 @@ enum EntryLogWriter {
             var rows = [UInt8]()
             rows.reserveCapacity(entries.count * EntryLogFormat.rowBytes)
             var summary = [UInt8]()
-            var ledgers: [UInt64: EntryLogLedgerRange] = [:]
             for (i, (ledger, entry, bytes)) in entries.enumerated() {
                 let offset = sink.position
                 try sink.append(bytes)
@@ -152,16 +152,22 @@ enum EntryLogWriter {
             try sink.append(footer)
             try sink.spill()
             try file.fsync()
-            file.close()
-            try FileSystem.rename(tmp, path)
-            try FileSystem.syncDirectory(directory)
-            return EntryLogInfo(id: id, directory: directoryIndex, totalBytes: Int(sink.offset),
-                                dataBytes: entries.reduce(0) { $0 + $1.2.count }, ledgers: ledgers)
         } catch {
             file.close()
             try? FileSystem.remove(tmp)
             throw error
         }
+        file.close()
+        do {
+            try FileSystem.rename(tmp, path)
+            try FileSystem.syncDirectory(directory)
+        } catch {
+            try? FileSystem.remove(tmp)
+            try? FileSystem.remove(path)
+            throw error
+        }
+        return EntryLogInfo(id: id, directory: directoryIndex, totalBytes: Int(sink.offset),
+                            dataBytes: entries.reduce(0) { $0 + $1.2.count }, ledgers: ledgers)
     }
 }
 
@@ -181,42 +187,55 @@ final class EntryLogReader: Sendable {
     private let summary: [UInt8]
 
     init(path: String) throws {
-        file = try File.open(path, [.readOnly])
-        self.path = path
+        let file = try File.open(path, [.readOnly])
         do {
-            let size = try file.size()
-            let header = try file.pread(count: 20, at: 0)
-            guard header.count == 20, header.withUnsafeBytes({ raw in
-                raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.magic
-                    && raw.loadBigEndian(UInt32.self, at: 4) == EntryLogFormat.version
-                    && raw.loadBigEndian(UInt32.self, at: 16) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<16]))
-            }) else {
-                throw StorageCorruption(path: path, reason: "header has the wrong magic, version or CRC")
-            }
-            guard size >= Int64(EntryLogFormat.headerBytes + EntryLogFormat.footerBytes) else {
-                throw StorageCorruption(path: path, reason: "file of \(size) bytes is too short")
-            }
-            let footer = try file.pread(count: EntryLogFormat.footerBytes, at: size - Int64(EntryLogFormat.footerBytes))
-            let parsed = try footer.withUnsafeBytes { raw throws -> (Int64, Int, Int64, UInt32) in
-                guard raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.footerMagic,
-                      raw.loadBigEndian(UInt32.self, at: 40) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<40]))
-                else { throw StorageCorruption(path: path, reason: "footer fails its magic or CRC") }
-                return (Int64(raw.loadBigEndian(UInt64.self, at: 8)), Int(raw.loadBigEndian(UInt64.self, at: 16)),
-                        Int64(raw.loadBigEndian(UInt64.self, at: 24)), raw.loadBigEndian(UInt32.self, at: 32))
-            }
-            indexOffset = parsed.0
-            rowCount = parsed.1
-            let summaryCount = (rowCount + EntryLogFormat.summaryEvery - 1) / EntryLogFormat.summaryEvery
-            summary = try file.pread(count: summaryCount * EntryLogFormat.summaryRowBytes, at: parsed.2)
-            let rows = try file.pread(count: rowCount * EntryLogFormat.rowBytes, at: indexOffset)
-            guard summary.count == summaryCount * EntryLogFormat.summaryRowBytes,
-                  CRC32C.checksum(summary, seed: CRC32C.checksum(rows)) == parsed.3 else {
-                throw StorageCorruption(path: path, reason: "index or summary fails its CRC")
-            }
+            (indexOffset, rowCount, summary) = try Self.load(file, path)
         } catch {
-            file.close()
+            file.close()  // not yet owned by self: deinit will not run for it
             throw error
         }
+        self.file = file
+        self.path = path
+    }
+
+    /// Checks header and footer, bounds every offset by the file size (the footer is disk content, not
+    /// trusted), reads the summary and checks index and summary against their CRC.
+    private static func load(_ file: File, _ path: String) throws -> (Int64, Int, [UInt8]) {
+        let size = try file.size()
+        let header = try file.pread(count: 20, at: 0)
+        guard header.count == 20, header.withUnsafeBytes({ raw in
+            raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.magic
+                && raw.loadBigEndian(UInt32.self, at: 4) == EntryLogFormat.version
+                && raw.loadBigEndian(UInt32.self, at: 16) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<16]))
+        }) else {
+            throw StorageCorruption(path: path, reason: "header has the wrong magic, version or CRC")
+        }
+        guard size >= Int64(EntryLogFormat.headerBytes + EntryLogFormat.footerBytes) else {
+            throw StorageCorruption(path: path, reason: "file of \(size) bytes is too short")
+        }
+        let footerAt = size - Int64(EntryLogFormat.footerBytes)
+        let footer = try file.pread(count: EntryLogFormat.footerBytes, at: footerAt)
+        let (indexOffset, rows64, summaryOffset, crc) = try footer.withUnsafeBytes { raw throws -> (Int64, UInt64, Int64, UInt32) in
+            guard raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.footerMagic,
+                  raw.loadBigEndian(UInt32.self, at: 40) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<40]))
+            else { throw StorageCorruption(path: path, reason: "footer fails its magic or CRC") }
+            return (Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: 8)), raw.loadBigEndian(UInt64.self, at: 16),
+                    Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: 24)), raw.loadBigEndian(UInt32.self, at: 32))
+        }
+        let rowCount = Int(clamping: rows64)
+        let summaryCount = (rowCount + EntryLogFormat.summaryEvery - 1) / EntryLogFormat.summaryEvery
+        guard indexOffset >= Int64(EntryLogFormat.headerBytes), rows64 <= UInt64(size) / UInt64(EntryLogFormat.rowBytes),
+              summaryOffset == indexOffset + Int64(rowCount * EntryLogFormat.rowBytes),
+              summaryOffset + Int64(summaryCount * EntryLogFormat.summaryRowBytes) <= footerAt else {
+            throw StorageCorruption(path: path, reason: "footer offsets do not fit the file")
+        }
+        let summary = try file.pread(count: summaryCount * EntryLogFormat.summaryRowBytes, at: summaryOffset)
+        let rows = try file.pread(count: rowCount * EntryLogFormat.rowBytes, at: indexOffset)
+        guard summary.count == summaryCount * EntryLogFormat.summaryRowBytes,
+              CRC32C.checksum(summary, seed: CRC32C.checksum(rows)) == crc else {
+            throw StorageCorruption(path: path, reason: "index or summary fails its CRC")
+        }
+        return (indexOffset, rowCount, summary)
     }
 
     deinit { file.close() }

@@ -123,22 +123,31 @@ public final class Journal: Sendable {
         thread.start()
     }
 
-    /// Queues a record. Returns nil when accepted; the completion then runs once, after the record is durable
-    /// or the journal failed.
-    public func append(_ record: JournalRecord,
+    /// Queues records, all or none, in order. Returns nil when accepted; the completion then runs once, after
+    /// the last record is durable or the journal failed.
+    public func append(_ records: [JournalRecord],
                        completion: (@Sendable (Result<Void, JournalError>) -> Void)?) -> JournalError? {
-        precondition(record.payload.count <= configuration.recordBytesMax, "record larger than the journal allows")
-        if let refusal = shared.withLock({ s -> JournalError? in
-            if let f = s.failure { return .failed(f) }
-            return s.stopping ? .stopped : nil
-        }) {
-            return refusal
+        precondition(!records.isEmpty)
+        for r in records {
+            precondition(r.payload.count <= configuration.recordBytesMax, "record larger than the journal allows")
         }
-        guard queue.offer(Pending(record: record, completion: completion)) else {
+        if let f = shared.withLock({ $0.failure }) { return .failed(f) }
+        var pending = records.map { Pending(record: $0, completion: nil) }
+        pending[pending.count - 1].completion = completion
+        switch queue.offer(pending) {
+        case .accepted:
+            return nil
+        case .full:
             shared.withLock { $0.stats.rejectedQueueFull += 1 }
             return .queueFull
+        case .closed:
+            return shared.withLock { $0.failure.map { .failed($0) } } ?? .stopped
         }
-        return nil
+    }
+
+    public func append(_ record: JournalRecord,
+                       completion: (@Sendable (Result<Void, JournalError>) -> Void)?) -> JournalError? {
+        append([record], completion: completion)
     }
 
     /// A checkpoint persisted everything before `mark`: older files may be recycled.

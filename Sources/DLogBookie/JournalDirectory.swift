@@ -98,11 +98,18 @@ extension JournalDirectory {
                                                               nextSeq: 1), records: 0, bytes: 0)
         }
         // Walk back from the newest file through the previous-file links, down to the mark's file.
+        // Links must go strictly down, so damaged headers cannot make this loop.
         var chain = [newest]
         while let first = chain.first, first.header.previousFileNumber != 0,
+              first.header.previousFileNumber < first.header.fileNumber, chain.count <= headers.count,
               mark.map({ first.header.fileNumber > $0.fileNumber }) ?? true,
               let previous = headers.first(where: { $0.header.fileNumber == first.header.previousFileNumber }) {
             chain.insert(previous, at: 0)
+        }
+        if let mark, mark.offset < Int64(JournalFormat.headerBytes) || mark.offset > Int64(fileBytes)
+            || mark.offset % Int64(JournalFormat.alignment) != 0 {
+            throw JournalCorruption(file: path, offset: Int(mark.offset),
+                                    reason: "the checkpoint mark (\(mark)) is not a valid journal position")
         }
         var start = mark ?? JournalPosition(fileNumber: chain[0].header.fileNumber,
                                             offset: Int64(JournalFormat.headerBytes), nextSeq: chain[0].header.firstSeq)
@@ -123,11 +130,13 @@ extension JournalDirectory {
         for (i, link) in chain.enumerated() {
             let successor = i + 1 < chain.count ? chain[i + 1].header : nil
             let start = i == 0 ? Int(summary.end.offset) : JournalFormat.headerBytes
-            if i > 0 && link.header.firstSeq != summary.end.nextSeq {
+            // A file may start past where the previous one ended (after a truncation, see below), never before.
+            if i > 0 && link.header.firstSeq < summary.end.nextSeq {
                 throw JournalCorruption(file: slotPath(link.slot), offset: 0,
                                         reason: "file starts at sequence \(link.header.firstSeq) but the previous "
                                             + "file ends at \(summary.end.nextSeq)")
             }
+            if i > 0 { summary.end.nextSeq = link.header.firstSeq }
             let bytes = try FileSystem.readAll(slotPath(link.slot))
             let scan = bytes.withUnsafeBytes { raw in
                 JournalReplay.scan(raw, from: start, seq: summary.end.nextSeq,
@@ -143,9 +152,30 @@ extension JournalDirectory {
                     throw JournalCorruption(file: slotPath(link.slot), offset: offset, reason: reason)
                 }
                 summary.truncatedAt = "\(slotPath(link.slot)) offset \(offset): \(reason)"
+                // What was cut (in this file and later ones) keeps its sequence numbers on disk. Writing resumes
+                // past all of them, so none can ever pass for a newer batch or a continuation.
+                summary.end.nextSeq = max(summary.end.nextSeq, try highestSequence() &+ 1)
                 break
             }
         }
         return summary
+    }
+
+    /// The highest sequence number of any intact batch header in any file of the directory.
+    func highestSequence() throws -> UInt64 {
+        var highest: UInt64 = 0
+        for (slot, _) in try slots() {
+            let bytes = try FileSystem.readAll(slotPath(slot))
+            bytes.withUnsafeBytes { raw in
+                var at = JournalFormat.headerBytes
+                while at + JournalFormat.recordHeaderBytes <= raw.count {
+                    if let head = JournalRecordCodec.read(raw, at: at), let info = BatchInfo.decode(head) {
+                        highest = max(highest, head.seq &+ UInt64(info.recordCount))
+                    }
+                    at += JournalFormat.alignment
+                }
+            }
+        }
+        return highest
     }
 }

@@ -36,7 +36,7 @@ enum JournalReplay {
             switch checkBatch(file, at: position, seq: expected) {
             case .success(let batch):
                 result.records.append(contentsOf: batch.records)
-                expected += UInt64(batch.records.count)
+                expected &+= UInt64(batch.records.count)
                 position += batch.bytes
                 result.endOffset = position
                 result.nextSeq = expected
@@ -75,13 +75,13 @@ enum JournalReplay {
         }
         let batch = UnsafeRawBufferPointer(rebasing: file[offset..<(offset + info.batchBytes)])
         var records: [JournalScan.Record] = []
-        records.reserveCapacity(info.recordCount)
+        records.reserveCapacity(min(info.recordCount, info.batchBytes / JournalFormat.recordHeaderBytes))
         var at = head.totalBytes
         for i in 0..<info.recordCount {
             guard let r = JournalRecordCodec.read(batch, at: at) else {
                 return .failure(BadBatch(reason: "record \(i) at offset \(offset + at) fails its CRC or is cut off"))
             }
-            guard r.seq == seq + UInt64(i), let kind = JournalRecordKind(rawValue: r.kind), kind != .batch else {
+            guard r.seq == seq &+ UInt64(i), let kind = JournalRecordKind(rawValue: r.kind), kind != .batch else {
                 return .failure(BadBatch(reason: "record \(i) at offset \(offset + at) has sequence \(r.seq) or "
                                              + "kind \(r.kind), not what its batch announces"))
             }

@@ -61,7 +61,9 @@ final class JournalWriter {
             let config = journal.configuration
             engine = try config.makeEngine?() ?? EngineSelector.make(config.engine, syncMode: config.syncMode,
                                                                      maxInFlight: config.policy.maxInFlight)
-            policy = policy.limited(toInFlight: engine.maxInFlight)
+            // Two fdatasyncs in flight on one file could hand a writeback error to the wrong batch (the
+            // kernel reports it once per open file), so only O_DIRECT+RWF_DSYNC writes are pipelined.
+            policy = policy.limited(toInFlight: engine.syncMode == .fdatasync ? 1 : engine.maxInFlight)
             journal.shared.withLock {
                 $0.stats.engine = engine.name
                 $0.stats.syncMode = engine.syncMode.rawValue
@@ -258,8 +260,9 @@ final class JournalWriter {
         return why
     }
 
-    /// Completes everything not yet acknowledged with `error`.
+    /// Completes everything not yet acknowledged with `error`; the queue refuses later offers.
     private func refuseAll(_ error: JournalError) {
+        journal.queue.close()
         for batch in inFlight { for c in batch.completions { c(.failure(error)) } }
         inFlight = []
         for c in batchCompletions { c(.failure(error)) }

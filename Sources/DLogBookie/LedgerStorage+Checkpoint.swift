@@ -97,7 +97,7 @@ extension LedgerStorage {
     /// Deletes entry-log files the persisted manifest no longer lists.
     func remove(_ files: [EntryLogInfo]) throws {
         for file in files {
-            _ = readersRemove(file.id)
+            _ = state.withLock { _ in readersRemove(file.id) }
             try FileSystem.remove(configuration.ledgerDirectories[file.directory] + "/" + EntryLogWriter.fileName(file.id))
         }
     }

@@ -57,11 +57,15 @@ extension LedgerStorage {
         }
         try checkpointLock.withLock { _ in
             let manifest: Manifest = state.withLock { s in
+                // The copy takes the old file's place in the list: reads search newest first, so a newer file
+                // holding the same entry must keep winning.
+                let place = s.manifest.entryLogs.firstIndex { $0.id == id }
+                s.manifest.entryLogs.removeAll { $0.id == id }
                 if var newInfo {
                     newInfo.ledgers = newInfo.ledgers.filter { s.manifest.ledgers[$0.key] != nil }
-                    s.manifest.entryLogs.append(newInfo)
+                    s.manifest.entryLogs.insert(newInfo, at: min(place ?? s.manifest.entryLogs.count,
+                                                                 s.manifest.entryLogs.count))
                 }
-                s.manifest.entryLogs.removeAll { $0.id == id }
                 return s.manifest
             }
             try persist(manifest)

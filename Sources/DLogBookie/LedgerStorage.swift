@@ -1,4 +1,7 @@
 import DLogIO
+#if canImport(Glibc)
+import Glibc
+#endif
 import DLogWire
 import Foundation
 import Synchronization
@@ -253,13 +256,22 @@ public final class LedgerStorage: Sendable {
 
     func readersRemove(_ id: UInt64) -> EntryLogReader? { readers.withLock { $0.removeValue(forKey: id) } }
 
-    /// nil when the manifest no longer lists the file.
+    /// nil when the manifest no longer lists the file (compacted or removed since the caller looked).
     private func openReader(_ id: UInt64) throws -> EntryLogReader? {
         if let r = readers.withLock({ $0[id] }) { return r }
         guard let info = state.withLock({ s in s.manifest.entryLogs.first { $0.id == id } }) else { return nil }
-        let r = try EntryLogReader(path: configuration.ledgerDirectories[info.directory] + "/"
-                                   + EntryLogWriter.fileName(id))
-        readers.withLock { $0[id] = r }
-        return r
+        let reader: EntryLogReader
+        do {
+            reader = try EntryLogReader(path: configuration.ledgerDirectories[info.directory] + "/"
+                                        + EntryLogWriter.fileName(id))
+        } catch let error as SystemError where error.errno == ENOENT {
+            return nil  // removed between the lookup and the open
+        }
+        // Cache it only while the manifest still lists the file, checked under the state lock that
+        // removal also takes first, so a removed file's descriptor is never kept open.
+        let listed = state.withLock { s in
+            s.manifest.entryLogs.contains { $0.id == id } ? readers.withLock { $0[id] = reader; return true } : false
+        }
+        return listed ? reader : nil
     }
 }

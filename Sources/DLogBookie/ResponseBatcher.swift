@@ -7,20 +7,25 @@ import Synchronization
 final class ResponseBatcher: Sendable {
     private struct Pending {
         var bytes: ByteBuffer
+        var count = 0
         var scheduled = false
     }
 
     private let channel: Channel
     private let pending: Mutex<Pending>
+    /// Runs on the event loop after each write with the number of answers it carried.
+    private let written: @Sendable (Int) -> Void
 
-    init(channel: Channel) {
+    init(channel: Channel, written: @escaping @Sendable (Int) -> Void) {
         self.channel = channel
+        self.written = written
         pending = Mutex(Pending(bytes: channel.allocator.buffer(capacity: 4096)))
     }
 
     func send(_ response: BookieResponse, op: BookieOp, requestID: UInt64) {
         let schedule = pending.withLock { p -> Bool in
             response.encode(op: op, requestID: requestID, into: &p.bytes)
+            p.count += 1
             if p.scheduled { return false }
             p.scheduled = true
             return true
@@ -29,12 +34,14 @@ final class ResponseBatcher: Sendable {
     }
 
     private func drain() {
-        let bytes = pending.withLock { p -> ByteBuffer in
+        let (bytes, count) = pending.withLock { p -> (ByteBuffer, Int) in
             var out = channel.allocator.buffer(capacity: 4096)
             swap(&out, &p.bytes)
+            defer { p.count = 0 }
             p.scheduled = false
-            return out
+            return (out, p.count)
         }
         channel.writeAndFlush(bytes, promise: nil)
+        written(count)
     }
 }

@@ -44,9 +44,11 @@ public enum BookieRole {
             _ = sd_notify(0, "READY=1\nSTATUS=serving on \(settings.host):\(port)")
             waitForTermination()
             _ = sd_notify(0, "STOPPING=1")
-            logger.info("stopping: closing server, flushing journal, checkpointing")
-            server.close()
+            logger.info("stopping: flushing journal, checkpointing, closing server")
+            // The journal drains first, while the event loops still run to deliver its acknowledgements;
+            // requests arriving meanwhile are refused with SHUTTING_DOWN.
             bookie.stop()
+            server.close()
             return 0
         } catch {
             logger.critical("bookie cannot start: \(error)")

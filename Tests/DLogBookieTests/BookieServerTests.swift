@@ -30,8 +30,8 @@ final class TestBookie: Sendable {
     func client() async throws -> BookieClient { try await BookieClient.connect(host: "127.0.0.1", port: port) }
 
     func stop() {
-        server.close()
         bookie.stop()
+        server.close()
     }
 }
 

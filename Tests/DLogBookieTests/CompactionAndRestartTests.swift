@@ -90,7 +90,7 @@ func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfIte
         #expect(bookie.storage.openEntryLogCount == 0, "restart must not open entry logs")
         #expect(bookie.storage.ledgerCount == 8)
         // One read opens exactly the one file that holds the entry.
-        let response = bookie.readEntry(ledger: LedgerID(5), entry: EntryID(200))
+        let response = bookie.readEntryBlocking(ledger: LedgerID(5), entry: EntryID(200))
         #expect(response == .entry(EntryCodec.encode(EntryHeader(ledger: LedgerID(5), entry: EntryID(200),
                                                                  lastAddConfirmed: EntryID(199), ledgerLength: 0),
                                                      payload: megabyte)))
