@@ -187,3 +187,39 @@ func failure(_ body: () async throws -> Void) async -> BookieStatus? {
     }
 }
 
+
+@Suite struct FencingRaceTests {
+    /// While a writer pipelines adds, a recoverer fences: every add acknowledged to the writer, even after the
+    /// fence answered, is at or below the last entry the fence reported. (A fence answered before an add it
+    /// raced with would let the old writer think data is safe that recovery will not see.)
+    @Test func noAddIsAcknowledgedPastTheFence() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        for round in 0..<5 {
+            let ledger = UInt64(100 + round)
+            let writer = try await b.client()
+            let recoverer = try await b.client()
+            var futures: [(Int64, EventLoopFuture<BookieResponse>)] = []
+            for e in 0..<400 {
+                futures.append((Int64(e), writer.sendFuture(.add(masterKey: testKey, entry: entry(ledger, Int64(e)),
+                                                                 recovery: false))))
+                if e == 150 {
+                    // Fence in the middle of the stream, once the first add is known to exist.
+                    _ = try await futures[0].1.get()
+                }
+            }
+            let fenced = try await recoverer.read(ledger: LedgerID(ledger), entry: .none, fenceWith: testKey)
+            let lastSeenByFence = try EntryCodec.validate(fenced).entry.rawValue
+            var acked: [Int64] = []
+            for (e, f) in futures {
+                if case .added = try await f.get() { acked.append(e) }
+            }
+            #expect(!acked.isEmpty)
+            #expect(acked.allSatisfy { $0 <= lastSeenByFence },
+                    "round \(round): acked up to \(acked.max()!) but the fence saw \(lastSeenByFence)")
+            await writer.close()
+            await recoverer.close()
+        }
+    }
+}
