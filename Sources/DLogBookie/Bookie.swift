@@ -70,11 +70,11 @@ public final class Bookie: JournalSink, Sendable {
             let summary = try journal.replay(from: mark, truncateCorrupt: configuration.truncateCorruptJournal) { kind, payload in
                 batch.append(JournalRecord(kind: kind, payload: payload))
                 if batch.count >= 4096 {
-                    storage.apply(batch, journal: journal.index, through: nil)
+                    storage.apply(batch, journal: journal.index, through: nil, replaying: true)
                     batch.removeAll(keepingCapacity: true)
                 }
             }
-            storage.apply(batch, journal: journal.index, through: summary.end)
+            storage.apply(batch, journal: journal.index, through: summary.end, replaying: true)
             if let cut = summary.truncatedAt {
                 logger.critical("journal truncated at a corrupt batch by operator request", metadata: ["at": "\(cut)"])
             }

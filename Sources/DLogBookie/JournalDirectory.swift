@@ -154,14 +154,14 @@ extension JournalDirectory {
                 summary.truncatedAt = "\(slotPath(link.slot)) offset \(offset): \(reason)"
                 // What was cut (in this file and later ones) keeps its sequence numbers on disk. Writing resumes
                 // past all of them, so none can ever pass for a newer batch or a continuation.
-                summary.end.nextSeq = max(summary.end.nextSeq, try highestSequence() &+ 1)
+                summary.end.nextSeq = max(summary.end.nextSeq, try highestSequence())
                 break
             }
         }
         return summary
     }
 
-    /// The highest sequence number of any intact batch header in any file of the directory.
+    /// One past the highest sequence number held by any intact batch in any file of the directory.
     func highestSequence() throws -> UInt64 {
         var highest: UInt64 = 0
         for (slot, _) in try slots() {

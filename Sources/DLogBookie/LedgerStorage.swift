@@ -112,21 +112,18 @@ public final class LedgerStorage: Sendable {
     // MARK: Applying durable journal records
 
     /// Applies records that are durable; called on the journal thread and by replay, in journal order.
-    func apply(_ records: [JournalRecord], journal: Int, through position: JournalPosition?) {
+    /// `replaying`: at start, when no request has changed ledger state ahead of the journal.
+    func apply(_ records: [JournalRecord], journal: Int, through position: JournalPosition?, replaying: Bool = false) {
         var fired: [(@Sendable (Int64, Int64) -> Void, Int64, Int64)] = []
         state.withLock { s in
-            for r in records { apply(r, to: &s, fired: &fired) }
+            for r in records { apply(r, to: &s, fired: &fired, replaying: replaying) }
             if let position { s.appliedThrough[journal] = position }
         }
         for (fire, lac, last) in fired { fire(lac, last) }
     }
 
-    func apply(kind: JournalRecordKind, payload: [UInt8]) {
-        apply([JournalRecord(kind: kind, payload: payload)], journal: 0, through: nil)
-    }
-
     private func apply(_ r: JournalRecord, to s: inout State,
-                       fired: inout [(@Sendable (Int64, Int64) -> Void, Int64, Int64)]) {
+                       fired: inout [(@Sendable (Int64, Int64) -> Void, Int64, Int64)], replaying: Bool) {
         switch r.kind {
         case .add:
             // Checked on add, and by the journal record's own CRC on replay: no need to checksum again.
@@ -156,7 +153,9 @@ public final class LedgerStorage: Sendable {
         case .delete:
             guard r.payload.count == 8 else { return }
             let l = Self.ledger(r.payload)
-            s.manifest.ledgers[l] = nil
+            // Live, the request already dropped the ledger's state, and an add or fence after it may have
+            // created it anew (their records follow this one): only replay removes the state here.
+            if replaying { s.manifest.ledgers[l] = nil }
             if let gone = s.cache.removeValue(forKey: LedgerID(l)) { s.cacheBytes -= gone.values.reduce(0) { $0 + $1.count } }
             for i in s.manifest.entryLogs.indices { s.manifest.entryLogs[i].ledgers[l] = nil }
         case .batch:

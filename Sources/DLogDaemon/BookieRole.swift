@@ -46,7 +46,7 @@ public enum BookieRole {
             _ = sd_notify(0, "STOPPING=1")
             logger.info("stopping: flushing journal, checkpointing, closing server")
             // The journal drains first, while the event loops still run to deliver its acknowledgements;
-            // requests arriving meanwhile are refused with SHUTTING_DOWN.
+            // requests that need the journal (adds, fences, WRITE_LAC, deletes) get SHUTTING_DOWN meanwhile.
             bookie.stop()
             server.close()
             return 0

@@ -223,3 +223,28 @@ func failure(_ body: () async throws -> Void) async -> BookieStatus? {
         }
     }
 }
+
+@Suite struct DeleteRecreateTests {
+    /// Delete, then fence and add under the same id before the delete is applied: the fence holds (the add
+    /// is refused), and after a restart the ledger is the fenced new one, without the deleted entries.
+    @Test func fenceAfterDeleteHolds() async throws {
+        let dir = TempDir()
+        var b = try TestBookie(dir)
+        var c = try await b.client()
+        for e in 0..<5 { try await c.add(key: testKey, entry: entry(21, Int64(e))) }
+        let delete = c.sendFuture(.deleteLedger(ledger: LedgerID(21)))
+        let fence = c.sendFuture(.read(ledger: LedgerID(21), entry: .none, fenceWith: testKey))
+        let add = c.sendFuture(.add(masterKey: testKey, entry: entry(21, 0), recovery: false))
+        #expect(try await delete.get() == .done)
+        if case .failed(let status, _) = try await fence.get() { #expect(status == .noEntry) }
+        #expect(try await add.get() == .failed(.fenced, message: "L21 is fenced"))
+        await c.close()
+        b.stop()
+        b = try TestBookie(dir)
+        defer { b.stop() }
+        c = try await b.client()
+        #expect(await failure { try await c.add(key: testKey, entry: entry(21, 0)) } == .fenced)
+        #expect(await failure { _ = try await c.read(ledger: LedgerID(21), entry: EntryID(3)) } == .noEntry)
+        await c.close()
+    }
+}

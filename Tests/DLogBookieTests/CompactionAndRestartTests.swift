@@ -23,7 +23,7 @@ func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfIte
         for l in 1...8 {
             var p = [UInt8]()
             p.appendBigEndian(UInt64(l))
-            s.apply([JournalRecord(kind: .delete, payload: p)], journal: 0, through: nil)
+            s.apply([JournalRecord(kind: .delete, payload: p)], journal: 0, through: nil, replaying: true)
         }
         let id = try #require(s.compactionCandidate(threshold: 0.5))
         let result = try #require(try s.compact(id, bytesPerSecond: 1 << 30))
@@ -47,7 +47,7 @@ func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfIte
         _ = try s.checkpoint()
         var p = [UInt8]()
         p.appendBigEndian(UInt64(2))
-        s.apply([JournalRecord(kind: .delete, payload: p)], journal: 0, through: nil)
+        s.apply([JournalRecord(kind: .delete, payload: p)], journal: 0, through: nil, replaying: true)
         let started = ContinuousClock.now
         let result = try #require(try s.compact(1, bytesPerSecond: 2_000_000))
         #expect(result.liveBytes > 400_000)
@@ -125,7 +125,7 @@ func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfIte
         #expect(s.compactionCandidate(threshold: 0.99) == nil)
         var p = [UInt8]()
         p.appendBigEndian(UInt64(2))
-        s.apply([JournalRecord(kind: .delete, payload: p)], journal: 0, through: nil)
+        s.apply([JournalRecord(kind: .delete, payload: p)], journal: 0, through: nil, replaying: true)
         let id = try #require(s.compactionCandidate(threshold: 0.9))
         _ = try s.compact(id, bytesPerSecond: 1 << 30)
         #expect(s.compactionCandidate(threshold: 0.9) == nil)

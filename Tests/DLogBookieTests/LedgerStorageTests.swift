@@ -92,7 +92,7 @@ func read(_ s: LedgerStorage, _ l: UInt64, _ e: Int64) throws -> [UInt8]? {
         #expect(FileSystem.exists(dir.path + "/entrylog-1.log"))
         var del = [UInt8]()
         del.appendBigEndian(UInt64(1))
-        s.apply([JournalRecord(kind: .delete, payload: del)], journal: 0, through: nil)
+        s.apply([JournalRecord(kind: .delete, payload: del)], journal: 0, through: nil, replaying: true)
         #expect(try read(s, 1, 0) == nil)
         #expect(s.ledgerState(LedgerID(1)) == nil)
         let result = try s.checkpoint()
