@@ -20,6 +20,8 @@ struct BookieCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
     @Option(name: .customLong("acked-log"), help: "Append every acknowledged (ledger, entry, crc) to this file.")
     var ackedLog: String?
+    @Option(help: "add, or read-lac: a request that touches no disk (the network and event-loop floor of an add).")
+    var op = "add"
 
     struct Result: Codable {
         var target: String
@@ -59,6 +61,8 @@ struct BookieCommand: AsyncParsableCommand {
         guard (1...1024).contains(pipeline) else { throw ValidationError("--pipeline must be 1...1024") }
         guard (0...(4 << 20)).contains(size) else { throw ValidationError("--size must be 0...4M") }
         guard duration > 0 && duration <= 3600 else { throw ValidationError("--duration must be 0...3600") }
+        guard op == "add" || op == "read-lac" else { throw ValidationError("--op must be add or read-lac") }
+        guard op == "add" || ackedLog == nil else { throw ValidationError("--acked-log needs --op add") }
     }
 
     func run() async throws {
@@ -80,7 +84,7 @@ struct BookieCommand: AsyncParsableCommand {
                 lanes.append(lane)
                 let ledger = LedgerID(base + UInt64(c * pipeline + p))
                 Self.step(client: client, lane: lane, key: key, ledger: ledger, entry: 0, payload: payload,
-                          deadline: deadline, keepAcked: keepAcked)
+                          deadline: deadline, keepAcked: keepAcked, readLAC: op == "read-lac")
             }
         }
         for lane in lanes { try await lane.done.futureResult.get() }
@@ -129,33 +133,39 @@ struct BookieCommand: AsyncParsableCommand {
 
     /// One add; its completion records the latency and sends the next until the deadline.
     static func step(client: BookieClient, lane: Lane, key: MasterKey, ledger: LedgerID, entry: Int64,
-                     payload: [UInt8], deadline: ContinuousClock.Instant, keepAcked: Bool) {
+                     payload: [UInt8], deadline: ContinuousClock.Instant, keepAcked: Bool, readLAC: Bool) {
         let bytes = EntryCodec.encode(EntryHeader(ledger: ledger, entry: EntryID(entry), lastAddConfirmed: EntryID(entry - 1),
                                                   ledgerLength: UInt64(entry + 1) * UInt64(payload.count)),
                                       payload: payload)
         let sent = ContinuousClock.now
-        client.sendFuture(.add(masterKey: key, entry: bytes, recovery: false)).whenComplete { result in
+        let request: BookieRequest = readLAC ? .readLAC(ledger: ledger, longPoll: nil)
+            : .add(masterKey: key, entry: bytes, recovery: false)
+        client.sendFuture(request).whenComplete { result in
             let now = ContinuousClock.now
+            // An add must be acknowledged; a READ_LAC of a ledger never written is answered NO_LEDGER, which
+            // is fine for measuring the round trip.
+            let ok: Bool
+            switch result {
+            case .success(.added): ok = !readLAC
+            case .success(.lac), .success(.failed(.noLedger, _)): ok = readLAC
+            default: ok = false
+            }
             lane.stats.withLock { s in
-                switch result {
-                case .success(.added):
-                    _ = s.histogram.record(micros(now - sent))
-                    s.ops += 1
-                    if keepAcked {
-                        let crc = bytes.withUnsafeBytes { $0.loadBigEndian(UInt32.self, at: 32) }
-                        s.acked.append((ledger.rawValue, entry, crc))
-                    }
-                case .success(let other):
+                guard ok else {
                     s.errors += 1
-                    s.firstError = s.firstError ?? "\(ledger)/\(entry): \(other)"
-                case .failure(let error):
-                    s.errors += 1
-                    s.firstError = s.firstError ?? "\(ledger)/\(entry): \(error)"
+                    s.firstError = s.firstError ?? "\(ledger)/\(entry): \(result)"
+                    return
+                }
+                _ = s.histogram.record(micros(now - sent))
+                s.ops += 1
+                if keepAcked {
+                    let crc = bytes.withUnsafeBytes { $0.loadBigEndian(UInt32.self, at: 32) }
+                    s.acked.append((ledger.rawValue, entry, crc))
                 }
             }
-            if case .success(.added) = result, now < deadline {
+            if ok, now < deadline {
                 step(client: client, lane: lane, key: key, ledger: ledger, entry: entry + 1, payload: payload,
-                     deadline: deadline, keepAcked: keepAcked)
+                     deadline: deadline, keepAcked: keepAcked, readLAC: readLAC)
             } else {
                 lane.done.succeed(())
             }
