@@ -104,7 +104,7 @@ public final class Bookie: JournalSink, Sendable {
     public var isReadOnly: Bool { readOnly.load(ordering: .relaxed) }
 
     /// True while the write cache holds 1.5× its checkpoint size or more: connections should stop reading
-    /// (TCP back-pressure) until a checkpoint catches up, so adds wait instead of failing at 2×.
+    /// (TCP back-pressure) until a checkpoint catches up, so adds wait instead of failing at 3×.
     public var underWritePressure: Bool {
         storage.cacheBytes * 2 >= configuration.storage.writeCacheBytes * 3
     }

@@ -11,9 +11,10 @@ import Synchronization
 public final class LedgerStorage: Sendable {
     public struct Configuration: Sendable {
         public var ledgerDirectories: [String]
-        /// Checkpoint when the cache holds this much; refuse adds (back-pressure) at twice this.
+        /// Checkpoint when the cache holds this much; refuse adds (back-pressure) at three times this:
+        /// reading stops at 1.5×, and the margin covers frames already read and a checkpoint in flight.
         public var writeCacheBytes: Int
-        public init(ledgerDirectories: [String], writeCacheBytes: Int = 64 << 20) {
+        public init(ledgerDirectories: [String], writeCacheBytes: Int = 256 << 20) {
             precondition(!ledgerDirectories.isEmpty && writeCacheBytes > 0)
             self.ledgerDirectories = ledgerDirectories
             self.writeCacheBytes = writeCacheBytes
@@ -105,7 +106,7 @@ public final class LedgerStorage: Sendable {
 
     /// Changes a ledger's state under the lock (used by the bookie's admission checks).
     func withLedgers<T>(_ body: (inout [UInt64: LedgerState], _ cacheOverLimit: Bool) -> T) -> T {
-        let limit = 2 * configuration.writeCacheBytes
+        let limit = 3 * configuration.writeCacheBytes
         return state.withLock { s in body(&s.manifest.ledgers, s.cacheBytes + s.flushingBytes >= limit) }
     }
 

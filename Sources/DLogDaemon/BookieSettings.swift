@@ -15,7 +15,7 @@ public struct BookieSettings: Sendable {
     public var journalFileBytes = 64 << 20
     public var journalFilesMax = 8
     public var journalQueueEntries = 100_000
-    public var writeCacheBytes = 64 << 20
+    public var writeCacheBytes = 256 << 20
     public var checkpointIntervalMillis = 10_000
     public var diskUsageThreshold = 0.95
     public var diskUsageLowWater = 0.90
