@@ -24,7 +24,7 @@ for engine in io_uring blocking; do
     pid=$!
     for _ in $(seq 100); do grep -q listening "$dir/bookie/out" 2>/dev/null && break; sleep 0.1; done
     echo "## bookie: engine $engine, sync $sync"
-    for size in 100 1024 16384; do
+    for size in 100 1024 16384 65536; do
       for cp in "1 1" "32 16"; do
         set -- $cp
         "$bin/dlog-bench" bookie --target "127.0.0.1:$port" --clients "$1" --pipeline "$2" --size "$size" \
