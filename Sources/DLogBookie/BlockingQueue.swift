@@ -6,11 +6,12 @@ import DequeModule
 /// A bounded multi-producer queue with one consumer thread that can sleep until work or a deadline.
 /// Producers never block: a full queue refuses, so the caller can answer with back-pressure.
 ///
-/// `@unchecked Sendable`: every stored property is read and written only while `mutex` is held
-/// (the pthread mutex and condition themselves are designed for use from many threads).
+/// `@unchecked Sendable`: every mutable stored property is read and written only while `mutex` is held;
+/// the pthread mutex and condition are made for use from many threads, and live in their own allocations
+/// so their addresses never move.
 final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var items = Deque<Element>()
     private var bytes = 0
     /// Set once by `close()`; checked under the mutex so the consumer cannot miss it between its own check
@@ -25,17 +26,19 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         self.countMax = countMax
         self.bytesMax = bytesMax
         self.weigh = weigh
-        pthread_mutex_init(&mutex, nil)
+        pthread_mutex_init(mutex, nil)
         var attr = pthread_condattr_t()
         pthread_condattr_init(&attr)
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(&condition, &attr)
+        pthread_cond_init(condition, &attr)
         pthread_condattr_destroy(&attr)
     }
 
     deinit {
-        pthread_cond_destroy(&condition)
-        pthread_mutex_destroy(&mutex)
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
     }
 
     enum Offer: Equatable {
@@ -45,21 +48,21 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     /// Adds all elements or none: `full` at the count or byte limit, `closed` after `close()`.
     func offer(_ elements: [Element]) -> Offer {
         let w = elements.reduce(0) { $0 + weigh($1) }
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         if closed { return .closed }
         guard items.count + elements.count <= countMax, bytes + w <= bytesMax || items.isEmpty else { return .full }
         let wasEmpty = items.isEmpty
         items.append(contentsOf: elements)
         bytes += w
-        if wasEmpty { pthread_cond_signal(&condition) }
+        if wasEmpty { pthread_cond_signal(condition) }
         return .accepted
     }
 
     /// Removes elements from the front while `take` accepts them. Never blocks.
     func drain(while take: (Element) -> Bool) -> [Element] {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         var out: [Element] = []
         while let first = items.first, take(first) {
             out.append(items.removeFirst())
@@ -69,21 +72,21 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     }
 
     var isEmpty: Bool {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         return items.isEmpty
     }
 
     var count: Int {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         return items.count
     }
 
     /// Sleeps until the queue is non-empty, it is closed, or the deadline passes.
     func waitForItems(until deadline: ContinuousClock.Instant?) {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         guard items.isEmpty && !closed else { return }
         if let deadline {
             let remaining = ContinuousClock.now.duration(to: deadline)
@@ -96,18 +99,18 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
             nanos %= 1_000_000_000
             if secs < 0 { secs = 0 }
             var ts = timespec(tv_sec: secs, tv_nsec: nanos)
-            pthread_cond_timedwait(&condition, &mutex, &ts)
+            pthread_cond_timedwait(condition, mutex, &ts)
         } else {
-            pthread_cond_wait(&condition, &mutex)
+            pthread_cond_wait(condition, mutex)
         }
     }
 
     /// Wakes the consumer for good (shutdown): later waits return at once and later offers are refused.
     /// Queued items stay to be drained.
     func close() {
-        pthread_mutex_lock(&mutex)
+        pthread_mutex_lock(mutex)
         closed = true
-        pthread_cond_broadcast(&condition)
-        pthread_mutex_unlock(&mutex)
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
     }
 }

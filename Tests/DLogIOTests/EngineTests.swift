@@ -8,6 +8,13 @@ import Testing
         return kinds.flatMap { k in SyncMode.allCases.map { (k, $0) } }
     }
 
+    /// A pre-written 64 KiB file opened for `sync`, with its directory (removed by the caller).
+    func preparedFile(_ sync: SyncMode) throws -> (String, File) {
+        let (dir, plain) = try tempFile()
+        plain.close()
+        return (dir, try File.open(dir + "/f", sync.fileOptions))
+    }
+
     func tempFile() throws -> (String, File) {
         let dir = NSTemporaryDirectory() + "dlog-io-\(UUID().uuidString)"
         try FileSystem.makeDirectory(dir)
@@ -23,10 +30,8 @@ import Testing
     /// What an engine reports durable reads back byte for byte, in submission order of tokens.
     @Test(arguments: engines)
     func writesAreReadBack(kind: EngineChoice, sync: SyncMode) throws {
-        let (dir, plain) = try tempFile()
+        let (dir, file) = try preparedFile(sync)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        plain.close()
-        let file = try File.open(dir + "/f", sync.fileOptions)
         defer { file.close() }
         let engine = try EngineSelector.make(kind, syncMode: sync)
         let buffer = AlignedBuffer(capacity: 8192)
@@ -49,10 +54,8 @@ import Testing
     /// misaligned length makes the kernel refuse it with EINVAL.
     @Test(arguments: engines.filter { $0.1 == .dsync })
     func refusedWriteIsAnError(kind: EngineChoice, sync: SyncMode) throws {
-        let (dir, plain) = try tempFile()
+        let (dir, file) = try preparedFile(sync)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        plain.close()
-        let file = try File.open(dir + "/f", sync.fileOptions)
         defer { file.close() }
         let engine = try EngineSelector.make(kind, syncMode: sync)
         let buffer = AlignedBuffer(capacity: 4096)
