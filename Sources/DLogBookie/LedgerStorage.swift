@@ -204,6 +204,9 @@ public final class LedgerStorage: Sendable {
         var last: Int64
     }
 
+    /// Long polls waiting now (all ledgers).
+    public var waitingLongPolls: Int { state.withLock { $0.watchers.values.reduce(0) { $0 + $1.count } } }
+
     /// Removes a watcher; true when it had not fired (the caller then answers it).
     func cancelWatch(_ ledger: LedgerID, id: UInt64) -> Bool {
         state.withLock { s in

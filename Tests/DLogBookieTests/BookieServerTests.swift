@@ -248,3 +248,31 @@ func failure(_ body: () async throws -> Void) async -> BookieStatus? {
         await c.close()
     }
 }
+
+@Suite struct ConnectionBoundTests {
+    /// A client that piles up unanswered requests is stopped being read at the per-connection bound (the
+    /// bookie holds no more than that for it), and is read again once answers go out.
+    @Test func outstandingRequestsAreBounded() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        let c = try await b.client()
+        try await c.add(key: testKey, entry: entry(5, 0))
+        let polls = (0..<5000).map { _ in
+            c.sendFuture(.readLAC(ledger: LedgerID(5), longPoll: .init(previous: EntryID(100), timeoutMilliseconds: 30_000)))
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while b.bookie.storage.waitingLongPolls < BookieRequestHandler.outstandingMax && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(b.bookie.storage.waitingLongPolls == BookieRequestHandler.outstandingMax)
+        // LAC past 100 answers every waiting poll; reading resumes and the rest are answered at once.
+        let other = try await b.client()
+        try await other.add(key: testKey, entry: entry(5, 1, lac: 101))
+        for p in polls { #expect(try await p.get() == .lac(lac: EntryID(101), lastEntry: EntryID(1))) }
+        #expect(b.bookie.storage.waitingLongPolls == 0)
+        await c.close()
+        await other.close()
+    }
+}
