@@ -51,6 +51,7 @@ extension Bookie {
         do {
             let started = ContinuousClock.now
             let result = try storage.checkpoint()
+            lastCheckpointError.withLock { $0 = nil }
             for (i, journal) in journals.enumerated() {
                 if let mark = result.marks[i] { journal.release(through: mark) }
             }
@@ -60,7 +61,9 @@ extension Bookie {
                                                       "elapsed": "\(ContinuousClock.now - started)"])
             }
         } catch {
-            // The journal still holds everything; adds go on while the cache has room, then back-pressure.
+            // The journal and the cache still hold everything; adds go on while the cache has room, then
+            // back-pressure, with this reason in the refusal (a full ledger disk, say).
+            lastCheckpointError.withLock { $0 = "\(error)" }
             logger.error("checkpoint failed; will retry", metadata: ["error": "\(error)"])
         }
     }
@@ -113,12 +116,14 @@ extension Bookie {
             var totalBytes: UInt64
             var freeBytes: UInt64
             var journals: [JournalStats]
+            var lastCheckpointError: String?
         }
         let usage = try? FileSystem.usage(of: configuration.storage.ledgerDirectories[0])
         let info = Info(state: isReadOnly ? "read-only" : "writable", ledgers: storage.ledgerCount,
                         cacheBytes: storage.cacheBytes, entryLogs: storage.entryLogCount,
                         checkpoints: storage.checkpoints, totalBytes: usage?.totalBytes ?? 0,
-                        freeBytes: usage?.freeBytes ?? 0, journals: journals.map(\.stats))
+                        freeBytes: usage?.freeBytes ?? 0, journals: journals.map(\.stats),
+                        lastCheckpointError: lastCheckpointError.withLock { $0 })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: (try? encoder.encode(info)) ?? Data(), as: UTF8.self)

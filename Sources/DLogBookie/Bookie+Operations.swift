@@ -34,7 +34,11 @@ extension Bookie {
             }
         }
         let refusal: BookieResponse? = storage.withLedgers { ledgers, overLimit in
-            if overLimit { return .failed(.tooManyRequests, message: "write cache is full; checkpoint in progress") }
+            if overLimit {
+                let why = lastCheckpointError.withLock { $0 }.map { "checkpoints are failing: \($0)" }
+                    ?? "a checkpoint is in progress"
+                return .failed(.tooManyRequests, message: "write cache is full; \(why)")
+            }
             var records = [JournalRecord(kind: .add, payload: entry)]
             if let ls = ledgers[ledger.rawValue] {
                 if ls.masterKey != masterKey.bytes {

@@ -37,6 +37,8 @@ public final class Bookie: JournalSink, Sendable {
     let checkpointRequested = Atomic<Bool>(false)
     let stopping = Atomic<Bool>(false)
     let background = DispatchSemaphore(value: 0)
+    /// Why the last checkpoint failed, until one succeeds.
+    let lastCheckpointError = Mutex<String?>(nil)
     /// Callbacks of connections that stopped reading because the write cache is under pressure.
     let relief = Mutex<[@Sendable () -> Void]>([])
 
@@ -103,10 +105,13 @@ public final class Bookie: JournalSink, Sendable {
 
     public var isReadOnly: Bool { readOnly.load(ordering: .relaxed) }
 
-    /// True while the write cache holds 1.5× its checkpoint size or more: connections should stop reading
-    /// (TCP back-pressure) until a checkpoint catches up, so adds wait instead of failing at 3×.
+    /// True while the write cache holds 1.5× its checkpoint size or more and checkpoints are working:
+    /// connections should stop reading (TCP back-pressure) until a checkpoint catches up, so adds wait
+    /// instead of failing at 3×. While checkpoints fail, waiting would hang clients without a word, so
+    /// reading goes on and adds get TOO_MANY_REQUESTS naming the failure.
     public var underWritePressure: Bool {
         storage.cacheBytes * 2 >= configuration.storage.writeCacheBytes * 3
+            && lastCheckpointError.withLock({ $0 }) == nil
     }
 
     /// Runs `resume` once the pressure is gone (checked by the background thread every 10 ms).

@@ -231,6 +231,7 @@ public final class LedgerStorage: Sendable {
     public func readCached(_ ledger: LedgerID, _ entry: EntryID) -> (EntryID, ReadResult) {
         state.withLock { s in
             guard let ls = s.manifest.ledgers[ledger.rawValue] else { return (entry, .noLedger) }
+            guard entry.rawValue >= -1 else { return (entry, .noEntry) }  // only -1 means "last"
             let e = entry.rawValue < 0 ? ls.lastEntry : entry.rawValue
             guard e >= 0 else { return (EntryID(e), .noEntry) }
             if let bytes = s.cache[ledger]?[e] ?? s.flushing?[ledger]?[e] { return (EntryID(e), .found(bytes)) }

@@ -9,6 +9,7 @@ import NIOCore
 public enum BookieRole {
     /// Starts everything and blocks. Returns the process exit code.
     public static func run(settings: BookieSettings, truncateCorrupt: Bool, logger: Logger) -> Int32 {
+        let termination = Termination()
         do {
             try settings.check()
             try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
@@ -42,7 +43,7 @@ public enum BookieRole {
             // Scripts and tests wait for this line on standard output.
             FileHandle.standardOutput.write(Data("dlogd bookie listening on \(settings.host):\(port)\n".utf8))
             _ = sd_notify(0, "READY=1\nSTATUS=serving on \(settings.host):\(port)")
-            waitForTermination()
+            termination.wait()
             _ = sd_notify(0, "STOPPING=1")
             logger.info("stopping: flushing journal, checkpointing, closing server")
             // The journal drains first, while the event loops still run to deliver its acknowledgements;
@@ -74,17 +75,23 @@ public enum BookieRole {
         return nil
     }
 
-    static func waitForTermination() {
-        let done = DispatchSemaphore(value: 0)
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { done.signal() }
-            source.resume()
-            sources.append(source)
+    /// SIGTERM/SIGINT delivery, set up before anything is announced: a signal that arrives while the
+    /// daemon is still starting is remembered, never lost or fatal.
+    final class Termination {
+        private let done = DispatchSemaphore(value: 0)
+        private let sources: [DispatchSourceSignal]
+
+        init() {
+            let done = self.done
+            sources = [SIGTERM, SIGINT].map { sig in
+                signal(sig, SIG_IGN)  // the source, not the default action, handles it from here on
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { done.signal() }
+                source.resume()
+                return source
+            }
         }
-        done.wait()
-        withExtendedLifetime(sources) {}
+
+        func wait() { done.wait() }
     }
 }
