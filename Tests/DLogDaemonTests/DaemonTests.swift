@@ -49,3 +49,60 @@ import Testing
         #expect(d.waitForExit() == 0)
     }
 }
+
+@Suite(.serialized) struct CorruptJournalDaemonTests {
+    /// A journal damaged before its tail stops dlogd with the file and offset; with --journal-truncate-corrupt it
+    /// starts, keeping every entry before the damage; later starts repeat that decision without the flag.
+    @Test func refusesThenTruncatesOnOperatorRequest() async throws {
+        let dir = TempDir()
+        let args = ["--journal-dir", dir.sub("j"), "--ledger-dir", dir.sub("l")]
+        var d = try DaemonProcess(args)
+        var c = try await d.client()
+        for e in 0..<40 { try await c.add(key: testKey, entry: entry(3, Int64(e))) }  // one batch each
+        await c.close()
+        d.kill(SIGKILL)
+        _ = d.waitForExit()
+
+        // Find the journal file holding the adds (the newest header) and damage its 10th batch.
+        let journalDir = dir.sub("j")
+        let files = try FileManager.default.contentsOfDirectory(atPath: journalDir).filter { $0.hasSuffix(".dlj") }
+        let newest = try #require(try files.max { a, b in
+            try fileNumber(journalDir + "/" + a) < fileNumber(journalDir + "/" + b)
+        })
+        let path = journalDir + "/" + newest
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: 4096 * 10 + 200)
+        let byte = try handle.read(upToCount: 1)!
+        try handle.seek(toOffset: 4096 * 10 + 200)
+        handle.write(Data([byte[0] ^ 0xFF]))
+        try handle.close()
+
+        d = try DaemonProcess(args, waitForListening: false)
+        #expect(d.waitForExit() == 2)
+        #expect(d.stderr.contains(path))
+        #expect(d.stderr.contains("offset \(4096 * 10)"))
+        #expect(d.stderr.contains("--journal-truncate-corrupt"))
+
+        d = try DaemonProcess(args + ["--journal-truncate-corrupt"])
+        c = try await d.client()
+        let last = try EntryCodec.validate(try await c.read(ledger: LedgerID(3), entry: .none)).entry.rawValue
+        #expect(last >= 0 && last < 39, "the damaged batch and everything after it are cut (last kept: \(last))")
+        for e in 0...last { #expect(try await c.read(ledger: LedgerID(3), entry: EntryID(e)) == entry(3, e)) }
+        await c.close()
+        d.kill(SIGTERM)
+        #expect(d.waitForExit() == 0)
+
+        d = try DaemonProcess(args)  // no flag: the cut holds
+        c = try await d.client()
+        #expect(try await c.read(ledger: LedgerID(3), entry: .none) == entry(3, last))
+        await c.close()
+        d.kill(SIGTERM)
+        #expect(d.waitForExit() == 0)
+    }
+
+    func fileNumber(_ path: String) throws -> UInt64 {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path)).prefix(16)
+        guard data.count == 16, data.prefix(4) == Data("DLJN".utf8) else { return 0 }
+        return data.suffix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}
