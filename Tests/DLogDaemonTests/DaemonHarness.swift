@@ -25,10 +25,24 @@ final class DaemonProcess: @unchecked Sendable {
     let process = Process()
     let output = Captured()
     private(set) var port = 0
+    private var generatedConfig: String? = nil
+
+    deinit {
+        if let generatedConfig { try? FileManager.default.removeItem(atPath: generatedConfig) }
+    }
 
     /// Starts dlogd with `arguments` after `bookie`; waits for its "listening on" line (or its exit).
     init(_ arguments: [String], waitForListening: Bool = true) throws {
         process.executableURL = URL(fileURLWithPath: dlogdPath)
+        var arguments = arguments
+        if !arguments.contains("--config") {
+            // Small journal files: the defaults pre-write 512 MiB per fresh bookie, which tests do not need.
+            let conf = NSTemporaryDirectory() + "dlogd-test-\(UUID().uuidString).conf"
+            try "journal_file_bytes = 8M\njournal_files_max = 3\nmax_frame_bytes = 1M\n"
+                .write(toFile: conf, atomically: true, encoding: .utf8)
+            arguments += ["--config", conf]
+            generatedConfig = conf
+        }
         process.arguments = ["bookie", "--port", "0"] + arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
