@@ -58,15 +58,16 @@ extension LedgerStorage {
             s.flushing = nil
             s.flushingBytes = 0
             s.manifest.journalMarks = zip(marks.indices, marks).map { i, m in m ?? s.manifest.journalMarks[i] }
-            let dead = s.manifest.entryLogs.filter { $0.ledgers.isEmpty }
+            s.pendingRemoval += s.manifest.entryLogs.filter { $0.ledgers.isEmpty }
             s.manifest.entryLogs.removeAll { $0.ledgers.isEmpty }
             s.checkpoints += 1
-            return (s.manifest, dead)
+            return (s.manifest, s.pendingRemoval)
         }
         // If this write fails the previous manifest stays in force: its marks are older, so replay covers
         // everything, and the new entry log is merely unreferenced until the next checkpoint lists it.
         try persist(manifest)
-        // 4. Files with no live ledger are gone from the persisted manifest: remove them.
+        // 4. Files with no live ledger are gone from the persisted manifest: remove them (also those a failed
+        // manifest write left behind).
         try remove(dead)
         return CheckpointResult(entries: sorted.count, bytes: sorted.reduce(0) { $0 + $1.2.count },
                                 marks: manifest.journalMarks, removedFiles: dead.count)
@@ -97,7 +98,10 @@ extension LedgerStorage {
     /// Deletes entry-log files the persisted manifest no longer lists.
     func remove(_ files: [EntryLogInfo]) throws {
         for file in files {
-            _ = state.withLock { _ in readersRemove(file.id) }
+            _ = state.withLock { s in
+                s.pendingRemoval.removeAll { $0.id == file.id }
+                return readersRemove(file.id)
+            }
             try FileSystem.remove(configuration.ledgerDirectories[file.directory] + "/" + EntryLogWriter.fileName(file.id))
         }
     }

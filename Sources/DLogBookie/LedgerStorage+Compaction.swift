@@ -61,6 +61,7 @@ extension LedgerStorage {
                 // holding the same entry must keep winning.
                 let place = s.manifest.entryLogs.firstIndex { $0.id == id }
                 s.manifest.entryLogs.removeAll { $0.id == id }
+                s.pendingRemoval.append(info)
                 if var newInfo {
                     newInfo.ledgers = newInfo.ledgers.filter { s.manifest.ledgers[$0.key] != nil }
                     s.manifest.entryLogs.insert(newInfo, at: min(place ?? s.manifest.entryLogs.count,
@@ -69,7 +70,7 @@ extension LedgerStorage {
                 return s.manifest
             }
             try persist(manifest)
-            try remove([info])
+            try remove(state.withLock { $0.pendingRemoval })
         }
         return CompactionResult(compactedFile: id, newFile: newID, liveBytes: copied,
                                 reclaimedBytes: info.totalBytes - (newInfo?.totalBytes ?? 0))

@@ -39,6 +39,8 @@ public final class LedgerStorage: Sendable {
         var watchers: [LedgerID: [Watcher]] = [:]
         var nextWatcherID: UInt64 = 1
         var checkpoints: UInt64 = 0
+        /// Files dropped from the in-memory manifest, deleted once a persisted manifest no longer lists them.
+        var pendingRemoval: [EntryLogInfo] = []
     }
 
     public let configuration: Configuration

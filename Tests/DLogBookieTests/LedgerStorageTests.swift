@@ -150,3 +150,24 @@ func read(_ s: LedgerStorage, _ l: UInt64, _ e: Int64) throws -> [UInt8]? {
         for e in 0...50 { #expect(try read(reopened, 1, Int64(e)) == entry(1, Int64(e)), "entry \(e) after reopen") }
     }
 }
+
+@Suite struct ManifestFailureTests {
+    /// A manifest write that fails keeps the files it dropped until a later manifest is persisted, then
+    /// removes them: no file is deleted while a persisted manifest still lists it, and none leaks.
+    @Test func droppedFilesWaitForAPersistedManifest() throws {
+        let dir = TempDir()
+        let s = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
+        s.apply([keyRecord(1), addRecord(1, 0)], journal: 0, through: nil)
+        _ = try s.checkpoint()
+        var p = [UInt8]()
+        p.appendBigEndian(UInt64(1))
+        s.apply([JournalRecord(kind: .delete, payload: p)], journal: 0, through: nil, replaying: true)
+        try FileSystem.makeDirectory(dir.path + "/checkpoint.json.tmp")  // the manifest write fails (EISDIR)
+        #expect(throws: SystemError.self) { try s.checkpoint() }
+        #expect(FileSystem.exists(dir.path + "/entrylog-1.log"), "still listed by the persisted manifest")
+        try FileManager.default.removeItem(atPath: dir.path + "/checkpoint.json.tmp")
+        let result = try s.checkpoint()
+        #expect(result.removedFiles == 1)
+        #expect(!FileSystem.exists(dir.path + "/entrylog-1.log"))
+    }
+}
