@@ -170,12 +170,19 @@ final class BookieRequestHandler: ChannelInboundHandler {
         case .deleteLedger(let ledger):
             bookie.deleteLedger(ledger, reply: reply)
         case .getInfo:
-            reply(.info(json: bookie.infoJSON()))
+            let bookie = self.bookie
+            pool.submit { _ in reply(.info(json: bookie.infoJSON())) }  // statvfs stays off the event loop
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        reject(context: context, reason: "\(error)")
+        if error is FrameError || error is ProtocolError {
+            reject(context: context, reason: "\(error)")
+        } else {
+            // A reset or similar from the peer: not the client's input, and not worth a warning.
+            logger.debug("connection error", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
     }
 
     private func reject(context: ChannelHandlerContext, reason: String) {
