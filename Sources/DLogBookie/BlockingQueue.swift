@@ -6,7 +6,7 @@ import DequeModule
 /// A bounded multi-producer queue with one consumer thread that can sleep until work or a deadline.
 /// Producers never block: a full queue refuses, so the caller can answer with back-pressure.
 ///
-/// `@unchecked Sendable`: every mutable stored property is read and written only while `mutex` is held;
+/// Why the unchecked Sendable conformance is safe: every mutable stored property is read and written only while `mutex` is held;
 /// the pthread mutex and condition are made for use from many threads, and live in their own allocations
 /// so their addresses never move.
 final class BlockingQueue<Element: Sendable>: @unchecked Sendable {

@@ -18,14 +18,13 @@ let dlogdPath: String = {
     return root + "/.build/debug/dlogd"
 }()
 
-/// A real `dlogd bookie` child process on a free loopback port.
-final class DaemonProcess: @unchecked Sendable {
-    // @unchecked: `process` and the pipes are set up in init and only read afterwards; `output` is guarded
-    // by its lock.
-    let process = Process()
+/// A real `dlogd bookie` child process on a free loopback port. Every property is set once in `init`;
+/// what the child prints is gathered behind `Captured`'s lock.
+final class DaemonProcess: Sendable {
+    let process: Process
     let output = Captured()
-    private(set) var port = 0
-    private var generatedConfig: String? = nil
+    let port: Int
+    private let generatedConfig: String?
 
     deinit {
         if let generatedConfig { try? FileManager.default.removeItem(atPath: generatedConfig) }
@@ -33,41 +32,49 @@ final class DaemonProcess: @unchecked Sendable {
 
     /// Starts dlogd with `arguments` after `bookie`; waits for its "listening on" line (or its exit).
     init(_ arguments: [String], waitForListening: Bool = true) throws {
+        let process = Process()
         process.executableURL = URL(fileURLWithPath: dlogdPath)
         var arguments = arguments
+        var generated: String? = nil
         if !arguments.contains("--config") {
             // Small journal files: the defaults pre-write 512 MiB per fresh bookie, which tests do not need.
             let conf = NSTemporaryDirectory() + "dlogd-test-\(UUID().uuidString).conf"
             try "journal_file_bytes = 8M\njournal_files_max = 3\nmax_frame_bytes = 1M\n"
                 .write(toFile: conf, atomically: true, encoding: .utf8)
             arguments += ["--config", conf]
-            generatedConfig = conf
+            generated = conf
         }
         process.arguments = ["bookie", "--port", "0"] + arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        out.fileHandleForReading.readabilityHandler = { [output] h in
+        let output = self.output
+        out.fileHandleForReading.readabilityHandler = { h in
             let text = String(decoding: h.availableData, as: UTF8.self)
             output.withLock { $0.stdout += text }
         }
-        err.fileHandleForReading.readabilityHandler = { [output] h in
+        err.fileHandleForReading.readabilityHandler = { h in
             let text = String(decoding: h.availableData, as: UTF8.self)
             output.withLock { $0.stderr += text }
         }
+        self.process = process
+        generatedConfig = generated
         try process.run()
-        guard waitForListening else { return }
+        port = waitForListening ? try Self.listeningPort(process, output) : 0
+    }
+
+    /// The port from the "listening on" line; kills the child and throws if it never comes.
+    private static func listeningPort(_ process: Process, _ output: Captured) throws -> Int {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             let line = output.withLock { $0.stdout }
             if let range = line.range(of: "listening on 127.0.0.1:") {
-                let digits = line[range.upperBound...].prefix { $0.isNumber }
-                if let p = Int(digits) { port = p; return }
+                if let p = Int(line[range.upperBound...].prefix { $0.isNumber }) { return p }
             }
             if !process.isRunning { break }
             usleep(5_000)
         }
-        kill(SIGKILL)
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
         throw DaemonError("dlogd did not start: \(output.withLock { $0.stderr })")
     }
 
