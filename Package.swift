@@ -23,12 +23,23 @@ let package = Package(
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(name: "CDLogURing", dependencies: ["CURing"]),
         .target(name: "CDLogSys"),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         .target(name: "DLogWire", dependencies: [
             "CDLogSys",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .target(name: "DLogIO", dependencies: ["CDLogURing", "CDLogSys"]),
+        .target(name: "DLogIO", dependencies: [
+            "CDLogURing", "CDLogSys",
+            .product(name: "DequeModule", package: "swift-collections"),
+        ]),
+        .target(name: "DLogMetadata", dependencies: [
+            "DLogWire", "DLogIO", "CSQLite",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "DLogBookie", dependencies: [
             "DLogIO", "DLogWire",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -63,6 +74,8 @@ let package = Package(
         .testTarget(name: "DLogWireTests", dependencies: ["DLogWire", "DLogTestSupport",
                                                           .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "DLogIOTests", dependencies: ["DLogIO"]),
+        .testTarget(name: "DLogMetadataTests", dependencies: ["DLogMetadata", "DLogWire", "DLogTestSupport",
+                                                              .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire",
                                                             "DLogTestSupport"]),
         .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogWire", "DLogTestSupport"]),

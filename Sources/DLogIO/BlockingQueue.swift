@@ -9,7 +9,7 @@ import DequeModule
 /// Why the unchecked Sendable conformance is safe: every mutable stored property is read and written only while `mutex` is held;
 /// the pthread mutex and condition are made for use from many threads, and live in their own allocations
 /// so their addresses never move.
-final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
+public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var items = Deque<Element>()
@@ -18,10 +18,10 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     /// and going to sleep.
     private var closed = false
     private let weigh: @Sendable (Element) -> Int
-    let countMax: Int
-    let bytesMax: Int
+    public let countMax: Int
+    public let bytesMax: Int
 
-    init(countMax: Int, bytesMax: Int, weigh: @escaping @Sendable (Element) -> Int) {
+    public init(countMax: Int, bytesMax: Int, weigh: @escaping @Sendable (Element) -> Int) {
         precondition(countMax > 0 && bytesMax > 0)
         self.countMax = countMax
         self.bytesMax = bytesMax
@@ -41,12 +41,12 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    enum Offer: Equatable {
+    public enum Offer: Equatable {
         case accepted, full, closed
     }
 
     /// Adds all elements or none: `full` at the count or byte limit, `closed` after `close()`.
-    func offer(_ elements: [Element]) -> Offer {
+    public func offer(_ elements: [Element]) -> Offer {
         let w = elements.reduce(0) { $0 + weigh($1) }
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
@@ -60,7 +60,7 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     }
 
     /// Removes elements from the front while `take` accepts them. Never blocks.
-    func drain(while take: (Element) -> Bool) -> [Element] {
+    public func drain(while take: (Element) -> Bool) -> [Element] {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         var out: [Element] = []
@@ -71,20 +71,20 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         return out
     }
 
-    var isEmpty: Bool {
+    public var isEmpty: Bool {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return items.isEmpty
     }
 
-    var count: Int {
+    public var count: Int {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return items.count
     }
 
     /// Sleeps until the queue is non-empty, it is closed, or the deadline passes.
-    func waitForItems(until deadline: ContinuousClock.Instant?) {
+    public func waitForItems(until deadline: ContinuousClock.Instant?) {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         guard items.isEmpty && !closed else { return }
@@ -107,7 +107,7 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
 
     /// Wakes the consumer for good (shutdown): later waits return at once and later offers are refused.
     /// Queued items stay to be drained.
-    func close() {
+    public func close() {
         pthread_mutex_lock(mutex)
         closed = true
         pthread_cond_broadcast(condition)
