@@ -77,6 +77,13 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         return items.isEmpty
     }
 
+    /// True once `close()` was called.
+    public var isClosed: Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return closed
+    }
+
     public var count: Int {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
