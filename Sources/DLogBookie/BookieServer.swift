@@ -127,7 +127,9 @@ final class BookieRequestHandler: ChannelInboundHandler {
         let batcher = self.batcher!
         let requestID = frame.header.requestID
         let op = request.op
-        let reply: Bookie.Reply = { response in batcher.send(response, op: op, requestID: requestID) }
+        let reply: Bookie.Reply = { response in
+            batcher.send { response.encode(op: op, requestID: requestID, into: &$0) }
+        }
         outstanding += 1
         if outstanding >= Self.outstandingMax { pause(.outstanding, channel: context.channel) }
         switch request {

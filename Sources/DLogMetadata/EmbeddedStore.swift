@@ -35,18 +35,9 @@ public final class EmbeddedStore: MetadataStore {
         let opened = DispatchSemaphore(value: 0)
         let openError = Mutex<String?>(nil)
         let thread = Thread { [self, configuration] in
-            let engine: EmbeddedEngine
-            do {
-                engine = try EmbeddedEngine(directory: configuration.directory,
-                                            historyRevisions: configuration.historyRevisions)
-            } catch {
-                openError.withLock { $0 = "cannot open the metadata store in \(configuration.directory): \(error)" }
-                opened.signal()
-                stopped.signal()
-                return
-            }
-            opened.signal()
-            run(engine, onFatal: onFatal)
+            // The engine (and its database connection) is gone before `stopped` is signalled, so a store
+            // reopened on the same directory right after `shutdown()` finds the database unlocked.
+            openAndRun(configuration, opened: opened, openError: openError, onFatal: onFatal)
             stopped.signal()
         }
         thread.name = "dlog-metadata"
@@ -55,6 +46,21 @@ public final class EmbeddedStore: MetadataStore {
         if let message = openError.withLock({ $0 }) {
             throw MetadataError.internalError(message)
         }
+    }
+
+    private func openAndRun(_ configuration: Configuration, opened: DispatchSemaphore, openError: borrowing Mutex<String?>,
+                            onFatal: @Sendable (String) -> Void) {
+        let engine: EmbeddedEngine
+        do {
+            engine = try EmbeddedEngine(directory: configuration.directory,
+                                        historyRevisions: configuration.historyRevisions)
+        } catch {
+            openError.withLock { $0 = "cannot open the metadata store in \(configuration.directory): \(error)" }
+            opened.signal()
+            return
+        }
+        opened.signal()
+        run(engine, onFatal: onFatal)
     }
 
     private func run(_ engine: EmbeddedEngine, onFatal: @Sendable (String) -> Void) {

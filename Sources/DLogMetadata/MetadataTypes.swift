@@ -94,7 +94,7 @@ public struct KeyRange: Hashable, Sendable {
     }
 }
 
-public struct RangePage: Sendable {
+public struct RangePage: Hashable, Sendable {
     public var items: [KeyValue]
     /// More keys are in the range past the last item.
     public var more: Bool
@@ -109,7 +109,7 @@ public struct RangePage: Sendable {
 }
 
 /// An all-or-none change: every check must hold, then every operation applies at one new revision.
-public struct Transaction: Sendable {
+public struct Transaction: Hashable, Sendable {
     public struct Check: Hashable, Sendable {
         public var key: String
         /// `.absent` requires the key not to exist.

@@ -1,10 +1,9 @@
-import DLogWire
 import NIOCore
 import Synchronization
 
 /// Collects the responses of one connection from any thread and writes them in one go on the channel's
 /// event loop: a journal batch that acknowledges a hundred adds costs one hop and one write, not a hundred.
-final class ResponseBatcher: Sendable {
+public final class ResponseBatcher: Sendable {
     private struct Pending {
         var bytes: ByteBuffer
         var count = 0
@@ -16,15 +15,16 @@ final class ResponseBatcher: Sendable {
     /// Runs on the event loop after each write with the number of answers it carried.
     private let written: @Sendable (Int) -> Void
 
-    init(channel: Channel, written: @escaping @Sendable (Int) -> Void) {
+    public init(channel: Channel, written: @escaping @Sendable (Int) -> Void) {
         self.channel = channel
         self.written = written
         pending = Mutex(Pending(bytes: channel.allocator.buffer(capacity: 4096)))
     }
 
-    func send(_ response: BookieResponse, op: BookieOp, requestID: UInt64) {
+    /// Queues one answer, written by `encode` into the connection's pending bytes.
+    public func send(_ encode: (inout ByteBuffer) -> Void) {
         let schedule = pending.withLock { p -> Bool in
-            response.encode(op: op, requestID: requestID, into: &p.bytes)
+            encode(&p.bytes)
             p.count += 1
             if p.scheduled { return false }
             p.scheduled = true

@@ -1,0 +1,202 @@
+import DLogWire
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The metadata role's TCP server: the `MetadataStore` contract over the common frame, answered by an
+/// `EmbeddedStore`. Handlers stay on their event loop; the store's thread answers through `ResponseBatcher`.
+public final class MetadataServer: Sendable {
+    public let store: EmbeddedStore
+    let group: MultiThreadedEventLoopGroup
+    let channel: Channel
+
+    /// Requests carry at most one transaction (≈1.06 MiB of keys and values) plus framing.
+    public static let requestFrameBytesMax = 2 << 20
+
+    public var localAddress: SocketAddress? { channel.localAddress }
+
+    public init(store: EmbeddedStore, host: String, port: Int, threads: Int = 1, logger: Logger) throws {
+        self.store = store
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        do {
+            channel = try ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(FrameDecoder(maxFrameBytes: Self.requestFrameBytesMax)))
+                        try channel.pipeline.syncOperations.addHandler(
+                            MetadataRequestHandler(store: store, logger: logger))
+                    }
+                }
+                .bind(host: host, port: port).wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+    }
+
+    public func close() {
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+}
+
+/// One connection. A request whose body is malformed gets an `invalidArgument` answer and the connection
+/// goes on (the framing is intact); a broken frame (bad length or version) closes this connection only.
+final class MetadataRequestHandler: ChannelInboundHandler {
+    typealias InboundIn = Frame
+
+    /// Unanswered requests past which the connection is not read until answers drain.
+    static let outstandingMax = 4096
+    /// Watch bytes queued for a slow client past which its watch is ended (it resumes from its last revision).
+    static let watchBacklogBytesMax = 32 << 20
+
+    let store: EmbeddedStore
+    let logger: Logger
+    private var batcher: ResponseBatcher?
+    private var outstanding = 0
+    private var paused = false
+    private var watches: [UInt64: UInt64] = [:]
+    private let watchBacklog = WatchBacklog()
+    private static let nextSinkID = Atomic<UInt64>(1)
+
+    init(store: EmbeddedStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let channel = context.channel
+        batcher = ResponseBatcher(channel: channel) { written in bound.value.answered(written, channel: channel) }
+    }
+
+    private func answered(_ count: Int, channel: Channel) {
+        outstanding -= count
+        if paused && outstanding <= Self.outstandingMax / 2 {
+            paused = false
+            channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            channel.read()
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let requestID = frame.header.requestID
+        let batcher = self.batcher!
+        let request: MetadataRequest
+        do {
+            request = try MetadataRequest.decode(frame)
+        } catch {
+            logger.info("malformed metadata request", metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")",
+                                                                 "error": "\(error)"])
+            outstanding += 1
+            let op = frame.header.op
+            batcher.send { error.encode(op: op, requestID: requestID, into: &$0) }
+            return
+        }
+        outstanding += 1
+        if outstanding >= Self.outstandingMax && !paused {
+            paused = true
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        }
+        dispatch(request, requestID: requestID, context: context)
+    }
+
+    private func dispatch(_ request: MetadataRequest, requestID: UInt64, context: ChannelHandlerContext) {
+        let batcher = self.batcher!
+        let op = request.op
+        let reply = { @Sendable (result: Result<MetadataReply, MetadataError>) in
+            batcher.send { buffer in
+                switch result {
+                case .success(let answer): answer.encode(op: op, requestID: requestID, into: &buffer)
+                case .failure(let error): error.encode(op: op.rawValue, requestID: requestID, into: &buffer)
+                }
+            }
+        }
+        switch request {
+        case .range(let range, let limit):
+            store.submit(.range(range, limit: limit, reply: { reply($0.map(MetadataReply.range)) }))
+        case .commit(let transaction):
+            store.submit(.commit(transaction, reply: { reply($0.map(MetadataReply.committed)) }))
+        case .watch(let range, let from):
+            startWatch(range, from: from, requestID: requestID, context: context)
+            // A watch's answers are its events, counted apart from ordinary answers.
+            answered(1, channel: context.channel)
+        case .cancelWatch(let id):
+            if let sink = watches.removeValue(forKey: id) { store.submit(.unsubscribe(sink)) }
+            reply(.success(.done))
+        case .leaseGrant(let ttl):
+            store.submit(.grant(ttlSeconds: ttl, reply: { reply($0.map(MetadataReply.lease)) }))
+        case .leaseKeepAlive(let id):
+            store.submit(.keepAlive(id, reply: { reply($0.map(MetadataReply.ttl)) }))
+        case .leaseRevoke(let id):
+            store.submit(.revoke(id, reply: { reply($0.map { .done }) }))
+        case .stats:
+            store.submit(.stats(reply: { stats in reply(.success(.stats(Array(stats.json.utf8)))) }))
+        }
+    }
+
+    /// Streams events to the client under the watch request's id. Writes go straight to the event loop in
+    /// the order the store thread delivers them; the backlog of unwritten bytes is bounded.
+    private func startWatch(_ range: KeyRange, from: Revision, requestID: UInt64, context: ChannelHandlerContext) {
+        let channel = context.channel
+        let backlog = watchBacklog
+        let sinkID = Self.nextSinkID.add(1, ordering: .relaxed).oldValue
+        watches[requestID] = sinkID
+        let op = MetadataOp.watch.rawValue
+        let sink = WatchSink(id: sinkID, range: range, deliver: { events in
+            var buffer = channel.allocator.buffer(capacity: 256)
+            MetadataReply.events(events).encode(op: .watch, requestID: requestID, into: &buffer)
+            let bytes = buffer.readableBytes
+            guard backlog.add(bytes) <= Self.watchBacklogBytesMax else {
+                var error = channel.allocator.buffer(capacity: 64)
+                MetadataError.unavailable("watch fell behind; resume from the last revision received")
+                    .encode(op: op, requestID: requestID, into: &error)
+                channel.writeAndFlush(error, promise: nil)
+                return false
+            }
+            channel.writeAndFlush(buffer).whenComplete { _ in backlog.add(-bytes) }
+            return true
+        }, end: { error in
+            var buffer = channel.allocator.buffer(capacity: 64)
+            error.encode(op: op, requestID: requestID, into: &buffer)
+            channel.writeAndFlush(buffer, promise: nil)
+        })
+        store.submit(.subscribe(sink, from: from))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        for sink in watches.values { store.submit(.unsubscribe(sink)) }
+        watches.removeAll()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is FrameError {
+            logger.info("closing metadata connection on a broken frame",
+                        metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
+        }
+        context.close(promise: nil)
+    }
+}
+
+/// Bytes of watch events queued for one connection and not yet written.
+final class WatchBacklog: Sendable {
+    private let bytes = Atomic<Int>(0)
+    /// Adds `delta` and returns the new total.
+    @discardableResult
+    func add(_ delta: Int) -> Int { bytes.add(delta, ordering: .relaxed).newValue }
+}
+
+extension EmbeddedStats {
+    /// The counters as one line of JSON, for the STATS operation and `dlogctl`.
+    public var json: String {
+        "{\"revision\":\(revision),\"compacted_revision\":\(compactedRevision),\"leases\":\(leases),"
+            + "\"watchers\":\(watchers),\"commits\":\(commits),\"batches\":\(batches),\"refused_full\":\(refusedFull)}"
+    }
+}
