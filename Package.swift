@@ -53,7 +53,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .target(name: "DLogDaemon", dependencies: [
-            "DLogBookie", "DLogIO", "CSystemd",
+            "DLogBookie", "DLogIO", "DLogMetadata", "CSystemd",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -79,6 +79,6 @@ let package = Package(
                                                               .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire",
                                                             "DLogTestSupport"]),
-        .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogWire", "DLogTestSupport"]),
+        .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport"]),
     ]
 )

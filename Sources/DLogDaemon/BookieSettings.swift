@@ -36,30 +36,12 @@ public struct BookieSettings: Sendable {
 
     /// Applies a config file over the defaults, checking every value.
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
-        func v(_ key: String) -> String? { file.values[key]?.value }
-        func bad(_ key: String, _ allowed: String) -> ConfigFile.Problem {
-            ConfigFile.Problem(message: "\(file.location(key)): config key '\(key)' has value '\(v(key) ?? "")'; "
-                                   + "allowed: \(allowed)")
-        }
-        func int(_ key: String, _ range: ClosedRange<Int>) throws(ConfigFile.Problem) -> Int? {
-            guard let s = v(key) else { return nil }
-            guard let n = Self.parseSize(s), range.contains(n) else {
-                throw bad(key, "a whole number from \(range.lowerBound) to \(range.upperBound) (K, M, G suffixes allowed)")
-            }
-            return n
-        }
-        func fraction(_ key: String) throws(ConfigFile.Problem) -> Double? {
-            guard let s = v(key) else { return nil }
-            guard let d = Double(s), d > 0, d <= 1 else { throw bad(key, "a fraction between 0 (exclusive) and 1") }
-            return d
-        }
+        func v(_ key: String) -> String? { file.string(key) }
+        func bad(_ key: String, _ allowed: String) -> ConfigFile.Problem { file.problem(key, allowed: allowed) }
+        func int(_ key: String, _ range: ClosedRange<Int>) throws(ConfigFile.Problem) -> Int? { try file.int(key, range) }
+        func fraction(_ key: String) throws(ConfigFile.Problem) -> Double? { try file.fraction(key) }
         func dirs(_ key: String) throws(ConfigFile.Problem) -> [String]? {
-            guard let s = v(key) else { return nil }
-            let list = s.split(separator: ",").map { $0.trimmingCharacters(in: " \t") }.filter { !$0.isEmpty }
-            guard !list.isEmpty, Set(list).count == list.count else {
-                throw bad(key, "a comma-separated list of distinct directories")
-            }
-            return list
+            try file.list(key, allowed: "a comma-separated list of distinct directories")
         }
         if let d = try dirs("journal_dirs") { journalDirectories = d }
         if let d = try dirs("ledger_dirs") { ledgerDirectories = d }
@@ -118,15 +100,6 @@ public struct BookieSettings: Sendable {
         guard overlap.isEmpty else {
             throw ConfigFile.Problem(message: "directory \(overlap.sorted()[0]) is both a journal and a ledger directory")
         }
-    }
-
-    /// "64M" → 67108864. Plain numbers pass through.
-    static func parseSize(_ s: String) -> Int? {
-        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-        if let last = s.last, let mult = units[Character(last.uppercased())] {
-            return Int(s.dropLast()).flatMap { $0.multipliedReportingOverflow(by: mult).overflow ? nil : $0 * mult }
-        }
-        return Int(s)
     }
 
     /// The bookie configuration these settings describe.

@@ -92,7 +92,10 @@ public final class RemoteStore: MetadataStore {
         let channel = try await channel()
         let promise = channel.eventLoop.makePromise(of: MetadataReply.self)
         let timeout = requestTimeout
-        channel.writeAndFlush(ClientCall.request(request, promise, timeout: timeout), promise: nil)
+        // A write to a connection that closed meanwhile never reaches the handler: fail the call here.
+        channel.writeAndFlush(ClientCall.request(request, promise, timeout: timeout)).whenFailure { error in
+            promise.fail(MetadataError.unavailable("connection to the metadata role was lost: \(error)"))
+        }
         return try await promise.futureResult.get()
     }
 
@@ -118,9 +121,11 @@ public final class RemoteStore: MetadataStore {
         Task {
             do {
                 let channel = try await channel()
-                channel.writeAndFlush(ClientCall.watch(.watch(range, from: revision), consumer), promise: nil)
-            } catch {
+                try await channel.writeAndFlush(ClientCall.watch(.watch(range, from: revision), consumer))
+            } catch let error as MetadataError {
                 continuation.finish(throwing: error)
+            } catch {
+                continuation.finish(throwing: MetadataError.unavailable("connection to the metadata role was lost: \(error)"))
             }
         }
         return stream

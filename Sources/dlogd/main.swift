@@ -7,7 +7,7 @@ struct DLogd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlogd",
         abstract: "The DistributedLog daemon.",
-        subcommands: [BookieCommand.self])
+        subcommands: [BookieCommand.self, MetadataCommand.self])
 }
 
 struct BookieCommand: ParsableCommand {
@@ -27,34 +27,69 @@ struct BookieCommand: ParsableCommand {
     func run() throws {
         var settings = BookieSettings()
         do {
-            if let config {
-                guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
-                    throw ValidationError("cannot read config file \(config)")
-                }
-                try settings.apply(try ConfigFile.parse(text, path: config, knownKeys: BookieSettings.keys))
-            }
+            if let config { try settings.apply(try loadConfig(config, keys: BookieSettings.keys)) }
             if !journalDirs.isEmpty { settings.journalDirectories = journalDirs }
             if !ledgerDirs.isEmpty { settings.ledgerDirectories = ledgerDirs }
-            if let port {
-                guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not in 0...65535") }
-                settings.port = port
-            }
+            if let port { settings.port = try checkedPort(port) }
             if let host { settings.host = host }
             try settings.check()
         } catch let problem as ConfigFile.Problem {
             throw ValidationError(problem.message)
         }
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("--log-level \(logLevel) is not one of trace, debug, info, notice, warning, error, critical")
-        }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        try bootstrapLogging(logLevel)
         let code = BookieRole.run(settings: settings, truncateCorrupt: truncateCorrupt,
                                   logger: Logger(label: "dlogd.bookie"))
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct MetadataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metadata",
+        abstract: "Run the metadata role: the cluster's coordination store (versioned keys, watches, leases).")
+
+    @Option(help: "Config file (key = value lines). Flags override it.") var config: String?
+    @Option(name: .customLong("data-dir"), help: "Directory of the store's database.") var dataDir: String?
+    @Option(help: "TCP port (0 picks a free one).") var port: Int?
+    @Option(help: "Address to listen on.") var host: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical") var logLevel = "info"
+
+    func run() throws {
+        var settings = MetadataSettings()
+        do {
+            if let config { try settings.apply(try loadConfig(config, keys: MetadataSettings.keys)) }
+            if let dataDir { settings.dataDirectory = dataDir }
+            if let port { settings.port = try checkedPort(port) }
+            if let host { settings.host = host }
+        } catch let problem as ConfigFile.Problem {
+            throw ValidationError(problem.message)
+        }
+        try bootstrapLogging(logLevel)
+        let code = MetadataRole.run(settings: settings, logger: Logger(label: "dlogd.metadata"))
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+func loadConfig(_ path: String, keys: Set<String>) throws -> ConfigFile {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw ValidationError("cannot read config file \(path)")
+    }
+    return try ConfigFile.parse(text, path: path, knownKeys: keys)
+}
+
+func checkedPort(_ port: Int) throws -> Int {
+    guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not in 0...65535") }
+    return port
+}
+
+func bootstrapLogging(_ name: String) throws {
+    guard let level = Logger.Level(rawValue: name) else {
+        throw ValidationError("--log-level \(name) is not one of trace, debug, info, notice, warning, error, critical")
+    }
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
     }
 }
 

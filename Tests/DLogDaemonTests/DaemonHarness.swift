@@ -18,7 +18,7 @@ let dlogdPath: String = {
     return root + "/.build/debug/dlogd"
 }()
 
-/// A real `dlogd bookie` child process on a free loopback port. Every property is set once in `init`;
+/// A real `dlogd` child process (bookie unless told otherwise) on a free loopback port. Every property is set once in `init`;
 /// what the child prints is gathered behind `Captured`'s lock.
 final class DaemonProcess: Sendable {
     let process: Process
@@ -30,13 +30,13 @@ final class DaemonProcess: Sendable {
         if let generatedConfig { try? FileManager.default.removeItem(atPath: generatedConfig) }
     }
 
-    /// Starts dlogd with `arguments` after `bookie`; waits for its "listening on" line (or its exit).
-    init(_ arguments: [String], waitForListening: Bool = true) throws {
+    /// Starts dlogd with `arguments` after the role; waits for its "listening on" line (or its exit).
+    init(_ arguments: [String], role: String = "bookie", waitForListening: Bool = true) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: dlogdPath)
         var arguments = arguments
         var generated: String? = nil
-        if !arguments.contains("--config") {
+        if role == "bookie" && !arguments.contains("--config") {
             // Small journal files: the defaults pre-write 512 MiB per fresh bookie, which tests do not need.
             let conf = NSTemporaryDirectory() + "dlogd-test-\(UUID().uuidString).conf"
             try "journal_file_bytes = 8M\njournal_files_max = 3\nmax_frame_bytes = 1M\n"
@@ -44,7 +44,7 @@ final class DaemonProcess: Sendable {
             arguments += ["--config", conf]
             generated = conf
         }
-        process.arguments = ["bookie", "--port", "0"] + arguments
+        process.arguments = [role] + (arguments.contains("--port") ? [] : ["--port", "0"]) + arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

@@ -1,0 +1,29 @@
+import DLogMetadata
+
+/// Every setting of the metadata role, with its default, the key that sets it, and its check.
+public struct MetadataSettings: Sendable {
+    public var dataDirectory = "./data/metadata"
+    public var host = "127.0.0.1"
+    public var port = 3180
+    /// Revisions of change history kept so watchers can resume after a disconnect.
+    public var historyRevisions = 100_000
+    public var ioThreads = 1
+
+    public init() {}
+
+    public static let keys: Set<String> = ["data_dir", "host", "port", "history_revisions", "io_threads"]
+
+    public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
+        if let d = try file.nonEmpty("data_dir", allowed: "a directory") { dataDirectory = d }
+        if let h = try file.nonEmpty("host", allowed: "an address or host name") { host = h }
+        if let p = try file.int("port", 0...65535) { port = p }
+        if let n = try file.int("history_revisions", 1_000...100_000_000) { historyRevisions = n }
+        if let n = try file.int("io_threads", 1...64) { ioThreads = n }
+    }
+
+    public var storeConfiguration: EmbeddedStore.Configuration {
+        var configuration = EmbeddedStore.Configuration(directory: dataDirectory)
+        configuration.historyRevisions = Int64(historyRevisions)
+        return configuration
+    }
+}
