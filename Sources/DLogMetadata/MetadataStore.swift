@@ -126,7 +126,7 @@ public struct MetadataWatch: AsyncSequence, Sendable {
                 } catch let error as MetadataError where error.isRetryable {
                     inner = nil
                     try await Task.sleep(for: backoff)
-                    backoff = min(backoff * 2, .seconds(1))
+                    backoff = Swift.min(backoff * 2, .seconds(1))
                 }
             }
         }
