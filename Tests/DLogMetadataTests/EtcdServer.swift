@@ -1,0 +1,195 @@
+import DLogMetadata
+import DLogTestSupport
+import Foundation
+import Synchronization
+
+/// A real etcd member for tests: a child process on free loopback ports with a fresh data directory.
+///
+///     let etcd = try await EtcdServer.start()
+///     defer { etcd.stop() }
+///     let store = try etcd.store()
+///
+/// A watchdog kills the member when the test process is gone, even after a crash. `restart()` kills it with
+/// SIGKILL and starts it again on the same ports and data directory, like a machine that lost power.
+final class EtcdServer: Sendable {
+    struct StartFailure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let clientPort: Int
+    let peerPort: Int
+    let directory: TempDir
+    let extraArguments: [String]
+    private let running = Mutex<Guarded?>(nil)
+
+    /// The etcd binary: `$ETCD_BINARY`, else /usr/bin/etcd.
+    static var binary: String { ProcessInfo.processInfo.environment["ETCD_BINARY"] ?? "/usr/bin/etcd" }
+
+    var endpoints: [(host: String, port: Int)] { [(host: "127.0.0.1", port: clientPort)] }
+    var dataDirectory: String { directory.sub("data") }
+    var logPath: String { directory.sub("etcd.log") }
+
+    /// A metadata URI for this member, e.g. "etcd://127.0.0.1:40123/dlog/test1".
+    func uri(prefix: String) -> String { "etcd://127.0.0.1:\(clientPort)\(prefix)" }
+
+    /// A store on this member under `prefix` (a fresh one per call when left out).
+    func store(prefix: String = "/test/" + UUID().uuidString,
+               configuration: EtcdStore.Configuration = .init()) throws -> EtcdStore {
+        try EtcdStore(endpoints: endpoints, prefix: prefix, configuration: configuration)
+    }
+
+    private init(clientPort: Int, peerPort: Int, directory: TempDir, extraArguments: [String]) {
+        self.clientPort = clientPort
+        self.peerPort = peerPort
+        self.directory = directory
+        self.extraArguments = extraArguments
+    }
+
+    deinit { stop() }
+
+    /// Starts a member on free ports and waits until it serves a range. Ports are picked by binding port 0 and
+    /// closing, which another process may take before etcd binds them, so a failed start is retried on others.
+    static func start(extraArguments: [String] = [], readyWithin: Duration = .seconds(20)) async throws -> EtcdServer {
+        var failures: [String] = []
+        for _ in 0..<3 {
+            let server = EtcdServer(clientPort: try freePort(), peerPort: try freePort(),
+                                    directory: TempDir("dlog-etcd"), extraArguments: extraArguments)
+            do {
+                try await server.launch(readyWithin: readyWithin)
+                return server
+            } catch {
+                failures.append("\(error)")
+                server.stop()
+            }
+        }
+        throw StartFailure(description: "etcd did not start: " + failures.joined(separator: "; "))
+    }
+
+    /// Kills the member with SIGKILL and waits for it to exit. Idempotent.
+    func stop() {
+        let guarded = running.withLock { running in
+            defer { running = nil }
+            return running
+        }
+        guarded?.kill()
+    }
+
+    /// SIGKILL, then the same member again: same ports, same data directory.
+    func restart(readyWithin: Duration = .seconds(20)) async throws {
+        stop()
+        try await launch(readyWithin: readyWithin)
+    }
+
+    private func launch(readyWithin: Duration) async throws {
+        let guarded = try Guarded(arguments: arguments(), logPath: logPath)
+        running.withLock { $0 = guarded }
+        try await waitUntilReady(guarded, within: readyWithin)
+    }
+
+    private func arguments() -> [String] {
+        let client = "http://127.0.0.1:\(clientPort)"
+        let peer = "http://127.0.0.1:\(peerPort)"
+        return [Self.binary, "--name", "test", "--data-dir", dataDirectory,
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", "test=\(peer)", "--logger", "zap", "--log-level", "warn"] + extraArguments
+    }
+
+    /// Polls with a range until etcd has a leader and answers; fails early when the process exits.
+    private func waitUntilReady(_ guarded: Guarded, within: Duration) async throws {
+        var configuration = EtcdStore.Configuration()
+        configuration.requestTimeout = .seconds(1)
+        configuration.connectTimeout = .milliseconds(500)
+        let probe = try store(prefix: "/probe", configuration: configuration)
+        let deadline = ContinuousClock.now + within
+        var failure = "no attempt"
+        while ContinuousClock.now < deadline, guarded.isRunning {
+            do {
+                _ = try await probe.range(.key("/ready"), limit: 1)
+                await probe.shutdown()
+                return
+            } catch {
+                failure = "\(error)"
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        await probe.shutdown()
+        if !guarded.isRunning { failure = "etcd exited" }
+        throw StartFailure(description: "etcd on port \(clientPort) not ready within \(within): \(failure); log: \(logTail())")
+    }
+
+    func logTail() -> String {
+        let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return String(log.suffix(1500))
+    }
+
+    /// A free loopback TCP port: bind port 0, read the port the kernel chose, close.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw StartFailure(description: "socket: errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                bind(fd, address, length) == 0 && getsockname(fd, address, &length) == 0
+            }
+        }
+        guard bound else { throw StartFailure(description: "bind to a free port: errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// etcd as a child process, with a watchdog that kills it (SIGKILL) once the test process is gone, so a
+/// crashed or killed test run leaves no member behind. The watchdog checks every second that etcd's parent is
+/// still the test process: once the test process exits, etcd is handed to another parent at once, even while
+/// the test process lingers as a zombie (which `kill -0` would still find alive), and even when etcd inherited
+/// one of the test process's pipes or sockets (so no end of file would ever tell). It stops when etcd exits.
+private final class Guarded: Sendable {
+    private static let watchdog = """
+        while [ -e /proc/$2 ] && read -r _ _ _ parent _ < /proc/$2/stat && [ "$parent" = "$1" ]; do sleep 1; done
+        [ -e /proc/$2 ] && grep -q etcd /proc/$2/comm 2>/dev/null && kill -9 "$2"
+        exit 0
+        """
+
+    private let etcd: Process
+
+    init(arguments: [String], logPath: String) throws {
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        guard let log = FileHandle(forWritingAtPath: logPath) else {
+            throw EtcdServer.StartFailure(description: "cannot open \(logPath)")
+        }
+        defer { try? log.close() }
+        log.seekToEndOfFile()
+        etcd = Process()
+        etcd.executableURL = URL(fileURLWithPath: arguments[0])
+        etcd.arguments = Array(arguments.dropFirst())
+        etcd.standardInput = FileHandle.nullDevice
+        etcd.standardOutput = log
+        etcd.standardError = log
+        try etcd.run()
+
+        let watchdog = Process()
+        watchdog.executableURL = URL(fileURLWithPath: "/bin/sh")
+        watchdog.arguments = ["-c", Self.watchdog, "etcd-watchdog",
+                              String(ProcessInfo.processInfo.processIdentifier), String(etcd.processIdentifier)]
+        watchdog.standardInput = FileHandle.nullDevice
+        do {
+            try watchdog.run()
+        } catch {
+            kill()
+            throw error
+        }
+    }
+
+    var isRunning: Bool { etcd.isRunning }
+
+    /// SIGKILL, and wait until etcd is gone (its ports and files released).
+    func kill() {
+        if etcd.isRunning { _ = Glibc.kill(etcd.processIdentifier, SIGKILL) }
+        etcd.waitUntilExit()
+    }
+}
