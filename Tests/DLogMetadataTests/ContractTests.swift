@@ -97,7 +97,7 @@ import Testing
         try await withStore(backend) { fixture, store in
             try await store.create("/c/x", value: bytes("0"))
             try await store.create("/c/y", value: bytes("0"))
-            let clients = (0..<4).map { _ in fixture.client() }
+            let clients = try (0..<4).map { _ in try fixture.client() }
             let successes = Counter()
             try await withTimeout(60, "contended increments") {
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -168,7 +168,7 @@ import Testing
             for i in 0..<10 { try await store.create("/resume/\(i)", value: bytes("\(i)")) }
             try await collector.wait(for: 10)
             try await fixture.restart()
-            let writer = fixture.client()
+            let writer = try fixture.client()
             for i in 10..<20 {
                 try await retryingUnavailable {
                     // A create cut off by the restart may have applied: finding it there is success.

@@ -39,7 +39,7 @@ import Testing
             try await fixture.restart()
             try await Task.sleep(for: .seconds(2))
             // 4 s after the grant without a keep-alive: only the restarted TTL keeps it alive.
-            let client = fixture.client()
+            let client = try fixture.client()
             #expect(try await retryingUnavailable { try await client.keepAlive(lease.id) } == 3)
             #expect(try await client.get("/bookie/1")?.lease == lease.id)
         }
@@ -52,7 +52,7 @@ import Testing
             var acknowledged: [String: Version] = [:]
             for i in 0..<50 { acknowledged["/d/\(i)"] = try await store.create("/d/\(i)", value: bytes("\(i)")) }
             try await fixture.restart()
-            let client = fixture.client()
+            let client = try fixture.client()
             let page = try await retryingUnavailable { try await client.list(prefix: "/d/") }
             #expect(Dictionary(uniqueKeysWithValues: page.items.map { ($0.key, $0.version) }) == acknowledged)
             let next = try await client.create("/d/after", value: [])

@@ -594,11 +594,11 @@ final class Shared<Value: Sendable>: Sendable {
     func withLock<T>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
 }
 
-struct TimedOut: Error, CustomStringConvertible {
+struct Stalled: Error, CustomStringConvertible {
     var description: String
 }
 
-/// `body`, or TimedOut after `limit` (the body is cancelled).
+/// `body`, or Stalled after `limit` (the body is cancelled).
 func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await body() }
@@ -607,7 +607,7 @@ func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async
             return nil
         }
         defer { group.cancelAll() }
-        guard let value = try await group.next()! else { throw TimedOut(description: "not done within \(limit)") }
+        guard let value = try await group.next()! else { throw Stalled(description: "not done within \(limit)") }
         return value
     }
 }
@@ -621,7 +621,7 @@ func take(_ count: Int, from stream: AsyncThrowingStream<[WatchEvent], any Error
             batches.append(batch)
             if batches.count == count { return batches }
         }
-        throw TimedOut(description: "the watch ended after \(batches.count) of \(count) batches")
+        throw Stalled(description: "the watch ended after \(batches.count) of \(count) batches")
     }
 }
 
@@ -629,7 +629,7 @@ func waitUntil(_ what: String, within limit: Duration = .seconds(20),
                _ condition: @Sendable () -> Bool) async throws {
     let deadline = ContinuousClock.now + limit
     while !condition() {
-        guard ContinuousClock.now < deadline else { throw TimedOut(description: "\(what): not within \(limit)") }
+        guard ContinuousClock.now < deadline else { throw Stalled(description: "\(what): not within \(limit)") }
         try await Task.sleep(for: .milliseconds(20))
     }
 }

@@ -54,14 +54,14 @@ final class StoreFixture: Sendable {
     }
 
     /// A new client of the store; closed with the fixture.
-    func client() -> any MetadataStore {
+    func client() throws -> any MetadataStore {
         let client: any MetadataStore
         switch backend {
         case .embedded:
             client = RemoteStore(endpoints: [.init(host: "127.0.0.1", port: portBox.withLock { $0 })],
                                  requestTimeout: .seconds(5))
         case .etcd:
-            client = etcd!.store(prefix: "/contract")
+            client = try etcd!.store(prefix: "/contract")
         }
         clients.withLock { $0.append(client) }
         return client
@@ -97,7 +97,7 @@ func withStore(_ backend: Backend, historyRevisions: Int64 = 100_000,
                _ body: (StoreFixture, any MetadataStore) async throws -> Void) async throws {
     let fixture = try await StoreFixture.start(backend, historyRevisions: historyRevisions)
     do {
-        try await body(fixture, fixture.client())
+        try await body(fixture, try fixture.client())
     } catch {
         await fixture.close()
         throw error
