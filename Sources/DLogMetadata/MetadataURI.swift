@@ -63,3 +63,23 @@ public struct MetadataURI: Hashable, Sendable, CustomStringConvertible {
         "\(backend.rawValue)://" + endpoints.map(\.description).joined(separator: ",") + prefix
     }
 }
+
+extension MetadataURI {
+    /// A client of the store this URI names. Connections are made lazily, on first use.
+    public func connect(requestTimeout: Duration = .seconds(10)) throws(MetadataError) -> any MetadataStore {
+        switch backend {
+        case .dlog:
+            return RemoteStore(endpoints: endpoints, requestTimeout: requestTimeout)
+        case .etcd:
+            var configuration = EtcdStore.Configuration()
+            configuration.requestTimeout = requestTimeout
+            return try EtcdStore(endpoints: endpoints.map { ($0.host, $0.port) }, prefix: prefix,
+                                 configuration: configuration)
+        }
+    }
+
+    /// Parses and connects in one step, for command-line tools and config values.
+    public static func connect(_ text: String, requestTimeout: Duration = .seconds(10)) throws(MetadataError) -> any MetadataStore {
+        try MetadataURI(parsing: text).connect(requestTimeout: requestTimeout)
+    }
+}
