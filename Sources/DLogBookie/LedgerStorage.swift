@@ -99,6 +99,8 @@ public final class LedgerStorage: Sendable {
     public var cacheBytes: Int { state.withLock { $0.cacheBytes + $0.flushingBytes } }
     public var cacheFull: Bool { state.withLock { $0.cacheBytes >= configuration.writeCacheBytes } }
     public var ledgerCount: Int { state.withLock { $0.manifest.ledgers.count } }
+    /// Every ledger this bookie holds state for, in id order.
+    public var ledgerIDs: [LedgerID] { state.withLock { $0.manifest.ledgers.keys.sorted().map { LedgerID($0) } } }
     public var entryLogCount: Int { state.withLock { $0.manifest.entryLogs.count } }
     public var checkpoints: UInt64 { state.withLock { $0.checkpoints } }
 

@@ -1,0 +1,122 @@
+import DLogWire
+import Synchronization
+
+extension Cluster {
+    // MARK: Ledger metadata
+
+    /// Creates a ledger's metadata; refuses when the id is taken. Returns its version.
+    @discardableResult
+    public func createLedger(_ id: LedgerID, _ metadata: LedgerMetadata) async throws -> Version {
+        if let problem = metadata.problem { throw MetadataError.invalidArgument("ledger \(id): \(problem)") }
+        do {
+            return try await store.create(ClusterKeys.ledger(id), value: LedgerMetadataCodec.encode(metadata))
+        } catch MetadataError.keyExists {
+            throw ClusterError.ledgerExists(id)
+        }
+    }
+
+    public func ledger(_ id: LedgerID) async throws -> (metadata: LedgerMetadata, version: Version)? {
+        guard let item = try await store.get(ClusterKeys.ledger(id)) else { return nil }
+        return (try Self.decodeLedger(item), item.version)
+    }
+
+    /// Replaces a ledger's metadata only if nobody changed it since `version` (a lost race is an error,
+    /// never an overwrite). Returns the new version.
+    @discardableResult
+    public func updateLedger(_ id: LedgerID, _ metadata: LedgerMetadata, ifVersion version: Version) async throws -> Version {
+        if let problem = metadata.problem { throw MetadataError.invalidArgument("ledger \(id): \(problem)") }
+        return try await store.put(ClusterKeys.ledger(id), value: LedgerMetadataCodec.encode(metadata), ifVersion: version)
+    }
+
+    public func deleteLedger(_ id: LedgerID, ifVersion version: Version) async throws {
+        try await store.delete(ClusterKeys.ledger(id), ifVersion: version)
+    }
+
+    /// Visits every ledger in id order, a page at a time, so memory stays bounded however many there are.
+    public func forEachLedger(_ body: (LedgerID, LedgerMetadata, Version) async throws -> Void) async throws {
+        var range = KeyRange.prefix(ClusterKeys.ledgers)
+        while true {
+            let page = try await store.range(range, limit: 500)
+            for item in page.items {
+                guard let id = ClusterKeys.ledgerID(fromKey: item.key) else {
+                    throw ClusterError.corruptRecord(key: item.key, why: "not a ledger key")
+                }
+                try await body(id, try Self.decodeLedger(item), item.version)
+            }
+            guard page.more, let last = page.items.last else { return }
+            range = range.after(last.key)
+        }
+    }
+
+    /// The ids of every ledger in metadata.
+    public func ledgerIDs() async throws -> Set<LedgerID> {
+        var ids = Set<LedgerID>()
+        try await forEachLedger { id, _, _ in ids.insert(id) }
+        return ids
+    }
+
+    static func decodeLedger(_ item: KeyValue) throws -> LedgerMetadata {
+        do {
+            return try LedgerMetadataCodec.decode(item.value)
+        } catch {
+            throw ClusterError.corruptRecord(key: item.key, why: error.description)
+        }
+    }
+}
+
+/// Hands out cluster-unique ledger ids. It reserves them from the store in blocks by compare-and-set on
+/// one counter, so concurrent allocators (in any process) never get the same id, and most allocations
+/// cost no round trip. Ids of a block not used before the process ends are simply never used.
+public final class LedgerIDAllocator: Sendable {
+    public let cluster: Cluster
+    public let blockSize: UInt64
+    private let block = Mutex<(next: UInt64, end: UInt64)>((0, 0))
+
+    public init(cluster: Cluster, blockSize: UInt64 = 100) {
+        precondition(blockSize >= 1)
+        self.cluster = cluster
+        self.blockSize = blockSize
+    }
+
+    public func next() async throws -> LedgerID {
+        while true {
+            if let id = block.withLock({ b -> UInt64? in
+                guard b.next < b.end else { return nil }
+                defer { b.next += 1 }
+                return b.next
+            }) { return LedgerID(id) }
+            let (start, end) = try await reserve()
+            block.withLock { b in if b.next >= b.end { b = (start, end) } }
+        }
+    }
+
+    /// Moves the counter forward by one block; retries (bounded) when another allocator moved it first.
+    private func reserve() async throws -> (UInt64, UInt64) {
+        let key = ClusterKeys.ledgerIDCounter
+        for attempt in 0..<64 {
+            let current = try await cluster.store.get(key)
+            let start = current.flatMap { UInt64(String(decoding: $0.value, as: UTF8.self)) } ?? 1
+            guard current == nil || start > 0 else {
+                throw ClusterError.corruptRecord(key: key, why: "not a ledger id counter")
+            }
+            let (end, overflow) = start.addingReportingOverflow(blockSize)
+            guard !overflow, end < UInt64(Int64.max) else {
+                throw MetadataError.internalError("ledger ids are exhausted")
+            }
+            do {
+                _ = try await cluster.store.commit(Transaction(
+                    checks: [.init(key: key, version: current?.version ?? .absent)],
+                    operations: [.put(key: key, value: Array(String(end).utf8), lease: nil)]))
+                return (start, end)
+            } catch let error as MetadataError {
+                switch error {
+                case .versionConflict, .keyExists, .noSuchKey:
+                    try await Task.sleep(for: .microseconds(Int.random(in: 0...(200 << min(attempt, 6)))))
+                default:
+                    throw error
+                }
+            }
+        }
+        throw MetadataError.unavailable("could not reserve ledger ids: 64 attempts lost to other allocators")
+    }
+}
