@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "dlogd", targets: ["dlogd"]),
         .executable(name: "dlog-bench", targets: ["dlog-bench"]),
+        .executable(name: "dlogctl", targets: ["dlogctl"]),
         .library(name: "DLogLedger", targets: ["DLogLedger"]),
     ],
     dependencies: [
@@ -59,6 +60,10 @@ let package = Package(
         ]),
         .executableTarget(name: "dlogd", dependencies: [
             "DLogDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "dlogctl", dependencies: [
+            "DLogMetadata", "DLogWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlog-bench", dependencies: [

@@ -1,0 +1,59 @@
+import ArgumentParser
+import DLogMetadata
+import DLogWire
+import Foundation
+
+@main
+struct DLogCtl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dlogctl",
+        abstract: "Operate a DistributedLog cluster.",
+        subcommands: [ClusterCommand.self, BookieCommand.self])
+}
+
+/// `--metadata URI`, shared by every command that talks to the metadata store.
+struct MetadataOption: ParsableArguments {
+    @Option(help: "Metadata store: dlog://host:port[,host:port] or etcd://host:port[,host:port]/prefix.")
+    var metadata = "dlog://127.0.0.1:3180"
+
+    func cluster() throws -> Cluster {
+        do {
+            return Cluster(store: try MetadataURI.connect(metadata, requestTimeout: .seconds(10)))
+        } catch {
+            throw ValidationError("--metadata: \(error)")
+        }
+    }
+}
+
+/// Runs `body`, printing an operating error as one clear line and exiting 1 instead of a stack of types.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ClusterError {
+        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as MetadataError {
+        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cluster", abstract: "Cluster-wide records.",
+                                                    subcommands: [Init.self])
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "init", abstract: "Create the cluster instance id (once; refuses when there is one).")
+        @OptionGroup var options: MetadataOption
+
+        func run() async throws {
+            let cluster = try options.cluster()
+            try await reportingErrors {
+                let instance = try await cluster.initialize()
+                print("initialized cluster \(instance) in \(options.metadata)")
+            }
+            await cluster.store.shutdown()
+        }
+    }
+}
