@@ -59,7 +59,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .executableTarget(name: "dlogd", dependencies: [
-            "DLogDaemon",
+            "DLogDaemon", "DLogMetadata",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlogctl", dependencies: [

@@ -1,6 +1,8 @@
 import CSystemd
 import DLogBookie
 import DLogIO
+import DLogMetadata
+import DLogWire
 import Foundation
 import Logging
 import NIOCore
@@ -12,7 +14,14 @@ public enum BookieRole {
         let termination = Termination()
         do {
             try settings.check()
-            try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
+            let disks = try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
+            let bookieID = BookieID(settings.bookieID ?? "\(settings.host):\(settings.port)")
+            let cluster = try settings.metadata.map { uri in Cluster(store: try MetadataURI.connect(uri)) }
+            if let cluster {
+                try runBlocking {
+                    try await BookieMembership.verifyCookie(cluster: cluster, bookie: bookieID, disks: disks, settings: settings)
+                }
+            }
             for (j, l) in Cookies.sharedDevices(journal: settings.journalDirectories, ledger: settings.ledgerDirectories) {
                 let message: Logger.Message = "journal dir \(j) is on the same device as ledger dir \(l); put them on separate devices for latency, or set allow_shared_device = true"
                 if settings.allowSharedDevice { logger.debug(message) } else { logger.warning(message) }
@@ -39,13 +48,31 @@ public enum BookieRole {
                                           maxFrameBytes: settings.maxFrameBytes, threads: settings.ioThreads,
                                           logger: logger)
             let port = server.localAddress?.port ?? settings.port
-            logger.info("bookie serving", metadata: ["address": "\(settings.host):\(port)"])
+            var membership: BookieMembership?
+            if let cluster {
+                let registration = BookieRegistration(id: bookieID, address: "\(settings.host):\(port)", rack: settings.rack,
+                                                      readOnly: bookie.isReadOnly, disks: [],
+                                                      startedAt: Int64(Date().timeIntervalSince1970 * 1000))
+                let member = BookieMembership(cluster: cluster, bookie: bookie, registration: registration,
+                                              settings: settings, logger: logger)
+                do {
+                    try runBlocking { try await member.start() }
+                } catch {
+                    bookie.stop()
+                    server.close()
+                    throw error
+                }
+                membership = member
+            }
+            logger.info("bookie serving", metadata: ["address": "\(settings.host):\(port)", "bookie_id": "\(bookieID)"])
             // Scripts and tests wait for this line on standard output.
             FileHandle.standardOutput.write(Data("dlogd bookie listening on \(settings.host):\(port)\n".utf8))
             _ = sd_notify(0, "READY=1\nSTATUS=serving on \(settings.host):\(port)")
             termination.wait()
             _ = sd_notify(0, "STOPPING=1")
-            logger.info("stopping: flushing journal, checkpointing, closing server")
+            logger.info("stopping: deregistering, flushing journal, checkpointing, closing server")
+            // Leave the registry first, so clients stop choosing this bookie while it drains.
+            if let membership { _ = try? runBlocking { await membership.stop() } }
             // The journal drains first, while the event loops still run to deliver its acknowledgements;
             // requests that need the journal (adds, fences, WRITE_LAC, deletes) get SHUTTING_DOWN meanwhile.
             bookie.stop()

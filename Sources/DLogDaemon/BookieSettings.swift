@@ -1,5 +1,7 @@
 import DLogBookie
 import DLogIO
+import DLogMetadata
+import DLogWire
 
 /// Every setting of the bookie role, with its default, the key that sets it, and its check.
 public struct BookieSettings: Sendable {
@@ -24,6 +26,14 @@ public struct BookieSettings: Sendable {
     public var ioThreads = 2
     public var compactionThreshold = 0.5
     public var compactionRateBytes = 32 << 20
+    /// The metadata store (`dlog://...` or `etcd://...`); nil runs the bookie alone.
+    public var metadata: String?
+    /// The bookie's id in the cluster; "host:port" when not set.
+    public var bookieID: String?
+    /// Placement label, e.g. "/zone-a/rack-3".
+    public var rack = ""
+    public var registrationTTLSeconds = 10
+    public var gcIntervalMillis = 60_000
 
     public init() {}
 
@@ -32,6 +42,7 @@ public struct BookieSettings: Sendable {
         "journal_group_bytes", "journal_max_in_flight", "journal_file_bytes", "journal_files_max", "journal_queue_entries",
         "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
+        "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms",
     ]
 
     /// Applies a config file over the defaults, checking every value.
@@ -79,6 +90,17 @@ public struct BookieSettings: Sendable {
         if let n = try int("io_threads", 1...64) { ioThreads = n }
         if let f = try fraction("compaction_threshold") { compactionThreshold = f }
         if let n = try int("compaction_rate_bytes", (1 << 20)...(4 << 30)) { compactionRateBytes = n }
+        if let m = try file.nonEmpty("metadata", allowed: "dlog://host:port[,host:port] or etcd://host:port[,host:port]/prefix") {
+            do { _ = try MetadataURI(parsing: m) } catch { throw ConfigFile.Problem(message: "\(file.location("metadata")): \(error)") }
+            metadata = m
+        }
+        if let b = v("bookie_id") {
+            if let problem = BookieID(b).problem { throw bad("bookie_id", problem) }
+            bookieID = b
+        }
+        if let r = v("rack") { rack = r }
+        if let n = try int("registration_ttl_s", 2...300) { registrationTTLSeconds = n }
+        if let n = try int("gc_interval_ms", 100...86_400_000) { gcIntervalMillis = n }
         try check()
     }
 
@@ -95,6 +117,10 @@ public struct BookieSettings: Sendable {
         guard maxFrameBytes + 8192 < journalFileBytes / 2 else {
             throw ConfigFile.Problem(message: "max_frame_bytes (\(maxFrameBytes)) must be well under half of "
                                          + "journal_file_bytes (\(journalFileBytes))")
+        }
+        if metadata != nil && bookieID == nil && port == 0 {
+            throw ConfigFile.Problem(message: "with metadata set, give the bookie a fixed port or a bookie_id: with port 0 "
+                                         + "it would get a new id (host:port) at every start")
         }
         let overlap = Set(journalDirectories).intersection(ledgerDirectories)
         guard overlap.isEmpty else {

@@ -109,7 +109,7 @@ public struct Cluster: Sendable {
 
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array(try! encoder.encode(value))
     }
 }

@@ -19,7 +19,7 @@ struct BookieCommand: AsyncParsableCommand {
                 let bookies = try await cluster.bookies()
                 if json {
                     let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.sortedKeys]
+                    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                     print(String(decoding: try encoder.encode(bookies), as: UTF8.self))
                 } else {
                     print(Self.table(bookies))

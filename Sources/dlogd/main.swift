@@ -1,5 +1,6 @@
 import ArgumentParser
 import DLogDaemon
+import DLogMetadata
 import Foundation
 import Logging
 
@@ -19,6 +20,8 @@ struct BookieCommand: ParsableCommand {
     @Option(name: .customLong("ledger-dir"), help: "Ledger directory (repeat for several).") var ledgerDirs: [String] = []
     @Option(help: "TCP port (0 picks a free one).") var port: Int?
     @Option(help: "Address to listen on.") var host: String?
+    @Option(help: "Metadata store URI (dlog://host:port or etcd://host:port/prefix); without it the bookie runs alone.")
+    var metadata: String?
     @Flag(name: .customLong("journal-truncate-corrupt"),
           help: "Cut the journal at a corrupt record instead of refusing to start (discards what follows).")
     var truncateCorrupt = false
@@ -32,6 +35,10 @@ struct BookieCommand: ParsableCommand {
             if !ledgerDirs.isEmpty { settings.ledgerDirectories = ledgerDirs }
             if let port { settings.port = try checkedPort(port) }
             if let host { settings.host = host }
+            if let metadata {
+                do { _ = try MetadataURI(parsing: metadata) } catch { throw ValidationError("--metadata: \(error)") }
+                settings.metadata = metadata
+            }
             try settings.check()
         } catch let problem as ConfigFile.Problem {
             throw ValidationError(problem.message)

@@ -1,0 +1,167 @@
+import DLogBookie
+import DLogIO
+import DLogMetadata
+import DLogWire
+import Foundation
+import Logging
+import Synchronization
+
+/// A bookie's life in the cluster: its cookie is checked before it serves; while it serves it is registered
+/// under a lease (moving between writable and read-only with its state); ledgers that metadata no longer
+/// has are deleted from its disks; on stop the lease is revoked so it vanishes at once.
+final class BookieMembership: Sendable {
+    let cluster: Cluster
+    let bookie: Bookie
+    let ttlSeconds: Int
+    let gcInterval: Duration
+    let logger: Logger
+    private let registration: Mutex<BookieRegistration>
+    private let journalDirectories: [String]
+    private let ledgerDirectories: [String]
+    private let lease = Mutex<LeaseID?>(nil)
+    private let loop = Mutex<Task<Void, Never>?>(nil)
+
+    init(cluster: Cluster, bookie: Bookie, registration: BookieRegistration, settings: BookieSettings, logger: Logger) {
+        self.cluster = cluster
+        self.bookie = bookie
+        self.registration = Mutex(registration)
+        ttlSeconds = settings.registrationTTLSeconds
+        gcInterval = .milliseconds(settings.gcIntervalMillis)
+        journalDirectories = settings.journalDirectories
+        ledgerDirectories = settings.ledgerDirectories
+        self.logger = logger
+    }
+
+    /// Refuses a bookie that is not part of an initialized cluster or whose disks are not the ones metadata
+    /// recorded for it. Runs before the bookie serves anything.
+    static func verifyCookie(cluster: Cluster, bookie: BookieID, disks: String, settings: BookieSettings) async throws {
+        let instance = try await cluster.instanceID()
+        let cookie = BookieCookie(cluster: instance, disks: disks, journalDirectories: settings.journalDirectories,
+                                  ledgerDirectories: settings.ledgerDirectories)
+        try await cluster.verifyOrRecordCookie(cookie, bookie: bookie)
+    }
+
+    /// Registers, then keeps the registration alive and current in the background.
+    func start() async throws {
+        try await registerAfresh()
+        let task = Task { [self] in await maintain() }
+        loop.withLock { $0 = task }
+    }
+
+    private func registerAfresh() async throws {
+        let granted = try await cluster.store.grantLease(ttlSeconds: ttlSeconds)
+        lease.withLock { $0 = granted.id }
+        var current = registration.withLock { $0 }
+        current.readOnly = bookie.isReadOnly
+        current.disks = disks()
+        registration.withLock { $0 = current }
+        // A registration left by this bookie's previous life lives until its lease expires: wait that out.
+        try await cluster.register(current, lease: granted.id, waitMax: .seconds(ttlSeconds * 2 + 1))
+        logger.info("registered in metadata", metadata: ["bookie_id": "\(current.id)", "read_only": "\(current.readOnly)"])
+    }
+
+    /// Keep-alive at a third of the TTL, state moves within a second, GC at its interval; errors are
+    /// logged and retried, never fatal: the bookie keeps serving what it has while metadata is away.
+    private func maintain() async {
+        let keepAliveEvery = Duration.seconds(ttlSeconds) / 3
+        var lastKeepAlive = ContinuousClock.now
+        var lastGC = ContinuousClock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: min(keepAliveEvery, .seconds(1)))
+            guard !Task.isCancelled else { return }
+            do {
+                if ContinuousClock.now - lastKeepAlive >= keepAliveEvery {
+                    try await keepAlive()
+                    lastKeepAlive = .now
+                }
+                try await followState()
+                if ContinuousClock.now - lastGC >= gcInterval {
+                    lastGC = .now
+                    try await collectGarbage()
+                }
+            } catch {
+                logger.warning("metadata upkeep failed; retrying", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func keepAlive() async throws {
+        guard let id = lease.withLock({ $0 }) else { return try await registerAfresh() }
+        do {
+            _ = try await cluster.store.keepAlive(id)
+        } catch MetadataError.leaseExpired {
+            // Metadata was out of reach longer than the TTL: clients saw this bookie leave. Come back.
+            logger.warning("registration lease expired; registering again", metadata: ["lease": "\(id.rawValue)"])
+            lease.withLock { $0 = nil }
+            try await registerAfresh()
+        }
+    }
+
+    private func followState() async throws {
+        let readOnly = bookie.isReadOnly
+        var current = registration.withLock { $0 }
+        guard current.readOnly != readOnly, let id = lease.withLock({ $0 }) else { return }
+        current.readOnly = readOnly
+        current.disks = disks()
+        try await cluster.updateRegistration(current, lease: id)
+        registration.withLock { $0 = current }
+        logger.notice("registration moved", metadata: ["bookie_id": "\(current.id)", "read_only": "\(readOnly)"])
+    }
+
+    /// Deletes local ledgers whose metadata is gone. Local ids are taken before metadata is read: a ledger's
+    /// metadata is created before any of its entries reach a bookie, so a ledger held locally and missing
+    /// from the later listing was deleted, never merely not yet created.
+    func collectGarbage() async throws {
+        let local = bookie.storage.ledgerIDs
+        guard !local.isEmpty else { return }
+        let known = try await cluster.ledgerIDs()
+        for id in local where !known.contains(id) {
+            let logger = self.logger
+            bookie.deleteLedger(id) { response in
+                if case .failed(let status, let message) = response {
+                    logger.warning("GC could not delete a ledger", metadata: ["ledger_id": "\(id.rawValue)",
+                                                                              "status": "\(status)", "error": "\(message)"])
+                } else {
+                    logger.info("GC deleted a ledger that metadata no longer has", metadata: ["ledger_id": "\(id.rawValue)"])
+                }
+            }
+        }
+    }
+
+    private func disks() -> [BookieRegistration.Disk] {
+        let all = journalDirectories.map { ($0, "journal") } + ledgerDirectories.map { ($0, "ledger") }
+        return all.compactMap { path, role in
+            (try? FileSystem.usage(of: path)).map {
+                BookieRegistration.Disk(path: path, role: role, totalBytes: $0.totalBytes, freeBytes: $0.freeBytes)
+            }
+        }
+    }
+
+    /// Stops upkeep and revokes the lease, so the bookie leaves the registry at once.
+    func stop() async {
+        loop.withLock { $0 }?.cancel()
+        guard let id = lease.withLock({ current in defer { current = nil }; return current }) else { return }
+        do {
+            try await cluster.store.revoke(id)
+            logger.info("deregistered from metadata")
+        } catch {
+            logger.warning("could not deregister; the registration vanishes when its lease expires",
+                           metadata: ["error": "\(error)"])
+        }
+        await cluster.store.shutdown()
+    }
+}
+
+/// Runs async work from the daemon's blocking start and stop paths.
+func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    let result = Mutex<Result<T, any Error>?>(nil)
+    Task {
+        let outcome: Result<T, any Error>
+        do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+        result.withLock { $0 = outcome }
+        done.signal()
+    }
+    done.wait()
+    return try result.withLock { $0! }.get()
+}

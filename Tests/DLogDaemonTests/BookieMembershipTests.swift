@@ -1,0 +1,190 @@
+import DLogLedger
+import DLogMetadata
+import DLogTestSupport
+import DLogWire
+import Foundation
+import Testing
+
+/// A real bookie and a real metadata role as child processes: registration, cookies, GC and decommission.
+@Suite struct BookieMembershipTests {
+    /// A metadata role with an initialized cluster, and the config of a bookie that uses it.
+    struct Setup {
+        let dir: TempDir
+        let metadata: DaemonProcess
+        let uri: String
+        let cluster: Cluster
+
+        init(initialize: Bool = true) async throws {
+            dir = TempDir("dlog-member")
+            metadata = try DaemonProcess(["--data-dir", dir.sub("metadata")], role: "metadata")
+            uri = "dlog://127.0.0.1:\(metadata.port)"
+            cluster = Cluster(store: try MetadataURI.connect(uri))
+            if initialize { try await cluster.initialize() }
+        }
+
+        /// A bookie config: small journal, short TTL and GC interval, its own directories under `name`.
+        func bookieConfig(_ name: String, id: String) throws -> String {
+            let path = dir.sub("\(name).conf")
+            try """
+                journal_dirs = \(dir.sub(name + "/journal"))
+                ledger_dirs = \(dir.sub(name + "/ledgers"))
+                journal_file_bytes = 8M
+                journal_files_max = 3
+                max_frame_bytes = 1M
+                metadata = \(uri)
+                bookie_id = \(id)
+                rack = /zone-a/rack-1
+                registration_ttl_s = 2
+                gc_interval_ms = 300
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+
+        func stop() async {
+            await cluster.store.shutdown()
+            metadata.kill(SIGTERM)
+            _ = metadata.waitForExit()
+        }
+    }
+
+    @Test func bookieRegistersMovesAndLeavesWithItsProcess() async throws {
+        // Proves a bookie with --metadata registers on start (with its rack and disks), is listed by
+        // `dlogctl bookie list`, leaves at once on SIGTERM, and vanishes within its TTL after SIGKILL.
+        let setup = try await Setup()
+        let config = try setup.bookieConfig("b1", id: "bookie-1")
+        var bookie = try DaemonProcess(["--config", config])
+        let registered = try await setup.cluster.bookies()
+        #expect(registered.map(\.id) == [BookieID("bookie-1")])
+        #expect(registered.first?.readOnly == false && registered.first?.rack == "/zone-a/rack-1")
+        #expect(registered.first?.address == "127.0.0.1:\(bookie.port)")
+        #expect(registered.first?.disks.map(\.role).sorted() == ["journal", "ledger"])
+
+        let listed = try runTool(dlogctlPath, ["bookie", "list", "--metadata", setup.uri, "--json"])
+        #expect(listed.status == 0)
+        #expect(listed.stdout.contains("\"bookie-1\"") && listed.stdout.contains("/zone-a/rack-1"))
+
+        bookie.kill(SIGTERM)
+        #expect(bookie.waitForExit() == 0)
+        #expect(try await setup.cluster.bookies().isEmpty, "deregistered on a clean stop, without waiting for the TTL")
+
+        bookie = try DaemonProcess(["--config", config])
+        #expect(try await setup.cluster.bookies().count == 1, "a restarted bookie registers again")
+        bookie.kill(SIGKILL)
+        _ = bookie.waitForExit()
+        try await eventually("the registration of a killed bookie expires", seconds: 10) {
+            try await setup.cluster.bookies().isEmpty
+        }
+        await setup.stop()
+    }
+
+    @Test func bookieDeletesLedgersMetadataNoLongerHas() async throws {
+        // Proves the bookie's GC deletes the data of a ledger whose metadata was deleted, and keeps the data
+        // of ledgers that still exist.
+        let setup = try await Setup()
+        let bookie = try DaemonProcess(["--config", try setup.bookieConfig("b1", id: "bookie-gc")])
+        let kept = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
+                                  fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-gc")])],
+                                  creationTime: 0)
+        try await setup.cluster.createLedger(LedgerID(1), kept)
+        let doomed = try await setup.cluster.createLedger(LedgerID(2), kept)
+        let client = try await bookie.client()
+        for ledger in [UInt64(1), 2] {
+            for e in 0..<5 { try await client.add(key: testKey, entry: entry(ledger, Int64(e))) }
+        }
+        try await setup.cluster.deleteLedger(LedgerID(2), ifVersion: doomed)
+        try await eventually("ledger 2 is garbage-collected", seconds: 15) {
+            do {
+                _ = try await client.read(ledger: LedgerID(2), entry: EntryID(0))
+                return false
+            } catch let failure as BookieClient.Failure {
+                return failure.status == .noLedger
+            }
+        }
+        #expect(try await client.read(ledger: LedgerID(1), entry: EntryID(4)) == entry(1, 4))
+        await client.close()
+        bookie.kill(SIGTERM)
+        _ = bookie.waitForExit()
+        await setup.stop()
+    }
+
+    @Test func bookieWithOtherDisksOrNoClusterIsRefused() async throws {
+        // Proves a bookie whose disks do not match its cookie in metadata refuses to start, naming the
+        // mismatch, and that a bookie pointed at an uninitialized cluster says to run `cluster init`.
+        let setup = try await Setup()
+        let first = try DaemonProcess(["--config", try setup.bookieConfig("b1", id: "bookie-x")])
+        first.kill(SIGTERM)
+        #expect(first.waitForExit() == 0)
+        // Same id, fresh directories: a wiped or swapped disk set.
+        let impostor = try DaemonProcess(["--config", try setup.bookieConfig("b2", id: "bookie-x")], waitForListening: false)
+        #expect(impostor.waitForExit() == 2)
+        #expect(impostor.stderr.contains("does not match its cookie") && impostor.stderr.contains("decommission"))
+        await setup.stop()
+
+        let empty = try await Setup(initialize: false)
+        let orphan = try DaemonProcess(["--config", try empty.bookieConfig("b1", id: "bookie-y")], waitForListening: false)
+        #expect(orphan.waitForExit() == 2)
+        #expect(orphan.stderr.contains("dlogctl cluster init"))
+        await empty.stop()
+    }
+
+    @Test func decommissionRefusesWhileNeededThenFreesTheID() async throws {
+        // Proves `dlogctl bookie decommission` refuses a running bookie and one that ledgers still name, then
+        // removes the cookie so the id can start afresh on new disks; and `cluster init` refuses a second time.
+        let setup = try await Setup()
+        let again = try runTool(dlogctlPath, ["cluster", "init", "--metadata", setup.uri])
+        #expect(again.status == 1 && again.stderr.contains("already initialized"))
+        let bookie = try DaemonProcess(["--config", try setup.bookieConfig("b1", id: "bookie-d")])
+        let running = try runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
+        #expect(running.status == 1 && running.stderr.contains("is running"))
+        bookie.kill(SIGTERM)
+        _ = bookie.waitForExit()
+        let holding = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
+                                     fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-d")])],
+                                     creationTime: 0)
+        let version = try await setup.cluster.createLedger(LedgerID(9), holding)
+        let busy = try runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
+        #expect(busy.status == 1 && busy.stderr.contains("L9"))
+        try await setup.cluster.deleteLedger(LedgerID(9), ifVersion: version)
+        let done = try runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
+        #expect(done.status == 0, "\(done.stderr)")
+        let fresh = try DaemonProcess(["--config", try setup.bookieConfig("b2", id: "bookie-d")])
+        fresh.kill(SIGTERM)
+        #expect(fresh.waitForExit() == 0)
+        await setup.stop()
+    }
+}
+
+/// The dlogctl binary built next to these tests.
+let dlogctlPath: String = {
+    if let p = ProcessInfo.processInfo.environment["DLOGCTL_BIN"] { return p }
+    return (dlogdPath as NSString).deletingLastPathComponent + "/dlogctl"
+}()
+
+/// Runs a tool to completion (bounded) and returns its status and output.
+func runTool(_ path: String, _ arguments: [String], seconds: Double = 30) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // The tools print little, far below a pipe's buffer, so waiting before reading cannot deadlock.
+    let deadline = Date().addingTimeInterval(seconds)
+    while process.isRunning && Date() < deadline { usleep(5_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+/// Polls `condition` until it holds; fails the test with `what` after `seconds`.
+func eventually(_ what: String, seconds: Double, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    Issue.record("timed out: \(what)")
+}
