@@ -25,11 +25,18 @@ final class EmbeddedEngine {
     private var replies: [() -> Void] = []
     private var failures: [(MetadataError) -> Void] = []
     private var events: [WatchEvent] = []
-    private var catchUps: [(WatchSink, [WatchEvent])] = []
+    /// This batch's own events for watchers registered in it, delivered after the commit.
+    private var catchUps: [(sink: WatchSink, chunks: [[WatchEvent]])] = []
+    /// The revision of the last commit, before this batch: history up to it is durable and may be sent.
+    private var committedRevision = Revision.zero
+    private var registeredInBatch: [UInt64] = []
+    /// Rows of history read for one watcher at a time: bounds memory however far back a watch starts.
+    let catchUpRowsMax: Int
 
-    init(directory: String, historyRevisions: Int64) throws {
-        precondition(historyRevisions >= 1)
+    init(directory: String, historyRevisions: Int64, catchUpRowsMax: Int = 10_000) throws {
+        precondition(historyRevisions >= 1 && catchUpRowsMax >= 1)
         self.historyRevisions = historyRevisions
+        self.catchUpRowsMax = catchUpRowsMax
         db = try SQLiteDatabase(path: directory + "/" + EmbeddedSchema.fileName)
         try db.execute(EmbeddedSchema.statements)
         sql = try EmbeddedStatements(db)
@@ -63,6 +70,7 @@ final class EmbeddedEngine {
     /// Returns a message when the store can no longer work (an I/O error from SQLite): the role must stop.
     func process(_ batch: [StoreRequest], now: ContinuousClock.Instant) -> String? {
         let before = (revision, compacted, leases)
+        committedRevision = revision
         do {
             try sql.begin.run([])
             for (id, lease) in leases where lease.deadline <= now { try removeLease(id) }
@@ -79,12 +87,22 @@ final class EmbeddedEngine {
             let toCaller: MetadataError = failure?.code == SQLITE_FULL
                 ? .unavailable("disk full under \(db.path); the change was not applied") : .internalError(message)
             for fail in failures { fail(toCaller) }
+            // Watchers registered in the rolled-back batch hold revisions that no longer exist: end them,
+            // they resume from what they received.
+            for id in registeredInBatch {
+                watchers.removeValue(forKey: id)?.sink.end(.unavailable("metadata store could not commit; resume the watch"))
+            }
             resetBatch()
             return fatal ? message : nil
         }
         stats.batches += 1
         for reply in replies { reply() }
-        for (sink, chunk) in catchUps where !sink.deliver(chunk) { watchers[sink.id] = nil }
+        for (sink, chunks) in catchUps {
+            for chunk in chunks where !sink.deliver(chunk) {
+                watchers[sink.id] = nil
+                break
+            }
+        }
         publish(events)
         resetBatch()
         return nil
@@ -102,6 +120,7 @@ final class EmbeddedEngine {
         failures.removeAll(keepingCapacity: true)
         events.removeAll(keepingCapacity: true)
         catchUps.removeAll(keepingCapacity: true)
+        registeredInBatch.removeAll(keepingCapacity: true)
     }
 
     private func run(_ request: StoreRequest, now: ContinuousClock.Instant) throws {
@@ -248,24 +267,50 @@ final class EmbeddedEngine {
 
     // MARK: Watches
 
-    /// Registers a watcher and reads the history it asked for, at this point of the batch, so the events
-    /// of later requests reach it exactly once.
+    /// Registers a watcher and sends it the history it asked for, at this point of the batch, so the events
+    /// of later requests reach it exactly once. History is read a page at a time (memory stays bounded however
+    /// far back the watch starts); committed pages go out at once, this batch's own events after the commit.
     private func register(_ sink: WatchSink, from: Revision) throws {
         guard from.rawValue >= 0 else { return sink.end(.invalidArgument("negative watch revision \(from)")) }
         let start = from == .zero ? revision.next : from
         guard start > compacted else { return sink.end(.compacted(requested: start, oldest: compacted.next)) }
-        var history: [WatchEvent] = []
-        if start <= revision {
-            try sql.eventsFrom.run([.integer(start.rawValue), .integer(historyRevisions * 4 + 1000)]) { row in
-                let key = String(decoding: row.blob(2), as: UTF8.self)
-                guard sink.range.contains(key) else { return }
-                history.append(WatchEvent(kind: WatchEvent.Kind(rawValue: UInt8(row.int64(1))) ?? .put, key: key,
-                                          value: row.blob(3), revision: Revision(row.int64(0))))
+        var next = start
+        while next <= revision {
+            var page: [WatchEvent] = []
+            var first: Revision?
+            var last = next
+            let rows = try sql.eventsFrom.run([.integer(next.rawValue), .integer(Int64(catchUpRowsMax))]) { row in
+                last = Revision(row.int64(0))
+                if first == nil { first = last }
+                Self.append(row, for: sink, to: &page)
             }
+            if rows < catchUpRowsMax {
+                next = revision.next
+            } else if first == last {
+                // One revision larger than a page (a lease holding many keys expired): read it whole.
+                page = []
+                try sql.eventsAt.run([.integer(last.rawValue)]) { row in Self.append(row, for: sink, to: &page) }
+                next = last.next
+            } else {
+                // The page may end inside revision `last`: read that revision again with the next page.
+                page.removeAll { $0.revision == last }
+                next = last
+            }
+            let pending = page.filter { $0.revision > committedRevision }
+            for chunk in Self.chunks(page.filter { $0.revision <= committedRevision }) where !sink.deliver(chunk) {
+                return
+            }
+            if !pending.isEmpty { catchUps.append((sink, Self.chunks(pending))) }
         }
-        // Events of this batch already recorded are in `history` (same transaction) and must not be sent twice.
-        watchers[sink.id] = Watcher(sink: sink, delivered: revision)
-        for chunk in Self.chunks(history) { catchUps.append((sink, chunk)) }
+        watchers[sink.id] = Watcher(sink: sink, delivered: Swift.max(revision, Revision(start.rawValue - 1)))
+        registeredInBatch.append(sink.id)
+    }
+
+    private static func append(_ row: SQLiteStatement, for sink: WatchSink, to history: inout [WatchEvent]) {
+        let key = String(decoding: row.blob(2), as: UTF8.self)
+        guard sink.range.contains(key) else { return }
+        history.append(WatchEvent(kind: WatchEvent.Kind(rawValue: UInt8(row.int64(1))) ?? .put, key: key,
+                                  value: row.blob(3), revision: Revision(row.int64(0))))
     }
 
     /// Splits events into deliveries of at most ~1000 events or 4 MiB, never inside one revision.

@@ -63,6 +63,5 @@ public struct EmbeddedStats: Sendable, Hashable, Codable {
     public var commits: UInt64 = 0
     /// SQLite transactions; commits per batch is the group-commit factor.
     public var batches: UInt64 = 0
-    public var refusedFull: UInt64 = 0
     public init() {}
 }

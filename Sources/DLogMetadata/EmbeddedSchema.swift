@@ -39,6 +39,7 @@ final class EmbeddedStatements {
     let deleteKV: SQLiteStatement
     let insertEvent: SQLiteStatement
     let eventsFrom: SQLiteStatement
+    let eventsAt: SQLiteStatement
     let trimEvents: SQLiteStatement
     let keysOfLease: SQLiteStatement
     let insertLease: SQLiteStatement
@@ -64,6 +65,7 @@ final class EmbeddedStatements {
         eventsFrom = try db.prepare("""
             SELECT rev, kind, key, value FROM events WHERE rev >= ?1 ORDER BY rev, seq LIMIT ?2
             """)
+        eventsAt = try db.prepare("SELECT rev, kind, key, value FROM events WHERE rev = ?1 ORDER BY seq")
         trimEvents = try db.prepare("DELETE FROM events WHERE rev <= ?1")
         keysOfLease = try db.prepare("SELECT key FROM kv WHERE lease = ?1 ORDER BY key")
         insertLease = try db.prepare("INSERT INTO leases(id, ttl) VALUES(?1, ?2)")

@@ -15,6 +15,8 @@ public final class EmbeddedStore: MetadataStore {
         public var queueBytesMax = 256 << 20
         /// Requests run in one SQLite transaction at most.
         public var batchMax = 512
+        /// Rows of history a resuming watch reads at a time.
+        public var watchCatchUpRowsMax = 10_000
 
         public init(directory: String) { self.directory = directory }
     }
@@ -53,7 +55,8 @@ public final class EmbeddedStore: MetadataStore {
         let engine: EmbeddedEngine
         do {
             engine = try EmbeddedEngine(directory: configuration.directory,
-                                        historyRevisions: configuration.historyRevisions)
+                                        historyRevisions: configuration.historyRevisions,
+                                        catchUpRowsMax: configuration.watchCatchUpRowsMax)
         } catch {
             openError.withLock { $0 = "cannot open the metadata store in \(configuration.directory): \(error)" }
             opened.signal()

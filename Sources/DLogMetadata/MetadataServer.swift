@@ -197,6 +197,6 @@ extension EmbeddedStats {
     /// The counters as one line of JSON, for the STATS operation and `dlogctl`.
     public var json: String {
         "{\"revision\":\(revision),\"compacted_revision\":\(compactedRevision),\"leases\":\(leases),"
-            + "\"watchers\":\(watchers),\"commits\":\(commits),\"batches\":\(batches),\"refused_full\":\(refusedFull)}"
+            + "\"watchers\":\(watchers),\"commits\":\(commits),\"batches\":\(batches)}"
     }
 }

@@ -191,7 +191,8 @@ import Testing
             let start = try await store.range(.key("/x"), limit: 1).revision
             let collector = EventCollector(store.watch(.prefix("/l/"), from: start.next))
             let short = try await store.grantLease(ttlSeconds: 2)
-            let kept = try await store.grantLease(ttlSeconds: 2)
+            // Longer TTL for the kept lease: a loaded CI machine may stall this loop for seconds.
+            let kept = try await store.grantLease(ttlSeconds: 8)
             try await store.create("/l/short", value: [], lease: short.id)
             try await store.create("/l/kept", value: [], lease: kept.id)
             #expect(try await store.get("/l/short")?.lease == short.id)

@@ -29,18 +29,54 @@ import Testing
         }
     }
 
+    @Test func watchHistoryIsReadInPagesWithoutLossOrRepeat() async throws {
+        // Proves a watch starting far back gets its history in bounded pages, each change once and in order,
+        // including a revision larger than a page (a transaction, a lease's keys expiring together) and
+        // changes to keys outside its range in between.
+        let dir = TempDir("dlog-pages")
+        var configuration = EmbeddedStore.Configuration(directory: dir.path)
+        configuration.watchCatchUpRowsMax = 7
+        let store = try EmbeddedStore(configuration)
+        var expected: [String] = []
+        for i in 0..<20 {
+            try await store.create("/p/\(i)", value: [])
+            expected.append("put /p/\(i)")
+            try await store.create("/other/\(i)", value: [])
+        }
+        _ = try await store.commit(Transaction(operations: (0..<12).map { .put(key: "/p/t\($0)", value: [], lease: nil) }))
+        expected += (0..<12).map { "put /p/t\($0)" }
+        let lease = try await store.grantLease(ttlSeconds: 60)
+        for i in 0..<10 { try await store.create("/p/l\(i)", value: [], lease: lease.id) }
+        expected += (0..<10).map { "put /p/l\($0)" }
+        try await store.revoke(lease.id)
+        expected += (0..<10).map { "delete /p/l\($0)" }
+        let count = expected.count
+        let events = try await withTimeout(20, "reading paged history") {
+            var out: [WatchEvent] = []
+            for try await event in store.watch(.prefix("/p/"), from: Revision(1)) {
+                out.append(event)
+                if out.count == count { break }
+            }
+            return out
+        }
+        #expect(events.map { "\($0.kind == .put ? "put" : "delete") \($0.key)" } == expected)
+        #expect(zip(events, events.dropFirst()).allSatisfy { $0.revision <= $1.revision })
+        await store.shutdown()
+    }
+
     @Test func leasesSurviveAShortRestartWithTheirTTLRestarted() async throws {
         // Proves a lease whose holder was cut off by a restart of the role keeps its keys: its TTL starts
         // again when the role comes back, so a keep-alive right after the restart still finds it.
         try await withStore(.embedded) { fixture, store in
-            let lease = try await store.grantLease(ttlSeconds: 3)
+            let lease = try await store.grantLease(ttlSeconds: 6)
             try await store.create("/bookie/1", value: bytes("up"), lease: lease.id)
-            try await Task.sleep(for: .seconds(2))
+            try await Task.sleep(for: .seconds(4))
             try await fixture.restart()
-            try await Task.sleep(for: .seconds(2))
-            // 4 s after the grant without a keep-alive: only the restarted TTL keeps it alive.
+            try await Task.sleep(for: .seconds(3))
+            // 7 s after the grant without a keep-alive: only the restarted TTL keeps it alive (with 3 s to
+            // spare for a slow machine).
             let client = try fixture.client()
-            #expect(try await retryingUnavailable { try await client.keepAlive(lease.id) } == 3)
+            #expect(try await retryingUnavailable { try await client.keepAlive(lease.id) } == 6)
             #expect(try await client.get("/bookie/1")?.lease == lease.id)
         }
     }
