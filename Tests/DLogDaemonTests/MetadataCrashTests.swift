@@ -31,6 +31,17 @@ import Testing
         let setup = RemoteStore(endpoints: [.init(host: "127.0.0.1", port: port)], requestTimeout: .seconds(2))
         for key in keys { try await setup.create(key, value: bytes("initial")) }
         let acks = Acks()
+        // A watcher on its own connection follows every change across all the kills.
+        let watcherStore = RemoteStore(endpoints: [.init(host: "127.0.0.1", port: port)], requestTimeout: .seconds(2))
+        let watched = Mutex<[WatchEvent]>([])
+        let start = try await setup.range(.key("/none"), limit: 1).revision
+        let watcher = Task {
+            do {
+                for try await event in watcherStore.watch(.prefix("/crash/"), from: start.next) {
+                    watched.withLock { $0.append(event) }
+                }
+            } catch {}
+        }
         let workers = (0..<6).map { worker in
             Task { await Self.work(worker: worker, keys: keys, port: port, acks: acks) }
         }
@@ -55,6 +66,9 @@ import Testing
         #expect(Set(versions).count == versions.count, "a version was acknowledged twice")
 
         try await verify(acknowledged, keys: keys, store: setup)
+        try await verifyWatch(watched, acknowledged: acknowledged, store: setup)
+        watcher.cancel()
+        await watcherStore.shutdown()
         await setup.shutdown()
         daemon.kill(SIGTERM)
         #expect(daemon.waitForExit() == 0)
@@ -86,6 +100,23 @@ import Testing
             #expect(event?.key == ack.key && event?.value == ack.value,
                     "acknowledged \(ack.key) at \(ack.version) is not in the history as written")
         }
+    }
+
+    /// The watcher, which lived through every kill, saw each change once, in revision order, and every
+    /// acknowledged update among them.
+    private func verifyWatch(_ watched: borrowing Mutex<[WatchEvent]>, acknowledged: [Ack], store: RemoteStore) async throws {
+        let end = try await store.range(.key("/none"), limit: 1).revision
+        let deadline = ContinuousClock.now + .seconds(20)
+        while watched.withLock({ $0.last?.revision ?? .zero }) < end && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let events = watched.withLock { $0 }
+        #expect(events.last?.revision == end, "the watch caught up to revision \(end)")
+        #expect(zip(events, events.dropFirst()).allSatisfy { $0.revision < $1.revision },
+                "the watch repeated or reordered a change")
+        let seen = Dictionary(events.map { (Version($0.revision), $0.value) }, uniquingKeysWith: { a, _ in a })
+        let missing = acknowledged.filter { seen[$0.version] != $0.value }
+        #expect(missing.isEmpty, "the watch missed \(missing.count) acknowledged updates, first \(missing.first.map { "\($0.key)@\($0.version)" } ?? "")")
     }
 
     private static func work(worker: Int, keys: [String], port: Int, acks: Acks) async {
