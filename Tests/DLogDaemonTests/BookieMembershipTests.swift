@@ -23,7 +23,7 @@ import Testing
         }
 
         /// A bookie config: small journal, short TTL and GC interval, its own directories under `name`.
-        func bookieConfig(_ name: String, id: String) throws -> String {
+        func bookieConfig(_ name: String, id: String, extra: String = "") throws -> String {
             let path = dir.sub("\(name).conf")
             try """
                 journal_dirs = \(dir.sub(name + "/journal"))
@@ -36,6 +36,7 @@ import Testing
                 rack = /zone-a/rack-1
                 registration_ttl_s = 2
                 gc_interval_ms = 300
+                \(extra)
                 """.write(toFile: path, atomically: true, encoding: .utf8)
             return path
         }
@@ -74,6 +75,23 @@ import Testing
         try await eventually("the registration of a killed bookie expires", seconds: 10) {
             try await setup.cluster.bookies().isEmpty
         }
+        await setup.stop()
+    }
+
+    @Test func registrationFollowsTheBookieIntoReadOnly() async throws {
+        // Proves a bookie that turns read-only (here: any disk usage is over its threshold) moves its
+        // registration from writable to read-only, keeping it alive.
+        let setup = try await Setup()
+        let config = try setup.bookieConfig("b1", id: "bookie-ro", extra: "disk_usage_threshold = 0.001\ndisk_usage_lwm = 0.001")
+        let bookie = try DaemonProcess(["--config", config])
+        try await eventually("the registration moves to read-only", seconds: 15) {
+            try await setup.cluster.bookies().first?.readOnly == true
+        }
+        #expect(try await setup.cluster.store.get(ClusterKeys.registration(BookieID("bookie-ro"), readOnly: true)) != nil)
+        #expect(try await setup.cluster.store.get(ClusterKeys.registration(BookieID("bookie-ro"), readOnly: false)) == nil)
+        bookie.kill(SIGTERM)
+        #expect(bookie.waitForExit() == 0)
+        #expect(try await setup.cluster.bookies().isEmpty)
         await setup.stop()
     }
 
