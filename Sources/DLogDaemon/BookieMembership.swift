@@ -15,14 +15,18 @@ final class BookieMembership: Sendable {
     let ttlSeconds: Int
     let gcInterval: Duration
     let logger: Logger
+    /// The cluster this bookie's cookie was checked against at start.
+    let clusterInstance: String
     private let registration: Mutex<BookieRegistration>
     private let journalDirectories: [String]
     private let ledgerDirectories: [String]
     private let lease = Mutex<LeaseID?>(nil)
     private let loop = Mutex<Task<Void, Never>?>(nil)
 
-    init(cluster: Cluster, bookie: Bookie, registration: BookieRegistration, settings: BookieSettings, logger: Logger) {
+    init(cluster: Cluster, clusterInstance: String, bookie: Bookie, registration: BookieRegistration,
+         settings: BookieSettings, logger: Logger) {
         self.cluster = cluster
+        self.clusterInstance = clusterInstance
         self.bookie = bookie
         self.registration = Mutex(registration)
         ttlSeconds = settings.registrationTTLSeconds
@@ -34,11 +38,39 @@ final class BookieMembership: Sendable {
 
     /// Refuses a bookie that is not part of an initialized cluster or whose disks are not the ones metadata
     /// recorded for it. Runs before the bookie serves anything.
-    static func verifyCookie(cluster: Cluster, bookie: BookieID, disks: String, settings: BookieSettings) async throws {
-        let instance = try await cluster.instanceID()
-        let cookie = BookieCookie(cluster: instance, disks: disks, journalDirectories: settings.journalDirectories,
-                                  ledgerDirectories: settings.ledgerDirectories)
-        try await cluster.verifyOrRecordCookie(cookie, bookie: bookie)
+    /// Returns the cluster instance id. A store that cannot be reached is retried for up to `patience`
+    /// (the metadata role may be starting too); then the error is thrown as it is.
+    static func verifyCookie(cluster: Cluster, bookie: BookieID, disks: String, settings: BookieSettings,
+                             patience: Duration, logger: Logger) async throws -> String {
+        let deadline = ContinuousClock.now + patience
+        while true {
+            do {
+                let instance = try await cluster.instanceID()
+                let cookie = BookieCookie(cluster: instance, disks: disks, journalDirectories: settings.journalDirectories,
+                                          ledgerDirectories: settings.ledgerDirectories)
+                try await cluster.verifyOrRecordCookie(cookie, bookie: bookie)
+                return instance
+            } catch let error as MetadataError where error.isRetryable && ContinuousClock.now < deadline {
+                logger.warning("metadata store not reachable yet; retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Throws unless metadata still belongs to the cluster this bookie joined: a metadata store that came
+    /// back empty or is another cluster's must never make the bookie register there or delete its data.
+    private func checkSameCluster() async throws {
+        let now: String
+        do {
+            now = try await cluster.instanceID()
+        } catch ClusterError.notInitialized {
+            now = "(none)"
+        }
+        guard now == clusterInstance else {
+            throw ClusterError.cookieMismatch(bookie: registration.withLock { $0.id },
+                what: "metadata now holds cluster instance \(now), but this bookie joined \(clusterInstance); "
+                    + "not registering and not collecting garbage until that is resolved")
+        }
     }
 
     /// Registers, then keeps the registration alive and current in the background.
@@ -49,6 +81,7 @@ final class BookieMembership: Sendable {
     }
 
     private func registerAfresh() async throws {
+        try await checkSameCluster()
         let granted = try await cluster.store.grantLease(ttlSeconds: ttlSeconds)
         lease.withLock { $0 = granted.id }
         var current = registration.withLock { $0 }
@@ -114,6 +147,7 @@ final class BookieMembership: Sendable {
     func collectGarbage() async throws {
         let local = bookie.storage.ledgerIDs
         guard !local.isEmpty else { return }
+        try await checkSameCluster()
         let known = try await cluster.ledgerIDs()
         for id in local where !known.contains(id) {
             let logger = self.logger

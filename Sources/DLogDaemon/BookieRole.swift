@@ -15,11 +15,20 @@ public enum BookieRole {
         do {
             try settings.check()
             let disks = try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
-            let bookieID = BookieID(settings.bookieID ?? "\(settings.host):\(settings.port)")
+            let bookieID = BookieID(settings.bookieID ?? settings.advertisedAddress(port: settings.port))
             let cluster = try settings.metadata.map { uri in Cluster(store: try MetadataURI.connect(uri)) }
+            var clusterInstance = ""
             if let cluster {
-                try runBlocking {
-                    try await BookieMembership.verifyCookie(cluster: cluster, bookie: bookieID, disks: disks, settings: settings)
+                do {
+                    clusterInstance = try runBlocking {
+                        try await BookieMembership.verifyCookie(cluster: cluster, bookie: bookieID, disks: disks,
+                                                                settings: settings, patience: .seconds(60), logger: logger)
+                    }
+                } catch let error as MetadataError where error.isRetryable {
+                    // Exit code 4: a temporary failure systemd restarts (2 means the configuration is wrong).
+                    logger.critical("metadata store unreachable; giving up for now", metadata: ["error": "\(error)"])
+                    FileHandle.standardError.write(Data("dlogd: \(error)\n".utf8))
+                    return 4
                 }
             }
             for (j, l) in Cookies.sharedDevices(journal: settings.journalDirectories, ledger: settings.ledgerDirectories) {
@@ -50,10 +59,11 @@ public enum BookieRole {
             let port = server.localAddress?.port ?? settings.port
             var membership: BookieMembership?
             if let cluster {
-                let registration = BookieRegistration(id: bookieID, address: "\(settings.host):\(port)", rack: settings.rack,
+                let registration = BookieRegistration(id: bookieID, address: settings.advertisedAddress(port: port), rack: settings.rack,
                                                       readOnly: bookie.isReadOnly, disks: [],
                                                       startedAt: Int64(Date().timeIntervalSince1970 * 1000))
-                let member = BookieMembership(cluster: cluster, bookie: bookie, registration: registration,
+                let member = BookieMembership(cluster: cluster, clusterInstance: clusterInstance, bookie: bookie,
+                                              registration: registration,
                                               settings: settings, logger: logger)
                 do {
                     try runBlocking { try await member.start() }

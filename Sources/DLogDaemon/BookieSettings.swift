@@ -28,7 +28,9 @@ public struct BookieSettings: Sendable {
     public var compactionRateBytes = 32 << 20
     /// The metadata store (`dlog://...` or `etcd://...`); nil runs the bookie alone.
     public var metadata: String?
-    /// The bookie's id in the cluster; "host:port" when not set.
+    /// The address clients reach this bookie at, registered in metadata; `host` when not set.
+    public var advertisedHost: String?
+    /// The bookie's id in the cluster; "advertised host:port" when not set.
     public var bookieID: String?
     /// Placement label, e.g. "/zone-a/rack-3".
     public var rack = ""
@@ -42,7 +44,7 @@ public struct BookieSettings: Sendable {
         "journal_group_bytes", "journal_max_in_flight", "journal_file_bytes", "journal_files_max", "journal_queue_entries",
         "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
-        "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms",
+        "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms", "advertised_host",
     ]
 
     /// Applies a config file over the defaults, checking every value.
@@ -99,6 +101,9 @@ public struct BookieSettings: Sendable {
             bookieID = b
         }
         if let r = v("rack") { rack = r }
+        if let a = try file.nonEmpty("advertised_host", allowed: "the address or host name clients connect to") {
+            advertisedHost = a
+        }
         if let n = try int("registration_ttl_s", 2...300) { registrationTTLSeconds = n }
         if let n = try int("gc_interval_ms", 100...86_400_000) { gcIntervalMillis = n }
         try check()
@@ -122,11 +127,18 @@ public struct BookieSettings: Sendable {
             throw ConfigFile.Problem(message: "with metadata set, give the bookie a fixed port or a bookie_id: with port 0 "
                                          + "it would get a new id (host:port) at every start")
         }
+        if metadata != nil && advertisedHost == nil && ["0.0.0.0", "::", "[::]"].contains(host) {
+            throw ConfigFile.Problem(message: "host = \(host) listens everywhere, which is no address to register in "
+                                         + "metadata; set advertised_host to the address clients should connect to")
+        }
         let overlap = Set(journalDirectories).intersection(ledgerDirectories)
         guard overlap.isEmpty else {
             throw ConfigFile.Problem(message: "directory \(overlap.sorted()[0]) is both a journal and a ledger directory")
         }
     }
+
+    /// The address registered in metadata and the default bookie id.
+    public func advertisedAddress(port: Int) -> String { "\(advertisedHost ?? host):\(port)" }
 
     /// The bookie configuration these settings describe.
     public func bookieConfiguration(engine: EngineChoice, truncateCorrupt: Bool) -> Bookie.Configuration {

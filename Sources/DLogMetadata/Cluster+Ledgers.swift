@@ -95,9 +95,13 @@ public final class LedgerIDAllocator: Sendable {
         let key = ClusterKeys.ledgerIDCounter
         for attempt in 0..<64 {
             let current = try await cluster.store.get(key)
-            let start = current.flatMap { UInt64(String(decoding: $0.value, as: UTF8.self)) } ?? 1
-            guard current == nil || start > 0 else {
-                throw ClusterError.corruptRecord(key: key, why: "not a ledger id counter")
+            var start: UInt64 = 1
+            if let current {
+                // Never guess at a counter that does not parse: restarting it would hand out ids twice.
+                guard let stored = UInt64(String(decoding: current.value, as: UTF8.self)), stored > 0 else {
+                    throw ClusterError.corruptRecord(key: key, why: "not a ledger id counter")
+                }
+                start = stored
             }
             let (end, overflow) = start.addingReportingOverflow(blockSize)
             guard !overflow, end < UInt64(Int64.max) else {

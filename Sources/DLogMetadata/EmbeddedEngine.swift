@@ -210,6 +210,7 @@ final class EmbeddedEngine {
         for case .put(_, _, let lease?) in transaction.operations where leases[lease] == nil {
             return .failure(.leaseExpired(lease))
         }
+        if let refusal = try leaseKeyLimitRefusal(transaction) { return .failure(refusal) }
         let next = revision.next
         var seq: Int64 = 0
         for operation in transaction.operations {
@@ -227,6 +228,24 @@ final class EmbeddedEngine {
         if seq > 0 { revision = next }
         stats.commits += 1
         return .success(revision)
+    }
+
+    /// Refuses a transaction that would bind more than `keysPerLeaseMax` keys to one lease.
+    private func leaseKeyLimitRefusal(_ transaction: Transaction) throws -> MetadataError? {
+        var adding: [LeaseID: Int] = [:]
+        for case .put(let key, _, let lease?) in transaction.operations {
+            var current: Int64 = 0
+            try sql.getKV.run([.blob(Array(key.utf8))]) { current = $0.int64(4) }
+            if current != lease.rawValue { adding[lease, default: 0] += 1 }
+        }
+        for (lease, added) in adding {
+            var bound: Int64 = 0
+            try sql.countOfLease.run([.integer(lease.rawValue)]) { bound = $0.int64(0) }
+            if Int(bound) + added > MetadataLimits.keysPerLeaseMax {
+                return .tooLarge("\(lease) would hold \(Int(bound) + added) keys (limit \(MetadataLimits.keysPerLeaseMax))")
+            }
+        }
+        return nil
     }
 
     private func record(_ event: WatchEvent, seq: inout Int64) throws {
@@ -272,6 +291,7 @@ final class EmbeddedEngine {
     /// far back the watch starts); committed pages go out at once, this batch's own events after the commit.
     private func register(_ sink: WatchSink, from: Revision) throws {
         guard from.rawValue >= 0 else { return sink.end(.invalidArgument("negative watch revision \(from)")) }
+        do { try MetadataLimits.validate(range: sink.range, limit: 1) } catch { return sink.end(error) }
         let start = from == .zero ? revision.next : from
         guard start > compacted else { return sink.end(.compacted(requested: start, oldest: compacted.next)) }
         var next = start

@@ -42,6 +42,7 @@ final class EmbeddedStatements {
     let eventsAt: SQLiteStatement
     let trimEvents: SQLiteStatement
     let keysOfLease: SQLiteStatement
+    let countOfLease: SQLiteStatement
     let insertLease: SQLiteStatement
     let deleteLease: SQLiteStatement
     let allLeases: SQLiteStatement
@@ -67,6 +68,7 @@ final class EmbeddedStatements {
             """)
         eventsAt = try db.prepare("SELECT rev, kind, key, value FROM events WHERE rev = ?1 ORDER BY seq")
         trimEvents = try db.prepare("DELETE FROM events WHERE rev <= ?1")
+        countOfLease = try db.prepare("SELECT count(*) FROM kv WHERE lease = ?1")
         keysOfLease = try db.prepare("SELECT key FROM kv WHERE lease = ?1 ORDER BY key")
         insertLease = try db.prepare("INSERT INTO leases(id, ttl) VALUES(?1, ?2)")
         deleteLease = try db.prepare("DELETE FROM leases WHERE id = ?1")

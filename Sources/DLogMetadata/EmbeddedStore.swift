@@ -34,12 +34,14 @@ public final class EmbeddedStore: MetadataStore {
         self.configuration = configuration
         queue = BlockingQueue(countMax: configuration.queueCountMax, bytesMax: configuration.queueBytesMax) { $0.weight }
         try FileSystem.makeDirectory(configuration.directory)
+        let lock = try Self.lockDirectory(configuration.directory)
         let opened = DispatchSemaphore(value: 0)
         let openError = Mutex<String?>(nil)
         let thread = Thread { [self, configuration] in
             // The engine (and its database connection) is gone before `stopped` is signalled, so a store
             // reopened on the same directory right after `shutdown()` finds the database unlocked.
             openAndRun(configuration, opened: opened, openError: openError, onFatal: onFatal)
+            close(lock)
             stopped.signal()
         }
         thread.name = "dlog-metadata"
@@ -48,6 +50,23 @@ public final class EmbeddedStore: MetadataStore {
         if let message = openError.withLock({ $0 }) {
             throw MetadataError.internalError(message)
         }
+    }
+
+    /// Two stores on one directory would each count revisions on their own and hand out the same versions:
+    /// an exclusive lock on `LOCK` (released by the kernel if the process dies) makes the second refuse.
+    private static func lockDirectory(_ directory: String) throws -> Int32 {
+        let path = directory + "/LOCK"
+        let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw MetadataError.internalError("cannot open \(path): errno \(errno)") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let error = errno
+            close(fd)
+            if error == EWOULDBLOCK {
+                throw MetadataError.internalError("\(directory) is in use by another metadata store (\(path) is locked); stop it first or use another data_dir")
+            }
+            throw MetadataError.internalError("cannot lock \(path): errno \(error)")
+        }
+        return fd
     }
 
     private func openAndRun(_ configuration: Configuration, opened: DispatchSemaphore, openError: borrowing Mutex<String?>,

@@ -27,6 +27,8 @@ final class MetadataClientHandler: ChannelDuplexHandler {
         var buffer = context.channel.allocator.buffer(capacity: 128)
         switch unwrapOutboundIn(data) {
         case .request(let request, let reply, let timeout):
+            // After a cancel the server sends nothing more for that watch: forget it now.
+            if case .cancelWatch(let watchID) = request { pending[watchID] = nil }
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
             let endpoint = self.endpoint
             let timer = context.eventLoop.scheduleTask(in: timeout) {

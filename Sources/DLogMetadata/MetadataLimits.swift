@@ -12,6 +12,9 @@ public enum MetadataLimits {
     /// A range page stops early (with `more`) once it holds this many bytes of keys and values.
     public static let rangePageBytesMax = 4 << 20
     public static let leaseTTLSecondsMax = 86_400
+    /// Keys bound to one lease (enforced by the embedded store). Its expiry deletes them all at one revision,
+    /// and one revision must fit in one watch message.
+    public static let keysPerLeaseMax = 10_000
 
     /// Keys are 1...1024 bytes of printable ASCII without spaces: byte order is then the same on every
     /// backend and in every language, and a prefix range end is always another valid key.

@@ -154,6 +154,7 @@ final class MetadataRequestHandler: ChannelInboundHandler {
             MetadataReply.events(events).encode(op: .watch, requestID: requestID, into: &buffer)
             let bytes = buffer.readableBytes
             guard backlog.add(bytes) <= Self.watchBacklogBytesMax else {
+                backlog.add(-bytes)
                 var error = channel.allocator.buffer(capacity: 64)
                 MetadataError.unavailable("watch fell behind; resume from the last revision received")
                     .encode(op: op, requestID: requestID, into: &error)
@@ -194,7 +195,7 @@ final class WatchBacklog: Sendable {
 }
 
 extension EmbeddedStats {
-    /// The counters as one line of JSON, for the STATS operation and `dlogctl`.
+    /// The counters as one line of JSON, for the STATS operation and `dlogctl metadata stats`.
     public var json: String {
         "{\"revision\":\(revision),\"compacted_revision\":\(compactedRevision),\"leases\":\(leases),"
             + "\"watchers\":\(watchers),\"commits\":\(commits),\"batches\":\(batches)}"

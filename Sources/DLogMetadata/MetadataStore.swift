@@ -75,8 +75,8 @@ extension MetadataStore {
         return RangePage(items: items, more: false, revision: revision)
     }
 
-    /// Changes to keys in `range` from `revision` on, surviving reconnects and restarts of the store:
-    /// after a lost connection it subscribes again from the revision after the last one delivered.
+    /// Changes to keys in `range` from `revision` on (`.zero`: from now), surviving reconnects and restarts of
+    /// the store: after a lost connection it subscribes again from the revision after the last one delivered.
     public func watch(_ range: KeyRange, from revision: Revision) -> MetadataWatch {
         MetadataWatch(store: self, range: range, from: revision)
     }
@@ -115,6 +115,17 @@ public struct MetadataWatch: AsyncSequence, Sendable {
                     return pending[pendingIndex - 1]
                 }
                 try Task.checkCancellation()
+                if next == .zero {
+                    // "From now" must be pinned to a revision before subscribing: resuming "from now" after a
+                    // lost connection would silently skip what changed meanwhile.
+                    do {
+                        next = try await store.range(.key(range.start), limit: 1).revision.next
+                    } catch let error as MetadataError where error.isRetryable {
+                        try await Task.sleep(for: backoff)
+                        backoff = Swift.min(backoff * 2, .seconds(1))
+                        continue
+                    }
+                }
                 if inner == nil { inner = store.subscribe(range, from: next).makeAsyncIterator() }
                 do {
                     guard let batch = try await inner!.next() else { return nil }

@@ -6,7 +6,7 @@ import NIOCore
 ///
 /// Field encodings (big-endian): `str` = u16 length + UTF-8; `bytes` = u32 length + bytes; ranges are
 /// `str start, u8 hasEnd, [str end]`. A response's status is a `MetadataStatus`; an error body carries the
-/// error's fields and then a `str` message for people.
+/// error's structured fields (key and versions, lease id, revisions) or, for the other kinds, one `str` message.
 public enum MetadataOp: UInt8, Sendable {
     case range = 0x41
     case commit = 0x42

@@ -116,6 +116,12 @@ public final class RemoteStore: MetadataStore {
     public func subscribe(_ range: KeyRange, from revision: Revision) -> AsyncThrowingStream<[WatchEvent], any Error> {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: [WatchEvent].self,
                                                                     bufferingPolicy: .bufferingOldest(256))
+        do {
+            try MetadataLimits.validate(range: range, limit: 1)
+        } catch {
+            continuation.finish(throwing: error)
+            return stream
+        }
         let consumer = WatchConsumer(continuation)
         continuation.onTermination = { _ in consumer.cancel() }
         Task {

@@ -20,7 +20,9 @@ public enum LedgerMetadataCodec {
         public var description: String { "ledger metadata: \(message)" }
     }
 
+    /// Encodes sound metadata; encoding metadata with a `problem` is a programmer error.
     public static func encode(_ metadata: LedgerMetadata) -> [UInt8] {
+        precondition(metadata.problem == nil, "encoding unsound ledger metadata: \(metadata.problem ?? "")")
         var out = magic
         out.appendBigEndian(format)
         out += [UInt8(metadata.ensembleSize), UInt8(metadata.writeQuorum), UInt8(metadata.ackQuorum),

@@ -80,6 +80,12 @@ public struct LedgerMetadata: Hashable, Sendable {
             return "quorums must satisfy E ≥ Qw ≥ Qa ≥ 1 (E=\(ensembleSize) Qw=\(writeQuorum) Qa=\(ackQuorum))"
         }
         guard ensembleSize <= 64 else { return "ensemble of \(ensembleSize) bookies exceeds 64" }
+        // The stored form's length fields: past these the codec could not write it.
+        guard passwordHash.count <= 255 else { return "password hash of \(passwordHash.count) bytes exceeds 255" }
+        guard fragments.count <= 10_000 else { return "\(fragments.count) fragments exceed 10000" }
+        guard custom.count <= 1_000, custom.allSatisfy({ $0.key.utf8.count <= 1024 && $0.value.count <= 65_536 }) else {
+            return "custom metadata is limited to 1000 keys of at most 1024 bytes with values of at most 64 KiB"
+        }
         guard let first = fragments.first, first.firstEntry == EntryID(0) else {
             return "the first fragment must start at entry 0"
         }

@@ -8,7 +8,7 @@ struct DLogCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlogctl",
         abstract: "Operate a DistributedLog cluster.",
-        subcommands: [ClusterCommand.self, BookieCommand.self])
+        subcommands: [ClusterCommand.self, BookieCommand.self, MetadataCommand.self])
 }
 
 /// `--metadata URI`, shared by every command that talks to the metadata store.

@@ -125,6 +125,35 @@ import Testing
         await setup.stop()
     }
 
+    @Test func bookieNeverCollectsGarbageAgainstAnotherCluster() async throws {
+        // Proves that when metadata comes back empty (a metadata role restarted on a fresh directory), the
+        // bookie neither deletes its ledgers nor registers itself there.
+        let setup = try await Setup()
+        let bookie = try DaemonProcess(["--config", try setup.bookieConfig("b1", id: "bookie-keep")])
+        let metadata = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
+                                      fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-keep")])],
+                                      creationTime: 0)
+        try await setup.cluster.createLedger(LedgerID(7), metadata)
+        let client = try await bookie.client()
+        for e in 0..<3 { try await client.add(key: testKey, entry: entry(7, Int64(e))) }
+        setup.metadata.kill(SIGKILL)
+        _ = setup.metadata.waitForExit()
+        let empty = try DaemonProcess(["--data-dir", setup.dir.sub("empty-metadata"), "--port", "\(setup.metadata.port)"],
+                                      role: "metadata")
+        // Several GC intervals and more than the registration TTL.
+        try await Task.sleep(for: .seconds(4))
+        #expect(try await client.read(ledger: LedgerID(7), entry: EntryID(2)) == entry(7, 2))
+        let store = try MetadataURI.connect(setup.uri)
+        #expect(try await Cluster(store: store).bookies().isEmpty, "the bookie registered in a cluster it never joined")
+        await store.shutdown()
+        await client.close()
+        bookie.kill(SIGTERM)
+        _ = bookie.waitForExit()
+        empty.kill(SIGTERM)
+        _ = empty.waitForExit()
+        await setup.cluster.store.shutdown()
+    }
+
     @Test func bookieWithOtherDisksOrNoClusterIsRefused() async throws {
         // Proves a bookie whose disks do not match its cookie in metadata refuses to start, naming the
         // mismatch, and that a bookie pointed at an uninitialized cluster says to run `cluster init`.
@@ -151,6 +180,8 @@ import Testing
         let setup = try await Setup()
         let again = try runTool(dlogctlPath, ["cluster", "init", "--metadata", setup.uri])
         #expect(again.status == 1 && again.stderr.contains("already initialized"))
+        let stats = try runTool(dlogctlPath, ["metadata", "stats", "--metadata", setup.uri, "--json"])
+        #expect(stats.status == 0 && stats.stdout.contains("\"revision\":"))
         let bookie = try DaemonProcess(["--config", try setup.bookieConfig("b1", id: "bookie-d")])
         let running = try runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
         #expect(running.status == 1 && running.stderr.contains("is running"))

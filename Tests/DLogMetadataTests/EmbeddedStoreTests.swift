@@ -64,6 +64,58 @@ import Testing
         await store.shutdown()
     }
 
+    @Test func oneDirectoryServesOneStoreOnly() async throws {
+        // Proves a second store on a directory in use is refused by name (two would hand out the same
+        // versions), and the directory is free again once the first store stopped.
+        let dir = TempDir("dlog-lock")
+        let first = try EmbeddedStore(.init(directory: dir.path))
+        do {
+            _ = try EmbeddedStore(.init(directory: dir.path))
+            Issue.record("a second store opened a directory in use")
+        } catch {
+            #expect("\(error)".contains("in use by another metadata store"))
+        }
+        await first.shutdown()
+        let second = try EmbeddedStore(.init(directory: dir.path))
+        await second.shutdown()
+    }
+
+    @Test func oneLeaseHoldsABoundedNumberOfKeys() async throws {
+        // Proves a lease refuses keys past `keysPerLeaseMax` with a clear error (its expiry must fit in one
+        // watch message), while keys re-written under the same lease do not count twice.
+        let dir = TempDir("dlog-lease-keys")
+        let store = try EmbeddedStore(.init(directory: dir.path))
+        let lease = try await store.grantLease(ttlSeconds: 60)
+        let limit = MetadataLimits.keysPerLeaseMax
+        for first in stride(from: 0, to: limit, by: 100) {
+            _ = try await store.commit(Transaction(operations: (first..<first + 100).map {
+                .put(key: "/lk/\($0)", value: [], lease: lease.id)
+            }))
+        }
+        _ = try await store.commit(Transaction(operations: [.put(key: "/lk/0", value: [1], lease: lease.id)]))
+        do {
+            try await store.create("/lk/one-too-many", value: [], lease: lease.id)
+            Issue.record("key \(limit + 1) was bound to the lease")
+        } catch MetadataError.tooLarge(let why) {
+            #expect(why.contains("\(limit)"))
+        }
+        try await store.create("/lk/unleased", value: [])
+        try await store.revoke(lease.id)
+        #expect(try await store.list(prefix: "/lk/").items.map(\.key) == ["/lk/unleased"])
+        await store.shutdown()
+    }
+
+    @Test func watchFromNowIsPinnedBeforeItStarts() async throws {
+        // Proves a watch "from now" (.zero) sees the changes made after it began.
+        try await withStore(.embedded) { _, store in
+            let collector = EventCollector(store.watch(.prefix("/now/"), from: .zero))
+            try await Task.sleep(for: .milliseconds(200))
+            try await store.create("/now/a", value: [])
+            #expect(try await collector.wait(for: 1).map(\.key) == ["/now/a"])
+            collector.stop()
+        }
+    }
+
     @Test func leasesSurviveAShortRestartWithTheirTTLRestarted() async throws {
         // Proves a lease whose holder was cut off by a restart of the role keeps its keys: its TTL starts
         // again when the role comes back, so a keep-alive right after the restart still finds it.
