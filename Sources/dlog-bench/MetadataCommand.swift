@@ -86,22 +86,11 @@ struct MetadataCommand: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: [(Int, Version)].self) { group in
             for (lane, store) in stores.enumerated() {
                 group.addTask {
-                    var values = MetadataValues(size: valueSize, lane: UInt64.max)
+                    // Lanes counted down from the top, so setup values never share a stamp with the run's.
+                    var values = MetadataValues(size: valueSize, lane: UInt64.max - UInt64(lane))
                     var acked = MetadataAckedLogBuffer(writer: writer)
-                    var created: [(Int, Version)] = []
-                    for index in stride(from: lane, to: keys.count, by: stores.count) {
-                        let value = values.next()
-                        let version: Version
-                        do {
-                            version = try await store.create(keys[index], value: value)
-                        } catch {
-                            throw BenchError("setting up: creating \(keys[index]) failed: \(error)")
-                        }
-                        created.append((index, version))
-                        try acked.record(MetadataAck(key: keys[index], version: version, value: value))
-                    }
-                    try acked.flush()
-                    return created
+                    return try await createShare(of: keys, lane: lane, lanes: stores.count, store: store,
+                                                 values: &values, acked: &acked)
                 }
             }
             var versions = [Version](repeating: .absent, count: keys.count)
@@ -111,6 +100,26 @@ struct MetadataCommand: AsyncParsableCommand {
             precondition(!versions.contains(.absent), "every key was created")
             return versions
         }
+    }
+
+    /// Creates keys `lane`, `lane + lanes`, ... one at a time; logs each create, even when a later one fails.
+    static func createShare(of keys: [String], lane: Int, lanes: Int, store: any MetadataStore,
+                            values: inout MetadataValues, acked: inout MetadataAckedLogBuffer) async throws -> [(Int, Version)] {
+        var created: [(Int, Version)] = []
+        for index in stride(from: lane, to: keys.count, by: lanes) {
+            let value = values.next()
+            let version: Version
+            do {
+                version = try await store.create(keys[index], value: value)
+            } catch {
+                try acked.flush()
+                throw BenchError("setting up: creating \(keys[index]) failed: \(error)")
+            }
+            created.append((index, version))
+            try acked.record(MetadataAck(key: keys[index], version: version, value: value))
+        }
+        try acked.flush()
+        return created
     }
 
     /// Runs every client until the deadline; returns their results and the seconds it took.
