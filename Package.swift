@@ -67,7 +67,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlog-bench", dependencies: [
-            "DLogLedger", "DLogIO", "DLogWire",
+            "DLogLedger", "DLogIO", "DLogWire", "DLogMetadata",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -4,6 +4,6 @@ import ArgumentParser
 struct DLogBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlog-bench",
-        abstract: "Benchmarks for DistributedLog: the disk itself, a bookie, and read-back verification.",
-        subcommands: [DiskCommand.self, BookieCommand.self, VerifyCommand.self, InfoCommand.self])
+        abstract: "Benchmarks for DistributedLog: the disk itself, a bookie, the metadata store, and read-back verification.",
+        subcommands: [DiskCommand.self, BookieCommand.self, MetadataCommand.self, VerifyCommand.self, InfoCommand.self])
 }

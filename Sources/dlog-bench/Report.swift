@@ -23,7 +23,8 @@ func micros(_ d: Duration) -> UInt64 {
 
 func printJSON<T: Encodable>(_ value: T) {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
+    // Unescaped slashes: targets, URIs and directories stay readable; the JSON means the same either way.
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     print(String(decoding: try! encoder.encode(value), as: UTF8.self))
 }
 

@@ -1,17 +1,57 @@
 import ArgumentParser
 import DLogLedger
+import DLogMetadata
 import DLogWire
 import Foundation
 
-/// Reads back every entry an --acked-log names and checks it byte for byte (through its CRC).
+/// Checks an --acked-log against what the system holds now: a bookie's entries byte for byte (through their
+/// CRC), or a metadata store's keys at their acknowledged version or a later one.
 struct VerifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "verify",
-        abstract: "Read back every acknowledged entry in an --acked-log; exit non-zero at the first bad one.")
+        abstract: "Check every acknowledged entry or update in an --acked-log; exit non-zero at the first bad one.",
+        discussion: """
+            Give exactly one of --target (a bookie; the log of dlog-bench bookie) or --metadata (a metadata \
+            store; the log of dlog-bench metadata).
+            """)
 
-    @Option(help: "Bookie address HOST:PORT.") var target: String
-    @Option(name: .customLong("acked-log"), help: "File written by dlog-bench bookie --acked-log.") var ackedLog: String
+    @Option(help: "Bookie address HOST:PORT.") var target: String?
+    @Option(help: "Metadata store: dlog://HOST:PORT or etcd://HOST:PORT[/prefix], as given to dlog-bench metadata.")
+    var metadata: String?
+    @Option(name: .customLong("acked-log"), help: "File written by dlog-bench bookie or metadata --acked-log.")
+    var ackedLog: String
+
+    /// How long one read may wait for an answer, and how long verify keeps retrying a store that is unavailable.
+    static let metadataRequestTimeout = Duration.seconds(5)
+    static let metadataUnavailableMax = Duration.seconds(20)
+
+    func validate() throws {
+        switch (target, metadata) {
+        case (nil, nil):
+            throw ValidationError("give --target HOST:PORT to verify a bookie, or --metadata URI to verify a metadata store")
+        case (.some, .some):
+            throw ValidationError("give only one of --target (a bookie) and --metadata (a metadata store), not both")
+        case (nil, .some(let metadata)):
+            do {
+                _ = try MetadataURI(parsing: metadata)
+            } catch {
+                throw ValidationError("--metadata: \(error)")
+            }
+        case (.some, nil):
+            break
+        }
+    }
 
     func run() async throws {
+        if let target {
+            try await verifyBookie(target)
+        } else if let metadata {
+            try await verifyMetadata(metadata)
+        }
+    }
+
+    // MARK: Bookie
+
+    func verifyBookie(_ target: String) async throws {
         let (host, port) = try parseTarget(target)
         guard let text = try? String(contentsOfFile: ackedLog, encoding: .utf8) else {
             throw ValidationError("cannot read --acked-log \(ackedLog)")
@@ -45,5 +85,77 @@ struct VerifyCommand: AsyncParsableCommand {
             checked += 1
         }
         print("verified \(checked) acknowledged entries: all present and intact")
+    }
+
+    // MARK: Metadata
+
+    /// Every key's highest acknowledged update must still be there: at that version with that value, or
+    /// overwritten by a later version. Reads the whole log before touching the store, so a malformed line is
+    /// reported before anything else.
+    func verifyMetadata(_ uriText: String) async throws {
+        let uri = try MetadataURI(parsing: uriText)  // checked in validate()
+        let log = try MetadataAckedLog(path: ackedLog)
+        if let reused = log.reusedVersion {
+            print("BAD \(reused.key): version \(reused.version) was acknowledged for two different values")
+            throw ExitCode(1)
+        }
+        let store = try uri.connect(requestTimeout: Self.metadataRequestTimeout)
+        let failure: String?
+        do {
+            failure = try await firstFailure(log, store: store)
+        } catch {
+            await store.shutdown()
+            throw error
+        }
+        await store.shutdown()
+        if let failure {
+            print("BAD \(failure)")
+            throw ExitCode(1)
+        }
+        print("verified \(log.updates) acknowledged updates over \(log.keys.count) keys: all present")
+    }
+
+    /// The first key, in log order, whose acknowledged update is gone; nil when none is.
+    func firstFailure(_ log: MetadataAckedLog, store: any MetadataStore) async throws -> String? {
+        for key in log.keys {
+            let acknowledged = log.latest[key]!
+            let current = try await Self.get(key, from: store)
+            if let failure = Self.check(key, acknowledged: acknowledged, current: current) { return failure }
+        }
+        return nil
+    }
+
+    /// The decision for one key, without I/O.
+    static func check(_ key: String, acknowledged: MetadataAckedLog.Latest, current: KeyValue?) -> String? {
+        let expected = MetadataAck(key: key, version: acknowledged.version, crc: acknowledged.crc)
+        guard let current else {
+            return "\(key): acknowledged at version \(acknowledged.version) (crc \(expected.crcHex)), but the key is missing"
+        }
+        if current.version < acknowledged.version {
+            return "\(key): acknowledged at version \(acknowledged.version), found version \(current.version)"
+        }
+        let found = MetadataAck(key: key, version: current.version, value: current.value)
+        if current.version == acknowledged.version && found.crc != acknowledged.crc {
+            return "\(key): version \(acknowledged.version) holds a value with crc \(found.crcHex), acknowledged crc \(expected.crcHex)"
+        }
+        return nil
+    }
+
+    /// Reads `key`, retrying for a bounded while when the store is unavailable (it may be restarting after a
+    /// crash test); any other error ends the verification, since nothing can be concluded about the key.
+    static func get(_ key: String, from store: any MetadataStore) async throws -> KeyValue? {
+        let deadline = ContinuousClock.now + metadataUnavailableMax
+        while true {
+            do {
+                return try await store.get(key)
+            } catch let error as MetadataError where error.isRetryable {
+                guard ContinuousClock.now < deadline else {
+                    throw BenchError("reading \(key) failed for \(metadataUnavailableMax): \(error)")
+                }
+                try await Task.sleep(for: .milliseconds(200))
+            } catch {
+                throw BenchError("reading \(key) failed: \(error)")
+            }
+        }
     }
 }
