@@ -212,7 +212,8 @@ struct MetadataClientResult: Sendable {
     }
 }
 
-/// One client's loop: a random key, a compare-and-set from the version this client last saw for it, repeat.
+/// One client's loop: a random key, a compare-and-set from the version this client last saw for it (retried from
+/// the actual version when it lost a race), repeat.
 struct MetadataCASClient {
     enum Outcome {
         case acknowledged(Version, latencyMicros: UInt64)
@@ -222,6 +223,7 @@ struct MetadataCASClient {
 
     /// After a failure the client waits this long, so a store that is down is not spun against.
     static let pauseAfterError = Duration.milliseconds(20)
+    static let conflictRetriesMax = 8
 
     let store: any MetadataStore
     let keys: [String]
@@ -234,8 +236,11 @@ struct MetadataCASClient {
     mutating func run(until deadline: ContinuousClock.Instant) async throws -> MetadataClientResult {
         precondition(versions.count == keys.count && !keys.isEmpty)
         var random = SystemRandomNumberGenerator()
+        // A lost compare-and-set is retried on the same key from the version the conflict reported, as a
+        // read-modify-write caller would (a bounded number of times); then the client moves to another key.
+        var retry: (index: Int, attempts: Int)?
         while ContinuousClock.now < deadline {
-            let index = Int.random(in: 0..<keys.count, using: &random)
+            let index = retry?.index ?? Int.random(in: 0..<keys.count, using: &random)
             let value = values.next()
             switch await attempt(keys[index], value: value, ifVersion: versions[index]) {
             case .acknowledged(let version, let latency):
@@ -245,13 +250,17 @@ struct MetadataCASClient {
                                        key: keys[index], kind: "versionNotNewer")
                 }
                 versions[index] = version
+                retry = nil
                 result.ops += 1
                 _ = result.histogram.record(latency)
                 try acked.record(MetadataAck(key: keys[index], version: version, value: value))
             case .conflict(let actual):
                 versions[index] = actual
                 result.conflicts += 1
+                let attempts = (retry?.attempts ?? 0) + 1
+                retry = attempts < Self.conflictRetriesMax ? (index, attempts) : nil
             case .failed(let error):
+                retry = nil
                 result.recordError(error, key: keys[index])
                 try? await Task.sleep(for: Self.pauseAfterError)
             }
