@@ -75,11 +75,8 @@ public enum BookieRole {
                 membership = member
             }
             logger.info("bookie serving", metadata: ["address": "\(settings.host):\(port)", "bookie_id": "\(bookieID)"])
-            // Scripts and tests wait for this line on standard output.
-            FileHandle.standardOutput.write(Data("dlogd bookie listening on \(settings.host):\(port)\n".utf8))
-            _ = sd_notify(0, "READY=1\nSTATUS=serving on \(settings.host):\(port)")
-            termination.wait()
-            _ = sd_notify(0, "STOPPING=1")
+            RoleLifecycle.announceReady(role: "bookie", host: settings.host, port: port)
+            RoleLifecycle.waitForTermination(termination)
             logger.info("stopping: deregistering, flushing journal, checkpointing, closing server")
             // Leave the registry first, so clients stop choosing this bookie while it drains.
             if let membership { _ = try? runBlocking { await membership.stop() } }
@@ -89,9 +86,7 @@ public enum BookieRole {
             server.close()
             return 0
         } catch {
-            logger.critical("bookie cannot start: \(error)")
-            FileHandle.standardError.write(Data("dlogd: \(error)\n".utf8))
-            return 2
+            return RoleLifecycle.startFailed(role: "bookie", error, logger: logger)
         }
     }
 

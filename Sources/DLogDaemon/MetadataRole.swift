@@ -21,19 +21,14 @@ public enum MetadataRole {
             let port = server.localAddress?.port ?? settings.port
             logger.info("metadata role serving", metadata: ["address": "\(settings.host):\(port)",
                                                             "data_dir": "\(settings.dataDirectory)"])
-            // Scripts and tests wait for this line on standard output.
-            FileHandle.standardOutput.write(Data("dlogd metadata listening on \(settings.host):\(port)\n".utf8))
-            _ = sd_notify(0, "READY=1\nSTATUS=serving on \(settings.host):\(port)")
-            termination.wait()
-            _ = sd_notify(0, "STOPPING=1")
+            RoleLifecycle.announceReady(role: "metadata", host: settings.host, port: port)
+            RoleLifecycle.waitForTermination(termination)
             logger.info("stopping: closing connections, then the database")
             server.close()
             store.shutdownAndWait()
             return 0
         } catch {
-            logger.critical("metadata role cannot start: \(error)")
-            FileHandle.standardError.write(Data("dlogd: \(error)\n".utf8))
-            return 2
+            return RoleLifecycle.startFailed(role: "metadata role", error, logger: logger)
         }
     }
 }

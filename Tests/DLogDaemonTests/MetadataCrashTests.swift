@@ -155,12 +155,5 @@ func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// Retries while the store reports itself unavailable (it is restarting), for at most 20 s.
 func retryingUnavailable<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-    let deadline = ContinuousClock.now + .seconds(20)
-    while true {
-        do {
-            return try await body()
-        } catch let error as MetadataError where error.isRetryable && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(100))
-        }
-    }
+    try await retrying(while: { ($0 as? MetadataError)?.isRetryable == true }, body)
 }

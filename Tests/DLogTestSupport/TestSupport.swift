@@ -47,3 +47,17 @@ public func withTimeout<T: Sendable>(_ seconds: Double, _ what: String = "operat
         return try await group.next()!
     }
 }
+
+/// Runs `body` again (every 100 ms, for at most `seconds`) while it throws an error `isTransient` accepts:
+/// for calls made while a server a test restarted is coming back.
+public func retrying<T: Sendable>(seconds: Double = 20, while isTransient: (any Error) -> Bool,
+                                  _ body: () async throws -> T) async throws -> T {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while true {
+        do {
+            return try await body()
+        } catch where isTransient(error) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
