@@ -150,6 +150,7 @@ final class EmbeddedEngine {
             snapshot.leases = leases.count
             snapshot.watchers = watchers.count
             replies.append { reply(snapshot) }
+            failures.append { _ in reply(snapshot) }
         }
     }
 
