@@ -221,6 +221,45 @@ import Testing
     }
 
     @Test(arguments: Backend.allCases)
+    func leaseBoundLockElectsOneLeaderAndFailsOver(_ backend: Backend) async throws {
+        // Proves the primitives an election (an auditor, a replication worker's lock) needs hold on this
+        // backend: of candidates racing to create one key under their leases exactly one wins, the others see
+        // it, and when the winner's lease ends a waiting candidate takes over.
+        try await withStore(backend) { fixture, _ in
+            let candidates = try (0..<3).map { _ in try fixture.client() }
+            var leases: [Lease] = []
+            for candidate in candidates { leases.append(try await candidate.grantLease(ttlSeconds: 30)) }
+            let granted = leases
+            let outcomes = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                for (index, candidate) in candidates.enumerated() {
+                    group.addTask {
+                        do {
+                            try await candidate.create("/election/leader", value: bytes("\(index)"), lease: granted[index].id)
+                            return (index, true)
+                        } catch MetadataError.keyExists {
+                            return (index, false)
+                        }
+                    }
+                }
+                return try await group.reduce(into: [(Int, Bool)]()) { $0.append($1) }
+            }
+            let winners = outcomes.filter(\.1).map(\.0)
+            #expect(winners.count == 1, "exactly one candidate wins (\(winners))")
+            guard let winner = winners.first else { return }
+            let follower = (winner + 1) % candidates.count
+            let current = try #require(try await candidates[follower].get("/election/leader"))
+            #expect(current.value == bytes("\(winner)") && current.lease == leases[winner].id)
+            let collector = EventCollector(candidates[follower].watch(.key("/election/leader"), from: current.version.revisionAfter))
+            try await candidates[winner].revoke(leases[winner].id)
+            let events = try await collector.wait(for: 1)
+            #expect(events.first?.kind == .delete, "the follower sees the leader go")
+            try await candidates[follower].create("/election/leader", value: bytes("\(follower)"), lease: leases[follower].id)
+            #expect(try await candidates[winner].get("/election/leader")?.value == bytes("\(follower)"))
+            collector.stop()
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func limitsAreEnforcedWithClearErrors(_ backend: Backend) async throws {
         // Proves oversize keys, values and transactions and malformed keys are refused with typed errors, and
         // a value at the limit is accepted.
