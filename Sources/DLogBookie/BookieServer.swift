@@ -124,7 +124,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
             reject(context: context, reason: "\(error)")
             return
         }
-        let batcher = self.batcher!
+        guard let batcher = self.batcher else { return }  // nil once the connection closed
         let requestID = frame.header.requestID
         let op = request.op
         let reply: Bookie.Reply = { response in
@@ -175,6 +175,12 @@ final class BookieRequestHandler: ChannelInboundHandler {
             let bookie = self.bookie
             pool.submit { _ in reply(.info(json: bookie.infoJSON())) }  // statvfs stays off the event loop
         }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The batcher's callback holds this handler: let go of it, or every closed connection stays in memory.
+        batcher = nil
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

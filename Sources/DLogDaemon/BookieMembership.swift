@@ -82,14 +82,17 @@ final class BookieMembership: Sendable {
 
     private func registerAfresh() async throws {
         try await checkSameCluster()
+        let id = registration.withLock { $0.id }
+        // A registration left by this bookie's previous life lives until its lease expires: wait that out
+        // before granting ours, so our lease is not half used up by the wait before its first keep-alive.
+        try await cluster.waitUntilUnregistered(id, waitMax: .seconds(ttlSeconds * 2 + 1))
         let granted = try await cluster.store.grantLease(ttlSeconds: ttlSeconds)
         lease.withLock { $0 = granted.id }
         var current = registration.withLock { $0 }
         current.readOnly = bookie.isReadOnly
         current.disks = disks()
         registration.withLock { $0 = current }
-        // A registration left by this bookie's previous life lives until its lease expires: wait that out.
-        try await cluster.register(current, lease: granted.id, waitMax: .seconds(ttlSeconds * 2 + 1))
+        try await cluster.register(current, lease: granted.id, waitMax: .seconds(1))
         logger.info("registered in metadata", metadata: ["bookie_id": "\(current.id)", "read_only": "\(current.readOnly)"])
     }
 

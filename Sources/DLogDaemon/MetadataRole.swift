@@ -24,8 +24,10 @@ public enum MetadataRole {
             RoleLifecycle.announceReady(role: "metadata", host: settings.host, port: port)
             RoleLifecycle.waitForTermination(termination)
             logger.info("stopping: closing connections, then the database")
-            server.close()
+            // Answers to requests already queued still reach their connections: the event loops stop last.
+            server.stopAccepting()
             store.shutdownAndWait()
+            server.close()
             return 0
         } catch {
             return RoleLifecycle.startFailed(role: "metadata role", error, logger: logger)

@@ -46,12 +46,15 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     }
 
     /// Adds all elements or none: `full` at the count or byte limit, `closed` after `close()`.
-    public func offer(_ elements: [Element]) -> Offer {
+    /// `ignoringLimits` is for small elements that release work (a cancellation): never refused for space.
+    public func offer(_ elements: [Element], ignoringLimits: Bool = false) -> Offer {
         let w = elements.reduce(0) { $0 + weigh($1) }
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         if closed { return .closed }
-        guard items.count + elements.count <= countMax, bytes + w <= bytesMax || items.isEmpty else { return .full }
+        guard ignoringLimits || (items.count + elements.count <= countMax && (bytes + w <= bytesMax || items.isEmpty)) else {
+            return .full
+        }
         let wasEmpty = items.isEmpty
         items.append(contentsOf: elements)
         bytes += w

@@ -93,6 +93,21 @@ extension Cluster {
         }
     }
 
+    /// Waits until no registration of `bookie` is left (one from its previous life lives until that lease
+    /// expires); throws `duplicateBookie` if one is still there after `waitMax`: another live bookie has the id.
+    public func waitUntilUnregistered(_ bookie: BookieID, waitMax: Duration) async throws {
+        let deadline = ContinuousClock.now + waitMax
+        while true {
+            var present = false
+            for readOnly in [false, true] where try await store.get(ClusterKeys.registration(bookie, readOnly: readOnly)) != nil {
+                present = true
+            }
+            if !present { return }
+            guard ContinuousClock.now < deadline else { throw ClusterError.duplicateBookie(bookie) }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
     /// Moves a registration between writable and read-only in one transaction, keeping its lease.
     public func updateRegistration(_ registration: BookieRegistration, lease: LeaseID) async throws {
         let from = ClusterKeys.registration(registration.id, readOnly: !registration.readOnly)
@@ -151,6 +166,16 @@ extension Cluster {
         guard holding.isEmpty else {
             throw ClusterError.bookieHoldsData(bookie, ledgers: Array(holding.prefix(5)), count: holding.count)
         }
-        try await store.delete(ClusterKeys.cookie(bookie), ifVersion: cookie.version)
+        // The bookie may have started meanwhile: delete the cookie only if it is still not registered.
+        let writable = ClusterKeys.registration(bookie, readOnly: false)
+        let readOnly = ClusterKeys.registration(bookie, readOnly: true)
+        do {
+            _ = try await store.commit(Transaction(
+                checks: [.init(key: ClusterKeys.cookie(bookie), version: cookie.version),
+                         .init(key: writable, version: .absent), .init(key: readOnly, version: .absent)],
+                operations: [.delete(key: ClusterKeys.cookie(bookie))]))
+        } catch MetadataError.keyExists(let key) {
+            throw ClusterError.bookieRunning(bookie, state: key == writable ? "writable" : "read-only")
+        }
     }
 }

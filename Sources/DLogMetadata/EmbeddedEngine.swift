@@ -32,6 +32,8 @@ final class EmbeddedEngine {
     private var registeredInBatch: [UInt64] = []
     /// Rows of history read for one watcher at a time: bounds memory however far back a watch starts.
     let catchUpRowsMax: Int
+    /// Bytes of keys and values held for one watcher's catch-up page.
+    static let catchUpBytesMax = 16 << 20
 
     init(directory: String, historyRevisions: Int64, catchUpRowsMax: Int = 10_000) throws {
         precondition(historyRevisions >= 1 && catchUpRowsMax >= 1)
@@ -45,7 +47,11 @@ final class EmbeddedEngine {
             throw SQLiteDatabase.Failure(code: 0, message: "\(db.path) has format \(format); this dlogd reads format \(EmbeddedSchema.format) and older — upgrade dlogd")
         }
         if format == 0 { try sql.setMeta.run([.text("format"), .integer(EmbeddedSchema.format)]) }
-        revision = Revision(try Self.meta(sql, "revision"))
+        // Every change writes its event in the same transaction as the revision counter; taking the larger
+        // of the two means a version can never be handed out twice, whatever a damaged counter says.
+        var newestEvent: Int64 = 0
+        try sql.newestEvent.run([]) { newestEvent = $0.int64(0) }
+        revision = Revision(Swift.max(try Self.meta(sql, "revision"), newestEvent))
         compacted = Revision(try Self.meta(sql, "compacted"))
         // Lease deadlines are not persisted: after a restart every lease gets its full TTL again, so holders
         // that reconnect in time keep their keys, and leases do not all expire at once.
@@ -66,17 +72,34 @@ final class EmbeddedEngine {
 
     // MARK: Batches
 
-    /// Runs `batch` (and the expiry of leases past their deadline) in one SQLite transaction.
-    /// Returns a message when the store can no longer work (an I/O error from SQLite): the role must stop.
-    func process(_ batch: [StoreRequest], now: ContinuousClock.Instant) -> String? {
+    enum Outcome: Equatable {
+        case committed
+        /// Nothing of the batch applied; every request was answered with the error. The store goes on.
+        case failed
+        /// The database can no longer be trusted (an I/O error): the role must stop.
+        case fatal(String)
+    }
+
+    /// Runs `batch` (and the expiry of leases past their deadline) in one SQLite transaction, and answers
+    /// every request of it, whatever happens.
+    func process(_ batch: [StoreRequest], now: ContinuousClock.Instant) -> Outcome {
         let before = (revision, compacted, leases)
         committedRevision = revision
+        var next = 0
         do {
             try sql.begin.run([])
             for (id, lease) in leases where lease.deadline <= now { try removeLease(id) }
-            for request in batch { try run(request, now: now) }
+            while next < batch.count {
+                try run(batch[next], now: now)
+                next += 1
+            }
             try trimHistoryIfDue()
             try sql.setMeta.run([.text("revision"), .integer(revision.rawValue)])
+            // SQLite ends a transaction by itself on some errors; statements after that would each have
+            // committed alone. Every error ends the batch at once, so this cannot happen: check it anyway.
+            guard db.inTransaction else {
+                throw SQLiteDatabase.Failure(code: SQLITE_IOERR, message: "the batch's transaction ended early")
+            }
             try sql.commit.run([])
         } catch {
             _ = try? sql.rollback.run([])
@@ -87,13 +110,15 @@ final class EmbeddedEngine {
             let toCaller: MetadataError = failure?.code == SQLITE_FULL
                 ? .unavailable("disk full under \(db.path); the change was not applied") : .internalError(message)
             for fail in failures { fail(toCaller) }
+            // The request that failed and those after it never registered an answer: refuse them here.
+            for request in batch[next...] { request.refuse(toCaller) }
             // Watchers registered in the rolled-back batch hold revisions that no longer exist: end them,
             // they resume from what they received.
             for id in registeredInBatch {
                 watchers.removeValue(forKey: id)?.sink.end(.unavailable("metadata store could not commit; resume the watch"))
             }
             resetBatch()
-            return fatal ? message : nil
+            return fatal ? .fatal(message) : .failed
         }
         stats.batches += 1
         for reply in replies { reply() }
@@ -105,7 +130,7 @@ final class EmbeddedEngine {
         }
         publish(events)
         resetBatch()
-        return nil
+        return .committed
     }
 
     /// An I/O error may mean a lost fsync: never carry on as if the data were safe (DESIGN invariant 6).
@@ -126,7 +151,13 @@ final class EmbeddedEngine {
     private func run(_ request: StoreRequest, now: ContinuousClock.Instant) throws {
         switch request {
         case .range(let range, let limit, let reply):
-            do { answer(reply, .success(try readRange(range, limit: limit))) } catch { answer(reply, .failure(error)) }
+            do {
+                try MetadataLimits.validate(range: range, limit: limit)
+            } catch {
+                return answer(reply, .failure(error))
+            }
+            // A database error is the batch's failure, never swallowed as one request's.
+            answer(reply, .success(try readRange(range, limit: limit)))
         case .commit(let transaction, let reply):
             answer(reply, try apply(transaction))
         case .subscribe(let sink, let from):
@@ -162,26 +193,21 @@ final class EmbeddedEngine {
 
     // MARK: Reads and writes
 
-    func readRange(_ range: KeyRange, limit: Int) throws(MetadataError) -> RangePage {
-        try MetadataLimits.validate(range: range, limit: limit)
+    func readRange(_ range: KeyRange, limit: Int) throws -> RangePage {
         var items: [KeyValue] = []
         var bytes = 0
         var more = false
-        do {
-            let rows = { (row: SQLiteStatement) in
-                guard items.count < limit, bytes < MetadataLimits.rangePageBytesMax else { more = true; return }
-                let item = Self.keyValue(row)
-                bytes += item.key.utf8.count + item.value.count
-                items.append(item)
-            }
-            if let end = range.end {
-                try sql.rangeKV.run([.blob(Array(range.start.utf8)), .blob(Array(end.utf8)), .integer(Int64(limit) + 1)],
-                                    row: rows)
-            } else {
-                try sql.getKV.run([.blob(Array(range.start.utf8))], row: rows)
-            }
-        } catch {
-            throw .internalError("reading \(range.start): \(error)")
+        let rows = { (row: SQLiteStatement) in
+            guard items.count < limit, bytes < MetadataLimits.rangePageBytesMax else { more = true; return }
+            let item = Self.keyValue(row)
+            bytes += item.key.utf8.count + item.value.count
+            items.append(item)
+        }
+        if let end = range.end {
+            try sql.rangeKV.run([.blob(Array(range.start.utf8)), .blob(Array(end.utf8)), .integer(Int64(limit) + 1)],
+                                row: rows)
+        } else {
+            try sql.getKV.run([.blob(Array(range.start.utf8))], row: rows)
         }
         return RangePage(items: items, more: more, revision: revision)
     }
@@ -300,12 +326,26 @@ final class EmbeddedEngine {
             var page: [WatchEvent] = []
             var first: Revision?
             var last = next
+            var bytes = 0
+            // Rows bound the page, and so do bytes (values may be 1 MiB): once over the budget, the page stops
+            // at the next revision boundary and the rest is read with the next page.
+            var stoppedAt: Revision?
             let rows = try sql.eventsFrom.run([.integer(next.rawValue), .integer(Int64(catchUpRowsMax))]) { row in
-                last = Revision(row.int64(0))
+                let rowRevision = Revision(row.int64(0))
+                guard stoppedAt == nil else { return }
+                if bytes >= Self.catchUpBytesMax, rowRevision != last {
+                    stoppedAt = rowRevision
+                    return
+                }
+                last = rowRevision
                 if first == nil { first = last }
+                let before = page.count
                 Self.append(row, for: sink, to: &page)
+                if page.count > before { bytes += page[before].key.utf8.count + page[before].value.count }
             }
-            if rows < catchUpRowsMax {
+            if let stoppedAt {
+                next = stoppedAt
+            } else if rows < catchUpRowsMax {
                 next = revision.next
             } else if first == last {
                 // One revision larger than a page (a lease holding many keys expired): read it whole.

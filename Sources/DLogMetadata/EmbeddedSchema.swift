@@ -40,6 +40,7 @@ final class EmbeddedStatements {
     let insertEvent: SQLiteStatement
     let eventsFrom: SQLiteStatement
     let eventsAt: SQLiteStatement
+    let newestEvent: SQLiteStatement
     let trimEvents: SQLiteStatement
     let keysOfLease: SQLiteStatement
     let countOfLease: SQLiteStatement
@@ -66,6 +67,7 @@ final class EmbeddedStatements {
         eventsFrom = try db.prepare("""
             SELECT rev, kind, key, value FROM events WHERE rev >= ?1 ORDER BY rev, seq LIMIT ?2
             """)
+        newestEvent = try db.prepare("SELECT coalesce(max(rev), 0) FROM events")
         eventsAt = try db.prepare("SELECT rev, kind, key, value FROM events WHERE rev = ?1 ORDER BY seq")
         trimEvents = try db.prepare("DELETE FROM events WHERE rev <= ?1")
         countOfLease = try db.prepare("SELECT count(*) FROM kv WHERE lease = ?1")

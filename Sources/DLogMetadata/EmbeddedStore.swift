@@ -97,10 +97,18 @@ public final class EmbeddedStore: MetadataStore {
                 if queue.isClosed { break }
                 continue
             }
-            if let message = engine.process(batch, now: now) {
+            switch engine.process(batch, now: now) {
+            case .committed:
+                continue
+            case .failed:
+                // Whatever failed (a full disk) may fail again at once, for instance on a lease that is due:
+                // do not spin on it.
+                Thread.sleep(forTimeInterval: 0.1)
+                continue
+            case .fatal(let message):
                 failure = message
-                break
             }
+            break
         }
         queue.close()
         let reason = failure.map { "metadata store failed: \($0)" } ?? "metadata store is shut down"
@@ -113,7 +121,10 @@ public final class EmbeddedStore: MetadataStore {
     }
 
     func submit(_ request: StoreRequest) {
-        switch queue.offer([request]) {
+        // An unsubscribe frees the store's work; dropping it for a full queue would leak a watcher.
+        let force: Bool
+        if case .unsubscribe = request { force = true } else { force = false }
+        switch queue.offer([request], ignoringLimits: force) {
         case .accepted:
             break
         case .full:
@@ -139,8 +150,11 @@ public final class EmbeddedStore: MetadataStore {
         }
     }
 
+    /// A watch id unique in this store, for every kind of watcher (in-process and the server's).
+    public func makeWatchID() -> UInt64 { nextWatchID.add(1, ordering: .relaxed).oldValue }
+
     public func subscribe(_ range: KeyRange, from revision: Revision) -> AsyncThrowingStream<[WatchEvent], any Error> {
-        let id = nextWatchID.add(1, ordering: .relaxed).oldValue
+        let id = makeWatchID()
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: [WatchEvent].self,
                                                                     bufferingPolicy: .bufferingOldest(256))
         let sink = WatchSink(id: id, range: range, deliver: { events in

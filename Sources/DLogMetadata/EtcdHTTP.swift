@@ -314,6 +314,11 @@ final class EtcdExchangeHandler: ChannelDuplexHandler {
         headers.add(name: "Host", value: endpoint.description)
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(exchange.body.readableBytes))
+        if exchange.path == "/v3/watch" {
+            // A member cut off from the cluster would keep a watch open and silent: with this, it ends the
+            // watch instead, and the watch resumes on another member.
+            headers.add(name: "Grpc-Metadata-hasleader", value: "true")
+        }
         let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: exchange.path, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(exchange.body))), promise: nil)

@@ -31,16 +31,23 @@ final class MetadataClientHandler: ChannelDuplexHandler {
             if case .cancelWatch(let watchID) = request { pending[watchID] = nil }
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
             let endpoint = self.endpoint
+            let channel = context.channel
             let timer = context.eventLoop.scheduleTask(in: timeout) {
                 guard case .call(_, let reply, _)? = bound.value.pending.removeValue(forKey: requestID) else { return }
                 reply.fail(MetadataError.unavailable("no answer from \(endpoint) within \(timeout.nanoseconds / 1_000_000) ms"))
+                // A silent peer (a dead host sends no reset) would keep this connection, and its watches,
+                // forever: drop it, so the next call reconnects, to another endpoint if there is one.
+                channel.close(promise: nil)
             }
             pending[requestID] = .call(request.op, reply, timer)
             request.encode(requestID: requestID, into: &buffer)
         case .watch(let request, let consumer):
             pending[requestID] = .watch(consumer)
-            consumer.registered(on: context.channel, requestID: requestID)
             request.encode(requestID: requestID, into: &buffer)
+            context.write(wrapOutboundOut(buffer), promise: promise)
+            // Only now may a cancel be sent: written before the watch, it would find nothing to cancel.
+            consumer.registered(on: context.channel, requestID: requestID)
+            return
         }
         context.write(wrapOutboundOut(buffer), promise: promise)
     }

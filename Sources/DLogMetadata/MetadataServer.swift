@@ -39,6 +39,11 @@ public final class MetadataServer: Sendable {
         }
     }
 
+    /// Stops taking connections; open ones go on being served (their answers still drain) until `close()`.
+    public func stopAccepting() {
+        try? channel.close().wait()
+    }
+
     public func close() {
         try? channel.close().wait()
         try? group.syncShutdownGracefully()
@@ -59,10 +64,17 @@ final class MetadataRequestHandler: ChannelInboundHandler {
     let logger: Logger
     private var batcher: ResponseBatcher?
     private var outstanding = 0
-    private var paused = false
+    /// Why this connection is not being read; it is read again when no reason is left.
+    private var pausedFor: Set<PauseReason> = []
     private var watches: [UInt64: UInt64] = [:]
     private let watchBacklog = WatchBacklog()
-    private static let nextSinkID = Atomic<UInt64>(1)
+
+    enum PauseReason: Hashable {
+        /// Too many requests unanswered.
+        case outstanding
+        /// Answers pile up in the socket buffer: the client does not read them.
+        case unwritable
+    }
 
     init(store: EmbeddedStore, logger: Logger) {
         self.store = store
@@ -77,17 +89,30 @@ final class MetadataRequestHandler: ChannelInboundHandler {
 
     private func answered(_ count: Int, channel: Channel) {
         outstanding -= count
-        if paused && outstanding <= Self.outstandingMax / 2 {
-            paused = false
-            channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
-            channel.read()
-        }
+        if outstanding <= Self.outstandingMax / 2 { resume(.outstanding, channel: channel) }
+    }
+
+    private func pause(_ reason: PauseReason, channel: Channel) {
+        if pausedFor.isEmpty { channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+        pausedFor.insert(reason)
+    }
+
+    private func resume(_ reason: PauseReason, channel: Channel) {
+        guard pausedFor.remove(reason) != nil, pausedFor.isEmpty else { return }
+        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        channel.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { resume(.unwritable, channel: context.channel) }
+        else { pause(.unwritable, channel: context.channel) }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         let requestID = frame.header.requestID
-        let batcher = self.batcher!
+        guard let batcher = self.batcher else { return }  // nil once the connection closed
         let request: MetadataRequest
         do {
             request = try MetadataRequest.decode(frame)
@@ -100,15 +125,12 @@ final class MetadataRequestHandler: ChannelInboundHandler {
             return
         }
         outstanding += 1
-        if outstanding >= Self.outstandingMax && !paused {
-            paused = true
-            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
-        }
+        if outstanding >= Self.outstandingMax { pause(.outstanding, channel: context.channel) }
         dispatch(request, requestID: requestID, context: context)
     }
 
     private func dispatch(_ request: MetadataRequest, requestID: UInt64, context: ChannelHandlerContext) {
-        let batcher = self.batcher!
+        guard let batcher = self.batcher else { return }  // nil once the connection closed
         let op = request.op
         let reply = { @Sendable (result: Result<MetadataReply, MetadataError>) in
             batcher.send { buffer in
@@ -124,6 +146,10 @@ final class MetadataRequestHandler: ChannelInboundHandler {
         case .commit(let transaction):
             store.submit(.commit(transaction, reply: { reply($0.map(MetadataReply.committed)) }))
         case .watch(let range, let from):
+            if watches[requestID] != nil {
+                reply(.failure(.invalidArgument("request id \(requestID) already carries a watch on this connection")))
+                return
+            }
             startWatch(range, from: from, requestID: requestID, context: context)
             // A watch's answers are its events, counted apart from ordinary answers.
             answered(1, channel: context.channel)
@@ -146,10 +172,13 @@ final class MetadataRequestHandler: ChannelInboundHandler {
     private func startWatch(_ range: KeyRange, from: Revision, requestID: UInt64, context: ChannelHandlerContext) {
         let channel = context.channel
         let backlog = watchBacklog
-        let sinkID = Self.nextSinkID.add(1, ordering: .relaxed).oldValue
+        let sinkID = store.makeWatchID()
         watches[requestID] = sinkID
         let op = MetadataOp.watch.rawValue
         let sink = WatchSink(id: sinkID, range: range, deliver: { events in
+            // A closed connection takes no more: the store then forgets the watch even if its unsubscribe
+            // was lost.
+            guard channel.isActive else { return false }
             var buffer = channel.allocator.buffer(capacity: 256)
             MetadataReply.events(events).encode(op: .watch, requestID: requestID, into: &buffer)
             let bytes = buffer.readableBytes
@@ -174,6 +203,8 @@ final class MetadataRequestHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         for sink in watches.values { store.submit(.unsubscribe(sink)) }
         watches.removeAll()
+        // The batcher's callback holds this handler: let go of it, or every closed connection stays in memory.
+        batcher = nil
         context.fireChannelInactive()
     }
 

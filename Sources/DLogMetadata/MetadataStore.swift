@@ -129,7 +129,10 @@ public struct MetadataWatch: AsyncSequence, Sendable {
                 if inner == nil { inner = store.subscribe(range, from: next).makeAsyncIterator() }
                 do {
                     guard let batch = try await inner!.next() else { return nil }
-                    precondition(batch.allSatisfy { $0.revision >= next }, "a watch went backwards")
+                    // Network input: a store that goes backwards is reported, never trusted or trapped on.
+                    guard batch.allSatisfy({ $0.revision >= next }) else {
+                        throw MetadataError.internalError("the store sent a watch event older than revision \(next)")
+                    }
                     pending = batch
                     pendingIndex = 0
                     if let last = batch.last { next = last.revision.next }

@@ -70,6 +70,12 @@ public final class RemoteStore: MetadataStore {
     private func connect(_ endpoint: Endpoint) -> EventLoopFuture<Channel> {
         let future = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // A connection that only carries a watch sends nothing for long stretches: TCP keepalive finds a
+            // dead peer within about 20 s, ending the watch so it resumes elsewhere.
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelOption(ChannelOptions.Types.SocketOption(level: IPPROTO_TCP, name: TCP_KEEPIDLE), value: 10)
+            .channelOption(ChannelOptions.Types.SocketOption(level: IPPROTO_TCP, name: TCP_KEEPINTVL), value: 3)
+            .channelOption(ChannelOptions.Types.SocketOption(level: IPPROTO_TCP, name: TCP_KEEPCNT), value: 3)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

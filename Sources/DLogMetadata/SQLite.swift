@@ -35,6 +35,9 @@ final class SQLiteDatabase {
         }
     }
 
+    /// False when no transaction is open (SQLite is in autocommit mode).
+    var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
     func prepare(_ sql: String) throws(Failure) -> SQLiteStatement {
         var statement: OpaquePointer?
         let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)

@@ -106,10 +106,11 @@ import Testing
     }
 
     @Test func watchFromNowIsPinnedBeforeItStarts() async throws {
-        // Proves a watch "from now" (.zero) sees the changes made after it began.
-        try await withStore(.embedded) { _, store in
+        // Proves a watch "from now" (.zero) sees the changes made after it began, and none from before.
+        try await withStore(.embedded) { fixture, store in
+            try await store.create("/now/before", value: [])
             let collector = EventCollector(store.watch(.prefix("/now/"), from: .zero))
-            try await Task.sleep(for: .milliseconds(200))
+            try await eventually(seconds: 15) { await fixture.embeddedStore!.stats().watchers == 1 }
             try await store.create("/now/a", value: [])
             #expect(try await collector.wait(for: 1).map(\.key) == ["/now/a"])
             collector.stop()
@@ -118,17 +119,19 @@ import Testing
 
     @Test func leasesSurviveAShortRestartWithTheirTTLRestarted() async throws {
         // Proves a lease whose holder was cut off by a restart of the role keeps its keys: its TTL starts
-        // again when the role comes back, so a keep-alive right after the restart still finds it.
+        // again when the role comes back, so a keep-alive after the original TTL ran out still finds it.
         try await withStore(.embedded) { fixture, store in
-            let lease = try await store.grantLease(ttlSeconds: 6)
+            let granted = ContinuousClock.now
+            let lease = try await store.grantLease(ttlSeconds: 10)
             try await store.create("/bookie/1", value: bytes("up"), lease: lease.id)
             try await Task.sleep(for: .seconds(4))
             try await fixture.restart()
-            try await Task.sleep(for: .seconds(3))
-            // 7 s after the grant without a keep-alive: only the restarted TTL keeps it alive (with 3 s to
-            // spare for a slow machine).
+            let reopened = ContinuousClock.now
+            // Past the original expiry, without a keep-alive: only the restarted TTL keeps it alive.
+            try await Task.sleep(until: granted + .seconds(11))
+            #expect(reopened < granted + .seconds(10), "the restart itself outlasted the TTL; nothing is proven")
             let client = try fixture.client()
-            #expect(try await retryingUnavailable { try await client.keepAlive(lease.id) } == 6)
+            #expect(try await retryingUnavailable { try await client.keepAlive(lease.id) } == 10)
             #expect(try await client.get("/bookie/1")?.lease == lease.id)
         }
     }
@@ -256,5 +259,14 @@ final class RawSocket {
     func isClosedByPeer() -> Bool {
         var byte: UInt8 = 0
         return recv(fd, &byte, 1, 0) == 0
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds; throws after `seconds`.
+func eventually(seconds: Double, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw TimedOut(what: "waiting for a condition", seconds: seconds) }
+        try await Task.sleep(for: .milliseconds(20))
     }
 }
