@@ -62,11 +62,8 @@ final class BookieRequestHandler: ChannelInboundHandler {
     static let longPollMax: Int64 = 60_000
 
     /// Why this connection is not being read; it is read again when none is left.
-    struct PauseReasons: OptionSet {
-        let rawValue: Int
-        static let writePressure = PauseReasons(rawValue: 1)
-        static let outstanding = PauseReasons(rawValue: 2)
-        static let unwritable = PauseReasons(rawValue: 4)
+    enum PauseReason: Hashable {
+        case writePressure, outstanding, unwritable
     }
 
     let bookie: Bookie
@@ -74,7 +71,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
     let logger: Logger
     private var batcher: ResponseBatcher?
     private var outstanding = 0
-    private var paused: PauseReasons = []
+    private var paused = ReadPause<PauseReason>()
 
     init(bookie: Bookie, pool: NIOThreadPool, logger: Logger) {
         self.bookie = bookie
@@ -91,27 +88,12 @@ final class BookieRequestHandler: ChannelInboundHandler {
     /// On the event loop, after `count` answers were handed to the socket.
     private func answered(_ count: Int, channel: Channel) {
         outstanding -= count
-        if outstanding <= Self.outstandingMax / 2 { resume(.outstanding, channel: channel) }
-    }
-
-    private func pause(_ reason: PauseReasons, channel: Channel) {
-        if paused.isEmpty { channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
-        paused.insert(reason)
-    }
-
-    private func resume(_ reason: PauseReasons, channel: Channel) {
-        guard paused.contains(reason) else { return }
-        paused.remove(reason)
-        if paused.isEmpty {
-            channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
-            channel.read()
-        }
+        if outstanding <= Self.outstandingMax / 2 { paused.resume(.outstanding, channel: channel) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         // Answers the client is not reading pile up in the socket buffer: stop taking requests until it drains.
-        if context.channel.isWritable { resume(.unwritable, channel: context.channel) }
-        else { pause(.unwritable, channel: context.channel) }
+        paused.followWritability(of: context.channel, as: .unwritable)
         context.fireChannelWritabilityChanged()
     }
 
@@ -131,18 +113,18 @@ final class BookieRequestHandler: ChannelInboundHandler {
             batcher.send { response.encode(op: op, requestID: requestID, into: &$0) }
         }
         outstanding += 1
-        if outstanding >= Self.outstandingMax { pause(.outstanding, channel: context.channel) }
+        if outstanding >= Self.outstandingMax { paused.pause(.outstanding, channel: context.channel) }
         switch request {
         case .add(let key, let entry, let recovery):
             bookie.add(masterKey: key, entry: entry, recovery: recovery, reply: reply)
             if bookie.underWritePressure && !paused.contains(.writePressure) {
                 // Stop reading this connection until a checkpoint frees cache; the client sees latency,
                 // not errors. Frames already read are still served.
-                pause(.writePressure, channel: context.channel)
+                paused.pause(.writePressure, channel: context.channel)
                 let channel = context.channel
                 let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
                 bookie.whenWritePressureEases {
-                    channel.eventLoop.execute { bound.value.resume(.writePressure, channel: channel) }
+                    channel.eventLoop.execute { bound.value.paused.resume(.writePressure, channel: channel) }
                 }
             }
         case .read(let ledger, let entry, let fenceKey):

@@ -64,11 +64,11 @@ final class MetadataRequestHandler: ChannelInboundHandler {
     let logger: Logger
     private var batcher: ResponseBatcher?
     private var outstanding = 0
-    /// Why this connection is not being read; it is read again when no reason is left.
-    private var pausedFor: Set<PauseReason> = []
+    private var paused = ReadPause<PauseReason>()
     private var watches: [UInt64: UInt64] = [:]
     private let watchBacklog = WatchBacklog()
 
+    /// Why this connection is not being read; it is read again when no reason is left.
     enum PauseReason: Hashable {
         /// Too many requests unanswered.
         case outstanding
@@ -89,23 +89,11 @@ final class MetadataRequestHandler: ChannelInboundHandler {
 
     private func answered(_ count: Int, channel: Channel) {
         outstanding -= count
-        if outstanding <= Self.outstandingMax / 2 { resume(.outstanding, channel: channel) }
-    }
-
-    private func pause(_ reason: PauseReason, channel: Channel) {
-        if pausedFor.isEmpty { channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
-        pausedFor.insert(reason)
-    }
-
-    private func resume(_ reason: PauseReason, channel: Channel) {
-        guard pausedFor.remove(reason) != nil, pausedFor.isEmpty else { return }
-        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
-        channel.read()
+        if outstanding <= Self.outstandingMax / 2 { paused.resume(.outstanding, channel: channel) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { resume(.unwritable, channel: context.channel) }
-        else { pause(.unwritable, channel: context.channel) }
+        paused.followWritability(of: context.channel, as: .unwritable)
         context.fireChannelWritabilityChanged()
     }
 
@@ -125,7 +113,7 @@ final class MetadataRequestHandler: ChannelInboundHandler {
             return
         }
         outstanding += 1
-        if outstanding >= Self.outstandingMax { pause(.outstanding, channel: context.channel) }
+        if outstanding >= Self.outstandingMax { paused.pause(.outstanding, channel: context.channel) }
         dispatch(request, requestID: requestID, context: context)
     }
 
