@@ -50,6 +50,7 @@ let package = Package(
         ]),
         .target(name: "DLogLedger", dependencies: [
             "DLogWire",
+            .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -82,6 +83,7 @@ let package = Package(
         .testTarget(name: "DLogMetadataTests", dependencies: ["DLogMetadata", "DLogWire", "DLogTestSupport",
                                                               .product(name: "Logging", package: "swift-log"),
                                                               .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "DLogLedgerTests", dependencies: ["DLogLedger", "DLogWire", "DLogTestSupport"]),
         .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire",
                                                             "DLogTestSupport"]),
         .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport"]),
