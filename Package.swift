@@ -49,7 +49,7 @@ let package = Package(
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "DLogLedger", dependencies: [
-            "DLogWire",
+            "DLogWire", "DLogMetadata",
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "DLogMetadataTests", dependencies: ["DLogMetadata", "DLogWire", "DLogTestSupport",
                                                               .product(name: "Logging", package: "swift-log"),
                                                               .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "DLogLedgerTests", dependencies: ["DLogLedger", "DLogWire", "DLogTestSupport"]),
+        .testTarget(name: "DLogLedgerTests", dependencies: ["DLogLedger", "DLogWire", "DLogMetadata", "DLogTestSupport"]),
         .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire",
                                                             "DLogTestSupport"]),
         .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport"]),
