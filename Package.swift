@@ -83,7 +83,10 @@ let package = Package(
         .testTarget(name: "DLogMetadataTests", dependencies: ["DLogMetadata", "DLogWire", "DLogTestSupport",
                                                               .product(name: "Logging", package: "swift-log"),
                                                               .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "DLogLedgerTests", dependencies: ["DLogLedger", "DLogWire", "DLogMetadata", "DLogTestSupport"]),
+        .testTarget(name: "DLogLedgerTests", dependencies: [
+            "DLogLedger", "DLogWire", "DLogMetadata", "DLogBookie", "DLogIO", "DLogTestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire",
                                                             "DLogTestSupport"]),
         .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport"]),

@@ -1,0 +1,42 @@
+import DLogWire
+
+/// What a ledger client reports, each naming the ledger, entry or bookie involved.
+public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// Another client fenced the ledger (it is being recovered): this writer may add nothing more.
+    case fenced(LedgerID)
+    /// A bookie of the ensemble failed a write (replacing it comes with ensemble changes).
+    case bookieFailed(LedgerID, BookieID, String)
+    case noSuchLedger(LedgerID)
+    case wrongPassword(LedgerID)
+    /// The writer was closed, or failed earlier and takes no more adds.
+    case writerClosed(LedgerID, String)
+    /// A read past the last add confirmed: readers never see past it.
+    case beyondLastAddConfirmed(LedgerID, entry: EntryID, lac: EntryID)
+    /// No replica returned the entry intact.
+    case unreadable(LedgerID, EntryID, [String])
+    case placement(String)
+    case unreachable(BookieID, String)
+
+    public var description: String {
+        switch self {
+        case .fenced(let ledger):
+            return "\(ledger) is fenced: another client is recovering it; this writer's pending and later adds fail"
+        case .bookieFailed(let ledger, let bookie, let why):
+            return "\(ledger): bookie \(bookie) failed a write: \(why)"
+        case .noSuchLedger(let ledger):
+            return "\(ledger) does not exist"
+        case .wrongPassword(let ledger):
+            return "wrong password for \(ledger)"
+        case .writerClosed(let ledger, let why):
+            return "the writer of \(ledger) takes no more adds: \(why)"
+        case .beyondLastAddConfirmed(let ledger, let entry, let lac):
+            return "\(ledger): \(entry) is past the last add confirmed (\(lac))"
+        case .unreadable(let ledger, let entry, let reasons):
+            return "\(ledger): no replica returned \(entry) intact (\(reasons.joined(separator: "; ")))"
+        case .placement(let why):
+            return "cannot place a ledger: \(why)"
+        case .unreachable(let bookie, let why):
+            return "bookie \(bookie) is unreachable: \(why)"
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import DLogBookie
+import DLogIO
+import DLogLedger
+import DLogMetadata
+import DLogTestSupport
+import DLogWire
+import Logging
+import Testing
+
+/// Real bookies (journal, storage, TCP server on loopback) and a real embedded metadata store, all in this
+/// process, with each bookie registered in metadata under its address.
+final class LedgerFixture: Sendable {
+    let directory = TempDir("dlog-ledger")
+    let store: EmbeddedStore
+    let cluster: Cluster
+    let bookies: [(bookie: Bookie, server: BookieServer)]
+    let pool: BookiePool
+    let allocator: LedgerIDAllocator
+
+    init(bookies count: Int) async throws {
+        store = try EmbeddedStore(.init(directory: directory.sub("metadata")))
+        cluster = Cluster(store: store)
+        try await cluster.initialize()
+        var started: [(Bookie, BookieServer)] = []
+        let lease = try await store.grantLease(ttlSeconds: 600)
+        for index in 0..<count {
+            let dir = directory.sub("bookie\(index)")
+            let config = Bookie.Configuration(
+                journal: .init(directory: dir + "/journal", fileBytes: 2 << 20, filesMax: 4, engine: .blocking),
+                journalDirectories: [dir + "/journal"], storage: .init(ledgerDirectories: [dir + "/ledgers"]))
+            let bookie = try Bookie(configuration: config, logger: Logger(label: "test-bookie"))
+            try bookie.start { failure in Issue.record("journal failed: \(failure)") }
+            let server = try BookieServer(bookie: bookie, host: "127.0.0.1", port: 0, maxFrameBytes: 1 << 20,
+                                          logger: Logger(label: "test-bookie"))
+            let address = "127.0.0.1:\(server.localAddress!.port!)"
+            try await cluster.register(BookieRegistration(id: BookieID("bookie-\(index)"), address: address,
+                                                          rack: "/rack-\(index % 3)", readOnly: false, disks: [],
+                                                          startedAt: 0), lease: lease.id, waitMax: .seconds(1))
+            started.append((bookie, server))
+        }
+        bookies = started
+        pool = BookiePool(cluster: cluster)
+        allocator = LedgerIDAllocator(cluster: cluster)
+    }
+
+    func stop() async {
+        await pool.shutdown()
+        for (bookie, server) in bookies {
+            bookie.stop()
+            server.close()
+        }
+        await store.shutdown()
+    }
+}
+
+/// Runs `body` with a fixture of `count` bookies and always stops it.
+func withLedgerCluster(bookies count: Int, _ body: (LedgerFixture) async throws -> Void) async throws {
+    let fixture = try await LedgerFixture(bookies: count)
+    do {
+        try await body(fixture)
+    } catch {
+        await fixture.stop()
+        throw error
+    }
+    await fixture.stop()
+}
+
+/// Deterministic payloads, so a reader can check bytes without keeping them.
+func payload(_ entry: Int, size: Int = 100) -> [UInt8] {
+    (0..<size + entry % 13).map { UInt8(truncatingIfNeeded: entry &* 31 &+ $0) }
+}

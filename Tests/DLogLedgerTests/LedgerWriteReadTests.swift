@@ -1,0 +1,82 @@
+import DLogLedger
+import DLogMetadata
+import DLogTestSupport
+import DLogWire
+import Testing
+
+@Suite struct LedgerWriteReadTests {
+    @Test(arguments: [(3, 3, 3, 2), (5, 5, 3, 2)])
+    func pipelinedAddsAreConfirmedInOrderAndReadBack(_ shape: (Int, Int, Int, Int)) async throws {
+        // Proves many concurrent adds get consecutive ids, each confirmed by an ack quorum of its write set,
+        // and that after close the metadata says CLOSED with the last entry and length, and every entry reads
+        // back byte-exact from the bookies.
+        let (bookies, e, qw, qa) = shape
+        try await withLedgerCluster(bookies: bookies) { fixture in
+            var rng = SeededGenerator(seed: 5)
+            let quorums = try #require(Quorums(ensembleSize: e, writeQuorum: qw, ackQuorum: qa))
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "secret", pool: fixture.pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            #expect(Set(writer.ensemble).count == e)
+            let ids = try await withThrowingTaskGroup(of: (Int, EntryID).self) { group in
+                for n in 0..<200 { group.addTask { (n, try await writer.append(payload(n))) } }
+                return try await group.reduce(into: [Int: EntryID]()) { $0[$1.0] = $1.1 }
+            }
+            #expect(Set(ids.values) == Set((0..<200).map { EntryID(Int64($0)) }), "ids are 0...199, each once")
+            #expect(writer.lastAddConfirmed == EntryID(199))
+            let closed = try await writer.close()
+            #expect(closed.state == .closed && closed.lastEntry == EntryID(199))
+            let expectedLength = ids.keys.reduce(UInt64(0)) { $0 + UInt64(payload($1).count) }
+            #expect(closed.length == expectedLength)
+            await #expect(throws: LedgerError.self) { _ = try await writer.append([1]) }
+
+            let reader = try await LedgerReader.open(writer.id, password: "secret", pool: fixture.pool)
+            #expect(reader.lastAddConfirmed == EntryID(199))
+            for (n, id) in ids { #expect(try await reader.read(id) == payload(n), "entry \(id)") }
+            await #expect(throws: LedgerError.beyondLastAddConfirmed(writer.id, entry: EntryID(200), lac: EntryID(199))) {
+                _ = try await reader.read(EntryID(200))
+            }
+        }
+    }
+
+    @Test func readerOfAnOpenLedgerStopsAtTheLastAddConfirmed() async throws {
+        // Proves a reader of a ledger still being written sees entries only up to the LAC the bookies report,
+        // which trails the writer's confirmed entries by at most the piggybacked one.
+        try await withLedgerCluster(bookies: 3) { fixture in
+            var rng = SeededGenerator(seed: 6)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            for n in 0..<10 { _ = try await writer.append(payload(n)) }
+            let reader = try await LedgerReader.open(writer.id, password: "pw", pool: fixture.pool)
+            // Entry 9 carried LAC 8: the bookies know 8 is confirmed, not yet 9.
+            #expect(reader.lastAddConfirmed == EntryID(8))
+            #expect(try await reader.read(EntryID(8)) == payload(8))
+            await #expect(throws: LedgerError.beyondLastAddConfirmed(writer.id, entry: EntryID(9), lac: EntryID(8))) {
+                _ = try await reader.read(EntryID(9))
+            }
+            _ = try await writer.append(payload(10))
+            #expect(try await reader.refreshLastAddConfirmed() == EntryID(9))
+            await #expect(throws: LedgerError.wrongPassword(writer.id)) {
+                _ = try await LedgerReader.open(writer.id, password: "nope", pool: fixture.pool)
+            }
+        }
+    }
+
+    @Test func aFencedWriterFailsEveryLaterAdd() async throws {
+        // Proves that once another client fences the ledger on its bookies, the writer's next add and every
+        // add after it fail with a clear "fenced" error.
+        try await withLedgerCluster(bookies: 3) { fixture in
+            var rng = SeededGenerator(seed: 7)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            for n in 0..<5 { _ = try await writer.append(payload(n)) }
+            for bookie in writer.ensemble {
+                let client = try await fixture.pool.client(for: bookie)
+                _ = try await client.send(.read(ledger: writer.id, entry: .none, fenceWith: LedgerPassword("pw").masterKey))
+            }
+            await #expect(throws: LedgerError.fenced(writer.id)) { _ = try await writer.append(payload(5)) }
+            await #expect(throws: LedgerError.fenced(writer.id)) { _ = try await writer.append(payload(6)) }
+        }
+    }
+}
