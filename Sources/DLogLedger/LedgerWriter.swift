@@ -23,6 +23,7 @@ public final class LedgerWriter: Sendable {
     public let quorums: Quorums
     let pool: BookiePool
     let password: LedgerPassword
+    let placement: EnsemblePlacement
 
     private struct Unconfirmed {
         var bytes: [UInt8]
@@ -41,15 +42,22 @@ public final class LedgerWriter: Sendable {
         var lengthConfirmed: UInt64 = 0
         var failure: LedgerError?
         var drained: [CheckedContinuation<Void, Never>] = []
+        /// Positions whose bookie failed and awaits replacement; adds appended meanwhile wait in `held`.
+        var failedPositions: Set<Int> = []
+        var changing = false
+        var held: [EntryID] = []
+        /// Bookies that failed this writer: never chosen again as replacements.
+        var failedBookies: Set<BookieID> = []
     }
     private let state: Mutex<State>
 
     private init(id: LedgerID, quorums: Quorums, metadata: LedgerMetadata, version: Version, ensemble: [BookieClient],
-                 pool: BookiePool, password: LedgerPassword) {
+                 pool: BookiePool, password: LedgerPassword, placement: EnsemblePlacement) {
         self.id = id
         self.quorums = quorums
         self.pool = pool
         self.password = password
+        self.placement = placement
         state = Mutex(State(metadata: metadata, version: version, ensemble: ensemble, pending: PendingAdds(quorums: quorums)))
     }
 
@@ -76,7 +84,7 @@ public final class LedgerWriter: Sendable {
         let id = try await allocator.next()
         let version = try await pool.cluster.createLedger(id, metadata)
         return LedgerWriter(id: id, quorums: quorums, metadata: metadata, version: version, ensemble: clients,
-                            pool: pool, password: secret)
+                            pool: pool, password: secret, placement: placement)
     }
 
     public var lastAddConfirmed: EntryID { state.withLock { $0.pending.lastAddConfirmed } }
@@ -96,6 +104,11 @@ public final class LedgerWriter: Sendable {
                                          ledgerLength: s.lengthSent)
                 let bytes = EntryCodec.encode(header, payload: payload)
                 s.unconfirmed[entry] = Unconfirmed(bytes: bytes, length: s.lengthSent, waiter: waiter)
+                // While a failed bookie is being replaced, the entry waits: it goes to the new ensemble.
+                if s.changing {
+                    s.held.append(entry)
+                    return []
+                }
                 return positions.map { (s.ensemble[$0], bytes, entry, $0) }
             }
             for (client, bytes, entry, position) in sends ?? [] { send(bytes, entry: entry, position: position, to: client) }
@@ -104,39 +117,150 @@ public final class LedgerWriter: Sendable {
 
     private func send(_ bytes: [UInt8], entry: EntryID, position: Int, to client: BookieClient) {
         client.sendFuture(.add(masterKey: password.masterKey, entry: bytes, recovery: false)).whenComplete { result in
-            self.answered(entry, position: position, result: result)
+            self.answered(entry, position: position, by: client, result: result)
         }
     }
 
-    private func answered(_ entry: EntryID, position: Int, result: Result<BookieResponse, any Error>) {
+    private func answered(_ entry: EntryID, position: Int, by client: BookieClient,
+                          result: Result<BookieResponse, any Error>) {
+        // An answer from a bookie that has since been replaced at this position speaks for nobody.
+        guard state.withLock({ $0.ensemble[position] === client }) else { return }
         switch result {
         case .success(.added):
-            let (confirmed, drained) = state.withLock { s -> ([(EntryID, CheckedContinuation<EntryID, any Error>)], [CheckedContinuation<Void, Never>]) in
-                let ids = s.pending.acknowledge(entry, from: position)
-                let done = ids.compactMap { id -> (EntryID, CheckedContinuation<EntryID, any Error>)? in
-                    guard let u = s.unconfirmed.removeValue(forKey: id) else { return nil }
-                    s.lengthConfirmed = u.length
-                    return (id, u.waiter)
-                }
-                guard s.pending.isEmpty else { return (done, []) }
-                defer { s.drained.removeAll() }
-                return (done, s.drained)
+            let (confirmed, drained) = state.withLock { s in
+                Self.take(s.pending.acknowledge(entry, from: position), from: &s)
             }
             for (id, waiter) in confirmed { waiter.resume(returning: id) }
             for waiter in drained { waiter.resume() }
         case .success(.failed(.fenced, _)):
             fail(.fenced(id))
+        case .success(.failed(let status, let message)) where Self.replaceable.contains(status):
+            bookieFailed(at: position, "\(status): \(message)")
         case .success(.failed(let status, let message)):
+            // Not the bookie's fault (a bad or oversize entry, a wrong key): no other bookie would do better.
             fail(.bookieFailed(id, bookie(at: position), "\(status): \(message)"))
         case .success(let other):
             fail(.bookieFailed(id, bookie(at: position), "unexpected answer \(other) to an add"))
         case .failure(let error):
-            fail(.bookieFailed(id, bookie(at: position), "\(error)"))
+            bookieFailed(at: position, "\(error)")
         }
+    }
+
+    /// The waiters of newly confirmed entries, and of `close` once nothing is pending; taken out of the state
+    /// so they are resumed outside the lock.
+    private static func take(_ ids: [EntryID], from s: inout State)
+        -> ([(EntryID, CheckedContinuation<EntryID, any Error>)], [CheckedContinuation<Void, Never>]) {
+        let done = ids.compactMap { id -> (EntryID, CheckedContinuation<EntryID, any Error>)? in
+            guard let u = s.unconfirmed.removeValue(forKey: id) else { return nil }
+            s.lengthConfirmed = u.length
+            return (id, u.waiter)
+        }
+        guard s.pending.isEmpty else { return (done, []) }
+        defer { s.drained.removeAll() }
+        return (done, s.drained)
+    }
+
+    /// Answers after which another bookie may succeed where this one did not.
+    static let replaceable: Set<BookieStatus> = [.ioError, .readOnly, .shuttingDown, .tooManyRequests]
+
+    /// Starts replacing the bookie at `position` (once, however many of its adds fail).
+    private func bookieFailed(at position: Int, _ why: String) {
+        let start = state.withLock { s -> Bool in
+            guard s.failure == nil, !s.failedPositions.contains(position) else { return false }
+            s.failedPositions.insert(position)
+            s.failedBookies.insert(s.metadata.fragments.last!.bookies[position])
+            // Nothing is confirmed until the change is recorded: the new fragment starts at the first
+            // unconfirmed entry, and every entry from there must reach the replacement.
+            s.pending.holding = true
+            defer { s.changing = true }
+            return !s.changing
+        }
+        if start { Task { await changeEnsemble(reason: why) } }
     }
 
     private func bookie(at position: Int) -> BookieID {
         state.withLock { $0.metadata.fragments.last!.bookies[position] }
+    }
+
+    /// Replaces the failed bookies: a new fragment from the first unconfirmed entry, written to metadata by
+    /// compare-and-set, then the unconfirmed entries resent to the replacements and the held ones sent to all.
+    /// Repeats while more bookies failed meanwhile. A lost compare-and-set means the ledger is being recovered.
+    private func changeEnsemble(reason: String) async {
+        while true {
+            let (failed, metadata, version, excluded, firstEntry) = state.withLock { s in
+                (s.failedPositions, s.metadata, s.version, s.failedBookies,
+                 s.pending.firstUnconfirmed ?? s.pending.nextEntry)
+            }
+            var bookies = metadata.fragments.last!.bookies
+            var replacements: [Int: BookieClient] = [:]
+            do {
+                let registered = try await pool.registered()
+                var rng = SystemRandomNumberGenerator()
+                for position in failed.sorted() {
+                    let choice: EnsemblePlacement.Choice
+                    do {
+                        choice = try placement.replacement(for: position, in: bookies, quorums: quorums, from: registered,
+                                                           excluding: excluded, using: &rng)
+                    } catch {
+                        throw LedgerError.bookieFailed(id, bookies[position], "\(reason); no replacement: \(error.message)")
+                    }
+                    bookies[position] = choice.bookies[0]
+                    replacements[position] = try await pool.client(for: choice.bookies[0])
+                }
+                var changed = metadata
+                if changed.fragments.last!.firstEntry == firstEntry {
+                    changed.fragments[changed.fragments.count - 1].bookies = bookies
+                } else {
+                    changed.fragments.append(.init(firstEntry: firstEntry, bookies: bookies))
+                }
+                let newVersion: Version
+                do {
+                    newVersion = try await pool.cluster.updateLedger(id, changed, ifVersion: version)
+                } catch let error as MetadataError {
+                    if case .versionConflict = error { throw LedgerError.fenced(id) }
+                    throw LedgerError.bookieFailed(id, metadata.fragments.last!.bookies[failed.sorted()[0]],
+                                                   "\(reason); the ensemble change could not be recorded: \(error)")
+                }
+                if adopt(changed, version: newVersion, replacements: replacements, replaced: failed) { return }
+            } catch let error as LedgerError {
+                return fail(error)
+            } catch {
+                return fail(.bookieFailed(id, bookies[failed.sorted()[0]], "\(reason); \(error)"))
+            }
+        }
+    }
+
+    /// Switches to the changed ensemble and sends what the replacements and the held entries need. Returns
+    /// false when more positions failed during the change (another round is needed).
+    private func adopt(_ metadata: LedgerMetadata, version: Version, replacements: [Int: BookieClient],
+                       replaced: Set<Int>) -> Bool {
+        let (sends, done, confirmed, drained) = state.withLock { s -> ([(BookieClient, [UInt8], EntryID, Int)], Bool, [(EntryID, CheckedContinuation<EntryID, any Error>)], [CheckedContinuation<Void, Never>]) in
+            guard s.failure == nil else { return ([], true, [], []) }
+            s.metadata = metadata
+            s.version = version
+            var sends: [(BookieClient, [UInt8], EntryID, Int)] = []
+            for (position, client) in replacements {
+                s.ensemble[position] = client
+                for entry in s.pending.replace(position: position) where !s.held.contains(entry) {
+                    if let bytes = s.unconfirmed[entry]?.bytes { sends.append((client, bytes, entry, position)) }
+                }
+            }
+            s.failedPositions.subtract(replaced)
+            guard s.failedPositions.isEmpty else { return (sends, false, [], []) }
+            for entry in s.held {
+                guard let bytes = s.unconfirmed[entry]?.bytes else { continue }
+                for position in quorums.writeSet(of: entry) { sends.append((s.ensemble[position], bytes, entry, position)) }
+            }
+            s.held.removeAll()
+            s.changing = false
+            s.pending.holding = false
+            let (confirmed, drained) = Self.take(s.pending.confirmReady(), from: &s)
+            return (sends, true, confirmed, drained)
+        }
+        for (client, bytes, entry, position) in sends { send(bytes, entry: entry, position: position, to: client) }
+        for (id, waiter) in confirmed { waiter.resume(returning: id) }
+        for waiter in drained { waiter.resume() }
+        return done
     }
 
     /// Ends the writer: every pending and later add fails with `error`.

@@ -17,6 +17,9 @@ public struct PendingAdds: Sendable {
     public private(set) var lastAddConfirmed: EntryID
     /// Unconfirmed entries, oldest first, with consecutive ids after `lastAddConfirmed`.
     private var entries = Deque<Entry>()
+    /// While set (during an ensemble change), acknowledgements are recorded but nothing is confirmed, so the
+    /// first unconfirmed entry (where the new fragment starts) stays put; `confirmReady` releases them.
+    public var holding = false
 
     public init(quorums: Quorums, lastAddConfirmed: EntryID = .none) {
         self.quorums = quorums
@@ -45,6 +48,12 @@ public struct PendingAdds: Sendable {
         let index = Int(entry.rawValue - first.rawValue)
         guard index < entries.count, quorums.writeSet(of: entry).contains(position) else { return [] }
         entries[index].acknowledged.insert(position)
+        return confirmReady()
+    }
+
+    /// Confirms, in order, the entries at the front that have an ack quorum (none while `holding`).
+    public mutating func confirmReady() -> [EntryID] {
+        guard !holding else { return [] }
         var confirmed: [EntryID] = []
         while let head = entries.first, head.acknowledged.count >= quorums.ackQuorum {
             confirmed.append(head.id)

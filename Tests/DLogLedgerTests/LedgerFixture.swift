@@ -5,6 +5,7 @@ import DLogMetadata
 import DLogTestSupport
 import DLogWire
 import Logging
+import Synchronization
 import Testing
 
 /// Real bookies (journal, storage, TCP server on loopback) and a real embedded metadata store, all in this
@@ -16,6 +17,8 @@ final class LedgerFixture: Sendable {
     let bookies: [(bookie: Bookie, server: BookieServer)]
     let pool: BookiePool
     let allocator: LedgerIDAllocator
+    /// Bookies already stopped: stopping one twice would wait on event loops that are gone.
+    private let stopped = Mutex<Set<Int>>([])
 
     init(bookies count: Int) async throws {
         store = try EmbeddedStore(.init(directory: directory.sub("metadata")))
@@ -43,11 +46,20 @@ final class LedgerFixture: Sendable {
         allocator = LedgerIDAllocator(cluster: cluster)
     }
 
+    /// Stops the bookie registered as `id` hard (its server closes; it stays registered, as a crashed one
+    /// would until its lease expired).
+    func kill(_ id: BookieID) {
+        guard let index = Int(id.rawValue.dropFirst("bookie-".count)),
+              stopped.withLock({ $0.insert(index).inserted }) else { return }
+        bookies[index].server.close()
+        bookies[index].bookie.stop()
+    }
+
     func stop() async {
         await pool.shutdown()
-        for (bookie, server) in bookies {
-            bookie.stop()
+        for (index, (bookie, server)) in bookies.enumerated() where stopped.withLock({ $0.insert(index).inserted }) {
             server.close()
+            bookie.stop()
         }
         await store.shutdown()
     }

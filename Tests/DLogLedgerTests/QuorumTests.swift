@@ -88,4 +88,18 @@ import Testing
         #expect(adds.acknowledge(EntryID(1), from: 1) == [EntryID(1)], "the replacement's acknowledgement counts")
         #expect(adds.removeAll() == [EntryID(2)])
     }
+
+    @Test func holdingFreezesConfirmationUntilReleased() throws {
+        // Proves that while an ensemble change holds confirmations, acknowledgements are kept but nothing is
+        // confirmed (the new fragment's first entry stays put), and releasing confirms what became ready.
+        var adds = PendingAdds(quorums: try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2)))
+        for _ in 0..<2 { _ = adds.append() }
+        adds.holding = true
+        #expect(adds.acknowledge(EntryID(0), from: 0).isEmpty)
+        #expect(adds.acknowledge(EntryID(0), from: 1).isEmpty)
+        #expect(adds.firstUnconfirmed == EntryID(0))
+        adds.holding = false
+        #expect(adds.confirmReady() == [EntryID(0)])
+        #expect(adds.firstUnconfirmed == EntryID(1))
+    }
 }

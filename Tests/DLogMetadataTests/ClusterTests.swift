@@ -80,7 +80,7 @@ import Testing
         // read-only, and disappears when the lease ends.
         try await withStore(backend) { _, store in
             let cluster = Cluster(store: store)
-            let lease = try await store.grantLease(ttlSeconds: 5)
+            let lease = try await store.grantLease(ttlSeconds: 30)
             var registration = BookieRegistration(id: BookieID("b1:3181"), address: "127.0.0.1:3181", rack: "/zone-a/r1",
                                                   readOnly: false, disks: [], startedAt: 1)
             try await cluster.register(registration, lease: lease.id, waitMax: .seconds(1))
@@ -91,7 +91,7 @@ import Testing
             #expect(try await cluster.bookies() == [registration])
             #expect(try await store.get(ClusterKeys.registration(registration.id, readOnly: false)) == nil)
             // A second bookie claiming the same id is refused once the wait runs out.
-            let other = try await store.grantLease(ttlSeconds: 5)
+            let other = try await store.grantLease(ttlSeconds: 30)
             await #expect(throws: ClusterError.duplicateBookie(registration.id)) {
                 try await cluster.register(registration, lease: other.id, waitMax: .milliseconds(600))
             }
@@ -119,7 +119,7 @@ import Testing
             } catch let error as ClusterError {
                 #expect(error.description.contains("disk-2") && error.description.contains("decommission"))
             }
-            let lease = try await store.grantLease(ttlSeconds: 5)
+            let lease = try await store.grantLease(ttlSeconds: 30)
             try await cluster.register(BookieRegistration(id: id, address: "x:1", rack: "", readOnly: false, disks: [],
                                                           startedAt: 0), lease: lease.id, waitMax: .seconds(1))
             await #expect(throws: ClusterError.bookieRunning(id, state: "writable")) { try await cluster.decommission(id) }
