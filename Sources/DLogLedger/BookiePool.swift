@@ -53,6 +53,20 @@ public final class BookiePool: Sendable {
         return kept
     }
 
+    /// Sends `request` to `bookie` and waits at most `timeout` for the answer: a bookie that hangs (stopped,
+    /// partitioned) costs the caller that long, never more.
+    public func send(_ request: BookieRequest, to bookie: BookieID, timeout: Duration) async throws -> BookieResponse {
+        let client = try await client(for: bookie)
+        let answer = client.channel.eventLoop.makePromise(of: BookieResponse.self)
+        client.sendFuture(request).cascade(to: answer)
+        let (seconds, attoseconds) = timeout.components
+        let timer = client.channel.eventLoop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
+            answer.fail(LedgerError.unreachable(bookie, "no answer within \(timeout)"))
+        }
+        defer { timer.cancel() }
+        return try await answer.futureResult.get()
+    }
+
     public func shutdown() async {
         let clients = state.withLock { s -> [BookieClient] in
             s.shutDown = true
