@@ -58,6 +58,81 @@ public final class LedgerReader: Sendable {
         return best
     }
 
+    /// Waits (at most `timeout`) until a bookie of the last fragment knows a LAC past `previous`; returns the
+    /// LAC, unchanged when none came in time (then the metadata is read again, to notice a close). A closed
+    /// ledger answers at once with its last entry.
+    @discardableResult
+    public func waitForLastAddConfirmed(after previous: EntryID, timeout: Duration) async throws -> EntryID {
+        if metadata.state == .closed { return lastAddConfirmed }
+        let bookies = state.withLock { $0.metadata.fragments.last!.bookies }
+        let millis = UInt32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let poll = BookieRequest.readLAC(ledger: id, longPoll: .init(previous: previous, timeoutMilliseconds: millis))
+        let (answers, sink) = AsyncStream.makeStream(of: EntryID?.self)
+        for bookie in bookies {
+            Task {
+                let answer = try? await pool.send(poll, to: bookie, timeout: timeout + .seconds(2))
+                if case .lac(let lac, _)? = answer { sink.yield(lac) } else { sink.yield(nil) }
+            }
+        }
+        var received = 0
+        var best = state.withLock { $0.lac }
+        for await lac in answers {
+            received += 1
+            if let lac { best = max(best, lac) }
+            // The first bookie to see progress is enough: any LAC a bookie knows was confirmed.
+            if best > previous || received == bookies.count {
+                sink.finish()
+                break
+            }
+        }
+        state.withLock { $0.lac = max($0.lac, best) }
+        // No progress in a whole poll: only then ask metadata whether the ledger was closed (or its ensemble
+        // changed), so metadata stays off the per-entry path.
+        if best <= previous, let closedAt = try await refreshIfClosed() { return closedAt }
+        return state.withLock { $0.lac }
+    }
+
+    /// Re-reads the metadata; when the ledger was closed meanwhile, adopts its last entry and returns it.
+    private func refreshIfClosed() async throws -> EntryID? {
+        if metadata.state == .closed { return lastAddConfirmed }
+        guard let (fresh, _) = try await pool.cluster.ledger(id) else { throw LedgerError.noSuchLedger(id) }
+        guard fresh.state == .closed else {
+            state.withLock { $0.metadata = fresh }
+            return nil
+        }
+        state.withLock { s in
+            s.metadata = fresh
+            s.lac = fresh.lastEntry
+        }
+        return fresh.lastEntry
+    }
+
+    /// Every entry from `first` on, in order, each once, as soon as it is confirmed; ends after the last entry
+    /// once the ledger is closed. Never yields past the LAC.
+    public func tail(from first: EntryID = EntryID(0), pollTimeout: Duration = .seconds(5)) -> AsyncThrowingStream<(EntryID, [UInt8]), any Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                var next = first
+                do {
+                    while !Task.isCancelled {
+                        let lac = lastAddConfirmed
+                        if next <= lac {
+                            continuation.yield((next, try await read(next)))
+                            next = EntryID(next.rawValue + 1)
+                            continue
+                        }
+                        if metadata.state == .closed { break }
+                        try await waitForLastAddConfirmed(after: lac, timeout: pollTimeout)
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
     /// The payload of `entry`, which must not be past the last add confirmed.
     public func read(_ entry: EntryID) async throws -> [UInt8] {
         let (metadata, lac) = state.withLock { ($0.metadata, $0.lac) }

@@ -48,7 +48,14 @@ public final class LedgerWriter: Sendable {
         var held: [EntryID] = []
         /// Bookies that failed this writer: never chosen again as replacements.
         var failedBookies: Set<BookieID> = []
+        /// The LAC last written explicitly, and whether a write of it is scheduled.
+        var lacWritten = EntryID.none
+        var lacScheduled = false
     }
+
+    /// How long the writer waits, idle, before writing its LAC explicitly so readers see its last entries
+    /// (otherwise the LAC only travels on the next add).
+    public static let idleLACDelay = Duration.milliseconds(20)
     private let state: Mutex<State>
 
     private init(id: LedgerID, quorums: Quorums, metadata: LedgerMetadata, version: Version, ensemble: [BookieClient],
@@ -132,6 +139,7 @@ public final class LedgerWriter: Sendable {
             }
             for (id, waiter) in confirmed { waiter.resume(returning: id) }
             for waiter in drained { waiter.resume() }
+            if !confirmed.isEmpty { scheduleIdleLAC() }
         case .success(.failed(.fenced, _)):
             fail(.fenced(id))
         case .success(.failed(let status, let message)) where Self.replaceable.contains(status):
@@ -143,6 +151,33 @@ public final class LedgerWriter: Sendable {
             fail(.bookieFailed(id, bookie(at: position), "unexpected answer \(other) to an add"))
         case .failure(let error):
             bookieFailed(at: position, "\(error)")
+        }
+    }
+
+    /// When the writer has gone idle with a LAC the bookies have not been told (the last entry's own header
+    /// carries only the LAC before it), writes it to the current ensemble so tailing readers see the end.
+    private func scheduleIdleLAC() {
+        let schedule = state.withLock { s -> Bool in
+            guard !s.lacScheduled, s.failure == nil else { return false }
+            s.lacScheduled = true
+            return true
+        }
+        guard schedule else { return }
+        Task {
+            try? await Task.sleep(for: Self.idleLACDelay)
+            let target = state.withLock { s -> (EntryID, [BookieClient])? in
+                s.lacScheduled = false
+                guard s.pending.isEmpty, !s.changing, s.failure == nil, s.pending.lastAddConfirmed > s.lacWritten else {
+                    return nil
+                }
+                s.lacWritten = s.pending.lastAddConfirmed
+                return (s.lacWritten, s.ensemble)
+            }
+            guard let (lac, ensemble) = target else { return }
+            // Best effort: a bookie that misses it learns the LAC from the next add.
+            for client in ensemble {
+                _ = client.sendFuture(.writeLAC(ledger: id, masterKey: password.masterKey, lac: lac))
+            }
         }
     }
 
