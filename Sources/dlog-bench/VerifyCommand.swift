@@ -45,7 +45,13 @@ struct VerifyCommand: AsyncParsableCommand {
         if let target {
             try await verifyBookie(target)
         } else if let metadata {
-            try await verifyMetadata(metadata)
+            // A log of dlog-bench ledger names ledgers (`L<id> entry crc`); one of dlog-bench metadata, keys.
+            let text = (try? String(contentsOfFile: ackedLog, encoding: .utf8)) ?? ""
+            if text.hasPrefix("L") {
+                try await LedgerVerification(logPath: ackedLog, text: text).run(metadata: metadata)
+            } else {
+                try await verifyMetadata(metadata)
+            }
         }
     }
 

@@ -1,0 +1,169 @@
+import ArgumentParser
+import DLogLedger
+import DLogMetadata
+import DLogWire
+import Foundation
+import Histogram
+import Synchronization
+
+/// Closed-loop replicated adds: N writers, each its own ledger, each keeping P adds in flight, through the
+/// quorum client (placement from the registry, Qa acks in order, ensemble changes).
+struct LedgerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ledger",
+        abstract: "Closed-loop replicated adds through the ledger client; prints throughput and latency.")
+
+    @Option(help: "Metadata store: dlog://HOST:PORT or etcd://HOST:PORT[/prefix].") var metadata: String
+    @Option(help: "Bookies per ledger (E).") var ensemble = 3
+    @Option(name: .customLong("write-quorum"), help: "Copies of each entry (Qw).") var writeQuorum = 3
+    @Option(name: .customLong("ack-quorum"), help: "Acknowledgements that confirm an entry (Qa).") var ackQuorum = 2
+    @Option(help: "Writers, each with its own ledger.") var clients = 1
+    @Option(help: "Adds in flight per writer.") var pipeline = 1
+    @Option(help: "Payload bytes per entry.") var size = 1024
+    @Option(help: "Seconds to run.") var duration = 5.0
+    @Flag(help: "Print one JSON object.") var json = false
+    @Option(name: .customLong("acked-log"), help: "Append every confirmed (ledger, entry, payload CRC32C) to this file.")
+    var ackedLog: String?
+
+    struct Result: Codable {
+        var target: String
+        var ensemble: Int
+        var write_quorum: Int
+        var ack_quorum: Int
+        var clients: Int
+        var pipeline: Int
+        var size: Int
+        var duration_s: Double
+        var ops: Int
+        var errors: Int
+        var ops_per_sec: Double
+        var mb_per_sec: Double
+        var p50_ms: Double
+        var p99_ms: Double
+        var p999_ms: Double
+        var max_ms: Double
+    }
+
+    final class Tally: Sendable {
+        struct Counts {
+            var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000)
+            var ops = 0
+            var errors = 0
+            var firstError: String?
+            var acked: [String] = []
+        }
+        let counts = Mutex(Counts())
+    }
+
+    func validate() throws {
+        do { _ = try MetadataURI(parsing: metadata) } catch { throw ValidationError("--metadata: \(error)") }
+        guard Quorums(ensembleSize: ensemble, writeQuorum: writeQuorum, ackQuorum: ackQuorum) != nil else {
+            throw ValidationError("quorums must satisfy ensemble ≥ write-quorum ≥ ack-quorum ≥ 1 (and ensemble ≤ 64)")
+        }
+        guard (1...1024).contains(clients) else { throw ValidationError("--clients must be 1...1024") }
+        guard (1...1024).contains(pipeline) else { throw ValidationError("--pipeline must be 1...1024") }
+        guard (0...(1 << 20)).contains(size) else { throw ValidationError("--size must be 0...1M") }
+        guard duration > 0 && duration <= 3600 else { throw ValidationError("--duration must be 0...3600") }
+    }
+
+    func run() async throws {
+        let store = try MetadataURI.connect(metadata)
+        let cluster = Cluster(store: store)
+        let pool = BookiePool(cluster: cluster)
+        let allocator = LedgerIDAllocator(cluster: cluster)
+        let quorums = Quorums(ensembleSize: ensemble, writeQuorum: writeQuorum, ackQuorum: ackQuorum)!
+        var writers: [LedgerWriter] = []
+        var rng = SystemRandomNumberGenerator()
+        do {
+            for _ in 0..<clients {
+                writers.append(try await LedgerWriter.create(quorums: quorums, password: "dlog-bench", pool: pool,
+                                                             allocator: allocator, using: &rng))
+            }
+        } catch {
+            await pool.shutdown()
+            await store.shutdown()
+            throw BenchError("creating ledgers: \(error)")
+        }
+        let tally = Tally()
+        let start = ContinuousClock.now
+        let deadline = start + .milliseconds(Int64(duration * 1000))
+        let keepAcked = ackedLog != nil
+        await withTaskGroup(of: Void.self) { group in
+            for (index, writer) in writers.enumerated() {
+                for lane in 0..<pipeline {
+                    group.addTask {
+                        await Self.addLoop(writer, lane: UInt64(index * 1024 + lane), size: size, until: deadline,
+                                           keepAcked: keepAcked, tally: tally)
+                    }
+                }
+            }
+        }
+        let elapsed = Double((ContinuousClock.now - start).components.attoseconds) / 1e18
+            + Double((ContinuousClock.now - start).components.seconds)
+        for writer in writers { _ = try? await writer.close() }
+        await pool.shutdown()
+        await store.shutdown()
+        try report(tally, elapsed: elapsed)
+    }
+
+    /// One lane: adds one at a time until the deadline; a failed add ends the lane (its writer is done).
+    static func addLoop(_ writer: LedgerWriter, lane: UInt64, size: Int, until deadline: ContinuousClock.Instant,
+                        keepAcked: Bool, tally: Tally) async {
+        var payload = (0..<max(size, 16)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        if size < 16 { payload.removeLast(16 - size) }
+        var sequence: UInt64 = 0
+        while ContinuousClock.now < deadline {
+            sequence += 1
+            // Stamp lane and sequence into the payload so each confirmed entry has its own CRC to verify.
+            if size >= 16 {
+                withUnsafeBytes(of: lane.bigEndian) { payload.replaceSubrange(0..<8, with: $0) }
+                withUnsafeBytes(of: sequence.bigEndian) { payload.replaceSubrange(8..<16, with: $0) }
+            }
+            let sent = ContinuousClock.now
+            do {
+                let entry = try await writer.append(payload)
+                let latency = micros(ContinuousClock.now - sent)
+                let line = keepAcked ? "L\(writer.id.rawValue) \(entry.rawValue) \(String(format: "%08x", CRC32C.checksum(payload)))" : nil
+                tally.counts.withLock { c in
+                    c.ops += 1
+                    _ = c.histogram.record(latency)
+                    if let line { c.acked.append(line) }
+                }
+            } catch {
+                tally.counts.withLock { c in
+                    c.errors += 1
+                    if c.firstError == nil { c.firstError = "\(error)" }
+                }
+                return
+            }
+        }
+    }
+
+    func report(_ tally: Tally, elapsed: Double) throws {
+        let counts = tally.counts.withLock { $0 }
+        if let ackedLog {
+            let text = counts.acked.joined(separator: "\n") + (counts.acked.isEmpty ? "" : "\n")
+            guard let handle = FileHandle(forWritingAtPath: ackedLog) ?? {
+                _ = FileManager.default.createFile(atPath: ackedLog, contents: nil)
+                return FileHandle(forWritingAtPath: ackedLog)
+            }() else { throw BenchError("cannot write --acked-log \(ackedLog)") }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(text.utf8))
+            try handle.close()
+        }
+        let latency = LatencySummary(counts.histogram)
+        let result = Result(target: metadata, ensemble: ensemble, write_quorum: writeQuorum, ack_quorum: ackQuorum,
+                            clients: clients, pipeline: pipeline, size: size, duration_s: elapsed, ops: counts.ops,
+                            errors: counts.errors, ops_per_sec: (Double(counts.ops) / elapsed).rounded(),
+                            mb_per_sec: (Double(counts.ops * size) / elapsed / 1e6 * 100).rounded() / 100,
+                            p50_ms: latency.p50_ms, p99_ms: latency.p99_ms, p999_ms: latency.p999_ms, max_ms: latency.max_ms)
+        if json {
+            printJSON(result)
+        } else {
+            print("ledger E=\(ensemble) Qw=\(writeQuorum) Qa=\(ackQuorum) \(clients)x\(pipeline) \(size) B: "
+                  + "\(fmt(result.ops_per_sec, 0)) adds/s, \(fmt(result.mb_per_sec)) MB/s, p50 \(fmt(latency.p50_ms, 3)) ms, "
+                  + "p99 \(fmt(latency.p99_ms, 3)) ms, p99.9 \(fmt(latency.p999_ms, 3)) ms, max \(fmt(latency.max_ms, 3)) ms; "
+                  + "\(counts.errors) errors" + (counts.firstError.map { " (first: \($0))" } ?? ""))
+        }
+        if counts.errors > 0 { throw ExitCode(1) }
+    }
+}
