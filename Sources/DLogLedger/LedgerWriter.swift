@@ -48,6 +48,9 @@ public final class LedgerWriter: Sendable {
         var held: [EntryID] = []
         /// Bookies that failed this writer: never chosen again as replacements.
         var failedBookies: Set<BookieID> = []
+        /// Positions whose bookie failed with no replacement available, written around while every write set
+        /// still has an ack quorum of live bookies (their entries are then under-replicated).
+        var degraded: Set<Int> = []
         /// The LAC last written explicitly, and whether a write of it is scheduled.
         var lacWritten = EntryID.none
         var lacScheduled = false
@@ -116,7 +119,7 @@ public final class LedgerWriter: Sendable {
                     s.held.append(entry)
                     return []
                 }
-                return positions.map { (s.ensemble[$0], bytes, entry, $0) }
+                return positions.filter { !s.degraded.contains($0) }.map { (s.ensemble[$0], bytes, entry, $0) }
             }
             for (client, bytes, entry, position) in sends ?? [] { send(bytes, entry: entry, position: position, to: client) }
         }
@@ -201,7 +204,7 @@ public final class LedgerWriter: Sendable {
     /// Starts replacing the bookie at `position` (once, however many of its adds fail).
     private func bookieFailed(at position: Int, _ why: String) {
         let start = state.withLock { s -> Bool in
-            guard s.failure == nil, !s.failedPositions.contains(position) else { return false }
+            guard s.failure == nil, !s.failedPositions.contains(position), !s.degraded.contains(position) else { return false }
             s.failedPositions.insert(position)
             s.failedBookies.insert(s.metadata.fragments.last!.bookies[position])
             // Nothing is confirmed until the change is recorded: the new fragment starts at the first
@@ -221,7 +224,7 @@ public final class LedgerWriter: Sendable {
     /// compare-and-set, then the unconfirmed entries resent to the replacements and the held ones sent to all.
     /// Repeats while more bookies failed meanwhile. A lost compare-and-set means the ledger is being recovered.
     private func changeEnsemble(reason: String) async {
-        while true {
+        rounds: while true {
             let (failed, metadata, version, excluded, firstEntry) = state.withLock { s in
                 (s.failedPositions, s.metadata, s.version, s.failedBookies,
                  s.pending.firstUnconfirmed ?? s.pending.nextEntry)
@@ -237,7 +240,14 @@ public final class LedgerWriter: Sendable {
                         choice = try placement.replacement(for: position, in: bookies, quorums: quorums, from: registered,
                                                            excluding: excluded, using: &rng)
                     } catch {
-                        throw LedgerError.bookieFailed(id, bookies[position], "\(reason); no replacement: \(error.message)")
+                        // No bookie to take its place: write around it if every write set keeps an ack quorum.
+                        switch degrade(failed) {
+                        case .done: return
+                        case .moreFailed: continue rounds
+                        case .impossible:
+                            throw LedgerError.bookieFailed(id, bookies[position],
+                                "\(reason); no replacement (\(error.message)) and too few live bookies left for an ack quorum of \(quorums.ackQuorum)")
+                        }
                     }
                     bookies[position] = choice.bookies[0]
                     replacements[position] = try await pool.client(for: choice.bookies[0])
@@ -263,6 +273,39 @@ public final class LedgerWriter: Sendable {
                 return fail(.bookieFailed(id, bookies[failed.sorted()[0]], "\(reason); \(error)"))
             }
         }
+    }
+
+    /// Goes on without the bookies at `failed` when every write set still has Qa other live bookies: the
+    /// ensemble stays as recorded, adds skip those positions (their entries have fewer than Qw copies), and the
+    /// held entries go out. `impossible` when some write set would be left without an ack quorum.
+    enum Degrade { case done, moreFailed, impossible }
+
+    private func degrade(_ failed: Set<Int>) -> Degrade {
+        let (sends, confirmed, drained, outcome) = state.withLock { s -> ([(BookieClient, [UInt8], EntryID, Int)], [(EntryID, CheckedContinuation<EntryID, any Error>)], [CheckedContinuation<Void, Never>], Degrade) in
+            let down = s.degraded.union(failed)
+            guard quorums.allWriteSets.allSatisfy({ set in set.filter { !down.contains($0) }.count >= quorums.ackQuorum }) else {
+                return ([], [], [], .impossible)
+            }
+            s.degraded = down
+            s.failedPositions.subtract(failed)
+            guard s.failedPositions.isEmpty else { return ([], [], [], .moreFailed) }
+            var sends: [(BookieClient, [UInt8], EntryID, Int)] = []
+            for entry in s.held {
+                guard let bytes = s.unconfirmed[entry]?.bytes else { continue }
+                for position in quorums.writeSet(of: entry) where !down.contains(position) {
+                    sends.append((s.ensemble[position], bytes, entry, position))
+                }
+            }
+            s.held.removeAll()
+            s.changing = false
+            s.pending.holding = false
+            let (confirmed, drained) = Self.take(s.pending.confirmReady(), from: &s)
+            return (sends, confirmed, drained, .done)
+        }
+        for (client, bytes, entry, position) in sends { send(bytes, entry: entry, position: position, to: client) }
+        for (id, waiter) in confirmed { waiter.resume(returning: id) }
+        for waiter in drained { waiter.resume() }
+        return outcome
     }
 
     /// Switches to the changed ensemble and sends what the replacements and the held entries need. Returns

@@ -191,14 +191,14 @@ import Testing
             let start = try await store.range(.key("/x"), limit: 1).revision
             let collector = EventCollector(store.watch(.prefix("/l/"), from: start.next))
             let short = try await store.grantLease(ttlSeconds: 3)
-            // Longer TTL for the kept lease: a loaded CI machine may stall this loop for seconds.
-            let kept = try await store.grantLease(ttlSeconds: 8)
+            // A long TTL for the kept lease: a loaded CI machine may stall this loop for many seconds.
+            let kept = try await store.grantLease(ttlSeconds: 60)
             try await store.create("/l/short", value: [], lease: short.id)
             try await store.create("/l/kept", value: [], lease: kept.id)
             // (Unless a stalled machine let it expire already.)
             if let item = try await store.get("/l/short") { #expect(item.lease == short.id) }
             // Keep one alive past the other's expiry.
-            let deadline = ContinuousClock.now + .seconds(12)
+            let deadline = ContinuousClock.now + .seconds(40)
             while try await store.get("/l/short") != nil {
                 #expect(ContinuousClock.now < deadline, "lease never expired")
                 if ContinuousClock.now >= deadline { return }
