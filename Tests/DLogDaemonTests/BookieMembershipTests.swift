@@ -16,7 +16,7 @@ import Testing
 
         init(initialize: Bool = true) async throws {
             dir = TempDir("dlog-member")
-            metadata = try DaemonProcess(["--data-dir", dir.sub("metadata")], role: "metadata")
+            metadata = try await DaemonProcess.start(["--data-dir", dir.sub("metadata")], role: "metadata")
             uri = "dlog://127.0.0.1:\(metadata.port)"
             cluster = Cluster(store: try MetadataURI.connect(uri))
             if initialize { try await cluster.initialize() }
@@ -44,7 +44,7 @@ import Testing
         func stop() async {
             await cluster.store.shutdown()
             metadata.kill(SIGTERM)
-            _ = metadata.waitForExit()
+            _ = await metadata.exited()
         }
     }
 
@@ -53,7 +53,7 @@ import Testing
         // `dlogctl bookie list`, leaves at once on SIGTERM, and vanishes within its TTL after SIGKILL.
         let setup = try await Setup()
         let config = try setup.bookieConfig("b1", id: "bookie-1")
-        var bookie = try DaemonProcess(["--config", config])
+        var bookie = try await DaemonProcess.start(["--config", config])
         let registered = try await setup.cluster.bookies()
         #expect(registered.map(\.id) == [BookieID("bookie-1")])
         #expect(registered.first?.readOnly == false && registered.first?.rack == "/zone-a/rack-1")
@@ -65,13 +65,13 @@ import Testing
         #expect(listed.stdout.contains("\"bookie-1\"") && listed.stdout.contains("/zone-a/rack-1"))
 
         bookie.kill(SIGTERM)
-        #expect(bookie.waitForExit() == 0)
+        #expect(await bookie.exited() == 0)
         #expect(try await setup.cluster.bookies().isEmpty, "deregistered on a clean stop, without waiting for the TTL")
 
-        bookie = try DaemonProcess(["--config", config])
+        bookie = try await DaemonProcess.start(["--config", config])
         #expect(try await setup.cluster.bookies().count == 1, "a restarted bookie registers again")
         bookie.kill(SIGKILL)
-        _ = bookie.waitForExit()
+        _ = await bookie.exited()
         try await eventually("the registration of a killed bookie expires", seconds: 10) {
             try await setup.cluster.bookies().isEmpty
         }
@@ -83,14 +83,14 @@ import Testing
         // registration from writable to read-only, keeping it alive.
         let setup = try await Setup()
         let config = try setup.bookieConfig("b1", id: "bookie-ro", extra: "disk_usage_threshold = 0.001\ndisk_usage_lwm = 0.001")
-        let bookie = try DaemonProcess(["--config", config])
+        let bookie = try await DaemonProcess.start(["--config", config])
         try await eventually("the registration moves to read-only", seconds: 15) {
             try await setup.cluster.bookies().first?.readOnly == true
         }
         #expect(try await setup.cluster.store.get(ClusterKeys.registration(BookieID("bookie-ro"), readOnly: true)) != nil)
         #expect(try await setup.cluster.store.get(ClusterKeys.registration(BookieID("bookie-ro"), readOnly: false)) == nil)
         bookie.kill(SIGTERM)
-        #expect(bookie.waitForExit() == 0)
+        #expect(await bookie.exited() == 0)
         #expect(try await setup.cluster.bookies().isEmpty)
         await setup.stop()
     }
@@ -99,7 +99,7 @@ import Testing
         // Proves the bookie's GC deletes the data of a ledger whose metadata was deleted, and keeps the data
         // of ledgers that still exist.
         let setup = try await Setup()
-        let bookie = try DaemonProcess(["--config", try setup.bookieConfig("b1", id: "bookie-gc")])
+        let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: "bookie-gc")])
         let kept = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
                                   fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-gc")])],
                                   creationTime: 0)
@@ -121,7 +121,7 @@ import Testing
         #expect(try await client.read(ledger: LedgerID(1), entry: EntryID(4)) == entry(1, 4))
         await client.close()
         bookie.kill(SIGTERM)
-        _ = bookie.waitForExit()
+        _ = await bookie.exited()
         await setup.stop()
     }
 
@@ -129,7 +129,7 @@ import Testing
         // Proves that when metadata comes back empty (a metadata role restarted on a fresh directory), the
         // bookie neither deletes its ledgers nor registers itself there.
         let setup = try await Setup()
-        let bookie = try DaemonProcess(["--config", try setup.bookieConfig("b1", id: "bookie-keep")])
+        let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: "bookie-keep")])
         let metadata = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
                                       fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-keep")])],
                                       creationTime: 0)
@@ -137,7 +137,7 @@ import Testing
         let client = try await bookie.client()
         for e in 0..<3 { try await client.add(key: testKey, entry: entry(7, Int64(e))) }
         setup.metadata.kill(SIGKILL)
-        _ = setup.metadata.waitForExit()
+        _ = await setup.metadata.exited()
         let empty = try DaemonProcess(["--data-dir", setup.dir.sub("empty-metadata"), "--port", "\(setup.metadata.port)"],
                                       role: "metadata")
         // Several GC intervals and more than the registration TTL.
@@ -148,9 +148,9 @@ import Testing
         await store.shutdown()
         await client.close()
         bookie.kill(SIGTERM)
-        _ = bookie.waitForExit()
+        _ = await bookie.exited()
         empty.kill(SIGTERM)
-        _ = empty.waitForExit()
+        _ = await empty.exited()
         await setup.cluster.store.shutdown()
     }
 
@@ -158,18 +158,18 @@ import Testing
         // Proves a bookie whose disks do not match its cookie in metadata refuses to start, naming the
         // mismatch, and that a bookie pointed at an uninitialized cluster says to run `cluster init`.
         let setup = try await Setup()
-        let first = try DaemonProcess(["--config", try setup.bookieConfig("b1", id: "bookie-x")])
+        let first = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: "bookie-x")])
         first.kill(SIGTERM)
-        #expect(first.waitForExit() == 0)
+        #expect(await first.exited() == 0)
         // Same id, fresh directories: a wiped or swapped disk set.
         let impostor = try DaemonProcess(["--config", try setup.bookieConfig("b2", id: "bookie-x")], waitForListening: false)
-        #expect(impostor.waitForExit() == 2)
+        #expect(await impostor.exited() == 2)
         #expect(impostor.stderr.contains("does not match its cookie") && impostor.stderr.contains("decommission"))
         await setup.stop()
 
         let empty = try await Setup(initialize: false)
         let orphan = try DaemonProcess(["--config", try empty.bookieConfig("b1", id: "bookie-y")], waitForListening: false)
-        #expect(orphan.waitForExit() == 2)
+        #expect(await orphan.exited() == 2)
         #expect(orphan.stderr.contains("dlogctl cluster init"))
         await empty.stop()
     }
@@ -182,11 +182,11 @@ import Testing
         #expect(again.status == 1 && again.stderr.contains("already initialized"))
         let stats = try runTool(dlogctlPath, ["metadata", "stats", "--metadata", setup.uri, "--json"])
         #expect(stats.status == 0 && stats.stdout.contains("\"revision\":"))
-        let bookie = try DaemonProcess(["--config", try setup.bookieConfig("b1", id: "bookie-d")])
+        let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: "bookie-d")])
         let running = try runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
         #expect(running.status == 1 && running.stderr.contains("is running"))
         bookie.kill(SIGTERM)
-        _ = bookie.waitForExit()
+        _ = await bookie.exited()
         let holding = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
                                      fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-d")])],
                                      creationTime: 0)
@@ -196,9 +196,9 @@ import Testing
         try await setup.cluster.deleteLedger(LedgerID(9), ifVersion: version)
         let done = try runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
         #expect(done.status == 0, "\(done.stderr)")
-        let fresh = try DaemonProcess(["--config", try setup.bookieConfig("b2", id: "bookie-d")])
+        let fresh = try await DaemonProcess.start(["--config", try setup.bookieConfig("b2", id: "bookie-d")])
         fresh.kill(SIGTERM)
-        #expect(fresh.waitForExit() == 0)
+        #expect(await fresh.exited() == 0)
         await setup.stop()
     }
 }

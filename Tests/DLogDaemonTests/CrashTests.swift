@@ -36,7 +36,7 @@ final class Acked: Sendable {
         let acked = Acked()
         var fenced: [UInt64] = []
         for cycle in 0..<20 {
-            let d = try DaemonProcess(["--config", conf])
+            let d = try await DaemonProcess.start(["--config", conf])
             let clients = try await (0..<4).asyncMap { _ in try await d.client() }
             // 1. Everything acknowledged before still reads back; fenced ledgers still refuse normal adds.
             try await verify(acked.snapshot, with: clients[0], cycle: cycle)
@@ -58,18 +58,18 @@ final class Acked: Sendable {
             d.kill(SIGKILL)
             stop.set()
             for w in writers { await w.value }
-            _ = d.waitForExit()
+            _ = await d.exited()
             for c in clients { await c.close() }
         }
         // A last start checks the final cycle too.
-        let d = try DaemonProcess(["--config", conf])
+        let d = try await DaemonProcess.start(["--config", conf])
         let c = try await d.client()
         try await verify(acked.snapshot, with: c, cycle: 20)
         let total = acked.snapshot.values.reduce(0) { $0 + Int($1) + 1 }
         #expect(total > 1000, "the load should have acknowledged a fair number of entries (\(total))")
         await c.close()
         d.kill(SIGTERM)
-        #expect(d.waitForExit() == 0)
+        #expect(await d.exited() == 0)
     }
 
     /// Four ledgers per writer, 8 adds in flight, until told to stop or the connection dies.

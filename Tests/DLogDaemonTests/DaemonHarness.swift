@@ -23,8 +23,14 @@ let dlogdPath: String = {
 final class DaemonProcess: Sendable {
     let process: Process
     let output = Captured()
-    let port: Int
     private let generatedConfig: String?
+
+    /// The port from the child's "listening on" line; 0 until it printed one.
+    var port: Int {
+        let text = output.withLock { $0.stdout }
+        guard let range = text.range(of: "listening on 127.0.0.1:") else { return 0 }
+        return Int(text[range.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
 
     deinit {
         if let generatedConfig { try? FileManager.default.removeItem(atPath: generatedConfig) }
@@ -60,7 +66,28 @@ final class DaemonProcess: Sendable {
         self.process = process
         generatedConfig = generated
         try process.run()
-        port = waitForListening ? try Self.listeningPort(process, output) : 0
+        if waitForListening { _ = try Self.listeningPort(process, output) }
+    }
+
+    /// Starts dlogd and waits for its "listening on" line by sleeping, not by holding one of the few threads
+    /// every test shares: for async tests.
+    static func start(_ arguments: [String], role: String = "bookie") async throws -> DaemonProcess {
+        let daemon = try DaemonProcess(arguments, role: role, waitForListening: false)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if daemon.port != 0 { return daemon }
+            if !daemon.process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        daemon.kill(SIGKILL)
+        throw DaemonError("dlogd did not start: \(daemon.stderr)")
+    }
+
+    /// Waits (sleeping) for the child to exit; kills it after `timeout`. Returns the exit status.
+    func exited(timeout: Duration = .seconds(30)) async -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
+        return waitForExit(timeout: 1)
     }
 
     /// The port from the "listening on" line; kills the child and throws if it never comes.

@@ -25,7 +25,7 @@ import Testing
         // concurrent load from several clients), with its value, and no version is ever handed out twice.
         let dir = TempDir("dlog-md-crash")
         let data = dir.sub("metadata")
-        var daemon = try DaemonProcess(["--data-dir", data], role: "metadata")
+        var daemon = try await DaemonProcess.start(["--data-dir", data], role: "metadata")
         let port = daemon.port
         let keys = (0..<16).map { "/crash/k\($0)" }
         let setup = RemoteStore(endpoints: [.init(host: "127.0.0.1", port: port)], requestTimeout: .seconds(2))
@@ -48,9 +48,9 @@ import Testing
         for cycle in 1...10 {
             try await Task.sleep(for: .milliseconds(Int.random(in: 250...600)))
             daemon.kill(SIGKILL)
-            _ = daemon.waitForExit()
+            _ = await daemon.exited()
             acks.cycle.store(cycle, ordering: .relaxed)
-            daemon = try DaemonProcess(["--data-dir", data, "--port", "\(port)"], role: "metadata")
+            daemon = try await DaemonProcess.start(["--data-dir", data, "--port", "\(port)"], role: "metadata")
         }
         try await Task.sleep(for: .milliseconds(500))
         acks.stop.store(true, ordering: .relaxed)
@@ -71,7 +71,7 @@ import Testing
         await watcherStore.shutdown()
         await setup.shutdown()
         daemon.kill(SIGTERM)
-        #expect(daemon.waitForExit() == 0)
+        #expect(await daemon.exited() == 0)
     }
 
     /// Every key's current state is at or past its last acknowledged update, and the change history holds

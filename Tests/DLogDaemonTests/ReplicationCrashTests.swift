@@ -12,7 +12,7 @@ import Testing
         // ledger and checks every entry's CRC).
         let (e, qw, qa) = shape
         let dir = TempDir("dlog-repl")
-        let metadata = try DaemonProcess(["--data-dir", dir.sub("metadata")], role: "metadata")
+        let metadata = try await DaemonProcess.start(["--data-dir", dir.sub("metadata")], role: "metadata")
         let uri = "dlog://127.0.0.1:\(metadata.port)"
         let initialized = try runTool(dlogctlPath, ["cluster", "init", "--metadata", uri])
         #expect(initialized.status == 0, "\(initialized.stderr)")
@@ -29,7 +29,7 @@ import Testing
                 metadata = \(uri)
                 bookie_id = bookie-\(index)
                 """.write(toFile: config, atomically: true, encoding: .utf8)
-            bookies.append(try DaemonProcess(["--config", config]))
+            bookies.append(try await DaemonProcess.start(["--config", config]))
         }
         defer {
             for bookie in bookies { bookie.kill(SIGKILL); _ = bookie.waitForExit() }

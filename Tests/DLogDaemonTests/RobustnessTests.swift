@@ -14,7 +14,7 @@ import Testing
         print("RobustnessTests seed \(seed)")
         var rng = SeededGenerator(seed: seed)
         let dir = TempDir()
-        let d = try DaemonProcess(["--journal-dir", dir.sub("j"), "--ledger-dir", dir.sub("l")])
+        let d = try await DaemonProcess.start(["--journal-dir", dir.sub("j"), "--ledger-dir", dir.sub("l")])
         let good = try await d.client()
         let goodLedger: UInt64 = 0x5EED_0000_DEAD_BEEF  // far (in bits) from every fuzzed ledger id
         let templates = validFrames()
@@ -50,7 +50,7 @@ import Testing
         #expect(d.stderr.contains("closing connection: malformed input"))
         await good.close()
         d.kill(SIGTERM)
-        #expect(d.waitForExit() == 0)
+        #expect(await d.exited() == 0)
     }
 
     func validFrames() -> [[UInt8]] {
