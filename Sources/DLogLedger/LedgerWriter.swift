@@ -327,7 +327,9 @@ public final class LedgerWriter: Sendable {
             guard s.failedPositions.isEmpty else { return (sends, false, [], []) }
             for entry in s.held {
                 guard let bytes = s.unconfirmed[entry]?.bytes else { continue }
-                for position in quorums.writeSet(of: entry) { sends.append((s.ensemble[position], bytes, entry, position)) }
+                for position in quorums.writeSet(of: entry) where !s.degraded.contains(position) {
+                    sends.append((s.ensemble[position], bytes, entry, position))
+                }
             }
             s.held.removeAll()
             s.changing = false
