@@ -55,13 +55,18 @@ import Testing
     /// starts, keeping every entry before the damage; later starts repeat that decision without the flag.
     @Test func refusesThenTruncatesOnOperatorRequest() async throws {
         let dir = TempDir()
-        let args = ["--journal-dir", dir.sub("j"), "--ledger-dir", dir.sub("l")]
-        var d = try DaemonProcess(args)
+        // No checkpoint during the test (a slow, loaded machine could take 10 s over the adds): one would move the
+        // replay start past the damaged batch, and there would be nothing to refuse.
+        let conf = dir.sub("bookie.conf")
+        try "journal_file_bytes = 8M\njournal_files_max = 3\nmax_frame_bytes = 1M\ncheckpoint_interval_ms = 3600000\n"
+            .write(toFile: conf, atomically: true, encoding: .utf8)
+        let args = ["--journal-dir", dir.sub("j"), "--ledger-dir", dir.sub("l"), "--config", conf]
+        var d = try await DaemonProcess.start(args)
         var c = try await d.client()
         for e in 0..<40 { try await c.add(key: testKey, entry: entry(3, Int64(e))) }  // one batch each
         await c.close()
         d.kill(SIGKILL)
-        _ = d.waitForExit()
+        _ = await d.exited()
 
         // Find the journal file holding the adds (the newest header) and damage its 10th batch.
         let journalDir = dir.sub("j")
@@ -78,26 +83,26 @@ import Testing
         try handle.close()
 
         d = try DaemonProcess(args, waitForListening: false)
-        #expect(d.waitForExit() == 2)
+        #expect(await d.exited() == 2)
         #expect(d.stderr.contains(path))
         #expect(d.stderr.contains("offset \(4096 * 10)"))
         #expect(d.stderr.contains("--journal-truncate-corrupt"))
 
-        d = try DaemonProcess(args + ["--journal-truncate-corrupt"])
+        d = try await DaemonProcess.start(args + ["--journal-truncate-corrupt"])
         c = try await d.client()
         let last = try EntryCodec.validate(try await c.read(ledger: LedgerID(3), entry: .none)).entry.rawValue
         #expect(last >= 0 && last < 39, "the damaged batch and everything after it are cut (last kept: \(last))")
         for e in 0...last { #expect(try await c.read(ledger: LedgerID(3), entry: EntryID(e)) == entry(3, e)) }
         await c.close()
         d.kill(SIGTERM)
-        #expect(d.waitForExit() == 0)
+        #expect(await d.exited() == 0)
 
-        d = try DaemonProcess(args)  // no flag: the cut holds
+        d = try await DaemonProcess.start(args)  // no flag: the cut holds
         c = try await d.client()
         #expect(try await c.read(ledger: LedgerID(3), entry: .none) == entry(3, last))
         await c.close()
         d.kill(SIGTERM)
-        #expect(d.waitForExit() == 0)
+        #expect(await d.exited() == 0)
     }
 
     func fileNumber(_ path: String) throws -> UInt64 {
