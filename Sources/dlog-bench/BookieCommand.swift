@@ -106,13 +106,13 @@ struct BookieCommand: AsyncParsableCommand {
                 acked += s.acked
             }
         }
-        if let ackedLog { try Self.appendAcked(acked, to: ackedLog) }
+        if let ackedLog { try appendAckedLines(acked.map { "\($0.0) \($0.1) \($0.2)" }, to: ackedLog) }
         let lat = LatencySummary(histogram)
         let syncs = Double(after.syncs &- before.syncs)
         let records = Double(after.records &- before.records)
         let result = Result(target: target, clients: clients, pipeline: pipeline, size: size, duration_s: elapsed,
-                            ops: ops, errors: errors, ops_per_sec: (Double(ops) / elapsed).rounded(),
-                            mb_per_sec: (Double(ops * size) / elapsed / 1e6 * 10).rounded() / 10,
+                            ops: ops, errors: errors, ops_per_sec: rates(ops: ops, bytesPerOp: size, seconds: elapsed).opsPerSec,
+                            mb_per_sec: rates(ops: ops, bytesPerOp: size, seconds: elapsed).mbPerSec,
                             p50_ms: lat.p50_ms, p99_ms: lat.p99_ms, p999_ms: lat.p999_ms, max_ms: lat.max_ms,
                             syncs_per_sec: (syncs / elapsed).rounded(),
                             entries_per_sync: syncs > 0 ? (records / syncs * 10).rounded() / 10 : 0,
@@ -170,18 +170,6 @@ struct BookieCommand: AsyncParsableCommand {
                 lane.done.succeed(())
             }
         }
-    }
-
-    static func appendAcked(_ acked: [(UInt64, Int64, UInt32)], to path: String) throws {
-        var text = ""
-        text.reserveCapacity(acked.count * 32)
-        for (l, e, crc) in acked { text += "\(l) \(e) \(crc)\n" }
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw BenchError("cannot open --acked-log \(path)") }
-        handle.seekToEndOfFile()
-        handle.write(Data(text.utf8))
-        try handle.synchronize()
-        try handle.close()
     }
 }
 

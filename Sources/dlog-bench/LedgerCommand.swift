@@ -97,8 +97,7 @@ struct LedgerCommand: AsyncParsableCommand {
                 }
             }
         }
-        let elapsed = Double((ContinuousClock.now - start).components.attoseconds) / 1e18
-            + Double((ContinuousClock.now - start).components.seconds)
+        let elapsed = Double(micros(ContinuousClock.now - start)) / 1e6
         for writer in writers { _ = try? await writer.close() }
         await pool.shutdown()
         await store.shutdown()
@@ -140,21 +139,12 @@ struct LedgerCommand: AsyncParsableCommand {
 
     func report(_ tally: Tally, elapsed: Double) throws {
         let counts = tally.counts.withLock { $0 }
-        if let ackedLog {
-            let text = counts.acked.joined(separator: "\n") + (counts.acked.isEmpty ? "" : "\n")
-            guard let handle = FileHandle(forWritingAtPath: ackedLog) ?? {
-                _ = FileManager.default.createFile(atPath: ackedLog, contents: nil)
-                return FileHandle(forWritingAtPath: ackedLog)
-            }() else { throw BenchError("cannot write --acked-log \(ackedLog)") }
-            try handle.seekToEnd()
-            try handle.write(contentsOf: Data(text.utf8))
-            try handle.close()
-        }
+        if let ackedLog { try appendAckedLines(counts.acked, to: ackedLog) }
         let latency = LatencySummary(counts.histogram)
         let result = Result(target: metadata, ensemble: ensemble, write_quorum: writeQuorum, ack_quorum: ackQuorum,
                             clients: clients, pipeline: pipeline, size: size, duration_s: elapsed, ops: counts.ops,
-                            errors: counts.errors, ops_per_sec: (Double(counts.ops) / elapsed).rounded(),
-                            mb_per_sec: (Double(counts.ops * size) / elapsed / 1e6 * 100).rounded() / 100,
+                            errors: counts.errors, ops_per_sec: rates(ops: counts.ops, bytesPerOp: size, seconds: elapsed).opsPerSec,
+                            mb_per_sec: rates(ops: counts.ops, bytesPerOp: size, seconds: elapsed).mbPerSec,
                             p50_ms: latency.p50_ms, p99_ms: latency.p99_ms, p999_ms: latency.p999_ms, max_ms: latency.max_ms)
         if json {
             printJSON(result)

@@ -42,3 +42,21 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
+
+/// Appends `lines` (each without its newline) to the acked log at `path`, creating it, and syncs it: the log
+/// is the record of what the system acknowledged, read back later by `verify`.
+func appendAckedLines(_ lines: [String], to path: String) throws {
+    if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+    guard let handle = FileHandle(forWritingAtPath: path) else { throw BenchError("cannot open --acked-log \(path)") }
+    defer { try? handle.close() }
+    var text = lines.joined(separator: "\n")
+    if !lines.isEmpty { text += "\n" }
+    try handle.seekToEnd()
+    try handle.write(contentsOf: Data(text.utf8))
+    try handle.synchronize()
+}
+
+/// Throughput of a run: operations per second (whole) and MB/s (one decimal).
+func rates(ops: Int, bytesPerOp: Int, seconds: Double) -> (opsPerSec: Double, mbPerSec: Double) {
+    ((Double(ops) / seconds).rounded(), (Double(ops * bytesPerOp) / seconds / 1e6 * 10).rounded() / 10)
+}
