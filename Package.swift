@@ -50,6 +50,7 @@ let package = Package(
         ]),
         .target(name: "DLogLedger", dependencies: [
             "DLogWire", "DLogMetadata",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,6 +1,8 @@
+import DequeModule
 import DLogWire
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A pipelined connection to one bookie: many requests in flight, answers matched by request id.
 /// Used by tests and dlog-bench; the quorum client builds on it.
@@ -13,20 +15,26 @@ public final class BookieClient: Sendable {
 
     public let channel: Channel
     private let ownsGroup: MultiThreadedEventLoopGroup?
+    private let closed = Atomic(false)
 
     /// Connects to `host:port`. Pass a group to share event loops between many clients.
+    /// With a `requestTimeout`, a connection on which some request went unanswered that long (a long poll: its
+    /// own wait plus that long) is closed, failing everything on it: a hung bookie (stopped, partitioned, stuck
+    /// disk) then fails fast for every ledger using it, instead of collecting requests forever.
     public static func connect(host: String, port: Int, group: EventLoopGroup? = nil,
-                               maxFrameBytes: Int = 16 << 20) async throws -> BookieClient {
+                               maxFrameBytes: Int = 16 << 20, connectTimeout: Duration = .seconds(5),
+                               requestTimeout: Duration? = nil) async throws -> BookieClient {
         let own = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         do {
             let channel = try await ClientBootstrap(group: group ?? own!)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connectTimeout(.seconds(5))
+                .connectTimeout(TimeAmount(connectTimeout))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
-                        try channel.pipeline.syncOperations.addHandler(ClientHandler())
+                        try channel.pipeline.syncOperations.addHandler(
+                            ClientHandler(requestTimeout: requestTimeout.map(TimeAmount.init)))
                     }
                 }
                 .connect(host: host, port: port).get()
@@ -43,6 +51,7 @@ public final class BookieClient: Sendable {
     }
 
     public func close() async {
+        closed.store(true, ordering: .releasing)
         try? await channel.close()
         try? await ownsGroup?.shutdownGracefully()
     }
@@ -54,6 +63,8 @@ public final class BookieClient: Sendable {
 
     /// Sends without waiting: for pipelined load.
     public func sendFuture(_ request: BookieRequest) -> EventLoopFuture<BookieResponse> {
+        // After close the event loops may be gone: a promise made on one would never complete.
+        if closed.load(ordering: .acquiring) { return channel.eventLoop.makeFailedFuture(ConnectionClosed()) }
         let promise = channel.eventLoop.makePromise(of: BookieResponse.self)
         // The write promise fails only when the handler never took the request (channel already closed);
         // once taken, the handler completes the response promise, on a response or when the channel closes.
@@ -91,7 +102,9 @@ public struct ConnectionClosed: Error, CustomStringConvertible {
     public var description: String { "connection to the bookie closed" }
 }
 
-/// Assigns request ids, keeps the promises, and completes them as responses arrive in any order.
+/// Assigns request ids, keeps the promises, and completes them as responses arrive in any order. With a
+/// request timeout it checks, a few times per timeout, for a request left unanswered too long, and then closes
+/// the connection (which fails every request on it with the reason).
 final class ClientHandler: ChannelDuplexHandler {
     struct Outbound: Sendable {
         var request: BookieRequest
@@ -101,9 +114,29 @@ final class ClientHandler: ChannelDuplexHandler {
     typealias OutboundIn = Outbound
     typealias OutboundOut = ByteBuffer
 
+    let requestTimeout: TimeAmount?
     private var nextID: UInt64 = 1
     private var waiting: [UInt64: EventLoopPromise<BookieResponse>] = [:]
+    /// Requests by deadline, oldest first (ids of answered ones are dropped when they reach the front); long
+    /// polls, whose deadlines do not follow send order, apart.
+    private var deadlines = Deque<(id: UInt64, deadline: NIODeadline)>()
+    private var pollDeadlines: [UInt64: NIODeadline] = [:]
+    private var sweep: RepeatedTask?
     private var closed = false
+
+    init(requestTimeout: TimeAmount? = nil) {
+        self.requestTimeout = requestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard let requestTimeout else { return }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let every = TimeAmount.nanoseconds(max(requestTimeout.nanoseconds / 4, 10_000_000))
+        sweep = context.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
+            let (handler, context) = bound.value
+            handler.closeIfOverdue(context: context)
+        }
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let out = unwrapOutboundIn(data)
@@ -115,6 +148,13 @@ final class ClientHandler: ChannelDuplexHandler {
         let id = nextID
         nextID += 1
         waiting[id] = out.promise
+        if let requestTimeout {
+            if case .readLAC(_, let poll?) = out.request {
+                pollDeadlines[id] = .now() + requestTimeout + .milliseconds(Int64(poll.timeoutMilliseconds))
+            } else {
+                deadlines.append((id, .now() + requestTimeout))
+            }
+        }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         out.request.encode(requestID: id, into: &buffer)
         context.write(wrapOutboundOut(buffer), promise: nil)
@@ -124,6 +164,7 @@ final class ClientHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         guard let promise = waiting.removeValue(forKey: frame.header.requestID) else { return }
+        pollDeadlines[frame.header.requestID] = nil
         do {
             promise.succeed(try BookieResponse.decode(frame).1)
         } catch {
@@ -131,11 +172,23 @@ final class ClientHandler: ChannelDuplexHandler {
         }
     }
 
+    private func closeIfOverdue(context: ChannelHandlerContext) {
+        guard !closed, let requestTimeout else { return }
+        while let front = deadlines.first, waiting[front.id] == nil { deadlines.removeFirst() }
+        let now = NIODeadline.now()
+        let late = (deadlines.first.map { $0.deadline < now } ?? false) || pollDeadlines.values.contains { $0 < now }
+        guard late else { return }
+        failAll(RequestTimedOut(timeout: requestTimeout))
+        context.close(promise: nil)
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
+        sweep?.cancel()
         failAll(ConnectionClosed())
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        sweep?.cancel()
         failAll(ConnectionClosed())
         context.fireChannelInactive()
     }
@@ -149,6 +202,16 @@ final class ClientHandler: ChannelDuplexHandler {
         closed = true
         let all = waiting
         waiting = [:]
+        deadlines.removeAll()
+        pollDeadlines.removeAll()
         for p in all.values { p.fail(error) }
+    }
+}
+
+/// A request on the connection went unanswered for the whole request timeout; the connection was dropped.
+public struct RequestTimedOut: Error, CustomStringConvertible {
+    public var timeout: TimeAmount
+    public var description: String {
+        "a request went unanswered for \(timeout.nanoseconds / 1_000_000) ms; the connection was dropped (bookie hung or partitioned)"
     }
 }

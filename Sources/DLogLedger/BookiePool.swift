@@ -1,79 +1,165 @@
 import DLogMetadata
 import DLogWire
+import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
 
-/// One pipelined connection per bookie, shared by every ledger of a client. Addresses come from the bookies'
-/// registrations in metadata; a connection that closed is replaced on next use.
+/// The client's connections to bookies, shared by every ledger it writes or reads: `connectionsPerBookie`
+/// pipelined connections to each (a ledger always uses the same one, so its requests to a bookie stay in order).
+/// Addresses come from the bookies' registrations in metadata. A connection that closed is replaced on next
+/// use; a bookie that cannot be connected to is retried only after a backoff that doubles per failure, and is
+/// refused at once meanwhile, so a dead bookie costs callers nothing but a clear error.
 public final class BookiePool: Sendable {
+    public struct Options: Sendable {
+        /// Pipelined connections kept to each bookie (1...64).
+        public var connectionsPerBookie = 1
+        public var connectTimeout: Duration = .seconds(5)
+        /// A connection with a request unanswered this long is dropped, failing its requests (see `BookieClient`):
+        /// writers then replace the bookie, readers go to another replica.
+        public var requestTimeout: Duration = .seconds(5)
+        /// Wait after the first failed connection attempt to a bookie; doubles per failure up to `reconnectBackoffMax`.
+        public var reconnectBackoff: Duration = .milliseconds(100)
+        public var reconnectBackoffMax: Duration = .seconds(5)
+        public var eventLoopThreads = 2
+        public init() {}
+    }
+
     public let cluster: Cluster
+    public let options: Options
+    /// Where skipped replicas and similar client-side trouble are reported.
+    public let logger: Logger
     let group: MultiThreadedEventLoopGroup
+
+    private struct Peer {
+        var address: String?
+        var connections: [BookieClient?]
+        var backoff: ReconnectBackoff
+    }
     private struct State {
-        var clients: [BookieID: BookieClient] = [:]
-        var addresses: [BookieID: String] = [:]
+        var peers: [BookieID: Peer] = [:]
         var shutDown = false
     }
     private let state = Mutex(State())
 
-    public init(cluster: Cluster, threads: Int = 2) {
+    public init(cluster: Cluster, options: Options = Options(), logger: Logger = Logger(label: "dlog.ledger")) {
+        precondition((1...64).contains(options.connectionsPerBookie), "connectionsPerBookie must be 1...64")
         self.cluster = cluster
-        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        self.options = options
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.eventLoopThreads))
+    }
+
+    private func newPeer() -> Peer {
+        Peer(connections: Array(repeating: nil, count: options.connectionsPerBookie),
+             backoff: ReconnectBackoff(first: options.reconnectBackoff, max: options.reconnectBackoffMax))
     }
 
     /// The registered (live) bookies, for placement.
     public func registered() async throws -> [BookieRegistration] {
         let bookies = try await cluster.bookies()
-        state.withLock { s in for b in bookies { s.addresses[b.id] = b.address } }
+        state.withLock { s in
+            for b in bookies { s.peers[b.id, default: newPeer()].address = b.address }
+        }
         return bookies
     }
 
-    public func client(for bookie: BookieID) async throws -> BookieClient {
-        if let live = state.withLock({ $0.clients[bookie] }), live.channel.isActive { return live }
-        var address = state.withLock { $0.addresses[bookie] }
-        if address == nil {
-            _ = try await registered()
-            address = state.withLock { $0.addresses[bookie] }
+    /// The connection to `bookie` for `lane` (a ledger id: the same lane always gets the same connection).
+    public func client(for bookie: BookieID, lane: UInt64 = 0) async throws -> BookieClient {
+        let slot = Int(lane % UInt64(options.connectionsPerBookie))
+        let (live, known, refusal) = state.withLock { s -> (BookieClient?, String?, String?) in
+            if s.shutDown { return (nil, nil, "the client is shut down") }
+            let peer = s.peers[bookie, default: newPeer()]
+            s.peers[bookie] = peer
+            if let c = peer.connections[slot], c.channel.isActive { return (c, nil, nil) }
+            return (nil, peer.address, peer.backoff.refusal(at: .now))
         }
-        guard let address, let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
-            throw LedgerError.unreachable(bookie, "it is not registered in metadata (stopped or dead)")
+        if let live { return live }
+        if let refusal { throw LedgerError.unreachable(bookie, refusal) }
+        var address = known
+        if address == nil { address = try await registeredAddress(of: bookie) }
+        var attempt = await connect(bookie, at: address)
+        if case .failure = attempt, let moved = try? await registeredAddress(of: bookie), moved != address {
+            // The bookie came back elsewhere (restarted on another port or host): try its new address at once;
+            // the backoff is for an address that keeps failing.
+            attempt = await connect(bookie, at: moved)
         }
         let made: BookieClient
-        do {
-            made = try await BookieClient.connect(host: String(address[..<colon]), port: port, group: group)
-        } catch {
-            throw LedgerError.unreachable(bookie, "connecting to \(address): \(error)")
+        switch attempt {
+        case .success(let client):
+            made = client
+        case .failure(let why):
+            state.withLock { $0.peers[bookie]?.backoff.failed(why.reason, at: .now) }
+            throw LedgerError.unreachable(bookie, why.reason)
         }
         let (kept, extra) = state.withLock { s -> (BookieClient, BookieClient?) in
-            if let other = s.clients[bookie], other.channel.isActive { return (other, made) }
-            s.clients[bookie] = made
+            s.peers[bookie]?.backoff.succeeded()
+            if s.shutDown { return (made, made) }
+            if let other = s.peers[bookie]?.connections[slot], other.channel.isActive { return (other, made) }
+            s.peers[bookie]?.connections[slot] = made
             return (made, nil)
         }
         if let extra { await extra.close() }
         return kept
     }
 
+    /// The address `bookie` registered, read from metadata now (nil when it is not registered).
+    private func registeredAddress(of bookie: BookieID) async throws -> String? {
+        try await registered().first { $0.id == bookie }?.address
+    }
+
+    private struct ConnectFailure: Error {
+        var reason: String
+    }
+
+    private func connect(_ bookie: BookieID, at address: String?) async -> Result<BookieClient, ConnectFailure> {
+        guard let address, let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            return .failure(ConnectFailure(reason: "it is not registered in metadata (stopped or dead)"))
+        }
+        do {
+            return .success(try await BookieClient.connect(host: String(address[..<colon]), port: port, group: group,
+                                                           connectTimeout: options.connectTimeout,
+                                                           requestTimeout: options.requestTimeout))
+        } catch {
+            return .failure(ConnectFailure(reason: "connecting to \(address): \(error)"))
+        }
+    }
+
     /// Sends `request` to `bookie` and waits at most `timeout` for the answer: a bookie that hangs (stopped,
     /// partitioned) costs the caller that long, never more.
-    public func send(_ request: BookieRequest, to bookie: BookieID, timeout: Duration) async throws -> BookieResponse {
-        let client = try await client(for: bookie)
-        let answer = client.channel.eventLoop.makePromise(of: BookieResponse.self)
-        client.sendFuture(request).cascade(to: answer)
-        let (seconds, attoseconds) = timeout.components
-        let timer = client.channel.eventLoop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
-            answer.fail(LedgerError.unreachable(bookie, "no answer within \(timeout)"))
-        }
-        defer { timer.cancel() }
-        return try await answer.futureResult.get()
+    public func send(_ request: BookieRequest, to bookie: BookieID, lane: UInt64 = 0,
+                     timeout: Duration) async throws -> BookieResponse {
+        let client = try await client(for: bookie, lane: lane)
+        return try await client.sendFuture(request, timeout: timeout, naming: bookie).get()
     }
 
     public func shutdown() async {
         let clients = state.withLock { s -> [BookieClient] in
             s.shutDown = true
-            defer { s.clients.removeAll() }
-            return Array(s.clients.values)
+            defer { s.peers.removeAll() }
+            return s.peers.values.flatMap { $0.connections.compactMap { $0 } }
         }
         for client in clients { await client.close() }
         try? await group.shutdownGracefully()
+    }
+}
+
+extension BookieClient {
+    /// Sends without waiting; the future fails with `unreachable` when no answer came within `timeout`.
+    func sendFuture(_ request: BookieRequest, timeout: Duration, naming bookie: BookieID) -> EventLoopFuture<BookieResponse> {
+        let answer = channel.eventLoop.makePromise(of: BookieResponse.self)
+        sendFuture(request).cascade(to: answer)
+        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+            answer.fail(LedgerError.unreachable(bookie, "no answer within \(timeout)"))
+        }
+        answer.futureResult.whenComplete { _ in timer.cancel() }
+        return answer.futureResult
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

@@ -16,6 +16,8 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
     case unreadable(LedgerID, EntryID, [String])
     case placement(String)
     case unreachable(BookieID, String)
+    /// Back-pressure: the writer already has its limit of adds in flight; this add was not taken.
+    case tooManyOutstandingAdds(LedgerID, limit: Int)
 
     public var description: String {
         switch self {
@@ -37,6 +39,8 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
             return "cannot place a ledger: \(why)"
         case .unreachable(let bookie, let why):
             return "bookie \(bookie) is unreachable: \(why)"
+        case .tooManyOutstandingAdds(let ledger, let limit):
+            return "\(ledger): \(limit) adds are already in flight (the writer's limit); this add was not taken, retry once some are confirmed"
         }
     }
 }

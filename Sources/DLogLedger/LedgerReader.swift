@@ -4,49 +4,74 @@ import Synchronization
 
 /// Reads a ledger without disturbing its writer (no fencing): never past the last add confirmed, every entry
 /// checked (CRC32C over header and payload, and the header naming this ledger and entry) before it is handed out.
-/// A replica that fails or returns a damaged entry is skipped for the next one of the write set.
+/// A read goes to the first replica of the entry's write set; when it has not answered within the speculative
+/// delay the next replica is asked too, and the first intact answer wins. A replica that fails or returns a
+/// damaged entry is skipped for the next one, and a damaged one is reported (logged and counted).
 public final class LedgerReader: Sendable {
+    public struct Options: Sendable {
+        /// How long a read waits for one replica before also asking the next; nil asks the next only after a
+        /// failure. Short enough to hide one slow bookie, long enough not to double the reads of a healthy one.
+        public var speculativeReadDelay: Duration? = .milliseconds(250)
+        /// How long one replica may take to answer one read.
+        public var readTimeout: Duration = .seconds(5)
+        public init() {}
+    }
+
+    private struct State {
+        var metadata: LedgerMetadata
+        var lac: EntryID
+        var damagedReplicas = 0
+    }
+
     public let id: LedgerID
     public let quorums: Quorums
+    public let options: Options
     let pool: BookiePool
-    private let state: Mutex<(metadata: LedgerMetadata, lac: EntryID)>
+    private let state: Mutex<State>
 
-    private init(id: LedgerID, quorums: Quorums, metadata: LedgerMetadata, lac: EntryID, pool: BookiePool) {
+    private init(id: LedgerID, quorums: Quorums, metadata: LedgerMetadata, lac: EntryID, pool: BookiePool,
+                 options: Options) {
         self.id = id
         self.quorums = quorums
         self.pool = pool
-        state = Mutex((metadata, lac))
+        self.options = options
+        state = Mutex(State(metadata: metadata, lac: lac))
     }
 
     /// Opens `id` for reading. A closed ledger reads up to its last entry; an open one up to the LAC its
     /// bookies report (refreshed by `refreshLastAddConfirmed`).
-    public static func open(_ id: LedgerID, password: String, pool: BookiePool) async throws -> LedgerReader {
+    public static func open(_ id: LedgerID, password: String, pool: BookiePool,
+                            options: Options = Options()) async throws -> LedgerReader {
         guard let (metadata, _) = try await pool.cluster.ledger(id) else { throw LedgerError.noSuchLedger(id) }
         guard metadata.passwordHash == LedgerPassword(password).check else { throw LedgerError.wrongPassword(id) }
         guard let quorums = Quorums(metadata) else {
             throw LedgerError.unreadable(id, .none, ["its metadata has impossible quorums"])
         }
         let reader = LedgerReader(id: id, quorums: quorums, metadata: metadata,
-                                  lac: metadata.state == .closed ? metadata.lastEntry : .none, pool: pool)
+                                  lac: metadata.state == .closed ? metadata.lastEntry : .none, pool: pool,
+                                  options: options)
         if metadata.state != .closed { _ = try await reader.refreshLastAddConfirmed() }
         return reader
     }
 
     public var lastAddConfirmed: EntryID { state.withLock { $0.lac } }
     public var metadata: LedgerMetadata { state.withLock { $0.metadata } }
+    /// Replicas that returned a damaged entry (each was skipped for another) since the reader was opened.
+    public var damagedReplicas: Int { state.withLock { $0.damagedReplicas } }
 
     /// Asks the bookies of the last fragment for their LAC and keeps the highest: any LAC a bookie saw was
     /// confirmed by the writer, so reading up to it is safe.
     @discardableResult
     public func refreshLastAddConfirmed() async throws -> EntryID {
-        let (metadata, current) = state.withLock { ($0.metadata, $0.lac) }
+        let (metadata, current) = state.withLock { s in (s.metadata, s.lac) }
         if metadata.state == .closed { return current }
         var best = current
         var reasons: [String] = []
         for bookie in metadata.fragments.last!.bookies {
             do {
-                let client = try await pool.client(for: bookie)
-                if case .lac(let lac, _) = try await client.send(.readLAC(ledger: id, longPoll: nil)) { best = max(best, lac) }
+                let answer = try await pool.send(.readLAC(ledger: id, longPoll: nil), to: bookie, lane: id.rawValue,
+                                                 timeout: options.readTimeout)
+                if case .lac(let lac, _) = answer { best = max(best, lac) }
             } catch {
                 reasons.append("\(bookie): \(error)")
             }
@@ -70,7 +95,7 @@ public final class LedgerReader: Sendable {
         let (answers, sink) = AsyncStream.makeStream(of: EntryID?.self)
         for bookie in bookies {
             Task {
-                let answer = try? await pool.send(poll, to: bookie, timeout: timeout + .seconds(2))
+                let answer = try? await pool.send(poll, to: bookie, lane: id.rawValue, timeout: timeout + options.readTimeout)
                 if case .lac(let lac, _)? = answer { sink.yield(lac) } else { sink.yield(nil) }
             }
         }
@@ -135,43 +160,98 @@ public final class LedgerReader: Sendable {
 
     /// The payload of `entry`, which must not be past the last add confirmed.
     public func read(_ entry: EntryID) async throws -> [UInt8] {
-        let (metadata, lac) = state.withLock { ($0.metadata, $0.lac) }
+        let (metadata, lac) = state.withLock { s in (s.metadata, s.lac) }
         guard entry.rawValue >= 0, entry <= lac else {
             throw LedgerError.beyondLastAddConfirmed(id, entry: entry, lac: lac)
         }
         let bookies = metadata.fragment(for: entry).bookies
+        return try await readAny(entry, from: quorums.writeSet(of: entry).map { bookies[$0] })
+    }
+
+    private enum ReadEvent: Sendable {
+        case answer(Result<[UInt8], ReplicaFailure>)
+        /// The speculative delay of the `n`th replica asked ran out.
+        case speculate(Int)
+    }
+
+    private struct ReplicaFailure: Error {
+        var reason: String
+    }
+
+    /// Asks `replicas` in order: the next one after a failure, or after the speculative delay without an answer.
+    /// Returns the first intact payload; throws `unreadable` with every replica's reason when none had one.
+    private func readAny(_ entry: EntryID, from replicas: [BookieID]) async throws -> [UInt8] {
+        let (events, sink) = AsyncStream.makeStream(of: ReadEvent.self)
+        defer { sink.finish() }
+        var asked = 0
         var reasons: [String] = []
-        for position in quorums.writeSet(of: entry) {
-            let bookie = bookies[position]
-            do {
-                let client = try await pool.client(for: bookie)
-                switch try await client.send(.read(ledger: id, entry: entry, fenceWith: nil)) {
-                case .entry(let bytes):
-                    if let payload = checked(bytes, entry: entry, from: bookie, reasons: &reasons) { return payload }
-                case .failed(let status, let message):
-                    reasons.append("\(bookie): \(status): \(message)")
-                case let other:
-                    reasons.append("\(bookie): unexpected answer \(other)")
+        func askNext() {
+            let bookie = replicas[asked]
+            asked += 1
+            Task { sink.yield(.answer(await fetch(entry, from: bookie))) }
+            if let delay = options.speculativeReadDelay, asked < replicas.count {
+                let n = asked
+                Task {
+                    try? await Task.sleep(for: delay)
+                    sink.yield(.speculate(n))
                 }
-            } catch {
-                reasons.append("\(bookie): \(error)")
+            }
+        }
+        askNext()
+        for await event in events {
+            switch event {
+            case .answer(.success(let payload)):
+                return payload
+            case .answer(.failure(let failure)):
+                reasons.append(failure.reason)
+                if reasons.count == replicas.count { throw LedgerError.unreadable(id, entry, reasons) }
+                // Ask the next replica unless a speculative read already has every one asked.
+                if asked < replicas.count { askNext() }
+            case .speculate(let n):
+                // Only the delay of the latest replica asked counts; an earlier timer is stale.
+                if n == asked, asked < replicas.count { askNext() }
             }
         }
         throw LedgerError.unreadable(id, entry, reasons)
     }
 
-    /// The payload if the stored entry is intact and is the one asked for; else nil, with the reason noted.
-    private func checked(_ bytes: [UInt8], entry: EntryID, from bookie: BookieID, reasons: inout [String]) -> [UInt8]? {
+    private func fetch(_ entry: EntryID, from bookie: BookieID) async -> Result<[UInt8], ReplicaFailure> {
+        do {
+            let answer = try await pool.send(.read(ledger: id, entry: entry, fenceWith: nil), to: bookie,
+                                             lane: id.rawValue, timeout: options.readTimeout)
+            switch answer {
+            case .entry(let bytes):
+                return checked(bytes, entry: entry, from: bookie)
+            case .failed(.corruptEntry, let message):
+                return .failure(damaged(entry, on: bookie, "\(BookieStatus.corruptEntry): \(message)"))
+            case .failed(let status, let message):
+                return .failure(ReplicaFailure(reason: "\(bookie): \(status): \(message)"))
+            case let other:
+                return .failure(ReplicaFailure(reason: "\(bookie): unexpected answer \(other)"))
+            }
+        } catch {
+            return .failure(ReplicaFailure(reason: "\(bookie): \(error)"))
+        }
+    }
+
+    /// The payload if the stored entry is intact and is the one asked for; else the reason it was skipped.
+    private func checked(_ bytes: [UInt8], entry: EntryID, from bookie: BookieID) -> Result<[UInt8], ReplicaFailure> {
         do {
             let header = try EntryCodec.validate(bytes)
             guard header.ledger == id, header.entry == entry else {
-                reasons.append("\(bookie): returned \(header.ledger)/\(header.entry) instead")
-                return nil
+                return .failure(damaged(entry, on: bookie, "returned \(header.ledger)/\(header.entry) instead"))
             }
-            return Array(bytes[EntryHeader.byteCount...])
+            return .success(Array(bytes[EntryHeader.byteCount...]))
         } catch {
-            reasons.append("\(bookie): \(error) (replica skipped)")
-            return nil
+            return .failure(damaged(entry, on: bookie, "\(error)"))
         }
+    }
+
+    /// Counts and logs a damaged replica: the read goes on with another, but an operator should know.
+    private func damaged(_ entry: EntryID, on bookie: BookieID, _ why: String) -> ReplicaFailure {
+        state.withLock { $0.damagedReplicas += 1 }
+        pool.logger.warning("damaged replica skipped", metadata: [
+            "ledger": "\(id)", "entry": "\(entry)", "bookie": "\(bookie)", "reason": "\(why)"])
+        return ReplicaFailure(reason: "\(bookie): \(why) (damaged replica skipped)")
     }
 }

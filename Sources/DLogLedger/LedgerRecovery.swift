@@ -92,7 +92,7 @@ public struct LedgerRecovery: Sendable {
 
     private func fenceOne(_ id: LedgerID, bookie: BookieID, key: MasterKey) async -> FenceProgress.Answer {
         do {
-            switch try await pool.send(.read(ledger: id, entry: .none, fenceWith: key), to: bookie, timeout: requestTimeout) {
+            switch try await pool.send(.read(ledger: id, entry: .none, fenceWith: key), to: bookie, lane: id.rawValue, timeout: requestTimeout) {
             case .entry(let bytes):
                 guard let header = try? EntryCodec.validate(bytes), header.ledger == id else {
                     return .failed("its last entry is damaged")
@@ -162,7 +162,7 @@ public struct LedgerRecovery: Sendable {
 
     private func readOne(_ id: LedgerID, _ entry: EntryID, from bookie: BookieID) async -> EntryRecovery.Answer {
         do {
-            switch try await pool.send(.read(ledger: id, entry: entry, fenceWith: nil), to: bookie, timeout: requestTimeout) {
+            switch try await pool.send(.read(ledger: id, entry: entry, fenceWith: nil), to: bookie, lane: id.rawValue, timeout: requestTimeout) {
             case .entry(let bytes):
                 guard let header = try? EntryCodec.validate(bytes), header.ledger == id, header.entry == entry else {
                     return .failed("\(bookie) returned a damaged or wrong entry")
@@ -190,7 +190,7 @@ public struct LedgerRecovery: Sendable {
             let bookie = bookies[position]
             Task {
                 do {
-                    switch try await pool.send(.add(masterKey: key, entry: bytes, recovery: true), to: bookie, timeout: requestTimeout) {
+                    switch try await pool.send(.add(masterKey: key, entry: bytes, recovery: true), to: bookie, lane: id.rawValue, timeout: requestTimeout) {
                     case .added: sink.yield(.success(()))
                     case let other: sink.yield(.failure(.bookieFailed(id, bookie, "recovery add answered \(other)")))
                     }

@@ -19,8 +19,16 @@ public struct LedgerPassword: Sendable {
 /// entry order once Qa of them acknowledged (`PendingAdds`). Each add carries the LAC at the time it is sent.
 /// Many adds may be in flight; `append` returns when its entry is confirmed.
 public final class LedgerWriter: Sendable {
+    public struct Options: Sendable {
+        /// Adds sent but not yet confirmed, at most; an add beyond fails at once with `tooManyOutstandingAdds`
+        /// (the caller slows down) instead of queueing without bound behind a slow ensemble.
+        public var maxOutstandingAdds = 8192
+        public init() {}
+    }
+
     public let id: LedgerID
     public let quorums: Quorums
+    public let options: Options
     let pool: BookiePool
     let password: LedgerPassword
     let placement: EnsemblePlacement
@@ -62,9 +70,11 @@ public final class LedgerWriter: Sendable {
     private let state: Mutex<State>
 
     private init(id: LedgerID, quorums: Quorums, metadata: LedgerMetadata, version: Version, ensemble: [BookieClient],
-                 pool: BookiePool, password: LedgerPassword, placement: EnsemblePlacement) {
+                 pool: BookiePool, password: LedgerPassword, placement: EnsemblePlacement, options: Options) {
+        precondition(options.maxOutstandingAdds >= 1, "maxOutstandingAdds must be at least 1")
         self.id = id
         self.quorums = quorums
+        self.options = options
         self.pool = pool
         self.password = password
         self.placement = placement
@@ -75,7 +85,7 @@ public final class LedgerWriter: Sendable {
     public static func create<R: RandomNumberGenerator>(
         quorums: Quorums, password: String, pool: BookiePool, allocator: LedgerIDAllocator,
         placement: EnsemblePlacement = EnsemblePlacement(policy: .random), custom: [String: [UInt8]] = [:],
-        using rng: inout R
+        options: Options = Options(), using rng: inout R
     ) async throws -> LedgerWriter {
         let registered = try await pool.registered()
         let choice: EnsemblePlacement.Choice
@@ -84,17 +94,17 @@ public final class LedgerWriter: Sendable {
         } catch {
             throw LedgerError.placement(error.message)
         }
+        let id = try await allocator.next()
         var clients: [BookieClient] = []
-        for bookie in choice.bookies { clients.append(try await pool.client(for: bookie)) }
+        for bookie in choice.bookies { clients.append(try await pool.client(for: bookie, lane: id.rawValue)) }
         let secret = LedgerPassword(password)
         let metadata = LedgerMetadata(
             ensembleSize: quorums.ensembleSize, writeQuorum: quorums.writeQuorum, ackQuorum: quorums.ackQuorum,
             passwordHash: secret.check, fragments: [.init(firstEntry: EntryID(0), bookies: choice.bookies)],
             creationTime: Int64(Date().timeIntervalSince1970 * 1000), custom: custom)
-        let id = try await allocator.next()
         let version = try await pool.cluster.createLedger(id, metadata)
         return LedgerWriter(id: id, quorums: quorums, metadata: metadata, version: version, ensemble: clients,
-                            pool: pool, password: secret, placement: placement)
+                            pool: pool, password: secret, placement: placement, options: options)
     }
 
     public var lastAddConfirmed: EntryID { state.withLock { $0.pending.lastAddConfirmed } }
@@ -106,6 +116,10 @@ public final class LedgerWriter: Sendable {
             let sends = state.withLock { s -> [(BookieClient, [UInt8], EntryID, Int)]? in
                 if let failure = s.failure {
                     waiter.resume(throwing: failure)
+                    return nil
+                }
+                guard s.pending.count < options.maxOutstandingAdds else {
+                    waiter.resume(throwing: LedgerError.tooManyOutstandingAdds(id, limit: options.maxOutstandingAdds))
                     return nil
                 }
                 let (entry, positions) = s.pending.append()
@@ -250,7 +264,7 @@ public final class LedgerWriter: Sendable {
                         }
                     }
                     bookies[position] = choice.bookies[0]
-                    replacements[position] = try await pool.client(for: choice.bookies[0])
+                    replacements[position] = try await pool.client(for: choice.bookies[0], lane: id.rawValue)
                 }
                 var changed = metadata
                 if changed.fragments.last!.firstEntry == firstEntry {

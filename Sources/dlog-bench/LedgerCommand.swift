@@ -87,6 +87,20 @@ struct LedgerCommand: AsyncParsableCommand {
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int64(duration * 1000))
         let keepAcked = ackedLog != nil
+        // The acked log is written as the run goes, so a writer killed mid-run leaves a record of (almost all
+        // of) what it was told was confirmed, for `verify` to check after recovery.
+        let flusher = ackedLog.map { path in
+            Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(100))
+                    let lines = tally.counts.withLock { c in
+                        defer { c.acked.removeAll(keepingCapacity: true) }
+                        return c.acked
+                    }
+                    if !lines.isEmpty { try? appendAckedLines(lines, to: path) }
+                }
+            }
+        }
         await withTaskGroup(of: Void.self) { group in
             for (index, writer) in writers.enumerated() {
                 for lane in 0..<pipeline {
@@ -98,6 +112,8 @@ struct LedgerCommand: AsyncParsableCommand {
             }
         }
         let elapsed = Double(micros(ContinuousClock.now - start)) / 1e6
+        flusher?.cancel()
+        _ = await flusher?.value
         for writer in writers { _ = try? await writer.close() }
         await pool.shutdown()
         await store.shutdown()

@@ -7,6 +7,7 @@ import DLogWire
 import Logging
 import Synchronization
 import Testing
+import Glibc
 
 /// Real bookies (journal, storage, TCP server on loopback) and a real embedded metadata store, all in this
 /// process, with each bookie registered in metadata under its address.
@@ -80,4 +81,38 @@ func withLedgerCluster(bookies count: Int, _ body: (LedgerFixture) async throws 
 /// Deterministic payloads, so a reader can check bytes without keeping them.
 func payload(_ entry: Int, size: Int = 100) -> [UInt8] {
     (0..<size + entry % 13).map { UInt8(truncatingIfNeeded: entry &* 31 &+ $0) }
+}
+
+/// A bookie that hangs: a listening socket that never accepts, so connections open (the kernel completes them)
+/// and requests are sent, but nothing is ever answered, as with a stopped process or a stuck disk. Closing
+/// it resets those connections.
+final class HungBookie: Sendable {
+    let id: BookieID
+    let port: Int
+    private let socket: Int32
+
+    /// Listens on a free loopback port and registers as `id` in the fixture's metadata.
+    init(_ id: String, in fixture: LedgerFixture) async throws {
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        precondition(fd >= 0, "socket: errno \(errno)")
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                Glibc.bind(fd, raw, length) == 0 && Glibc.listen(fd, 64) == 0 && getsockname(fd, raw, &length) == 0
+            }
+        }
+        precondition(bound, "bind/listen: errno \(errno)")
+        self.id = BookieID(id)
+        socket = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+        let lease = try await fixture.store.grantLease(ttlSeconds: 600)
+        try await fixture.cluster.register(BookieRegistration(id: self.id, address: "127.0.0.1:\(port)", rack: "/rack-hung",
+                                                              readOnly: false, disks: [], startedAt: 0),
+                                           lease: lease.id, waitMax: .seconds(1))
+    }
+
+    func close() { Glibc.close(socket) }
 }

@@ -1,0 +1,114 @@
+import DLogLedger
+import DLogMetadata
+import DLogTestSupport
+import DLogWire
+import Foundation
+
+/// A cluster of real processes on loopback: a metadata role (initialized with `dlogctl cluster init`) and
+/// bookies registered in it, each with its own data directories. Tests talk to it through the ledger client in
+/// this process, or through dlog-bench. Used by one test at a time (not shared across tasks).
+final class ProcessCluster {
+    let dir = TempDir("dlog-procs")
+    let metadata: DaemonProcess
+    let uri: String
+    private(set) var bookies: [DaemonProcess] = []
+    private let bookieSettings: String
+    private var clients: [(BookiePool, any MetadataStore)] = []
+
+    /// Starts the metadata role and `count` bookies (`bookie-0`…), and waits until all are registered.
+    /// `bookieSettings` are extra config lines for every bookie.
+    init(bookies count: Int, bookieSettings: String = "") async throws {
+        metadata = try await DaemonProcess.start(["--data-dir", dir.sub("metadata")], role: "metadata")
+        uri = "dlog://127.0.0.1:\(metadata.port)"
+        self.bookieSettings = bookieSettings
+        let initialized = try runTool(dlogctlPath, ["cluster", "init", "--metadata", uri])
+        guard initialized.status == 0 else { throw DaemonError("cluster init failed: \(initialized.stderr)") }
+        for index in 0..<count { bookies.append(try await startBookie(index)) }
+        try await waitUntilRegistered(count)
+    }
+
+    /// The config file of bookie `index` (the same across restarts, so its cookie matches).
+    func bookieConfig(_ index: Int) throws -> String {
+        let path = dir.sub("bookie\(index).conf")
+        try """
+            journal_dirs = \(dir.sub("b\(index)/journal"))
+            ledger_dirs = \(ledgerDirectory(index))
+            journal_file_bytes = 8M
+            journal_files_max = 3
+            max_frame_bytes = 1M
+            allow_shared_device = true
+            metadata = \(uri)
+            bookie_id = bookie-\(index)
+            \(bookieSettings)
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func ledgerDirectory(_ index: Int) -> String { dir.sub("b\(index)/ledgers") }
+
+    private func startBookie(_ index: Int) async throws -> DaemonProcess {
+        try await DaemonProcess.start(["--config", try bookieConfig(index)])
+    }
+
+    /// The index of a bookie from its id (`bookie-N`).
+    func index(of bookie: BookieID) -> Int { Int(bookie.rawValue.dropFirst("bookie-".count))! }
+
+    /// Stops bookie `index` gracefully (its storage checkpoints) and waits for it to exit.
+    func stopBookie(_ index: Int) async {
+        bookies[index].kill(SIGTERM)
+        _ = await bookies[index].exited()
+    }
+
+    func restartBookie(_ index: Int) async throws {
+        bookies[index] = try await startBookie(index)
+        try await waitUntilRegistered(bookies.count)
+    }
+
+    /// Waits (sleeping) until `count` bookies are registered as writable.
+    func waitUntilRegistered(_ count: Int) async throws {
+        let (_, store) = try client()
+        let cluster = Cluster(store: store)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if let live = try? await cluster.bookies(), live.filter({ !$0.readOnly }).count >= count { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw DaemonError("only some of \(count) bookies registered within 60 s")
+    }
+
+    /// A ledger client of its own (its own connections to every bookie), shut down with the cluster.
+    func client(_ options: BookiePool.Options = .init()) throws -> (BookiePool, any MetadataStore) {
+        let store = try MetadataURI.connect(uri)
+        let pool = BookiePool(cluster: Cluster(store: store), options: options)
+        clients.append((pool, store))
+        return (pool, store)
+    }
+
+    func stop() async {
+        for (pool, store) in clients {
+            await pool.shutdown()
+            await store.shutdown()
+        }
+        clients.removeAll()
+        for bookie in bookies {
+            bookie.kill(SIGCONT)
+            bookie.kill(SIGKILL)
+            _ = await bookie.exited()
+        }
+        metadata.kill(SIGKILL)
+        _ = await metadata.exited()
+    }
+}
+
+/// Runs `body` with a process cluster of `count` bookies and always stops it.
+func withProcessCluster(bookies count: Int, bookieSettings: String = "",
+                        _ body: (ProcessCluster) async throws -> Void) async throws {
+    let cluster = try await ProcessCluster(bookies: count, bookieSettings: bookieSettings)
+    do {
+        try await body(cluster)
+    } catch {
+        await cluster.stop()
+        throw error
+    }
+    await cluster.stop()
+}
