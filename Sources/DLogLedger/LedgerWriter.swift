@@ -95,6 +95,9 @@ public final class LedgerWriter: Sendable {
             throw LedgerError.placement(error.message)
         }
         let id = try await allocator.next()
+        if let warning = choice.warning {
+            pool.logger.warning("ledger placed with less rack spread than asked", metadata: ["ledger": "\(id)", "reason": "\(warning)"])
+        }
         var clients: [BookieClient] = []
         for bookie in choice.bookies { clients.append(try await pool.client(for: bookie, lane: id.rawValue)) }
         let secret = LedgerPassword(password)
@@ -262,6 +265,10 @@ public final class LedgerWriter: Sendable {
                             throw LedgerError.bookieFailed(id, bookies[position],
                                 "\(reason); no replacement (\(error.message)) and too few live bookies left for an ack quorum of \(quorums.ackQuorum)")
                         }
+                    }
+                    if let warning = choice.warning {
+                        pool.logger.warning("replacement placed with less rack spread than asked",
+                                            metadata: ["ledger": "\(id)", "reason": "\(warning)"])
                     }
                     bookies[position] = choice.bookies[0]
                     replacements[position] = try await pool.client(for: choice.bookies[0], lane: id.rawValue)

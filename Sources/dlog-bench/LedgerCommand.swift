@@ -20,6 +20,8 @@ struct LedgerCommand: AsyncParsableCommand {
     @Option(help: "Adds in flight per writer.") var pipeline = 1
     @Option(help: "Payload bytes per entry.") var size = 1024
     @Option(help: "Seconds to run.") var duration = 5.0
+    @Option(help: "Pipelined connections to each bookie (1...64).") var connections = 1
+    @Flag(name: .customLong("rack-aware"), help: "Spread each write set over the bookies' racks.") var rackAware = false
     @Flag(help: "Print one JSON object.") var json = false
     @Option(name: .customLong("acked-log"), help: "Append every confirmed (ledger, entry, payload CRC32C) to this file.")
     var ackedLog: String?
@@ -63,12 +65,16 @@ struct LedgerCommand: AsyncParsableCommand {
         guard (1...1024).contains(pipeline) else { throw ValidationError("--pipeline must be 1...1024") }
         guard (0...(1 << 20)).contains(size) else { throw ValidationError("--size must be 0...1M") }
         guard duration > 0 && duration <= 3600 else { throw ValidationError("--duration must be 0...3600") }
+        guard (1...64).contains(connections) else { throw ValidationError("--connections must be 1...64") }
     }
 
     func run() async throws {
         let store = try MetadataURI.connect(metadata)
         let cluster = Cluster(store: store)
-        let pool = BookiePool(cluster: cluster)
+        var options = BookiePool.Options()
+        options.connectionsPerBookie = connections
+        let pool = BookiePool(cluster: cluster, options: options)
+        let placement = EnsemblePlacement(policy: rackAware ? .rackAware : .random)
         let allocator = LedgerIDAllocator(cluster: cluster)
         let quorums = Quorums(ensembleSize: ensemble, writeQuorum: writeQuorum, ackQuorum: ackQuorum)!
         var writers: [LedgerWriter] = []
@@ -76,7 +82,7 @@ struct LedgerCommand: AsyncParsableCommand {
         do {
             for _ in 0..<clients {
                 writers.append(try await LedgerWriter.create(quorums: quorums, password: "dlog-bench", pool: pool,
-                                                             allocator: allocator, using: &rng))
+                                                             allocator: allocator, placement: placement, using: &rng))
             }
         } catch {
             await pool.shutdown()
