@@ -182,7 +182,12 @@ public final class LedgerReader: Sendable {
     /// Returns the first intact payload; throws `unreadable` with every replica's reason when none had one.
     private func readAny(_ entry: EntryID, from replicas: [BookieID]) async throws -> [UInt8] {
         let (events, sink) = AsyncStream.makeStream(of: ReadEvent.self)
-        defer { sink.finish() }
+        var timers: [Task<Void, Never>] = []
+        defer {
+            sink.finish()
+            // A read that is done needs no more speculation: do not keep a sleeping task per read.
+            for timer in timers { timer.cancel() }
+        }
         var asked = 0
         var reasons: [String] = []
         func askNext() {
@@ -191,10 +196,10 @@ public final class LedgerReader: Sendable {
             Task { sink.yield(.answer(await fetch(entry, from: bookie))) }
             if let delay = options.speculativeReadDelay, asked < replicas.count {
                 let n = asked
-                Task {
-                    try? await Task.sleep(for: delay)
+                timers.append(Task {
+                    guard (try? await Task.sleep(for: delay)) != nil else { return }
                     sink.yield(.speculate(n))
-                }
+                })
             }
         }
         askNext()

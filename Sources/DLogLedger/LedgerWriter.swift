@@ -88,18 +88,34 @@ public final class LedgerWriter: Sendable {
         options: Options = Options(), using rng: inout R
     ) async throws -> LedgerWriter {
         let registered = try await pool.registered()
-        let choice: EnsemblePlacement.Choice
-        do {
-            choice = try placement.ensemble(for: quorums, from: registered, using: &rng)
-        } catch {
-            throw LedgerError.placement(error.message)
-        }
         let id = try await allocator.next()
+        // A registered bookie may still be unreachable from here: place again without it (each round excludes
+        // one more, so this ends with an ensemble or a placement error naming the shortage).
+        var unreachable: Set<BookieID> = []
+        var choice: EnsemblePlacement.Choice
+        var clients: [BookieClient] = []
+        placing: while true {
+            do {
+                choice = try placement.ensemble(for: quorums, from: registered, excluding: unreachable, using: &rng)
+            } catch {
+                throw LedgerError.placement(error.message + (unreachable.isEmpty ? "" : "; unreachable from this client: \(unreachable.sorted())"))
+            }
+            clients = []
+            for bookie in choice.bookies {
+                do {
+                    clients.append(try await pool.client(for: bookie, lane: id.rawValue))
+                } catch {
+                    pool.logger.warning("bookie unreachable, placing the ledger without it",
+                                        metadata: ["ledger": "\(id)", "bookie": "\(bookie)", "reason": "\(error)"])
+                    unreachable.insert(bookie)
+                    continue placing
+                }
+            }
+            break
+        }
         if let warning = choice.warning {
             pool.logger.warning("ledger placed with less rack spread than asked", metadata: ["ledger": "\(id)", "reason": "\(warning)"])
         }
-        var clients: [BookieClient] = []
-        for bookie in choice.bookies { clients.append(try await pool.client(for: bookie, lane: id.rawValue)) }
         let secret = LedgerPassword(password)
         let metadata = LedgerMetadata(
             ensembleSize: quorums.ensembleSize, writeQuorum: quorums.writeQuorum, ackQuorum: quorums.ackQuorum,
@@ -270,8 +286,13 @@ public final class LedgerWriter: Sendable {
                         pool.logger.warning("replacement placed with less rack spread than asked",
                                             metadata: ["ledger": "\(id)", "reason": "\(warning)"])
                     }
+                    guard let client = try? await pool.client(for: choice.bookies[0], lane: id.rawValue) else {
+                        // Unreachable from here: never choose it again; place this position once more.
+                        state.withLock { _ = $0.failedBookies.insert(choice.bookies[0]) }
+                        continue rounds
+                    }
                     bookies[position] = choice.bookies[0]
-                    replacements[position] = try await pool.client(for: choice.bookies[0], lane: id.rawValue)
+                    replacements[position] = client
                 }
                 var changed = metadata
                 if changed.fragments.last!.firstEntry == firstEntry {

@@ -5,10 +5,29 @@ import Foundation
 import Synchronization
 import Testing
 
-/// What a child printed, appended from pipe handlers on other threads.
+/// What a child prints, in two files (no pipes: nothing to drain, and no dispatch sources watching descriptors that
+/// may be closed while a test tears down); read whole when asked.
 final class Captured: Sendable {
-    private let text = Mutex<(stdout: String, stderr: String)>(("", ""))
-    func withLock<T>(_ body: (inout (stdout: String, stderr: String)) -> T) -> T { text.withLock { body(&$0) } }
+    let stdoutPath: String
+    let stderrPath: String
+
+    init() throws {
+        let base = NSTemporaryDirectory() + "dlogd-test-\(UUID().uuidString)"
+        stdoutPath = base + ".out"
+        stderrPath = base + ".err"
+        guard FileManager.default.createFile(atPath: stdoutPath, contents: nil),
+              FileManager.default.createFile(atPath: stderrPath, contents: nil) else {
+            throw DaemonError("cannot create output files at \(base)")
+        }
+    }
+
+    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: stdoutPath)
+        try? FileManager.default.removeItem(atPath: stderrPath)
+    }
 }
 
 /// The dlogd binary built next to these tests (or $DLOGD_BIN).
@@ -19,21 +38,22 @@ let dlogdPath: String = {
 }()
 
 /// A real `dlogd` child process (bookie unless told otherwise) on a free loopback port. Every property is set once in `init`;
-/// what the child prints is gathered behind `Captured`'s lock.
+/// what the child prints goes to `output`'s files.
 final class DaemonProcess: Sendable {
     let process: Process
-    let output = Captured()
+    let output: Captured
     private let generatedConfig: String?
 
     /// The port from the child's "listening on" line; 0 until it printed one.
     var port: Int {
-        let text = output.withLock { $0.stdout }
+        let text = output.stdout
         guard let range = text.range(of: "listening on 127.0.0.1:") else { return 0 }
         return Int(text[range.upperBound...].prefix { $0.isNumber }) ?? 0
     }
 
     deinit {
         if let generatedConfig { try? FileManager.default.removeItem(atPath: generatedConfig) }
+        output.remove()
     }
 
     /// Starts dlogd with `arguments` after the role; waits for its "listening on" line (or its exit).
@@ -51,18 +71,10 @@ final class DaemonProcess: Sendable {
             generated = conf
         }
         process.arguments = [role] + (arguments.contains("--port") ? [] : ["--port", "0"]) + arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        let output = self.output
-        out.fileHandleForReading.readabilityHandler = { h in
-            let text = String(decoding: h.availableData, as: UTF8.self)
-            output.withLock { $0.stdout += text }
-        }
-        err.fileHandleForReading.readabilityHandler = { h in
-            let text = String(decoding: h.availableData, as: UTF8.self)
-            output.withLock { $0.stderr += text }
-        }
+        let output = try Captured()
+        process.standardOutput = FileHandle(forWritingAtPath: output.stdoutPath)
+        process.standardError = FileHandle(forWritingAtPath: output.stderrPath)
+        self.output = output
         self.process = process
         generatedConfig = generated
         try process.run()
@@ -94,7 +106,7 @@ final class DaemonProcess: Sendable {
     private static func listeningPort(_ process: Process, _ output: Captured) throws -> Int {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            let line = output.withLock { $0.stdout }
+            let line = output.stdout
             if let range = line.range(of: "listening on 127.0.0.1:") {
                 if let p = Int(line[range.upperBound...].prefix { $0.isNumber }) { return p }
             }
@@ -102,7 +114,7 @@ final class DaemonProcess: Sendable {
             usleep(5_000)
         }
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
-        throw DaemonError("dlogd did not start: \(output.withLock { $0.stderr })")
+        throw DaemonError("dlogd did not start: \(output.stderr)")
     }
 
     func kill(_ signal: Int32) {
@@ -117,11 +129,10 @@ final class DaemonProcess: Sendable {
             kill(SIGKILL)
             process.waitUntilExit()
         }
-        usleep(20_000)  // let the pipes drain
         return process.terminationStatus
     }
 
-    var stderr: String { output.withLock { $0.stderr } }
+    var stderr: String { output.stderr }
 
     func client() async throws -> BookieClient { try await BookieClient.connect(host: "127.0.0.1", port: port) }
 }

@@ -97,6 +97,31 @@ import Testing
         }
     }
 
+    @Test func aRegisteredButDeadBookieIsPlacedAroundAndNeverChosenAsReplacement() async throws {
+        // Proves a bookie that is registered but refuses connections (crashed, its lease not yet expired) is left
+        // out of new ensembles, and when it is the only candidate to replace a failed bookie, the writer goes on
+        // around the failed position instead of failing.
+        try await withLedgerCluster(bookies: 3) { fixture in
+            let dead = try await HungBookie("bookie-dead", in: fixture)
+            dead.close()  // registered, but its port now refuses connections
+            var rng = SeededGenerator(seed: 3)
+            let quorums = Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2)!
+            var writers: [LedgerWriter] = []
+            for _ in 0..<6 {
+                let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                           allocator: fixture.allocator, using: &rng)
+                #expect(!writer.ensemble.contains(dead.id), "placed on a bookie that refuses connections")
+                writers.append(writer)
+            }
+            let writer = writers[0]
+            for n in 0..<10 { _ = try await writer.append(payload(n)) }
+            fixture.kill(writer.ensemble[0])
+            for n in 10..<40 { #expect(try await writer.append(payload(n)) == EntryID(Int64(n))) }
+            #expect(!writer.ensemble.contains(dead.id))
+            for other in writers { try await other.close() }
+        }
+    }
+
     @Test func reconnectsBackOffAndRecover() {
         // Proves the wait between connection attempts doubles per failure up to the maximum, refusals say why
         // and for how long, and a success allows the next attempt at once.
