@@ -12,6 +12,8 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
     case writerClosed(LedgerID, String)
     /// A read past the last add confirmed: readers never see past it.
     case beyondLastAddConfirmed(LedgerID, entry: EntryID, lac: EntryID)
+    /// A range whose first entry is negative or after its last.
+    case invalidRange(LedgerID, first: EntryID, last: EntryID)
     /// No replica returned the entry intact.
     case unreadable(LedgerID, EntryID, [String])
     case placement(String)
@@ -33,6 +35,8 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
             return "the writer of \(ledger) takes no more adds: \(why)"
         case .beyondLastAddConfirmed(let ledger, let entry, let lac):
             return "\(ledger): \(entry) is past the last add confirmed (\(lac))"
+        case .invalidRange(let ledger, let first, let last):
+            return "\(ledger): \(first)...\(last) is not a range of entries (the first must be 0 or more and not after the last)"
         case .unreadable(let ledger, let entry, let reasons):
             return "\(ledger): no replica returned \(entry) intact (\(reasons.joined(separator: "; ")))"
         case .placement(let why):

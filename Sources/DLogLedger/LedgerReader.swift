@@ -168,6 +168,31 @@ public final class LedgerReader: Sendable {
         return try await readAny(entry, from: quorums.writeSet(of: entry).map { bookies[$0] })
     }
 
+    /// The payloads of entries `first` through `last`, in order, which must not go past the last add confirmed.
+    /// Up to `parallel` entries are read at once; the first entry that cannot be read fails the whole range,
+    /// naming it.
+    public func read(from first: EntryID, through last: EntryID, parallel: Int = 32) async throws -> [[UInt8]] {
+        precondition(parallel >= 1, "parallel must be at least 1")
+        let lac = lastAddConfirmed
+        guard first.rawValue >= 0, first <= last else {
+            throw LedgerError.invalidRange(id, first: first, last: last)
+        }
+        guard last <= lac else { throw LedgerError.beyondLastAddConfirmed(id, entry: last, lac: lac) }
+        var payloads: [[UInt8]] = []
+        payloads.reserveCapacity(Int(last.rawValue - first.rawValue + 1))
+        var next = first.rawValue
+        while next <= last.rawValue {
+            let window = next...min(last.rawValue, next + Int64(parallel) - 1)
+            next = window.upperBound + 1
+            let read = try await withThrowingTaskGroup(of: (Int64, [UInt8]).self) { group in
+                for entry in window { group.addTask { (entry, try await self.read(EntryID(entry))) } }
+                return try await group.reduce(into: [Int64: [UInt8]]()) { $0[$1.0] = $1.1 }
+            }
+            for entry in window { payloads.append(read[entry]!) }
+        }
+        return payloads
+    }
+
     private enum ReadEvent: Sendable {
         case answer(Result<[UInt8], ReplicaFailure>)
         /// The speculative delay of the `n`th replica asked ran out.

@@ -32,6 +32,15 @@ import Testing
             let reader = try await LedgerReader.open(writer.id, password: "secret", pool: fixture.pool)
             #expect(reader.lastAddConfirmed == EntryID(199))
             for (n, id) in ids { #expect(try await reader.read(id) == payload(n), "entry \(id)") }
+            let byEntry = Dictionary(uniqueKeysWithValues: ids.map { ($0.value, payload($0.key)) })
+            let range = try await reader.read(from: EntryID(0), through: EntryID(199), parallel: 7)
+            #expect(range == (0..<200).map { byEntry[EntryID(Int64($0))]! }, "a range read returns every entry in order")
+            await #expect(throws: LedgerError.invalidRange(writer.id, first: EntryID(5), last: EntryID(3))) {
+                _ = try await reader.read(from: EntryID(5), through: EntryID(3))
+            }
+            await #expect(throws: LedgerError.beyondLastAddConfirmed(writer.id, entry: EntryID(200), lac: EntryID(199))) {
+                _ = try await reader.read(from: EntryID(190), through: EntryID(200))
+            }
             await #expect(throws: LedgerError.beyondLastAddConfirmed(writer.id, entry: EntryID(200), lac: EntryID(199))) {
                 _ = try await reader.read(EntryID(200))
             }
