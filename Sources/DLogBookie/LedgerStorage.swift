@@ -189,7 +189,8 @@ public final class LedgerStorage: Sendable {
         let outcome: Result<UInt64, LACNow> = state.withLock { s in
             let ls = s.manifest.ledgers[ledger.rawValue]
             if let ls, ls.lac > previous { return .failure(LACNow(lac: ls.lac, last: ls.lastEntry)) }
-            if ls == nil { return .failure(LACNow(lac: -1, last: -1)) }
+            // A ledger not on this bookie yet waits too: a reader tailing a ledger just created polls before
+            // its first entry arrives, and answering at once would make it spin.
             let id = s.nextWatcherID
             s.nextWatcherID += 1
             s.watchers[ledger, default: []].append(Watcher(id: id, previous: previous, fire: fire))

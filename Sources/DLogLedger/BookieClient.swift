@@ -61,6 +61,16 @@ public final class BookieClient: Sendable {
         try await sendFuture(request).get()
     }
 
+    /// Sends and calls `completion` with the answer. After `close` it is called at once, on this thread: the
+    /// event loops may be gone, and a callback registered on one would never run.
+    public func send(_ request: BookieRequest,
+                     then completion: @escaping @Sendable (Result<BookieResponse, any Error>) -> Void) {
+        if isClosed { return completion(.failure(ConnectionClosed())) }
+        sendFuture(request).whenComplete(completion)
+    }
+
+    public var isClosed: Bool { closed.load(ordering: .acquiring) }
+
     /// Sends without waiting: for pipelined load.
     public func sendFuture(_ request: BookieRequest) -> EventLoopFuture<BookieResponse> {
         // After close the event loops may be gone: a promise made on one would never complete.

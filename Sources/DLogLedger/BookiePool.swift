@@ -130,6 +130,7 @@ public final class BookiePool: Sendable {
     public func send(_ request: BookieRequest, to bookie: BookieID, lane: UInt64 = 0,
                      timeout: Duration) async throws -> BookieResponse {
         let client = try await client(for: bookie, lane: lane)
+        guard !client.isClosed else { throw LedgerError.unreachable(bookie, "the client is shut down") }
         return try await client.sendFuture(request, timeout: timeout, naming: bookie).get()
     }
 

@@ -19,6 +19,6 @@ extension BookiePool {
                 throw LedgerError.noSuchLedger(id)
             }
         }
-        throw LedgerError.writerClosed(id, "its metadata kept changing while it was being deleted; try again")
+        throw LedgerError.conflict(id, "its metadata kept changing while it was being deleted (a writer changing its ensemble?); try again")
     }
 }

@@ -16,6 +16,16 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
     case invalidRange(LedgerID, first: EntryID, last: EntryID)
     /// No replica returned the entry intact.
     case unreadable(LedgerID, EntryID, [String])
+    /// Recovery could not finish (fencing impossible, an entry undecidable); the ledger stays in recovery and
+    /// a later recovery starts over.
+    case recoveryFailed(LedgerID, String)
+    /// Another client changed the ledger first (another recoverer closed it differently, metadata moved under
+    /// a delete): nothing was changed by this call.
+    case conflict(LedgerID, String)
+    /// No bookie of the last ensemble reported a last add confirmed.
+    case lacUnavailable(LedgerID, [String])
+    /// The ledger's metadata cannot be used (impossible quorums).
+    case badMetadata(LedgerID, String)
     case placement(String)
     case unreachable(BookieID, String)
     /// Back-pressure: the writer already has its limit of adds in flight; this add was not taken.
@@ -39,6 +49,14 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
             return "\(ledger): \(first)...\(last) is not a range of entries (the first must be 0 or more and not after the last)"
         case .unreadable(let ledger, let entry, let reasons):
             return "\(ledger): no replica returned \(entry) intact (\(reasons.joined(separator: "; ")))"
+        case .recoveryFailed(let ledger, let why):
+            return "recovery of \(ledger) failed: \(why); it stays in recovery, and recovering it again starts over"
+        case .conflict(let ledger, let why):
+            return "\(ledger): \(why)"
+        case .lacUnavailable(let ledger, let reasons):
+            return "\(ledger): no bookie of its last ensemble reported a last add confirmed (\(reasons.joined(separator: "; ")))"
+        case .badMetadata(let ledger, let why):
+            return "\(ledger): its metadata cannot be used: \(why)"
         case .placement(let why):
             return "cannot place a ledger: \(why)"
         case .unreachable(let bookie, let why):

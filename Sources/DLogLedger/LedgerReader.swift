@@ -45,7 +45,7 @@ public final class LedgerReader: Sendable {
         guard let (metadata, _) = try await pool.cluster.ledger(id) else { throw LedgerError.noSuchLedger(id) }
         guard metadata.passwordHash == LedgerPassword(password).check else { throw LedgerError.wrongPassword(id) }
         guard let quorums = Quorums(metadata) else {
-            throw LedgerError.unreadable(id, .none, ["its metadata has impossible quorums"])
+            throw LedgerError.badMetadata(id, "impossible quorums \(metadata.ensembleSize)/\(metadata.writeQuorum)/\(metadata.ackQuorum)")
         }
         let reader = LedgerReader(id: id, quorums: quorums, metadata: metadata,
                                   lac: metadata.state == .closed ? metadata.lastEntry : .none, pool: pool,
@@ -59,29 +59,61 @@ public final class LedgerReader: Sendable {
     /// Replicas that returned a damaged entry (each was skipped for another) since the reader was opened.
     public var damagedReplicas: Int { state.withLock { $0.damagedReplicas } }
 
-    /// Asks the bookies of the last fragment for their LAC and keeps the highest: any LAC a bookie saw was
-    /// confirmed by the writer, so reading up to it is safe.
+    /// Asks the bookies of the last fragment, in parallel, for their LAC and keeps the highest: any LAC a bookie
+    /// saw was confirmed by the writer, so reading up to it is safe. Returns once every bookie answered, or
+    /// `lacGrace` after the first LAC arrived: a hung bookie costs that much, not a whole request timeout.
     @discardableResult
     public func refreshLastAddConfirmed() async throws -> EntryID {
         let (metadata, current) = state.withLock { s in (s.metadata, s.lac) }
         if metadata.state == .closed { return current }
-        var best = current
-        var reasons: [String] = []
-        for bookie in metadata.fragments.last!.bookies {
-            do {
-                let answer = try await pool.send(.readLAC(ledger: id, longPoll: nil), to: bookie, lane: id.rawValue,
-                                                 timeout: options.readTimeout)
-                if case .lac(let lac, _) = answer { best = max(best, lac) }
-            } catch {
-                reasons.append("\(bookie): \(error)")
+        let bookies = metadata.fragments.last!.bookies
+        enum Event: Sendable { case answer(Result<EntryID?, ReplicaFailure>), grace }
+        let (events, sink) = AsyncStream.makeStream(of: Event.self)
+        for bookie in bookies {
+            Task {
+                do {
+                    let answer = try await pool.send(.readLAC(ledger: id, longPoll: nil), to: bookie, lane: id.rawValue,
+                                                     timeout: options.readTimeout)
+                    if case .lac(let lac, _) = answer { sink.yield(.answer(.success(lac))) } else { sink.yield(.answer(.success(nil))) }
+                } catch {
+                    sink.yield(.answer(.failure(ReplicaFailure(reason: "\(bookie): \(error)"))))
+                }
             }
         }
-        if reasons.count == metadata.fragments.last!.bookies.count {
-            throw LedgerError.unreadable(id, .none, reasons)
+        var best = current
+        var answered = 0
+        var reasons: [String] = []
+        var grace: Task<Void, Never>?
+        defer { grace?.cancel() }
+        loop: for await event in events {
+            switch event {
+            case .grace:
+                break loop
+            case .answer(let result):
+                answered += 1
+                switch result {
+                case .success(let lac?):
+                    best = max(best, lac)
+                    if grace == nil {
+                        grace = Task {
+                            guard (try? await Task.sleep(for: Self.lacGrace)) != nil else { return }
+                            sink.yield(.grace)
+                        }
+                    }
+                case .success(nil): break
+                case .failure(let failure): reasons.append(failure.reason)
+                }
+                if answered == bookies.count { break loop }
+            }
         }
+        sink.finish()
+        if reasons.count == bookies.count { throw LedgerError.lacUnavailable(id, reasons) }
         state.withLock { $0.lac = max($0.lac, best) }
         return best
     }
+
+    /// How long a LAC refresh waits for the other bookies once one answered.
+    static let lacGrace = Duration.milliseconds(100)
 
     /// Waits (at most `timeout`) until a bookie of the last fragment knows a LAC past `previous`; returns the
     /// LAC, unchanged when none came in time (then the metadata is read again, to notice a close). A closed
@@ -100,10 +132,15 @@ public final class LedgerReader: Sendable {
             }
         }
         var received = 0
+        var answered = 0
         var best = state.withLock { $0.lac }
+        let started = ContinuousClock.now
         for await lac in answers {
             received += 1
-            if let lac { best = max(best, lac) }
+            if let lac {
+                answered += 1
+                best = max(best, lac)
+            }
             // The first bookie to see progress is enough: any LAC a bookie knows was confirmed.
             if best > previous || received == bookies.count {
                 sink.finish()
@@ -111,6 +148,12 @@ public final class LedgerReader: Sendable {
             }
         }
         state.withLock { $0.lac = max($0.lac, best) }
+        // Every bookie failed at once (unreachable, backing off): wait a little before the caller polls again,
+        // rather than spin.
+        if answered == 0, best <= previous {
+            let pause = min(timeout, .milliseconds(250)) - (ContinuousClock.now - started)
+            if pause > .zero { try await Task.sleep(for: pause) }
+        }
         // No progress in a whole poll: only then ask metadata whether the ledger was closed (or its ensemble
         // changed), so metadata stays off the per-entry path.
         if best <= previous, let closedAt = try await refreshIfClosed() { return closedAt }

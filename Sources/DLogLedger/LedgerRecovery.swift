@@ -22,7 +22,7 @@ public struct LedgerRecovery: Sendable {
         let secret = LedgerPassword(password)
         var (metadata, version) = try await readMetadata(id, secret)
         if metadata.state == .closed { return metadata }
-        guard let quorums = Quorums(metadata) else { throw LedgerError.unreadable(id, .none, ["impossible quorums"]) }
+        guard let quorums = Quorums(metadata) else { throw LedgerError.badMetadata(id, "impossible quorums \(metadata.ensembleSize)/\(metadata.writeQuorum)/\(metadata.ackQuorum)") }
         if metadata.state == .open {
             var recovering = metadata
             recovering.state = .inRecovery
@@ -34,7 +34,11 @@ public struct LedgerRecovery: Sendable {
                 return try await recover(id, password: password)
             }
         }
-        let lac = try await fence(id, metadata: metadata, quorums: quorums, key: secret.masterKey)
+        let fencedLAC = try await fence(id, metadata: metadata, quorums: quorums, key: secret.masterKey)
+        // Every entry before the last fragment was confirmed when that fragment was written (it starts at the
+        // first unconfirmed entry), so reading forward starts there at the latest: older fragments name
+        // replaced bookies, and re-writing to them could fail or touch a dead bookie.
+        let lac = max(fencedLAC, EntryID(metadata.fragments.last!.firstEntry.rawValue - 1))
         let (last, length) = try await readForward(id, metadata: metadata, quorums: quorums, after: lac, key: secret.masterKey)
         var closed = metadata
         closed.state = .closed
@@ -46,10 +50,10 @@ public struct LedgerRecovery: Sendable {
         } catch MetadataError.versionConflict {
             let (now, _) = try await readMetadata(id, secret)
             guard now.state == .closed else {
-                throw LedgerError.writerClosed(id, "another client changed the ledger during recovery (state \(now.state)); recover again")
+                throw LedgerError.conflict(id, "another client changed the ledger during recovery (state \(now.state)); recover it again")
             }
             guard now.lastEntry == last, now.length == length else {
-                throw LedgerError.writerClosed(id, "another recoverer closed it at \(now.lastEntry) (\(now.length) bytes), this one found \(last) (\(length) bytes)")
+                throw LedgerError.conflict(id, "another recoverer closed it at \(now.lastEntry) (\(now.length) bytes), this recovery found \(last) (\(length) bytes)")
             }
             return now
         }
@@ -82,12 +86,12 @@ public struct LedgerRecovery: Sendable {
                 return lac
             case .impossible(let why):
                 sink.finish()
-                throw LedgerError.unreadable(id, .none, ["fencing failed: \(why)"])
+                throw LedgerError.recoveryFailed(id, "fencing failed: \(why)")
             case .waiting:
                 if received == bookies.count { sink.finish() }
             }
         }
-        throw LedgerError.unreadable(id, .none, ["fencing ended without a decision"])
+        throw LedgerError.recoveryFailed(id, "fencing ended without a decision")
     }
 
     private func fenceOne(_ id: LedgerID, bookie: BookieID, key: MasterKey) async -> FenceProgress.Answer {
@@ -95,6 +99,8 @@ public struct LedgerRecovery: Sendable {
             switch try await pool.send(.read(ledger: id, entry: .none, fenceWith: key), to: bookie, lane: id.rawValue, timeout: requestTimeout) {
             case .entry(let bytes):
                 guard let header = try? EntryCodec.validate(bytes), header.ledger == id else {
+                    pool.logger.warning("damaged replica skipped", metadata: [
+                        "ledger": "\(id)", "entry": "last", "bookie": "\(bookie)", "reason": "fence read returned a damaged entry"])
                     return .failed("its last entry is damaged")
                 }
                 return .fenced(lastAddConfirmed: max(header.lastAddConfirmed, EntryID.none))
@@ -117,7 +123,7 @@ public struct LedgerRecovery: Sendable {
         var length: UInt64 = 0
         if lac.rawValue >= 0 {
             guard case .recovered(let bytes) = try await decide(id, lac, metadata: metadata, quorums: quorums) else {
-                throw LedgerError.unreadable(id, lac, ["the last add confirmed cannot be read"])
+                throw LedgerError.recoveryFailed(id, "the last add confirmed, \(lac), cannot be read from any replica")
             }
             length = try EntryCodec.validate(bytes).ledgerLength
         }
@@ -131,7 +137,7 @@ public struct LedgerRecovery: Sendable {
             case .missing:
                 return (last, length)
             case .undecidable(let why):
-                throw LedgerError.unreadable(id, entry, [why])
+                throw LedgerError.recoveryFailed(id, why)
             case .waiting:
                 preconditionFailure("decide returns only when every replica answered or the entry is settled")
             }
@@ -165,11 +171,17 @@ public struct LedgerRecovery: Sendable {
             switch try await pool.send(.read(ledger: id, entry: entry, fenceWith: nil), to: bookie, lane: id.rawValue, timeout: requestTimeout) {
             case .entry(let bytes):
                 guard let header = try? EntryCodec.validate(bytes), header.ledger == id, header.entry == entry else {
+                    pool.logger.warning("damaged replica skipped", metadata: [
+                        "ledger": "\(id)", "entry": "\(entry)", "bookie": "\(bookie)", "reason": "recovery read returned a damaged or wrong entry"])
                     return .failed("\(bookie) returned a damaged or wrong entry")
                 }
                 return .found(bytes)
             case .failed(.noEntry, _), .failed(.noLedger, _):
                 return .noEntry
+            case .failed(.corruptEntry, let message):
+                pool.logger.warning("damaged replica skipped", metadata: [
+                    "ledger": "\(id)", "entry": "\(entry)", "bookie": "\(bookie)", "reason": "\(message)"])
+                return .failed("\(bookie): \(BookieStatus.corruptEntry): \(message)")
             case .failed(let status, let message):
                 return .failed("\(bookie): \(status): \(message)")
             case let other:
@@ -212,7 +224,7 @@ public struct LedgerRecovery: Sendable {
             }
             if failures.count > quorums.writeQuorum - quorums.ackQuorum {
                 sink.finish()
-                throw LedgerError.unreadable(id, entry, ["re-replicating it failed: " + failures.joined(separator: "; ")])
+                throw LedgerError.recoveryFailed(id, "re-writing \(entry) to an ack quorum failed: " + failures.joined(separator: "; "))
             }
         }
     }

@@ -49,7 +49,10 @@ public final class LedgerWriter: Sendable {
         var lengthSent: UInt64 = 0
         var lengthConfirmed: UInt64 = 0
         var failure: LedgerError?
+        /// `close` waiters: resumed once nothing is pending and no ensemble change is running.
         var drained: [CheckedContinuation<Void, Never>] = []
+        /// Set by `close`: no new adds, while the ones in flight (and any ensemble change for them) finish.
+        var closing = false
         /// Positions whose bookie failed and awaits replacement; adds appended meanwhile wait in `held`.
         var failedPositions: Set<Int> = []
         var changing = false
@@ -137,6 +140,10 @@ public final class LedgerWriter: Sendable {
                     waiter.resume(throwing: failure)
                     return nil
                 }
+                if s.closing {
+                    waiter.resume(throwing: LedgerError.writerClosed(id, "the ledger is being closed"))
+                    return nil
+                }
                 guard s.pending.count < options.maxOutstandingAdds else {
                     waiter.resume(throwing: LedgerError.tooManyOutstandingAdds(id, limit: options.maxOutstandingAdds))
                     return nil
@@ -159,19 +166,20 @@ public final class LedgerWriter: Sendable {
     }
 
     private func send(_ bytes: [UInt8], entry: EntryID, position: Int, to client: BookieClient) {
-        client.sendFuture(.add(masterKey: password.masterKey, entry: bytes, recovery: false)).whenComplete { result in
+        client.send(.add(masterKey: password.masterKey, entry: bytes, recovery: false)) { result in
             self.answered(entry, position: position, by: client, result: result)
         }
     }
 
     private func answered(_ entry: EntryID, position: Int, by client: BookieClient,
                           result: Result<BookieResponse, any Error>) {
-        // An answer from a bookie that has since been replaced at this position speaks for nobody.
-        guard state.withLock({ $0.ensemble[position] === client }) else { return }
         switch result {
         case .success(.added):
-            let (confirmed, drained) = state.withLock { s in
-                Self.take(s.pending.acknowledge(entry, from: position), from: &s)
+            // The identity check and the acknowledgement under one lock: an ensemble change in between would
+            // otherwise let a replaced bookie's answer count for a position it no longer holds.
+            let (confirmed, drained) = state.withLock { s -> ([(EntryID, CheckedContinuation<EntryID, any Error>)], [CheckedContinuation<Void, Never>]) in
+                guard s.ensemble[position] === client else { return ([], []) }
+                return Self.take(s.pending.acknowledge(entry, from: position), from: &s)
             }
             for (id, waiter) in confirmed { waiter.resume(returning: id) }
             for waiter in drained { waiter.resume() }
@@ -179,14 +187,18 @@ public final class LedgerWriter: Sendable {
         case .success(.failed(.fenced, _)):
             fail(.fenced(id))
         case .success(.failed(let status, let message)) where Self.replaceable.contains(status):
-            bookieFailed(at: position, "\(status): \(message)")
+            bookieFailed(at: position, client: client, "\(status): \(message)")
         case .success(.failed(let status, let message)):
             // Not the bookie's fault (a bad or oversize entry, a wrong key): no other bookie would do better.
-            fail(.bookieFailed(id, bookie(at: position), "\(status): \(message)"))
+            if let bookie = bookie(at: position, ifStill: client) {
+                fail(.bookieFailed(id, bookie, "\(status): \(message)"))
+            }
         case .success(let other):
-            fail(.bookieFailed(id, bookie(at: position), "unexpected answer \(other) to an add"))
+            if let bookie = bookie(at: position, ifStill: client) {
+                fail(.bookieFailed(id, bookie, "unexpected answer \(other) to an add"))
+            }
         case .failure(let error):
-            bookieFailed(at: position, "\(error)")
+            bookieFailed(at: position, client: client, "\(error)")
         }
     }
 
@@ -201,6 +213,7 @@ public final class LedgerWriter: Sendable {
         guard schedule else { return }
         Task {
             try? await Task.sleep(for: Self.idleLACDelay)
+            // Busy or changing: a later confirmation (an add's answer, or the end of the change) schedules again.
             let target = state.withLock { s -> (EntryID, [BookieClient])? in
                 s.lacScheduled = false
                 guard s.pending.isEmpty, !s.changing, s.failure == nil, s.pending.lastAddConfirmed > s.lacWritten else {
@@ -212,7 +225,7 @@ public final class LedgerWriter: Sendable {
             guard let (lac, ensemble) = target else { return }
             // Best effort: a bookie that misses it learns the LAC from the next add.
             for client in ensemble {
-                _ = client.sendFuture(.writeLAC(ledger: id, masterKey: password.masterKey, lac: lac))
+                client.send(.writeLAC(ledger: id, masterKey: password.masterKey, lac: lac)) { _ in }
             }
         }
     }
@@ -226,18 +239,26 @@ public final class LedgerWriter: Sendable {
             s.lengthConfirmed = u.length
             return (id, u.waiter)
         }
-        guard s.pending.isEmpty else { return (done, []) }
+        return (done, takeDrained(from: &s))
+    }
+
+    /// The `close` waiters, once nothing is pending and no ensemble change runs (its compare-and-set would
+    /// collide with the close's).
+    private static func takeDrained(from s: inout State) -> [CheckedContinuation<Void, Never>] {
+        guard (s.pending.isEmpty && !s.changing) || s.failure != nil else { return [] }
         defer { s.drained.removeAll() }
-        return (done, s.drained)
+        return s.drained
     }
 
     /// Answers after which another bookie may succeed where this one did not.
     static let replaceable: Set<BookieStatus> = [.ioError, .readOnly, .shuttingDown, .tooManyRequests]
 
-    /// Starts replacing the bookie at `position` (once, however many of its adds fail).
-    private func bookieFailed(at position: Int, _ why: String) {
+    /// Starts replacing the bookie at `position` (once, however many of its adds fail), unless `client` no
+    /// longer holds that position (a late answer from a bookie already replaced).
+    private func bookieFailed(at position: Int, client: BookieClient, _ why: String) {
         let start = state.withLock { s -> Bool in
-            guard s.failure == nil, !s.failedPositions.contains(position), !s.degraded.contains(position) else { return false }
+            guard s.ensemble[position] === client, s.failure == nil, !s.failedPositions.contains(position),
+                  !s.degraded.contains(position) else { return false }
             s.failedPositions.insert(position)
             s.failedBookies.insert(s.metadata.fragments.last!.bookies[position])
             // Nothing is confirmed until the change is recorded: the new fragment starts at the first
@@ -249,8 +270,9 @@ public final class LedgerWriter: Sendable {
         if start { Task { await changeEnsemble(reason: why) } }
     }
 
-    private func bookie(at position: Int) -> BookieID {
-        state.withLock { $0.metadata.fragments.last!.bookies[position] }
+    /// The bookie at `position`, if `client` still holds it.
+    private func bookie(at position: Int, ifStill client: BookieClient) -> BookieID? {
+        state.withLock { s in s.ensemble[position] === client ? s.metadata.fragments.last!.bookies[position] : nil }
     }
 
     /// Replaces the failed bookies: a new fragment from the first unconfirmed entry, written to metadata by
@@ -347,6 +369,7 @@ public final class LedgerWriter: Sendable {
         for (client, bytes, entry, position) in sends { send(bytes, entry: entry, position: position, to: client) }
         for (id, waiter) in confirmed { waiter.resume(returning: id) }
         for waiter in drained { waiter.resume() }
+        if outcome == .done { scheduleIdleLAC() }
         return outcome
     }
 
@@ -359,9 +382,10 @@ public final class LedgerWriter: Sendable {
             s.metadata = metadata
             s.version = version
             var sends: [(BookieClient, [UInt8], EntryID, Int)] = []
+            let held = Set(s.held)
             for (position, client) in replacements {
                 s.ensemble[position] = client
-                for entry in s.pending.replace(position: position) where !s.held.contains(entry) {
+                for entry in s.pending.replace(position: position) where !held.contains(entry) {
                     if let bytes = s.unconfirmed[entry]?.bytes { sends.append((client, bytes, entry, position)) }
                 }
             }
@@ -382,6 +406,7 @@ public final class LedgerWriter: Sendable {
         for (client, bytes, entry, position) in sends { send(bytes, entry: entry, position: position, to: client) }
         for (id, waiter) in confirmed { waiter.resume(returning: id) }
         for waiter in drained { waiter.resume() }
+        if done { scheduleIdleLAC() }
         return done
     }
 
@@ -391,34 +416,46 @@ public final class LedgerWriter: Sendable {
             if s.failure == nil { s.failure = error }
             let ids = s.pending.removeAll()
             let waiters = ids.compactMap { s.unconfirmed.removeValue(forKey: $0)?.waiter }
-            defer { s.drained.removeAll() }
-            return (waiters, s.drained)
+            return (waiters, Self.takeDrained(from: &s))
         }
         for waiter in waiters { waiter.resume(throwing: error) }
         for waiter in drained { waiter.resume() }
     }
 
-    /// Waits for every add in flight, then closes the ledger in metadata (compare-and-set to CLOSED with its
-    /// last entry and length). Later adds fail.
+    /// Takes no more adds, waits for every add in flight (and an ensemble change for them), then closes the
+    /// ledger in metadata: compare-and-set to CLOSED with its last entry and length. A writer that was fenced
+    /// meanwhile gets `fenced`: the recoverer closes the ledger.
     @discardableResult
     public func close() async throws -> LedgerMetadata {
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
             let now = state.withLock { s -> Bool in
-                if s.pending.isEmpty { return true }
+                s.closing = true
+                if (s.pending.isEmpty && !s.changing) || s.failure != nil { return true }
                 s.drained.append(waiter)
                 return false
             }
             if now { waiter.resume() }
         }
-        let (closing, version) = state.withLock { s -> (LedgerMetadata, Version) in
+        let (closing, version, failure) = state.withLock { s -> (LedgerMetadata, Version, LedgerError?) in
+            let earlier = s.failure
             if s.failure == nil { s.failure = .writerClosed(id, "the ledger was closed") }
             var closed = s.metadata
             closed.state = .closed
             closed.lastEntry = s.pending.lastAddConfirmed
             closed.length = s.lengthConfirmed
-            return (closed, s.version)
+            return (closed, s.version, earlier)
         }
-        let newVersion = try await pool.cluster.updateLedger(id, closing, ifVersion: version)
+        if case .fenced? = failure { throw LedgerError.fenced(id) }
+        // Closed already (a second close): nothing to write. A writer that failed otherwise is still closed at
+        // its last confirmed entry.
+        if let done = state.withLock({ s in s.metadata.state == .closed ? s.metadata : nil }) { return done }
+        let newVersion: Version
+        do {
+            newVersion = try await pool.cluster.updateLedger(id, closing, ifVersion: version)
+        } catch MetadataError.versionConflict {
+            // Only a recoverer changes the metadata of a ledger with a live writer.
+            throw LedgerError.fenced(id)
+        }
         state.withLock { s in
             s.metadata = closing
             s.version = newVersion

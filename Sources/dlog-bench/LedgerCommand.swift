@@ -103,7 +103,13 @@ struct LedgerCommand: AsyncParsableCommand {
                         defer { c.acked.removeAll(keepingCapacity: true) }
                         return c.acked
                     }
-                    if !lines.isEmpty { try? appendAckedLines(lines, to: path) }
+                    guard !lines.isEmpty else { continue }
+                    do {
+                        try appendAckedLines(lines, to: path)
+                    } catch {
+                        // Kept for the final write, which reports the error: a confirmation is never dropped.
+                        tally.counts.withLock { c in c.acked.insert(contentsOf: lines, at: 0) }
+                    }
                 }
             }
         }

@@ -126,6 +126,17 @@ func failure(_ body: () async throws -> Void) async -> BookieStatus? {
 
         let timedOut = try await c.send(.readLAC(ledger: LedgerID(9), longPoll: .init(previous: EntryID(2), timeoutMilliseconds: 100)))
         #expect(timedOut == .lac(lac: EntryID(2), lastEntry: EntryID(2)))
+
+        // A ledger the bookie does not have yet: the poll waits for it (a tailing reader of a new ledger must
+        // not spin), answers once its entries bring LAC past `previous`, and reports -1 at a timeout.
+        let early = c.sendFuture(.readLAC(ledger: LedgerID(10), longPoll: .init(previous: EntryID(-1), timeoutMilliseconds: 10_000)))
+        try await Task.sleep(for: .milliseconds(100))
+        // Answered at once (the ledger unknown), it would say -1.
+        try await c.add(key: testKey, entry: entry(10, 0))
+        try await c.add(key: testKey, entry: entry(10, 1))
+        #expect(try await early.get() == .lac(lac: EntryID(0), lastEntry: EntryID(1)))
+        let unknown = try await c.send(.readLAC(ledger: LedgerID(11), longPoll: .init(previous: EntryID(-1), timeoutMilliseconds: 100)))
+        #expect(unknown == .lac(lac: EntryID(-1), lastEntry: EntryID(-1)))
         await c.close()
     }
 

@@ -78,6 +78,38 @@ import Testing
             }
         }
     }
+
+    @Test func recoveryStartsNoEarlierThanTheLastFragment() async throws {
+        // Proves recovery does not re-read or re-write entries of an older fragment, even when the LAC the
+        // fenced bookies report is older (a deep pipeline resent to a replacement carries stale LACs): with
+        // Qw = Qa, re-writing to the old fragment would need its dead bookie, and recovery would never finish.
+        try await withLedgerCluster(bookies: 4) { fixture in
+            let secret = LedgerPassword("pw")
+            let id = try await fixture.allocator.next()
+            let (dead, old, new1, new2) = (BookieID("bookie-3"), BookieID("bookie-0"), BookieID("bookie-1"), BookieID("bookie-0"))
+            let metadata = LedgerMetadata(ensembleSize: 2, writeQuorum: 2, ackQuorum: 2, passwordHash: secret.check,
+                                          fragments: [.init(firstEntry: EntryID(0), bookies: [dead, old]),
+                                                      .init(firstEntry: EntryID(5), bookies: [new1, new2])],
+                                          creationTime: 0)
+            _ = try await fixture.cluster.createLedger(id, metadata)
+            fixture.kill(dead)
+            // Entries as a writer would have left them: 0...4 on the old fragment's live bookie, 5...7 on the
+            // new fragment, every header carrying the LAC of when it was first sent (none yet).
+            var length: UInt64 = 0
+            for n in 0..<8 {
+                length += UInt64(payload(n).count)
+                let bytes = EntryCodec.encode(EntryHeader(ledger: id, entry: EntryID(Int64(n)), lastAddConfirmed: .none,
+                                                          ledgerLength: length), payload: payload(n))
+                for bookie in n < 5 ? [old] : [new1, new2] {
+                    let reply = try await fixture.pool.send(.add(masterKey: secret.masterKey, entry: bytes, recovery: false),
+                                                            to: bookie, timeout: .seconds(10))
+                    #expect(reply == .added(ledger: id, entry: EntryID(Int64(n))), "entry \(n) on \(bookie)")
+                }
+            }
+            let closed = try await LedgerRecovery(pool: fixture.pool).recover(id, password: "pw")
+            #expect(closed.state == .closed && closed.lastEntry == EntryID(7) && closed.length == length)
+        }
+    }
 }
 
 extension Result where Failure == any Error {

@@ -90,4 +90,47 @@ import Testing
             await #expect(throws: LedgerError.fenced(writer.id)) { _ = try await writer.append(payload(6)) }
         }
     }
+
+    @Test func closeUnderSteadyLoadEndsAtTheLastConfirmedEntry() async throws {
+        // Proves close() returns while other tasks keep adding (new adds are refused from the moment it is
+        // called, the ones in flight finish), and every add that was confirmed lies within the closed ledger.
+        try await withLedgerCluster(bookies: 3) { fixture in
+            var rng = SeededGenerator(seed: 8)
+            let writer = try await LedgerWriter.create(quorums: Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2)!,
+                                                       password: "pw", pool: fixture.pool, allocator: fixture.allocator, using: &rng)
+            let lanes = (0..<8).map { lane in
+                Task { () -> (confirmed: [EntryID], refusal: LedgerError?) in
+                    var confirmed: [EntryID] = []
+                    while true {
+                        do {
+                            confirmed.append(try await writer.append(payload(lane)))
+                        } catch {
+                            return (confirmed, error as? LedgerError)
+                        }
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            let closing = Task { try await writer.close() }
+            let outcome = try await withThrowingTaskGroup(of: LedgerMetadata?.self) { group in
+                group.addTask { try await closing.value }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(20))
+                    return nil
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
+            let closed = try #require(outcome, "close returned under load")
+            #expect(closed.state == .closed)
+            var total = 0
+            for lane in lanes {
+                let (confirmed, refusal) = await lane.value
+                total += confirmed.count
+                #expect(confirmed.allSatisfy { $0 <= closed.lastEntry }, "a confirmed add lies past the close")
+                if case .writerClosed? = refusal {} else { Issue.record("lane ended with \(String(describing: refusal))") }
+            }
+            #expect(total == Int(closed.lastEntry.rawValue) + 1, "every entry up to the end was confirmed to a caller")
+        }
+    }
 }
