@@ -77,11 +77,18 @@ public struct EnsemblePlacement: Sendable {
             }
             round += 1
         }
-        let racksUsed = Set(candidates.filter { chosen.contains($0.id) }.map(\.rack)).count
-        let wanted = min(quorums.writeQuorum, quorums.ensembleSize)
-        let warning = racksUsed < wanted
-            ? "only \(racksUsed) rack(s) among the writable bookies for a write quorum of \(quorums.writeQuorum): some copies share a rack"
-            : nil
+        // Judged per write set: each should span min(Qw, racks available) racks. Uneven racks can defeat the
+        // dealing even when there are enough of them (3 bookies of 5 on one rack always put two side by side).
+        let rackOf = Dictionary(candidates.map { ($0.id, $0.rack) }, uniquingKeysWith: { a, _ in a })
+        let racksAvailable = Set(candidates.map(\.rack)).count
+        let wanted = min(quorums.writeQuorum, racksAvailable)
+        let crowded = quorums.allWriteSets.filter { set in Set(set.map { rackOf[chosen[$0]]! }).count < wanted }
+        var warning: String?
+        if racksAvailable < quorums.writeQuorum {
+            warning = "only \(racksAvailable) rack(s) among the writable bookies for a write quorum of \(quorums.writeQuorum): some copies share a rack"
+        } else if let first = crowded.first {
+            warning = "\(crowded.count) write set(s) (first: positions \(first)) have copies on one rack: the writable bookies' racks are too uneven (\(byRack.map(\.count)) bookies per rack)"
+        }
         return Choice(bookies: chosen, warning: warning)
     }
 

@@ -45,6 +45,15 @@ import Testing
         let degraded = try placement.ensemble(for: quorums, from: oneRack, using: &rng)
         #expect(degraded.bookies.count == 3)
         #expect(degraded.warning?.contains("1 rack") == true)
+
+        // Three racks, but uneven: with 3 of 5 bookies on one rack, two of them are always neighbours.
+        let striped = try #require(Quorums(ensembleSize: 5, writeQuorum: 2, ackQuorum: 2))
+        let uneven = ["/a", "/a", "/a", "/b", "/c"].enumerated().map { Self.bookie("u\($0.offset)", rack: $0.element) }
+        let crowded = try placement.ensemble(for: striped, from: uneven, using: &rng)
+        #expect(crowded.warning?.contains("too uneven") == true, "\(String(describing: crowded.warning))")
+        // Racks of 2, 2 and 1 can be dealt so that no write set repeats a rack.
+        let even = ["/a", "/a", "/b", "/b", "/c"].enumerated().map { Self.bookie("v\($0.offset)", rack: $0.element) }
+        for _ in 0..<20 { #expect(try placement.ensemble(for: striped, from: even, using: &rng).warning == nil) }
     }
 
     @Test func replacementAvoidsTheEnsembleAndItsNeighboursRacks() throws {
