@@ -43,6 +43,11 @@ struct LedgerCommand: AsyncParsableCommand {
         var p99_ms: Double
         var p999_ms: Double
         var max_ms: Double
+        /// Journal figures summed over every registered bookie (each add is synced by Qw of them).
+        var syncs_per_sec: Double
+        var entries_per_sync: Double
+        var engine: String
+        var sync_mode: String
     }
 
     final class Tally: Sendable {
@@ -90,6 +95,7 @@ struct LedgerCommand: AsyncParsableCommand {
             throw BenchError("creating ledgers: \(error)")
         }
         let tally = Tally()
+        let before = await Self.journalCounters(pool)
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int64(duration * 1000))
         let keepAcked = ackedLog != nil
@@ -126,10 +132,11 @@ struct LedgerCommand: AsyncParsableCommand {
         let elapsed = Double(micros(ContinuousClock.now - start)) / 1e6
         flusher?.cancel()
         _ = await flusher?.value
+        let after = await Self.journalCounters(pool)
         for writer in writers { _ = try? await writer.close() }
         await pool.shutdown()
         await store.shutdown()
-        try report(tally, elapsed: elapsed)
+        try report(tally, elapsed: elapsed, journals: (before, after))
     }
 
     /// One lane: adds one at a time until the deadline; a failed add ends the lane (its writer is done).
@@ -165,21 +172,48 @@ struct LedgerCommand: AsyncParsableCommand {
         }
     }
 
-    func report(_ tally: Tally, elapsed: Double) throws {
+    /// Each registered bookie's journal counters (GET_INFO); a bookie that does not answer is left out.
+    static func journalCounters(_ pool: BookiePool) async -> [BookieID: JournalCounters] {
+        var counters: [BookieID: JournalCounters] = [:]
+        for bookie in (try? await pool.registered()) ?? [] {
+            if case .info(let json)? = try? await pool.send(.getInfo, to: bookie.id, timeout: .seconds(5)),
+               let parsed = try? JournalCounters(json: json) {
+                counters[bookie.id] = parsed
+            }
+        }
+        return counters
+    }
+
+    func report(_ tally: Tally, elapsed: Double,
+                journals: (before: [BookieID: JournalCounters], after: [BookieID: JournalCounters])) throws {
         let counts = tally.counts.withLock { $0 }
         if let ackedLog { try appendAckedLines(counts.acked, to: ackedLog) }
         let latency = LatencySummary(counts.histogram)
+        var syncs = 0.0, records = 0.0
+        var engines: Set<String> = [], modes: Set<String> = []
+        for (bookie, after) in journals.after {
+            guard let before = journals.before[bookie] else { continue }
+            syncs += Double(after.syncs &- before.syncs)
+            records += Double(after.records &- before.records)
+            engines.insert(after.engine)
+            modes.insert(after.syncMode)
+        }
         let result = Result(target: metadata, ensemble: ensemble, write_quorum: writeQuorum, ack_quorum: ackQuorum,
                             clients: clients, pipeline: pipeline, size: size, duration_s: elapsed, ops: counts.ops,
                             errors: counts.errors, ops_per_sec: rates(ops: counts.ops, bytesPerOp: size, seconds: elapsed).opsPerSec,
                             mb_per_sec: rates(ops: counts.ops, bytesPerOp: size, seconds: elapsed).mbPerSec,
-                            p50_ms: latency.p50_ms, p99_ms: latency.p99_ms, p999_ms: latency.p999_ms, max_ms: latency.max_ms)
+                            p50_ms: latency.p50_ms, p99_ms: latency.p99_ms, p999_ms: latency.p999_ms, max_ms: latency.max_ms,
+                            syncs_per_sec: (syncs / elapsed).rounded(),
+                            entries_per_sync: syncs > 0 ? (records / syncs * 10).rounded() / 10 : 0,
+                            engine: engines.sorted().joined(separator: ","), sync_mode: modes.sorted().joined(separator: ","))
         if json {
             printJSON(result)
         } else {
             print("ledger E=\(ensemble) Qw=\(writeQuorum) Qa=\(ackQuorum) \(clients)x\(pipeline) \(size) B: "
                   + "\(fmt(result.ops_per_sec, 0)) adds/s, \(fmt(result.mb_per_sec)) MB/s, p50 \(fmt(latency.p50_ms, 3)) ms, "
                   + "p99 \(fmt(latency.p99_ms, 3)) ms, p99.9 \(fmt(latency.p999_ms, 3)) ms, max \(fmt(latency.max_ms, 3)) ms; "
+                  + "\(fmt(result.syncs_per_sec, 0)) fsyncs/s, \(fmt(result.entries_per_sync, 1)) entries/fsync over \(journals.after.count) bookies "
+                  + "(\(result.engine), \(result.sync_mode)); "
                   + "\(counts.errors) errors" + (counts.firstError.map { " (first: \($0))" } ?? ""))
         }
         if counts.errors > 0 { throw ExitCode(1) }

@@ -58,6 +58,10 @@ import Testing
         #expect(bench.terminationStatus == 0, "the writers failed: \(report)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(report.utf8)) as? [String: Any])
         #expect((result["ops"] as? Int ?? 0) > 100 && (result["errors"] as? Int) == 0)
+        // The fields of `dlog-bench bookie`, the journal ones summed over the bookies.
+        #expect(Set(result.keys).isSuperset(of: ["ops", "errors", "ops_per_sec", "mb_per_sec", "p50_ms", "p99_ms", "p999_ms",
+                                                  "max_ms", "syncs_per_sec", "entries_per_sync", "engine", "sync_mode"]))
+        #expect((result["syncs_per_sec"] as? Double ?? 0) > 0 && !(result["engine"] as? String ?? "").isEmpty)
 
         let verify = try BenchRun(["verify", "--metadata", uri, "--acked-log", log], in: dir)
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
