@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "dlog-bench", targets: ["dlog-bench"]),
         .executable(name: "dlogctl", targets: ["dlogctl"]),
         .library(name: "DLogLedger", targets: ["DLogLedger"]),
+        .library(name: "DistributedLog", targets: ["DistributedLog"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -60,6 +61,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        .target(name: "DistributedLog", dependencies: [
+            "DLogLedger", "DLogMetadata", "DLogWire",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "dlogd", dependencies: [
             "DLogDaemon", "DLogMetadata",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -78,6 +83,11 @@ let package = Package(
 
         // Helpers shared by the test targets (temp dirs, seeded randomness); never linked into products.
         .target(name: "DLogTestSupport", path: "Tests/DLogTestSupport"),
+        // An in-process cluster (embedded metadata store, bookies on loopback) for the client-side test targets.
+        .target(name: "DLogClusterSupport", dependencies: [
+            "DLogBookie", "DLogIO", "DLogLedger", "DLogMetadata", "DLogTestSupport", "DLogWire",
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/DLogClusterSupport"),
         .testTarget(name: "DLogWireTests", dependencies: ["DLogWire", "DLogTestSupport",
                                                           .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "DLogIOTests", dependencies: ["DLogIO"]),
@@ -85,11 +95,14 @@ let package = Package(
                                                               .product(name: "Logging", package: "swift-log"),
                                                               .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "DLogLedgerTests", dependencies: [
-            "DLogLedger", "DLogWire", "DLogMetadata", "DLogBookie", "DLogIO", "DLogTestSupport",
+            "DLogLedger", "DLogWire", "DLogMetadata", "DLogBookie", "DLogIO", "DLogTestSupport", "DLogClusterSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire",
                                                             "DLogTestSupport"]),
+        .testTarget(name: "DistributedLogTests", dependencies: [
+            "DistributedLog", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport", "DLogClusterSupport",
+        ]),
         .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport"]),
     ]
 )

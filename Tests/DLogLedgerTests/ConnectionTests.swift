@@ -1,3 +1,4 @@
+import DLogClusterSupport
 @testable import DLogLedger
 import DLogMetadata
 import DLogTestSupport

@@ -1,3 +1,4 @@
+import DLogClusterSupport
 import DLogLedger
 import DLogMetadata
 import DLogTestSupport

@@ -6,22 +6,24 @@ import DLogTestSupport
 import DLogWire
 import Logging
 import Synchronization
-import Testing
 import Glibc
 
 /// Real bookies (journal, storage, TCP server on loopback) and a real embedded metadata store, all in this
-/// process, with each bookie registered in metadata under its address.
-final class LedgerFixture: Sendable {
-    let directory = TempDir("dlog-ledger")
-    let store: EmbeddedStore
-    let cluster: Cluster
-    let bookies: [(bookie: Bookie, server: BookieServer)]
-    let pool: BookiePool
-    let allocator: LedgerIDAllocator
+/// process, with each bookie registered in metadata under its address. For the tests of the ledger client and
+/// of the layers above it.
+public final class LedgerFixture: Sendable {
+    public let directory = TempDir("dlog-ledger")
+    public let store: EmbeddedStore
+    public let cluster: Cluster
+    public let bookies: [(bookie: Bookie, server: BookieServer)]
+    public let pool: BookiePool
+    public let allocator: LedgerIDAllocator
+    /// Fatal journal failures reported by the bookies (a test may check there are none).
+    public let journalFailures = JournalFailures()
     /// Bookies already stopped: stopping one twice would wait on event loops that are gone.
     private let stopped = Mutex<Set<Int>>([])
 
-    init(bookies count: Int) async throws {
+    public init(bookies count: Int) async throws {
         store = try EmbeddedStore(.init(directory: directory.sub("metadata")))
         cluster = Cluster(store: store)
         try await cluster.initialize()
@@ -33,7 +35,8 @@ final class LedgerFixture: Sendable {
                 journal: .init(directory: dir + "/journal", fileBytes: 2 << 20, filesMax: 4, engine: .blocking),
                 journalDirectories: [dir + "/journal"], storage: .init(ledgerDirectories: [dir + "/ledgers"]))
             let bookie = try Bookie(configuration: config, logger: Logger(label: "test-bookie"))
-            try bookie.start { failure in Issue.record("journal failed: \(failure)") }
+            let failures = journalFailures
+            try bookie.start { failure in failures.record("bookie-\(index): \(failure)") }
             let server = try BookieServer(bookie: bookie, host: "127.0.0.1", port: 0, maxFrameBytes: 1 << 20,
                                           logger: Logger(label: "test-bookie"))
             let address = "127.0.0.1:\(server.localAddress!.port!)"
@@ -49,14 +52,14 @@ final class LedgerFixture: Sendable {
 
     /// Stops the bookie registered as `id` hard (its server closes; it stays registered, as a crashed one
     /// would until its lease expired).
-    func kill(_ id: BookieID) {
+    public func kill(_ id: BookieID) {
         guard let index = Int(id.rawValue.dropFirst("bookie-".count)),
               stopped.withLock({ $0.insert(index).inserted }) else { return }
         bookies[index].server.close()
         bookies[index].bookie.stop()
     }
 
-    func stop() async {
+    public func stop() async {
         await pool.shutdown()
         for (index, (bookie, server)) in bookies.enumerated() where stopped.withLock({ $0.insert(index).inserted }) {
             server.close()
@@ -67,7 +70,7 @@ final class LedgerFixture: Sendable {
 }
 
 /// Runs `body` with a fixture of `count` bookies and always stops it.
-func withLedgerCluster(bookies count: Int, _ body: (LedgerFixture) async throws -> Void) async throws {
+public func withLedgerCluster(bookies count: Int, _ body: (LedgerFixture) async throws -> Void) async throws {
     let fixture = try await LedgerFixture(bookies: count)
     do {
         try await body(fixture)
@@ -78,21 +81,16 @@ func withLedgerCluster(bookies count: Int, _ body: (LedgerFixture) async throws 
     await fixture.stop()
 }
 
-/// Deterministic payloads, so a reader can check bytes without keeping them.
-func payload(_ entry: Int, size: Int = 100) -> [UInt8] {
-    (0..<size + entry % 13).map { UInt8(truncatingIfNeeded: entry &* 31 &+ $0) }
-}
-
 /// A bookie that hangs: a listening socket that never accepts, so connections open (the kernel completes them)
 /// and requests are sent, but nothing is ever answered, as with a stopped process or a stuck disk. Closing
 /// it resets those connections.
-final class HungBookie: Sendable {
-    let id: BookieID
-    let port: Int
+public final class HungBookie: Sendable {
+    public let id: BookieID
+    public let port: Int
     private let socket: Int32
 
     /// Listens on a free loopback port and registers as `id` in the fixture's metadata.
-    init(_ id: String, in fixture: LedgerFixture) async throws {
+    public init(_ id: String, in fixture: LedgerFixture) async throws {
         let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         precondition(fd >= 0, "socket: errno \(errno)")
         var address = sockaddr_in()
@@ -114,5 +112,12 @@ final class HungBookie: Sendable {
                                            lease: lease.id, waitMax: .seconds(1))
     }
 
-    func close() { Glibc.close(socket) }
+    public func close() { Glibc.close(socket) }
+}
+
+/// Journal failures gathered from the bookies' threads.
+public final class JournalFailures: Sendable {
+    private let list = Mutex<[String]>([])
+    public var all: [String] { list.withLock { $0 } }
+    func record(_ failure: String) { list.withLock { $0.append(failure) } }
 }
