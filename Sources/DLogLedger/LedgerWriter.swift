@@ -19,6 +19,8 @@ public struct LedgerPassword: Sendable {
 /// entry order once Qa of them acknowledged (`PendingAdds`). Each add carries the LAC at the time it is sent.
 /// Many adds may be in flight; `append` returns when its entry is confirmed.
 public final class LedgerWriter: Sendable {
+    public typealias AddCompletion = @Sendable (Result<EntryID, any Error>) -> Void
+
     public struct Options: Sendable {
         /// Adds sent but not yet confirmed, at most; an add beyond fails at once with `tooManyOutstandingAdds`
         /// (the caller slows down) instead of queueing without bound behind a slow ensemble.
@@ -36,7 +38,7 @@ public final class LedgerWriter: Sendable {
     private struct Unconfirmed {
         var bytes: [UInt8]
         var length: UInt64
-        var waiter: CheckedContinuation<EntryID, any Error>
+        var waiter: AddCompletion
     }
 
     private struct State {
@@ -135,34 +137,44 @@ public final class LedgerWriter: Sendable {
     /// Adds `payload` as the next entry; returns its id once it is confirmed.
     public func append(_ payload: [UInt8]) async throws -> EntryID {
         try await withCheckedThrowingContinuation { waiter in
-            let sends = state.withLock { s -> [(BookieClient, [UInt8], EntryID, Int)]? in
-                if let failure = s.failure {
-                    waiter.resume(throwing: failure)
-                    return nil
-                }
-                if s.closing {
-                    waiter.resume(throwing: LedgerError.writerClosed(id, "the ledger is being closed"))
-                    return nil
-                }
-                guard s.pending.count < options.maxOutstandingAdds else {
-                    waiter.resume(throwing: LedgerError.tooManyOutstandingAdds(id, limit: options.maxOutstandingAdds))
-                    return nil
-                }
-                let (entry, positions) = s.pending.append()
-                s.lengthSent += UInt64(payload.count)
-                let header = EntryHeader(ledger: id, entry: entry, lastAddConfirmed: s.pending.lastAddConfirmed,
-                                         ledgerLength: s.lengthSent)
-                let bytes = EntryCodec.encode(header, payload: payload)
-                s.unconfirmed[entry] = Unconfirmed(bytes: bytes, length: s.lengthSent, waiter: waiter)
-                // While a failed bookie is being replaced, the entry waits: it goes to the new ensemble.
-                if s.changing {
-                    s.held.append(entry)
-                    return []
-                }
-                return positions.filter { !s.degraded.contains($0) }.map { (s.ensemble[$0], bytes, entry, $0) }
-            }
-            for (client, bytes, entry, position) in sends ?? [] { send(bytes, entry: entry, position: position, to: client) }
+            append(payload) { waiter.resume(with: $0) }
         }
+    }
+
+    /// Adds `payload` as the next entry and calls `completion` once it is confirmed or failed. The entry id is
+    /// taken before this returns, so calls made one after another (under the caller's own lock, say) get
+    /// consecutive ids in that order. `completion` is never called on the caller's stack (it may hold a lock the
+    /// completion takes).
+    public func append(_ payload: [UInt8], then completion: @escaping AddCompletion) {
+        let outcome = state.withLock { s -> Result<[(BookieClient, [UInt8], EntryID, Int)], LedgerError> in
+            if let failure = s.failure { return .failure(failure) }
+            if s.closing { return .failure(.writerClosed(id, "the ledger is being closed")) }
+            guard s.pending.count < options.maxOutstandingAdds else {
+                return .failure(.tooManyOutstandingAdds(id, limit: options.maxOutstandingAdds))
+            }
+            let (entry, positions) = s.pending.append()
+            s.lengthSent += UInt64(payload.count)
+            let header = EntryHeader(ledger: id, entry: entry, lastAddConfirmed: s.pending.lastAddConfirmed,
+                                     ledgerLength: s.lengthSent)
+            let bytes = EntryCodec.encode(header, payload: payload)
+            s.unconfirmed[entry] = Unconfirmed(bytes: bytes, length: s.lengthSent, waiter: completion)
+            // While a failed bookie is being replaced, the entry waits: it goes to the new ensemble.
+            if s.changing {
+                s.held.append(entry)
+                return .success([])
+            }
+            return .success(positions.filter { !s.degraded.contains($0) }.map { (s.ensemble[$0], bytes, entry, $0) })
+        }
+        let sends: [(BookieClient, [UInt8], EntryID, Int)]
+        switch outcome {
+        case .success(let list):
+            sends = list
+        case .failure(let refusal):
+            // Not on the caller's stack: it may hold a lock that the completion takes.
+            Task { completion(.failure(refusal)) }
+            return
+        }
+        for (client, bytes, entry, position) in sends { send(bytes, entry: entry, position: position, to: client) }
     }
 
     private func send(_ bytes: [UInt8], entry: EntryID, position: Int, to client: BookieClient) {
@@ -177,11 +189,11 @@ public final class LedgerWriter: Sendable {
         case .success(.added):
             // The identity check and the acknowledgement under one lock: an ensemble change in between would
             // otherwise let a replaced bookie's answer count for a position it no longer holds.
-            let (confirmed, drained) = state.withLock { s -> ([(EntryID, CheckedContinuation<EntryID, any Error>)], [CheckedContinuation<Void, Never>]) in
+            let (confirmed, drained) = state.withLock { s -> ([(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>]) in
                 guard s.ensemble[position] === client else { return ([], []) }
                 return Self.take(s.pending.acknowledge(entry, from: position), from: &s)
             }
-            for (id, waiter) in confirmed { waiter.resume(returning: id) }
+            for (id, waiter) in confirmed { waiter(.success(id)) }
             for waiter in drained { waiter.resume() }
             if !confirmed.isEmpty { scheduleIdleLAC() }
         case .success(.failed(.fenced, _)):
@@ -233,8 +245,8 @@ public final class LedgerWriter: Sendable {
     /// The waiters of newly confirmed entries, and of `close` once nothing is pending; taken out of the state
     /// so they are resumed outside the lock.
     private static func take(_ ids: [EntryID], from s: inout State)
-        -> ([(EntryID, CheckedContinuation<EntryID, any Error>)], [CheckedContinuation<Void, Never>]) {
-        let done = ids.compactMap { id -> (EntryID, CheckedContinuation<EntryID, any Error>)? in
+        -> ([(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>]) {
+        let done = ids.compactMap { id -> (EntryID, AddCompletion)? in
             guard let u = s.unconfirmed.removeValue(forKey: id) else { return nil }
             s.lengthConfirmed = u.length
             return (id, u.waiter)
@@ -345,7 +357,7 @@ public final class LedgerWriter: Sendable {
     enum Degrade { case done, moreFailed, impossible }
 
     private func degrade(_ failed: Set<Int>) -> Degrade {
-        let (sends, confirmed, drained, outcome) = state.withLock { s -> ([(BookieClient, [UInt8], EntryID, Int)], [(EntryID, CheckedContinuation<EntryID, any Error>)], [CheckedContinuation<Void, Never>], Degrade) in
+        let (sends, confirmed, drained, outcome) = state.withLock { s -> ([(BookieClient, [UInt8], EntryID, Int)], [(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>], Degrade) in
             let down = s.degraded.union(failed)
             guard quorums.allWriteSets.allSatisfy({ set in set.filter { !down.contains($0) }.count >= quorums.ackQuorum }) else {
                 return ([], [], [], .impossible)
@@ -367,7 +379,7 @@ public final class LedgerWriter: Sendable {
             return (sends, confirmed, drained, .done)
         }
         for (client, bytes, entry, position) in sends { send(bytes, entry: entry, position: position, to: client) }
-        for (id, waiter) in confirmed { waiter.resume(returning: id) }
+        for (id, waiter) in confirmed { waiter(.success(id)) }
         for waiter in drained { waiter.resume() }
         if outcome == .done { scheduleIdleLAC() }
         return outcome
@@ -377,7 +389,7 @@ public final class LedgerWriter: Sendable {
     /// false when more positions failed during the change (another round is needed).
     private func adopt(_ metadata: LedgerMetadata, version: Version, replacements: [Int: BookieClient],
                        replaced: Set<Int>) -> Bool {
-        let (sends, done, confirmed, drained) = state.withLock { s -> ([(BookieClient, [UInt8], EntryID, Int)], Bool, [(EntryID, CheckedContinuation<EntryID, any Error>)], [CheckedContinuation<Void, Never>]) in
+        let (sends, done, confirmed, drained) = state.withLock { s -> ([(BookieClient, [UInt8], EntryID, Int)], Bool, [(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>]) in
             guard s.failure == nil else { return ([], true, [], []) }
             s.metadata = metadata
             s.version = version
@@ -404,7 +416,7 @@ public final class LedgerWriter: Sendable {
             return (sends, true, confirmed, drained)
         }
         for (client, bytes, entry, position) in sends { send(bytes, entry: entry, position: position, to: client) }
-        for (id, waiter) in confirmed { waiter.resume(returning: id) }
+        for (id, waiter) in confirmed { waiter(.success(id)) }
         for waiter in drained { waiter.resume() }
         if done { scheduleIdleLAC() }
         return done
@@ -412,13 +424,13 @@ public final class LedgerWriter: Sendable {
 
     /// Ends the writer: every pending and later add fails with `error`.
     private func fail(_ error: LedgerError) {
-        let (waiters, drained) = state.withLock { s -> ([CheckedContinuation<EntryID, any Error>], [CheckedContinuation<Void, Never>]) in
+        let (waiters, drained) = state.withLock { s -> ([AddCompletion], [CheckedContinuation<Void, Never>]) in
             if s.failure == nil { s.failure = error }
             let ids = s.pending.removeAll()
             let waiters = ids.compactMap { s.unconfirmed.removeValue(forKey: $0)?.waiter }
             return (waiters, Self.takeDrained(from: &s))
         }
-        for waiter in waiters { waiter.resume(throwing: error) }
+        for waiter in waiters { waiter(.failure(error)) }
         for waiter in drained { waiter.resume() }
     }
 

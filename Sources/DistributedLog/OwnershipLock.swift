@@ -1,0 +1,80 @@
+import DLogMetadata
+import Synchronization
+
+/// Single-writer ownership of a log: a key that names the owner, bound to the owner's lease. Taking it is a
+/// create-if-absent; it is released by revoking the lease, and vanishes by itself when the owner stops renewing
+/// (its process died, or it lost the metadata store for longer than the lease). Ownership only decides who may
+/// try to write: correctness comes from fencing the previous owner's ledger and from compare-and-set on the
+/// log's records, so two processes that both believe they own a log never both get writes acknowledged.
+final class OwnershipLock: Sendable {
+    let key: String
+    let owner: String
+    let lease: Lease
+    let store: any MetadataStore
+    private let lost = Mutex<String?>(nil)
+    private let renewal = Mutex<Task<Void, Never>?>(nil)
+
+    private init(key: String, owner: String, lease: Lease, store: any MetadataStore) {
+        self.key = key
+        self.owner = owner
+        self.lease = lease
+        self.store = store
+    }
+
+    /// Takes the lock at `key` for `owner`. When another owner holds it, waits up to `wait` for it to go (zero:
+    /// fail at once), then fails naming the holder.
+    static func acquire(_ key: String, owner: String, store: any MetadataStore, leaseSeconds: Int, wait: Duration,
+                        log name: String) async throws -> OwnershipLock {
+        let lease = try await store.grantLease(ttlSeconds: leaseSeconds)
+        let deadline = ContinuousClock.now + wait
+        while true {
+            do {
+                _ = try await store.create(key, value: Array(owner.utf8), lease: lease.id)
+                let lock = OwnershipLock(key: key, owner: owner, lease: lease, store: store)
+                lock.startRenewing()
+                return lock
+            } catch MetadataError.keyExists {
+                let holder = (try? await store.get(key)).flatMap { $0.map { String(decoding: $0.value, as: UTF8.self) } } ?? "?"
+                guard ContinuousClock.now < deadline else {
+                    try? await store.revoke(lease.id)
+                    throw LogError.ownedByOther(name, owner: holder)
+                }
+                // The holder's lease is renewed a few times per TTL; polling at a fraction of it is enough.
+                try await Task.sleep(for: min(.milliseconds(200), deadline - ContinuousClock.now))
+            } catch {
+                try? await store.revoke(lease.id)
+                throw error
+            }
+        }
+    }
+
+    /// Why the lock was lost, or nil while it is held.
+    var lostReason: String? { lost.withLock { $0 } }
+
+    private func startRenewing() {
+        let interval = Duration.milliseconds(max(200, lease.ttlSeconds * 1000 / 3))
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                guard let self, !Task.isCancelled else { return }
+                do {
+                    _ = try await self.store.keepAlive(self.lease.id)
+                } catch MetadataError.leaseExpired {
+                    self.lost.withLock { $0 = $0 ?? "its lease expired (the metadata store was out of reach for longer than the lease)" }
+                    return
+                } catch {
+                    // Unreachable for now: the lease outlives a few missed renewals; the next attempt may work.
+                    continue
+                }
+            }
+        }
+        renewal.withLock { $0 = task }
+    }
+
+    /// Gives the lock up: the key goes with the lease.
+    func release() async {
+        renewal.withLock { $0?.cancel() }
+        lost.withLock { $0 = $0 ?? "it was released" }
+        try? await store.revoke(lease.id)
+    }
+}
