@@ -5,6 +5,7 @@
 ///     /log/NAME:seg/NNNNNNNNNNNNNNNNNNN  segment N (`LogSegment`), 19 digits so keys sort by number
 ///     /log/NAME:lock                   the owner of the log (bound to the owner's lease)
 ///     /log/NAME:sub/ID                 subscription ID's committed position (a stored DLSN)
+///     /log/NAME:sublock/ID             the exclusive reader of subscription ID (bound to its lease)
 public enum LogKeys {
     public static let logs = "/logs/"
 
@@ -17,6 +18,8 @@ public enum LogKeys {
     public static func lock(_ name: String) -> String { "/log/" + name + ":lock" }
     public static func subscriptions(_ name: String) -> String { "/log/" + name + ":sub/" }
     public static func subscription(_ name: String, _ id: String) -> String { subscriptions(name) + id }
+    /// The exclusive reader of a subscription (bound to that reader's lease).
+    public static func subscriberLock(_ name: String, _ id: String) -> String { "/log/" + name + ":sublock/" + id }
     /// Every key of the log but its record.
     public static func all(_ name: String) -> String { "/log/" + name + ":" }
 }

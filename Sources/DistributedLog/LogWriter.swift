@@ -84,8 +84,10 @@ public final class LogWriter: Sendable {
             if info.endOfStream || last?.endOfStream == true { throw LogError.endOfStream(name) }
             let floor = max(info.maxTxID, segments.map(\.segment.lastTxID).max() ?? -1)
             let start = last.map { $0.startSequenceID + $0.recordCount } ?? 0
-            return LogWriter(name: name, namespace: namespace, lock: lock, info: info, infoVersion: infoVersion,
-                             txidFloor: floor, nextStartSequenceID: start)
+            let writer = LogWriter(name: name, namespace: namespace, lock: lock, info: info, infoVersion: infoVersion,
+                                   txidFloor: floor, nextStartSequenceID: start)
+            Task { try? await writer.applyRetention() }
+            return writer
         } catch {
             await lock.release()
             throw error
@@ -323,6 +325,8 @@ public final class LogWriter: Sendable {
                 Task {
                     do {
                         try await completeSegment()
+                        // Off the write path: a failure here leaves old segments for the next roll.
+                        Task { try? await applyRetention() }
                         let next = state.withLock { s -> [Effect] in
                             s.phase = .idle
                             s.rollWanted = false
@@ -416,6 +420,54 @@ public final class LogWriter: Sendable {
             s.segment = nil
             s.ledger = nil
             s.pendingMinActive = nil
+        }
+    }
+
+    // MARK: Truncation and retention
+
+    /// Marks everything before `dlsn` as truncated: earlier completed segments whole, and the part of `dlsn`'s
+    /// segment before it. Readers skip truncated data; retention deletes truncated segments. Truncation only
+    /// moves forward, and never touches data after `dlsn`.
+    public func truncate(before dlsn: DLSN) async throws {
+        let current = state.withLock { s in s.phase == .open || s.phase == .completing ? s.segment?.sequence : nil }
+        for (segment, version) in try await namespace.segments(name) {
+            var changed = segment
+            if segment.sequence < dlsn.segment {
+                guard segment.state == .completed, segment.truncation != .truncated else { continue }
+                changed.truncation = .truncated
+            } else if segment.sequence == dlsn.segment, dlsn > DLSN(segment: dlsn.segment, entry: 0, slot: 0) {
+                if segment.sequence == current {
+                    // This writer's open segment: recorded when it is completed (its record is ours to change).
+                    state.withLock { s in s.pendingMinActive = max(s.pendingMinActive ?? dlsn, dlsn) }
+                    continue
+                }
+                guard segment.state == .completed else { continue }
+                switch segment.truncation {
+                case .truncated: continue
+                case .partiallyTruncated(let earlier) where earlier >= dlsn: continue
+                default: changed.truncation = .partiallyTruncated(minActive: dlsn)
+                }
+            } else {
+                continue
+            }
+            do {
+                _ = try await store.put(LogKeys.segment(name, segment.sequence), value: LogSegmentCodec.encode(changed),
+                                        ifVersion: version)
+            } catch MetadataError.versionConflict {
+                throw LogError.ownershipLost(name, "segment \(segment.sequence) changed while it was being truncated")
+            }
+        }
+    }
+
+    /// Deletes completed segments that are truncated, or older than the retention age, with their ledgers. The
+    /// newest segment always stays: it carries the log's position and record count forward.
+    public func applyRetention() async throws {
+        let segments = try await namespace.segments(name)
+        let cutoff = options.retentionAge.map { Namespace.now - Int64($0.components.seconds * 1000) }
+        for (segment, version) in segments.dropLast() where segment.state == .completed {
+            let expired = cutoff.map { segment.completionTime < $0 } ?? false
+            guard segment.truncation == .truncated || expired else { continue }
+            try await namespace.deleteSegment(name, segment, version: version)
         }
     }
 

@@ -22,6 +22,8 @@ public struct LogOptions: Sendable {
     public var ownershipWait: Duration = .zero
     /// The password of the ledgers of this namespace's segments.
     public var ledgerPassword = "distributedlog"
+    /// Completed segments older than this are deleted with their ledgers (nil: kept until truncated).
+    public var retentionAge: Duration? = .seconds(72 * 3600)
     /// How long a tailing reader's long poll waits at a time.
     public var readPollTimeout: Duration = .seconds(2)
 
