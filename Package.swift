@@ -26,6 +26,7 @@ let package = Package(
         .target(name: "CDLogURing", dependencies: ["CURing"]),
         .target(name: "CDLogSys"),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
 
         .target(name: "DLogWire", dependencies: [
             "CDLogSys",
@@ -62,7 +63,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .target(name: "DistributedLog", dependencies: [
-            "DLogLedger", "DLogMetadata", "DLogWire",
+            "DLogLedger", "DLogMetadata", "DLogWire", "CLZ4",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "dlogd", dependencies: [

@@ -253,7 +253,7 @@ public final class LogWriter: Sendable {
         }
         let taken = Array(s.buffer.prefix(count))
         s.buffer.removeFirst(count)
-        let payload = RecordBatch.encode(taken.map(\.record), firstPosition: s.nextPosition)
+        let payload = RecordBatch.encode(taken.map(\.record), firstPosition: s.nextPosition, codec: options.compression)
         s.nextPosition += Int64(count)
         s.segmentBytes += Int64(payload.count)
         s.inFlight += 1

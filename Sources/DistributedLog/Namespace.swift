@@ -11,6 +11,8 @@ public struct LogOptions: Sendable {
     public var segmentBytesMax: Int64 = 256 << 20
     /// …or is this old.
     public var segmentAgeMax: Duration = .seconds(2 * 3600)
+    /// Entries (batches of records) are compressed with LZ4 when that makes them smaller.
+    public var compression = RecordBatch.Codec.none
     /// An entry (one batch of records) holds at most this many bytes.
     public var entryBytesMax = 256 << 10
     /// Entries in flight per writer: while fewer are, a record goes out at once (lowest latency when idle);

@@ -38,6 +38,21 @@ import Testing
         #expect { try RecordBatch.decode(newer) } throws: { "\($0)".contains("upgrade") }
     }
 
+    @Test func lz4BatchesRoundTripAndAreStoredPlainWhenThatIsSmaller() throws {
+        let records = (0..<50).map { n in RecordBatch.Record(txid: Int64(n), payload: Array(repeating: UInt8(n % 3), count: 200)) }
+        let plain = RecordBatch.encode(records, firstPosition: 7)
+        let packed = RecordBatch.encode(records, firstPosition: 7, codec: .lz4)
+        #expect(packed[1] == RecordBatch.Codec.lz4.rawValue && packed.count * 4 < plain.count, "\(packed.count) vs \(plain.count)")
+        #expect(try RecordBatch.decode(packed) == RecordBatch.Decoded(firstPosition: 7, records: records))
+        #expect(throws: RecordBatch.Malformed.self) { try RecordBatch.decode(Array(packed.dropLast(5))) }
+        // Random bytes do not compress: never stored larger than plain, and still decodable.
+        var rng = SeededGenerator(seed: 3)
+        let noise = [RecordBatch.Record(txid: 1, payload: (0..<500).map { _ in UInt8.random(in: 0...255, using: &rng) })]
+        let stored = RecordBatch.encode(noise, firstPosition: 0, codec: .lz4)
+        let decoded = try RecordBatch.decode(stored)
+        #expect(stored.count <= RecordBatch.encode(noise, firstPosition: 0).count && decoded.records == noise)
+    }
+
     @Test func segmentAndLogRecordsRoundTripAndRefuseDamage() throws {
         var segment = LogSegment(sequence: 7, ledger: LedgerID(42), firstTxID: 100, startSequenceID: 5000, creationTime: 123)
         #expect(try LogSegmentCodec.decode(LogSegmentCodec.encode(segment)) == segment)

@@ -72,6 +72,17 @@ func read(_ reader: LogReader, count: Int) async throws -> [LogRecordWithDLSN] {
         }
     }
 
+    @Test func compressedEntriesReadBack() async throws {
+        try await withNamespace({ $0.compression = .lz4 }) { namespace, _ in
+            let writer = try await namespace.openWriter("packed")
+            let records = (0..<60).map { LogRecord(txid: Int64($0), payload: Array(repeating: UInt8($0 % 5), count: 300)) }
+            _ = try await writer.writeBulk(records)
+            try await writer.close()
+            let read = try await read(try await namespace.openReader("packed"), count: 60)
+            #expect(read.map(\.payload) == records.map(\.payload))
+        }
+    }
+
     @Test func txidsMustNotDecrease() async throws {
         try await withNamespace { namespace, _ in
             let writer = try await namespace.openWriter("t")
