@@ -25,6 +25,10 @@ public actor LogReader {
     private var segments: [LogSegment] = []
     private var current: (segment: LogSegment, reader: LedgerReader)?
     private var endOfStream = false
+    /// Records below this txid are skipped (positioning by txid, until the first record that reaches it).
+    private var txidFloor: Int64?
+    /// A reader that failed stays failed: its position may be part-way through an entry.
+    private var failure: (any Error)?
     /// Entries read ahead at a time.
     let readAhead = 16
 
@@ -38,7 +42,7 @@ public actor LogReader {
     public func readNext() async throws -> LogRecordWithDLSN {
         while readyIndex == ready.count {
             if endOfStream { throw LogError.endOfStream(name) }
-            try await fill()
+            try await fillOrFail()
         }
         readyIndex += 1
         return ready[readyIndex - 1]
@@ -51,11 +55,11 @@ public actor LogReader {
         if readyIndex == ready.count {
             if endOfStream { throw LogError.endOfStream(name) }
             let deadline = ContinuousClock.now + wait
-            while readyIndex == ready.count && !endOfStream {
-                let left = deadline - ContinuousClock.now
-                guard left > .zero else { break }
-                try await fill(pollFor: min(left, namespace.options.readPollTimeout))
-            }
+            // At least one attempt, even without a wait: what is already written is returned at once.
+            repeat {
+                let left = Swift.max(deadline - ContinuousClock.now, Duration.zero)
+                try await fillOrFail(pollFor: min(left, namespace.options.readPollTimeout))
+            } while readyIndex == ready.count && !endOfStream && ContinuousClock.now < deadline
         }
         let taken = Array(ready[readyIndex..<min(ready.count, readyIndex + max)])
         readyIndex += taken.count
@@ -63,6 +67,18 @@ public actor LogReader {
     }
 
     // MARK: Filling
+
+    private func fillOrFail(pollFor: Duration? = nil) async throws {
+        if let failure { throw failure }
+        do {
+            try await fill(pollFor: pollFor)
+        } catch {
+            failure = error
+            ready.removeAll()
+            readyIndex = 0
+            throw error
+        }
+    }
 
     /// Reads the next entries (or waits once for more to be written, at most `pollFor`).
     private func fill(pollFor: Duration? = nil) async throws {
@@ -73,16 +89,29 @@ public actor LogReader {
             start = nil
         }
         guard let segment = try await segmentAtCursor() else {
+            if endOfStream { return }
             // Nothing written at or after the cursor yet: wait for a segment to appear.
             try await Task.sleep(for: min(pollFor ?? .milliseconds(50), .milliseconds(50)))
             segments = try await namespace.segments(name).map(\.segment)
             return
         }
-        let reader = try await ledgerReader(for: segment)
+        let reader: LedgerReader
+        do {
+            reader = try await ledgerReader(for: segment)
+        } catch LogError.ledger(let ledgerName, let error) {
+            try await skipIfDeleted(segment, LogError.ledger(ledgerName, error))
+            return
+        }
         let readable = segment.state == .completed ? segment.lastEntry : reader.lastAddConfirmed.rawValue
         if cursor.entry <= readable {
             let last = min(readable, cursor.entry + Int64(readAhead) - 1)
-            let payloads = try await read(reader, segment, from: cursor.entry, through: last)
+            let payloads: [[UInt8]]
+            do {
+                payloads = try await read(reader, segment, from: cursor.entry, through: last)
+            } catch LogError.ledger(let ledgerName, let error) {
+                try await skipIfDeleted(segment, LogError.ledger(ledgerName, error))
+                return
+            }
             for (offset, payload) in payloads.enumerated() {
                 try deliver(payload, segment: segment, entry: cursor.entry + Int64(offset))
                 if endOfStream { break }
@@ -106,6 +135,15 @@ public actor LogReader {
         }
     }
 
+    /// Reading `segment` failed with `error`. If retention deleted the segment meanwhile, skips what was deleted
+    /// (as truncated data is skipped); otherwise the error stands.
+    private func skipIfDeleted(_ segment: LogSegment, _ error: LogError) async throws {
+        current = nil
+        segments = try await namespace.segments(name).map(\.segment)
+        guard !segments.contains(where: { $0.sequence == segment.sequence }) else { throw error }
+        cursor = DLSN(segment: segment.sequence + 1, entry: 0, slot: 0)
+    }
+
     /// Whether the cached segment list says `segment` is completed now (refreshing it once).
     private func segmentCompleted(_ segment: LogSegment) -> Bool {
         segments.first { $0.sequence == segment.sequence }?.state == .completed
@@ -121,6 +159,10 @@ public actor LogReader {
         for segment in segments where segment.sequence >= cursor.segment {
             switch segment.truncation {
             case .truncated:
+                if segment.endOfStream {
+                    endOfStream = true
+                    return nil
+                }
                 continue
             case .partiallyTruncated(let minActive):
                 if cursor < minActive { cursor = minActive }
@@ -129,7 +171,11 @@ public actor LogReader {
             }
             if segment.sequence > cursor.segment { cursor = DLSN(segment: segment.sequence, entry: 0, slot: 0) }
             if segment.state == .completed, segment.lastEntry < cursor.entry {
-                // Read to its end already (or empty): the next one.
+                // Read to its end already (or empty): the next one, unless the log was sealed there.
+                if segment.endOfStream {
+                    endOfStream = true
+                    return nil
+                }
                 cursor = DLSN(segment: segment.sequence + 1, entry: 0, slot: 0)
                 continue
             }
@@ -139,7 +185,10 @@ public actor LogReader {
     }
 
     private func ledgerReader(for segment: LogSegment) async throws -> LedgerReader {
-        if let current, current.segment.sequence == segment.sequence {
+        // A reader opened while the segment was in progress may not know the LAC its completion recorded: then
+        // open it again, which reads the closed ledger's end from metadata.
+        if let current, current.segment.sequence == segment.sequence,
+           segment.state != .completed || current.reader.lastAddConfirmed.rawValue >= segment.lastEntry {
             self.current = (segment, current.reader)
             return current.reader
         }
@@ -177,6 +226,10 @@ public actor LogReader {
         for (slot, record) in batch.records.enumerated() {
             let dlsn = DLSN(segment: segment.sequence, entry: entry, slot: Int64(slot))
             if dlsn < cursor { continue }
+            if let floor = txidFloor {
+                if record.txid < floor && !record.isEndOfStream { continue }
+                txidFloor = nil
+            }
             if record.isEndOfStream {
                 endOfStream = true
                 return
@@ -195,6 +248,8 @@ public actor LogReader {
         case .dlsn(let dlsn):
             return dlsn
         case .txid(let txid):
+            // Records written later than the search below may still carry lower txids: filter until one passes.
+            txidFloor = txid
             segments = try await namespace.segments(name).map(\.segment)
             for segment in segments where segment.truncation != .truncated {
                 if segment.state == .completed && segment.lastTxID < txid { continue }

@@ -33,6 +33,7 @@ public final class LogWriter: Sendable {
         var segmentStarted = ContinuousClock.now
         var ledger: LedgerWriter?
         var buffer: [Buffered] = []
+        var bufferBytes = 0
         var inFlight = 0
         /// Records of the current segment sent so far (the next one's position).
         var nextPosition: Int64 = 0
@@ -99,16 +100,20 @@ public final class LogWriter: Sendable {
     static func recover(_ name: String, _ segment: LogSegment, version: Version,
                         namespace: Namespace) async throws -> LogSegment {
         let password = namespace.options.ledgerPassword
-        let closed: LedgerMetadata
-        do {
-            closed = try await LedgerRecovery(pool: namespace.pool).recover(segment.ledger, password: password)
-        } catch let error as LedgerError {
-            throw LogError.ledger(name, error)
-        }
         var done = segment
         done.state = .completed
         done.completionTime = Namespace.now
-        if closed.lastEntry.rawValue >= 0 {
+        let closed: LedgerMetadata?
+        do {
+            closed = try await LedgerRecovery(pool: namespace.pool).recover(segment.ledger, password: password)
+        } catch LedgerError.noSuchLedger {
+            // Its writer failed between creating the segment's record and using the ledger (or the ledger was
+            // removed after an unclear commit): the segment holds nothing.
+            closed = nil
+        } catch let error as LedgerError {
+            throw LogError.ledger(name, error)
+        }
+        if let closed, closed.lastEntry.rawValue >= 0 {
             let reader = try await LedgerReader.open(segment.ledger, password: password, pool: namespace.pool)
             let batch: RecordBatch.Decoded
             do {
@@ -156,35 +161,45 @@ public final class LogWriter: Sendable {
             return done(.failure(LogError.recordTooLarge(name, bytes: large.payload.count)))
         }
         let gather = Gather(count: records.count, done: done)
+        let bytes = records.reduce(0) { $0 + $1.payload.count + RecordBatch.recordHeaderBytes }
         let (refused, effects) = state.withLock { s -> (LogError?, [Effect]) in
             let floor = s.txidFloor
             for record in records {
                 if let failure = refusal(&s, RecordBatch.Record(txid: record.txid, payload: []), checkTxID: true) {
                     s.txidFloor = floor
-                    return (failure, [])
+                    return (failure, pump(&s))
                 }
+            }
+            guard s.bufferBytes + bytes <= options.bufferedBytesMax || s.buffer.isEmpty else {
+                s.txidFloor = floor
+                return (.busy(name, "\(s.bufferBytes) bytes already wait to be written (the writer's limit is \(options.bufferedBytesMax)); retry once some are confirmed"), [])
             }
             for (index, record) in records.enumerated() {
                 s.buffer.append(Buffered(record: RecordBatch.Record(txid: record.txid, payload: record.payload)) { result in
                     gather.deliver(index, result)
                 })
             }
+            s.bufferBytes += bytes
             return (nil, pump(&s))
         }
-        if let refused { return done(.failure(refused)) }
         perform(effects)
+        if let refused { done(.failure(refused)) }
     }
 
-    /// Takes a control record (end of stream) into the buffer; no txid check.
-    private func enqueueControl(_ record: RecordBatch.Record) async throws -> DLSN {
+    /// Takes the end-of-stream marker into the buffer, after every record taken so far. From the same step on,
+    /// every later write is refused, so the marker is the last record of the log.
+    private func enqueueEndOfStream(_ record: RecordBatch.Record) async throws -> DLSN {
         try await withCheckedThrowingContinuation { continuation in
             let (refused, effects) = state.withLock { s -> (LogError?, [Effect]) in
-                if let failure = refusal(&s, record, checkTxID: false) { return (failure, []) }
+                if let failure = refusal(&s, record, checkTxID: false) { return (failure, pump(&s)) }
                 s.buffer.append(Buffered(record: record) { continuation.resume(with: $0) })
+                s.bufferBytes += record.encodedBytes
+                s.endOfStream = true
+                s.txidFloor = .max
                 return (nil, pump(&s))
             }
-            if let refused { return continuation.resume(throwing: refused) }
             perform(effects)
+            if let refused { continuation.resume(throwing: refused) }
         }
     }
 
@@ -192,6 +207,7 @@ public final class LogWriter: Sendable {
     private func refusal(_ s: inout State, _ record: RecordBatch.Record, checkTxID: Bool) -> LogError? {
         if let failure = s.failure { return failure }
         if let lost = lock.lostReason {
+            // `pump` fails what waits, with this.
             s.failure = .ownershipLost(name, lost)
             return s.failure
         }
@@ -210,6 +226,8 @@ public final class LogWriter: Sendable {
         case startSegment(firstTxID: Int64)
         case completeSegment
         case resumeIdle([CheckedContinuation<Void, Never>])
+        /// Records that can no longer be written, and the error they fail with.
+        case failBuffered([Buffered], LogError)
     }
 
     /// Moves the writer on as far as it can without waiting: starts a segment when records wait and none is
@@ -218,6 +236,12 @@ public final class LogWriter: Sendable {
     /// records' order.
     private func pump(_ s: inout State) -> [Effect] {
         var effects: [Effect] = []
+        if s.failure == nil, let lost = lock.lostReason { s.failure = .ownershipLost(name, lost) }
+        if let failure = s.failure, !s.buffer.isEmpty {
+            effects.append(.failBuffered(s.buffer, failure))
+            s.buffer.removeAll()
+            s.bufferBytes = 0
+        }
         switch s.phase {
         case .idle:
             if let first = s.buffer.first, s.failure == nil {
@@ -235,7 +259,7 @@ public final class LogWriter: Sendable {
         case .starting, .completing:
             break
         }
-        if s.buffer.isEmpty, s.inFlight == 0, s.phase == .idle || s.phase == .open || s.failure != nil, !s.idleWaiters.isEmpty {
+        if s.buffer.isEmpty, s.inFlight == 0 && (s.phase == .idle || s.phase == .open) || s.failure != nil, !s.idleWaiters.isEmpty {
             effects.append(.resumeIdle(s.idleWaiters))
             s.idleWaiters.removeAll()
         }
@@ -253,6 +277,7 @@ public final class LogWriter: Sendable {
         }
         let taken = Array(s.buffer.prefix(count))
         s.buffer.removeFirst(count)
+        s.bufferBytes -= taken.reduce(0) { $0 + $1.record.encodedBytes }
         let payload = RecordBatch.encode(taken.map(\.record), firstPosition: s.nextPosition, codec: options.compression)
         s.nextPosition += Int64(count)
         s.segmentBytes += Int64(payload.count)
@@ -272,9 +297,13 @@ public final class LogWriter: Sendable {
         case .success(let entry):
             let effects = state.withLock { s -> [Effect] in
                 s.inFlight -= 1
-                s.lastEntry = entry.rawValue
-                s.lastSlot = Int64(waiters.count - 1)
-                s.lastTxID = lastTxID
+                // Confirmations arrive in entry order, but their callbacks may run on different threads: only
+                // the highest entry describes the segment's end.
+                if entry.rawValue > s.lastEntry {
+                    s.lastEntry = entry.rawValue
+                    s.lastSlot = Int64(waiters.count - 1)
+                    s.lastTxID = lastTxID
+                }
                 if endOfStream || s.segmentBytes >= options.segmentBytesMax
                     || ContinuousClock.now - s.segmentStarted >= options.segmentAgeMax {
                     s.rollWanted = true
@@ -307,6 +336,7 @@ public final class LogWriter: Sendable {
             if s.failure == nil { s.failure = failure }
             defer {
                 s.buffer.removeAll()
+                s.bufferBytes = 0
                 s.idleWaiters.removeAll()
             }
             return (s.buffer, s.idleWaiters, s.failure!)
@@ -339,6 +369,8 @@ public final class LogWriter: Sendable {
                 }
             case .resumeIdle(let waiters):
                 for waiter in waiters { waiter.resume() }
+            case .failBuffered(let items, let failure):
+                for item in items { item.waiter(.failure(failure)) }
             }
         }
     }
@@ -361,21 +393,26 @@ public final class LogWriter: Sendable {
         let (info, infoVersion, startSequenceID) = state.withLock { s in (s.info, s.infoVersion, s.nextStartSequenceID) }
         var next = info
         next.lastSegment += 1
-        next.maxTxID = max(info.maxTxID, state.withLock { $0.lastTxID })
+        // The floor as accepted (it may run ahead of what is durable: a floor only has to be high enough).
+        next.maxTxID = max(info.maxTxID, state.withLock { s in s.txidFloor == .max ? s.lastTxID : s.txidFloor })
         let segment = LogSegment(sequence: next.lastSegment, ledger: ledger.id, firstTxID: firstTxID,
                                  startSequenceID: startSequenceID, creationTime: Namespace.now)
         let segmentKey = LogKeys.segment(name, segment.sequence)
         let transaction = Transaction(
-            checks: [.init(key: LogKeys.info(name), version: infoVersion), .init(key: segmentKey, version: .absent)],
+            checks: [.init(key: LogKeys.info(name), version: infoVersion), .init(key: segmentKey, version: .absent),
+                     // Only the lock's holder may start a segment: a writer whose lease ran out loses here.
+                     .init(key: lock.key, version: lock.version)],
             operations: [.put(key: LogKeys.info(name), value: LogInfoCodec.encode(next), lease: nil),
                          .put(key: segmentKey, value: LogSegmentCodec.encode(segment), lease: nil)])
         let revision: Revision
         do {
             revision = try await store.commit(transaction)
         } catch {
-            // The ledger holds nothing yet: remove it rather than leave it to an operator.
+            // The ledger holds nothing yet: remove it rather than leave it to an operator, unless the commit
+            // may have been applied (an unclear failure) and the segment's record names it.
             _ = try? await ledger.close()
-            try? await namespace.pool.deleteLedger(ledger.id, password: options.ledgerPassword)
+            let applied = (try? await store.get(segmentKey)).flatMap { $0 }.flatMap { try? LogSegmentCodec.decode($0.value) }
+            if applied?.ledger != ledger.id { try? await namespace.pool.deleteLedger(ledger.id, password: options.ledgerPassword) }
             fail(with: error, segment: segment.sequence)
             return
         }
@@ -397,14 +434,12 @@ public final class LogWriter: Sendable {
 
     /// Closes the current segment's ledger and records the segment as completed (nothing may be in flight).
     private func completeSegment() async throws {
-        let (ledger, segment, version, last, records, minActive, endOfStream) = state.withLock { s in
-            (s.ledger!, s.segment!, s.segmentVersion, (s.lastEntry, s.lastSlot, s.lastTxID), s.nextPosition,
-             s.pendingMinActive, s.endOfStream)
+        let (ledger, segment, last, records, endOfStream) = state.withLock { s in
+            (s.ledger!, s.segment!, (s.lastEntry, s.lastSlot, s.lastTxID), s.nextPosition, s.endOfStream)
         }
-        do {
-            try await ledger.close()
-        } catch let error as LedgerError {
-            throw error
+        let closed = try await ledger.close()
+        guard closed.lastEntry.rawValue == last.0 else {
+            throw LogError.damaged(name, "segment \(segment.sequence) ends at entry \(last.0) but its ledger closed at \(closed.lastEntry)")
         }
         var done = segment
         done.state = .completed
@@ -412,8 +447,20 @@ public final class LogWriter: Sendable {
         done.recordCount = records
         done.completionTime = Namespace.now
         done.endOfStream = endOfStream
-        if let minActive, minActive.segment == segment.sequence { done.truncation = .partiallyTruncated(minActive: minActive) }
-        _ = try await store.put(LogKeys.segment(name, segment.sequence), value: LogSegmentCodec.encode(done), ifVersion: version)
+        // A truncation inside this segment may arrive while its record is written: write until it is in.
+        while true {
+            let (version, minActive) = state.withLock { s in (s.segmentVersion, s.pendingMinActive) }
+            if let minActive, minActive.segment == segment.sequence { done.truncation = .partiallyTruncated(minActive: minActive) }
+            let key = LogKeys.segment(name, segment.sequence)
+            let revision = try await store.commit(Transaction(
+                checks: [.init(key: key, version: version), .init(key: lock.key, version: lock.version)],
+                operations: [.put(key: key, value: LogSegmentCodec.encode(done), lease: nil)]))
+            let settled = state.withLock { s -> Bool in
+                s.segmentVersion = Version(revision)
+                return s.pendingMinActive == minActive
+            }
+            if settled { break }
+        }
         state.withLock { s in
             s.info.maxTxID = max(s.info.maxTxID, done.lastTxID)
             s.nextStartSequenceID = segment.startSequenceID + records
@@ -427,36 +474,49 @@ public final class LogWriter: Sendable {
 
     /// Marks everything before `dlsn` as truncated: earlier completed segments whole, and the part of `dlsn`'s
     /// segment before it. Readers skip truncated data; retention deletes truncated segments. Truncation only
-    /// moves forward, and never touches data after `dlsn`.
+    /// moves forward, and never touches data after `dlsn`. Inside this writer's open segment it is recorded when
+    /// the segment is completed.
     public func truncate(before dlsn: DLSN) async throws {
-        let current = state.withLock { s in s.phase == .open || s.phase == .completing ? s.segment?.sequence : nil }
-        for (segment, version) in try await namespace.segments(name) {
-            var changed = segment
-            if segment.sequence < dlsn.segment {
-                guard segment.state == .completed, segment.truncation != .truncated else { continue }
-                changed.truncation = .truncated
-            } else if segment.sequence == dlsn.segment, dlsn > DLSN(segment: dlsn.segment, entry: 0, slot: 0) {
-                if segment.sequence == current {
-                    // This writer's open segment: recorded when it is completed (its record is ours to change).
-                    state.withLock { s in s.pendingMinActive = max(s.pendingMinActive ?? dlsn, dlsn) }
-                    continue
-                }
-                guard segment.state == .completed else { continue }
-                switch segment.truncation {
-                case .truncated: continue
-                case .partiallyTruncated(let earlier) where earlier >= dlsn: continue
-                default: changed.truncation = .partiallyTruncated(minActive: dlsn)
-                }
-            } else {
-                continue
-            }
-            do {
-                _ = try await store.put(LogKeys.segment(name, segment.sequence), value: LogSegmentCodec.encode(changed),
-                                        ifVersion: version)
-            } catch MetadataError.versionConflict {
-                throw LogError.ownershipLost(name, "segment \(segment.sequence) changed while it was being truncated")
+        if dlsn > DLSN(segment: dlsn.segment, entry: 0, slot: 0) {
+            state.withLock { s in
+                guard s.segment?.sequence == dlsn.segment, s.phase == .open || s.phase == .completing else { return }
+                s.pendingMinActive = max(s.pendingMinActive ?? dlsn, dlsn)
             }
         }
+        for (segment, _) in try await namespace.segments(name) where segment.sequence <= dlsn.segment {
+            try await truncate(segment.sequence, before: dlsn)
+        }
+    }
+
+    /// Truncates one completed segment by compare-and-set, reading it again after a lost race (retention may
+    /// have deleted it: then there is nothing left to do).
+    private func truncate(_ sequence: Int64, before dlsn: DLSN) async throws {
+        let key = LogKeys.segment(name, sequence)
+        for _ in 0..<8 {
+            guard let item = try await store.get(key) else { return }
+            let segment: LogSegment
+            do { segment = try LogSegmentCodec.decode(item.value) } catch { throw LogError.damaged(name, "\(key): \(error)") }
+            guard segment.state == .completed else { return }
+            var changed = segment
+            if sequence < dlsn.segment {
+                guard segment.truncation != .truncated else { return }
+                changed.truncation = .truncated
+            } else {
+                guard dlsn > DLSN(segment: sequence, entry: 0, slot: 0) else { return }
+                switch segment.truncation {
+                case .truncated: return
+                case .partiallyTruncated(let earlier) where earlier >= dlsn: return
+                default: changed.truncation = .partiallyTruncated(minActive: dlsn)
+                }
+            }
+            do {
+                _ = try await store.put(key, value: LogSegmentCodec.encode(changed), ifVersion: item.version)
+                return
+            } catch MetadataError.versionConflict {
+                continue
+            }
+        }
+        throw LogError.busy(name, "segment \(sequence) kept changing while it was being truncated; try again")
     }
 
     /// Deletes completed segments that are truncated, or older than the retention age, with their ledgers. The
@@ -500,23 +560,21 @@ public final class LogWriter: Sendable {
         await lock.release()
     }
 
-    /// Seals the log: writes an end-of-stream marker after every record taken so far, completes the segment
-    /// and records the seal, so no writer can append again and readers end there. Returns the marker's DLSN.
+    /// Seals the log: writes an end-of-stream marker after every record taken so far (later writes are refused
+    /// from this call on), completes the segment and records the seal, so no writer can append again and
+    /// readers end there. Returns the marker's DLSN.
     @discardableResult
     public func markEndOfStream() async throws -> DLSN {
         let marker = RecordBatch.Record(flags: RecordBatch.Record.control | RecordBatch.Record.endOfStream,
                                         txid: Int64.max, payload: [])
-        let dlsn = try await enqueueControl(marker)
-        state.withLock { $0.endOfStream = true }
+        let dlsn = try await enqueueEndOfStream(marker)
+        // The marker's confirmation asked for the segment to be completed; flush waits for that.
         try await flush()
-        // The marker's confirmation asked for a roll: wait until that completion is done.
-        while state.withLock({ $0.phase == .completing || $0.phase == .open }) {
-            if let failure = state.withLock({ $0.failure }) { throw failure }
-            try await Task.sleep(for: .milliseconds(5))
-        }
         var (info, version) = try await namespace.info(name)
         info.endOfStream = true
-        _ = try await store.put(LogKeys.info(name), value: LogInfoCodec.encode(info), ifVersion: version)
+        _ = try await store.commit(Transaction(
+            checks: [.init(key: LogKeys.info(name), version: version), .init(key: lock.key, version: lock.version)],
+            operations: [.put(key: LogKeys.info(name), value: LogInfoCodec.encode(info), lease: nil)]))
         try await close()
         return dlsn
     }

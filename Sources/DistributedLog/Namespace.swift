@@ -13,6 +13,9 @@ public struct LogOptions: Sendable {
     public var segmentAgeMax: Duration = .seconds(2 * 3600)
     /// Entries (batches of records) are compressed with LZ4 when that makes them smaller.
     public var compression = RecordBatch.Codec.none
+    /// Records waiting for an entry, at most (bytes): past it a write is refused with `busy` rather than
+    /// queued without bound behind slow bookies or a roll.
+    public var bufferedBytesMax = 64 << 20
     /// An entry (one batch of records) holds at most this many bytes.
     public var entryBytesMax = 256 << 10
     /// Entries in flight per writer: while fewer are, a record goes out at once (lowest latency when idle);
@@ -121,7 +124,11 @@ public final class Namespace: Sendable {
 
     /// Deletes one segment: its record, then its ledger (the bookies reclaim the data at their next GC).
     func deleteSegment(_ name: String, _ segment: LogSegment, version: Version) async throws {
-        try await store.delete(LogKeys.segment(name, segment.sequence), ifVersion: version)
+        do {
+            try await store.delete(LogKeys.segment(name, segment.sequence), ifVersion: version)
+        } catch MetadataError.noSuchKey {
+            return  // another retention run deleted it (and deletes its ledger)
+        }
         do {
             try await pool.deleteLedger(segment.ledger, password: options.ledgerPassword)
         } catch LedgerError.noSuchLedger {

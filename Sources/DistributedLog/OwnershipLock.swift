@@ -10,14 +10,17 @@ final class OwnershipLock: Sendable {
     let key: String
     let owner: String
     let lease: Lease
+    /// The lock key's version: transactions that only its holder may apply check it.
+    let version: Version
     let store: any MetadataStore
     private let lost = Mutex<String?>(nil)
     private let renewal = Mutex<Task<Void, Never>?>(nil)
 
-    private init(key: String, owner: String, lease: Lease, store: any MetadataStore) {
+    private init(key: String, owner: String, lease: Lease, version: Version, store: any MetadataStore) {
         self.key = key
         self.owner = owner
         self.lease = lease
+        self.version = version
         self.store = store
     }
 
@@ -29,8 +32,8 @@ final class OwnershipLock: Sendable {
         let deadline = ContinuousClock.now + wait
         while true {
             do {
-                _ = try await store.create(key, value: Array(owner.utf8), lease: lease.id)
-                let lock = OwnershipLock(key: key, owner: owner, lease: lease, store: store)
+                let version = try await store.create(key, value: Array(owner.utf8), lease: lease.id)
+                let lock = OwnershipLock(key: key, owner: owner, lease: lease, version: version, store: store)
                 lock.startRenewing()
                 return lock
             } catch MetadataError.keyExists {
@@ -53,18 +56,25 @@ final class OwnershipLock: Sendable {
 
     private func startRenewing() {
         let interval = Duration.milliseconds(max(200, lease.ttlSeconds * 1000 / 3))
+        let ttl = Duration.seconds(lease.ttlSeconds)
         let task = Task { [weak self] in
+            var renewed = ContinuousClock.now
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 guard let self, !Task.isCancelled else { return }
                 do {
                     _ = try await self.store.keepAlive(self.lease.id)
+                    renewed = .now
                 } catch MetadataError.leaseExpired {
                     self.lost.withLock { $0 = $0 ?? "its lease expired (the metadata store was out of reach for longer than the lease)" }
                     return
                 } catch {
-                    // Unreachable for now: the lease outlives a few missed renewals; the next attempt may work.
-                    continue
+                    // Unreachable for now: a few missed renewals are fine, but past the TTL the store has let
+                    // the lease go (or will before it hears from us): stop acting as the owner.
+                    if ContinuousClock.now - renewed >= ttl {
+                        self.lost.withLock { $0 = $0 ?? "its lease could not be renewed for \(ttl) (\(error))" }
+                        return
+                    }
                 }
             }
         }

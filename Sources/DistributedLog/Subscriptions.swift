@@ -31,19 +31,26 @@ public struct Subscriptions: Sendable {
     /// Returns the position now stored.
     @discardableResult
     public func commit(_ id: String, _ dlsn: DLSN) async throws -> DLSN {
+        try await commit(id, dlsn, holding: nil)
+    }
+
+    /// With `lock`, the commit applies only while that exclusive reader lock is still held (checked in the
+    /// same transaction), so a reader whose lease ran out cannot move a position another reader now owns.
+    func commit(_ id: String, _ dlsn: DLSN, holding lock: OwnershipLock?) async throws -> DLSN {
         try check(id)
         let key = LogKeys.subscription(log, id)
         for _ in 0..<16 {
             let item = try await store.get(key)
             if let item, let stored = try? decode(item.value, id), stored >= dlsn { return stored }
+            var checks = [Transaction.Check(key: key, version: item?.version ?? .absent)]
+            if let lock { checks.append(.init(key: lock.key, version: lock.version)) }
             do {
-                if let item {
-                    _ = try await store.put(key, value: dlsn.bytes, ifVersion: item.version)
-                } else {
-                    _ = try await store.create(key, value: dlsn.bytes)
-                }
+                _ = try await store.commit(Transaction(checks: checks, operations: [.put(key: key, value: dlsn.bytes, lease: nil)]))
                 return dlsn
-            } catch MetadataError.versionConflict, MetadataError.keyExists {
+            } catch MetadataError.versionConflict(let failed, _, _) {
+                if let lock, failed == lock.key {
+                    throw LogError.ownershipLost(log, "the exclusive reader of subscription '\(id)' lost its lock")
+                }
                 continue  // another commit came first: compare again
             }
         }
@@ -64,9 +71,13 @@ public struct Subscriptions: Sendable {
         try check(id)
         var lock: OwnershipLock?
         if exclusive {
-            lock = try await OwnershipLock.acquire(LogKeys.subscriberLock(log, id), owner: "reader-\(UUID().uuidString.prefix(8))",
-                                                   store: store, leaseSeconds: namespace.options.ownershipLeaseSeconds,
-                                                   wait: .zero, log: log)
+            do {
+                lock = try await OwnershipLock.acquire(LogKeys.subscriberLock(log, id), owner: "reader-\(UUID().uuidString.prefix(8))",
+                                                       store: store, leaseSeconds: namespace.options.ownershipLeaseSeconds,
+                                                       wait: .zero, log: log)
+            } catch LogError.ownedByOther(_, let owner) {
+                throw LogError.busy(log, "subscription '\(id)' already has an exclusive reader (\(owner)); one at a time")
+            }
         }
         do {
             let start = try await position(id).map { DLSN(segment: $0.segment, entry: $0.entry, slot: $0.slot + 1) } ?? .initial
@@ -105,8 +116,9 @@ public final class Subscriber: Sendable {
         self.lock = lock
     }
 
+    /// Commits `dlsn` as processed; on an exclusive subscription, only while this reader still holds it.
     @discardableResult
-    public func commit(_ dlsn: DLSN) async throws -> DLSN { try await subscriptions.commit(id, dlsn) }
+    public func commit(_ dlsn: DLSN) async throws -> DLSN { try await subscriptions.commit(id, dlsn, holding: lock) }
 
     /// Ends the reader's hold on an exclusive subscription.
     public func close() async { await lock?.release() }

@@ -218,4 +218,70 @@ func read(_ reader: LogReader, count: Int) async throws -> [LogRecordWithDLSN] {
             for ledger in ledgers { #expect(try await fixture.cluster.ledger(ledger) == nil, "\(ledger) deleted") }
         }
     }
+
+    @Test func aWriterWithoutItsLockCannotStartASegment() async throws {
+        // Proves ownership is part of the compare-and-set: a writer whose lease is gone, sitting between
+        // segments (nothing for the new owner to fence), cannot start a segment after the new owner took over.
+        try await withNamespace({ $0.ownershipLeaseSeconds = 60 }) { namespace, fixture in
+            let old = try await namespace.openWriter("idle", owner: "old")
+            for lease in try await fixture.store.list(prefix: LogKeys.lock("idle")).items.compactMap(\.lease) {
+                try await fixture.store.revoke(lease)
+            }
+            let new = try await namespace.openWriter("idle", owner: "new")
+            do {
+                _ = try await old.write(LogRecord(txid: 1, payload: [1]))
+                Issue.record("a writer without its lock started a segment")
+            } catch let error as LogError {
+                #expect("\(error)".contains("ownership lost"), "\(error)")
+            }
+            #expect(try await new.write(LogRecord(txid: 2, payload: [2])).segment == 1)
+            try await new.close()
+        }
+    }
+
+    @Test func sealingRefusesLaterWritesAndReadersEndThere() async throws {
+        // Proves writes racing markEndOfStream are either acknowledged and read before the end, or refused with
+        // 'sealed'; a reader positioned past the marker ends too instead of waiting forever; readBulk without a
+        // wait returns what is written.
+        try await withNamespace { namespace, _ in
+            let writer = try await namespace.openWriter("race")
+            let writes = (0..<40).map { n in Task { try await writer.write(LogRecord(txid: Int64(n), payload: recordPayload(n))) } }
+            let marker = try await writer.markEndOfStream()
+            var acknowledged: [DLSN] = []
+            for write in writes {
+                switch await write.result {
+                case .success(let dlsn): acknowledged.append(dlsn)
+                case .failure(let error): #expect(error as? LogError == .endOfStream("race") || "\(error)".contains("sealed"), "\(error)")
+                }
+            }
+            #expect(acknowledged.allSatisfy { $0 < marker })
+            let reader = try await namespace.openReader("race")
+            var seen: [DLSN] = []
+            while true {
+                do {
+                    let batch = try await reader.readBulk(max: 100)
+                    seen += batch.map(\.dlsn)
+                    if batch.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+                } catch LogError.endOfStream {
+                    break
+                }
+            }
+            #expect(seen == acknowledged.sorted())
+            let past = try await namespace.openReader("race", from: .dlsn(DLSN(segment: marker.segment, entry: marker.entry + 5, slot: 0)))
+            await #expect(throws: LogError.endOfStream("race")) { _ = try await past.readNext() }
+        }
+    }
+
+    @Test func aReaderPositionedByTxidAheadOfTheWriterWaitsForThatTxid() async throws {
+        try await withNamespace { namespace, _ in
+            let writer = try await namespace.openWriter("ahead")
+            for n in 0..<10 { _ = try await writer.write(LogRecord(txid: Int64(n), payload: recordPayload(n))) }
+            let reader = try await namespace.openReader("ahead", from: .txid(100))
+            let consumer = Task { try await read(reader, count: 3) }
+            try await Task.sleep(for: .milliseconds(100))
+            for n in 10..<110 { _ = try await writer.write(LogRecord(txid: Int64(n), payload: recordPayload(n))) }
+            #expect(try await consumer.value.map(\.txid) == [100, 101, 102])
+            try await writer.close()
+        }
+    }
 }

@@ -65,7 +65,9 @@ import Testing
             do {
                 _ = try await subscriptions.openReader("billing", exclusive: true)
                 Issue.record("two exclusive readers of one subscription")
-            } catch LogError.ownedByOther {}
+            } catch LogError.busy(_, let why) {
+                #expect(why.contains("already has an exclusive reader"))
+            }
             await subscriber.close()
             let next = try await subscriptions.openReader("billing", exclusive: true)
             #expect(try await next.reader.readBulk(max: 5, wait: .milliseconds(200)).isEmpty)
