@@ -65,6 +65,14 @@ let package = Package(
         .target(name: "DistributedLog", dependencies: [
             "DLogLedger", "DLogMetadata", "DLogWire", "CLZ4",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .target(name: "DLogProxy", dependencies: [
+            "DistributedLog", "DLogLedger", "DLogMetadata", "DLogWire",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .executableTarget(name: "dlogd", dependencies: [
             "DLogDaemon", "DLogMetadata",
@@ -103,6 +111,10 @@ let package = Package(
                                                             "DLogTestSupport"]),
         .testTarget(name: "DistributedLogTests", dependencies: [
             "DistributedLog", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport", "DLogClusterSupport",
+        ]),
+        .testTarget(name: "DLogProxyTests", dependencies: [
+            "DLogProxy", "DistributedLog", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport", "DLogClusterSupport",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport"]),
     ]

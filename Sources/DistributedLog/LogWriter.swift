@@ -141,41 +141,56 @@ public final class LogWriter: Sendable {
     /// Writes `record`; returns its DLSN once it is durable. Txids must not decrease.
     public func write(_ record: LogRecord) async throws -> DLSN {
         try await withCheckedThrowingContinuation { continuation in
-            enqueue([record]) { results in continuation.resume(with: results.map { $0[0] }) }
+            enqueue([(record.txid, record.payload)]) { results in continuation.resume(with: results.map { $0[0] }) }
         }
     }
 
     /// Writes `records` in order, as one step (never interleaved with other writes); returns their DLSNs once
     /// all are durable, or the first failure.
     public func writeBulk(_ records: [LogRecord]) async throws -> [DLSN] {
+        try await writeBulk(assigning: records.map { ($0.txid, $0.payload) })
+    }
+
+    /// Like `writeBulk`, where a record without a txid gets one from the writer: the wall clock in
+    /// milliseconds, raised to the log's last txid when that is higher (txids never decrease). The proxy
+    /// writes records of clients that give none this way.
+    public func writeBulk(assigning records: [(txid: Int64?, payload: [UInt8])]) async throws -> [DLSN] {
         guard !records.isEmpty else { return [] }
         return try await withCheckedThrowingContinuation { continuation in
             enqueue(records) { continuation.resume(with: $0) }
         }
     }
 
+    /// The highest txid taken so far (the floor for the next one).
+    public var lastTxID: Int64 { state.withLock { $0.txidFloor } }
+
     /// Takes `records` into the buffer in one step and calls `done` once with all their DLSNs, or the first
     /// failure.
-    private func enqueue(_ records: [LogRecord], done: @escaping @Sendable (Result<[DLSN], any Error>) -> Void) {
+    private func enqueue(_ records: [(txid: Int64?, payload: [UInt8])],
+                         done: @escaping @Sendable (Result<[DLSN], any Error>) -> Void) {
         if let large = records.first(where: { $0.payload.count > LogRecord.payloadBytesMax }) {
             return done(.failure(LogError.recordTooLarge(name, bytes: large.payload.count)))
         }
         let gather = Gather(count: records.count, done: done)
         let bytes = records.reduce(0) { $0 + $1.payload.count + RecordBatch.recordHeaderBytes }
+        let now = Namespace.now
         let (refused, effects) = state.withLock { s -> (LogError?, [Effect]) in
             let floor = s.txidFloor
+            var txids: [Int64] = []
             for record in records {
-                if let failure = refusal(&s, RecordBatch.Record(txid: record.txid, payload: []), checkTxID: true) {
+                let txid = record.txid ?? max(now, s.txidFloor)
+                if let failure = refusal(&s, RecordBatch.Record(txid: txid, payload: []), checkTxID: true) {
                     s.txidFloor = floor
                     return (failure, pump(&s))
                 }
+                txids.append(txid)
             }
             guard s.bufferBytes + bytes <= options.bufferedBytesMax || s.buffer.isEmpty else {
                 s.txidFloor = floor
                 return (.busy(name, "\(s.bufferBytes) bytes already wait to be written (the writer's limit is \(options.bufferedBytesMax)); retry once some are confirmed"), [])
             }
             for (index, record) in records.enumerated() {
-                s.buffer.append(Buffered(record: RecordBatch.Record(txid: record.txid, payload: record.payload)) { result in
+                s.buffer.append(Buffered(record: RecordBatch.Record(txid: txids[index], payload: record.payload)) { result in
                     gather.deliver(index, result)
                 })
             }

@@ -1,17 +1,18 @@
 import DLogMetadata
 import Synchronization
 
-/// Single-writer ownership of a log: a key that names the owner, bound to the owner's lease. Taking it is a
+/// Single-writer ownership of a log (also used for any lease-bound claim: a proxy's registration, a
+/// subscription's exclusive reader): a key that names the owner, bound to the owner's lease. Taking it is a
 /// create-if-absent; it is released by revoking the lease, and vanishes by itself when the owner stops renewing
 /// (its process died, or it lost the metadata store for longer than the lease). Ownership only decides who may
 /// try to write: correctness comes from fencing the previous owner's ledger and from compare-and-set on the
 /// log's records, so two processes that both believe they own a log never both get writes acknowledged.
-final class OwnershipLock: Sendable {
-    let key: String
-    let owner: String
-    let lease: Lease
+public final class OwnershipLock: Sendable {
+    public let key: String
+    public let owner: String
+    public let lease: Lease
     /// The lock key's version: transactions that only its holder may apply check it.
-    let version: Version
+    public let version: Version
     let store: any MetadataStore
     private let lost = Mutex<String?>(nil)
     private let renewal = Mutex<Task<Void, Never>?>(nil)
@@ -26,8 +27,8 @@ final class OwnershipLock: Sendable {
 
     /// Takes the lock at `key` for `owner`. When another owner holds it, waits up to `wait` for it to go (zero:
     /// fail at once), then fails naming the holder.
-    static func acquire(_ key: String, owner: String, store: any MetadataStore, leaseSeconds: Int, wait: Duration,
-                        log name: String) async throws -> OwnershipLock {
+    public static func acquire(_ key: String, owner: String, store: any MetadataStore, leaseSeconds: Int, wait: Duration,
+                               log name: String) async throws -> OwnershipLock {
         let lease = try await store.grantLease(ttlSeconds: leaseSeconds)
         let deadline = ContinuousClock.now + wait
         while true {
@@ -52,7 +53,7 @@ final class OwnershipLock: Sendable {
     }
 
     /// Why the lock was lost, or nil while it is held.
-    var lostReason: String? { lost.withLock { $0 } }
+    public var lostReason: String? { lost.withLock { $0 } }
 
     private func startRenewing() {
         let interval = Duration.milliseconds(max(200, lease.ttlSeconds * 1000 / 3))
@@ -82,7 +83,7 @@ final class OwnershipLock: Sendable {
     }
 
     /// Gives the lock up: the key goes with the lease.
-    func release() async {
+    public func release() async {
         renewal.withLock { $0?.cancel() }
         lost.withLock { $0 = $0 ?? "it was released" }
         try? await store.revoke(lease.id)

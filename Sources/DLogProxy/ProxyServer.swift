@@ -1,0 +1,131 @@
+import DLogWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The proxy role's TCP server: `ProxyService` over the common frame (docs/protocol.md, "Proxy role"). Each
+/// request runs as its own task, so one slow stream never holds up another on the same connection; answers
+/// go back in whatever order they finish, matched by request id.
+public final class ProxyServer: Sendable {
+    public let service: ProxyService
+    let group: MultiThreadedEventLoopGroup
+    let channel: Channel
+
+    /// A bulk write of the largest records, plus framing.
+    public static let requestFrameBytesMax = 20 << 20
+
+    public var localAddress: SocketAddress? { channel.localAddress }
+
+    public init(service: ProxyService, host: String, port: Int, threads: Int = 1, logger: Logger) throws {
+        self.service = service
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        do {
+            channel = try ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(FrameDecoder(maxFrameBytes: Self.requestFrameBytesMax)))
+                        try channel.pipeline.syncOperations.addHandler(ProxyRequestHandler(service: service, logger: logger))
+                    }
+                }
+                .bind(host: host, port: port).wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+    }
+
+    /// Stops taking connections; open ones are served until `close()`.
+    public func stopAccepting() {
+        try? channel.close().wait()
+    }
+
+    public func close() {
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+}
+
+/// One connection. A malformed body gets a BAD_REQUEST answer and the connection goes on; a broken frame
+/// closes this connection only. Reading stops while too many requests are unanswered or answers pile up.
+final class ProxyRequestHandler: ChannelInboundHandler {
+    typealias InboundIn = Frame
+
+    static let outstandingMax = 4096
+
+    let service: ProxyService
+    let logger: Logger
+    private var batcher: ResponseBatcher?
+    private var outstanding = 0
+    private var paused = ReadPause<PauseReason>()
+
+    enum PauseReason: Hashable {
+        case outstanding
+        case unwritable
+    }
+
+    init(service: ProxyService, logger: Logger) {
+        self.service = service
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let channel = context.channel
+        batcher = ResponseBatcher(channel: channel) { written in bound.value.answered(written, channel: channel) }
+    }
+
+    private func answered(_ count: Int, channel: Channel) {
+        outstanding -= count
+        if outstanding <= Self.outstandingMax / 2 { paused.resume(.outstanding, channel: channel) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        paused.followWritability(of: context.channel, as: .unwritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let requestID = frame.header.requestID
+        guard let batcher else { return }
+        outstanding += 1
+        if outstanding >= Self.outstandingMax { paused.pause(.outstanding, channel: context.channel) }
+        let request: ProxyRequest
+        do {
+            request = try ProxyRequest.decode(frame)
+        } catch {
+            logger.info("malformed proxy request", metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")",
+                                                              "error": "\(error)"])
+            let op = frame.header.op
+            batcher.send { error.encode(op: op, requestID: requestID, into: &$0) }
+            return
+        }
+        let service = self.service
+        Task {
+            let result = await service.handle(request)
+            batcher.send { buffer in
+                switch result {
+                case .success(let reply): reply.encode(op: request.op, requestID: requestID, into: &buffer)
+                case .failure(let failure): failure.encode(op: request.op.rawValue, requestID: requestID, into: &buffer)
+                }
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        batcher = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is FrameError {
+            logger.info("closing proxy connection on a broken frame",
+                        metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
+        }
+        context.close(promise: nil)
+    }
+}

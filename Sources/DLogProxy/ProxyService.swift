@@ -1,0 +1,298 @@
+import DistributedLog
+import DLogMetadata
+import DLogWire
+import Foundation
+import Logging
+import Synchronization
+
+/// What a proxy does, apart from the network: owns streams (logs) on demand through the log's ownership lock,
+/// one writer per owned stream (which batches the records of all clients of that stream into entries),
+/// redirects requests for streams another proxy owns, enforces rate and stream limits, and drains.
+public final class ProxyService: Sendable {
+    public struct Settings: Sendable {
+        /// This proxy's name among the proxies (its registration key).
+        public var id: String
+        /// Where clients reach it (host:port), written into the streams it owns.
+        public var address: String
+        /// Streams owned at once, at most.
+        public var streamsMax = 10_000
+        public var limits = ProxyLimits()
+        /// Writing to a stream that does not exist creates it.
+        public var createStreams = true
+
+        public init(id: String, address: String) {
+            self.id = id
+            self.address = address
+        }
+    }
+
+    public let namespace: Namespace
+    public let settings: Settings
+    let logger: Logger
+
+    private enum Slot {
+        case opening(Task<LogWriter, any Error>)
+        case owned(LogWriter)
+    }
+
+    private struct State {
+        var streams: [String: Slot] = [:]
+        var limits: [String: RateCheck] = [:]
+        var proxyLimit: RateCheck
+        var draining = false
+        var lastSoftWarning: [String: ContinuousClock.Instant] = [:]
+    }
+
+    private let state: Mutex<State>
+    private let registration = Mutex<OwnershipLock?>(nil)
+
+    public init(namespace: Namespace, settings: Settings, logger: Logger) {
+        self.namespace = namespace
+        self.settings = settings
+        self.logger = logger
+        let l = settings.limits
+        state = Mutex(State(proxyLimit: RateCheck(scope: "proxy \(settings.id)", records: (l.proxyRecordsSoft, l.proxyRecordsHard),
+                                                  bytes: (l.proxyBytesSoft, l.proxyBytesHard), now: .now)))
+    }
+
+    /// The value of a log's ownership lock when this proxy owns it: clients are redirected to the address in it.
+    var ownerValue: String { ProxyOwner.value(id: settings.id, address: settings.address) }
+
+    /// Registers this proxy under `/proxies/ID` (bound to its lease), so clients can find it.
+    public func register() async throws {
+        let lock = try await OwnershipLock.acquire(ProxyOwner.registrationKey(settings.id), owner: settings.address,
+                                                   store: namespace.pool.cluster.store,
+                                                   leaseSeconds: namespace.options.ownershipLeaseSeconds,
+                                                   wait: .seconds(namespace.options.ownershipLeaseSeconds + 2), log: "proxy \(settings.id)")
+        registration.withLock { $0 = lock }
+    }
+
+    /// The streams this proxy owns now.
+    public var ownedStreams: [String] {
+        state.withLock { s in s.streams.compactMap { name, slot in if case .owned = slot { name } else { nil } }.sorted() }
+    }
+
+    // MARK: Requests
+
+    public func handle(_ request: ProxyRequest) async -> Result<ProxyReply, ProxyFailure> {
+        let stream = request.stream
+        if let problem = LogName.problem(stream) { return .failure(ProxyFailure(.badRequest, "invalid stream name '\(stream)': \(problem)")) }
+        do {
+            switch request {
+            case .write(_, let record):
+                let dlsns = try await write(stream, [record])
+                return .success(.written(dlsns[0]))
+            case .writeBulk(_, let records):
+                return .success(.writtenBulk(try await write(stream, records)))
+            case .truncate(_, let dlsn):
+                try await writer(for: stream, create: false).truncate(before: dlsn)
+                return .success(.done)
+            case .create:
+                try await namespace.createLog(stream)
+                return .success(.done)
+            case .delete:
+                try await redirectUnlessOwnedHereOrFree(stream)
+                await release(stream)
+                try await namespace.deleteLog(stream)
+                return .success(.done)
+            case .getOwner:
+                return .success(.owner(try await owner(of: stream)))
+            case .release:
+                try await redirectUnlessOwnedHereOrFree(stream)
+                await release(stream)
+                return .success(.done)
+            case .heartbeat:
+                _ = try await writer(for: stream, create: false)
+                return .success(.owner(settings.address))
+            }
+        } catch let failure as ProxyFailure {
+            return .failure(failure)
+        } catch let error as LogError {
+            return .failure(failure(for: error, stream: stream))
+        } catch {
+            return .failure(ProxyFailure(.internalError, "\(stream): \(error)"))
+        }
+    }
+
+    private func write(_ stream: String, _ records: [ProxyRecord]) async throws -> [DLSN] {
+        let bytes = records.reduce(0) { $0 + $1.payload.count }
+        if let large = records.first(where: { $0.payload.count > LogRecord.payloadBytesMax }) {
+            throw ProxyFailure(.tooLarge, "stream '\(stream)': a record of \(large.payload.count) bytes is over the limit of \(LogRecord.payloadBytesMax)")
+        }
+        let writer = try await writer(for: stream, create: settings.createStreams)
+        try admit(stream, records: records.count, bytes: bytes)
+        do {
+            return try await writer.writeBulk(assigning: records.map { ($0.txid, $0.payload) })
+        } catch let error as LogError {
+            if case .ownershipLost = error { forget(stream, writer) }
+            throw error
+        }
+    }
+
+    /// Charges the stream's and the proxy's rate limits; a hard limit refuses, a soft one is logged (at most
+    /// every 10 s per scope).
+    private func admit(_ stream: String, records: Int, bytes: Int) throws(ProxyFailure) {
+        let now = ContinuousClock.now
+        let l = settings.limits
+        let (streamOutcome, proxyOutcome) = state.withLock { s -> (RateCheck.Outcome, RateCheck.Outcome) in
+            var check = s.limits[stream] ?? RateCheck(scope: "stream '\(stream)'", records: (l.streamRecordsSoft, l.streamRecordsHard),
+                                                      bytes: (l.streamBytesSoft, l.streamBytesHard), now: now)
+            let streamOutcome = check.check(records: records, bytes: bytes, now: now)
+            s.limits[stream] = check
+            return (streamOutcome, s.proxyLimit.check(records: records, bytes: bytes, now: now))
+        }
+        for outcome in [streamOutcome, proxyOutcome] {
+            switch outcome {
+            case .allowed: break
+            case .hard(let why): throw ProxyFailure(.overCapacity, why + "; slow down")
+            case .soft(let why):
+                let warn = state.withLock { s -> Bool in
+                    if let last = s.lastSoftWarning[why], now - last < .seconds(10) { return false }
+                    s.lastSoftWarning[why] = now
+                    return true
+                }
+                if warn { logger.warning("\(why)", metadata: ["stream": "\(stream)"]) }
+            }
+        }
+    }
+
+    /// The writer of `stream`, owning it first when no proxy does; a redirect when another proxy does.
+    private func writer(for stream: String, create: Bool) async throws -> LogWriter {
+        enum Next { case ready(LogWriter), wait(Task<LogWriter, any Error>), open }
+        let next = state.withLock { s -> Next in
+            switch s.streams[stream] {
+            case .owned(let writer): return .ready(writer)
+            case .opening(let task): return .wait(task)
+            case nil: return .open
+            }
+        }
+        switch next {
+        case .ready(let writer): return writer
+        case .wait(let task): return try await task.value
+        case .open: break
+        }
+        if let holder = try await lockHolder(stream), holder != ownerValue {
+            throw redirectOrUnavailable(stream, holder: holder)
+        }
+        enum Claim { case refused(ProxyFailure), existing(Slot), claimed(Task<LogWriter, any Error>) }
+        let claim = state.withLock { s -> Claim in
+            if s.draining { return .refused(ProxyFailure(.unavailable, "proxy \(settings.id) is draining; retry (another proxy takes the stream)")) }
+            // Another request got here first (while this one read the lock): use its writer.
+            if let slot = s.streams[stream] { return .existing(slot) }
+            if s.streams.count >= settings.streamsMax {
+                return .refused(ProxyFailure(.overCapacity, "proxy \(settings.id) owns its limit of \(settings.streamsMax) streams"))
+            }
+            // Started only once claimed: opening takes the log's lock, which nothing else here must race for.
+            let task = Task { () throws -> LogWriter in
+                try await self.namespace.openWriter(stream, create: create, owner: self.ownerValue)
+            }
+            s.streams[stream] = .opening(task)
+            return .claimed(task)
+        }
+        let task: Task<LogWriter, any Error>
+        switch claim {
+        case .refused(let failure): throw failure
+        case .existing(.owned(let writer)): return writer
+        case .existing(.opening(let other)): return try await other.value
+        case .claimed(let claimed): task = claimed
+        }
+        do {
+            let writer = try await task.value
+            state.withLock { s in s.streams[stream] = .owned(writer) }
+            logger.info("owning stream", metadata: ["stream": "\(stream)"])
+            return writer
+        } catch {
+            state.withLock { s in
+                if case .opening? = s.streams[stream] { s.streams[stream] = nil }
+            }
+            if case LogError.ownedByOther(_, let holder) = error { throw redirectOrUnavailable(stream, holder: holder) }
+            throw error
+        }
+    }
+
+    private func lockHolder(_ stream: String) async throws -> String? {
+        try await namespace.pool.cluster.store.get(LogKeys.lock(stream)).map { String(decoding: $0.value, as: UTF8.self) }
+    }
+
+    private func redirectOrUnavailable(_ stream: String, holder: String) -> ProxyFailure {
+        if let address = ProxyOwner.address(fromLockValue: holder) {
+            return ProxyFailure(.redirect, address)
+        }
+        return ProxyFailure(.unavailable, "stream '\(stream)' is held by writer \(holder), not a proxy; retry once it lets go")
+    }
+
+    /// Requests that act on a stream's owner go to the proxy that owns it.
+    private func redirectUnlessOwnedHereOrFree(_ stream: String) async throws {
+        if state.withLock({ $0.streams[stream] != nil }) { return }
+        if let holder = try await lockHolder(stream), holder != ownerValue { throw redirectOrUnavailable(stream, holder: holder) }
+    }
+
+    /// The owning proxy's address: this one, another (from the lock), or nil.
+    private func owner(of stream: String) async throws -> String? {
+        if state.withLock({ s in if case .owned? = s.streams[stream] { true } else { false } }) { return settings.address }
+        return try await lockHolder(stream).flatMap { ProxyOwner.address(fromLockValue: $0) }
+    }
+
+    /// Stops owning `stream`: its writer flushes, completes its segment and lets the lock go.
+    public func release(_ stream: String) async {
+        let writer = state.withLock { s -> LogWriter? in
+            defer { s.streams[stream] = nil; s.limits[stream] = nil }
+            if case .owned(let writer)? = s.streams[stream] { return writer }
+            return nil
+        }
+        if let writer {
+            do {
+                try await writer.close()
+            } catch {
+                logger.warning("releasing stream: \(error)", metadata: ["stream": "\(stream)"])
+            }
+        }
+    }
+
+    /// Forgets a writer that lost its stream (it failed; nothing to close).
+    private func forget(_ stream: String, _ writer: LogWriter) {
+        state.withLock { s in
+            if case .owned(let current)? = s.streams[stream], current === writer { s.streams[stream] = nil }
+        }
+    }
+
+    /// Drains: takes no new streams, flushes and releases every owned one, and leaves the proxies' registry.
+    public func drain() async {
+        let streams = state.withLock { s -> [String] in
+            s.draining = true
+            return Array(s.streams.keys)
+        }
+        logger.info("draining", metadata: ["streams": "\(streams.count)"])
+        for stream in streams { await release(stream) }
+        if let lock = registration.withLock({ $0 }) { await lock.release() }
+    }
+
+    private func failure(for error: LogError, stream: String) -> ProxyFailure {
+        switch error {
+        case .noSuchLog: return ProxyFailure(.noSuchLog, "\(error)")
+        case .logExists: return ProxyFailure(.logExists, "\(error)")
+        case .invalidName: return ProxyFailure(.badRequest, "\(error)")
+        case .ownedByOther(_, let holder): return redirectOrUnavailable(stream, holder: holder)
+        case .txidOutOfOrder: return ProxyFailure(.txidOutOfOrder, "\(error)")
+        case .recordTooLarge: return ProxyFailure(.tooLarge, "\(error)")
+        case .endOfStream: return ProxyFailure(.endOfStream, "\(error)")
+        case .busy: return ProxyFailure(.overCapacity, "\(error)")
+        case .ownershipLost, .writerClosed, .ledger, .truncated, .damaged: return ProxyFailure(.unavailable, "\(error)")
+        }
+    }
+}
+
+/// How a proxy names itself in metadata.
+public enum ProxyOwner {
+    public static let registrations = "/proxies/"
+    public static func registrationKey(_ id: String) -> String { registrations + id }
+
+    /// The ownership-lock value of a stream owned by proxy `id` at `address`.
+    public static func value(id: String, address: String) -> String { "proxy \(id) at \(address)" }
+
+    /// The address in a lock value written by a proxy, or nil (another kind of writer holds it).
+    public static func address(fromLockValue value: String) -> String? {
+        guard value.hasPrefix("proxy "), let at = value.range(of: " at ") else { return nil }
+        return String(value[at.upperBound...])
+    }
+}

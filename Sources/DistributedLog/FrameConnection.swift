@@ -1,0 +1,103 @@
+import DLogWire
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A pipelined connection speaking the common frame: many requests in flight, answers matched by request id,
+/// each request bounded by a timeout. Used by the proxy client.
+final class FrameConnection: Sendable {
+    struct Outbound: Sendable {
+        var encode: @Sendable (UInt64, inout ByteBuffer) -> Void
+        var promise: EventLoopPromise<Frame>
+    }
+
+    let channel: Channel
+
+    static func connect(host: String, port: Int, group: EventLoopGroup, timeout: Duration) async throws -> FrameConnection {
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: 64 << 20)))
+                    try channel.pipeline.syncOperations.addHandler(FrameClientHandler())
+                }
+            }
+            .connect(host: host, port: port).get()
+        return FrameConnection(channel: channel)
+    }
+
+    private init(channel: Channel) { self.channel = channel }
+
+    var isActive: Bool { channel.isActive }
+
+    /// Sends a request encoded by `encode` (given its request id) and waits at most `timeout` for the answer.
+    func send(timeout: Duration, _ encode: @escaping @Sendable (UInt64, inout ByteBuffer) -> Void) async throws -> Frame {
+        let promise = channel.eventLoop.makePromise(of: Frame.self)
+        let (seconds, attoseconds) = timeout.components
+        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
+            promise.fail(ConnectionTimedOut(timeout: timeout))
+        }
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+        channel.writeAndFlush(Outbound(encode: encode, promise: promise)).whenFailure { promise.fail($0) }
+        return try await promise.futureResult.get()
+    }
+
+    func close() async { try? await channel.close() }
+}
+
+struct ConnectionTimedOut: Error, CustomStringConvertible {
+    var timeout: Duration
+    var description: String { "no answer within \(timeout)" }
+}
+
+struct ConnectionLost: Error, CustomStringConvertible {
+    var description: String { "the connection closed" }
+}
+
+final class FrameClientHandler: ChannelDuplexHandler {
+    typealias InboundIn = Frame
+    typealias OutboundIn = FrameConnection.Outbound
+    typealias OutboundOut = ByteBuffer
+
+    private var nextID: UInt64 = 1
+    private var waiting: [UInt64: EventLoopPromise<Frame>] = [:]
+    private var closed = false
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let out = unwrapOutboundIn(data)
+        guard !closed else {
+            out.promise.fail(ConnectionLost())
+            promise?.succeed(())
+            return
+        }
+        let id = nextID
+        nextID += 1
+        waiting[id] = out.promise
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        out.encode(id, &buffer)
+        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        waiting.removeValue(forKey: frame.header.requestID)?.succeed(frame)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(ConnectionLost())
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        failAll(error)
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: Error) {
+        closed = true
+        let all = waiting
+        waiting = [:]
+        for promise in all.values { promise.fail(error) }
+    }
+}

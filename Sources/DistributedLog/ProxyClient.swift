@@ -1,0 +1,220 @@
+import DLogMetadata
+import DLogWire
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A client of the proxy tier: writes, truncates, creates and deletes streams through whichever proxy owns
+/// each stream. It remembers owners from redirects; for a stream it has not seen it picks a proxy by
+/// rendezvous hashing over the known proxies (the same stream goes to the same proxy while the set holds).
+/// Redirects are followed, and an unavailable proxy, a lost connection or a timeout is retried with backoff
+/// (against another proxy when one stops answering) until `retryFor` runs out.
+///
+/// Delivery is at least once: a write retried after a timeout or a failover may be stored twice (its first
+/// attempt may have become durable without its answer arriving). Txids (or payload ids) let readers tell.
+public final class ProxyClient: Sendable {
+    public struct Options: Sendable {
+        public var requestTimeout: Duration = .seconds(10)
+        /// How long one call keeps retrying.
+        public var retryFor: Duration = .seconds(30)
+        public var redirectsMax = 5
+        public var backoffFirst: Duration = .milliseconds(20)
+        public var backoffMax: Duration = .seconds(1)
+        /// A proxy that did not answer is avoided for this long when choosing one.
+        public var avoidFor: Duration = .seconds(5)
+        public init() {}
+    }
+
+    public let options: Options
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let discovery: (any MetadataStore)?
+
+    private struct State {
+        var proxies: [String]
+        var owners: [String: String] = [:]
+        var connections: [String: FrameConnection] = [:]
+        var avoided: [String: ContinuousClock.Instant] = [:]
+        var shutDown = false
+    }
+    private let state: Mutex<State>
+
+    /// A client of the proxies at `proxies` (host:port each).
+    public init(proxies: [String], options: Options = Options()) {
+        precondition(!proxies.isEmpty, "a proxy client needs at least one proxy address")
+        self.options = options
+        discovery = nil
+        state = Mutex(State(proxies: proxies.sorted()))
+    }
+
+    /// A client that finds the proxies in the metadata store's registry (and again when none answers).
+    public init(metadata: any MetadataStore, options: Options = Options()) {
+        self.options = options
+        discovery = metadata
+        state = Mutex(State(proxies: []))
+    }
+
+    public func shutdown() async {
+        let connections = state.withLock { s -> [FrameConnection] in
+            s.shutDown = true
+            defer { s.connections.removeAll() }
+            return Array(s.connections.values)
+        }
+        for connection in connections { await connection.close() }
+        try? await group.shutdownGracefully()
+    }
+
+    // MARK: Operations
+
+    /// Writes one record; `txid` nil lets the owning proxy assign one. Returns its DLSN once durable.
+    public func write(_ stream: String, _ payload: [UInt8], txid: Int64? = nil) async throws -> DLSN {
+        guard case .written(let dlsn) = try await call(.write(stream: stream, ProxyRecord(txid: txid, payload: payload))) else {
+            throw ProxyFailure(.internalError, "unexpected answer to a write")
+        }
+        return dlsn
+    }
+
+    /// Writes records in order as one step; returns their DLSNs.
+    public func writeBulk(_ stream: String, _ records: [ProxyRecord]) async throws -> [DLSN] {
+        guard case .writtenBulk(let dlsns) = try await call(.writeBulk(stream: stream, records)), dlsns.count == records.count else {
+            throw ProxyFailure(.internalError, "unexpected answer to a bulk write")
+        }
+        return dlsns
+    }
+
+    public func truncate(_ stream: String, before dlsn: DLSN) async throws { _ = try await call(.truncate(stream: stream, before: dlsn)) }
+    public func create(_ stream: String) async throws { _ = try await call(.create(stream: stream)) }
+    public func delete(_ stream: String) async throws { _ = try await call(.delete(stream: stream)) }
+    /// Asks the owning proxy to let the stream go (another proxy may then take it).
+    public func release(_ stream: String) async throws { _ = try await call(.release(stream: stream)) }
+
+    /// The address of the proxy that owns `stream`, or nil.
+    public func owner(of stream: String) async throws -> String? {
+        guard case .owner(let address) = try await call(.getOwner(stream: stream)) else { return nil }
+        return address
+    }
+
+    /// Makes sure a proxy owns `stream` (taking it when none does); returns that proxy's address.
+    @discardableResult
+    public func heartbeat(_ stream: String) async throws -> String? {
+        guard case .owner(let address) = try await call(.heartbeat(stream: stream)) else { return nil }
+        return address
+    }
+
+    // MARK: Routing and retries
+
+    func call(_ request: ProxyRequest) async throws -> ProxyReply {
+        let stream = request.stream
+        let deadline = ContinuousClock.now + options.retryFor
+        var redirects = 0
+        var backoff = options.backoffFirst
+        var lastProblem = "no proxy was tried"
+        while true {
+            if state.withLock({ $0.shutDown }) { throw ProxyFailure(.unavailable, "the proxy client is shut down") }
+            if let address = try await target(for: stream) {
+                switch await attempt(request, at: address) {
+                case .success(let reply):
+                    if case .owner(let owner?) = reply { state.withLock { $0.owners[stream] = owner } }
+                    else if request.op != .create && request.op != .delete && request.op != .getOwner && request.op != .release {
+                        state.withLock { $0.owners[stream] = address }
+                    }
+                    return reply
+                case .failure(let failure) where failure.status == .redirect:
+                    redirects += 1
+                    guard redirects <= options.redirectsMax else {
+                        throw ProxyFailure(.unavailable, "stream '\(stream)': more than \(options.redirectsMax) redirects (last to \(failure.message)); ownership is moving, retry later")
+                    }
+                    state.withLock { $0.owners[stream] = failure.message }
+                    continue
+                case .failure(let failure) where failure.status == .unavailable:
+                    lastProblem = "\(address): \(failure.message)"
+                    // Draining, or losing the stream: try the others for a while (one that does not own the
+                    // stream redirects to whoever does).
+                    state.withLock { s in
+                        s.owners[stream] = nil
+                        s.avoided[address] = .now + options.avoidFor
+                    }
+                case .failure(let failure):
+                    throw failure
+                }
+            } else {
+                lastProblem = "no proxy is registered"
+            }
+            guard ContinuousClock.now + backoff < deadline else {
+                throw ProxyFailure(.unavailable, "stream '\(stream)': no proxy took the request within \(options.retryFor) (last: \(lastProblem))")
+            }
+            try await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, options.backoffMax)
+        }
+    }
+
+    /// One try at `address`: a connection failure or timeout comes back as `unavailable`, and the proxy is
+    /// avoided for a while.
+    private func attempt(_ request: ProxyRequest, at address: String) async -> Result<ProxyReply, ProxyFailure> {
+        do {
+            let connection = try await connection(to: address)
+            let frame = try await connection.send(timeout: options.requestTimeout) { id, buffer in
+                request.encode(requestID: id, into: &buffer)
+            }
+            return ProxyReply.decode(frame, op: request.op)
+        } catch {
+            state.withLock { s in
+                s.avoided[address] = .now + options.avoidFor
+                s.connections[address] = nil
+            }
+            return .failure(ProxyFailure(.unavailable, "\(error)"))
+        }
+    }
+
+    /// Where to send a request for `stream`: its known owner, else the proxy rendezvous hashing picks among
+    /// those not avoided (all of them if every one is).
+    private func target(for stream: String) async throws -> String? {
+        if let owner = state.withLock({ $0.owners[stream] }) { return owner }
+        if let discovery, state.withLock({ $0.proxies.isEmpty || $0.proxies.allSatisfy { $0 == "" } }) || shouldRediscover() {
+            let registered = try await discovery.list(prefix: "/proxies/").items.map { String(decoding: $0.value, as: UTF8.self) }
+            state.withLock { $0.proxies = registered.sorted() }
+        }
+        return state.withLock { s -> String? in
+            let now = ContinuousClock.now
+            let usable = s.proxies.filter { (s.avoided[$0] ?? now) <= now }
+            let candidates = usable.isEmpty ? s.proxies : usable
+            return candidates.max { Self.weight(stream, $0) < Self.weight(stream, $1) }
+        }
+    }
+
+    /// With discovery: look again when every known proxy is being avoided.
+    private func shouldRediscover() -> Bool {
+        state.withLock { s in
+            let now = ContinuousClock.now
+            return s.proxies.allSatisfy { (s.avoided[$0] ?? now) > now }
+        }
+    }
+
+    /// FNV-1a over stream and proxy: the highest weight wins, so adding or losing a proxy moves only its streams.
+    static func weight(_ stream: String, _ proxy: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in stream.utf8 + [0] + proxy.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return hash
+    }
+
+    private func connection(to address: String) async throws -> FrameConnection {
+        if let live = state.withLock({ $0.connections[address] }), live.isActive { return live }
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            throw ProxyFailure(.badRequest, "'\(address)' is not host:port")
+        }
+        let made = try await FrameConnection.connect(host: String(address[..<colon]), port: port, group: group,
+                                                     timeout: min(options.requestTimeout, .seconds(5)))
+        let extra = state.withLock { s -> FrameConnection? in
+            if let other = s.connections[address], other.isActive { return made }
+            s.connections[address] = made
+            return nil
+        }
+        if let extra {
+            await extra.close()
+            return state.withLock { $0.connections[address]! }
+        }
+        return made
+    }
+}

@@ -1,0 +1,163 @@
+import DistributedLog
+import DLogClusterSupport
+import DLogLedger
+import DLogMetadata
+import DLogProxy
+import DLogTestSupport
+import DLogWire
+import Logging
+import Testing
+
+/// Proxies over an in-process cluster: each with its own connections to the bookies, serving on loopback.
+final class ProxyFixture: Sendable {
+    let cluster: LedgerFixture
+    let proxies: [ProxyServer]
+    let pools: [BookiePool]
+    var addresses: [String] { proxies.map { "127.0.0.1:\($0.localAddress!.port!)" } }
+
+    init(_ cluster: LedgerFixture, count: Int, limits: ProxyLimits = ProxyLimits(), streamsMax: Int = 100) async throws {
+        self.cluster = cluster
+        var servers: [ProxyServer] = []
+        var pools: [BookiePool] = []
+        for index in 0..<count {
+            let pool = BookiePool(cluster: cluster.cluster)
+            var options = LogOptions()
+            options.ownershipLeaseSeconds = 5
+            options.readPollTimeout = .milliseconds(300)
+            let namespace = Namespace(pool: pool, options: options)
+            // The port is known only once bound: bind first, then describe the service with it.
+            let probe = try ProxyServer(service: ProxyService(namespace: namespace, settings: .init(id: "probe", address: ""),
+                                                              logger: Logger(label: "probe")),
+                                        host: "127.0.0.1", port: 0, logger: Logger(label: "probe"))
+            let port = probe.localAddress!.port!
+            probe.close()
+            var settings = ProxyService.Settings(id: "proxy-\(index)", address: "127.0.0.1:\(port)")
+            settings.limits = limits
+            settings.streamsMax = streamsMax
+            let service = ProxyService(namespace: namespace, settings: settings, logger: Logger(label: "proxy-\(index)"))
+            try await service.register()
+            servers.append(try ProxyServer(service: service, host: "127.0.0.1", port: port, logger: Logger(label: "proxy-\(index)")))
+            pools.append(pool)
+        }
+        proxies = servers
+        self.pools = pools
+    }
+
+    func stop() async {
+        for proxy in proxies {
+            await proxy.service.drain()
+            proxy.close()
+        }
+        for pool in pools { await pool.shutdown() }
+    }
+
+    /// A namespace of its own, for reading what the proxies wrote.
+    var namespace: Namespace { Namespace(pool: cluster.pool) }
+}
+
+func withProxies(_ count: Int, limits: ProxyLimits = ProxyLimits(), streamsMax: Int = 100,
+                 _ body: (ProxyFixture) async throws -> Void) async throws {
+    try await withLedgerCluster(bookies: 3) { cluster in
+        let fixture = try await ProxyFixture(cluster, count: count, limits: limits, streamsMax: streamsMax)
+        do {
+            try await body(fixture)
+        } catch {
+            await fixture.stop()
+            throw error
+        }
+        await fixture.stop()
+    }
+}
+
+func readAll(_ namespace: Namespace, _ stream: String, count: Int) async throws -> [LogRecordWithDLSN] {
+    let reader = try await namespace.openReader(stream)
+    var records: [LogRecordWithDLSN] = []
+    let deadline = ContinuousClock.now + .seconds(30)
+    while records.count < count && ContinuousClock.now < deadline {
+        records += try await reader.readBulk(max: count - records.count, wait: .milliseconds(300))
+    }
+    return records
+}
+
+@Suite struct ProxyTests {
+    @Test func clientsOfEitherProxyReachTheOwnerAndEveryWriteIsKeptInOrder() async throws {
+        // Proves a stream is owned by one proxy, a client that knows only the other proxy is redirected to the
+        // owner, writes from both clients (proxy-assigned txids) land in one log in order, and both clients
+        // agree on the owner.
+        try await withProxies(2) { proxies in
+            let first = ProxyClient(proxies: [proxies.addresses[0]]), second = ProxyClient(proxies: [proxies.addresses[1]])
+            var dlsns: [DLSN] = []
+            for n in 0..<40 {
+                dlsns.append(try await (n % 2 == 0 ? first : second).write("orders", Array("r\(n)".utf8)))
+            }
+            #expect(dlsns == dlsns.sorted() && Set(dlsns).count == 40)
+            let owner = try #require(try await first.owner(of: "orders"))
+            #expect(proxies.addresses.contains(owner))
+            #expect(try await second.owner(of: "orders") == owner)
+            let owning = proxies.proxies.filter { $0.service.ownedStreams == ["orders"] }
+            #expect(owning.count == 1, "exactly one proxy owns the stream")
+            let bulk = try await second.writeBulk("orders", (40..<50).map { ProxyRecord(payload: Array("r\($0)".utf8)) })
+            #expect(bulk.count == 10 && bulk.first! > dlsns.last!)
+            let records = try await readAll(proxies.namespace, "orders", count: 50)
+            #expect(records.map { String(decoding: $0.payload, as: UTF8.self) } == (0..<50).map { "r\($0)" })
+            let txids = records.map(\.txid)
+            #expect(txids == txids.sorted() && txids.first! > 1_700_000_000_000, "assigned txids are wall-clock ms, never decreasing")
+            await first.shutdown()
+            await second.shutdown()
+        }
+    }
+
+    @Test func ownershipMovesWhenTheOwnerDrainsAndNothingAcknowledgedIsLost() async throws {
+        try await withProxies(2) { proxies in
+            let client = ProxyClient(proxies: proxies.addresses)
+            for n in 0..<20 { _ = try await client.write("moving", Array("m\(n)".utf8)) }
+            let owner = try #require(try await client.owner(of: "moving"))
+            let owning = try #require(proxies.proxies.first { $0.service.ownedStreams.contains("moving") })
+            await owning.service.drain()
+            for n in 20..<40 { _ = try await client.write("moving", Array("m\(n)".utf8)) }
+            let next = try #require(try await client.owner(of: "moving"))
+            #expect(next != owner, "another proxy took the stream")
+            let records = try await readAll(proxies.namespace, "moving", count: 40)
+            #expect(records.map { String(decoding: $0.payload, as: UTF8.self) } == (0..<40).map { "m\($0)" })
+            await client.shutdown()
+        }
+    }
+
+    @Test func hardLimitsRefuseWithOverCapacityAndErrorsAreClear() async throws {
+        var limits = ProxyLimits()
+        limits.streamRecordsHard = 20
+        try await withProxies(1, limits: limits, streamsMax: 2) { proxies in
+            var options = ProxyClient.Options()
+            options.retryFor = .seconds(2)
+            let client = ProxyClient(proxies: proxies.addresses, options: options)
+            var refused: [ProxyFailure] = []
+            for n in 0..<100 {
+                do { _ = try await client.write("hot", [UInt8(n % 256)]) } catch let failure as ProxyFailure { refused.append(failure) }
+            }
+            #expect(!refused.isEmpty && refused.allSatisfy { $0.status == .overCapacity })
+            #expect(refused.first?.message.contains("hard limit of 20 records/s") == true, "\(refused.first?.message ?? "")")
+            // The stream limit: a proxy owning 2 streams takes no third.
+            _ = try await client.write("second", [1])
+            do {
+                _ = try await client.write("third", [1])
+                Issue.record("a proxy took more streams than its limit")
+            } catch let failure as ProxyFailure {
+                #expect(failure.status == .overCapacity && failure.message.contains("limit of 2 streams"))
+            }
+            do {
+                _ = try await client.write("bad name", [1])
+                Issue.record("a bad stream name was accepted")
+            } catch let failure as ProxyFailure {
+                #expect(failure.status == .badRequest && failure.message.contains("invalid stream name"))
+            }
+            try await client.create("made")
+            do {
+                try await client.create("made")
+                Issue.record("created twice")
+            } catch let failure as ProxyFailure {
+                #expect(failure.status == .logExists)
+            }
+            await client.shutdown()
+        }
+    }
+}
