@@ -58,7 +58,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .target(name: "DLogDaemon", dependencies: [
-            "DLogBookie", "DLogIO", "DLogMetadata", "CSystemd",
+            "DLogBookie", "DLogIO", "DLogMetadata", "CSystemd", "DLogProxy", "DistributedLog", "DLogLedger",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -116,6 +116,7 @@ let package = Package(
             "DLogProxy", "DistributedLog", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport", "DLogClusterSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport"]),
+        .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport",
+                                                            "DistributedLog"]),
     ]
 )

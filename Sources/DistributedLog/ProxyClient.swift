@@ -118,6 +118,10 @@ public final class ProxyClient: Sendable {
                         state.withLock { $0.owners[stream] = address }
                     }
                     return reply
+                case .failure(let failure) where failure.status == .redirect && isAvoided(failure.message):
+                    // Redirected to a proxy that just failed us: it holds the stream until its lease runs out
+                    // (it died, or is cut off). Wait, then ask again: a live proxy takes it over then.
+                    lastProblem = "the owner \(failure.message) does not answer; waiting for its ownership to expire"
                 case .failure(let failure) where failure.status == .redirect:
                     redirects += 1
                     guard redirects <= options.redirectsMax else {
@@ -179,6 +183,10 @@ public final class ProxyClient: Sendable {
             let candidates = usable.isEmpty ? s.proxies : usable
             return candidates.max { Self.weight(stream, $0) < Self.weight(stream, $1) }
         }
+    }
+
+    private func isAvoided(_ address: String) -> Bool {
+        state.withLock { s in (s.avoided[address] ?? .now) > .now }
     }
 
     /// With discovery: look again when every known proxy is being avoided.

@@ -8,7 +8,7 @@ struct DLogd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlogd",
         abstract: "The DistributedLog daemon.",
-        subcommands: [BookieCommand.self, MetadataCommand.self])
+        subcommands: [BookieCommand.self, MetadataCommand.self, ProxyCommand.self])
 }
 
 struct BookieCommand: ParsableCommand {
@@ -73,6 +73,36 @@ struct MetadataCommand: ParsableCommand {
         }
         try bootstrapLogging(logLevel)
         let code = MetadataRole.run(settings: settings, logger: Logger(label: "dlogd.metadata"))
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct ProxyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Run a proxy: owns log streams and writes clients' records into them (the write tier).")
+
+    @Option(help: "Config file (key = value lines). Flags override it.") var config: String?
+    @Option(help: "Metadata store URI (dlog://host:port or etcd://host:port/prefix).") var metadata: String?
+    @Option(help: "TCP port (0 picks a free one).") var port: Int?
+    @Option(help: "Address to listen on.") var host: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical") var logLevel = "info"
+
+    func run() throws {
+        var settings = ProxySettings()
+        do {
+            if let config { try settings.apply(try loadConfig(config, keys: ProxySettings.keys)) }
+            if let metadata {
+                do { _ = try MetadataURI(parsing: metadata) } catch { throw ValidationError("--metadata: \(error)") }
+                settings.metadata = metadata
+            }
+            if let port { settings.port = try checkedPort(port) }
+            if let host { settings.host = host }
+        } catch let problem as ConfigFile.Problem {
+            throw ValidationError(problem.message)
+        }
+        try bootstrapLogging(logLevel)
+        let code = ProxyRole.run(settings: settings, logger: Logger(label: "dlogd.proxy"))
         if code != 0 { throw ExitCode(code) }
     }
 }
