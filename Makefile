@@ -3,7 +3,6 @@ SWIFT ?= swift
 SHELL := /bin/bash
 DEBS := liburing-dev libaio-dev libsystemd-dev libsqlite3-dev pkg-config etcd-server jq liblz4-dev
 DATA ?= ./data
-PORT ?= 3181
 
 .PHONY: all deps build release run test test-fast bench clean
 
@@ -24,14 +23,17 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-# One bookie with data under ./data, in the foreground; Ctrl-C stops it cleanly.
+# Standalone: metadata, 3 bookies and a proxy in one process, data under ./data, in the foreground; Ctrl-C
+# stops it cleanly. BASE_PORT is the metadata port; the bookies take the next three, the proxy BASE_PORT + 10.
+BASE_PORT ?= 3180
 run: release
-	@echo "starting a bookie on 127.0.0.1:$(PORT), data in $(DATA)"
+	@echo "starting dlogd standalone: metadata 127.0.0.1:$(BASE_PORT), proxy 127.0.0.1:$$(($(BASE_PORT) + 10)), data in $(DATA)"
 	@echo "try, in another terminal:"
-	@echo "  .build/release/dlog-bench bookie --target 127.0.0.1:$(PORT) --clients 32 --pipeline 16 --size 1024 --duration 5 --acked-log /tmp/acked.log"
-	@echo "  .build/release/dlog-bench verify --target 127.0.0.1:$(PORT) --acked-log /tmp/acked.log"
-	@echo "  .build/release/dlog-bench disk --dir $(DATA) --duration 5"
-	.build/release/dlogd bookie --config etc/bookie.conf --journal-dir $(DATA)/journal --ledger-dir $(DATA)/ledgers --port $(PORT)
+	@echo "  printf 'hello\\nworld\\n' | .build/release/dlogctl write greetings"
+	@echo "  .build/release/dlogctl read greetings"
+	@echo "  .build/release/dlogctl log show greetings"
+	@echo "  .build/release/dlogctl read greetings --follow     # and write more from a third terminal"
+	.build/release/dlogd standalone --data $(DATA) --base-port $(BASE_PORT)
 
 # Every test CI checks: unit, crash (SIGKILL cycles), multi-process and robustness.
 test: build

@@ -79,7 +79,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlogctl", dependencies: [
-            "DLogMetadata", "DLogWire",
+            "DLogMetadata", "DLogWire", "DistributedLog", "DLogLedger",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlog-bench", dependencies: [

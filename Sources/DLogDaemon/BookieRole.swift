@@ -12,71 +12,37 @@ public enum BookieRole {
     /// Starts everything and blocks. Returns the process exit code.
     public static func run(settings: BookieSettings, truncateCorrupt: Bool, logger: Logger) -> Int32 {
         let termination = Termination()
+        let running: RunningBookie
         do {
-            try settings.check()
-            let disks = try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
-            let bookieID = BookieID(settings.bookieID ?? settings.advertisedAddress(port: settings.port))
-            let cluster = try settings.metadata.map { uri in Cluster(store: try MetadataURI.connect(uri)) }
-            var clusterInstance = ""
-            if let cluster {
-                do {
-                    clusterInstance = try runBlocking {
-                        try await BookieMembership.verifyCookie(cluster: cluster, bookie: bookieID, disks: disks,
-                                                                settings: settings, patience: .seconds(60), logger: logger)
-                    }
-                } catch let error as MetadataError where error.isRetryable {
-                    // Exit code 4: a temporary failure systemd restarts (2 means the configuration is wrong).
-                    logger.critical("metadata store unreachable; giving up for now", metadata: ["error": "\(error)"])
-                    FileHandle.standardError.write(Data("dlogd: \(error)\n".utf8))
-                    return 4
-                }
-            }
-            for (j, l) in Cookies.sharedDevices(journal: settings.journalDirectories, ledger: settings.ledgerDirectories) {
-                let message: Logger.Message = "journal dir \(j) is on the same device as ledger dir \(l); put them on separate devices for latency, or set allow_shared_device = true"
-                if settings.allowSharedDevice { logger.debug(message) } else { logger.warning(message) }
-            }
-            var settings = settings
-            if settings.journalSync == .dsync, let refusal = directIORefusal(settings.journalDirectories) {
-                logger.warning("journal_sync = dsync needs O_DIRECT, which \(refusal); using fdatasync")
-                settings.journalSync = .fdatasync
-            }
-            let decision = try EngineSelector().decide(settings.journalEngine)
-            if let reason = decision.fallbackReason {
-                logger.warning("journal engine: falling back to blocking", metadata: ["reason": "\(reason)"])
-            }
-            logger.info("journal engine chosen", metadata: ["engine": "\(decision.engine.rawValue)",
-                                                            "sync": "\(settings.journalSync.rawValue)"])
-            let bookie = try Bookie(configuration: settings.bookieConfiguration(engine: decision.engine,
-                                                                                 truncateCorrupt: truncateCorrupt),
-                                    logger: logger)
-            try bookie.start { failure in
-                logger.critical("journal failed; no more adds are acknowledged; exiting", metadata: ["error": "\(failure)"])
-                exit(3)
-            }
-            let server = try BookieServer(bookie: bookie, host: settings.host, port: settings.port,
-                                          maxFrameBytes: settings.maxFrameBytes, threads: settings.ioThreads,
-                                          logger: logger)
-            let port = server.localAddress?.port ?? settings.port
-            var membership: BookieMembership?
-            if let cluster {
-                let registration = BookieRegistration(id: bookieID, address: settings.advertisedAddress(port: port), rack: settings.rack,
-                                                      readOnly: bookie.isReadOnly, disks: [],
-                                                      startedAt: Int64(Date().timeIntervalSince1970 * 1000))
-                let member = BookieMembership(cluster: cluster, clusterInstance: clusterInstance, bookie: bookie,
-                                              registration: registration,
-                                              settings: settings, logger: logger)
-                do {
-                    try runBlocking { try await member.start() }
-                } catch {
-                    bookie.stop()
-                    server.close()
-                    throw error
-                }
-                membership = member
-            }
-            logger.info("bookie serving", metadata: ["address": "\(settings.host):\(port)", "bookie_id": "\(bookieID)"])
-            RoleLifecycle.announceReady(role: "bookie", host: settings.host, port: port)
-            RoleLifecycle.waitForTermination(termination)
+            running = try start(settings: settings, truncateCorrupt: truncateCorrupt, logger: logger)
+        } catch let error as MetadataUnreachable {
+            // Exit code 4: a temporary failure systemd restarts (2 means the configuration is wrong).
+            logger.critical("metadata store unreachable; giving up for now", metadata: ["error": "\(error.cause)"])
+            FileHandle.standardError.write(Data("dlogd: \(error.cause)\n".utf8))
+            return 4
+        } catch {
+            return RoleLifecycle.startFailed(role: "bookie", error, logger: logger)
+        }
+        RoleLifecycle.announceReady(role: "bookie", host: settings.host, port: running.port)
+        RoleLifecycle.waitForTermination(termination)
+        running.stop()
+        return 0
+    }
+
+    /// The metadata store did not answer for the whole patience at start.
+    struct MetadataUnreachable: Error {
+        var cause: MetadataError
+    }
+
+    /// A started bookie: its port, and how to stop it.
+    public struct RunningBookie: Sendable {
+        public let port: Int
+        let bookie: Bookie
+        let server: BookieServer
+        let membership: BookieMembership?
+        let logger: Logger
+
+        public func stop() {
             logger.info("stopping: deregistering, flushing journal, checkpointing, closing server")
             // Leave the registry first, so clients stop choosing this bookie while it drains.
             if let membership { _ = try? runBlocking { await membership.stop() } }
@@ -84,10 +50,71 @@ public enum BookieRole {
             // requests that need the journal (adds, fences, WRITE_LAC, deletes) get SHUTTING_DOWN meanwhile.
             bookie.stop()
             server.close()
-            return 0
-        } catch {
-            return RoleLifecycle.startFailed(role: "bookie", error, logger: logger)
         }
+    }
+
+    /// Starts a bookie (and its membership in the cluster, with a metadata store) and returns at once.
+    public static func start(settings: BookieSettings, truncateCorrupt: Bool, logger: Logger) throws -> RunningBookie {
+        try settings.check()
+        let disks = try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
+        let bookieID = BookieID(settings.bookieID ?? settings.advertisedAddress(port: settings.port))
+        let cluster = try settings.metadata.map { uri in Cluster(store: try MetadataURI.connect(uri)) }
+        var clusterInstance = ""
+        if let cluster {
+            do {
+                clusterInstance = try runBlocking {
+                    try await BookieMembership.verifyCookie(cluster: cluster, bookie: bookieID, disks: disks,
+                                                            settings: settings, patience: .seconds(60), logger: logger)
+                }
+            } catch let error as MetadataError where error.isRetryable {
+                throw MetadataUnreachable(cause: error)
+            }
+        }
+        for (j, l) in Cookies.sharedDevices(journal: settings.journalDirectories, ledger: settings.ledgerDirectories) {
+            let message: Logger.Message = "journal dir \(j) is on the same device as ledger dir \(l); put them on separate devices for latency, or set allow_shared_device = true"
+            if settings.allowSharedDevice { logger.debug(message) } else { logger.warning(message) }
+        }
+        var settings = settings
+        if settings.journalSync == .dsync, let refusal = directIORefusal(settings.journalDirectories) {
+            logger.warning("journal_sync = dsync needs O_DIRECT, which \(refusal); using fdatasync")
+            settings.journalSync = .fdatasync
+        }
+        let decision = try EngineSelector().decide(settings.journalEngine)
+        if let reason = decision.fallbackReason {
+            logger.warning("journal engine: falling back to blocking", metadata: ["reason": "\(reason)"])
+        }
+        logger.info("journal engine chosen", metadata: ["engine": "\(decision.engine.rawValue)",
+                                                        "sync": "\(settings.journalSync.rawValue)"])
+        let bookie = try Bookie(configuration: settings.bookieConfiguration(engine: decision.engine,
+                                                                             truncateCorrupt: truncateCorrupt),
+                                logger: logger)
+        try bookie.start { failure in
+            logger.critical("journal failed; no more adds are acknowledged; exiting", metadata: ["error": "\(failure)"])
+            exit(3)
+        }
+        let server = try BookieServer(bookie: bookie, host: settings.host, port: settings.port,
+                                      maxFrameBytes: settings.maxFrameBytes, threads: settings.ioThreads,
+                                      logger: logger)
+        let port = server.localAddress?.port ?? settings.port
+        var membership: BookieMembership?
+        if let cluster {
+            let registration = BookieRegistration(id: bookieID, address: settings.advertisedAddress(port: port), rack: settings.rack,
+                                                  readOnly: bookie.isReadOnly, disks: [],
+                                                  startedAt: Int64(Date().timeIntervalSince1970 * 1000))
+            let member = BookieMembership(cluster: cluster, clusterInstance: clusterInstance, bookie: bookie,
+                                          registration: registration,
+                                          settings: settings, logger: logger)
+            do {
+                try runBlocking { try await member.start() }
+            } catch {
+                bookie.stop()
+                server.close()
+                throw error
+            }
+            membership = member
+        }
+        logger.info("bookie serving", metadata: ["address": "\(settings.host):\(port)", "bookie_id": "\(bookieID)"])
+        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, logger: logger)
     }
 
     /// Why O_DIRECT cannot be used in one of the directories (tmpfs and some FUSE file systems refuse it).

@@ -11,36 +11,62 @@ public enum ProxyRole {
     /// Starts everything and blocks. Returns the process exit code: 0 after a clean stop, 2 when it cannot start.
     public static func run(settings: ProxySettings, logger: Logger) -> Int32 {
         let termination = Termination()
+        let running: RunningProxy
         do {
-            let store = try MetadataURI.connect(settings.metadata)
-            let pool = BookiePool(cluster: Cluster(store: store), logger: logger)
-            let namespace = Namespace(pool: pool, options: settings.log)
-            // Bind first: the address goes into the registration and into every stream this proxy owns.
-            let placeholder = ProxyService(namespace: namespace, settings: .init(id: "-", address: "-"), logger: logger)
-            let probe = try ProxyServer(service: placeholder, host: settings.host, port: settings.port, logger: logger)
-            let port = probe.localAddress?.port ?? settings.port
-            probe.close()
-            let address = settings.address(port: port)
-            var service = ProxyService.Settings(id: settings.proxyID ?? address, address: address)
-            service.streamsMax = settings.streamsMax
-            service.limits = settings.limits
-            let proxy = ProxyService(namespace: namespace, settings: service, logger: logger)
-            let server = try ProxyServer(service: proxy, host: settings.host, port: port, threads: settings.ioThreads, logger: logger)
-            try runBlocking { try await proxy.register() }
-            logger.info("proxy serving", metadata: ["address": "\(address)", "metadata": "\(settings.metadata)"])
-            RoleLifecycle.announceReady(role: "proxy", host: settings.host, port: port)
-            RoleLifecycle.waitForTermination(termination)
+            running = try start(settings: settings, logger: logger)
+        } catch {
+            return RoleLifecycle.startFailed(role: "proxy role", error, logger: logger)
+        }
+        RoleLifecycle.announceReady(role: "proxy", host: settings.host, port: running.port)
+        RoleLifecycle.waitForTermination(termination)
+        running.stop()
+        return 0
+    }
+
+    /// A started proxy: its port, and how to drain and stop it.
+    public struct RunningProxy: Sendable {
+        public let port: Int
+        public let address: String
+        let service: ProxyService
+        let server: ProxyServer
+        let pool: BookiePool
+        let store: any MetadataStore
+        let logger: Logger
+
+        public func stop() {
             logger.info("stopping: draining owned streams")
             server.stopAccepting()
-            _ = try? runBlocking { await proxy.drain() }
+            _ = try? runBlocking { await service.drain() }
             server.close()
             _ = try? runBlocking {
                 await pool.shutdown()
                 await store.shutdown()
             }
-            return 0
-        } catch {
-            return RoleLifecycle.startFailed(role: "proxy role", error, logger: logger)
         }
+    }
+
+    public static func start(settings: ProxySettings, logger: Logger) throws -> RunningProxy {
+        let store = try MetadataURI.connect(settings.metadata)
+        let pool = BookiePool(cluster: Cluster(store: store), logger: logger)
+        let namespace = Namespace(pool: pool, options: settings.log)
+        // Bind first: the address goes into the registration and into every stream this proxy owns.
+        let placeholder = ProxyService(namespace: namespace, settings: .init(id: "-", address: "-"), logger: logger)
+        let probe = try ProxyServer(service: placeholder, host: settings.host, port: settings.port, logger: logger)
+        let port = probe.localAddress?.port ?? settings.port
+        probe.close()
+        let address = settings.address(port: port)
+        var service = ProxyService.Settings(id: settings.proxyID ?? address, address: address)
+        service.streamsMax = settings.streamsMax
+        service.limits = settings.limits
+        let proxy = ProxyService(namespace: namespace, settings: service, logger: logger)
+        let server = try ProxyServer(service: proxy, host: settings.host, port: port, threads: settings.ioThreads, logger: logger)
+        do {
+            try runBlocking { try await proxy.register() }
+        } catch {
+            server.close()
+            throw error
+        }
+        logger.info("proxy serving", metadata: ["address": "\(address)", "metadata": "\(settings.metadata)"])
+        return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, store: store, logger: logger)
     }
 }

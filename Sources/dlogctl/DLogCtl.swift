@@ -8,7 +8,8 @@ struct DLogCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlogctl",
         abstract: "Operate a DistributedLog cluster.",
-        subcommands: [ClusterCommand.self, BookieCommand.self, MetadataCommand.self])
+        subcommands: [ClusterCommand.self, BookieCommand.self, MetadataCommand.self, LogCommand.self, WriteCommand.self,
+                      ReadCommand.self])
 }
 
 /// `--metadata URI`, shared by every command that talks to the metadata store.

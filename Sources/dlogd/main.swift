@@ -8,7 +8,7 @@ struct DLogd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlogd",
         abstract: "The DistributedLog daemon.",
-        subcommands: [BookieCommand.self, MetadataCommand.self, ProxyCommand.self])
+        subcommands: [BookieCommand.self, MetadataCommand.self, ProxyCommand.self, StandaloneCommand.self])
 }
 
 struct BookieCommand: ParsableCommand {
@@ -103,6 +103,28 @@ struct ProxyCommand: ParsableCommand {
         }
         try bootstrapLogging(logLevel)
         let code = ProxyRole.run(settings: settings, logger: Logger(label: "dlogd.proxy"))
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct StandaloneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "standalone",
+        abstract: "Run metadata, 3 bookies and a proxy in one process, data under one directory (to try it out).")
+
+    @Option(help: "Directory for all data.") var data = "./data"
+    @Option(name: .customLong("base-port"), help: "Metadata port; bookies use the next 3, the proxy base + 10.") var basePort = 3180
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical") var logLevel = "info"
+
+    func run() throws {
+        guard (1...65_000).contains(basePort) else { throw ValidationError("--base-port \(basePort) is not in 1...65000") }
+        var settings = StandaloneSettings()
+        settings.dataDirectory = data
+        settings.basePort = basePort
+        settings.host = host
+        try bootstrapLogging(logLevel)
+        let code = StandaloneRole.run(settings: settings, logger: Logger(label: "dlogd.standalone"))
         if code != 0 { throw ExitCode(code) }
     }
 }

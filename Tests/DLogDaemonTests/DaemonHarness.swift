@@ -70,7 +70,8 @@ final class DaemonProcess: Sendable {
             arguments += ["--config", conf]
             generated = conf
         }
-        process.arguments = [role] + (arguments.contains("--port") ? [] : ["--port", "0"]) + arguments
+        let picksPort = role != "standalone" && !arguments.contains("--port")
+        process.arguments = [role] + (picksPort ? ["--port", "0"] : []) + arguments
         let output = try Captured()
         process.standardOutput = FileHandle(forWritingAtPath: output.stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: output.stderrPath)

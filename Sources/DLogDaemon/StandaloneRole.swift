@@ -1,0 +1,76 @@
+import DLogMetadata
+import Foundation
+import Logging
+
+/// Everything in one process, data under one directory: the metadata role (embedded store), three bookies and
+/// one proxy, each on its own port counted from `basePort`. For trying the system out and for tests; the
+/// same code as the separate roles, so what works here works there.
+public struct StandaloneSettings: Sendable {
+    public var dataDirectory = "./data"
+    public var host = "127.0.0.1"
+    /// The metadata role's port; bookies use the next three, the proxy `basePort + 10`.
+    public var basePort = 3180
+    public var bookies = 3
+
+    public init() {}
+
+    public var metadataURI: String { "dlog://\(host):\(basePort)" }
+    public var proxyPort: Int { basePort + 10 }
+}
+
+public enum StandaloneRole {
+    public static func run(settings: StandaloneSettings, logger: Logger) -> Int32 {
+        let termination = Termination()
+        do {
+            var storeConfiguration = EmbeddedStore.Configuration(directory: settings.dataDirectory + "/metadata")
+            storeConfiguration.historyRevisions = 100_000
+            let store = try EmbeddedStore(storeConfiguration) { failure in
+                logger.critical("metadata database failed; exiting", metadata: ["error": "\(failure)"])
+                exit(3)
+            }
+            let metadataServer = try MetadataServer(store: store, host: settings.host, port: settings.basePort, logger: logger)
+            do {
+                _ = try runBlocking { try await Cluster(store: store).initialize() }
+            } catch ClusterError.alreadyInitialized {
+                // A standalone started before on this directory.
+            }
+            var bookies: [BookieRole.RunningBookie] = []
+            for index in 0..<settings.bookies {
+                var bookie = BookieSettings()
+                let dir = settings.dataDirectory + "/bookie-\(index)"
+                bookie.journalDirectories = [dir + "/journal"]
+                bookie.ledgerDirectories = [dir + "/ledgers"]
+                bookie.host = settings.host
+                bookie.port = settings.basePort + 1 + index
+                bookie.metadata = settings.metadataURI
+                bookie.bookieID = "bookie-\(index)"
+                // One machine, one disk: smaller journals than a dedicated bookie's, and no device warning.
+                bookie.allowSharedDevice = true
+                bookie.journalFileBytes = 16 << 20
+                bookie.journalFilesMax = 4
+                bookie.writeCacheBytes = 64 << 20
+                bookies.append(try BookieRole.start(settings: bookie, truncateCorrupt: false,
+                                                    logger: Logger(label: "dlogd.standalone.bookie-\(index)")))
+            }
+            var proxySettings = ProxySettings()
+            proxySettings.metadata = settings.metadataURI
+            proxySettings.host = settings.host
+            proxySettings.port = settings.proxyPort
+            proxySettings.proxyID = "standalone"
+            let proxy = try ProxyRole.start(settings: proxySettings, logger: Logger(label: "dlogd.standalone.proxy"))
+            FileHandle.standardOutput.write(Data(("dlogd standalone: metadata \(settings.metadataURI), bookies "
+                + bookies.map { "\(settings.host):\($0.port)" }.joined(separator: " ")
+                + ", data under \(settings.dataDirectory)\n").utf8))
+            RoleLifecycle.announceReady(role: "standalone proxy", host: settings.host, port: proxy.port)
+            RoleLifecycle.waitForTermination(termination)
+            proxy.stop()
+            for bookie in bookies { bookie.stop() }
+            metadataServer.stopAccepting()
+            store.shutdownAndWait()
+            metadataServer.close()
+            return 0
+        } catch {
+            return RoleLifecycle.startFailed(role: "standalone", error, logger: logger)
+        }
+    }
+}

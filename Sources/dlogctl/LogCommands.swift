@@ -1,0 +1,319 @@
+import ArgumentParser
+import DistributedLog
+import DLogLedger
+import DLogMetadata
+import DLogWire
+import Foundation
+
+/// Where log commands go: a proxy (the write tier) or the metadata store (the core library, directly). Writes,
+/// creates, deletes and truncations go to a proxy unless only `--metadata` is given; listing, showing and
+/// reading use the metadata store. Both defaults reach a standalone (`dlogd standalone`).
+struct LogTarget: ParsableArguments {
+    @Option(help: "A proxy, HOST:PORT (default 127.0.0.1:3190).") var proxy: String?
+    @Option(help: "Metadata store URI (default dlog://127.0.0.1:3180).") var metadata: String?
+
+    var metadataURI: String { metadata ?? "dlog://127.0.0.1:3180" }
+    /// The proxy to use for changes, or nil to change through the core library.
+    var proxyForChanges: String? { proxy ?? (metadata == nil ? "127.0.0.1:3190" : nil) }
+
+    func namespace() throws -> (Namespace, any MetadataStore) {
+        let store: any MetadataStore
+        do {
+            store = try MetadataURI.connect(metadataURI, requestTimeout: .seconds(10))
+        } catch {
+            throw ValidationError("--metadata: \(error)")
+        }
+        var options = LogOptions()
+        options.readPollTimeout = .milliseconds(500)
+        return (Namespace(pool: BookiePool(cluster: Cluster(store: store)), options: options), store)
+    }
+
+    func proxyClient(_ address: String) -> ProxyClient {
+        var options = ProxyClient.Options()
+        options.retryFor = .seconds(15)
+        return ProxyClient(proxies: [address], options: options)
+    }
+}
+
+/// Runs `body`, printing an operating error as one clear line and exiting 1.
+func reportingLogErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as LogError {
+        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as ProxyFailure {
+        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as LedgerError {
+        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as MetadataError {
+        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+func checkName(_ name: String) throws {
+    if let problem = LogName.problem(name) { throw ValidationError("invalid log name '\(name)': \(problem)") }
+}
+
+struct LogCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "log", abstract: "Logs: create, list, show, delete, truncate.",
+                                                    subcommands: [Create.self, List.self, Show.self, Delete.self, Truncate.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "create", abstract: "Create an empty log.")
+        @OptionGroup var target: LogTarget
+        @Argument(help: "The log's name.") var name: String
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() async throws {
+            try checkName(name)
+            try await reportingLogErrors {
+                if let proxy = target.proxyForChanges {
+                    let client = target.proxyClient(proxy)
+                    defer { Task { await client.shutdown() } }
+                    try await client.create(name)
+                } else {
+                    let (namespace, store) = try target.namespace()
+                    try await namespace.createLog(name)
+                    await namespace.pool.shutdown()
+                    await store.shutdown()
+                }
+                if json { try printJSON(["created": name]) } else { print("created log \(name)") }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Logs, sorted by name.")
+        @OptionGroup var target: LogTarget
+        @Option(help: "Only names starting with this.") var prefix = ""
+        @Flag(help: "Print one JSON array.") var json = false
+
+        func run() async throws {
+            let (namespace, store) = try target.namespace()
+            try await reportingLogErrors {
+                let names = try await namespace.listLogs(prefix: prefix)
+                if json { try printJSON(names) } else { print(names.isEmpty ? "(no logs)" : names.joined(separator: "\n")) }
+            }
+            await namespace.pool.shutdown()
+            await store.shutdown()
+        }
+    }
+
+    struct SegmentRow: Encodable {
+        var segment: Int64
+        var ledger: UInt64
+        var state: String
+        var records: Int64
+        var first_txid: Int64
+        var last_txid: Int64
+        var last_dlsn: String?
+        var truncation: String
+        var end_of_stream: Bool
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "A log's segments.")
+        @OptionGroup var target: LogTarget
+        @Argument(help: "The log's name.") var name: String
+        @Flag(help: "Print one JSON object.") var json = false
+
+        func run() async throws {
+            try checkName(name)
+            let (namespace, store) = try target.namespace()
+            try await reportingLogErrors {
+                guard try await namespace.logExists(name) else { throw LogError.noSuchLog(name) }
+                let rows = try await namespace.segments(name).map { item -> SegmentRow in
+                    let s = item.segment
+                    let truncation: String
+                    switch s.truncation {
+                    case .active: truncation = "active"
+                    case .truncated: truncation = "truncated"
+                    case .partiallyTruncated(let minActive): truncation = "partial from \(minActive)"
+                    }
+                    return SegmentRow(segment: s.sequence, ledger: s.ledger.rawValue,
+                                      state: s.state == .completed ? "completed" : "in progress",
+                                      records: s.recordCount, first_txid: s.firstTxID, last_txid: s.lastTxID,
+                                      last_dlsn: s.lastDLSN?.description, truncation: truncation, end_of_stream: s.endOfStream)
+                }
+                if json {
+                    struct Shown: Encodable { var name: String; var segments: [SegmentRow] }
+                    try printJSON(Shown(name: name, segments: rows))
+                    return
+                }
+                var table = [["SEGMENT", "LEDGER", "STATE", "RECORDS", "FIRST TXID", "LAST TXID", "LAST DLSN", "TRUNCATION"]]
+                for r in rows {
+                    table.append(["\(r.segment)", "\(r.ledger)", r.state + (r.end_of_stream ? " (end)" : ""),
+                                  r.state == "completed" ? "\(r.records)" : "-", "\(r.first_txid)",
+                                  r.state == "completed" ? "\(r.last_txid)" : "-", r.last_dlsn ?? "-", r.truncation])
+                }
+                let widths = table[0].indices.map { c in table.map { $0[c].count }.max()! }
+                print("log \(name): \(rows.count) segment(s)")
+                for row in table {
+                    print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                        .joined(separator: "  "))
+                }
+            }
+            await namespace.pool.shutdown()
+            await store.shutdown()
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a log and its data.")
+        @OptionGroup var target: LogTarget
+        @Argument(help: "The log's name.") var name: String
+
+        func run() async throws {
+            try checkName(name)
+            try await reportingLogErrors {
+                if let proxy = target.proxyForChanges {
+                    let client = target.proxyClient(proxy)
+                    defer { Task { await client.shutdown() } }
+                    try await client.delete(name)
+                } else {
+                    let (namespace, store) = try target.namespace()
+                    try await namespace.deleteLog(name)
+                    await namespace.pool.shutdown()
+                    await store.shutdown()
+                }
+                print("deleted log \(name)")
+            }
+        }
+    }
+
+    struct Truncate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "truncate", abstract: "Mark everything before a position as truncated (readers skip it; retention deletes it).")
+        @OptionGroup var target: LogTarget
+        @Argument(help: "The log's name.") var name: String
+        @Option(help: "The first position kept, SEGMENT/ENTRY/SLOT.") var before: String
+
+        func run() async throws {
+            try checkName(name)
+            guard let dlsn = DLSN(parsing: before) else { throw ValidationError("--before \(before) is not SEGMENT/ENTRY/SLOT") }
+            try await reportingLogErrors {
+                if let proxy = target.proxyForChanges {
+                    let client = target.proxyClient(proxy)
+                    defer { Task { await client.shutdown() } }
+                    try await client.truncate(name, before: dlsn)
+                } else {
+                    let (namespace, store) = try target.namespace()
+                    let writer = try await namespace.openWriter(name, create: false)
+                    try await writer.truncate(before: dlsn)
+                    try await writer.close()
+                    await namespace.pool.shutdown()
+                    await store.shutdown()
+                }
+                print("truncated log \(name) before \(dlsn)")
+            }
+        }
+    }
+}
+
+struct WriteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "write", abstract: "Write records to a log: one per line of standard input (or of --file).")
+    @OptionGroup var target: LogTarget
+    @Argument(help: "The log's name.") var name: String
+    @Option(help: "Read the lines from this file instead of standard input.") var file: String?
+    @Flag(help: "Print one JSON object per record written.") var json = false
+
+    func run() async throws {
+        try checkName(name)
+        let text: String
+        if let file {
+            guard let read = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read --file \(file)") }
+            text = read
+        } else {
+            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let records = lines.last == "" ? Array(lines.dropLast()) : lines
+        try await reportingLogErrors {
+            var dlsns: [DLSN] = []
+            if let proxy = target.proxyForChanges {
+                let client = target.proxyClient(proxy)
+                for chunk in stride(from: 0, to: records.count, by: 1000) {
+                    let part = records[chunk..<min(records.count, chunk + 1000)]
+                    dlsns += try await client.writeBulk(name, part.map { ProxyRecord(payload: Array($0.utf8)) })
+                }
+                await client.shutdown()
+            } else {
+                let (namespace, store) = try target.namespace()
+                let writer = try await namespace.openWriter(name)
+                dlsns = try await writer.writeBulk(assigning: records.map { (nil, Array($0.utf8)) })
+                try await writer.close()
+                await namespace.pool.shutdown()
+                await store.shutdown()
+            }
+            if json {
+                for dlsn in dlsns { try printJSON(["dlsn": dlsn.description]) }
+            } else if let first = dlsns.first, let last = dlsns.last {
+                print("wrote \(dlsns.count) record(s) to \(name): \(first) … \(last)")
+            } else {
+                print("wrote nothing (no input lines)")
+            }
+        }
+    }
+}
+
+struct ReadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "read", abstract: "Read records of a log, one per line (DLSN, txid, payload), from a position.")
+    @OptionGroup var target: LogTarget
+    @Argument(help: "The log's name.") var name: String
+    @Option(name: .customLong("from-dlsn"), help: "Start at this position, SEGMENT/ENTRY/SLOT.") var fromDLSN: String?
+    @Option(name: .customLong("from-txid"), help: "Start at the first record with at least this txid.") var fromTxID: Int64?
+    @Flag(help: "Keep waiting for new records (until interrupted or --limit).") var follow = false
+    @Option(help: "Stop after this many records.") var limit: Int?
+    @Flag(help: "One JSON object per record (payload as UTF-8 text, or base64 when it is not).") var json = false
+
+    func validate() throws {
+        if fromDLSN != nil && fromTxID != nil { throw ValidationError("give --from-dlsn or --from-txid, not both") }
+        if let fromDLSN, DLSN(parsing: fromDLSN) == nil { throw ValidationError("--from-dlsn \(fromDLSN) is not SEGMENT/ENTRY/SLOT") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be 1 or more") }
+    }
+
+    func run() async throws {
+        try checkName(name)
+        let position: LogReader.Position = fromTxID.map { .txid($0) } ?? .dlsn(fromDLSN.flatMap { DLSN(parsing: $0) } ?? .initial)
+        let (namespace, store) = try target.namespace()
+        try await reportingLogErrors {
+            let reader = try await namespace.openReader(name, from: position)
+            var count = 0
+            reading: while limit.map({ count < $0 }) ?? true {
+                let batch: [LogRecordWithDLSN]
+                do {
+                    batch = try await reader.readBulk(max: min(1000, (limit ?? Int.max) - count), wait: follow ? .seconds(1) : .milliseconds(300))
+                } catch LogError.endOfStream {
+                    if !json { print("(end of stream)") }
+                    break reading
+                }
+                if batch.isEmpty && !follow { break }
+                for record in batch {
+                    let text = String(bytes: record.payload, encoding: .utf8)
+                    if json {
+                        struct Line: Encodable { var dlsn: String; var txid: Int64; var sequence_id: Int64; var payload: String; var encoding: String }
+                        try printJSON(Line(dlsn: record.dlsn.description, txid: record.txid, sequence_id: record.sequenceID,
+                                           payload: text ?? Data(record.payload).base64EncodedString(), encoding: text == nil ? "base64" : "utf8"))
+                    } else {
+                        print("\(record.dlsn)\t\(record.txid)\t\(text ?? "<\(record.payload.count) bytes>")")
+                    }
+                    count += 1
+                }
+            }
+        }
+        await namespace.pool.shutdown()
+        await store.shutdown()
+    }
+}

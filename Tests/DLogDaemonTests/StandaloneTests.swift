@@ -1,0 +1,48 @@
+import DLogTestSupport
+import Foundation
+import Testing
+
+/// `dlogd standalone` (what `make run` starts) and the dlogctl log commands against it.
+@Suite(.serialized) struct StandaloneTests {
+    @Test func writeThenReadRoundTripsThroughAStandalone() async throws {
+        // Proves a standalone comes up (metadata, 3 bookies, a proxy), `dlogctl write` stores lines through
+        // the proxy, `dlogctl read` gives them back in order, `log show` and `log list` describe the log, bad
+        // input gets clear errors, and SIGTERM stops it cleanly.
+        let dir = TempDir("dlog-standalone")
+        var standalone: DaemonProcess?
+        var base = 0
+        for _ in 0..<5 where standalone == nil {
+            base = Int.random(in: 20_000...50_000)
+            standalone = try? await DaemonProcess.start(["--data", dir.sub("data"), "--base-port", "\(base)"], role: "standalone")
+        }
+        let daemon = try #require(standalone, "standalone started")
+        defer { daemon.kill(SIGKILL) }
+        #expect(daemon.port == base + 10)
+        let proxy = ["--proxy", "127.0.0.1:\(base + 10)"], metadata = ["--metadata", "dlog://127.0.0.1:\(base)"]
+        let input = dir.sub("lines.txt")
+        try "hello\nworld\nthird line\n".write(toFile: input, atomically: true, encoding: .utf8)
+
+        let wrote = try runTool(dlogctlPath, ["write", "greetings", "--file", input] + proxy)
+        #expect(wrote.status == 0 && wrote.stdout.contains("wrote 3 record(s) to greetings"), "\(wrote.stdout)\(wrote.stderr)")
+        let read = try runTool(dlogctlPath, ["read", "greetings"] + metadata)
+        #expect(read.status == 0, "\(read.stderr)")
+        let payloads: [String] = read.stdout.split(separator: "\n").map { line in String(line.split(separator: "\t").last ?? "") }
+        #expect(payloads == ["hello", "world", "third line"], "\(read.stdout)")
+        let json = try runTool(dlogctlPath, ["read", "greetings", "--json", "--limit", "1", "--from-dlsn", "1/0/1"] + metadata)
+        #expect(json.stdout.contains("\"dlsn\":\"1/0/1\"") && json.stdout.contains("\"payload\":\"world\""), "\(json.stdout)")
+        let show = try runTool(dlogctlPath, ["log", "show", "greetings"] + metadata)
+        #expect(show.status == 0 && show.stdout.contains("1 segment(s)"), "\(show.stdout)")
+        let list = try runTool(dlogctlPath, ["log", "list", "--json"] + metadata)
+        #expect(list.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\"greetings\"]")
+
+        let missing = try runTool(dlogctlPath, ["read", "nope"] + metadata)
+        #expect(missing.status == 1 && missing.stderr.contains("log 'nope' does not exist"))
+        let badName = try runTool(dlogctlPath, ["log", "create", "bad name"] + proxy)
+        #expect(badName.status != 0 && badName.stderr.contains("invalid log name 'bad name'"))
+        let twice = try runTool(dlogctlPath, ["log", "create", "greetings"] + proxy)
+        #expect(twice.status == 1 && twice.stderr.contains("already exists"))
+
+        daemon.kill(SIGTERM)
+        #expect(await daemon.exited() == 0, "clean stop: \(daemon.stderr)")
+    }
+}
