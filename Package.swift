@@ -83,7 +83,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlog-bench", dependencies: [
-            "DLogLedger", "DLogIO", "DLogWire", "DLogMetadata",
+            "DLogLedger", "DLogIO", "DLogWire", "DLogMetadata", "DistributedLog",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "NIOCore", package: "swift-nio"),

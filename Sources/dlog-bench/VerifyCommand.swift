@@ -11,7 +11,8 @@ struct VerifyCommand: AsyncParsableCommand {
         abstract: "Check every acknowledged entry or update in an --acked-log; exit non-zero at the first bad one.",
         discussion: """
             Give exactly one of --target (a bookie; the log of dlog-bench bookie) or --metadata (a metadata \
-            store; the log of dlog-bench metadata).
+            store; the log of dlog-bench metadata, ledger or log: records written through a proxy are read \
+            back through the metadata store and the bookies).
             """)
 
     @Option(help: "Bookie address HOST:PORT.") var target: String?
@@ -49,6 +50,9 @@ struct VerifyCommand: AsyncParsableCommand {
             let text = (try? String(contentsOfFile: ackedLog, encoding: .utf8)) ?? ""
             if text.hasPrefix("L") {
                 try await LedgerVerification(logPath: ackedLog, text: text).run(metadata: metadata)
+            } else if text.hasPrefix("S") {
+                // A log of dlog-bench log: records of streams, read back through the metadata store and bookies.
+                try await LogVerification(logPath: ackedLog, text: text).run(metadata: metadata)
             } else {
                 try await verifyMetadata(metadata)
             }

@@ -42,6 +42,18 @@ import Testing
         let twice = try runTool(dlogctlPath, ["log", "create", "greetings"] + proxy)
         #expect(twice.status == 1 && twice.stderr.contains("already exists"))
 
+        // dlog-bench log through the proxy and directly, each verified: every acknowledged record read once,
+        // in order, at its DLSN.
+        for via in [proxy, [String]()] {
+            let log = dir.sub("acked-\(via.isEmpty ? "direct" : "proxy").log")
+            let bench = try BenchRun(["log"] + via + metadata + ["--streams", "2", "--clients", "3", "--duration", "1",
+                                                                 "--json", "--acked-log", log], in: dir, timeout: 120)
+            #expect(bench.status == 0, "\(bench.stdout)\(bench.stderr)")
+            #expect(bench.stdout.contains("\"tail_p99_ms\"") && bench.stdout.contains("\"errors\":0"), "\(bench.stdout)")
+            let verify = try BenchRun(["verify"] + metadata + ["--acked-log", log], in: dir, timeout: 120)
+            #expect(verify.status == 0 && verify.stdout.contains("each read once, in order, at its DLSN"), "\(verify.stdout)\(verify.stderr)")
+        }
+
         daemon.kill(SIGTERM)
         #expect(await daemon.exited() == 0, "clean stop: \(daemon.stderr)")
     }

@@ -1,0 +1,225 @@
+import ArgumentParser
+import DistributedLog
+import DLogLedger
+import DLogMetadata
+import DLogWire
+import Foundation
+import Histogram
+import Synchronization
+
+/// Closed-loop writes to logs, end to end: through a proxy (`--proxy`) or directly with the core library (one
+/// writer per stream), with a tailing reader per stream measuring how long after its acknowledgement each
+/// record reaches a reader.
+struct LogBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "log",
+        abstract: "Closed-loop writes to logs (through a proxy, or directly) with tailing readers; prints throughput, latency and tail latency.")
+
+    @Option(help: "Write through this proxy, HOST:PORT (default: directly, with one writer per stream).") var proxy: String?
+    @Option(help: "Metadata store (readers, and direct writes): dlog://HOST:PORT or etcd://HOST:PORT[/prefix].")
+    var metadata = "dlog://127.0.0.1:3180"
+    @Option(help: "Streams (logs) written, each new for the run.") var streams = 1
+    @Option(help: "Writers, spread over the streams.") var clients = 1
+    @Option(help: "Writes in flight per writer.") var pipeline = 1
+    @Option(help: "Payload bytes per record.") var size = 1024
+    @Option(help: "Seconds to run.") var duration = 5.0
+    @Flag(help: "Print one JSON object.") var json = false
+    @Option(name: .customLong("acked-log"), help: "Append every acknowledged (stream, DLSN, payload CRC32C) to this file.")
+    var ackedLog: String?
+
+    struct Result: Codable {
+        var target: String
+        var streams: Int
+        var clients: Int
+        var pipeline: Int
+        var size: Int
+        var duration_s: Double
+        var ops: Int
+        var errors: Int
+        var ops_per_sec: Double
+        var mb_per_sec: Double
+        var p50_ms: Double
+        var p99_ms: Double
+        var p999_ms: Double
+        var max_ms: Double
+        var tail_p50_ms: Double
+        var tail_p99_ms: Double
+        var tail_records: Int
+    }
+
+    final class Tally: Sendable {
+        struct Counts {
+            var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000)
+            var ops = 0
+            var errors = 0
+            var firstError: String?
+            var acked: [String] = []
+            var ackedAt: [String: [DLSN: ContinuousClock.Instant]] = [:]
+            var lastAcked: [String: DLSN] = [:]
+        }
+        let counts = Mutex(Counts())
+    }
+
+    /// What the readers saw: delivery instants per stream and DLSN.
+    final class Deliveries: Sendable {
+        let seen = Mutex<[String: [DLSN: ContinuousClock.Instant]]>([:])
+    }
+
+    func validate() throws {
+        do { _ = try MetadataURI(parsing: metadata) } catch { throw ValidationError("--metadata: \(error)") }
+        guard (1...1000).contains(streams) else { throw ValidationError("--streams must be 1...1000") }
+        guard (1...1024).contains(clients) else { throw ValidationError("--clients must be 1...1024") }
+        guard (1...1024).contains(pipeline) else { throw ValidationError("--pipeline must be 1...1024") }
+        guard (16...LogRecord.payloadBytesMax).contains(size) else { throw ValidationError("--size must be 16...\(LogRecord.payloadBytesMax)") }
+        guard duration > 0 && duration <= 3600 else { throw ValidationError("--duration must be 0...3600") }
+    }
+
+    func run() async throws {
+        let store = try MetadataURI.connect(metadata)
+        var options = LogOptions()
+        options.readPollTimeout = .milliseconds(500)
+        let namespace = Namespace(pool: BookiePool(cluster: Cluster(store: store)), options: options)
+        let run = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let names = (0..<streams).map { "bench-\(run)-\($0)" }
+        let client = proxy.map { ProxyClient(proxies: [$0]) }
+        var writers: [String: LogWriter] = [:]
+        do {
+            for name in names {
+                if let client { try await client.create(name) } else { writers[name] = try await namespace.openWriter(name) }
+            }
+        } catch {
+            throw BenchError("creating streams: \(error)")
+        }
+        let tally = Tally(), deliveries = Deliveries()
+        let readers = try await names.asyncMap { name in (name, try await namespace.openReader(name)) }
+        let stop = StopFlag()
+        let readerTasks = readers.map { name, reader in
+            Task { await Self.tail(reader, name, deliveries: deliveries, tally: tally, stop: stop) }
+        }
+        let start = ContinuousClock.now
+        let deadline = start + .milliseconds(Int64(duration * 1000))
+        let streamWriters = writers
+        await withTaskGroup(of: Void.self) { group in
+            for c in 0..<clients {
+                let name = names[c % names.count]
+                for lane in 0..<pipeline {
+                    let id = UInt64(c * 1024 + lane)
+                    group.addTask {
+                        await Self.writeLoop(name, lane: id, size: size, until: deadline, proxy: client, writer: streamWriters[name],
+                                             keepAcked: ackedLog != nil, tally: tally)
+                    }
+                }
+            }
+        }
+        let elapsed = Double(micros(ContinuousClock.now - start)) / 1e6
+        // Readers catch up (bounded), then stop.
+        let catchUp = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < catchUp {
+            let caughtUp = tally.counts.withLock { c in c.lastAcked }.allSatisfy { name, dlsn in
+                deliveries.seen.withLock { $0[name]?[dlsn] != nil }
+            }
+            if caughtUp { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        stop.set()
+        for task in readerTasks { await task.value }
+        for writer in writers.values { try? await writer.close() }
+        await client?.shutdown()
+        await namespace.pool.shutdown()
+        await store.shutdown()
+        try report(tally, deliveries, elapsed: elapsed)
+    }
+
+    static func writeLoop(_ name: String, lane: UInt64, size: Int, until deadline: ContinuousClock.Instant,
+                          proxy: ProxyClient?, writer: LogWriter?, keepAcked: Bool, tally: Tally) async {
+        var payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        var sequence: UInt64 = 0
+        while ContinuousClock.now < deadline {
+            sequence += 1
+            // Lane and sequence make each payload (and its CRC) distinct.
+            withUnsafeBytes(of: lane.bigEndian) { payload.replaceSubrange(0..<8, with: $0) }
+            withUnsafeBytes(of: sequence.bigEndian) { payload.replaceSubrange(8..<16, with: $0) }
+            let sent = ContinuousClock.now
+            do {
+                let dlsn: DLSN
+                if let proxy {
+                    dlsn = try await proxy.write(name, payload)
+                } else {
+                    dlsn = try await writer!.writeBulk(assigning: [(nil, payload)])[0]
+                }
+                let now = ContinuousClock.now
+                let line = keepAcked ? "S\(name) \(dlsn) \(String(format: "%08x", CRC32C.checksum(payload)))" : nil
+                tally.counts.withLock { c in
+                    c.ops += 1
+                    _ = c.histogram.record(micros(now - sent))
+                    c.ackedAt[name, default: [:]][dlsn] = now
+                    if dlsn > c.lastAcked[name] ?? DLSN(segment: 0, entry: 0, slot: 0) { c.lastAcked[name] = dlsn }
+                    if let line { c.acked.append(line) }
+                }
+            } catch {
+                tally.counts.withLock { c in
+                    c.errors += 1
+                    if c.firstError == nil { c.firstError = "\(error)" }
+                }
+                return
+            }
+        }
+    }
+
+    static func tail(_ reader: LogReader, _ name: String, deliveries: Deliveries, tally: Tally, stop: StopFlag) async {
+        while !stop.isSet {
+            guard let batch = try? await reader.readBulk(max: 1000, wait: .milliseconds(200)) else { return }
+            let now = ContinuousClock.now
+            deliveries.seen.withLock { seen in
+                for record in batch { seen[name, default: [:]][record.dlsn] = now }
+            }
+        }
+    }
+
+    func report(_ tally: Tally, _ deliveries: Deliveries, elapsed: Double) throws {
+        let counts = tally.counts.withLock { $0 }
+        if let ackedLog { try appendAckedLines(counts.acked, to: ackedLog) }
+        let latency = LatencySummary(counts.histogram)
+        var tail = Histogram<UInt64>(highestTrackableValue: 60_000_000)
+        var tailRecords = 0
+        let seen = deliveries.seen.withLock { $0 }
+        for (name, acked) in counts.ackedAt {
+            for (dlsn, ackedAt) in acked {
+                guard let delivered = seen[name]?[dlsn] else { continue }
+                // A reader may get a record a moment before its writer hears the acknowledgement: count 0.
+                _ = tail.record(delivered > ackedAt ? micros(delivered - ackedAt) : 0)
+                tailRecords += 1
+            }
+        }
+        let tailSummary = LatencySummary(tail)
+        let rate = rates(ops: counts.ops, bytesPerOp: size, seconds: elapsed)
+        let result = Result(target: proxy.map { "proxy \($0)" } ?? "direct \(metadata)", streams: streams, clients: clients,
+                            pipeline: pipeline, size: size, duration_s: elapsed, ops: counts.ops, errors: counts.errors,
+                            ops_per_sec: rate.opsPerSec, mb_per_sec: rate.mbPerSec, p50_ms: latency.p50_ms,
+                            p99_ms: latency.p99_ms, p999_ms: latency.p999_ms, max_ms: latency.max_ms,
+                            tail_p50_ms: tailSummary.p50_ms, tail_p99_ms: tailSummary.p99_ms, tail_records: tailRecords)
+        if json {
+            printJSON(result)
+        } else {
+            print("log \(result.target) \(streams) streams \(clients)x\(pipeline) \(size) B: \(fmt(result.ops_per_sec, 0)) writes/s, "
+                  + "\(fmt(result.mb_per_sec)) MB/s, p50 \(fmt(latency.p50_ms, 3)) ms, p99 \(fmt(latency.p99_ms, 3)) ms, "
+                  + "p99.9 \(fmt(latency.p999_ms, 3)) ms; tail p50 \(fmt(tailSummary.p50_ms, 3)) ms, p99 \(fmt(tailSummary.p99_ms, 3)) ms "
+                  + "over \(tailRecords) records; \(counts.errors) errors" + (counts.firstError.map { " (first: \($0))" } ?? ""))
+        }
+        if counts.errors > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Set once, from the main task; read by the readers.
+final class StopFlag: Sendable {
+    private let flag = Atomic(false)
+    func set() { flag.store(true, ordering: .releasing) }
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for element in self { out.append(try await transform(element)) }
+        return out
+    }
+}
