@@ -90,9 +90,8 @@ public actor LogReader {
         }
         guard let segment = try await segmentAtCursor() else {
             if endOfStream { return }
-            // Nothing written at or after the cursor yet: wait for a segment to appear.
-            try await Task.sleep(for: min(pollFor ?? .milliseconds(50), .milliseconds(50)))
-            segments = try await namespace.segments(name).map(\.segment)
+            // Nothing written at or after the cursor yet: wait for the segment list to change.
+            try await waitForSegments(timeout: pollFor ?? namespace.options.readPollTimeout)
             return
         }
         let reader: LedgerReader
@@ -129,9 +128,49 @@ public actor LogReader {
         if lac.rawValue <= readable {
             // No progress: the segment may have been completed (a roll, or a new writer's recovery). A closed
             // ledger answers at once, so pause while its segment record catches up.
-            if reader.metadata.state == .closed { try await Task.sleep(for: .milliseconds(20)) }
-            segments = try await namespace.segments(name).map(\.segment)
+            if reader.metadata.state == .closed {
+                // Its writer closed the ledger; the segment's record is completed next: wait for that change.
+                try await waitForSegments(timeout: pollFor ?? namespace.options.readPollTimeout)
+            } else {
+                segments = try await namespace.segments(name).map(\.segment)
+            }
             if let fresh = segments.first(where: { $0.sequence == segment.sequence }) { current = (fresh, reader) }
+        }
+    }
+
+    /// Reads the segment list, and when it holds nothing new for the cursor, waits (at most `timeout`) for a
+    /// change to it through a metadata watch, then reads it again: a roll or a new segment is seen at once,
+    /// without polling metadata.
+    private func waitForSegments(timeout: Duration) async throws {
+        let store = namespace.pool.cluster.store
+        let prefix = LogKeys.segments(name)
+        let page = try await store.list(prefix: prefix)
+        segments = try decodeSegments(page.items)
+        if segments.contains(where: { $0.sequence > cursor.segment || ($0.sequence == cursor.segment && $0.state == .completed) }) {
+            return
+        }
+        let watch = store.watch(.prefix(prefix), from: page.revision.next)
+        // Whichever comes first, a change or the timeout; neither is waited for after that (a watch need not
+        // end promptly when cancelled).
+        let (signal, sink) = AsyncStream.makeStream(of: Void.self)
+        let watcher = Task {
+            var events = watch.makeAsyncIterator()
+            _ = try? await events.next()
+            sink.yield()
+        }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            sink.yield()
+        }
+        for await _ in signal { break }
+        watcher.cancel()
+        timer.cancel()
+        segments = try await namespace.segments(name).map(\.segment)
+    }
+
+    private func decodeSegments(_ items: [KeyValue]) throws -> [LogSegment] {
+        try items.map { item in
+            do { return try LogSegmentCodec.decode(item.value) } catch { throw LogError.damaged(name, "segment record \(item.key): \(error)") }
         }
     }
 

@@ -172,6 +172,7 @@ struct LogCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a log and its data.")
         @OptionGroup var target: LogTarget
         @Argument(help: "The log's name.") var name: String
+        @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
             try checkName(name)
@@ -186,7 +187,7 @@ struct LogCommand: AsyncParsableCommand {
                     await namespace.pool.shutdown()
                     await store.shutdown()
                 }
-                print("deleted log \(name)")
+                if json { try printJSON(["deleted": name]) } else { print("deleted log \(name)") }
             }
         }
     }
@@ -197,6 +198,7 @@ struct LogCommand: AsyncParsableCommand {
         @OptionGroup var target: LogTarget
         @Argument(help: "The log's name.") var name: String
         @Option(help: "The first position kept, SEGMENT/ENTRY/SLOT.") var before: String
+        @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
             try checkName(name)
@@ -214,7 +216,7 @@ struct LogCommand: AsyncParsableCommand {
                     await namespace.pool.shutdown()
                     await store.shutdown()
                 }
-                print("truncated log \(name) before \(dlsn)")
+                if json { try printJSON(["truncated": name, "before": dlsn.description]) } else { print("truncated log \(name) before \(dlsn)") }
             }
         }
     }
