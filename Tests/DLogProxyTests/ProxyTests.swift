@@ -123,6 +123,22 @@ func readAll(_ namespace: Namespace, _ stream: String, count: Int) async throws 
         }
     }
 
+    @Test func aClientFindsTheProxiesInMetadata() async throws {
+        // Proves a client given only the metadata store finds the registered proxies and writes through them,
+        // and that a drained proxy leaves the registry.
+        try await withProxies(2) { proxies in
+            let client = ProxyClient(metadata: proxies.cluster.store)
+            let dlsn = try await client.write("found", Array("x".utf8))
+            #expect(dlsn == DLSN(segment: 1, entry: 0, slot: 0))
+            let registered = try await proxies.cluster.store.list(prefix: ProxyOwner.registrations).items
+            #expect(Set(registered.map { String(decoding: $0.value, as: UTF8.self) }) == Set(proxies.addresses))
+            await proxies.proxies[0].service.drain()
+            let left = try await proxies.cluster.store.list(prefix: ProxyOwner.registrations).items
+            #expect(left.map { String(decoding: $0.value, as: UTF8.self) } == [proxies.addresses[1]])
+            await client.shutdown()
+        }
+    }
+
     @Test func hardLimitsRefuseWithOverCapacityAndErrorsAreClear() async throws {
         var limits = ProxyLimits()
         limits.streamRecordsHard = 20
