@@ -124,11 +124,11 @@ import Testing
             let granted = ContinuousClock.now
             let lease = try await store.grantLease(ttlSeconds: 10)
             try await store.create("/bookie/1", value: bytes("up"), lease: lease.id)
-            try await Task.sleep(for: .seconds(4))
+            try await Task.sleep(for: .seconds(8))
             try await fixture.restart()
             // Past the original expiry, without a keep-alive: only the restarted TTL keeps it alive. (The
-            // store reopened at least 4 s after the grant, so its restarted TTL runs past this point even on a
-            // machine slow enough to take seconds over the restart.)
+            // store reopened at least 8 s after the grant, so its restarted TTL runs 7 s past this point: room
+            // for a machine slow enough to take seconds over the restart and the reconnect.)
             try await Task.sleep(until: granted + .seconds(11))
             let client = try fixture.client()
             #expect(try await retryingUnavailable { try await client.keepAlive(lease.id) } == 10)
