@@ -62,9 +62,9 @@ final class MetadataRequestHandler: ChannelInboundHandler {
 
     let store: EmbeddedStore
     let logger: Logger
-    private var batcher: ResponseBatcher?
-    private var outstanding = 0
-    private var paused = ReadPause<PauseReason>()
+    private let gate = RequestGate<PauseReason>(limit: MetadataRequestHandler.outstandingMax, outstanding: .outstanding,
+                                                unwritable: .unwritable)
+    private var batcher: ResponseBatcher? { gate.batcher }
     private var watches: [UInt64: UInt64] = [:]
     private let watchBacklog = WatchBacklog()
 
@@ -81,19 +81,10 @@ final class MetadataRequestHandler: ChannelInboundHandler {
         self.logger = logger
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let channel = context.channel
-        batcher = ResponseBatcher(channel: channel) { written in bound.value.answered(written, channel: channel) }
-    }
-
-    private func answered(_ count: Int, channel: Channel) {
-        outstanding -= count
-        if outstanding <= Self.outstandingMax / 2 { paused.resume(.outstanding, channel: channel) }
-    }
+    func handlerAdded(context: ChannelHandlerContext) { gate.added(context: context) }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        paused.followWritability(of: context.channel, as: .unwritable)
+        gate.writabilityChanged(channel: context.channel)
         context.fireChannelWritabilityChanged()
     }
 
@@ -107,13 +98,12 @@ final class MetadataRequestHandler: ChannelInboundHandler {
         } catch {
             logger.info("malformed metadata request", metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")",
                                                                  "error": "\(error)"])
-            outstanding += 1
+            gate.took(channel: context.channel)
             let op = frame.header.op
             batcher.send { error.encode(op: op, requestID: requestID, into: &$0) }
             return
         }
-        outstanding += 1
-        if outstanding >= Self.outstandingMax { paused.pause(.outstanding, channel: context.channel) }
+        gate.took(channel: context.channel)
         dispatch(request, requestID: requestID, context: context)
     }
 
@@ -140,7 +130,7 @@ final class MetadataRequestHandler: ChannelInboundHandler {
             }
             startWatch(range, from: from, requestID: requestID, context: context)
             // A watch's answers are its events, counted apart from ordinary answers.
-            answered(1, channel: context.channel)
+            gate.answered(1, channel: context.channel)
         case .cancelWatch(let id):
             if let sink = watches.removeValue(forKey: id) { store.submit(.unsubscribe(sink)) }
             reply(.success(.done))
@@ -192,7 +182,7 @@ final class MetadataRequestHandler: ChannelInboundHandler {
         for sink in watches.values { store.submit(.unsubscribe(sink)) }
         watches.removeAll()
         // The batcher's callback holds this handler: let go of it, or every closed connection stays in memory.
-        batcher = nil
+        gate.closed()
         context.fireChannelInactive()
     }
 

@@ -58,9 +58,8 @@ final class ProxyRequestHandler: ChannelInboundHandler {
 
     let service: ProxyService
     let logger: Logger
-    private var batcher: ResponseBatcher?
-    private var outstanding = 0
-    private var paused = ReadPause<PauseReason>()
+    private let gate = RequestGate<PauseReason>(limit: ProxyRequestHandler.outstandingMax, outstanding: .outstanding,
+                                                unwritable: .unwritable)
 
     enum PauseReason: Hashable {
         case outstanding
@@ -72,28 +71,18 @@ final class ProxyRequestHandler: ChannelInboundHandler {
         self.logger = logger
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let channel = context.channel
-        batcher = ResponseBatcher(channel: channel) { written in bound.value.answered(written, channel: channel) }
-    }
-
-    private func answered(_ count: Int, channel: Channel) {
-        outstanding -= count
-        if outstanding <= Self.outstandingMax / 2 { paused.resume(.outstanding, channel: channel) }
-    }
+    func handlerAdded(context: ChannelHandlerContext) { gate.added(context: context) }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        paused.followWritability(of: context.channel, as: .unwritable)
+        gate.writabilityChanged(channel: context.channel)
         context.fireChannelWritabilityChanged()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         let requestID = frame.header.requestID
-        guard let batcher else { return }
-        outstanding += 1
-        if outstanding >= Self.outstandingMax { paused.pause(.outstanding, channel: context.channel) }
+        guard let batcher = gate.batcher else { return }  // nil once the connection closed
+        gate.took(channel: context.channel)
         let request: ProxyRequest
         do {
             request = try ProxyRequest.decode(frame)
@@ -117,7 +106,7 @@ final class ProxyRequestHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        batcher = nil
+        gate.closed()
         context.fireChannelInactive()
     }
 

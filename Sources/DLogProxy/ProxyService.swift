@@ -45,6 +45,9 @@ public final class ProxyService: Sendable {
 
     private let state: Mutex<State>
     private let registration = Mutex<OwnershipLock?>(nil)
+    /// Distinguishes this process from an earlier one with the same id and address (a restart), so a lock
+    /// left by the earlier one is never mistaken for this one's.
+    private let incarnation = String(UInt32.random(in: 0...UInt32.max), radix: 16)
 
     public init(namespace: Namespace, settings: Settings, logger: Logger) {
         self.namespace = namespace
@@ -56,10 +59,23 @@ public final class ProxyService: Sendable {
     }
 
     /// The value of a log's ownership lock when this proxy owns it: clients are redirected to the address in it.
-    var ownerValue: String { ProxyOwner.value(id: settings.id, address: settings.address) }
+    var ownerValue: String { ProxyOwner.value(id: "\(settings.id)#\(incarnation)", address: settings.address) }
 
-    /// Registers this proxy under `/proxies/ID` (bound to its lease), so clients can find it.
+    /// Registers this proxy under `/proxies/ID` (bound to its lease), so clients can find it, and keeps it
+    /// registered: a registration lost in a metadata outage is taken again.
     public func register() async throws {
+        try await takeRegistration()
+        Task { [weak self] in
+            while let self, !self.state.withLock({ $0.draining }) {
+                try? await Task.sleep(for: .seconds(1))
+                guard self.registration.withLock({ $0?.lostReason }) != nil, !self.state.withLock({ $0.draining }) else { continue }
+                self.logger.warning("proxy registration lost; registering again")
+                try? await self.takeRegistration()
+            }
+        }
+    }
+
+    private func takeRegistration() async throws {
         let lock = try await OwnershipLock.acquire(ProxyOwner.registrationKey(settings.id), owner: settings.address,
                                                    store: namespace.pool.cluster.store,
                                                    leaseSeconds: namespace.options.ownershipLeaseSeconds,
@@ -123,8 +139,10 @@ public final class ProxyService: Sendable {
         try admit(stream, records: records.count, bytes: bytes)
         do {
             return try await writer.writeBulk(assigning: records.map { ($0.txid, $0.payload) })
-        } catch let error as LogError {
-            if case .ownershipLost = error { forget(stream, writer) }
+        } catch {
+            // A writer that failed for good (lost the stream, bookies failed, ...) is let go, so the next
+            // request reopens the stream (recovering its segment) here or on another proxy.
+            if writer.failure != nil { forget(stream, writer) }
             throw error
         }
     }
@@ -167,11 +185,18 @@ public final class ProxyService: Sendable {
             }
         }
         switch next {
-        case .ready(let writer): return writer
+        case .ready(let writer):
+            guard writer.failure != nil else { return writer }
+            forget(stream, writer)
+            throw ProxyFailure(.unavailable, "stream '\(stream)': its writer here failed (\(writer.failure!)); retry")
         case .wait(let task): return try await task.value
         case .open: break
         }
-        if let holder = try await lockHolder(stream), holder != ownerValue {
+        if let holder = try await lockHolder(stream) {
+            // Held by this proxy but not in its table: a writer here is still letting go. Soon free.
+            guard holder != ownerValue else {
+                throw ProxyFailure(.unavailable, "stream '\(stream)' is being released by this proxy; retry")
+            }
             throw redirectOrUnavailable(stream, holder: holder)
         }
         enum Claim { case refused(ProxyFailure), existing(Slot), claimed(Task<LogWriter, any Error>) }
@@ -198,9 +223,20 @@ public final class ProxyService: Sendable {
         }
         do {
             let writer = try await task.value
-            state.withLock { s in s.streams[stream] = .owned(writer) }
+            // Installed only if nothing let the slot go meanwhile (a release, a drain): else let the stream go.
+            let installed = state.withLock { s -> Bool in
+                guard !s.draining, case .opening(let current)? = s.streams[stream], current == task else { return false }
+                s.streams[stream] = .owned(writer)
+                return true
+            }
+            guard installed else {
+                try? await writer.close()
+                throw ProxyFailure(.unavailable, "stream '\(stream)' was released while it was being opened; retry")
+            }
             logger.info("owning stream", metadata: ["stream": "\(stream)"])
             return writer
+        } catch let failure as ProxyFailure {
+            throw failure
         } catch {
             state.withLock { s in
                 if case .opening? = s.streams[stream] { s.streams[stream] = nil }
@@ -229,16 +265,25 @@ public final class ProxyService: Sendable {
 
     /// The owning proxy's address: this one, another (from the lock), or nil.
     private func owner(of stream: String) async throws -> String? {
-        if state.withLock({ s in if case .owned? = s.streams[stream] { true } else { false } }) { return settings.address }
+        if let writer = state.withLock({ s -> LogWriter? in if case .owned(let w)? = s.streams[stream] { w } else { nil } }),
+           writer.failure == nil {
+            return settings.address
+        }
         return try await lockHolder(stream).flatMap { ProxyOwner.address(fromLockValue: $0) }
     }
 
     /// Stops owning `stream`: its writer flushes, completes its segment and lets the lock go.
     public func release(_ stream: String) async {
-        let writer = state.withLock { s -> LogWriter? in
+        let slot = state.withLock { s -> Slot? in
             defer { s.streams[stream] = nil; s.limits[stream] = nil }
-            if case .owned(let writer)? = s.streams[stream] { return writer }
-            return nil
+            return s.streams[stream]
+        }
+        var writer: LogWriter?
+        switch slot {
+        case .owned(let owned)?: writer = owned
+        // Its opener sees the slot gone and closes what it opened; waiting here makes release return after.
+        case .opening(let task)?: _ = try? await task.value
+        case nil: break
         }
         if let writer {
             do {
@@ -254,6 +299,8 @@ public final class ProxyService: Sendable {
         state.withLock { s in
             if case .owned(let current)? = s.streams[stream], current === writer { s.streams[stream] = nil }
         }
+        // Closing a failed writer completes nothing; it lets its lock go at once instead of at lease expiry.
+        Task { try? await writer.close() }
     }
 
     /// Drains: takes no new streams, flushes and releases every owned one, and leaves the proxies' registry.
@@ -263,7 +310,13 @@ public final class ProxyService: Sendable {
             return Array(s.streams.keys)
         }
         logger.info("draining", metadata: ["streams": "\(streams.count)"])
-        for stream in streams { await release(stream) }
+        // Several at once, so thousands of streams do not outlast the stop timeout.
+        await withTaskGroup(of: Void.self) { group in
+            for (index, stream) in streams.enumerated() {
+                if index >= 16 { await group.next() }
+                group.addTask { await self.release(stream) }
+            }
+        }
         if let lock = registration.withLock({ $0 }) { await lock.release() }
     }
 

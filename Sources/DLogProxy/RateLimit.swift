@@ -1,5 +1,6 @@
-/// A token bucket: `rate` tokens per second, holding at most one second's worth. `take` answers whether `amount`
-/// more fit now. Pure: the caller passes the time, so it is tested without clocks.
+/// A token bucket: `rate` tokens per second, holding at most one second's worth. A request fits when enough
+/// tokens are there, or when the bucket is full (so one request larger than a second's worth goes through and
+/// leaves the bucket in debt, instead of never fitting). Pure: the caller passes the time.
 public struct TokenBucket: Sendable {
     public let rate: Double
     private var tokens: Double
@@ -12,12 +13,17 @@ public struct TokenBucket: Sendable {
         updated = now
     }
 
-    public mutating func take(_ amount: Double, now: ContinuousClock.Instant) -> Bool {
+    /// Whether `amount` fits now (refilling first); nothing is taken.
+    public mutating func fits(_ amount: Double, now: ContinuousClock.Instant) -> Bool {
         let elapsed = now - updated
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         tokens = min(rate, tokens + max(0, seconds) * rate)
         updated = now
-        guard tokens >= amount else { return false }
+        return tokens >= amount || tokens >= rate
+    }
+
+    public mutating func take(_ amount: Double, now: ContinuousClock.Instant) -> Bool {
+        guard fits(amount, now: now) else { return false }
         tokens -= amount
         return true
     }
@@ -64,13 +70,17 @@ public struct RateCheck: Sendable {
         bytesHard = bytes.hard > 0 ? TokenBucket(rate: bytes.hard, now: now) : nil
     }
 
+    /// What a write meets. Nothing is charged for a write refused by a hard limit; a soft limit charges and
+    /// lets it through.
     public mutating func check(records: Int, bytes: Int, now: ContinuousClock.Instant) -> Outcome {
-        if let bucket = recordsHard, !recordsHard!.take(Double(records), now: now) {
+        if let bucket = recordsHard, !recordsHard!.fits(Double(records), now: now) {
             return .hard("\(scope) is over its hard limit of \(Int(bucket.rate)) records/s")
         }
-        if let bucket = bytesHard, !bytesHard!.take(Double(bytes), now: now) {
+        if let bucket = bytesHard, !bytesHard!.fits(Double(bytes), now: now) {
             return .hard("\(scope) is over its hard limit of \(Int(bucket.rate)) bytes/s")
         }
+        _ = recordsHard?.take(Double(records), now: now)
+        _ = bytesHard?.take(Double(bytes), now: now)
         if let bucket = recordsSoft, !recordsSoft!.take(Double(records), now: now) {
             return .soft("\(scope) is over its soft limit of \(Int(bucket.rate)) records/s")
         }

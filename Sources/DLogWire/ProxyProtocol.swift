@@ -211,7 +211,7 @@ extension ProxyFailure {
     public func encode(op: UInt8, requestID: UInt64, into buffer: inout ByteBuffer) {
         buffer.writeFrame(FrameHeader(op: op | FrameHeader.responseBit, flagsOrStatus: status.rawValue,
                                       requestID: requestID)) { body in
-            body.writeShortString(String(message.utf8.prefix(60_000)) ?? "")
+            body.writeShortString(String(decoding: Array(message.utf8.prefix(60_000)), as: UTF8.self))
         }
     }
 }

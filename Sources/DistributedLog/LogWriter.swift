@@ -161,6 +161,12 @@ public final class LogWriter: Sendable {
         }
     }
 
+    /// Why this writer takes no more writes (failed, lost its log, closed, sealed), or nil while it does.
+    public var failure: LogError? {
+        if let lost = lock.lostReason { return state.withLock { $0.failure } ?? .ownershipLost(name, lost) }
+        return state.withLock { $0.failure }
+    }
+
     /// The highest txid taken so far (the floor for the next one).
     public var lastTxID: Int64 { state.withLock { $0.txidFloor } }
 

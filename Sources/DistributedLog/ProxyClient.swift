@@ -31,6 +31,7 @@ public final class ProxyClient: Sendable {
 
     private struct State {
         var proxies: [String]
+        var discovered = ContinuousClock.now
         var owners: [String: String] = [:]
         var connections: [String: FrameConnection] = [:]
         var avoided: [String: ContinuousClock.Instant] = [:]
@@ -73,13 +74,25 @@ public final class ProxyClient: Sendable {
         return dlsn
     }
 
-    /// Writes records in order as one step; returns their DLSNs.
+    /// Writes records in order as one step; returns their DLSNs. At most 10,000 records and 16 MiB of
+    /// payload per call (a proxy's frame limit): split larger batches.
     public func writeBulk(_ stream: String, _ records: [ProxyRecord]) async throws -> [DLSN] {
+        if records.isEmpty { return [] }
+        guard records.count <= ProxyRequest.bulkRecordsMax else {
+            throw ProxyFailure(.tooLarge, "a bulk write carries at most \(ProxyRequest.bulkRecordsMax) records, not \(records.count); split it")
+        }
+        let bytes = records.reduce(0) { $0 + $1.payload.count + 12 }
+        guard bytes <= Self.requestBytesMax else {
+            throw ProxyFailure(.tooLarge, "a bulk write of \(bytes) bytes is over the limit of \(Self.requestBytesMax); split it")
+        }
         guard case .writtenBulk(let dlsns) = try await call(.writeBulk(stream: stream, records)), dlsns.count == records.count else {
             throw ProxyFailure(.internalError, "unexpected answer to a bulk write")
         }
         return dlsns
     }
+
+    /// Payload bytes of one request, at most (below the proxy's frame limit).
+    public static let requestBytesMax = 16 << 20
 
     public func truncate(_ stream: String, before dlsn: DLSN) async throws { _ = try await call(.truncate(stream: stream, before: dlsn)) }
     public func create(_ stream: String) async throws { _ = try await call(.create(stream: stream)) }
@@ -110,7 +123,14 @@ public final class ProxyClient: Sendable {
         var lastProblem = "no proxy was tried"
         while true {
             if state.withLock({ $0.shutDown }) { throw ProxyFailure(.unavailable, "the proxy client is shut down") }
-            if let address = try await target(for: stream) {
+            let address: String?
+            do {
+                address = try await target(for: stream)
+            } catch {
+                address = nil
+                lastProblem = "looking up the proxies: \(error)"
+            }
+            if let address {
                 switch await attempt(request, at: address) {
                 case .success(let reply):
                     if case .owner(let owner?) = reply { state.withLock { $0.owners[stream] = owner } }
@@ -123,12 +143,16 @@ public final class ProxyClient: Sendable {
                     // (it died, or is cut off). Wait, then ask again: a live proxy takes it over then.
                     lastProblem = "the owner \(failure.message) does not answer; waiting for its ownership to expire"
                 case .failure(let failure) where failure.status == .redirect:
-                    redirects += 1
-                    guard redirects <= options.redirectsMax else {
-                        throw ProxyFailure(.unavailable, "stream '\(stream)': more than \(options.redirectsMax) redirects (last to \(failure.message)); ownership is moving, retry later")
+                    state.withLock { s in
+                        // Bounded: a client writing to very many streams forgets owners now and then.
+                        if s.owners.count >= 100_000 { s.owners.removeAll() }
+                        s.owners[stream] = failure.message
                     }
-                    state.withLock { $0.owners[stream] = failure.message }
-                    continue
+                    redirects += 1
+                    // Redirects back and forth mean ownership is moving: wait a little before following more.
+                    if redirects <= options.redirectsMax { continue }
+                    redirects = 0
+                    lastProblem = "redirected \(options.redirectsMax) times (last to \(failure.message)); ownership is moving"
                 case .failure(let failure) where failure.status == .unavailable:
                     lastProblem = "\(address): \(failure.message)"
                     // Draining, or losing the stream: try the others for a while (one that does not own the
@@ -161,10 +185,12 @@ public final class ProxyClient: Sendable {
             }
             return ProxyReply.decode(frame, op: request.op)
         } catch {
-            state.withLock { s in
+            // The connection that failed (closed, or silent past the timeout) is closed and forgotten.
+            let dropped = state.withLock { s -> FrameConnection? in
                 s.avoided[address] = .now + options.avoidFor
-                s.connections[address] = nil
+                return s.connections.removeValue(forKey: address)
             }
+            if let dropped { Task { await dropped.close() } }
             return .failure(ProxyFailure(.unavailable, "\(error)"))
         }
     }
@@ -173,9 +199,14 @@ public final class ProxyClient: Sendable {
     /// those not avoided (all of them if every one is).
     private func target(for stream: String) async throws -> String? {
         if let owner = state.withLock({ $0.owners[stream] }) { return owner }
-        if let discovery, state.withLock({ $0.proxies.isEmpty || $0.proxies.allSatisfy { $0 == "" } }) || shouldRediscover() {
+        // With discovery: list the proxies when none is known, when every known one fails, and every 30 s
+        // (to start using proxies added since).
+        if let discovery, state.withLock({ $0.proxies.isEmpty || ContinuousClock.now - $0.discovered > .seconds(30) }) || shouldRediscover() {
             let registered = try await discovery.list(prefix: "/proxies/").items.map { String(decoding: $0.value, as: UTF8.self) }
-            state.withLock { $0.proxies = registered.sorted() }
+            state.withLock { s in
+                s.proxies = registered.sorted()
+                s.discovered = .now
+            }
         }
         return state.withLock { s -> String? in
             let now = ContinuousClock.now
@@ -214,15 +245,12 @@ public final class ProxyClient: Sendable {
         }
         let made = try await FrameConnection.connect(host: String(address[..<colon]), port: port, group: group,
                                                      timeout: min(options.requestTimeout, .seconds(5)))
-        let extra = state.withLock { s -> FrameConnection? in
-            if let other = s.connections[address], other.isActive { return made }
+        let kept = state.withLock { s -> FrameConnection in
+            if let other = s.connections[address], other.isActive { return other }
             s.connections[address] = made
-            return nil
+            return made
         }
-        if let extra {
-            await extra.close()
-            return state.withLock { $0.connections[address]! }
-        }
-        return made
+        if kept !== made { await made.close() }
+        return kept
     }
 }

@@ -22,7 +22,12 @@ struct LogVerification {
                   let crc = UInt32(f[2], radix: 16) else {
                 throw BenchError("\(logPath):\(n + 1): expected 'S<stream> <segment/entry/slot> <crc>', found '\(line)'")
             }
-            acks[String(f[0].dropFirst()), default: [:]][dlsn] = crc
+            let stream = String(f[0].dropFirst())
+            // Two acknowledgements of one position: two writers were told they own the same record.
+            if acks[stream]?[dlsn] != nil {
+                throw BenchError("\(logPath):\(n + 1): \(stream) \(dlsn) was acknowledged twice")
+            }
+            acks[stream, default: [:]][dlsn] = crc
             count += 1
         }
         self.logPath = logPath

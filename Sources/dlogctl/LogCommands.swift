@@ -17,6 +17,9 @@ struct LogTarget: ParsableArguments {
     var proxyForChanges: String? { proxy ?? (metadata == nil ? "127.0.0.1:3190" : nil) }
 
     func namespace() throws -> (Namespace, any MetadataStore) {
+        if proxy != nil && metadata == nil {
+            throw ValidationError("this command reads through the metadata store and the bookies, not a proxy: give --metadata URI")
+        }
         let store: any MetadataStore
         do {
             store = try MetadataURI.connect(metadataURI, requestTimeout: .seconds(10))
@@ -224,7 +227,8 @@ struct LogCommand: AsyncParsableCommand {
 
 struct WriteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "write", abstract: "Write records to a log: one per line of standard input (or of --file).")
+        commandName: "write", abstract: "Write records to a log: one per line of standard input (or of --file).",
+        discussion: "Lines are sent in batches as they arrive, so `tail -f FILE | dlogctl write LOG` writes as the file grows.")
     @OptionGroup var target: LogTarget
     @Argument(help: "The log's name.") var name: String
     @Option(help: "Read the lines from this file instead of standard input.") var file: String?
@@ -232,41 +236,108 @@ struct WriteCommand: AsyncParsableCommand {
 
     func run() async throws {
         try checkName(name)
-        let text: String
+        let input: FileHandle
         if let file {
-            guard let read = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read --file \(file)") }
-            text = read
+            guard let handle = FileHandle(forReadingAtPath: file) else { throw ValidationError("cannot read --file \(file)") }
+            input = handle
         } else {
-            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            input = .standardInput
         }
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let records = lines.last == "" ? Array(lines.dropLast()) : lines
-        try await reportingLogErrors {
-            var dlsns: [DLSN] = []
-            if let proxy = target.proxyForChanges {
-                let client = target.proxyClient(proxy)
-                for chunk in stride(from: 0, to: records.count, by: 1000) {
-                    let part = records[chunk..<min(records.count, chunk + 1000)]
-                    dlsns += try await client.writeBulk(name, part.map { ProxyRecord(payload: Array($0.utf8)) })
+        var written = 0
+        var first: DLSN?, last: DLSN?
+        let client = target.proxyForChanges.map { target.proxyClient($0) }
+        var direct: (Namespace, any MetadataStore, LogWriter)?
+        do {
+            try await reportingLogErrors {
+                for try await batch in LineBatches(input) {
+                    let dlsns: [DLSN]
+                    if let client {
+                        dlsns = try await client.writeBulk(name, batch.map { ProxyRecord(payload: Array($0.utf8)) })
+                    } else {
+                        if direct == nil {
+                            let (namespace, store) = try target.namespace()
+                            direct = (namespace, store, try await namespace.openWriter(name))
+                        }
+                        dlsns = try await direct!.2.writeBulk(assigning: batch.map { (nil, Array($0.utf8)) })
+                    }
+                    written += dlsns.count
+                    first = first ?? dlsns.first
+                    last = dlsns.last ?? last
+                    if json { for dlsn in dlsns { try printJSON(["dlsn": dlsn.description]) } }
                 }
-                await client.shutdown()
-            } else {
-                let (namespace, store) = try target.namespace()
-                let writer = try await namespace.openWriter(name)
-                dlsns = try await writer.writeBulk(assigning: records.map { (nil, Array($0.utf8)) })
-                try await writer.close()
-                await namespace.pool.shutdown()
-                await store.shutdown()
             }
-            if json {
-                for dlsn in dlsns { try printJSON(["dlsn": dlsn.description]) }
-            } else if let first = dlsns.first, let last = dlsns.last {
-                print("wrote \(dlsns.count) record(s) to \(name): \(first) … \(last)")
+        } catch {
+            // What was written before the failure is durable: say how much.
+            if written > 0 { FileHandle.standardError.write(Data("dlogctl: \(written) record(s) were written before the failure\n".utf8)) }
+            await finish(client, direct)
+            throw error
+        }
+        await finish(client, direct)
+        if !json {
+            if let first, let last {
+                print("wrote \(written) record(s) to \(name): \(first) … \(last)")
             } else {
                 print("wrote nothing (no input lines)")
             }
         }
     }
+
+    private func finish(_ client: ProxyClient?, _ direct: (Namespace, any MetadataStore, LogWriter)?) async {
+        await client?.shutdown()
+        if let (namespace, store, writer) = direct {
+            try? await writer.close()
+            await namespace.pool.shutdown()
+            await store.shutdown()
+        }
+    }
+}
+
+/// Lines of a file or pipe in batches: a batch goes out when 1,000 lines or 1 MiB are gathered, or when no more
+/// input is waiting (so a slow pipe is written as it comes, a file in large batches).
+struct LineBatches: AsyncSequence {
+    typealias Element = [String]
+    let handle: FileHandle
+    init(_ handle: FileHandle) { self.handle = handle }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let fd: Int32
+        var pending = Data()
+        var ended = false
+
+        mutating func next() async throws -> [String]? {
+            var lines: [String] = []
+            var bytes = 0
+            while lines.count < 1000 && bytes < (1 << 20) {
+                if let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                    pending.removeSubrange(pending.startIndex...newline)
+                    lines.append(line)
+                    bytes += line.utf8.count
+                    continue
+                }
+                if ended {
+                    if !pending.isEmpty {
+                        lines.append(String(decoding: pending, as: UTF8.self))
+                        pending.removeAll()
+                    }
+                    break
+                }
+                // Send what we have rather than wait on a pipe that has nothing more for now.
+                if !lines.isEmpty && !Self.readable(fd) { break }
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                let n = read(fd, &chunk, chunk.count)
+                if n <= 0 { ended = true } else { pending.append(contentsOf: chunk[0..<n]) }
+            }
+            return lines.isEmpty ? nil : lines
+        }
+
+        static func readable(_ fd: Int32) -> Bool {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            return poll(&poller, 1, 0) > 0
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(fd: handle.fileDescriptor) }
 }
 
 struct ReadCommand: AsyncParsableCommand {

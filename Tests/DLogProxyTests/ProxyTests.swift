@@ -146,16 +146,15 @@ func readAll(_ namespace: Namespace, _ stream: String, count: Int) async throws 
             var options = ProxyClient.Options()
             options.retryFor = .seconds(2)
             let client = ProxyClient(proxies: proxies.addresses, options: options)
-            // One request of 50 records needs more than a second's worth of a 20 records/s limit: refused
-            // whatever the machine's speed; a single record then goes through.
-            _ = try await client.write("hot", [0])
+            // 200 records in one request go through a full bucket (in debt, 10 s of its rate); a record right
+            // after is refused, however slow the machine (the debt takes 9 s to pay off).
+            _ = try await client.writeBulk("hot", (0..<200).map { ProxyRecord(payload: [UInt8($0 % 256)]) })
             do {
-                _ = try await client.writeBulk("hot", (0..<50).map { ProxyRecord(payload: [UInt8($0)]) })
-                Issue.record("a bulk write over the hard limit was accepted")
+                _ = try await client.write("hot", [1])
+                Issue.record("a write over the hard limit was accepted")
             } catch let failure as ProxyFailure {
                 #expect(failure.status == .overCapacity && failure.message.contains("hard limit of 20 records/s"), "\(failure)")
             }
-            _ = try await client.write("hot", [1])
             // The stream limit: a proxy owning 2 streams takes no third.
             _ = try await client.write("second", [1])
             do {

@@ -25,4 +25,15 @@ import Testing
         #expect(outcomes[5..<8].allSatisfy { if case .soft = $0 { true } else { false } })
         #expect(outcomes[8] == .hard("stream 's' is over its hard limit of 8 records/s"))
     }
+
+    @Test func aRequestLargerThanOneSecondFitsAFullBucketOnce() {
+        // Proves a request larger than a second's worth is not refused forever: a full bucket lets it through,
+        // in debt, and the next one waits until the debt is repaid.
+        let start = ContinuousClock.now
+        var bucket = TokenBucket(rate: 10, now: start)
+        let large = bucket.take(25, now: start)
+        let next = bucket.take(1, now: start + .seconds(1))
+        let later = bucket.take(1, now: start + .seconds(3))
+        #expect(large && !next && later)
+    }
 }
