@@ -12,6 +12,8 @@ final class FrameConnection: Sendable {
     }
 
     let channel: Channel
+    /// Requests from any task, written by one event-loop task per turn with one flush (see `BookieClient`).
+    private let outbox = Mutex<(requests: [Outbound], scheduled: Bool)>(([], false))
 
     static func connect(host: String, port: Int, group: EventLoopGroup, timeout: Duration) async throws -> FrameConnection {
         let channel = try await ClientBootstrap(group: group)
@@ -39,8 +41,28 @@ final class FrameConnection: Sendable {
             promise.fail(ConnectionTimedOut(timeout: timeout))
         }
         promise.futureResult.whenComplete { _ in timer.cancel() }
-        channel.writeAndFlush(Outbound(encode: encode, promise: promise)).whenFailure { promise.fail($0) }
+        let schedule = outbox.withLock { o -> Bool in
+            o.requests.append(Outbound(encode: encode, promise: promise))
+            defer { o.scheduled = true }
+            return !o.scheduled
+        }
+        if schedule { channel.eventLoop.execute { self.drainOutbox() } }
         return try await promise.futureResult.get()
+    }
+
+    /// On the event loop: writes every queued request, then flushes once.
+    private func drainOutbox() {
+        let batch = outbox.withLock { o -> [Outbound] in
+            o.scheduled = false
+            defer { o.requests.removeAll(keepingCapacity: true) }
+            return o.requests
+        }
+        guard channel.isActive else {
+            for out in batch { out.promise.fail(ConnectionLost()) }
+            return
+        }
+        for out in batch { channel.write(out, promise: nil) }
+        channel.flush()
     }
 
     func close() async { try? await channel.close() }
