@@ -69,9 +69,8 @@ final class BookieRequestHandler: ChannelInboundHandler {
     let bookie: Bookie
     let pool: NIOThreadPool
     let logger: Logger
-    private var batcher: ResponseBatcher?
-    private var outstanding = 0
-    private var paused = ReadPause<PauseReason>()
+    private let gate = RequestGate<PauseReason>(limit: BookieRequestHandler.outstandingMax, outstanding: .outstanding,
+                                                unwritable: .unwritable)
 
     init(bookie: Bookie, pool: NIOThreadPool, logger: Logger) {
         self.bookie = bookie
@@ -79,21 +78,10 @@ final class BookieRequestHandler: ChannelInboundHandler {
         self.logger = logger
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let channel = context.channel
-        batcher = ResponseBatcher(channel: channel) { written in bound.value.answered(written, channel: channel) }
-    }
-
-    /// On the event loop, after `count` answers were handed to the socket.
-    private func answered(_ count: Int, channel: Channel) {
-        outstanding -= count
-        if outstanding <= Self.outstandingMax / 2 { paused.resume(.outstanding, channel: channel) }
-    }
+    func handlerAdded(context: ChannelHandlerContext) { gate.added(context: context) }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        // Answers the client is not reading pile up in the socket buffer: stop taking requests until it drains.
-        paused.followWritability(of: context.channel, as: .unwritable)
+        gate.writabilityChanged(channel: context.channel)
         context.fireChannelWritabilityChanged()
     }
 
@@ -106,25 +94,24 @@ final class BookieRequestHandler: ChannelInboundHandler {
             reject(context: context, reason: "\(error)")
             return
         }
-        guard let batcher = self.batcher else { return }  // nil once the connection closed
+        guard let batcher = gate.batcher else { return }  // nil once the connection closed
         let requestID = frame.header.requestID
         let op = request.op
         let reply: Bookie.Reply = { response in
             batcher.send { response.encode(op: op, requestID: requestID, into: &$0) }
         }
-        outstanding += 1
-        if outstanding >= Self.outstandingMax { paused.pause(.outstanding, channel: context.channel) }
+        gate.took(channel: context.channel)
         switch request {
         case .add(let key, let entry, let recovery):
             bookie.add(masterKey: key, entry: entry, recovery: recovery, reply: reply)
-            if bookie.underWritePressure && !paused.contains(.writePressure) {
+            if bookie.underWritePressure && !gate.paused.contains(.writePressure) {
                 // Stop reading this connection until a checkpoint frees cache; the client sees latency,
                 // not errors. Frames already read are still served.
-                paused.pause(.writePressure, channel: context.channel)
+                gate.paused.pause(.writePressure, channel: context.channel)
                 let channel = context.channel
                 let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
                 bookie.whenWritePressureEases {
-                    channel.eventLoop.execute { bound.value.paused.resume(.writePressure, channel: channel) }
+                    channel.eventLoop.execute { bound.value.gate.paused.resume(.writePressure, channel: channel) }
                 }
             }
         case .read(let ledger, let entry, let fenceKey):
@@ -161,7 +148,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         // The batcher's callback holds this handler: let go of it, or every closed connection stays in memory.
-        batcher = nil
+        gate.closed()
         context.fireChannelInactive()
     }
 
