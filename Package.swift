@@ -31,6 +31,7 @@ let package = Package(
         .target(name: "DLogWire", dependencies: [
             "CDLogSys",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .target(name: "DLogIO", dependencies: [
             "CDLogURing", "CDLogSys",

@@ -23,19 +23,9 @@ public final class BookieServer: Sendable {
         pool.start()
         let pool = self.pool
         do {
-            channel = try ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
-                        try channel.pipeline.syncOperations.addHandler(
-                            BookieRequestHandler(bookie: bookie, pool: pool, logger: logger))
-                    }
-                }
-                .bind(host: host, port: port).wait()
+            channel = try FrameServer.bind(group: group, host: host, port: port, maxFrameBytes: maxFrameBytes) {
+                BookieRequestHandler(bookie: bookie, pool: pool, logger: logger)
+            }
         } catch {
             try? group.syncShutdownGracefully()
             try? pool.syncShutdownGracefully()

@@ -16,7 +16,7 @@ public final class BookieClient: Sendable {
     public let channel: Channel
     private let ownsGroup: MultiThreadedEventLoopGroup?
     private let closed = Atomic(false)
-    private let outbox = Mutex<(requests: [ClientHandler.Outbound], scheduled: Bool)>(([], false))
+    private let outbox: ChannelOutbox<ClientHandler.Outbound>
 
     /// Connects to `host:port`. Pass a group to share event loops between many clients.
     /// With a `requestTimeout`, a connection on which some request went unanswered that long (a long poll: its
@@ -48,6 +48,7 @@ public final class BookieClient: Sendable {
 
     private init(channel: Channel, ownsGroup: MultiThreadedEventLoopGroup?) {
         self.channel = channel
+        outbox = ChannelOutbox(channel: channel) { $0.promise.fail(ConnectionClosed()) }
         self.ownsGroup = ownsGroup
     }
 
@@ -72,38 +73,14 @@ public final class BookieClient: Sendable {
 
     public var isClosed: Bool { closed.load(ordering: .acquiring) }
 
-    /// Sends without waiting: for pipelined load. Requests made off the event loop are gathered in an outbox
-    /// and written by one task per loop turn with one flush: many writers sharing this connection then cost
-    /// one hop and one write system call per batch, not per request.
+    /// Sends without waiting: for pipelined load. Requests from many tasks are gathered in an outbox and
+    /// written once per event-loop turn (`ChannelOutbox`).
     public func sendFuture(_ request: BookieRequest) -> EventLoopFuture<BookieResponse> {
         // After close the event loops may be gone: a promise made on one would never complete.
         if closed.load(ordering: .acquiring) { return channel.eventLoop.makeFailedFuture(ConnectionClosed()) }
         let promise = channel.eventLoop.makePromise(of: BookieResponse.self)
-        let out = ClientHandler.Outbound(request: request, promise: promise)
-        let schedule = outbox.withLock { o -> Bool in
-            o.requests.append(out)
-            defer { o.scheduled = true }
-            return !o.scheduled
-        }
-        if schedule { channel.eventLoop.execute { self.drainOutbox() } }
+        outbox.send(ClientHandler.Outbound(request: request, promise: promise))
         return promise.futureResult
-    }
-
-    /// On the event loop: writes every request in the outbox, then flushes once.
-    private func drainOutbox() {
-        let batch = outbox.withLock { o -> [ClientHandler.Outbound] in
-            o.scheduled = false
-            defer { o.requests.removeAll(keepingCapacity: true) }
-            return o.requests
-        }
-        // A closed channel has no handler left to answer them: fail them here.
-        guard channel.isActive else {
-            for out in batch { out.promise.fail(ConnectionClosed()) }
-            return
-        }
-        // Once written, the handler completes each response promise: on its answer, or when the channel closes.
-        for out in batch { channel.write(out, promise: nil) }
-        channel.flush()
     }
 
     // Conveniences that throw on a failed status.

@@ -20,19 +20,9 @@ public final class MetadataServer: Sendable {
         self.store = store
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         do {
-            channel = try ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(FrameDecoder(maxFrameBytes: Self.requestFrameBytesMax)))
-                        try channel.pipeline.syncOperations.addHandler(
-                            MetadataRequestHandler(store: store, logger: logger))
-                    }
-                }
-                .bind(host: host, port: port).wait()
+            channel = try FrameServer.bind(group: group, host: host, port: port, maxFrameBytes: Self.requestFrameBytesMax) {
+                MetadataRequestHandler(store: store, logger: logger)
+            }
         } catch {
             try? group.syncShutdownGracefully()
             throw error

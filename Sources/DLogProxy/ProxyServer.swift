@@ -20,18 +20,9 @@ public final class ProxyServer: Sendable {
         self.service = service
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         do {
-            channel = try ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(FrameDecoder(maxFrameBytes: Self.requestFrameBytesMax)))
-                        try channel.pipeline.syncOperations.addHandler(ProxyRequestHandler(service: service, logger: logger))
-                    }
-                }
-                .bind(host: host, port: port).wait()
+            channel = try FrameServer.bind(group: group, host: host, port: port, maxFrameBytes: Self.requestFrameBytesMax) {
+                ProxyRequestHandler(service: service, logger: logger)
+            }
         } catch {
             try? group.syncShutdownGracefully()
             throw error

@@ -12,8 +12,7 @@ final class FrameConnection: Sendable {
     }
 
     let channel: Channel
-    /// Requests from any task, written by one event-loop task per turn with one flush (see `BookieClient`).
-    private let outbox = Mutex<(requests: [Outbound], scheduled: Bool)>(([], false))
+    private let outbox: ChannelOutbox<Outbound>
 
     static func connect(host: String, port: Int, group: EventLoopGroup, timeout: Duration) async throws -> FrameConnection {
         let channel = try await ClientBootstrap(group: group)
@@ -29,7 +28,10 @@ final class FrameConnection: Sendable {
         return FrameConnection(channel: channel)
     }
 
-    private init(channel: Channel) { self.channel = channel }
+    private init(channel: Channel) {
+        self.channel = channel
+        outbox = ChannelOutbox(channel: channel) { $0.promise.fail(ConnectionLost()) }
+    }
 
     var isActive: Bool { channel.isActive }
 
@@ -41,28 +43,8 @@ final class FrameConnection: Sendable {
             promise.fail(ConnectionTimedOut(timeout: timeout))
         }
         promise.futureResult.whenComplete { _ in timer.cancel() }
-        let schedule = outbox.withLock { o -> Bool in
-            o.requests.append(Outbound(encode: encode, promise: promise))
-            defer { o.scheduled = true }
-            return !o.scheduled
-        }
-        if schedule { channel.eventLoop.execute { self.drainOutbox() } }
+        outbox.send(Outbound(encode: encode, promise: promise))
         return try await promise.futureResult.get()
-    }
-
-    /// On the event loop: writes every queued request, then flushes once.
-    private func drainOutbox() {
-        let batch = outbox.withLock { o -> [Outbound] in
-            o.scheduled = false
-            defer { o.requests.removeAll(keepingCapacity: true) }
-            return o.requests
-        }
-        guard channel.isActive else {
-            for out in batch { out.promise.fail(ConnectionLost()) }
-            return
-        }
-        for out in batch { channel.write(out, promise: nil) }
-        channel.flush()
     }
 
     func close() async { try? await channel.close() }

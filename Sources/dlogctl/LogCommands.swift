@@ -31,6 +31,27 @@ struct LogTarget: ParsableArguments {
         return (Namespace(pool: BookiePool(cluster: Cluster(store: store)), options: options), store)
     }
 
+    /// Makes a change through the proxy, or directly with the core library (`--metadata` alone).
+    func change(proxy viaProxy: (ProxyClient) async throws -> Void, direct: (Namespace) async throws -> Void) async throws {
+        if let address = proxyForChanges {
+            let client = proxyClient(address)
+            do { try await viaProxy(client) } catch {
+                await client.shutdown()
+                throw error
+            }
+            await client.shutdown()
+        } else {
+            let (namespace, store) = try namespace()
+            do { try await direct(namespace) } catch {
+                await namespace.pool.shutdown()
+                await store.shutdown()
+                throw error
+            }
+            await namespace.pool.shutdown()
+            await store.shutdown()
+        }
+    }
+
     func proxyClient(_ address: String) -> ProxyClient {
         var options = ProxyClient.Options()
         options.retryFor = .seconds(15)
@@ -80,16 +101,7 @@ struct LogCommand: AsyncParsableCommand {
         func run() async throws {
             try checkName(name)
             try await reportingLogErrors {
-                if let proxy = target.proxyForChanges {
-                    let client = target.proxyClient(proxy)
-                    defer { Task { await client.shutdown() } }
-                    try await client.create(name)
-                } else {
-                    let (namespace, store) = try target.namespace()
-                    try await namespace.createLog(name)
-                    await namespace.pool.shutdown()
-                    await store.shutdown()
-                }
+                try await target.change(proxy: { try await $0.create(name) }, direct: { try await $0.createLog(name) })
                 if json { try printJSON(["created": name]) } else { print("created log \(name)") }
             }
         }
@@ -180,16 +192,7 @@ struct LogCommand: AsyncParsableCommand {
         func run() async throws {
             try checkName(name)
             try await reportingLogErrors {
-                if let proxy = target.proxyForChanges {
-                    let client = target.proxyClient(proxy)
-                    defer { Task { await client.shutdown() } }
-                    try await client.delete(name)
-                } else {
-                    let (namespace, store) = try target.namespace()
-                    try await namespace.deleteLog(name)
-                    await namespace.pool.shutdown()
-                    await store.shutdown()
-                }
+                try await target.change(proxy: { try await $0.delete(name) }, direct: { try await $0.deleteLog(name) })
                 if json { try printJSON(["deleted": name]) } else { print("deleted log \(name)") }
             }
         }
@@ -207,18 +210,11 @@ struct LogCommand: AsyncParsableCommand {
             try checkName(name)
             guard let dlsn = DLSN(parsing: before) else { throw ValidationError("--before \(before) is not SEGMENT/ENTRY/SLOT") }
             try await reportingLogErrors {
-                if let proxy = target.proxyForChanges {
-                    let client = target.proxyClient(proxy)
-                    defer { Task { await client.shutdown() } }
-                    try await client.truncate(name, before: dlsn)
-                } else {
-                    let (namespace, store) = try target.namespace()
+                try await target.change(proxy: { try await $0.truncate(name, before: dlsn) }, direct: { namespace in
                     let writer = try await namespace.openWriter(name, create: false)
                     try await writer.truncate(before: dlsn)
                     try await writer.close()
-                    await namespace.pool.shutdown()
-                    await store.shutdown()
-                }
+                })
                 if json { try printJSON(["truncated": name, "before": dlsn.description]) } else { print("truncated log \(name) before \(dlsn)") }
             }
         }

@@ -1,0 +1,40 @@
+import NIOCore
+import Synchronization
+
+/// Requests from any thread for one client connection, written by one event-loop task per turn with one
+/// flush: many tasks sharing a connection then cost one hop and one write system call per batch, not per
+/// request. `refused` gets every item that finds the channel closed (nothing else would answer it).
+public final class ChannelOutbox<Item: Sendable>: Sendable {
+    let channel: Channel
+    let refused: @Sendable (Item) -> Void
+    private let state = Mutex<(items: [Item], scheduled: Bool)>(([], false))
+
+    public init(channel: Channel, refused: @escaping @Sendable (Item) -> Void) {
+        self.channel = channel
+        self.refused = refused
+    }
+
+    public func send(_ item: Item) {
+        let schedule = state.withLock { s -> Bool in
+            s.items.append(item)
+            defer { s.scheduled = true }
+            return !s.scheduled
+        }
+        if schedule { channel.eventLoop.execute { self.drain() } }
+    }
+
+    private func drain() {
+        let batch = state.withLock { s -> [Item] in
+            s.scheduled = false
+            defer { s.items.removeAll(keepingCapacity: true) }
+            return s.items
+        }
+        guard channel.isActive else {
+            for item in batch { refused(item) }
+            return
+        }
+        // Once written, the connection's handler answers each item: on its response, or when the channel closes.
+        for item in batch { channel.write(item, promise: nil) }
+        channel.flush()
+    }
+}
