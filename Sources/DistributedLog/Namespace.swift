@@ -19,8 +19,9 @@ public struct LogOptions: Sendable {
     /// An entry (one batch of records) holds at most this many bytes.
     public var entryBytesMax = 256 << 10
     /// Entries in flight per writer: while fewer are, a record goes out at once (lowest latency when idle);
-    /// while this many are, records gather into the next entry (throughput under load).
-    public var entriesInFlightMax = 8
+    /// while this many are, records gather into the next entry (throughput under load). Measured with 32
+    /// writers on 4 streams: 2 gave the most writes/s and, with larger entries, a lower tail latency than 8.
+    public var entriesInFlightMax = 2
     /// The ownership lease: a dead writer's log is free again after at most this long.
     public var ownershipLeaseSeconds = 10
     /// How long opening a writer waits for another owner to let go (zero: fail at once).

@@ -22,6 +22,8 @@ struct LogBenchCommand: AsyncParsableCommand {
     @Option(help: "Writes in flight per writer.") var pipeline = 1
     @Option(help: "Payload bytes per record.") var size = 1024
     @Option(help: "Seconds to run.") var duration = 5.0
+    @Option(name: .customLong("entries-in-flight"), help: "Direct writes: entries in flight per stream's writer (records gather behind them).")
+    var entriesInFlight = LogOptions().entriesInFlightMax
     @Flag(help: "Print one JSON object.") var json = false
     @Option(name: .customLong("acked-log"), help: "Append every acknowledged (stream, DLSN, payload CRC32C) to this file.")
     var ackedLog: String?
@@ -71,12 +73,14 @@ struct LogBenchCommand: AsyncParsableCommand {
         guard (1...1024).contains(pipeline) else { throw ValidationError("--pipeline must be 1...1024") }
         guard (16...LogRecord.payloadBytesMax).contains(size) else { throw ValidationError("--size must be 16...\(LogRecord.payloadBytesMax)") }
         guard duration > 0 && duration <= 3600 else { throw ValidationError("--duration must be 0...3600") }
+        guard (1...1024).contains(entriesInFlight) else { throw ValidationError("--entries-in-flight must be 1...1024") }
     }
 
     func run() async throws {
         let store = try MetadataURI.connect(metadata)
         var options = LogOptions()
         options.readPollTimeout = .milliseconds(500)
+        options.entriesInFlightMax = entriesInFlight
         let namespace = Namespace(pool: BookiePool(cluster: Cluster(store: store)), options: options)
         let run = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let names = (0..<streams).map { "bench-\(run)-\($0)" }
