@@ -43,7 +43,7 @@ struct BookieCommand: ParsableCommand {
         } catch let problem as ConfigFile.Problem {
             throw ValidationError(problem.message)
         }
-        try bootstrapLogging(logLevel)
+        try bootstrapLogging(logLevel, role: "bookie", config: config)
         let code = BookieRole.run(settings: settings, truncateCorrupt: truncateCorrupt,
                                   logger: Logger(label: "dlogd.bookie"))
         if code != 0 { throw ExitCode(code) }
@@ -71,7 +71,7 @@ struct MetadataCommand: ParsableCommand {
         } catch let problem as ConfigFile.Problem {
             throw ValidationError(problem.message)
         }
-        try bootstrapLogging(logLevel)
+        try bootstrapLogging(logLevel, role: "metadata", config: config)
         let code = MetadataRole.run(settings: settings, logger: Logger(label: "dlogd.metadata"))
         if code != 0 { throw ExitCode(code) }
     }
@@ -101,7 +101,7 @@ struct ProxyCommand: ParsableCommand {
         } catch let problem as ConfigFile.Problem {
             throw ValidationError(problem.message)
         }
-        try bootstrapLogging(logLevel)
+        try bootstrapLogging(logLevel, role: "proxy", config: config)
         let code = ProxyRole.run(settings: settings, logger: Logger(label: "dlogd.proxy"))
         if code != 0 { throw ExitCode(code) }
     }
@@ -123,7 +123,7 @@ struct StandaloneCommand: ParsableCommand {
         settings.dataDirectory = data
         settings.basePort = basePort
         settings.host = host
-        try bootstrapLogging(logLevel)
+        try bootstrapLogging(logLevel, role: "standalone", config: nil)
         let code = StandaloneRole.run(settings: settings, logger: Logger(label: "dlogd.standalone"))
         if code != 0 { throw ExitCode(code) }
     }
@@ -141,15 +141,16 @@ func checkedPort(_ port: Int) throws -> Int {
     return port
 }
 
-func bootstrapLogging(_ name: String) throws {
+/// Logging for the whole process: to journald natively when standard error is the journal (under systemd),
+/// else `<N>`-prefixed lines on standard error. The instance is the config file's name (bookie for
+/// /etc/dlog/bookie.conf, as in dlogd@bookie), else the role.
+func bootstrapLogging(_ name: String, role: String, config: String?) throws {
     guard let level = Logger.Level(rawValue: name) else {
         throw ValidationError("--log-level \(name) is not one of trace, debug, info, notice, warning, error, critical")
     }
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
-    }
+    let instance = config.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension } ?? role
+    let origin = DaemonLogHandler.Origin(role: role, instance: instance)
+    LoggingSystem.bootstrap { _ in DaemonLogHandler(origin: origin, level: level) }
 }
 
 DLogd.main()
