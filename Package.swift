@@ -59,7 +59,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .target(name: "DLogDaemon", dependencies: [
-            "DLogBookie", "DLogIO", "DLogMetadata", "CSystemd", "DLogProxy", "DistributedLog", "DLogLedger",
+            "DLogBookie", "DLogIO", "DLogMetadata", "CSystemd", "CDLogSys", "DLogProxy", "DistributedLog", "DLogLedger",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -80,7 +80,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlogctl", dependencies: [
-            "DLogMetadata", "DLogWire", "DistributedLog", "DLogLedger",
+            "DLogMetadata", "DLogWire", "DistributedLog", "DLogLedger", "DLogDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlog-bench", dependencies: [

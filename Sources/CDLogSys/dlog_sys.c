@@ -2,6 +2,7 @@
 #include "dlog_sys.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -20,4 +21,13 @@ int32_t dlog_fallocate(int32_t fd, int64_t offset, int64_t len) {
     int rc;
     do { rc = fallocate(fd, 0, offset, len); } while (rc < 0 && errno == EINTR);
     return rc < 0 ? -errno : 0;
+}
+
+int32_t dlog_peer_credentials(int32_t fd, uint32_t *uid, uint32_t *gid) {
+    struct ucred credentials;
+    socklen_t length = sizeof(credentials);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -errno;
+    *uid = credentials.uid;
+    *gid = credentials.gid;
+    return 0;
 }

@@ -35,6 +35,7 @@ public final class Bookie: JournalSink, Sendable {
     let logger: Logger
     let readOnly = Atomic<Bool>(false)
     let checkpointRequested = Atomic<Bool>(false)
+    let operatorReadOnly = Atomic<Bool>(false)
     let stopping = Atomic<Bool>(false)
     let background = DispatchSemaphore(value: 0)
     /// Why the last checkpoint failed, until one succeeds.
@@ -103,7 +104,17 @@ public final class Bookie: JournalSink, Sendable {
         _ = try? storage.checkpoint()
     }
 
-    public var isReadOnly: Bool { readOnly.load(ordering: .relaxed) }
+    /// Read-only because a disk is nearly full, or because an operator said so (`dlogctl admin readonly on`).
+    public var isReadOnly: Bool { readOnly.load(ordering: .relaxed) || operatorReadOnly.load(ordering: .relaxed) }
+
+    /// An operator's read-only switch, apart from the disk check (which cannot clear it).
+    public func setOperatorReadOnly(_ on: Bool) {
+        operatorReadOnly.store(on, ordering: .relaxed)
+        logger.notice(on ? "read-only by operator" : "operator read-only cleared")
+    }
+
+    /// Asks the background thread for a checkpoint now.
+    public func requestCheckpoint() { checkpointRequested.store(true, ordering: .relaxed) }
 
     /// True while the write cache holds 1.5× its checkpoint size or more and checkpoints are working:
     /// connections should stop reading (TCP back-pressure) until a checkpoint catches up, so adds wait

@@ -40,9 +40,11 @@ public enum BookieRole {
         let bookie: Bookie
         let server: BookieServer
         let membership: BookieMembership?
+        let admin: AdminSocket?
         let logger: Logger
 
         public func stop() {
+            admin?.stop()
             logger.info("stopping: deregistering, flushing journal, checkpointing, closing server")
             // Leave the registry first, so clients stop choosing this bookie while it drains.
             if let membership { _ = try? runBlocking { await membership.stop() } }
@@ -114,7 +116,16 @@ public enum BookieRole {
             membership = member
         }
         logger.info("bookie serving", metadata: ["address": "\(settings.host):\(port)", "bookie_id": "\(bookieID)"])
-        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, logger: logger)
+        let admin = AdminCommands.open(settings.adminSocket, logger: logger)
+        if let admin {
+            let address = "\(settings.host):\(port)", registered = membership != nil
+            AdminCommands.common(admin, role: "bookie", config: AdminCommands.describe(settings)) {
+                ["state": bookie.isReadOnly ? "read-only" : "writable", "bookie_id": bookieID.rawValue,
+                 "address": address, "registered": registered]
+            }
+            AdminCommands.bookie(admin, bookie)
+        }
+        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, admin: admin, logger: logger)
     }
 
     /// Why O_DIRECT cannot be used in one of the directories (tmpfs and some FUSE file systems refuse it).

@@ -36,6 +36,8 @@ public struct BookieSettings: Sendable {
     public var rack = ""
     public var registrationTTLSeconds = 10
     public var gcIntervalMillis = 60_000
+    /// The admin socket's path (`dlogctl admin`); nil: /run/dlog/INSTANCE.sock when /run/dlog exists.
+    public var adminSocket: String?
 
     public init() {}
 
@@ -44,7 +46,7 @@ public struct BookieSettings: Sendable {
         "journal_group_bytes", "journal_max_in_flight", "journal_file_bytes", "journal_files_max", "journal_queue_entries",
         "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
-        "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms", "advertised_host",
+        "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms", "advertised_host", "admin_socket",
     ]
 
     /// Applies a config file over the defaults, checking every value.
@@ -96,6 +98,7 @@ public struct BookieSettings: Sendable {
             do { _ = try MetadataURI(parsing: m) } catch { throw ConfigFile.Problem(message: "\(file.location("metadata")): \(error)") }
             metadata = m
         }
+        if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
         if let b = v("bookie_id") {
             if let problem = BookieID(b).problem { throw bad("bookie_id", problem) }
             bookieID = b

@@ -1,6 +1,19 @@
 import CSystemd
 import Foundation
 import Logging
+import Synchronization
+
+/// The log level of the whole process, read on every log call and set by the admin socket.
+public final class DaemonLogLevel: Sendable {
+    public static let shared = DaemonLogLevel()
+    private static let levels: [Logger.Level] = [.trace, .debug, .info, .notice, .warning, .error, .critical]
+    private let index = Atomic(2)
+
+    public var level: Logger.Level {
+        get { Self.levels[index.load(ordering: .relaxed)] }
+        set { index.store(Self.levels.firstIndex(of: newValue)!, ordering: .relaxed) }
+    }
+}
 
 /// Where the daemon's log lines go, and with which fields: natively to journald (`sd_journal_sendv`, one
 /// structured entry per line) when standard error is the journal's stream, else to standard error as one line
@@ -17,7 +30,11 @@ public struct DaemonLogHandler: LogHandler {
         }
     }
 
-    public var logLevel: Logger.Level
+    /// The process's level, changed at run time through the admin socket (`log-level debug`).
+    public var logLevel: Logger.Level {
+        get { DaemonLogLevel.shared.level }
+        set { DaemonLogLevel.shared.level = newValue }
+    }
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
     let origin: Origin
@@ -25,8 +42,8 @@ public struct DaemonLogHandler: LogHandler {
 
     public init(origin: Origin, level: Logger.Level, toJournal: Bool = DaemonLogHandler.stderrIsJournal) {
         self.origin = origin
-        logLevel = level
         self.toJournal = toJournal
+        DaemonLogLevel.shared.level = level
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {

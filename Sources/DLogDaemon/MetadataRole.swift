@@ -21,8 +21,16 @@ public enum MetadataRole {
             let port = server.localAddress?.port ?? settings.port
             logger.info("metadata role serving", metadata: ["address": "\(settings.host):\(port)",
                                                             "data_dir": "\(settings.dataDirectory)"])
+            let admin = AdminCommands.open(settings.adminSocket, logger: logger)
+            if let admin {
+                AdminCommands.common(admin, role: "metadata", config: AdminCommands.describe(settings)) {
+                    ["address": "\(settings.host):\(port)", "data_dir": settings.dataDirectory]
+                }
+                AdminCommands.metadata(admin, store)
+            }
             RoleLifecycle.announceReady(role: "metadata", host: settings.host, port: port)
             RoleLifecycle.waitForTermination(termination)
+            admin?.stop()
             logger.info("stopping: closing connections, then the database")
             // Answers to requests already queued still reach their connections: the event loops stop last.
             server.stopAccepting()

@@ -8,10 +8,12 @@ public struct MetadataSettings: Sendable {
     /// Revisions of change history kept so watchers can resume after a disconnect.
     public var historyRevisions = 100_000
     public var ioThreads = 1
+    /// The admin socket's path (`dlogctl admin`); nil: /run/dlog/INSTANCE.sock when /run/dlog exists.
+    public var adminSocket: String?
 
     public init() {}
 
-    public static let keys: Set<String> = ["data_dir", "host", "port", "history_revisions", "io_threads"]
+    public static let keys: Set<String> = ["data_dir", "host", "port", "history_revisions", "io_threads", "admin_socket"]
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
         if let d = try file.nonEmpty("data_dir", allowed: "a directory") { dataDirectory = d }
@@ -19,6 +21,7 @@ public struct MetadataSettings: Sendable {
         if let p = try file.int("port", 0...65535) { port = p }
         if let n = try file.int("history_revisions", 1_000...100_000_000) { historyRevisions = n }
         if let n = try file.int("io_threads", 1...64) { ioThreads = n }
+        if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
     }
 
     public var storeConfiguration: EmbeddedStore.Configuration {

@@ -31,9 +31,11 @@ public enum ProxyRole {
         let server: ProxyServer
         let pool: BookiePool
         let store: any MetadataStore
+        let admin: AdminSocket?
         let logger: Logger
 
         public func stop() {
+            admin?.stop()
             logger.info("stopping: draining owned streams")
             server.stopAccepting()
             _ = try? runBlocking { await service.drain() }
@@ -67,6 +69,14 @@ public enum ProxyRole {
             throw error
         }
         logger.info("proxy serving", metadata: ["address": "\(address)", "metadata": "\(settings.metadata)"])
-        return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, store: store, logger: logger)
+        let admin = AdminCommands.open(settings.adminSocket, logger: logger)
+        if let admin {
+            AdminCommands.common(admin, role: "proxy", config: AdminCommands.describe(settings)) {
+                ["address": address, "streams_owned": proxy.ownedStreams.count]
+            }
+            AdminCommands.proxy(admin, proxy)
+        }
+        return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, store: store,
+                            admin: admin, logger: logger)
     }
 }

@@ -9,7 +9,7 @@ struct DLogCtl: AsyncParsableCommand {
         commandName: "dlogctl",
         abstract: "Operate a DistributedLog cluster.",
         subcommands: [ClusterCommand.self, BookieCommand.self, MetadataCommand.self, LogCommand.self, WriteCommand.self,
-                      ReadCommand.self])
+                      ReadCommand.self, AdminCommand.self])
 }
 
 /// `--metadata URI`, shared by every command that talks to the metadata store.

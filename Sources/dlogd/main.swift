@@ -44,6 +44,7 @@ struct BookieCommand: ParsableCommand {
             throw ValidationError(problem.message)
         }
         try bootstrapLogging(logLevel, role: "bookie", config: config)
+        settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "bookie", config: config)
         let code = BookieRole.run(settings: settings, truncateCorrupt: truncateCorrupt,
                                   logger: Logger(label: "dlogd.bookie"))
         if code != 0 { throw ExitCode(code) }
@@ -72,6 +73,7 @@ struct MetadataCommand: ParsableCommand {
             throw ValidationError(problem.message)
         }
         try bootstrapLogging(logLevel, role: "metadata", config: config)
+        settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "metadata", config: config)
         let code = MetadataRole.run(settings: settings, logger: Logger(label: "dlogd.metadata"))
         if code != 0 { throw ExitCode(code) }
     }
@@ -102,6 +104,7 @@ struct ProxyCommand: ParsableCommand {
             throw ValidationError(problem.message)
         }
         try bootstrapLogging(logLevel, role: "proxy", config: config)
+        settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "proxy", config: config)
         let code = ProxyRole.run(settings: settings, logger: Logger(label: "dlogd.proxy"))
         if code != 0 { throw ExitCode(code) }
     }
@@ -141,6 +144,17 @@ func checkedPort(_ port: Int) throws -> Int {
     return port
 }
 
+/// /run/dlog/INSTANCE.sock when /run/dlog exists (systemd's RuntimeDirectory=); else none unless configured.
+func defaultAdminSocket(role: String, config: String?) -> String? {
+    guard FileManager.default.fileExists(atPath: "/run/dlog") else { return nil }
+    return "/run/dlog/\(instanceName(role: role, config: config)).sock"
+}
+
+/// The instance: the config file's name (bookie for /etc/dlog/bookie.conf, as in dlogd@bookie), else the role.
+func instanceName(role: String, config: String?) -> String {
+    config.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension } ?? role
+}
+
 /// Logging for the whole process: to journald natively when standard error is the journal (under systemd),
 /// else `<N>`-prefixed lines on standard error. The instance is the config file's name (bookie for
 /// /etc/dlog/bookie.conf, as in dlogd@bookie), else the role.
@@ -148,8 +162,7 @@ func bootstrapLogging(_ name: String, role: String, config: String?) throws {
     guard let level = Logger.Level(rawValue: name) else {
         throw ValidationError("--log-level \(name) is not one of trace, debug, info, notice, warning, error, critical")
     }
-    let instance = config.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension } ?? role
-    let origin = DaemonLogHandler.Origin(role: role, instance: instance)
+    let origin = DaemonLogHandler.Origin(role: role, instance: instanceName(role: role, config: config))
     LoggingSystem.bootstrap { _ in DaemonLogHandler(origin: origin, level: level) }
 }
 

@@ -13,6 +13,8 @@ int64_t dlog_pwritev2(int32_t fd, const void *buf, size_t len, int64_t offset, i
 int32_t dlog_rwf_dsync(void);
 /// fallocate(mode 0). Returns 0 or -errno.
 int32_t dlog_fallocate(int32_t fd, int64_t offset, int64_t len);
+/// The peer's user and group of a connected Unix socket (SO_PEERCRED). Returns 0 or -errno.
+int32_t dlog_peer_credentials(int32_t fd, uint32_t *uid, uint32_t *gid);
 
 /// CRC32C (Castagnoli), continuing from `crc` (pass 0 to start). Uses SSE4.2 when the CPU has it.
 uint32_t dlog_crc32c(uint32_t crc, const void *data, size_t len);
