@@ -1,3 +1,4 @@
+import Dispatch
 import DLogWire
 import Logging
 import NIOCore
@@ -37,6 +38,16 @@ public final class BookieServer: Sendable {
         try? channel.close().wait()
         try? group.syncShutdownGracefully()
         try? pool.syncShutdownGracefully()
+    }
+
+    /// Whether every event loop runs a task within `timeout` (the watchdog's proof that they make progress).
+    public func eventLoopsRespond(within timeout: Duration) -> Bool {
+        let loops = Array(group.makeIterator())
+        let answered = DispatchSemaphore(value: 0)
+        for loop in loops { loop.execute { answered.signal() } }
+        let deadline = DispatchTime.now() + .nanoseconds(Int(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+        for _ in loops where answered.wait(timeout: deadline) == .timedOut { return false }
+        return true
     }
 }
 

@@ -6,6 +6,7 @@ import DLogWire
 import Foundation
 import Logging
 import NIOCore
+import Synchronization
 
 /// Runs the bookie role until SIGTERM/SIGINT or a journal failure.
 public enum BookieRole {
@@ -41,9 +42,11 @@ public enum BookieRole {
         let server: BookieServer
         let membership: BookieMembership?
         let admin: AdminSocket?
+        let watchdog: Watchdog
         let logger: Logger
 
         public func stop() {
+            watchdog.stop()
             admin?.stop()
             logger.info("stopping: deregistering, flushing journal, checkpointing, closing server")
             // Leave the registry first, so clients stop choosing this bookie while it drains.
@@ -125,7 +128,23 @@ public enum BookieRole {
             }
             AdminCommands.bookie(admin, bookie)
         }
-        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, admin: admin, logger: logger)
+        let watchdog = bookieWatchdog(bookie, server)
+        watchdog.start(logger: logger)
+        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, admin: admin,
+                             watchdog: watchdog, logger: logger)
+    }
+
+    /// The bookie's health for systemd: its journals make progress when work waits, and its event loops run
+    /// tasks; the status line says writable or read-only, adds/s and the sync p99.
+    static func bookieWatchdog(_ bookie: Bookie, _ server: BookieServer) -> Watchdog {
+        let progress = Mutex(JournalProgress())
+        let statusLine = Mutex(BookieStatusLine())
+        return Watchdog(probes: [
+            { progress.withLock { $0.check(bookie.journals.map(\.stats)) } },
+            { server.eventLoopsRespond(within: .seconds(1)) ? nil : "the network event loops did not run a task within 1 s" },
+        ], status: {
+            statusLine.withLock { $0.line(readOnly: bookie.isReadOnly, bookie.journals.map(\.stats)) }
+        })
     }
 
     /// Why O_DIRECT cannot be used in one of the directories (tmpfs and some FUSE file systems refuse it).

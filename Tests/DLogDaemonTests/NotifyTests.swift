@@ -1,0 +1,110 @@
+import DLogBookie
+import DLogDaemon
+import DLogTestSupport
+import Foundation
+import Testing
+
+/// What dlogd tells systemd, received on a real notify socket (the datagram protocol sd_notify speaks), with
+/// a watchdog interval set the way systemd sets it.
+@Suite(.serialized) struct NotifyTests {
+    @Test func aBookieSaysReadyThenPingsTheWatchdogWithItsStatus() async throws {
+        // Proves READY=1 once serving, then WATCHDOG=1 at half the interval together with a STATUS line naming
+        // the state, the adds/s and the sync p99, and STOPPING=1 on SIGTERM.
+        let dir = TempDir("dlog-notify")
+        let socketPath = dir.sub("notify.sock")
+        let listener = try NotifyListener(path: socketPath)
+        defer { listener.close() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: dlogdPath)
+        process.arguments = ["bookie", "--journal-dir", dir.sub("j"), "--ledger-dir", dir.sub("l"), "--port", "0", "--config", try {
+            let path = dir.sub("b.conf")
+            try "journal_file_bytes = 8M\njournal_files_max = 3\nmax_frame_bytes = 1M\nallow_shared_device = true\n"
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }()]
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = socketPath
+        environment["WATCHDOG_USEC"] = "1000000"
+        environment.removeValue(forKey: "WATCHDOG_PID")
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        var messages: [String] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline && messages.filter({ $0.contains("WATCHDOG=1") }).count < 3 {
+            if let message = listener.receive() { messages.append(message) }
+        }
+        #expect(messages.first?.contains("READY=1") == true, "\(messages)")
+        let pings = messages.filter { $0.contains("WATCHDOG=1") }
+        #expect(pings.count >= 3, "\(messages)")
+        #expect(pings.last?.contains("STATUS=writable,") == true && pings.last?.contains("adds/s") == true, "\(messages)")
+        kill(process.processIdentifier, SIGTERM)
+        var stopping = false
+        let stopDeadline = ContinuousClock.now + .seconds(20)
+        while !stopping && ContinuousClock.now < stopDeadline {
+            if let message = listener.receive() { stopping = message.contains("STOPPING=1") }
+        }
+        #expect(stopping, "STOPPING=1 on SIGTERM")
+    }
+}
+
+/// A notify socket as systemd makes one: a Unix datagram socket that messages arrive on.
+final class NotifyListener: Sendable {
+    let fd: Int32
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard fd >= 0, bound == 0 else { throw DaemonError("cannot bind a notify socket at \(path)") }
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// The next message, or nil after a second without one.
+    func receive() -> String? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : nil
+    }
+
+    func close() { Glibc.close(fd) }
+}
+
+@Suite struct HealthRuleTests {
+    @Test func aJournalWithWorkWaitingAndNoSyncIsStuck() {
+        var progress = JournalProgress()
+        var stats = JournalStats()
+        stats.queueDepth = 5
+        stats.syncs = 10
+        #expect(progress.check([stats]) == nil, "the first look has nothing to compare with")
+        #expect(progress.check([stats])?.contains("5 records waiting") == true)
+        stats.syncs = 11
+        #expect(progress.check([stats]) == nil, "it synced since")
+        stats.queueDepth = 0
+        #expect(progress.check([stats]) == nil, "idle is not stuck")
+        stats.failed = "EIO"
+        #expect(progress.check([stats]) == "journal 0 failed: EIO")
+    }
+
+    @Test func theStatusLineQuotesTheSyncP99Bucket() {
+        var buckets = [UInt64](repeating: 0, count: 12)
+        buckets[3] = 990  // < 128 µs
+        buckets[7] = 10   // < 2 ms
+        #expect(BookieStatusLine.p99(buckets) == "128 µs")
+        buckets[7] = 20
+        #expect(BookieStatusLine.p99(buckets) == "2 ms")
+        #expect(BookieStatusLine.p99([UInt64](repeating: 0, count: 12)) == "-")
+    }
+}
