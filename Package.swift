@@ -62,6 +62,7 @@ let package = Package(
             "DLogBookie", "DLogIO", "DLogMetadata", "CSystemd", "CDLogSys", "DLogProxy", "DistributedLog", "DLogLedger",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .target(name: "DistributedLog", dependencies: [
             "DLogLedger", "DLogMetadata", "DLogWire", "CLZ4",

@@ -36,6 +36,10 @@ public final class Bookie: JournalSink, Sendable {
     let readOnly = Atomic<Bool>(false)
     let checkpointRequested = Atomic<Bool>(false)
     let operatorReadOnly = Atomic<Bool>(false)
+    /// Requests taken from the network, for metrics: adds, reads (with fence reads), and malformed frames.
+    public let addsReceived = Atomic<UInt64>(0)
+    public let readsReceived = Atomic<UInt64>(0)
+    public let malformedRequests = Atomic<UInt64>(0)
     let stopping = Atomic<Bool>(false)
     let background = DispatchSemaphore(value: 0)
     /// Why the last checkpoint failed, until one succeeds.

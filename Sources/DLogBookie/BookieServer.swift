@@ -104,6 +104,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
         gate.took(channel: context.channel)
         switch request {
         case .add(let key, let entry, let recovery):
+            bookie.addsReceived.add(1, ordering: .relaxed)
             bookie.add(masterKey: key, entry: entry, recovery: recovery, reply: reply)
             if bookie.underWritePressure && !gate.paused.contains(.writePressure) {
                 // Stop reading this connection until a checkpoint frees cache; the client sees latency,
@@ -116,6 +117,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
                 }
             }
         case .read(let ledger, let entry, let fenceKey):
+            bookie.readsReceived.add(1, ordering: .relaxed)
             let bookie = self.bookie
             let pool = self.pool
             let read: @Sendable () -> Void = {
@@ -164,6 +166,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
     }
 
     private func reject(context: ChannelHandlerContext, reason: String) {
+        bookie.malformedRequests.add(1, ordering: .relaxed)
         logger.warning("closing connection: malformed input", metadata: [
             "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "reason": "\(reason)"])
         context.close(promise: nil)

@@ -73,6 +73,7 @@ public enum AdminCommands {
             }
             return ["read_only": bookie.isReadOnly]
         }
+        socket.register("metrics", help: "the metrics, as Prometheus text") { _ in BookieMetrics.render(bookie) }
         socket.register("checkpoint", help: "ask for a checkpoint now (the write cache goes to entry logs)") { _ in
             bookie.requestCheckpoint()
             return ["checkpoint": "requested"]

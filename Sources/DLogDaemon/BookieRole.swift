@@ -43,10 +43,12 @@ public enum BookieRole {
         let membership: BookieMembership?
         let admin: AdminSocket?
         let watchdog: Watchdog
+        let metrics: MetricsServer?
         let logger: Logger
 
         public func stop() {
             watchdog.stop()
+            metrics?.close()
             admin?.stop()
             logger.info("stopping: deregistering, flushing journal, checkpointing, closing server")
             // Leave the registry first, so clients stop choosing this bookie while it drains.
@@ -130,8 +132,17 @@ public enum BookieRole {
         }
         let watchdog = bookieWatchdog(bookie, server)
         watchdog.start(logger: logger)
+        var metrics: MetricsServer?
+        if let metricsPort = settings.metricsPort {
+            do {
+                metrics = try MetricsServer(host: settings.host, port: metricsPort) { BookieMetrics.render(bookie) }
+                logger.info("metrics serving", metadata: ["address": "\(settings.host):\(metrics!.port)", "path": "/metrics"])
+            } catch {
+                logger.warning("running without metrics: cannot listen on \(settings.host):\(metricsPort): \(error)")
+            }
+        }
         return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, admin: admin,
-                             watchdog: watchdog, logger: logger)
+                             watchdog: watchdog, metrics: metrics, logger: logger)
     }
 
     /// The bookie's health for systemd: its journals make progress when work waits, and its event loops run

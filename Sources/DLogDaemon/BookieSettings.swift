@@ -38,6 +38,8 @@ public struct BookieSettings: Sendable {
     public var gcIntervalMillis = 60_000
     /// The admin socket's path (`dlogctl admin`); nil: /run/dlog/INSTANCE.sock when /run/dlog exists.
     public var adminSocket: String?
+    /// Prometheus metrics over HTTP on this port (`host`); nil: none.
+    public var metricsPort: Int?
 
     public init() {}
 
@@ -47,6 +49,7 @@ public struct BookieSettings: Sendable {
         "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
         "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms", "advertised_host", "admin_socket",
+        "metrics_port",
     ]
 
     /// Applies a config file over the defaults, checking every value.
@@ -99,6 +102,7 @@ public struct BookieSettings: Sendable {
             metadata = m
         }
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
+        if let p = try file.int("metrics_port", 0...65535) { metricsPort = p }
         if let b = v("bookie_id") {
             if let problem = BookieID(b).problem { throw bad("bookie_id", problem) }
             bookieID = b

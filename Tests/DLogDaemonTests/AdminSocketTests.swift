@@ -18,6 +18,7 @@ import Testing
             max_frame_bytes = 1M
             allow_shared_device = true
             admin_socket = \(socket)
+            metrics_port = 0
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let bookie = try await DaemonProcess.start(["--config", config])
         defer { bookie.kill(SIGKILL) }
@@ -40,10 +41,46 @@ import Testing
         let badLevel = try admin(["log-level", "loud"])
         #expect(badLevel.status == 1 && badLevel.stderr.contains("log level 'loud' is not one of"))
 
+        // Metrics: Prometheus text over HTTP, and the same through the admin socket.
+        let logged = bookie.stderr
+        let range = try #require(logged.range(of: "metrics serving address=127.0.0.1:"), "\(logged)")
+        let metricsPort = try #require(Int(logged[range.upperBound...].prefix { $0.isNumber }))
+        let scrape = try httpGet(port: metricsPort, path: "/metrics")
+        #expect(scrape.hasPrefix("HTTP/1.1 200") && scrape.contains("dlog_journal_syncs_total{journal=\"0\"}")
+                && scrape.contains("dlog_bookie_adds_total 0") && scrape.contains("dlog_bookie_read_only 1"), "\(scrape)")
+        #expect(try httpGet(port: metricsPort, path: "/other").hasPrefix("HTTP/1.1 404"))
+        #expect(try admin(["metrics"]).stdout.contains("# TYPE dlog_journal_sync_seconds_bucket counter"))
+
         bookie.kill(SIGTERM)
         #expect(await bookie.exited() == 0)
         #expect(!FileManager.default.fileExists(atPath: socket), "a clean stop removes the socket")
         let gone = try admin(["status"])
         #expect(gone.status == 1 && gone.stderr.contains("not running (socket \(socket))"))
     }
+}
+
+/// One HTTP GET over a plain socket; the whole response as text.
+func httpGet(port: Int, path: String) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw DaemonError("cannot connect to 127.0.0.1:\(port)") }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var response: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &chunk, chunk.count)
+        if n <= 0 { break }
+        response += chunk[0..<n]
+    }
+    return String(decoding: response, as: UTF8.self)
 }

@@ -1,0 +1,42 @@
+import DLogBookie
+import Foundation
+
+/// The bookie's metrics in Prometheus text: requests, journal syncs, batches, queue depth, sync latency, and
+/// the bookie's state. Built from the live counters at each scrape.
+enum BookieMetrics {
+    static func render(_ bookie: Bookie) -> String {
+        var out = PrometheusText()
+        out.metric("dlog_bookie_adds_total", "counter", "ADD requests received",
+                   [([:], Double(bookie.addsReceived.load(ordering: .relaxed)))])
+        out.metric("dlog_bookie_reads_total", "counter", "READ requests received (fence reads included)",
+                   [([:], Double(bookie.readsReceived.load(ordering: .relaxed)))])
+        out.metric("dlog_bookie_malformed_requests_total", "counter", "connections closed on a malformed frame",
+                   [([:], Double(bookie.malformedRequests.load(ordering: .relaxed)))])
+        out.metric("dlog_bookie_read_only", "gauge", "1 while the bookie takes no adds",
+                   [([:], bookie.isReadOnly ? 1 : 0)])
+        let stats = bookie.journals.map(\.stats)
+        func perJournal(_ value: (JournalStats) -> Double) -> [(labels: [String: String], value: Double)] {
+            stats.enumerated().map { (["journal": "\($0.offset)"], value($0.element)) }
+        }
+        out.metric("dlog_journal_syncs_total", "counter", "journal write+sync batches", perJournal { Double($0.syncs) })
+        out.metric("dlog_journal_records_synced_total", "counter", "records made durable", perJournal { Double($0.recordsSynced) })
+        out.metric("dlog_journal_bytes_synced_total", "counter", "bytes made durable", perJournal { Double($0.bytesSynced) })
+        out.metric("dlog_journal_queue_depth", "gauge", "records waiting for the journal", perJournal { Double($0.queueDepth) })
+        out.metric("dlog_journal_rejected_queue_full_total", "counter", "adds refused because the journal queue was full",
+                   perJournal { Double($0.rejectedQueueFull) })
+        out.metric("dlog_journal_failed", "gauge", "1 once the journal failed (the bookie takes no more adds)",
+                   perJournal { $0.failed == nil ? 0 : 1 })
+        // Cumulative buckets: bucket i counts syncs under 2^i × 16 µs.
+        var samples: [(labels: [String: String], value: Double)] = []
+        for (index, journal) in stats.enumerated() {
+            var cumulative: UInt64 = 0
+            for (i, count) in journal.syncLatencyBuckets.enumerated() {
+                cumulative += count
+                let bound = i == journal.syncLatencyBuckets.count - 1 ? "+Inf" : String(Double(16 << i) / 1e6)
+                samples.append((["journal": "\(index)", "le": bound], Double(cumulative)))
+            }
+        }
+        out.metric("dlog_journal_sync_seconds_bucket", "counter", "journal write+sync latency, cumulative buckets", samples)
+        return out.text
+    }
+}
