@@ -49,7 +49,7 @@ public struct BookieSettings: Sendable {
         "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
         "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms", "advertised_host", "admin_socket",
-        "metrics_port",
+        "metrics_port", "role",
     ]
 
     /// Applies a config file over the defaults, checking every value.
@@ -102,6 +102,9 @@ public struct BookieSettings: Sendable {
             metadata = m
         }
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
+        if let named = file.string("role"), named != "bookie" {
+            throw file.problem("role", allowed: "bookie (this is the bookie role's config; run `dlogd --config FILE` to start the role a file names)")
+        }
         if let p = try file.int("metrics_port", 0...65535) { metricsPort = p }
         if let b = v("bookie_id") {
             if let problem = BookieID(b).problem { throw bad("bookie_id", problem) }

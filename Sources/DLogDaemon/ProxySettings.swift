@@ -26,7 +26,7 @@ public struct ProxySettings: Sendable {
         "stream_records_soft", "stream_records_hard", "stream_bytes_soft", "stream_bytes_hard",
         "proxy_records_soft", "proxy_records_hard", "proxy_bytes_soft", "proxy_bytes_hard",
         "ensemble", "write_quorum", "ack_quorum", "segment_bytes_max", "segment_age_s", "retention_hours",
-        "ownership_lease_s", "compression", "admin_socket",
+        "ownership_lease_s", "compression", "admin_socket", "role",
     ]
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
@@ -46,6 +46,9 @@ public struct ProxySettings: Sendable {
         if let n = try file.int("streams_max", 1...1_000_000) { streamsMax = n }
         if let n = try file.int("io_threads", 1...64) { ioThreads = n }
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
+        if let named = file.string("role"), named != "proxy" {
+            throw file.problem("role", allowed: "proxy (this is the proxy role's config; run `dlogd --config FILE` to start the role a file names)")
+        }
         let rate = 0...1_000_000_000_000
         if let n = try file.int("stream_records_soft", rate) { limits.streamRecordsSoft = Double(n) }
         if let n = try file.int("stream_records_hard", rate) { limits.streamRecordsHard = Double(n) }

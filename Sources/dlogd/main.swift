@@ -8,7 +8,40 @@ struct DLogd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlogd",
         abstract: "The DistributedLog daemon.",
-        subcommands: [BookieCommand.self, MetadataCommand.self, ProxyCommand.self, StandaloneCommand.self])
+        subcommands: [LaunchCommand.self, BookieCommand.self, MetadataCommand.self, ProxyCommand.self, StandaloneCommand.self],
+        defaultSubcommand: LaunchCommand.self)
+}
+
+/// `dlogd --config FILE`: the role comes from the file's `role` key (what the systemd unit runs:
+/// `dlogd@bookie` reads /etc/dlog/bookie.conf).
+struct LaunchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run the role a config file names (role = bookie | metadata | proxy).")
+
+    @Option(help: "Config file (key = value lines) with a `role` key.") var config: String
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical") var logLevel = "info"
+
+    func run() throws {
+        guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
+            throw ValidationError("cannot read config file \(config)")
+        }
+        // Only the role is read here; the role's own command checks every other key.
+        switch configRole(text) {
+        case "bookie"?:
+            let command = try BookieCommand.parse(["--config", config, "--log-level", logLevel])
+            try command.run()
+        case "metadata"?:
+            let command = try MetadataCommand.parse(["--config", config, "--log-level", logLevel])
+            try command.run()
+        case "proxy"?:
+            let command = try ProxyCommand.parse(["--config", config, "--log-level", logLevel])
+            try command.run()
+        case let other?:
+            throw ValidationError("\(config): role '\(other)' is not one of bookie, metadata, proxy")
+        case nil:
+            throw ValidationError("\(config) has no 'role = bookie | metadata | proxy' line; add one, or run `dlogd bookie|metadata|proxy --config \(config)`")
+        }
+    }
 }
 
 struct BookieCommand: ParsableCommand {
@@ -30,7 +63,7 @@ struct BookieCommand: ParsableCommand {
     func run() throws {
         var settings = BookieSettings()
         do {
-            if let config { try settings.apply(try loadConfig(config, keys: BookieSettings.keys)) }
+            if let config { try settings.apply(try loadConfig(config, keys: BookieSettings.keys, role: "bookie")) }
             if !journalDirs.isEmpty { settings.journalDirectories = journalDirs }
             if !ledgerDirs.isEmpty { settings.ledgerDirectories = ledgerDirs }
             if let port { settings.port = try checkedPort(port) }
@@ -65,7 +98,7 @@ struct MetadataCommand: ParsableCommand {
     func run() throws {
         var settings = MetadataSettings()
         do {
-            if let config { try settings.apply(try loadConfig(config, keys: MetadataSettings.keys)) }
+            if let config { try settings.apply(try loadConfig(config, keys: MetadataSettings.keys, role: "metadata")) }
             if let dataDir { settings.dataDirectory = dataDir }
             if let port { settings.port = try checkedPort(port) }
             if let host { settings.host = host }
@@ -93,7 +126,7 @@ struct ProxyCommand: ParsableCommand {
     func run() throws {
         var settings = ProxySettings()
         do {
-            if let config { try settings.apply(try loadConfig(config, keys: ProxySettings.keys)) }
+            if let config { try settings.apply(try loadConfig(config, keys: ProxySettings.keys, role: "proxy")) }
             if let metadata {
                 do { _ = try MetadataURI(parsing: metadata) } catch { throw ValidationError("--metadata: \(error)") }
                 settings.metadata = metadata
@@ -132,9 +165,20 @@ struct StandaloneCommand: ParsableCommand {
     }
 }
 
-func loadConfig(_ path: String, keys: Set<String>) throws -> ConfigFile {
+/// The value of a config text's `role` key, if it has one.
+func configRole(_ text: String) -> String? {
+    text.split(separator: "\n").lazy.map { $0.trimmingCharacters(in: .whitespaces) }
+        .first { $0.hasPrefix("role") && $0.dropFirst(4).trimmingCharacters(in: .whitespaces).hasPrefix("=") }
+        .map { String($0.split(separator: "=", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces) }
+}
+
+func loadConfig(_ path: String, keys: Set<String>, role: String) throws -> ConfigFile {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
         throw ValidationError("cannot read config file \(path)")
+    }
+    // A file for another role fails on its own keys; say what is really wrong first.
+    if let named = configRole(text), named != role {
+        throw ValidationError("\(path) is the \(named) role's config (role = \(named)), not the \(role) role's; run `dlogd --config \(path)` to start the role it names")
     }
     return try ConfigFile.parse(text, path: path, knownKeys: keys)
 }
