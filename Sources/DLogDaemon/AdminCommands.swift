@@ -80,7 +80,21 @@ public enum AdminCommands {
         }
     }
 
+    /// Starts the metrics listener when a port is configured; a port in use leaves the role running without it.
+    static func metrics(port: Int?, host: String, logger: Logger, render: @escaping @Sendable () -> String) -> MetricsServer? {
+        guard let port else { return nil }
+        do {
+            let server = try MetricsServer(host: host, port: port, render: render)
+            logger.info("metrics serving", metadata: ["address": "\(host):\(server.port)", "path": "/metrics"])
+            return server
+        } catch {
+            logger.warning("running without metrics: cannot listen on \(host):\(port): \(error)")
+            return nil
+        }
+    }
+
     static func proxy(_ socket: AdminSocket, _ service: ProxyService) {
+        socket.register("metrics", help: "the metrics, as Prometheus text") { _ in RoleMetrics.proxy(service) }
         socket.register("streams", help: "the streams this proxy owns") { _ in ["streams": service.ownedStreams] }
         socket.register("release", help: "release STREAM: flush it and let another proxy take it") { args in
             guard let stream = args.first else { throw AdminSocket.Refusal("release takes a stream name") }
@@ -94,6 +108,9 @@ public enum AdminCommands {
     }
 
     static func metadata(_ socket: AdminSocket, _ store: EmbeddedStore) {
+        socket.register("metrics", help: "the metrics, as Prometheus text") { _ in
+            RoleMetrics.metadata(try runBlocking { await store.stats() })
+        }
         socket.register("stats", help: "the store's revision, leases, watchers and commits") { _ in
             let stats = try runBlocking { await store.stats() }
             return (try? JSONSerialization.jsonObject(with: Data(stats.json.utf8))) ?? [:]

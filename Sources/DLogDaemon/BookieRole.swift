@@ -132,14 +132,8 @@ public enum BookieRole {
         }
         let watchdog = bookieWatchdog(bookie, server)
         watchdog.start(logger: logger)
-        var metrics: MetricsServer?
-        if let metricsPort = settings.metricsPort {
-            do {
-                metrics = try MetricsServer(host: settings.host, port: metricsPort) { BookieMetrics.render(bookie) }
-                logger.info("metrics serving", metadata: ["address": "\(settings.host):\(metrics!.port)", "path": "/metrics"])
-            } catch {
-                logger.warning("running without metrics: cannot listen on \(settings.host):\(metricsPort): \(error)")
-            }
+        let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
+            BookieMetrics.render(bookie)
         }
         return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, admin: admin,
                              watchdog: watchdog, metrics: metrics, logger: logger)

@@ -28,9 +28,13 @@ public enum MetadataRole {
                 }
                 AdminCommands.metadata(admin, store)
             }
+            let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
+                RoleMetrics.metadata((try? runBlocking { await store.stats() }) ?? EmbeddedStats())
+            }
             RoleLifecycle.announceReady(role: "metadata", host: settings.host, port: port)
             RoleLifecycle.waitForTermination(termination)
             admin?.stop()
+            metrics?.close()
             logger.info("stopping: closing connections, then the database")
             // Answers to requests already queued still reach their connections: the event loops stop last.
             server.stopAccepting()

@@ -10,10 +10,13 @@ public struct MetadataSettings: Sendable {
     public var ioThreads = 1
     /// The admin socket's path (`dlogctl admin`); nil: /run/dlog/INSTANCE.sock when /run/dlog exists.
     public var adminSocket: String?
+    /// Prometheus metrics over HTTP on this port (`host`); nil: none.
+    public var metricsPort: Int?
 
     public init() {}
 
-    public static let keys: Set<String> = ["data_dir", "host", "port", "history_revisions", "io_threads", "admin_socket", "role"]
+    public static let keys: Set<String> = ["data_dir", "host", "port", "history_revisions", "io_threads", "admin_socket", "role",
+                                           "metrics_port"]
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
         if let d = try file.nonEmpty("data_dir", allowed: "a directory") { dataDirectory = d }
@@ -22,6 +25,7 @@ public struct MetadataSettings: Sendable {
         if let n = try file.int("history_revisions", 1_000...100_000_000) { historyRevisions = n }
         if let n = try file.int("io_threads", 1...64) { ioThreads = n }
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
+        if let p = try file.int("metrics_port", 0...65535) { metricsPort = p }
         if let named = file.string("role"), named != "metadata" {
             throw file.problem("role", allowed: "metadata (this is the metadata role's config; run `dlogd --config FILE` to start the role a file names)")
         }

@@ -32,10 +32,12 @@ public enum ProxyRole {
         let pool: BookiePool
         let store: any MetadataStore
         let admin: AdminSocket?
+        let metrics: MetricsServer?
         let logger: Logger
 
         public func stop() {
             admin?.stop()
+            metrics?.close()
             logger.info("stopping: draining owned streams")
             server.stopAccepting()
             _ = try? runBlocking { await service.drain() }
@@ -76,7 +78,10 @@ public enum ProxyRole {
             }
             AdminCommands.proxy(admin, proxy)
         }
+        let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
+            RoleMetrics.proxy(proxy)
+        }
         return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, store: store,
-                            admin: admin, logger: logger)
+                            admin: admin, metrics: metrics, logger: logger)
     }
 }

@@ -18,6 +18,8 @@ public struct ProxySettings: Sendable {
     public var ioThreads = 1
     /// The admin socket's path (`dlogctl admin`); nil: /run/dlog/INSTANCE.sock when /run/dlog exists.
     public var adminSocket: String?
+    /// Prometheus metrics over HTTP on this port (`host`); nil: none.
+    public var metricsPort: Int?
 
     public init() {}
 
@@ -26,7 +28,7 @@ public struct ProxySettings: Sendable {
         "stream_records_soft", "stream_records_hard", "stream_bytes_soft", "stream_bytes_hard",
         "proxy_records_soft", "proxy_records_hard", "proxy_bytes_soft", "proxy_bytes_hard",
         "ensemble", "write_quorum", "ack_quorum", "segment_bytes_max", "segment_age_s", "retention_hours",
-        "ownership_lease_s", "compression", "admin_socket", "role",
+        "ownership_lease_s", "compression", "admin_socket", "role", "metrics_port",
     ]
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
@@ -46,6 +48,7 @@ public struct ProxySettings: Sendable {
         if let n = try file.int("streams_max", 1...1_000_000) { streamsMax = n }
         if let n = try file.int("io_threads", 1...64) { ioThreads = n }
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
+        if let p = try file.int("metrics_port", 0...65535) { metricsPort = p }
         if let named = file.string("role"), named != "proxy" {
             throw file.problem("role", allowed: "proxy (this is the proxy role's config; run `dlogd --config FILE` to start the role a file names)")
         }

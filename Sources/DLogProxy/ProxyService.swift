@@ -41,6 +41,10 @@ public final class ProxyService: Sendable {
         var proxyLimit: RateCheck
         var draining = false
         var lastSoftWarning: [String: ContinuousClock.Instant] = [:]
+        /// For metrics: requests by operation, failures by status, records written.
+        var requests: [String: UInt64] = [:]
+        var failures: [String: UInt64] = [:]
+        var recordsWritten: UInt64 = 0
     }
 
     private let state: Mutex<State>
@@ -91,6 +95,25 @@ public final class ProxyService: Sendable {
     // MARK: Requests
 
     public func handle(_ request: ProxyRequest) async -> Result<ProxyReply, ProxyFailure> {
+        let result = await answer(request)
+        state.withLock { s in
+            s.requests["\(request.op)", default: 0] += 1
+            switch result {
+            case .failure(let failure): s.failures["\(failure.status)", default: 0] += 1
+            case .success(.written): s.recordsWritten += 1
+            case .success(.writtenBulk(let dlsns)): s.recordsWritten += UInt64(dlsns.count)
+            case .success: break
+            }
+        }
+        return result
+    }
+
+    /// Counters for metrics: requests by operation, failures by status, records written, streams owned.
+    public var counters: (requests: [String: UInt64], failures: [String: UInt64], recordsWritten: UInt64, streamsOwned: Int) {
+        state.withLock { s in (s.requests, s.failures, s.recordsWritten, s.streams.count) }
+    }
+
+    private func answer(_ request: ProxyRequest) async -> Result<ProxyReply, ProxyFailure> {
         let stream = request.stream
         if let problem = LogName.problem(stream) { return .failure(ProxyFailure(.badRequest, "invalid stream name '\(stream)': \(problem)")) }
         do {

@@ -14,7 +14,7 @@ import Testing
         // by every reader, once, in order, at its DLSN.
         try await withProcessCluster(bookies: 3) { cluster in
             let config = cluster.dir.sub("proxy.conf")
-            try "metadata = \(cluster.uri)\nownership_lease_s = 2\n".write(toFile: config, atomically: true, encoding: .utf8)
+            try "metadata = \(cluster.uri)\nownership_lease_s = 2\nmetrics_port = 0\n".write(toFile: config, atomically: true, encoding: .utf8)
             var proxies: [DaemonProcess] = []
             for _ in 0..<2 { proxies.append(try await DaemonProcess.start(["--config", config], role: "proxy")) }
             defer { for proxy in proxies { proxy.kill(SIGKILL) } }
@@ -65,6 +65,12 @@ import Testing
                 #expect(order == order.sorted(), "delivered in order")
                 for (dlsn, payload) in confirmed { #expect(seen[dlsn] == payload, "acknowledged \(dlsn) read back") }
             }
+            // The surviving owner's metrics count what it wrote.
+            let survivor = proxies[1 - ownerIndex].stderr
+            let range = try #require(survivor.range(of: "metrics serving address=127.0.0.1:"), "\(survivor)")
+            let port = try #require(Int(survivor[range.upperBound...].prefix { $0.isNumber }))
+            let scrape = try httpGet(port: port, path: "/metrics")
+            #expect(scrape.contains("dlog_proxy_streams_owned 1") && scrape.contains("dlog_proxy_requests_total{op=\"write\"}"), "\(scrape)")
             await client.shutdown()
         }
     }

@@ -1,0 +1,27 @@
+import DLogMetadata
+import DLogProxy
+
+/// The proxy's and the metadata role's metrics in Prometheus text (the bookie's are in `BookieMetrics`).
+enum RoleMetrics {
+    static func proxy(_ service: ProxyService) -> String {
+        let c = service.counters
+        var out = PrometheusText()
+        out.metric("dlog_proxy_streams_owned", "gauge", "streams this proxy owns", [([:], Double(c.streamsOwned))])
+        out.metric("dlog_proxy_records_written_total", "counter", "records written and acknowledged", [([:], Double(c.recordsWritten))])
+        out.metric("dlog_proxy_requests_total", "counter", "requests by operation",
+                   c.requests.sorted { $0.key < $1.key }.map { (["op": $0.key], Double($0.value)) })
+        out.metric("dlog_proxy_failures_total", "counter", "requests answered with an error, by status",
+                   c.failures.sorted { $0.key < $1.key }.map { (["status": $0.key], Double($0.value)) })
+        return out.text
+    }
+
+    static func metadata(_ stats: EmbeddedStats) -> String {
+        var out = PrometheusText()
+        out.metric("dlog_metadata_revision", "gauge", "the store's current revision", [([:], Double(stats.revision))])
+        out.metric("dlog_metadata_leases", "gauge", "live leases", [([:], Double(stats.leases))])
+        out.metric("dlog_metadata_watchers", "gauge", "open watches", [([:], Double(stats.watchers))])
+        out.metric("dlog_metadata_commits_total", "counter", "transactions committed", [([:], Double(stats.commits))])
+        out.metric("dlog_metadata_batches_total", "counter", "group commits (SQLite transactions)", [([:], Double(stats.batches))])
+        return out.text
+    }
+}
