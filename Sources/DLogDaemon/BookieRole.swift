@@ -11,7 +11,7 @@ import Synchronization
 /// Runs the bookie role until SIGTERM/SIGINT or a journal failure.
 public enum BookieRole {
     /// Starts everything and blocks. Returns the process exit code.
-    public static func run(settings: BookieSettings, truncateCorrupt: Bool, logger: Logger) -> Int32 {
+    public static func run(settings: BookieSettings, truncateCorrupt: Bool, config: String? = nil, logger: Logger) -> Int32 {
         let termination = Termination()
         let running: RunningBookie
         do {
@@ -24,8 +24,12 @@ public enum BookieRole {
         } catch {
             return RoleLifecycle.startFailed(role: "bookie", error, logger: logger)
         }
+        let reload = Reload(config: config, logger: logger) { text in
+            try Reload.applyLogLevel(try ConfigFile.parse(text, path: config ?? "", knownKeys: BookieSettings.keys))
+        }
         RoleLifecycle.announceReady(role: "bookie", host: settings.host, port: running.port)
         RoleLifecycle.waitForTermination(termination)
+        _ = reload
         running.stop()
         return 0
     }

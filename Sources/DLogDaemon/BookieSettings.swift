@@ -49,7 +49,7 @@ public struct BookieSettings: Sendable {
         "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
         "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms", "advertised_host", "admin_socket",
-        "metrics_port", "role",
+        "metrics_port", "role", "log_level",
     ]
 
     /// Applies a config file over the defaults, checking every value.

@@ -8,7 +8,7 @@ import Logging
 public enum MetadataRole {
     /// Starts everything and blocks. Returns the process exit code: 0 after a clean stop, 2 when it cannot
     /// start, 3 when the database failed while serving.
-    public static func run(settings: MetadataSettings, logger: Logger) -> Int32 {
+    public static func run(settings: MetadataSettings, config: String? = nil, logger: Logger) -> Int32 {
         let termination = Termination()
         do {
             let store = try EmbeddedStore(settings.storeConfiguration) { failure in
@@ -31,10 +31,14 @@ public enum MetadataRole {
             let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
                 RoleMetrics.metadata((try? runBlocking { await store.stats() }) ?? EmbeddedStats())
             }
+            let reload = Reload(config: config, logger: logger) { text in
+                try Reload.applyLogLevel(try ConfigFile.parse(text, path: config ?? "", knownKeys: MetadataSettings.keys))
+            }
             RoleLifecycle.announceReady(role: "metadata", host: settings.host, port: port)
             RoleLifecycle.waitForTermination(termination)
             admin?.stop()
             metrics?.close()
+            _ = reload
             logger.info("stopping: closing connections, then the database")
             // Answers to requests already queued still reach their connections: the event loops stop last.
             server.stopAccepting()

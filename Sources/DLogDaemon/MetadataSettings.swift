@@ -16,7 +16,7 @@ public struct MetadataSettings: Sendable {
     public init() {}
 
     public static let keys: Set<String> = ["data_dir", "host", "port", "history_revisions", "io_threads", "admin_socket", "role",
-                                           "metrics_port"]
+                                           "metrics_port", "log_level"]
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
         if let d = try file.nonEmpty("data_dir", allowed: "a directory") { dataDirectory = d }

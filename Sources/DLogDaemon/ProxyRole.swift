@@ -9,7 +9,7 @@ import Logging
 /// owned ones (another proxy takes them over), leaves the registry, exits.
 public enum ProxyRole {
     /// Starts everything and blocks. Returns the process exit code: 0 after a clean stop, 2 when it cannot start.
-    public static func run(settings: ProxySettings, logger: Logger) -> Int32 {
+    public static func run(settings: ProxySettings, config: String? = nil, logger: Logger) -> Int32 {
         let termination = Termination()
         let running: RunningProxy
         do {
@@ -17,8 +17,16 @@ public enum ProxyRole {
         } catch {
             return RoleLifecycle.startFailed(role: "proxy role", error, logger: logger)
         }
+        let reload = Reload(config: config, logger: logger) { text in
+            let file = try ConfigFile.parse(text, path: config ?? "", knownKeys: ProxySettings.keys)
+            var fresh = ProxySettings()
+            try fresh.apply(file)
+            try Reload.applyLogLevel(file)
+            running.service.setLimits(fresh.limits)
+        }
         RoleLifecycle.announceReady(role: "proxy", host: settings.host, port: running.port)
         RoleLifecycle.waitForTermination(termination)
+        _ = reload
         running.stop()
         return 0
     }
@@ -27,7 +35,7 @@ public enum ProxyRole {
     public struct RunningProxy: Sendable {
         public let port: Int
         public let address: String
-        let service: ProxyService
+        public let service: ProxyService
         let server: ProxyServer
         let pool: BookiePool
         let store: any MetadataStore

@@ -28,7 +28,7 @@ public struct ProxySettings: Sendable {
         "stream_records_soft", "stream_records_hard", "stream_bytes_soft", "stream_bytes_hard",
         "proxy_records_soft", "proxy_records_hard", "proxy_bytes_soft", "proxy_bytes_hard",
         "ensemble", "write_quorum", "ack_quorum", "segment_bytes_max", "segment_age_s", "retention_hours",
-        "ownership_lease_s", "compression", "admin_socket", "role", "metrics_port",
+        "ownership_lease_s", "compression", "admin_socket", "role", "metrics_port", "log_level",
     ]
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {

@@ -28,6 +28,8 @@ public final class ProxyService: Sendable {
 
     public let namespace: Namespace
     public let settings: Settings
+    /// The rate limits in force: `settings.limits` until a reload changes them.
+    public var limits: ProxyLimits { state.withLock { $0.currentLimits } }
     let logger: Logger
 
     private enum Slot {
@@ -45,6 +47,7 @@ public final class ProxyService: Sendable {
         var requests: [String: UInt64] = [:]
         var failures: [String: UInt64] = [:]
         var recordsWritten: UInt64 = 0
+        var currentLimits: ProxyLimits
     }
 
     private let state: Mutex<State>
@@ -58,8 +61,21 @@ public final class ProxyService: Sendable {
         self.settings = settings
         self.logger = logger
         let l = settings.limits
-        state = Mutex(State(proxyLimit: RateCheck(scope: "proxy \(settings.id)", records: (l.proxyRecordsSoft, l.proxyRecordsHard),
-                                                  bytes: (l.proxyBytesSoft, l.proxyBytesHard), now: .now)))
+        state = Mutex(State(proxyLimit: Self.proxyCheck(settings.id, l), currentLimits: l))
+    }
+
+    static func proxyCheck(_ id: String, _ l: ProxyLimits) -> RateCheck {
+        RateCheck(scope: "proxy \(id)", records: (l.proxyRecordsSoft, l.proxyRecordsHard),
+                  bytes: (l.proxyBytesSoft, l.proxyBytesHard), now: .now)
+    }
+
+    /// Puts new rate limits in force (a reload); every stream's budget starts again full.
+    public func setLimits(_ limits: ProxyLimits) {
+        state.withLock { s in
+            s.currentLimits = limits
+            s.proxyLimit = Self.proxyCheck(settings.id, limits)
+            s.limits.removeAll()
+        }
     }
 
     /// The value of a log's ownership lock when this proxy owns it: clients are redirected to the address in it.
@@ -174,8 +190,8 @@ public final class ProxyService: Sendable {
     /// every 10 s per scope).
     private func admit(_ stream: String, records: Int, bytes: Int) throws(ProxyFailure) {
         let now = ContinuousClock.now
-        let l = settings.limits
         let (streamOutcome, proxyOutcome) = state.withLock { s -> (RateCheck.Outcome, RateCheck.Outcome) in
+            let l = s.currentLimits
             var check = s.limits[stream] ?? RateCheck(scope: "stream '\(stream)'", records: (l.streamRecordsSoft, l.streamRecordsHard),
                                                       bytes: (l.streamBytesSoft, l.streamBytesHard), now: now)
             let streamOutcome = check.check(records: records, bytes: bytes, now: now)

@@ -19,7 +19,7 @@ struct LaunchCommand: ParsableCommand {
         commandName: "run", abstract: "Run the role a config file names (role = bookie | metadata | proxy).")
 
     @Option(help: "Config file (key = value lines) with a `role` key.") var config: String
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical") var logLevel = "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
 
     func run() throws {
         guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
@@ -28,13 +28,13 @@ struct LaunchCommand: ParsableCommand {
         // Only the role is read here; the role's own command checks every other key.
         switch configRole(text) {
         case "bookie"?:
-            let command = try BookieCommand.parse(["--config", config, "--log-level", logLevel])
+            let command = try BookieCommand.parse(["--config", config] + (logLevel.map { ["--log-level", $0] } ?? []))
             try command.run()
         case "metadata"?:
-            let command = try MetadataCommand.parse(["--config", config, "--log-level", logLevel])
+            let command = try MetadataCommand.parse(["--config", config] + (logLevel.map { ["--log-level", $0] } ?? []))
             try command.run()
         case "proxy"?:
-            let command = try ProxyCommand.parse(["--config", config, "--log-level", logLevel])
+            let command = try ProxyCommand.parse(["--config", config] + (logLevel.map { ["--log-level", $0] } ?? []))
             try command.run()
         case let other?:
             throw ValidationError("\(config): role '\(other)' is not one of bookie, metadata, proxy")
@@ -58,7 +58,7 @@ struct BookieCommand: ParsableCommand {
     @Flag(name: .customLong("journal-truncate-corrupt"),
           help: "Cut the journal at a corrupt record instead of refusing to start (discards what follows).")
     var truncateCorrupt = false
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical") var logLevel = "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
 
     func run() throws {
         var settings = BookieSettings()
@@ -78,7 +78,7 @@ struct BookieCommand: ParsableCommand {
         }
         try bootstrapLogging(logLevel, role: "bookie", config: config)
         settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "bookie", config: config)
-        let code = BookieRole.run(settings: settings, truncateCorrupt: truncateCorrupt,
+        let code = BookieRole.run(settings: settings, truncateCorrupt: truncateCorrupt, config: config,
                                   logger: Logger(label: "dlogd.bookie"))
         if code != 0 { throw ExitCode(code) }
     }
@@ -93,7 +93,7 @@ struct MetadataCommand: ParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Directory of the store's database.") var dataDir: String?
     @Option(help: "TCP port (0 picks a free one).") var port: Int?
     @Option(help: "Address to listen on.") var host: String?
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical") var logLevel = "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
 
     func run() throws {
         var settings = MetadataSettings()
@@ -107,7 +107,7 @@ struct MetadataCommand: ParsableCommand {
         }
         try bootstrapLogging(logLevel, role: "metadata", config: config)
         settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "metadata", config: config)
-        let code = MetadataRole.run(settings: settings, logger: Logger(label: "dlogd.metadata"))
+        let code = MetadataRole.run(settings: settings, config: config, logger: Logger(label: "dlogd.metadata"))
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -121,7 +121,7 @@ struct ProxyCommand: ParsableCommand {
     @Option(help: "Metadata store URI (dlog://host:port or etcd://host:port/prefix).") var metadata: String?
     @Option(help: "TCP port (0 picks a free one).") var port: Int?
     @Option(help: "Address to listen on.") var host: String?
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical") var logLevel = "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
 
     func run() throws {
         var settings = ProxySettings()
@@ -138,7 +138,7 @@ struct ProxyCommand: ParsableCommand {
         }
         try bootstrapLogging(logLevel, role: "proxy", config: config)
         settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "proxy", config: config)
-        let code = ProxyRole.run(settings: settings, logger: Logger(label: "dlogd.proxy"))
+        let code = ProxyRole.run(settings: settings, config: config, logger: Logger(label: "dlogd.proxy"))
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -151,7 +151,7 @@ struct StandaloneCommand: ParsableCommand {
     @Option(help: "Directory for all data.") var data = "./data"
     @Option(name: .customLong("base-port"), help: "Metadata port; bookies use the next 3, the proxy base + 10.") var basePort = 3180
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical") var logLevel = "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
 
     func run() throws {
         guard (1...65_000).contains(basePort) else { throw ValidationError("--base-port \(basePort) is not in 1...65000") }
@@ -202,9 +202,16 @@ func instanceName(role: String, config: String?) -> String {
 /// Logging for the whole process: to journald natively when standard error is the journal (under systemd),
 /// else `<N>`-prefixed lines on standard error. The instance is the config file's name (bookie for
 /// /etc/dlog/bookie.conf, as in dlogd@bookie), else the role.
-func bootstrapLogging(_ name: String, role: String, config: String?) throws {
-    guard let level = Logger.Level(rawValue: name) else {
-        throw ValidationError("--log-level \(name) is not one of trace, debug, info, notice, warning, error, critical")
+func bootstrapLogging(_ name: String?, role: String, config: String?) throws {
+    // The flag wins; else the config file's log_level; else info.
+    let fromFile = config.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }.flatMap { text in
+        text.split(separator: "\n").lazy.map { $0.trimmingCharacters(in: .whitespaces) }
+            .first { $0.hasPrefix("log_level") && $0.dropFirst(9).trimmingCharacters(in: .whitespaces).hasPrefix("=") }
+            .map { String($0.split(separator: "=", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces) }
+    }
+    let chosen = name ?? fromFile ?? "info"
+    guard let level = Logger.Level(rawValue: chosen) else {
+        throw ValidationError("log level \(chosen) is not one of trace, debug, info, notice, warning, error, critical")
     }
     let origin = DaemonLogHandler.Origin(role: role, instance: instanceName(role: role, config: config))
     LoggingSystem.bootstrap { _ in DaemonLogHandler(origin: origin, level: level) }

@@ -41,6 +41,22 @@ import Testing
         let badLevel = try admin(["log-level", "loud"])
         #expect(badLevel.status == 1 && badLevel.stderr.contains("log level 'loud' is not one of"))
 
+        // SIGHUP reloads the config's log_level; a file that no longer parses changes nothing.
+        let original = try String(contentsOfFile: config, encoding: .utf8)
+        try (original + "\nlog_level = warning\n").write(toFile: config, atomically: true, encoding: .utf8)
+        bookie.kill(SIGHUP)
+        var level = ""
+        for _ in 0..<100 where level != "warning" {
+            try await Task.sleep(for: .milliseconds(50))
+            level = (try? JSONSerialization.jsonObject(with: Data(try admin(["status", "--json"]).stdout.utf8)) as? [String: Any])?["log_level"] as? String ?? ""
+        }
+        #expect(level == "warning", "SIGHUP applied the config's log_level")
+        try (original + "\nlog_level = loud\n").write(toFile: config, atomically: true, encoding: .utf8)
+        bookie.kill(SIGHUP)
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try admin(["status", "--json"]).stdout.contains("\"log_level\":\"warning\""), "a bad reload keeps the running level")
+        #expect(bookie.stderr.contains("reload refused; the running settings stay"), "\(bookie.stderr)")
+
         // Metrics: Prometheus text over HTTP, and the same through the admin socket.
         let logged = bookie.stderr
         let range = try #require(logged.range(of: "metrics serving address=127.0.0.1:"), "\(logged)")
