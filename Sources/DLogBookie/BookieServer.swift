@@ -1,4 +1,3 @@
-import Dispatch
 import DLogWire
 import Logging
 import NIOCore
@@ -8,47 +7,36 @@ import NIOPosix
 /// `Channel.writeAndFlush`, which is safe from any thread; reads that must touch disk run on a thread pool.
 public final class BookieServer: Sendable {
     public let bookie: Bookie
-    let group: MultiThreadedEventLoopGroup
     let pool: NIOThreadPool
-    let channel: Channel
+    let listener: FrameServer
     let maxFrameBytes: Int
 
-    public var localAddress: SocketAddress? { channel.localAddress }
+    public var localAddress: SocketAddress? { listener.localAddress }
 
     public init(bookie: Bookie, host: String, port: Int, maxFrameBytes: Int, threads: Int = 2,
                 logger: Logger) throws {
         self.bookie = bookie
         self.maxFrameBytes = maxFrameBytes
-        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
         let pool = self.pool
         do {
-            channel = try FrameServer.bind(group: group, host: host, port: port, maxFrameBytes: maxFrameBytes) {
+            listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: maxFrameBytes) {
                 BookieRequestHandler(bookie: bookie, pool: pool, logger: logger)
             }
         } catch {
-            try? group.syncShutdownGracefully()
             try? pool.syncShutdownGracefully()
             throw error
         }
     }
 
     public func close() {
-        try? channel.close().wait()
-        try? group.syncShutdownGracefully()
+        listener.close()
         try? pool.syncShutdownGracefully()
     }
 
     /// Whether every event loop runs a task within `timeout` (the watchdog's proof that they make progress).
-    public func eventLoopsRespond(within timeout: Duration) -> Bool {
-        let loops = Array(group.makeIterator())
-        let answered = DispatchSemaphore(value: 0)
-        for loop in loops { loop.execute { answered.signal() } }
-        let deadline = DispatchTime.now() + .nanoseconds(Int(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
-        for _ in loops where answered.wait(timeout: deadline) == .timedOut { return false }
-        return true
-    }
+    public func eventLoopsRespond(within timeout: Duration) -> Bool { listener.eventLoopsRespond(within: timeout) }
 }
 
 /// Decodes one request per frame and dispatches it. A frame that cannot be decoded closes this connection

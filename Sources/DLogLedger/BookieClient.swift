@@ -124,14 +124,12 @@ final class ClientHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     let requestTimeout: TimeAmount?
-    private var nextID: UInt64 = 1
-    private var waiting: [UInt64: EventLoopPromise<BookieResponse>] = [:]
+    private var pending = PendingReplies<BookieResponse>()
     /// Requests by deadline, oldest first (ids of answered ones are dropped when they reach the front); long
     /// polls, whose deadlines do not follow send order, apart.
     private var deadlines = Deque<(id: UInt64, deadline: NIODeadline)>()
     private var pollDeadlines: [UInt64: NIODeadline] = [:]
     private var sweep: RepeatedTask?
-    private var closed = false
 
     init(requestTimeout: TimeAmount? = nil) {
         self.requestTimeout = requestTimeout
@@ -149,14 +147,10 @@ final class ClientHandler: ChannelDuplexHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let out = unwrapOutboundIn(data)
-        guard !closed else {
-            out.promise.fail(ConnectionClosed())
+        guard let id = pending.add(out.promise, closedError: ConnectionClosed()) else {
             promise?.succeed(())
             return
         }
-        let id = nextID
-        nextID += 1
-        waiting[id] = out.promise
         if let requestTimeout {
             if case .readLAC(_, let poll?) = out.request {
                 pollDeadlines[id] = .now() + requestTimeout + .milliseconds(Int64(poll.timeoutMilliseconds))
@@ -172,7 +166,7 @@ final class ClientHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        guard let promise = waiting.removeValue(forKey: frame.header.requestID) else { return }
+        guard let promise = pending.take(frame.header.requestID) else { return }
         pollDeadlines[frame.header.requestID] = nil
         do {
             promise.succeed(try BookieResponse.decode(frame).1)
@@ -182,8 +176,8 @@ final class ClientHandler: ChannelDuplexHandler {
     }
 
     private func closeIfOverdue(context: ChannelHandlerContext) {
-        guard !closed, let requestTimeout else { return }
-        while let front = deadlines.first, waiting[front.id] == nil { deadlines.removeFirst() }
+        guard !pending.closed, let requestTimeout else { return }
+        while let front = deadlines.first, !pending.isWaiting(front.id) { deadlines.removeFirst() }
         let now = NIODeadline.now()
         let late = (deadlines.first.map { $0.deadline < now } ?? false) || pollDeadlines.values.contains { $0 < now }
         guard late else { return }
@@ -208,12 +202,9 @@ final class ClientHandler: ChannelDuplexHandler {
     }
 
     private func failAll(_ error: Error) {
-        closed = true
-        let all = waiting
-        waiting = [:]
         deadlines.removeAll()
         pollDeadlines.removeAll()
-        for p in all.values { p.fail(error) }
+        pending.failAll(error)
     }
 }
 

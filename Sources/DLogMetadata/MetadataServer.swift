@@ -8,36 +8,24 @@ import Synchronization
 /// `EmbeddedStore`. Handlers stay on their event loop; the store's thread answers through `ResponseBatcher`.
 public final class MetadataServer: Sendable {
     public let store: EmbeddedStore
-    let group: MultiThreadedEventLoopGroup
-    let channel: Channel
+    let listener: FrameServer
 
     /// Requests carry at most one transaction (≈1.06 MiB of keys and values) plus framing.
     public static let requestFrameBytesMax = 2 << 20
 
-    public var localAddress: SocketAddress? { channel.localAddress }
+    public var localAddress: SocketAddress? { listener.localAddress }
 
     public init(store: EmbeddedStore, host: String, port: Int, threads: Int = 1, logger: Logger) throws {
         self.store = store
-        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        do {
-            channel = try FrameServer.bind(group: group, host: host, port: port, maxFrameBytes: Self.requestFrameBytesMax) {
-                MetadataRequestHandler(store: store, logger: logger)
-            }
-        } catch {
-            try? group.syncShutdownGracefully()
-            throw error
+        listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: Self.requestFrameBytesMax) {
+            MetadataRequestHandler(store: store, logger: logger)
         }
     }
 
     /// Stops taking connections; open ones go on being served (their answers still drain) until `close()`.
-    public func stopAccepting() {
-        try? channel.close().wait()
-    }
+    public func stopAccepting() { listener.stopAccepting() }
 
-    public func close() {
-        try? channel.close().wait()
-        try? group.syncShutdownGracefully()
-    }
+    public func close() { listener.close() }
 }
 
 /// One connection. A request whose body is malformed gets an `invalidArgument` answer and the connection

@@ -8,36 +8,24 @@ import NIOPosix
 /// go back in whatever order they finish, matched by request id.
 public final class ProxyServer: Sendable {
     public let service: ProxyService
-    let group: MultiThreadedEventLoopGroup
-    let channel: Channel
+    let listener: FrameServer
 
     /// A bulk write of the largest records, plus framing.
     public static let requestFrameBytesMax = 20 << 20
 
-    public var localAddress: SocketAddress? { channel.localAddress }
+    public var localAddress: SocketAddress? { listener.localAddress }
 
     public init(service: ProxyService, host: String, port: Int, threads: Int = 1, logger: Logger) throws {
         self.service = service
-        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        do {
-            channel = try FrameServer.bind(group: group, host: host, port: port, maxFrameBytes: Self.requestFrameBytesMax) {
-                ProxyRequestHandler(service: service, logger: logger)
-            }
-        } catch {
-            try? group.syncShutdownGracefully()
-            throw error
+        listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: Self.requestFrameBytesMax) {
+            ProxyRequestHandler(service: service, logger: logger)
         }
     }
 
     /// Stops taking connections; open ones are served until `close()`.
-    public func stopAccepting() {
-        try? channel.close().wait()
-    }
+    public func stopAccepting() { listener.stopAccepting() }
 
-    public func close() {
-        try? channel.close().wait()
-        try? group.syncShutdownGracefully()
-    }
+    public func close() { listener.close() }
 }
 
 /// One connection. A malformed body gets a BAD_REQUEST answer and the connection goes on; a broken frame

@@ -205,6 +205,8 @@ public final class ProxyService: Sendable {
             case .soft(let why):
                 let warn = state.withLock { s -> Bool in
                     if let last = s.lastSoftWarning[why], now - last < .seconds(10) { return false }
+                    // One entry per limited scope: forget them all now and then rather than grow without bound.
+                    if s.lastSoftWarning.count >= 10_000 { s.lastSoftWarning.removeAll() }
                     s.lastSoftWarning[why] = now
                     return true
                 }

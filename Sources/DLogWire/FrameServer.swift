@@ -1,21 +1,56 @@
+import Dispatch
 import NIOCore
 import NIOPosix
 
-/// The TCP listener every role serves the common frame on: each connection gets a frame decoder (frames up to
-/// `maxFrameBytes`) and then the role's handler, built per connection by `makeHandler`.
-public enum FrameServer {
-    public static func bind(group: EventLoopGroup, host: String, port: Int, maxFrameBytes: Int,
-                            makeHandler: @escaping @Sendable () -> any ChannelHandler) throws -> Channel {
-        try ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
-                    try channel.pipeline.syncOperations.addHandler(makeHandler())
+/// The TCP listener every role serves the common frame on, with the event loops it owns: each connection
+/// gets a frame decoder (frames up to `maxFrameBytes`) and then the role's handler, built per connection by
+/// `makeHandler`.
+public final class FrameServer: Sendable {
+    public let group: MultiThreadedEventLoopGroup
+    let channel: Channel
+
+    public var localAddress: SocketAddress? { channel.localAddress }
+
+    public init(host: String, port: Int, threads: Int, maxFrameBytes: Int,
+                makeHandler: @escaping @Sendable () -> any ChannelHandler) throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        do {
+            channel = try ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
+                        try channel.pipeline.syncOperations.addHandler(makeHandler())
+                    }
                 }
-            }
-            .bind(host: host, port: port).wait()
+                .bind(host: host, port: port).wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+    }
+
+    /// Stops taking connections; open ones are served (their answers still drain) until `close()`.
+    public func stopAccepting() {
+        try? channel.close().wait()
+    }
+
+    /// Stops taking connections and stops the event loops.
+    public func close() {
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+
+    /// Whether every event loop runs a task within `timeout` (a watchdog's proof that they make progress).
+    public func eventLoopsRespond(within timeout: Duration) -> Bool {
+        let loops = Array(group.makeIterator())
+        let answered = DispatchSemaphore(value: 0)
+        for loop in loops { loop.execute { answered.signal() } }
+        let (seconds, attoseconds) = timeout.components
+        let deadline = DispatchTime.now() + .nanoseconds(Int(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+        for _ in loops where answered.wait(timeout: deadline) == .timedOut { return false }
+        return true
     }
 }

@@ -64,20 +64,14 @@ final class FrameClientHandler: ChannelDuplexHandler {
     typealias OutboundIn = FrameConnection.Outbound
     typealias OutboundOut = ByteBuffer
 
-    private var nextID: UInt64 = 1
-    private var waiting: [UInt64: EventLoopPromise<Frame>] = [:]
-    private var closed = false
+    private var pending = PendingReplies<Frame>()
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let out = unwrapOutboundIn(data)
-        guard !closed else {
-            out.promise.fail(ConnectionLost())
+        guard let id = pending.add(out.promise, closedError: ConnectionLost()) else {
             promise?.succeed(())
             return
         }
-        let id = nextID
-        nextID += 1
-        waiting[id] = out.promise
         var buffer = context.channel.allocator.buffer(capacity: 256)
         out.encode(id, &buffer)
         context.write(wrapOutboundOut(buffer), promise: promise)
@@ -85,23 +79,16 @@ final class FrameClientHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        waiting.removeValue(forKey: frame.header.requestID)?.succeed(frame)
+        pending.take(frame.header.requestID)?.succeed(frame)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(ConnectionLost())
+        pending.failAll(ConnectionLost())
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        failAll(error)
+        pending.failAll(error)
         context.close(promise: nil)
-    }
-
-    private func failAll(_ error: Error) {
-        closed = true
-        let all = waiting
-        waiting = [:]
-        for promise in all.values { promise.fail(error) }
     }
 }
