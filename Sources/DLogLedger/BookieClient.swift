@@ -28,7 +28,7 @@ public final class BookieClient: Sendable {
         let own = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         do {
             let channel = try await ClientBootstrap(group: group ?? own!)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(TimeAmount(connectTimeout))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {

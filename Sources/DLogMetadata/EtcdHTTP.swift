@@ -194,7 +194,7 @@ final class EtcdHTTPClient: Sendable {
     private func bootstrap(_ endpoint: EtcdEndpoint) -> ClientBootstrap {
         let configuration = self.configuration
         return ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             // A watch may be quiet for hours; keepalive notices a peer that vanished without a FIN.
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .connectTimeout(TimeAmount(configuration.connectTimeout))

@@ -69,7 +69,7 @@ public final class RemoteStore: MetadataStore {
 
     private func connect(_ endpoint: Endpoint) -> EventLoopFuture<Channel> {
         let future = ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             // A connection that only carries a watch sends nothing for long stretches: TCP keepalive finds a
             // dead peer within about 20 s, ending the watch so it resumes elsewhere.
             .channelOption(.socketOption(.so_keepalive), value: 1)

@@ -16,7 +16,7 @@ final class FrameConnection: Sendable {
 
     static func connect(host: String, port: Int, group: EventLoopGroup, timeout: Duration) async throws -> FrameConnection {
         let channel = try await ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
