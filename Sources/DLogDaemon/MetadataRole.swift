@@ -35,7 +35,10 @@ public enum MetadataRole {
                 try Reload.applyLogLevel(try ConfigFile.parse(text, path: config ?? "", knownKeys: MetadataSettings.keys))
             }
             RoleLifecycle.announceReady(role: "metadata", host: settings.host, port: port)
+            let watchdog = RoleWatchdogs.metadata(server, store)
+            watchdog.start(logger: logger)
             RoleLifecycle.waitForTermination(termination)
+            watchdog.stop()
             admin?.stop()
             metrics?.close()
             _ = reload

@@ -41,9 +41,11 @@ public enum ProxyRole {
         let store: any MetadataStore
         let admin: AdminSocket?
         let metrics: MetricsServer?
+        let watchdog: Watchdog
         let logger: Logger
 
         public func stop() {
+            watchdog.stop()
             admin?.stop()
             metrics?.close()
             logger.info("stopping: draining owned streams")
@@ -89,7 +91,9 @@ public enum ProxyRole {
         let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
             RoleMetrics.proxy(proxy)
         }
+        let watchdog = RoleWatchdogs.proxy(server, proxy)
+        watchdog.start(logger: logger)
         return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, store: store,
-                            admin: admin, metrics: metrics, logger: logger)
+                            admin: admin, metrics: metrics, watchdog: watchdog, logger: logger)
     }
 }

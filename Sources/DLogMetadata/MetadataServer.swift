@@ -26,6 +26,8 @@ public final class MetadataServer: Sendable {
     public func stopAccepting() { listener.stopAccepting() }
 
     public func close() { listener.close() }
+    /// Whether every event loop runs a task within `timeout` (the watchdog's probe).
+    public func eventLoopsRespond(within timeout: Duration) -> Bool { listener.eventLoopsRespond(within: timeout) }
 }
 
 /// One connection. A request whose body is malformed gets an `invalidArgument` answer and the connection

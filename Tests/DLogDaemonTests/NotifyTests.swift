@@ -51,6 +51,38 @@ import Testing
     }
 }
 
+extension NotifyTests {
+    @Test func theMetadataRolePingsTheWatchdogWithItsStatus() async throws {
+        // Proves the metadata role also pings at half the interval (it was once killed by systemd's watchdog
+        // for never pinging), with a status line naming the revision.
+        let dir = TempDir("dlog-notify-metadata")
+        let socketPath = dir.sub("notify.sock")
+        let listener = try NotifyListener(path: socketPath)
+        defer { listener.close() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: dlogdPath)
+        process.arguments = ["metadata", "--data-dir", dir.sub("m"), "--port", "0"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = socketPath
+        environment["WATCHDOG_USEC"] = "1000000"
+        environment.removeValue(forKey: "WATCHDOG_PID")
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        var messages: [String] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline && messages.filter({ $0.contains("WATCHDOG=1") }).count < 3 {
+            if let message = listener.receive() { messages.append(message) }
+        }
+        let pings = messages.filter { $0.contains("WATCHDOG=1") }
+        #expect(messages.first?.contains("READY=1") == true && pings.count >= 3, "\(messages)")
+        #expect(pings.last?.contains("STATUS=serving; revision ") == true, "\(messages)")
+        kill(process.processIdentifier, SIGTERM)
+    }
+}
+
 /// A notify socket as systemd makes one: a Unix datagram socket that messages arrive on.
 final class NotifyListener: Sendable {
     let fd: Int32
