@@ -1,10 +1,11 @@
 # DistributedLog for Swift. `make run` and `make test` are all a newcomer needs on Debian 12.
 SWIFT ?= swift
 SHELL := /bin/bash
-DEBS := liburing-dev libaio-dev libsystemd-dev libsqlite3-dev pkg-config etcd-server jq liblz4-dev
+DEBS := liburing-dev libaio-dev libsystemd-dev libsqlite3-dev pkg-config etcd-server jq liblz4-dev \
+	debhelper dpkg-dev lintian mmdebstrap systemd-container e2fsprogs iproute2 util-linux
 DATA ?= ./data
 
-.PHONY: all deps build release run test test-fast bench clean
+.PHONY: all deps build release run test test-fast deb e2e bench clean
 
 all: build
 
@@ -20,8 +21,9 @@ deps:
 build: deps
 	$(SWIFT) build
 
+# The Swift runtime is linked in statically (as in the package), so there is one release build, not two.
 release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 
 # Standalone: metadata, 3 bookies and a proxy in one process, data under ./data, in the foreground; Ctrl-C
 # stops it cleanly. BASE_PORT is the metadata port; the bookies take the next three, the proxy BASE_PORT + 10.
@@ -35,12 +37,23 @@ run: release
 	@echo "  .build/release/dlogctl read greetings --follow     # and write more from a third terminal"
 	.build/release/dlogd standalone --data $(DATA) --base-port $(BASE_PORT)
 
-# Every test CI checks: unit, crash (SIGKILL cycles), multi-process and robustness.
+# Every test CI checks: unit, crash (SIGKILL cycles), multi-process and robustness, then the package under a
+# real systemd (e2e).
 test: build
 	$(SWIFT) build --build-tests
 	@set -o pipefail; $(SWIFT) test --skip-build 2>&1 | tee .build/test-output.txt
 	@n=$$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\} in .* passed.*/\1/p' .build/test-output.txt | tail -1); \
 	echo "$${n:-0} passed, 0 failed"
+	$(MAKE) e2e
+
+# The Debian package: packaging/out/dlogd_VERSION_amd64.deb (release build, static Swift runtime, lintian).
+deb: deps
+	packaging/build-deb.sh
+
+# The package in five systemd-nspawn containers (metadata, 3 bookies, proxy): see packaging/e2e/run.sh.
+# Bounded at 10 minutes; it removes everything it created, also on failure.
+e2e: deb
+	timeout --signal=TERM 600 packaging/e2e/run.sh packaging/out/dlogd_*_amd64.deb
 
 # The quick inner loop: unit tests only.
 test-fast: build

@@ -11,8 +11,22 @@ public struct StandaloneSettings: Sendable {
     /// The metadata role's port; bookies use the next three, the proxy `basePort + 10`.
     public var basePort = 3180
     public var bookies = 3
+    /// The admin socket's path (`dlogctl admin`); nil: /run/dlog/INSTANCE.sock when /run/dlog exists.
+    public var adminSocket: String?
 
     public init() {}
+
+    public static let keys: Set<String> = ["role", "data_dir", "host", "base_port", "admin_socket", "log_level"]
+
+    public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
+        if let d = try file.nonEmpty("data_dir", allowed: "a directory") { dataDirectory = d }
+        if let h = try file.nonEmpty("host", allowed: "an address or host name") { host = h }
+        if let p = try file.int("base_port", 1...65_000) { basePort = p }
+        if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
+        if let named = file.string("role"), named != "standalone" {
+            throw file.problem("role", allowed: "standalone (this file is for the standalone role)")
+        }
+    }
 
     public var metadataURI: String { "dlog://\(host):\(basePort)" }
     public var proxyPort: Int { basePort + 10 }
@@ -61,8 +75,20 @@ public enum StandaloneRole {
             FileHandle.standardOutput.write(Data(("dlogd standalone: metadata \(settings.metadataURI), bookies "
                 + bookies.map { "\(settings.host):\($0.port)" }.joined(separator: " ")
                 + ", data under \(settings.dataDirectory)\n").utf8))
+            // One socket for the whole process: the proxy's and the metadata store's commands.
+            let admin = AdminCommands.open(settings.adminSocket, logger: logger)
+            if let admin {
+                let bookieAddresses = bookies.map { "\(settings.host):\($0.port)" }
+                AdminCommands.common(admin, role: "standalone", config: AdminCommands.describe(settings)) {
+                    ["metadata": settings.metadataURI, "bookies": bookieAddresses,
+                     "proxy": "\(settings.host):\(proxy.port)", "streams_owned": proxy.service.ownedStreams.count]
+                }
+                AdminCommands.metadata(admin, store)
+                AdminCommands.proxy(admin, proxy.service)
+            }
             RoleLifecycle.announceReady(role: "standalone proxy", host: settings.host, port: proxy.port)
             RoleLifecycle.waitForTermination(termination)
+            admin?.stop()
             proxy.stop()
             for bookie in bookies { bookie.stop() }
             metadataServer.stopAccepting()

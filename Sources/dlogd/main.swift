@@ -8,7 +8,8 @@ struct DLogd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlogd",
         abstract: "The DistributedLog daemon.",
-        subcommands: [LaunchCommand.self, BookieCommand.self, MetadataCommand.self, ProxyCommand.self, StandaloneCommand.self],
+        subcommands: [LaunchCommand.self, BookieCommand.self, MetadataCommand.self, ProxyCommand.self, StandaloneCommand.self,
+                      GeneratorCommand.self],
         defaultSubcommand: LaunchCommand.self)
 }
 
@@ -36,10 +37,13 @@ struct LaunchCommand: ParsableCommand {
         case "proxy"?:
             let command = try ProxyCommand.parse(["--config", config] + (logLevel.map { ["--log-level", $0] } ?? []))
             try command.run()
+        case "standalone"?:
+            let command = try StandaloneCommand.parse(["--config", config] + (logLevel.map { ["--log-level", $0] } ?? []))
+            try command.run()
         case let other?:
-            throw ValidationError("\(config): role '\(other)' is not one of bookie, metadata, proxy")
+            throw ValidationError("\(config): role '\(other)' is not one of bookie, metadata, proxy, standalone")
         case nil:
-            throw ValidationError("\(config) has no 'role = bookie | metadata | proxy' line; add one, or run `dlogd bookie|metadata|proxy --config \(config)`")
+            throw ValidationError("\(config) has no 'role = bookie | metadata | proxy | standalone' line; add one, or run `dlogd bookie|metadata|proxy --config \(config)`")
         }
     }
 }
@@ -148,20 +152,48 @@ struct StandaloneCommand: ParsableCommand {
         commandName: "standalone",
         abstract: "Run metadata, 3 bookies and a proxy in one process, data under one directory (to try it out).")
 
-    @Option(help: "Directory for all data.") var data = "./data"
-    @Option(name: .customLong("base-port"), help: "Metadata port; bookies use the next 3, the proxy base + 10.") var basePort = 3180
-    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Config file (key = value lines). Flags override it.") var config: String?
+    @Option(help: "Directory for all data (default ./data).") var data: String?
+    @Option(name: .customLong("base-port"), help: "Metadata port; bookies use the next 3, the proxy base + 10 (default 3180).") var basePort: Int?
+    @Option(help: "Address to listen on (default 127.0.0.1).") var host: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
 
     func run() throws {
-        guard (1...65_000).contains(basePort) else { throw ValidationError("--base-port \(basePort) is not in 1...65000") }
         var settings = StandaloneSettings()
-        settings.dataDirectory = data
-        settings.basePort = basePort
-        settings.host = host
-        try bootstrapLogging(logLevel, role: "standalone", config: nil)
+        do {
+            if let config { try settings.apply(try loadConfig(config, keys: StandaloneSettings.keys, role: "standalone")) }
+        } catch let problem as ConfigFile.Problem {
+            throw ValidationError(problem.message)
+        }
+        if let data { settings.dataDirectory = data }
+        if let basePort {
+            guard (1...65_000).contains(basePort) else { throw ValidationError("--base-port \(basePort) is not in 1...65000") }
+            settings.basePort = basePort
+        }
+        if let host { settings.host = host }
+        try bootstrapLogging(logLevel, role: "standalone", config: config)
+        settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "standalone", config: config)
         let code = StandaloneRole.run(settings: settings, logger: Logger(label: "dlogd.standalone"))
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// `dlogd systemd-generator NORMAL [EARLY LATE]`: what /usr/lib/systemd/system-generators/dlogd-generator runs.
+/// Writes a drop-in per /etc/dlog/NAME.conf so dlogd@NAME waits for the mounts of its data directories and may
+/// write there. Never fails: a generator that exits non-zero only adds noise to the boot.
+struct GeneratorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "systemd-generator",
+        abstract: "Write unit drop-ins (RequiresMountsFor, ReadWritePaths) for each config's data directories.")
+
+    @Option(name: .customLong("config-dir"), help: "Where the instances' config files are.") var configDir = "/etc/dlog"
+    @Argument(help: "The generator's output directories (systemd passes normal, early and late).") var outputs: [String]
+
+    func run() throws {
+        guard let normal = outputs.first else { throw ValidationError("give the output directory (systemd passes it)") }
+        for problem in UnitGenerator.generate(configDirectory: configDir, output: normal) {
+            FileHandle.standardError.write(Data("dlogd-generator: \(problem)\n".utf8))
+        }
     }
 }
 
@@ -217,4 +249,19 @@ func bootstrapLogging(_ name: String?, role: String, config: String?) throws {
     LoggingSystem.bootstrap { _ in DaemonLogHandler(origin: origin, level: level) }
 }
 
-DLogd.main()
+// A bad command line is a usage error (64, with the usage); a bad config file or value found once running is a
+// refusal (exit 2, one line), which the unit's RestartPreventExitStatus= keeps systemd from retrying.
+var command: ParsableCommand
+do {
+    command = try DLogd.parseAsRoot()
+} catch {
+    DLogd.exit(withError: error)
+}
+do {
+    try command.run()
+} catch let refusal as ValidationError {
+    FileHandle.standardError.write(Data("dlogd: \(refusal)\n".utf8))
+    exit(2)
+} catch {
+    DLogd.exit(withError: error)
+}

@@ -7,13 +7,17 @@ import Testing
     @Test func writeThenReadRoundTripsThroughAStandalone() async throws {
         // Proves a standalone comes up (metadata, 3 bookies, a proxy), `dlogctl write` stores lines through
         // the proxy, `dlogctl read` gives them back in order, `log show` and `log list` describe the log, bad
-        // input gets clear errors, and SIGTERM stops it cleanly.
+        // input gets clear errors, its config file (role = standalone) is read, its admin socket answers, and
+        // SIGTERM stops it cleanly.
         let dir = TempDir("dlog-standalone")
         var standalone: DaemonProcess?
         var base = 0
         for _ in 0..<5 where standalone == nil {
             base = Int.random(in: 20_000...50_000)
-            standalone = try? await DaemonProcess.start(["--data", dir.sub("data"), "--base-port", "\(base)"], role: "standalone")
+            let config = dir.sub("standalone.conf")
+            try "role = standalone\ndata_dir = \(dir.sub("data"))\nbase_port = \(base)\nadmin_socket = \(dir.sub("admin.sock"))\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            standalone = try? await DaemonProcess.start(["--config", config], role: "standalone")
         }
         let daemon = try #require(standalone, "standalone started")
         defer { daemon.kill(SIGKILL) }
@@ -53,6 +57,10 @@ import Testing
             let verify = try BenchRun(["verify"] + metadata + ["--acked-log", log], in: dir, timeout: 120)
             #expect(verify.status == 0 && verify.stdout.contains("each read once, in order, at its DLSN"), "\(verify.stdout)\(verify.stderr)")
         }
+
+        let status = try runTool(dlogctlPath, ["admin", "--socket", dir.sub("admin.sock"), "status", "--json"])
+        #expect(status.status == 0 && status.stdout.contains("\"role\":\"standalone\"") && status.stdout.contains("\"streams_owned\":"),
+                "\(status.stdout)\(status.stderr)")
 
         daemon.kill(SIGTERM)
         #expect(await daemon.exited() == 0, "clean stop: \(daemon.stderr)")
