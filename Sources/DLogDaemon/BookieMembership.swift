@@ -147,12 +147,15 @@ final class BookieMembership: Sendable {
     /// Deletes local ledgers whose metadata is gone. Local ids are taken before metadata is read: a ledger's
     /// metadata is created before any of its entries reach a bookie, so a ledger held locally and missing
     /// from the later listing was deleted, never merely not yet created.
-    func collectGarbage() async throws {
+    /// Returns the ledgers it asked the bookie to delete.
+    @discardableResult
+    func collectGarbage() async throws -> [LedgerID] {
         let local = bookie.storage.ledgerIDs
-        guard !local.isEmpty else { return }
+        guard !local.isEmpty else { return [] }
         try await checkSameCluster()
         let known = try await cluster.ledgerIDs()
-        for id in local where !known.contains(id) {
+        let gone = local.filter { !known.contains($0) }
+        for id in gone {
             let logger = self.logger
             bookie.deleteLedger(id) { response in
                 if case .failed(let status, let message) = response {
@@ -163,6 +166,7 @@ final class BookieMembership: Sendable {
                 }
             }
         }
+        return gone
     }
 
     private func disks() -> [BookieRegistration.Disk] {

@@ -133,6 +133,7 @@ public enum BookieRole {
                  "address": address, "registered": registered]
             }
             AdminCommands.bookie(admin, bookie)
+            BookieAdminCommands.register(admin, bookie, settings: settings, membership: membership)
         }
         let watchdog = bookieWatchdog(bookie, server)
         watchdog.start(logger: logger)

@@ -32,22 +32,55 @@ struct AdminCommand: AsyncParsableCommand {
         }
     }
 
-    /// A dictionary as aligned `key  value` rows (nested values as compact JSON), a list one item per line.
+    /// For people: scalar keys as aligned `key  value` rows; each list of objects (disks, journals, ledgers,
+    /// histogram buckets) as its own table with a header; a plain list one item per line.
     static func table(_ value: Any) -> String {
-        func text(_ v: Any) -> String {
-            if let s = v as? String { return s }
-            if v is [Any] || v is [String: Any],
-               let data = try? JSONSerialization.data(withJSONObject: v, options: [.sortedKeys, .withoutEscapingSlashes]) {
-                return String(decoding: data, as: UTF8.self)
-            }
-            return "\(v)"
-        }
         if let dictionary = value as? [String: Any] {
-            let width = dictionary.keys.map(\.count).max() ?? 0
-            return dictionary.keys.sorted().map { $0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text(dictionary[$0]!) }
-                .joined(separator: "\n")
+            let scalars = dictionary.keys.filter { !(dictionary[$0] is [[String: Any]]) }.sorted()
+            let width = scalars.map(\.count).max() ?? 0
+            var parts: [String] = []
+            if !scalars.isEmpty {
+                parts.append(scalars.map { $0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text(dictionary[$0]!) }
+                    .joined(separator: "\n"))
+            }
+            for key in dictionary.keys.sorted() {
+                guard let rows = dictionary[key] as? [[String: Any]] else { continue }
+                parts.append(key + ":\n" + (rows.isEmpty ? "  (none)" : grid(rows)))
+            }
+            return parts.joined(separator: "\n\n")
         }
+        if let rows = value as? [[String: Any]], !rows.isEmpty { return grid(rows) }
         if let list = value as? [Any] { return list.map(text).joined(separator: "\n") }
         return text(value)
+    }
+
+    /// Rows of objects as columns: the keys of the first row (a name-like key first), then any others.
+    static func grid(_ rows: [[String: Any]]) -> String {
+        var columns: [String] = []
+        for row in rows { for key in row.keys.sorted() where !columns.contains(key) { columns.append(key) } }
+        // Identity first, then what it is, then the figures, in the order people read them.
+        let leading = ["journal", "ledger", "path", "bucket", "name", "kind", "directory", "device", "engine", "sync",
+                       "count", "entries", "last_entry", "lac", "fenced", "total", "free", "used"].filter(columns.contains)
+        columns = leading + columns.filter { !leading.contains($0) }
+        let cells = rows.map { row in columns.map { row[$0].map(text) ?? "-" } }
+        let widths = columns.indices.map { c in max(columns[c].count, cells.map { $0[c].count }.max() ?? 0) }
+        func line(_ values: [String]) -> String {
+            var text = values.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+            while text.last == " " { text.removeLast() }
+            return "  " + text
+        }
+        return ([line(columns)] + cells.map(line)).joined(separator: "\n")
+    }
+
+    static func text(_ v: Any) -> String {
+        if let s = v as? String { return s }
+        // JSON's true and false arrive as a boolean NSNumber; say them as words, not 1 and 0.
+        if let n = v as? NSNumber, String(cString: n.objCType) == "c" { return n.boolValue ? "true" : "false" }
+        if v is [Any] || v is [String: Any],
+           let data = try? JSONSerialization.data(withJSONObject: v, options: [.sortedKeys, .withoutEscapingSlashes]) {
+            return String(decoding: data, as: UTF8.self)
+        }
+        return "\(v)"
     }
 }

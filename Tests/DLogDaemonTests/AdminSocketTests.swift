@@ -1,4 +1,5 @@
 import DLogTestSupport
+import DLogWire
 import Foundation
 import Testing
 
@@ -30,6 +31,29 @@ import Testing
         #expect(object["role"] as? String == "bookie" && object["state"] as? String == "writable")
         let permissions = try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int
         #expect(permissions == 0o660)
+
+        // The bookie's own commands: ledgers it stores, an entry read back through the socket, disks, journal
+        // statistics, and gc refused with the reason when there is no metadata to compare with.
+        let client = try await bookie.client()
+        for e: Int64 in 0..<3 {
+            #expect(try await client.send(.add(masterKey: testKey, entry: entry(7, e), recovery: false)) == .added(ledger: LedgerID(7), entry: EntryID(e)))
+        }
+        let listed = try admin(["ledger", "list"])
+        #expect(listed.status == 0 && listed.stdout.contains("ledgers:") && listed.stdout.contains("L7"), "\(listed)")
+        let info = try admin(["ledger", "info", "L7", "--json"])
+        #expect(info.stdout.contains("\"entries\":3") && info.stdout.contains("\"fenced\":false"), "\(info)")
+        let read = try admin(["ledger", "read-entry", "7", "0", "--json"])
+        #expect(read.status == 0 && read.stdout.contains("\"payload_bytes\":200") && read.stdout.contains("\"crc\":\"ok\""), "\(read)")
+        let missing = try admin(["ledger", "read-entry", "L7", "9"])
+        #expect(missing.status == 1 && missing.stderr.contains("L7/E9 is not on this bookie"), "\(missing)")
+        let badLedger = try admin(["ledger", "info", "seven"])
+        #expect(badLedger.status == 1 && badLedger.stderr.contains("'seven' is not a ledger id"), "\(badLedger)")
+        let disks = try admin(["disks"])
+        #expect(disks.stdout.contains("disks:") && disks.stdout.contains(dir.sub("j")) && disks.stdout.contains("read_only_above"), "\(disks)")
+        let journal = try admin(["journal"])
+        #expect(journal.stdout.contains("journals:") && journal.stdout.contains("j0_sync_latency:") && journal.stdout.contains("< "), "\(journal)")
+        let gc = try admin(["gc"])
+        #expect(gc.status == 1 && gc.stderr.contains("runs alone"), "\(gc)")
 
         #expect(try admin(["log-level", "debug"]).stdout.contains("debug"))
         #expect(try admin(["status", "--json"]).stdout.contains("\"log_level\":\"debug\""))
@@ -63,7 +87,7 @@ import Testing
         let metricsPort = try #require(Int(logged[range.upperBound...].prefix { $0.isNumber }))
         let scrape = try httpGet(port: metricsPort, path: "/metrics")
         #expect(scrape.hasPrefix("HTTP/1.1 200") && scrape.contains("dlog_journal_syncs_total{journal=\"0\"}")
-                && scrape.contains("dlog_bookie_adds_total 0") && scrape.contains("dlog_bookie_read_only 1"), "\(scrape)")
+                && scrape.contains("dlog_bookie_adds_total 3") && scrape.contains("dlog_bookie_read_only 1"), "\(scrape)")
         #expect(try httpGet(port: metricsPort, path: "/other").hasPrefix("HTTP/1.1 404"))
         #expect(try admin(["metrics"]).stdout.contains("# TYPE dlog_journal_sync_seconds_bucket counter"))
 

@@ -332,6 +332,17 @@ step "admin socket: dlogctl admin status, and a user outside group dlog refused"
 on bookie1 dlogctl admin --instance bookie status | tee "$work/admin-status.txt"
 grep -q 'state  *writable' "$work/admin-status.txt" || fail "bookie1: admin status does not say writable"
 on bookie1 dlogctl admin --instance bookie checkpoint >/dev/null
+on bookie1 dlogctl admin --instance bookie disks | tee "$work/admin-disks.txt"
+devices=$(on bookie1 dlogctl admin --instance bookie disks --json | jq -r '.disks[].device' | sort -u | wc -l)
+[ "$devices" = 2 ] || fail "bookie1: journal and ledger directories are not on two devices (admin disks)"
+on bookie1 dlogctl admin --instance bookie journal >"$work/admin-journal.txt"
+grep -q 'j0_sync_latency:' "$work/admin-journal.txt" || fail "bookie1: admin journal has no sync latency histogram"
+on bookie1 dlogctl admin --instance bookie ledger list >"$work/admin-ledgers.txt"
+grep -q '^  L' "$work/admin-ledgers.txt" || fail "bookie1: admin ledger list shows no ledger after 200 records"
+on bookie1 dlogctl admin --instance bookie gc --json | jq -e '.deleted == []' >/dev/null || fail "bookie1: admin gc"
+on metadata dlogctl admin --instance metadata stats --json | jq -e '.revision > 0' >/dev/null || fail "metadata: admin stats"
+on proxy dlogctl admin --instance proxy streams --json | jq -e '.streams | index("e2e")' >/dev/null ||
+	fail "proxy: admin streams does not list e2e"
 if on bookie1 setpriv --reuid=nobody --regid=nogroup --clear-groups dlogctl admin --instance bookie status >/dev/null 2>&1; then
 	fail "bookie1: user nobody was let in to the admin socket"
 fi
@@ -345,7 +356,7 @@ for field in MESSAGE PRIORITY DLOG_INSTANCE CODE_FILE CODE_LINE; do
 	jq -e --arg f "$field" 'has($f)' <<<"$record" >/dev/null || fail "bookie1: the journal record has no $field"
 done
 echo "$record" | jq . >"$work/journal-record.json"
-jq -c '{MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, DLOG_ROLE, DLOG_INSTANCE, BOOKIE_ID, CODE_FILE, CODE_LINE}' <<<"$record"
+echo "$record"
 on bookie1 journalctl --no-pager -o cat DLOG_ROLE=bookie BOOKIE_ID=bookie-1 | grep -q . ||
 	fail "bookie1: journalctl BOOKIE_ID=bookie-1 finds nothing"
 
@@ -359,12 +370,15 @@ sleep 2
 restarts_before=$(on bookie1 systemctl show -p NRestarts --value dlogd@bookie)
 fsfreeze -f "$work/mnt/journal"
 frozen="$work/mnt/journal"
+echo "e2e: [$(elapsed) s] journal filesystem frozen"
 wait_for 45 "bookie1: systemd's watchdog timeout" sh -c "nsenter -t ${init_pid[bookie1]} -a journalctl -u dlogd@bookie --no-pager -o cat | grep -q 'Watchdog timeout'"
+echo "e2e: [$(elapsed) s] systemd's watchdog timed out; thawing"
 fsfreeze -u "$work/mnt/journal"
 frozen=""
 wait_for 60 "bookie1: dlogd@bookie restarted by systemd" sh -c \
 	"[ \"\$(nsenter -t ${init_pid[bookie1]} -a systemctl show -p NRestarts --value dlogd@bookie)\" -gt $restarts_before ] &&
 	 [ \"\$(nsenter -t ${init_pid[bookie1]} -a systemctl is-active dlogd@bookie)\" = active ]"
+echo "e2e: [$(elapsed) s] dlogd@bookie active again (NRestarts $(on bookie1 systemctl show -p NRestarts --value dlogd@bookie))"
 on bookie1 journalctl -u dlogd@bookie --no-pager -o cat | grep -m1 'Watchdog timeout'
 wait "$writer" || { cat "$work/load.out" >&2; fail "the writer failed while bookie1 was frozen"; }
 on proxy dlogctl read e2e-load --metadata "$metadata_uri" --limit 600 --json | jq -r '.payload' >"$work/load-read.txt"
