@@ -93,12 +93,13 @@ extension Bookie {
             if usage.usedFraction > worst { worst = usage.usedFraction; worstPath = dir }
         }
         let wasReadOnly = readOnly.load(ordering: .relaxed)
-        if !wasReadOnly && worst >= configuration.diskUsageThreshold {
+        let thresholds = diskThresholdsInForce
+        if !wasReadOnly && worst >= thresholds.high {
             readOnly.store(true, ordering: .relaxed)
             logger.warning("entering read-only mode: disk usage over threshold", metadata: [
                 "dir": "\(worstPath)", "used": "\(Int(worst * 100))%",
-                "threshold": "\(Int(configuration.diskUsageThreshold * 100))%"])
-        } else if wasReadOnly && worst < configuration.diskUsageLowWater {
+                "threshold": "\(Int(thresholds.high * 100))%"])
+        } else if wasReadOnly && worst < thresholds.low {
             readOnly.store(false, ordering: .relaxed)
             logger.notice("leaving read-only mode: disk usage below low-water mark", metadata: [
                 "used": "\(Int(worst * 100))%"])

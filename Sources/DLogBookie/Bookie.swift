@@ -46,12 +46,15 @@ public final class Bookie: JournalSink, Sendable {
     let lastCheckpointError = Mutex<String?>(nil)
     /// Callbacks of connections that stopped reading because the write cache is under pressure.
     let relief = Mutex<[@Sendable () -> Void]>([])
+    /// The read-only threshold and low-water mark in force: the configuration's, until a reload changes them.
+    let diskThresholds: Mutex<(high: Double, low: Double)>
 
     /// Opens storage and replays the journals. Throws on corruption (naming file and offset), bad directories
     /// or I/O errors; the caller reports and exits.
     public init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        diskThresholds = Mutex((configuration.diskUsageThreshold, configuration.diskUsageLowWater))
         storage = try LedgerStorage(configuration: configuration.storage,
                                     journalCount: configuration.journalDirectories.count)
         if !storage.removedOrphans.isEmpty {
@@ -118,6 +121,10 @@ public final class Bookie: JournalSink, Sendable {
     }
 
     /// Asks the background thread for a checkpoint now.
+    /// Changes the disk usage threshold and low-water mark (a reload); the next disk check applies them.
+    public func setDiskThresholds(high: Double, low: Double) { diskThresholds.withLock { $0 = (high, low) } }
+    public var diskThresholdsInForce: (high: Double, low: Double) { diskThresholds.withLock { $0 } }
+
     public func requestCheckpoint() { checkpointRequested.store(true, ordering: .relaxed) }
 
     /// True while the write cache holds 1.5× its checkpoint size or more and checkpoints are working:

@@ -46,8 +46,9 @@ enum BookieAdminCommands {
             }
             return row
         }
-        return ["disks": rows, "read_only_above": "\(Int((settings.diskUsageThreshold * 100).rounded()))%",
-                "writable_below": "\(Int((settings.diskUsageLowWater * 100).rounded()))%",
+        let thresholds = bookie.diskThresholdsInForce
+        return ["disks": rows, "read_only_above": "\(Int((thresholds.high * 100).rounded()))%",
+                "writable_below": "\(Int((thresholds.low * 100).rounded()))%",
                 "state": bookie.isReadOnly ? "read-only" : "writable"]
     }
 

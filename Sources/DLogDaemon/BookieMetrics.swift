@@ -37,6 +37,25 @@ enum BookieMetrics {
             }
         }
         out.metric("dlog_journal_sync_seconds_bucket", "counter", "journal write+sync latency, cumulative buckets", samples)
+        // Batch sizes (the group commit's effect): bucket i counts batches under 2^(i+1) records or
+        // 4 KiB × 2^(i+1) bytes.
+        func cumulativeBuckets(_ buckets: (JournalStats) -> [UInt64], bound: (Int) -> Double) -> [(labels: [String: String], value: Double)] {
+            var samples: [(labels: [String: String], value: Double)] = []
+            for (index, journal) in stats.enumerated() {
+                let counts = buckets(journal)
+                var cumulative: UInt64 = 0
+                for (i, count) in counts.enumerated() {
+                    cumulative += count
+                    let le = i == counts.count - 1 ? "+Inf" : String(Int(bound(i)))
+                    samples.append((["journal": "\(index)", "le": le], Double(cumulative)))
+                }
+            }
+            return samples
+        }
+        out.metric("dlog_journal_batch_records_bucket", "counter", "records per journal batch, cumulative buckets",
+                   cumulativeBuckets(\.batchRecordBuckets) { Double(2 << $0) })
+        out.metric("dlog_journal_batch_bytes_bucket", "counter", "bytes per journal batch, cumulative buckets",
+                   cumulativeBuckets(\.batchBytesBuckets) { Double(4096 << ($0 + 1)) })
         return out.text
     }
 }

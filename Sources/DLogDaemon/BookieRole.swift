@@ -25,7 +25,13 @@ public enum BookieRole {
             return RoleLifecycle.startFailed(role: "bookie", error, logger: logger)
         }
         let reload = Reload(config: config, logger: logger) { text in
-            try Reload.applyLogLevel(try ConfigFile.parse(text, path: config ?? "", knownKeys: BookieSettings.keys))
+            // The whole file is checked as at start; only the log level and the disk thresholds change.
+            let file = try ConfigFile.parse(text, path: config ?? "", knownKeys: BookieSettings.keys)
+            var fresh = BookieSettings()
+            try fresh.apply(file)
+            try fresh.check()
+            try Reload.applyLogLevel(file)
+            running.bookie.setDiskThresholds(high: fresh.diskUsageThreshold, low: fresh.diskUsageLowWater)
         }
         RoleLifecycle.announceReady(role: "bookie", host: settings.host, port: running.port)
         RoleLifecycle.waitForTermination(termination)

@@ -65,17 +65,25 @@ import Testing
         let badLevel = try admin(["log-level", "loud"])
         #expect(badLevel.status == 1 && badLevel.stderr.contains("log level 'loud' is not one of"))
 
-        // SIGHUP reloads the config's log_level; a file that no longer parses changes nothing.
+        // SIGHUP reloads the config's log_level and disk thresholds (a threshold below the disk's usage makes the
+        // bookie read-only at its next disk check); a file that no longer parses changes nothing.
+        _ = try admin(["readonly", "off"])
+        #expect(try admin(["status"]).stdout.contains("writable"), "the operator's read-only is off again")
         let original = try String(contentsOfFile: config, encoding: .utf8)
-        try (original + "\nlog_level = warning\n").write(toFile: config, atomically: true, encoding: .utf8)
+        try (original + "\nlog_level = warning\ndisk_usage_threshold = 0.0001\ndisk_usage_lwm = 0.00005\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
         bookie.kill(SIGHUP)
-        var level = ""
-        for _ in 0..<100 where level != "warning" {
+        var level = "", state = ""
+        for _ in 0..<100 where level != "warning" || state != "read-only" {
             try await Task.sleep(for: .milliseconds(50))
-            level = (try? JSONSerialization.jsonObject(with: Data(try admin(["status", "--json"]).stdout.utf8)) as? [String: Any])?["log_level"] as? String ?? ""
+            let now = (try? JSONSerialization.jsonObject(with: Data(try admin(["status", "--json"]).stdout.utf8)) as? [String: Any]) ?? [:]
+            level = now["log_level"] as? String ?? ""
+            state = now["state"] as? String ?? ""
         }
         #expect(level == "warning", "SIGHUP applied the config's log_level")
-        try (original + "\nlog_level = loud\n").write(toFile: config, atomically: true, encoding: .utf8)
+        #expect(state == "read-only", "SIGHUP applied the disk threshold")
+        #expect(try admin(["disks", "--json"]).stdout.contains("\"read_only_above\":\"0%\""))
+        try (original + "\nlog_level = loud\ndisk_usage_threshold = 0.9\n").write(toFile: config, atomically: true, encoding: .utf8)
         bookie.kill(SIGHUP)
         try await Task.sleep(for: .milliseconds(500))
         #expect(try admin(["status", "--json"]).stdout.contains("\"log_level\":\"warning\""), "a bad reload keeps the running level")
@@ -90,6 +98,8 @@ import Testing
                 && scrape.contains("dlog_bookie_adds_total 3") && scrape.contains("dlog_bookie_read_only 1"), "\(scrape)")
         #expect(try httpGet(port: metricsPort, path: "/other").hasPrefix("HTTP/1.1 404"))
         #expect(try admin(["metrics"]).stdout.contains("# TYPE dlog_journal_sync_seconds_bucket counter"))
+        #expect(scrape.contains("dlog_journal_batch_records_bucket{journal=\"0\",le=\"+Inf\"} "), "\(scrape)")
+        #expect(try admin(["disks", "--json"]).stdout.contains("\"read_only_above\":\"0%\""), "a refused reload changed no threshold")
 
         bookie.kill(SIGTERM)
         #expect(await bookie.exited() == 0)
