@@ -34,7 +34,7 @@ public enum BookieRole {
             running.bookie.setDiskThresholds(high: fresh.diskUsageThreshold, low: fresh.diskUsageLowWater)
         }
         RoleLifecycle.announceReady(role: "bookie", host: settings.host, port: running.port)
-        RoleLifecycle.waitForTermination(termination)
+        RoleLifecycle.waitForTermination(termination, logger: logger)
         _ = reload
         running.stop()
         return 0

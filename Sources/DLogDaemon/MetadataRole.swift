@@ -37,7 +37,7 @@ public enum MetadataRole {
             RoleLifecycle.announceReady(role: "metadata", host: settings.host, port: port)
             let watchdog = RoleWatchdogs.metadata(server, store)
             watchdog.start(logger: logger)
-            RoleLifecycle.waitForTermination(termination)
+            RoleLifecycle.waitForTermination(termination, logger: logger)
             watchdog.stop()
             admin?.stop()
             metrics?.close()

@@ -25,7 +25,7 @@ public enum ProxyRole {
             running.service.setLimits(fresh.limits)
         }
         RoleLifecycle.announceReady(role: "proxy", host: settings.host, port: running.port)
-        RoleLifecycle.waitForTermination(termination)
+        RoleLifecycle.waitForTermination(termination, logger: logger)
         _ = reload
         running.stop()
         return 0

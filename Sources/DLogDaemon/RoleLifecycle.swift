@@ -10,10 +10,23 @@ enum RoleLifecycle {
         _ = sd_notify(0, "READY=1\nSTATUS=serving on \(host):\(port)")
     }
 
-    /// Blocks until SIGTERM/SIGINT, then tells systemd the role is stopping.
-    static func waitForTermination(_ termination: Termination) {
+    /// How long a graceful stop may take before the process exits anyway: under the unit's TimeoutStopSec=60,
+    /// so the daemon says why instead of being killed silently. Nothing acknowledged depends on the rest of a
+    /// stop: adds are journaled before they are answered, and an owner's lease lapses without it.
+    static let stopTimeout: Duration = .seconds(45)
+
+    /// Blocks until SIGTERM/SIGINT, then tells systemd the role is stopping and bounds the stop that follows.
+    static func waitForTermination(_ termination: Termination, logger: Logger? = nil) {
         termination.wait()
         _ = sd_notify(0, "STOPPING=1")
+        let bound = Thread {
+            Thread.sleep(forTimeInterval: Double(stopTimeout.components.seconds))
+            logger?.critical("graceful stop did not finish within \(stopTimeout.components.seconds) s; exiting now")
+            FileHandle.standardError.write(Data("dlogd: graceful stop did not finish within \(stopTimeout.components.seconds) s; exiting now\n".utf8))
+            _exit(1)
+        }
+        bound.name = "dlogd-stop-bound"
+        bound.start()
     }
 
     /// Reports a failure to start in the log and on standard error; returns the exit code for it (2).

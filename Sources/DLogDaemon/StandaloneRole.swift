@@ -87,7 +87,7 @@ public enum StandaloneRole {
                 AdminCommands.proxy(admin, proxy.service)
             }
             RoleLifecycle.announceReady(role: "standalone proxy", host: settings.host, port: proxy.port)
-            RoleLifecycle.waitForTermination(termination)
+            RoleLifecycle.waitForTermination(termination, logger: logger)
             admin?.stop()
             proxy.stop()
             for bookie in bookies { bookie.stop() }
