@@ -9,39 +9,25 @@ enum RoleWatchdogs {
     /// The metadata role: its event loops run tasks and its store answers (the store's actor and database
     /// thread make progress); the status line has the revision, leases, watchers and commits/s.
     static func metadata(_ server: MetadataServer, _ store: EmbeddedStore) -> Watchdog {
-        let last = Mutex<(commits: UInt64, at: ContinuousClock.Instant)>((0, .now))
+        let commits = Mutex(RateMeter())
         return Watchdog(probes: [
             { server.eventLoopsRespond(within: .seconds(1)) ? nil : "the network event loops did not run a task within 1 s" },
             { answers(within: .seconds(2)) { _ = await store.stats() } ? nil : "the store did not answer within 2 s" },
         ], status: {
             guard let stats = try? runBlocking({ await store.stats() }) else { return "serving" }
-            let rate = last.withLock { previous in
-                let now = ContinuousClock.now
-                let seconds = max(0.001, Double((now - previous.at).components.seconds)
-                                  + Double((now - previous.at).components.attoseconds) / 1e18)
-                let perSecond = Double(stats.commits &- previous.commits) / seconds
-                previous = (stats.commits, now)
-                return Int(perSecond.rounded())
-            }
+            let rate = commits.withLock { $0.perSecond(stats.commits) }
             return "serving; revision \(stats.revision), \(stats.leases) leases, \(stats.watchers) watchers, \(rate) commits/s"
         })
     }
 
     /// The proxy: its event loops run tasks; the status line has the streams owned and records/s written.
     static func proxy(_ server: ProxyServer, _ service: ProxyService) -> Watchdog {
-        let last = Mutex<(records: UInt64, at: ContinuousClock.Instant)>((0, .now))
+        let records = Mutex(RateMeter())
         return Watchdog(probes: [
             { server.eventLoopsRespond(within: .seconds(1)) ? nil : "the network event loops did not run a task within 1 s" },
         ], status: {
             let counters = service.counters
-            let rate = last.withLock { previous in
-                let now = ContinuousClock.now
-                let seconds = max(0.001, Double((now - previous.at).components.seconds)
-                                  + Double((now - previous.at).components.attoseconds) / 1e18)
-                let perSecond = Double(counters.recordsWritten &- previous.records) / seconds
-                previous = (counters.recordsWritten, now)
-                return Int(perSecond.rounded())
-            }
+            let rate = records.withLock { $0.perSecond(counters.recordsWritten) }
             return "serving; \(counters.streamsOwned) streams owned, \(rate) records/s"
         })
     }
@@ -55,5 +41,19 @@ enum RoleWatchdogs {
         }
         let nanos = Int(timeout.components.seconds) * 1_000_000_000 + Int(timeout.components.attoseconds / 1_000_000_000)
         return done.wait(timeout: .now() + .nanoseconds(nanos)) == .success
+    }
+}
+
+/// A counter's rate between two looks (for status lines).
+struct RateMeter {
+    private var last: UInt64 = 0
+    private var at = ContinuousClock.now
+
+    mutating func perSecond(_ total: UInt64) -> Int {
+        let now = ContinuousClock.now
+        let elapsed = now - at
+        let seconds = max(0.001, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        defer { (last, at) = (total, now) }
+        return Int((Double(total &- last) / seconds).rounded())
     }
 }

@@ -11,41 +11,22 @@ import Testing
         // Proves READY=1 once serving, then WATCHDOG=1 at half the interval together with a STATUS line naming
         // the state, the adds/s and the sync p99, and STOPPING=1 on SIGTERM.
         let dir = TempDir("dlog-notify")
-        let socketPath = dir.sub("notify.sock")
-        let listener = try NotifyListener(path: socketPath)
-        defer { listener.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: dlogdPath)
-        process.arguments = ["bookie", "--journal-dir", dir.sub("j"), "--ledger-dir", dir.sub("l"), "--port", "0", "--config", try {
+        let run = try NotifiedDaemon(["bookie", "--journal-dir", dir.sub("j"), "--ledger-dir", dir.sub("l"), "--port", "0", "--config", try {
             let path = dir.sub("b.conf")
             try "journal_file_bytes = 8M\njournal_files_max = 3\nmax_frame_bytes = 1M\nallow_shared_device = true\n"
                 .write(toFile: path, atomically: true, encoding: .utf8)
             return path
-        }()]
-        var environment = ProcessInfo.processInfo.environment
-        environment["NOTIFY_SOCKET"] = socketPath
-        environment["WATCHDOG_USEC"] = "1000000"
-        environment.removeValue(forKey: "WATCHDOG_PID")
-        process.environment = environment
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-
-        var messages: [String] = []
-        let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline && messages.filter({ $0.contains("WATCHDOG=1") }).count < 3 {
-            if let message = listener.receive() { messages.append(message) }
-        }
+        }()], in: dir)
+        let messages = run.untilPings(3)
         #expect(messages.first?.contains("READY=1") == true, "\(messages)")
         let pings = messages.filter { $0.contains("WATCHDOG=1") }
         #expect(pings.count >= 3, "\(messages)")
         #expect(pings.last?.contains("STATUS=writable,") == true && pings.last?.contains("adds/s") == true, "\(messages)")
-        kill(process.processIdentifier, SIGTERM)
+        run.kill(SIGTERM)
         var stopping = false
         let stopDeadline = ContinuousClock.now + .seconds(20)
         while !stopping && ContinuousClock.now < stopDeadline {
-            if let message = listener.receive() { stopping = message.contains("STOPPING=1") }
+            if let message = run.listener.receive() { stopping = message.contains("STOPPING=1") }
         }
         #expect(stopping, "STOPPING=1 on SIGTERM")
     }
@@ -56,12 +37,24 @@ extension NotifyTests {
         // Proves the metadata role also pings at half the interval (it was once killed by systemd's watchdog
         // for never pinging), with a status line naming the revision.
         let dir = TempDir("dlog-notify-metadata")
+        let run = try NotifiedDaemon(["metadata", "--data-dir", dir.sub("m"), "--port", "0"], in: dir)
+        let messages = run.untilPings(3)
+        let pings = messages.filter { $0.contains("WATCHDOG=1") }
+        #expect(messages.first?.contains("READY=1") == true && pings.count >= 3, "\(messages)")
+        #expect(pings.last?.contains("STATUS=serving; revision ") == true, "\(messages)")
+    }
+}
+
+/// dlogd run the way systemd runs it: NOTIFY_SOCKET on a socket of ours, WATCHDOG_USEC of one second.
+final class NotifiedDaemon {
+    let listener: NotifyListener
+    let process = Process()
+
+    init(_ arguments: [String], in dir: TempDir) throws {
         let socketPath = dir.sub("notify.sock")
-        let listener = try NotifyListener(path: socketPath)
-        defer { listener.close() }
-        let process = Process()
+        listener = try NotifyListener(path: socketPath)
         process.executableURL = URL(fileURLWithPath: dlogdPath)
-        process.arguments = ["metadata", "--data-dir", dir.sub("m"), "--port", "0"]
+        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = socketPath
         environment["WATCHDOG_USEC"] = "1000000"
@@ -70,16 +63,25 @@ extension NotifyTests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    }
+
+    /// Messages received until `count` watchdog pings arrived, or 20 s passed.
+    func untilPings(_ count: Int) -> [String] {
         var messages: [String] = []
         let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline && messages.filter({ $0.contains("WATCHDOG=1") }).count < 3 {
+        while ContinuousClock.now < deadline && messages.filter({ $0.contains("WATCHDOG=1") }).count < count {
             if let message = listener.receive() { messages.append(message) }
         }
-        let pings = messages.filter { $0.contains("WATCHDOG=1") }
-        #expect(messages.first?.contains("READY=1") == true && pings.count >= 3, "\(messages)")
-        #expect(pings.last?.contains("STATUS=serving; revision ") == true, "\(messages)")
-        kill(process.processIdentifier, SIGTERM)
+        return messages
+    }
+
+    func kill(_ signal: Int32) {
+        if process.isRunning { Glibc.kill(process.processIdentifier, signal) }
+    }
+
+    deinit {
+        kill(SIGKILL)
+        listener.close()
     }
 }
 
