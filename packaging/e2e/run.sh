@@ -337,6 +337,16 @@ devices=$(on bookie1 dlogctl admin --instance bookie disks --json | jq -r '.disk
 [ "$devices" = 2 ] || fail "bookie1: journal and ledger directories are not on two devices (admin disks)"
 on bookie1 dlogctl admin --instance bookie journal >"$work/admin-journal.txt"
 grep -q 'j0_sync_latency:' "$work/admin-journal.txt" || fail "bookie1: admin journal has no sync latency histogram"
+# The unit's SystemCallFilter lets io_uring through: where the host allows it, the journal uses it.
+if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" = 0 ]; then
+	engine=$(on bookie1 dlogctl admin --instance bookie journal --json | jq -r '.journals[0].engine')
+	[ "$engine" = io_uring ] || fail "bookie1: the journal engine under the unit's filter is '$engine', not io_uring"
+fi
+# The first health line replaces "serving on ..." after half the watchdog interval.
+wait_for 15 "bookie1: systemd's Status showing the health line" sh -c \
+	"nsenter -t ${init_pid[bookie1]} -a systemctl show -p StatusText --value dlogd@bookie | grep -q '^writable, '"
+status_text=$(on bookie1 systemctl show -p StatusText --value dlogd@bookie)
+echo "e2e: bookie1 Status: $status_text"
 on bookie1 dlogctl admin --instance bookie ledger list >"$work/admin-ledgers.txt"
 grep -q '^  L' "$work/admin-ledgers.txt" || fail "bookie1: admin ledger list shows no ledger after 200 records"
 on bookie1 dlogctl admin --instance bookie gc --json | jq -e '.deleted == []' >/dev/null || fail "bookie1: admin gc"
