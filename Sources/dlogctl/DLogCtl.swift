@@ -10,6 +10,31 @@ struct DLogCtl: AsyncParsableCommand {
         abstract: "Operate a DistributedLog cluster.",
         subcommands: [ClusterCommand.self, BookieCommand.self, MetadataCommand.self, LogCommand.self, WriteCommand.self,
                       ReadCommand.self, AdminCommand.self])
+
+    static func main() async {
+        await main(placingAdminOptions(Array(CommandLine.arguments.dropFirst())))
+    }
+
+    /// `dlogctl --socket PATH admin ...` and `dlogctl --instance NAME admin ...` mean `dlogctl admin --socket PATH
+    /// ...`: the socket names the daemon, so operators write it first.
+    static func placingAdminOptions(_ arguments: [String]) -> [String] {
+        var leading: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let word = arguments[index]
+            if word.hasPrefix("--socket=") || word.hasPrefix("--instance=") {
+                leading.append(word)
+                index += 1
+            } else if (word == "--socket" || word == "--instance") && index + 1 < arguments.count {
+                leading += [word, arguments[index + 1]]
+                index += 2
+            } else {
+                break
+            }
+        }
+        guard !leading.isEmpty, index < arguments.count, arguments[index] == "admin" else { return arguments }
+        return ["admin"] + leading + arguments[(index + 1)...]
+    }
 }
 
 /// `--metadata URI`, shared by every command that talks to the metadata store.

@@ -26,6 +26,9 @@ import Testing
         func admin(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
             try runTool(dlogctlPath, ["admin", "--socket", socket] + args)
         }
+        // The socket may come first, as in `dlogctl --socket PATH admin status`.
+        let first = try runTool(dlogctlPath, ["--socket", socket, "admin", "status", "--json"])
+        #expect(first.status == 0 && first.stdout.contains("\"role\":\"bookie\""), "\(first)")
         let status = try admin(["status", "--json"])
         let object = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any], "\(status)")
         #expect(object["role"] as? String == "bookie" && object["state"] as? String == "writable")
