@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(name: "CDLogURing", dependencies: ["CURing"]),
+        .systemLibrary(name: "CAIO", providers: [.apt(["libaio-dev"])]),
+        .target(name: "CDLogAIO", dependencies: ["CAIO"]),
         .target(name: "CDLogSys"),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
@@ -34,7 +36,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .target(name: "DLogIO", dependencies: [
-            "CDLogURing", "CDLogSys",
+            "CDLogURing", "CDLogAIO", "CAIO", "CDLogSys",
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "DLogMetadata", dependencies: [

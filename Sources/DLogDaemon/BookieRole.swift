@@ -97,11 +97,15 @@ public enum BookieRole {
             settings.journalSync = .fdatasync
         }
         let decision = try EngineSelector().decide(settings.journalEngine)
+        // One line says which engine and, under auto, why each one before it was refused.
         if let reason = decision.fallbackReason {
-            logger.warning("journal engine: falling back to blocking", metadata: ["reason": "\(reason)"])
+            logger.warning("journal engine chosen: \(decision.engine.rawValue), after refusals",
+                           metadata: ["engine": "\(decision.engine.rawValue)", "sync": "\(settings.journalSync.rawValue)",
+                                      "reason": "\(reason)"])
+        } else {
+            logger.info("journal engine chosen", metadata: ["engine": "\(decision.engine.rawValue)",
+                                                            "sync": "\(settings.journalSync.rawValue)"])
         }
-        logger.info("journal engine chosen", metadata: ["engine": "\(decision.engine.rawValue)",
-                                                        "sync": "\(settings.journalSync.rawValue)"])
         let bookie = try Bookie(configuration: settings.bookieConfiguration(engine: decision.engine,
                                                                              truncateCorrupt: truncateCorrupt),
                                 logger: logger)

@@ -69,7 +69,7 @@ public struct BookieSettings: Sendable {
         }
         if let p = try int("port", 0...65535) { port = p }
         if let e = v("journal_engine") {
-            guard let c = EngineChoice(rawValue: e) else { throw bad("journal_engine", "auto, io_uring, blocking") }
+            guard let c = EngineChoice(rawValue: e) else { throw bad("journal_engine", "auto, io_uring, libaio, blocking") }
             journalEngine = c
         }
         if let s = v("journal_sync") {

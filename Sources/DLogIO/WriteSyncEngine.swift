@@ -10,6 +10,7 @@ public enum SyncMode: String, Sendable, CaseIterable {
 public enum EngineChoice: String, Sendable, CaseIterable {
     case auto
     case ioUring = "io_uring"
+    case libaio
     case blocking
 }
 
@@ -17,7 +18,7 @@ public enum EngineChoice: String, Sendable, CaseIterable {
 ///
 /// Completions come back in submission order, each naming the token it was submitted with.
 public protocol WriteSyncEngine: AnyObject {
-    /// "io_uring" or "blocking", for logs and GET_INFO.
+    /// "io_uring", "libaio" or "blocking", for logs and GET_INFO.
     var name: String { get }
     var syncMode: SyncMode { get }
     /// Requests that may be outstanding at once.

@@ -22,7 +22,7 @@ import Testing
         let stats = journal.stats
         #expect(stats.recordsSynced == UInt64(records.count))
         #expect(stats.syncs > 0 && stats.syncs <= UInt64(records.count))
-        #expect(stats.engine == (engine == .ioUring ? "io_uring" : "blocking"))
+        #expect(stats.engine == engine.rawValue)
 
         let reopened = try makeJournal(dir.path, engine: engine, sync: sync, filesMax: 8, inFlight: inFlight)
         let (replayed, summary) = try replayAll(reopened)
@@ -54,9 +54,10 @@ import Testing
 
     /// Damage inside synced data stops replay with the file and offset; the operator flag cuts there, and
     /// the cut holds on later restarts.
-    @Test func corruptMiddleRefusesThenTruncates() throws {
+    @Test(arguments: journalEngines)
+    func corruptMiddleRefusesThenTruncates(engine: EngineChoice) throws {
         let dir = TempDir()
-        var j = try makeJournal(dir.path, engine: .blocking, groupBytes: 4096)
+        var j = try makeJournal(dir.path, engine: engine, groupBytes: 4096)
         j.start(resumeAfter: try replayAll(j).1.end, releasedBelow: 0, sink: RecordingSink(), onFatal: { _ in })
         for i in 0..<40 { _ = appendAll(j, [record(i, size: 3000)]) }  // one batch each
         j.stop()
@@ -69,7 +70,7 @@ import Testing
         try byte.withUnsafeBytes { try f.pwriteAll($0, at: offset) }
         f.close()
 
-        j = try makeJournal(dir.path, engine: .blocking, groupBytes: 4096)
+        j = try makeJournal(dir.path, engine: engine, groupBytes: 4096)
         do {
             _ = try replayAll(j)
             Issue.record("replay of a corrupt journal succeeded")
@@ -84,8 +85,33 @@ import Testing
         j.start(resumeAfter: summary.end, releasedBelow: 0, sink: RecordingSink(), onFatal: { _ in })
         _ = appendAll(j, [record(1000)])
         j.stop()
-        j = try makeJournal(dir.path, engine: .blocking, groupBytes: 4096)
+        j = try makeJournal(dir.path, engine: engine, groupBytes: 4096)
         #expect(try replayAll(j).0 == (0..<9).map { record($0, size: 3000).payload } + [record(1000).payload])
+    }
+
+    /// A torn tail in a file the engine wrote: the last batch half written (its second half still the
+    /// pre-written zeros) ends replay at that batch; everything before it comes back, and appends continue.
+    @Test(arguments: journalEngines)
+    func tornTailOfAnEnginesFile(engine: EngineChoice) throws {
+        let dir = TempDir()
+        var j = try makeJournal(dir.path, engine: engine, sync: .dsync, groupBytes: 4096)
+        j.start(resumeAfter: try replayAll(j).1.end, releasedBelow: 0, sink: RecordingSink(), onFatal: { _ in })
+        for i in 0..<20 { _ = appendAll(j, [record(i, size: 7000)]) }  // one two-block batch each
+        j.stop()
+        // The 20th batch starts at 4096 + 19 × 8192: zero its second block, as a torn write leaves it.
+        let path = dir.path + "/journal-0000.dlj"
+        let f = try File.open(path)
+        let zeros = [UInt8](repeating: 0, count: 4096)
+        try zeros.withUnsafeBytes { try f.pwriteAll($0, at: Int64(4096 + 19 * 8192 + 4096)) }
+        f.close()
+        j = try makeJournal(dir.path, engine: engine, sync: .dsync, groupBytes: 4096)
+        let (kept, summary) = try replayAll(j)
+        #expect(kept == (0..<19).map { record($0, size: 7000).payload })
+        j.start(resumeAfter: summary.end, releasedBelow: 0, sink: RecordingSink(), onFatal: { _ in })
+        _ = appendAll(j, [record(500)])
+        j.stop()
+        j = try makeJournal(dir.path, engine: engine, sync: .dsync, groupBytes: 4096)
+        #expect(try replayAll(j).0 == (0..<19).map { record($0, size: 7000).payload } + [record(500).payload])
     }
 
     /// Many writers at once: each record's completion runs exactly once and the journal batches them.

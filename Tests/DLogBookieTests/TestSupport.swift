@@ -17,8 +17,9 @@ final class RecordingSink: JournalSink {
     func journalNeedsCheckpoint(journal: Int) {}
 }
 
-/// Engines to run journal tests on: io_uring only where this machine allows it.
-let journalEngines: [EngineChoice] = URingEngine.probe() == nil ? [.blocking, .ioUring] : [.blocking]
+/// Engines to run journal tests on: io_uring and libaio where this machine allows them.
+let journalEngines: [EngineChoice] = [.blocking] + (URingEngine.probe() == nil ? [.ioUring] : [])
+    + (AIOEngine.probe() == nil ? [.libaio] : [])
 
 func makeJournal(_ dir: String, engine: EngineChoice, sync: SyncMode = .fdatasync, fileBytes: Int = 1 << 20,
                  filesMax: Int = 4, groupBytes: Int = 64 * 1024, inFlight: Int = 1) throws -> Journal {

@@ -42,7 +42,7 @@ import Testing
     /// Each mistake names the file and line, the key, the value and what is allowed.
     @Test(arguments: [
         ("port = 70000", ["bookie.conf:1", "'port'", "70000", "0 to 65535"]),
-        ("journal_engine = fast", ["'journal_engine'", "fast", "auto, io_uring, blocking"]),
+        ("journal_engine = fast", ["'journal_engine'", "fast", "auto, io_uring, libaio, blocking"]),
         ("colour = blue", ["unknown config key 'colour'"]),
         ("port 3181", ["expected 'key = value'"]),
         ("port = 1\nport = 2", ["already set on line 1"]),

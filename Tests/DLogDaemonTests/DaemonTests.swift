@@ -14,7 +14,7 @@ import Testing
         #expect(d.waitForExit() != 0)
         #expect(d.stderr.contains("journal_engine"))
         #expect(d.stderr.contains("turbo"))
-        #expect(d.stderr.contains("auto, io_uring, blocking"))
+        #expect(d.stderr.contains("auto, io_uring, libaio, blocking"))
     }
 
     /// Swapped, foreign or new directories are refused with a message naming the directory; the original

@@ -4,7 +4,8 @@ import Testing
 
 @Suite struct EngineTests {
     static var engines: [(EngineChoice, SyncMode)] {
-        let kinds: [EngineChoice] = URingEngine.probe() == nil ? [.blocking, .ioUring] : [.blocking]
+        let kinds: [EngineChoice] = [.blocking] + (URingEngine.probe() == nil ? [.ioUring] : [])
+            + (AIOEngine.probe() == nil ? [.libaio] : [])
         return kinds.flatMap { k in SyncMode.allCases.map { (k, $0) } }
     }
 
@@ -69,13 +70,26 @@ import Testing
         }
     }
 
-    /// `auto` falls back to the blocking engine with a reason when io_uring is refused; `io_uring` alone fails.
+    /// `auto` goes io_uring → libaio → blocking, naming each refusal and its likely cause; an engine chosen
+    /// by name fails rather than falling back.
     @Test func autoFallsBackWithReason() throws {
-        let refused = EngineSelector(probeURing: { SystemError(call: "io_uring_queue_init", path: "journal ring", errno: EPERM) })
+        let uringRefused = SystemError(call: "io_uring_queue_init", path: "journal ring", errno: EPERM)
+        let noURing = EngineSelector(probeURing: { uringRefused }, probeAIO: { nil })
+        let toAIO = try noURing.decide(.auto)
+        #expect(toAIO.engine == .libaio)
+        #expect(toAIO.fallbackReason?.contains("io_uring_queue_init") == true && toAIO.fallbackReason?.contains("seccomp") == true,
+                "\(toAIO)")
+        #expect(throws: SystemError.self) { try noURing.decide(.ioUring) }
+        #expect(try noURing.decide(.libaio) == .init(engine: .libaio, fallbackReason: nil))
+        let refused = EngineSelector(probeURing: { uringRefused },
+                                     probeAIO: { SystemError(call: "io_setup", path: "journal AIO context", errno: ENOSYS) })
         let decision = try refused.decide(.auto)
         #expect(decision.engine == .blocking)
-        #expect(decision.fallbackReason?.contains("io_uring_queue_init") == true)
+        #expect(decision.fallbackReason?.contains("io_uring_queue_init") == true
+                && decision.fallbackReason?.contains("libaio refused (io_setup") == true
+                && decision.fallbackReason?.contains("the kernel lacks it") == true, "\(decision)")
         #expect(throws: SystemError.self) { try refused.decide(.ioUring) }
+        #expect(throws: SystemError.self) { try refused.decide(.libaio) }
         let works = EngineSelector(probeURing: { nil })
         #expect(try works.decide(.auto) == .init(engine: .ioUring, fallbackReason: nil))
         #expect(try works.decide(.blocking) == .init(engine: .blocking, fallbackReason: nil))
