@@ -92,11 +92,12 @@ public enum BookieRole {
             if settings.allowSharedDevice { logger.debug(message) } else { logger.warning(message) }
         }
         var settings = settings
+        let decision = try EngineSelector().decide(settings.journalEngine)
+        settings.resolveJournalSync(for: decision.engine)
         if settings.journalSync == .dsync, let refusal = directIORefusal(settings.journalDirectories) {
             logger.warning("journal_sync = dsync needs O_DIRECT, which \(refusal); using fdatasync")
             settings.journalSync = .fdatasync
         }
-        let decision = try EngineSelector().decide(settings.journalEngine)
         // One line says which engine and, under auto, why each one before it was refused.
         if let reason = decision.fallbackReason {
             logger.warning("journal engine chosen: \(decision.engine.rawValue), after refusals",

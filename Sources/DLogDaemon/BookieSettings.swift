@@ -11,6 +11,9 @@ public struct BookieSettings: Sendable {
     public var port = 3181
     public var journalEngine = EngineChoice.auto
     public var journalSync = SyncMode.dsync
+    /// `journal_sync = auto` (the default): the mode measured faster for the engine chosen, set by
+    /// `resolveJournalSync(for:)` once the engine is known.
+    public var journalSyncAuto = true
     public var groupWaitMicros = 1000
     public var groupBytes = 512 * 1024
     public var journalMaxInFlight = 2
@@ -73,8 +76,13 @@ public struct BookieSettings: Sendable {
             journalEngine = c
         }
         if let s = v("journal_sync") {
-            guard let m = SyncMode(rawValue: s) else { throw bad("journal_sync", "fdatasync, dsync") }
-            journalSync = m
+            if s == "auto" {
+                journalSyncAuto = true
+            } else {
+                guard let m = SyncMode(rawValue: s) else { throw bad("journal_sync", "auto, fdatasync, dsync") }
+                journalSync = m
+                journalSyncAuto = false
+            }
         }
         if let n = try int("journal_group_wait_us", 0...1_000_000) { groupWaitMicros = n }
         if let n = try int("journal_group_bytes", 4096...(64 << 20)) { groupBytes = n }
@@ -151,6 +159,14 @@ public struct BookieSettings: Sendable {
     public func advertisedAddress(port: Int) -> String { "\(advertisedHost ?? host):\(port)" }
 
     /// The bookie configuration these settings describe.
+    /// With `journal_sync = auto`: an O_DIRECT write with RWF_DSYNC on io_uring and the blocking engine, a write
+    /// then an asynchronous fdatasync on libaio, each measured the faster on this project's test disk
+    /// (scripts/bench-matrix.sh; the figures are in the README).
+    public mutating func resolveJournalSync(for engine: EngineChoice) {
+        guard journalSyncAuto else { return }
+        journalSync = engine == .libaio ? .fdatasync : .dsync
+    }
+
     public func bookieConfiguration(engine: EngineChoice, truncateCorrupt: Bool) -> Bookie.Configuration {
         let journal = Journal.Configuration(
             directory: journalDirectories[0], fileBytes: journalFileBytes, filesMax: journalFilesMax,

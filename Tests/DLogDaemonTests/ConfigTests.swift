@@ -35,8 +35,17 @@ import Testing
         #expect(s.journalDirectories == ["/a", "/b"])
         #expect(s.port == 4000)
         #expect(s.journalEngine == .blocking)
-        #expect(s.journalSync == .dsync)
+        #expect(s.journalSync == .dsync && !s.journalSyncAuto)
         #expect(s.writeCacheBytes == 128 << 20)
+        // auto: the faster mode for the engine chosen; an explicit mode stays.
+        var automatic = try settings("journal_sync = auto\n")
+        automatic.resolveJournalSync(for: .libaio)
+        #expect(automatic.journalSync == .fdatasync)
+        automatic.resolveJournalSync(for: .ioUring)
+        #expect(automatic.journalSync == .dsync)
+        var fixed = s
+        fixed.resolveJournalSync(for: .libaio)
+        #expect(fixed.journalSync == .dsync)
     }
 
     /// Each mistake names the file and line, the key, the value and what is allowed.
