@@ -13,19 +13,8 @@ public final class AIOEngine: WriteSyncEngine {
     public let syncMode: SyncMode
     public let maxInFlight: Int
     private let context: OpaquePointer
-    /// Outstanding requests in submission order.
-    private var pending: [Pending] = []
+    private var pending = PendingRequests()
     public var inFlight: Int { pending.count }
-
-    private struct Pending {
-        var token: UInt64
-        var fd: Int32
-        var expectedBytes: Int64
-        var path: String
-        /// Steps still to complete: 1 (the write, or its sync) or 2 (write, then sync).
-        var awaiting: Int
-        var error: SystemError?
-    }
 
     /// Sets up an AIO context. Throws with the errno when the kernel or a seccomp filter refuses native AIO.
     public init(syncMode: SyncMode, maxInFlight: Int = 1) throws(SystemError) {
@@ -62,53 +51,31 @@ public final class AIOEngine: WriteSyncEngine {
             throw SystemError(call: syncMode == .dsync ? "io_submit(write, RWF_DSYNC)" : "io_submit(write)",
                               path: file.path, errno: -rc)
         }
-        pending.append(Pending(token: token, fd: file.fd, expectedBytes: Int64(count), path: file.path,
-                               awaiting: syncMode == .fdatasync ? 2 : 1, error: nil))
+        pending.add(token: token, file: file, bytes: count, steps: syncMode == .fdatasync ? 2 : 1)
     }
 
     public func awaitCompletion() throws(SystemError) -> UInt64 {
-        precondition(!pending.isEmpty, "no request outstanding")
-        while pending[0].awaiting > 0 {
+        precondition(pending.count > 0, "no request outstanding")
+        while !pending.oldestIsComplete {
             var data: UInt64 = 0
             var res: Int64 = 0
             let rc = dlog_aio_next_completion(context, &data, &res)
-            if rc < 0 { throw SystemError(call: "io_getevents", path: pending[0].path, errno: -rc) }
-            try record(token: data >> 1, isSync: data & 1 == 1, result: res)
-        }
-        let done = pending.removeFirst()
-        if let error = done.error { throw error }
-        return done.token
-    }
-
-    private func record(token: UInt64, isSync: Bool, result: Int64) throws(SystemError) {
-        guard let i = pending.firstIndex(where: { $0.token == token }) else {
-            preconditionFailure("completion for unknown journal request \(token)")
-        }
-        pending[i].awaiting -= 1
-        if isSync {
-            if result < 0 && pending[i].error == nil {
-                pending[i].error = SystemError(call: "fdatasync (AIO)", path: pending[i].path, errno: Int32(-result))
+            if rc < 0 { throw SystemError(call: "io_getevents", path: pending.oldestPath, errno: -rc) }
+            let token = data >> 1
+            if data & 1 == 1 {
+                pending.syncCompleted(token: token, result: res, call: "fdatasync (AIO)")
+            } else if let written = pending.writeCompleted(token: token, result: res,
+                                                           call: syncMode == .dsync ? "write(RWF_DSYNC)" : "write") {
+                // The write is in: its sync goes now, as its own request (native AIO cannot link them).
+                let rc = dlog_aio_submit_fdsync(context, written.fd, (token << 1) | 1)
+                if rc < 0 {
+                    pending.abandon(token: token, error: SystemError(call: "io_submit(fdatasync)", path: written.path, errno: -rc))
+                }
+            } else {
+                // A failed write gets no sync: the batch is already lost.
+                pending.abandon(token: token, error: nil)
             }
-            return
         }
-        if result < 0 {
-            pending[i].error = SystemError(call: syncMode == .dsync ? "write(RWF_DSYNC)" : "write",
-                                           path: pending[i].path, errno: Int32(-result))
-        } else if result != pending[i].expectedBytes {
-            // A short journal write leaves a hole; treat it like an I/O error rather than resubmitting.
-            pending[i].error = SystemError(call: "write (short: \(result) of \(pending[i].expectedBytes))",
-                                           path: pending[i].path, errno: EIO)
-        }
-        guard syncMode == .fdatasync, pending[i].awaiting > 0 else { return }
-        if pending[i].error != nil {
-            // No sync for a failed write: the batch is already lost.
-            pending[i].awaiting = 0
-            return
-        }
-        let rc = dlog_aio_submit_fdsync(context, pending[i].fd, (token << 1) | 1)
-        if rc < 0 {
-            pending[i].error = SystemError(call: "io_submit(fdatasync)", path: pending[i].path, errno: -rc)
-            pending[i].awaiting = 0
-        }
+        return try pending.takeOldest()
     }
 }

@@ -10,17 +10,8 @@ public final class URingEngine: WriteSyncEngine {
     public let syncMode: SyncMode
     public let maxInFlight: Int
     private let ring: OpaquePointer
-    /// Outstanding requests in submission order, with what each still waits for.
-    private var pending: [Pending] = []
+    private var pending = PendingRequests()
     public var inFlight: Int { pending.count }
-
-    private struct Pending {
-        var token: UInt64
-        var expectedBytes: Int32
-        var path: String
-        var awaiting: Int
-        var error: SystemError?
-    }
 
     /// Sets up a ring. Throws with the errno when the kernel or a seccomp filter refuses io_uring.
     public init(syncMode: SyncMode, maxInFlight: Int = 1) throws(SystemError) {
@@ -66,40 +57,25 @@ public final class URingEngine: WriteSyncEngine {
         }
         let submitted = dlog_uring_submit(ring)
         if submitted < 0 { throw SystemError(call: "io_uring_submit", path: file.path, errno: -submitted) }
-        pending.append(Pending(token: token, expectedBytes: Int32(count), path: file.path,
-                               awaiting: syncMode == .fdatasync ? 2 : 1, error: nil))
+        pending.add(token: token, file: file, bytes: count, steps: syncMode == .fdatasync ? 2 : 1)
     }
 
     public func awaitCompletion() throws(SystemError) -> UInt64 {
-        precondition(!pending.isEmpty, "no request outstanding")
-        while pending[0].awaiting > 0 {
+        precondition(pending.count > 0, "no request outstanding")
+        while !pending.oldestIsComplete {
             var data: UInt64 = 0
             var res: Int32 = 0
             let rc = dlog_uring_next_completion(ring, 1, &data, &res)
-            if rc < 0 { throw SystemError(call: "io_uring_wait_cqe", path: pending[0].path, errno: -rc) }
-            record(token: data >> 1, isSync: data & 1 == 1, result: res)
+            if rc < 0 { throw SystemError(call: "io_uring_wait_cqe", path: pending.oldestPath, errno: -rc) }
+            if data & 1 == 1 {
+                pending.syncCompleted(token: data >> 1, result: Int64(res), call: "fdatasync")
+            } else {
+                // A linked sync after a failed write completes too (cancelled), so nothing is abandoned here.
+                _ = pending.writeCompleted(token: data >> 1, result: Int64(res),
+                                           call: syncMode == .dsync ? "write(RWF_DSYNC)" : "write")
+            }
         }
-        let done = pending.removeFirst()
-        if let error = done.error { throw error }
-        return done.token
-    }
-
-    private func record(token: UInt64, isSync: Bool, result: Int32) {
-        guard let i = pending.firstIndex(where: { $0.token == token }) else {
-            preconditionFailure("completion for unknown journal request \(token)")
-        }
-        pending[i].awaiting -= 1
-        guard pending[i].error == nil else { return }
-        if isSync {
-            if result < 0 { pending[i].error = SystemError(call: "fdatasync", path: pending[i].path, errno: -result) }
-        } else if result < 0 {
-            pending[i].error = SystemError(call: syncMode == .dsync ? "write(RWF_DSYNC)" : "write",
-                                           path: pending[i].path, errno: -result)
-        } else if result != pending[i].expectedBytes {
-            // A short journal write leaves a hole; treat it like an I/O error rather than resubmitting.
-            pending[i].error = SystemError(call: "write (short: \(result) of \(pending[i].expectedBytes))",
-                                           path: pending[i].path, errno: EIO)
-        }
+        return try pending.takeOldest()
     }
 
     private func check(_ rc: Int32, _ file: File) throws(SystemError) {
