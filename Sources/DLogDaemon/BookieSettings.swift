@@ -160,8 +160,8 @@ public struct BookieSettings: Sendable {
 
     /// The bookie configuration these settings describe.
     /// With `journal_sync = auto`: an O_DIRECT write with RWF_DSYNC on io_uring and the blocking engine, a write
-    /// then an asynchronous fdatasync on libaio, each measured the faster on this project's test disk
-    /// (scripts/bench-matrix.sh; the figures are in the README).
+    /// then an asynchronous fdatasync on libaio, each the faster in throughput summed over several runs of
+    /// scripts/bench-matrix.sh on this project's test disk (the margins, small on libaio, are in the README).
     public mutating func resolveJournalSync(for engine: EngineChoice) {
         guard journalSyncAuto else { return }
         journalSync = engine == .libaio ? .fdatasync : .dsync
