@@ -5,13 +5,11 @@ import NIOPosix
 
 /// The bookie's TCP server. Handlers stay on their event loop; journal completions come back through
 /// `Channel.writeAndFlush`, which is safe from any thread; reads that must touch disk run on a thread pool.
-public final class BookieServer: Sendable {
+public final class BookieServer: Sendable, FrameListening {
     public let bookie: Bookie
     let pool: NIOThreadPool
-    let listener: FrameServer
+    public let listener: FrameServer
     let maxFrameBytes: Int
-
-    public var localAddress: SocketAddress? { listener.localAddress }
 
     public init(bookie: Bookie, host: String, port: Int, maxFrameBytes: Int, threads: Int = 2,
                 logger: Logger) throws {
@@ -34,9 +32,6 @@ public final class BookieServer: Sendable {
         listener.close()
         try? pool.syncShutdownGracefully()
     }
-
-    /// Whether every event loop runs a task within `timeout` (the watchdog's proof that they make progress).
-    public func eventLoopsRespond(within timeout: Duration) -> Bool { listener.eventLoopsRespond(within: timeout) }
 }
 
 /// Decodes one request per frame and dispatches it. A frame that cannot be decoded closes this connection

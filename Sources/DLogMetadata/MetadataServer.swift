@@ -6,14 +6,12 @@ import Synchronization
 
 /// The metadata role's TCP server: the `MetadataStore` contract over the common frame, answered by an
 /// `EmbeddedStore`. Handlers stay on their event loop; the store's thread answers through `ResponseBatcher`.
-public final class MetadataServer: Sendable {
+public final class MetadataServer: Sendable, FrameListening {
     public let store: EmbeddedStore
-    let listener: FrameServer
+    public let listener: FrameServer
 
     /// Requests carry at most one transaction (≈1.06 MiB of keys and values) plus framing.
     public static let requestFrameBytesMax = 2 << 20
-
-    public var localAddress: SocketAddress? { listener.localAddress }
 
     public init(store: EmbeddedStore, host: String, port: Int, threads: Int = 1, logger: Logger) throws {
         self.store = store
@@ -22,12 +20,7 @@ public final class MetadataServer: Sendable {
         }
     }
 
-    /// Stops taking connections; open ones go on being served (their answers still drain) until `close()`.
-    public func stopAccepting() { listener.stopAccepting() }
-
     public func close() { listener.close() }
-    /// Whether every event loop runs a task within `timeout` (the watchdog's probe).
-    public func eventLoopsRespond(within timeout: Duration) -> Bool { listener.eventLoopsRespond(within: timeout) }
 }
 
 /// One connection. A request whose body is malformed gets an `invalidArgument` answer and the connection

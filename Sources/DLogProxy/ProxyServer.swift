@@ -6,14 +6,12 @@ import NIOPosix
 /// The proxy role's TCP server: `ProxyService` over the common frame (docs/protocol.md, "Proxy role"). Each
 /// request runs as its own task, so one slow stream never holds up another on the same connection; answers
 /// go back in whatever order they finish, matched by request id.
-public final class ProxyServer: Sendable {
+public final class ProxyServer: Sendable, FrameListening {
     public let service: ProxyService
-    let listener: FrameServer
+    public let listener: FrameServer
 
     /// A bulk write of the largest records, plus framing.
     public static let requestFrameBytesMax = 20 << 20
-
-    public var localAddress: SocketAddress? { listener.localAddress }
 
     public init(service: ProxyService, host: String, port: Int, threads: Int = 1, logger: Logger) throws {
         self.service = service
@@ -22,12 +20,7 @@ public final class ProxyServer: Sendable {
         }
     }
 
-    /// Stops taking connections; open ones are served until `close()`.
-    public func stopAccepting() { listener.stopAccepting() }
-
     public func close() { listener.close() }
-    /// Whether every event loop runs a task within `timeout` (the watchdog's probe).
-    public func eventLoopsRespond(within timeout: Duration) -> Bool { listener.eventLoopsRespond(within: timeout) }
 }
 
 /// One connection. A malformed body gets a BAD_REQUEST answer and the connection goes on; a broken frame

@@ -54,3 +54,17 @@ public final class FrameServer: Sendable {
         return true
     }
 }
+
+/// A role's server built on one `FrameServer`: its address, its stop and the watchdog's probe are the
+/// listener's.
+public protocol FrameListening {
+    var listener: FrameServer { get }
+}
+
+extension FrameListening {
+    public var localAddress: SocketAddress? { listener.localAddress }
+    /// Stops taking connections; open ones are served (their answers still drain) until `close()`.
+    public func stopAccepting() { listener.stopAccepting() }
+    /// Whether every event loop runs a task within `timeout` (the watchdog's proof that they make progress).
+    public func eventLoopsRespond(within timeout: Duration) -> Bool { listener.eventLoopsRespond(within: timeout) }
+}
