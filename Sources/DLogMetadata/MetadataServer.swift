@@ -19,8 +19,6 @@ public final class MetadataServer: Sendable, FrameListening {
             MetadataRequestHandler(store: store, logger: logger)
         }
     }
-
-    public func close() { listener.close() }
 }
 
 /// One connection. A request whose body is malformed gets an `invalidArgument` answer and the connection

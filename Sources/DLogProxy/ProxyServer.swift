@@ -19,8 +19,6 @@ public final class ProxyServer: Sendable, FrameListening {
             ProxyRequestHandler(service: service, logger: logger)
         }
     }
-
-    public func close() { listener.close() }
 }
 
 /// One connection. A malformed body gets a BAD_REQUEST answer and the connection goes on; a broken frame

@@ -59,12 +59,15 @@ public final class FrameServer: Sendable {
 /// listener's.
 public protocol FrameListening {
     var listener: FrameServer { get }
+    /// Closes open connections and stops the event loops (a server with more to release adds to it).
+    func close()
 }
 
 extension FrameListening {
     public var localAddress: SocketAddress? { listener.localAddress }
     /// Stops taking connections; open ones are served (their answers still drain) until `close()`.
     public func stopAccepting() { listener.stopAccepting() }
+    public func close() { listener.close() }
     /// Whether every event loop runs a task within `timeout` (the watchdog's proof that they make progress).
     public func eventLoopsRespond(within timeout: Duration) -> Bool { listener.eventLoopsRespond(within: timeout) }
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
+import DistributedLog
 import DLogMetadata
+import DLogLedger
 import DLogWire
 import Foundation
 
@@ -51,14 +53,13 @@ struct MetadataOption: ParsableArguments {
     }
 }
 
-/// Runs `body`, printing an operating error as one clear line and exiting 1 instead of a stack of types.
+/// Runs `body`, printing an operating error (the cluster's, the metadata store's, a log's, a ledger's or the
+/// proxy's) as one clear line and exiting 1 instead of a stack of types.
 func reportingErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
-    } catch let error as ClusterError {
-        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
-        throw ExitCode(1)
-    } catch let error as MetadataError {
+    } catch let error where error is ClusterError || error is MetadataError || error is LogError
+        || error is LedgerError || error is ProxyFailure {
         FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
         throw ExitCode(1)
     }

@@ -59,24 +59,6 @@ struct LogTarget: ParsableArguments {
     }
 }
 
-/// Runs `body`, printing an operating error as one clear line and exiting 1.
-func reportingLogErrors(_ body: () async throws -> Void) async throws {
-    do {
-        try await body()
-    } catch let error as LogError {
-        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
-        throw ExitCode(1)
-    } catch let error as ProxyFailure {
-        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
-        throw ExitCode(1)
-    } catch let error as LedgerError {
-        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
-        throw ExitCode(1)
-    } catch let error as MetadataError {
-        FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
-        throw ExitCode(1)
-    }
-}
 
 func printJSON(_ value: some Encodable) throws {
     let encoder = JSONEncoder()
@@ -100,7 +82,7 @@ struct LogCommand: AsyncParsableCommand {
 
         func run() async throws {
             try checkName(name)
-            try await reportingLogErrors {
+            try await reportingErrors {
                 try await target.change(proxy: { try await $0.create(name) }, direct: { try await $0.createLog(name) })
                 if json { try printJSON(["created": name]) } else { print("created log \(name)") }
             }
@@ -115,7 +97,7 @@ struct LogCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (namespace, store) = try target.namespace()
-            try await reportingLogErrors {
+            try await reportingErrors {
                 let names = try await namespace.listLogs(prefix: prefix)
                 if json { try printJSON(names) } else { print(names.isEmpty ? "(no logs)" : names.joined(separator: "\n")) }
             }
@@ -145,7 +127,7 @@ struct LogCommand: AsyncParsableCommand {
         func run() async throws {
             try checkName(name)
             let (namespace, store) = try target.namespace()
-            try await reportingLogErrors {
+            try await reportingErrors {
                 guard try await namespace.logExists(name) else { throw LogError.noSuchLog(name) }
                 let rows = try await namespace.segments(name).map { item -> SegmentRow in
                     let s = item.segment
@@ -191,7 +173,7 @@ struct LogCommand: AsyncParsableCommand {
 
         func run() async throws {
             try checkName(name)
-            try await reportingLogErrors {
+            try await reportingErrors {
                 try await target.change(proxy: { try await $0.delete(name) }, direct: { try await $0.deleteLog(name) })
                 if json { try printJSON(["deleted": name]) } else { print("deleted log \(name)") }
             }
@@ -209,7 +191,7 @@ struct LogCommand: AsyncParsableCommand {
         func run() async throws {
             try checkName(name)
             guard let dlsn = DLSN(parsing: before) else { throw ValidationError("--before \(before) is not SEGMENT/ENTRY/SLOT") }
-            try await reportingLogErrors {
+            try await reportingErrors {
                 try await target.change(proxy: { try await $0.truncate(name, before: dlsn) }, direct: { namespace in
                     let writer = try await namespace.openWriter(name, create: false)
                     try await writer.truncate(before: dlsn)
@@ -244,7 +226,7 @@ struct WriteCommand: AsyncParsableCommand {
         let client = target.proxyForChanges.map { target.proxyClient($0) }
         var direct: (Namespace, any MetadataStore, LogWriter)?
         do {
-            try await reportingLogErrors {
+            try await reportingErrors {
                 for try await batch in LineBatches(input) {
                     let dlsns: [DLSN]
                     if let client {
@@ -357,7 +339,7 @@ struct ReadCommand: AsyncParsableCommand {
         try checkName(name)
         let position: LogReader.Position = fromTxID.map { .txid($0) } ?? .dlsn(fromDLSN.flatMap { DLSN(parsing: $0) } ?? .initial)
         let (namespace, store) = try target.namespace()
-        try await reportingLogErrors {
+        try await reportingErrors {
             let reader = try await namespace.openReader(name, from: position)
             var count = 0
             reading: while limit.map({ count < $0 }) ?? true {

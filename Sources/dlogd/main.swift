@@ -17,7 +17,7 @@ struct DLogd: ParsableCommand {
 /// `dlogd@bookie` reads /etc/dlog/bookie.conf).
 struct LaunchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "run", abstract: "Run the role a config file names (role = bookie | metadata | proxy).")
+        commandName: "run", abstract: "Run the role a config file names (role = bookie | metadata | proxy | standalone).")
 
     @Option(help: "Config file (key = value lines) with a `role` key.") var config: String
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
@@ -27,18 +27,11 @@ struct LaunchCommand: ParsableCommand {
             throw ValidationError("cannot read config file \(config)")
         }
         // Only the role is read here; the role's own command checks every other key.
+        let roles: [String: any ParsableCommand.Type] = ["bookie": BookieCommand.self, "metadata": MetadataCommand.self,
+                                                         "proxy": ProxyCommand.self, "standalone": StandaloneCommand.self]
         switch configRole(text) {
-        case "bookie"?:
-            let command = try BookieCommand.parse(["--config", config] + (logLevel.map { ["--log-level", $0] } ?? []))
-            try command.run()
-        case "metadata"?:
-            let command = try MetadataCommand.parse(["--config", config] + (logLevel.map { ["--log-level", $0] } ?? []))
-            try command.run()
-        case "proxy"?:
-            let command = try ProxyCommand.parse(["--config", config] + (logLevel.map { ["--log-level", $0] } ?? []))
-            try command.run()
-        case "standalone"?:
-            let command = try StandaloneCommand.parse(["--config", config] + (logLevel.map { ["--log-level", $0] } ?? []))
+        case let role? where roles[role] != nil:
+            var command = try roles[role]!.parse(["--config", config] + (logLevel.map { ["--log-level", $0] } ?? []))
             try command.run()
         case let other?:
             throw ValidationError("\(config): role '\(other)' is not one of bookie, metadata, proxy, standalone")
@@ -52,7 +45,7 @@ struct BookieCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bookie", abstract: "Run a bookie: stores ledger entries durably.")
 
-    @Option(help: "Config file (key = value lines). Flags override it.") var config: String?
+    @OptionGroup var common: RoleOptions
     @Option(name: .customLong("journal-dir"), help: "Journal directory (repeat for several).") var journalDirs: [String] = []
     @Option(name: .customLong("ledger-dir"), help: "Ledger directory (repeat for several).") var ledgerDirs: [String] = []
     @Option(help: "TCP port (0 picks a free one).") var port: Int?
@@ -62,29 +55,18 @@ struct BookieCommand: ParsableCommand {
     @Flag(name: .customLong("journal-truncate-corrupt"),
           help: "Cut the journal at a corrupt record instead of refusing to start (discards what follows).")
     var truncateCorrupt = false
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
 
     func run() throws {
-        var settings = BookieSettings()
-        do {
-            if let config { try settings.apply(try loadConfig(config, keys: BookieSettings.keys, role: "bookie")) }
+        try common.launch("bookie", BookieSettings.self, flags: { settings in
             if !journalDirs.isEmpty { settings.journalDirectories = journalDirs }
             if !ledgerDirs.isEmpty { settings.ledgerDirectories = ledgerDirs }
             if let port { settings.port = try checkedPort(port) }
             if let host { settings.host = host }
-            if let metadata {
-                do { _ = try MetadataURI(parsing: metadata) } catch { throw ValidationError("--metadata: \(error)") }
-                settings.metadata = metadata
-            }
+            if let metadata { settings.metadata = try checkedMetadata(metadata) }
             try settings.check()
-        } catch let problem as ConfigFile.Problem {
-            throw ValidationError(problem.message)
-        }
-        try bootstrapLogging(logLevel, role: "bookie", config: config)
-        settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "bookie", config: config)
-        let code = BookieRole.run(settings: settings, truncateCorrupt: truncateCorrupt, config: config,
-                                  logger: Logger(label: "dlogd.bookie"))
-        if code != 0 { throw ExitCode(code) }
+        }, run: { settings, logger in
+            BookieRole.run(settings: settings, truncateCorrupt: truncateCorrupt, config: common.config, logger: logger)
+        })
     }
 }
 
@@ -93,26 +75,19 @@ struct MetadataCommand: ParsableCommand {
         commandName: "metadata",
         abstract: "Run the metadata role: the cluster's coordination store (versioned keys, watches, leases).")
 
-    @Option(help: "Config file (key = value lines). Flags override it.") var config: String?
+    @OptionGroup var common: RoleOptions
     @Option(name: .customLong("data-dir"), help: "Directory of the store's database.") var dataDir: String?
     @Option(help: "TCP port (0 picks a free one).") var port: Int?
     @Option(help: "Address to listen on.") var host: String?
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
 
     func run() throws {
-        var settings = MetadataSettings()
-        do {
-            if let config { try settings.apply(try loadConfig(config, keys: MetadataSettings.keys, role: "metadata")) }
+        try common.launch("metadata", MetadataSettings.self, flags: { settings in
             if let dataDir { settings.dataDirectory = dataDir }
             if let port { settings.port = try checkedPort(port) }
             if let host { settings.host = host }
-        } catch let problem as ConfigFile.Problem {
-            throw ValidationError(problem.message)
-        }
-        try bootstrapLogging(logLevel, role: "metadata", config: config)
-        settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "metadata", config: config)
-        let code = MetadataRole.run(settings: settings, config: config, logger: Logger(label: "dlogd.metadata"))
-        if code != 0 { throw ExitCode(code) }
+        }, run: { settings, logger in
+            MetadataRole.run(settings: settings, config: common.config, logger: logger)
+        })
     }
 }
 
@@ -121,29 +96,19 @@ struct ProxyCommand: ParsableCommand {
         commandName: "proxy",
         abstract: "Run a proxy: owns log streams and writes clients' records into them (the write tier).")
 
-    @Option(help: "Config file (key = value lines). Flags override it.") var config: String?
+    @OptionGroup var common: RoleOptions
     @Option(help: "Metadata store URI (dlog://host:port or etcd://host:port/prefix).") var metadata: String?
     @Option(help: "TCP port (0 picks a free one).") var port: Int?
     @Option(help: "Address to listen on.") var host: String?
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
 
     func run() throws {
-        var settings = ProxySettings()
-        do {
-            if let config { try settings.apply(try loadConfig(config, keys: ProxySettings.keys, role: "proxy")) }
-            if let metadata {
-                do { _ = try MetadataURI(parsing: metadata) } catch { throw ValidationError("--metadata: \(error)") }
-                settings.metadata = metadata
-            }
+        try common.launch("proxy", ProxySettings.self, flags: { settings in
+            if let metadata { settings.metadata = try checkedMetadata(metadata) }
             if let port { settings.port = try checkedPort(port) }
             if let host { settings.host = host }
-        } catch let problem as ConfigFile.Problem {
-            throw ValidationError(problem.message)
-        }
-        try bootstrapLogging(logLevel, role: "proxy", config: config)
-        settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "proxy", config: config)
-        let code = ProxyRole.run(settings: settings, config: config, logger: Logger(label: "dlogd.proxy"))
-        if code != 0 { throw ExitCode(code) }
+        }, run: { settings, logger in
+            ProxyRole.run(settings: settings, config: common.config, logger: logger)
+        })
     }
 }
 
@@ -152,28 +117,43 @@ struct StandaloneCommand: ParsableCommand {
         commandName: "standalone",
         abstract: "Run metadata, 3 bookies and a proxy in one process, data under one directory (to try it out).")
 
-    @Option(help: "Config file (key = value lines). Flags override it.") var config: String?
+    @OptionGroup var common: RoleOptions
     @Option(help: "Directory for all data (default ./data).") var data: String?
     @Option(name: .customLong("base-port"), help: "Metadata port; bookies use the next 3, the proxy base + 10 (default 3180).") var basePort: Int?
     @Option(help: "Address to listen on (default 127.0.0.1).") var host: String?
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
 
     func run() throws {
-        var settings = StandaloneSettings()
+        try common.launch("standalone", StandaloneSettings.self, flags: { settings in
+            if let data { settings.dataDirectory = data }
+            if let basePort {
+                guard (1...65_000).contains(basePort) else { throw ValidationError("--base-port \(basePort) is not in 1...65000") }
+                settings.basePort = basePort
+            }
+            if let host { settings.host = host }
+        }, run: { settings, logger in
+            StandaloneRole.run(settings: settings, logger: logger)
+        })
+    }
+}
+
+/// `--config` and `--log-level`, and the one way every role starts from them: the file's values, then the
+/// flags, each checked; logging; the admin socket's default; the role's exit code.
+struct RoleOptions: ParsableArguments {
+    @Option(help: "Config file (key = value lines). Flags override it.") var config: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: the config's log_level, else info)") var logLevel: String?
+
+    func launch<S: RoleSettings>(_ role: String, _: S.Type, flags: (inout S) throws -> Void,
+                                 run: (S, Logger) -> Int32) throws {
+        var settings = S()
         do {
-            if let config { try settings.apply(try loadConfig(config, keys: StandaloneSettings.keys, role: "standalone")) }
+            if let config { try settings.apply(try loadConfig(config, keys: S.keys, role: role)) }
+            try flags(&settings)
         } catch let problem as ConfigFile.Problem {
             throw ValidationError(problem.message)
         }
-        if let data { settings.dataDirectory = data }
-        if let basePort {
-            guard (1...65_000).contains(basePort) else { throw ValidationError("--base-port \(basePort) is not in 1...65000") }
-            settings.basePort = basePort
-        }
-        if let host { settings.host = host }
-        try bootstrapLogging(logLevel, role: "standalone", config: config)
-        settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: "standalone", config: config)
-        let code = StandaloneRole.run(settings: settings, logger: Logger(label: "dlogd.standalone"))
+        try bootstrapLogging(logLevel, role: role, config: config)
+        settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: role, config: config)
+        let code = run(settings, Logger(label: "dlogd.\(role)"))
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -213,6 +193,11 @@ func loadConfig(_ path: String, keys: Set<String>, role: String) throws -> Confi
         throw ValidationError("\(path) is the \(named) role's config (role = \(named)), not the \(role) role's; run `dlogd --config \(path)` to start the role it names")
     }
     return try ConfigFile.parse(text, path: path, knownKeys: keys)
+}
+
+func checkedMetadata(_ uri: String) throws -> String {
+    do { _ = try MetadataURI(parsing: uri) } catch { throw ValidationError("--metadata: \(error)") }
+    return uri
 }
 
 func checkedPort(_ port: Int) throws -> Int {
