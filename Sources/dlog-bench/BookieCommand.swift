@@ -23,24 +23,11 @@ struct BookieCommand: AsyncParsableCommand {
     @Option(help: "add, or read-lac: a request that touches no disk (the network and event-loop floor of an add).")
     var op = "add"
 
-    struct Result: Codable {
+    struct Parameters: Encodable {
         var target: String
         var clients: Int
         var pipeline: Int
         var size: Int
-        var duration_s: Double
-        var ops: Int
-        var errors: Int
-        var ops_per_sec: Double
-        var mb_per_sec: Double
-        var p50_ms: Double
-        var p99_ms: Double
-        var p999_ms: Double
-        var max_ms: Double
-        var syncs_per_sec: Double
-        var entries_per_sync: Double
-        var engine: String
-        var sync_mode: String
     }
 
     final class Lane: Sendable {
@@ -107,23 +94,16 @@ struct BookieCommand: AsyncParsableCommand {
             }
         }
         if let ackedLog { try appendAckedLines(acked.map { "\($0.0) \($0.1) \($0.2)" }, to: ackedLog) }
-        let lat = LatencySummary(histogram)
-        let syncs = Double(after.syncs &- before.syncs)
-        let records = Double(after.records &- before.records)
-        let result = Result(target: target, clients: clients, pipeline: pipeline, size: size, duration_s: elapsed,
-                            ops: ops, errors: errors, ops_per_sec: rates(ops: ops, bytesPerOp: size, seconds: elapsed).opsPerSec,
-                            mb_per_sec: rates(ops: ops, bytesPerOp: size, seconds: elapsed).mbPerSec,
-                            p50_ms: lat.p50_ms, p99_ms: lat.p99_ms, p999_ms: lat.p999_ms, max_ms: lat.max_ms,
-                            syncs_per_sec: (syncs / elapsed).rounded(),
-                            entries_per_sync: syncs > 0 ? (records / syncs * 10).rounded() / 10 : 0,
-                            engine: after.engine, sync_mode: after.syncMode)
+        let sync = SyncFigures(syncs: Double(after.syncs &- before.syncs), records: Double(after.records &- before.records),
+                               seconds: elapsed, engines: [after.engine], modes: [after.syncMode])
+        let result = RunReport(parameters: Parameters(target: target, clients: clients, pipeline: pipeline, size: size),
+                               figures: RunFigures(histogram, ops: ops, errors: errors, bytesPerOp: size, seconds: elapsed),
+                               extra: sync)
         if json {
             printJSON(result)
         } else {
-            print("bookie \(target) \(clients)x\(pipeline) \(size) B: \(fmt(result.ops_per_sec, 0)) adds/s, "
-                  + "\(fmt(result.mb_per_sec, 1)) MB/s, p50 \(fmt(lat.p50_ms, 3)) ms, p99 \(fmt(lat.p99_ms, 3)) ms, "
-                  + "p99.9 \(fmt(lat.p999_ms, 3)) ms, max \(fmt(lat.max_ms, 3)) ms; \(fmt(result.syncs_per_sec, 0)) "
-                  + "fsyncs/s, \(fmt(result.entries_per_sync, 1)) entries/fsync (\(after.engine), \(after.syncMode))")
+            print("bookie \(target) \(clients)x\(pipeline) \(size) B: \(result.figures.line("adds")); \(sync.line) "
+                  + "(\(after.engine), \(after.syncMode))")
         }
         if errors > 0 {
             FileHandle.standardError.write(Data("dlog-bench: \(errors) adds failed; first: \(firstError ?? "?")\n".utf8))

@@ -26,7 +26,7 @@ struct LedgerCommand: AsyncParsableCommand {
     @Option(name: .customLong("acked-log"), help: "Append every confirmed (ledger, entry, payload CRC32C) to this file.")
     var ackedLog: String?
 
-    struct Result: Codable {
+    struct Parameters: Encodable {
         var target: String
         var ensemble: Int
         var write_quorum: Int
@@ -34,20 +34,6 @@ struct LedgerCommand: AsyncParsableCommand {
         var clients: Int
         var pipeline: Int
         var size: Int
-        var duration_s: Double
-        var ops: Int
-        var errors: Int
-        var ops_per_sec: Double
-        var mb_per_sec: Double
-        var p50_ms: Double
-        var p99_ms: Double
-        var p999_ms: Double
-        var max_ms: Double
-        /// Journal figures summed over every registered bookie (each add is synced by Qw of them).
-        var syncs_per_sec: Double
-        var entries_per_sync: Double
-        var engine: String
-        var sync_mode: String
     }
 
     final class Tally: Sendable {
@@ -188,7 +174,6 @@ struct LedgerCommand: AsyncParsableCommand {
                 journals: (before: [BookieID: JournalCounters], after: [BookieID: JournalCounters])) throws {
         let counts = tally.counts.withLock { $0 }
         if let ackedLog { try appendAckedLines(counts.acked, to: ackedLog) }
-        let latency = LatencySummary(counts.histogram)
         var syncs = 0.0, records = 0.0
         var engines: Set<String> = [], modes: Set<String> = []
         for (bookie, after) in journals.after {
@@ -198,22 +183,19 @@ struct LedgerCommand: AsyncParsableCommand {
             engines.insert(after.engine)
             modes.insert(after.syncMode)
         }
-        let result = Result(target: metadata, ensemble: ensemble, write_quorum: writeQuorum, ack_quorum: ackQuorum,
-                            clients: clients, pipeline: pipeline, size: size, duration_s: elapsed, ops: counts.ops,
-                            errors: counts.errors, ops_per_sec: rates(ops: counts.ops, bytesPerOp: size, seconds: elapsed).opsPerSec,
-                            mb_per_sec: rates(ops: counts.ops, bytesPerOp: size, seconds: elapsed).mbPerSec,
-                            p50_ms: latency.p50_ms, p99_ms: latency.p99_ms, p999_ms: latency.p999_ms, max_ms: latency.max_ms,
-                            syncs_per_sec: (syncs / elapsed).rounded(),
-                            entries_per_sync: syncs > 0 ? (records / syncs * 10).rounded() / 10 : 0,
-                            engine: engines.sorted().joined(separator: ","), sync_mode: modes.sorted().joined(separator: ","))
+        // Journal figures summed over every registered bookie (each add is synced by Qw of them).
+        let sync = SyncFigures(syncs: syncs, records: records, seconds: elapsed, engines: engines, modes: modes)
+        let result = RunReport(parameters: Parameters(target: metadata, ensemble: ensemble, write_quorum: writeQuorum,
+                                                      ack_quorum: ackQuorum, clients: clients, pipeline: pipeline, size: size),
+                               figures: RunFigures(counts.histogram, ops: counts.ops, errors: counts.errors, bytesPerOp: size,
+                                                   seconds: elapsed),
+                               extra: sync)
         if json {
             printJSON(result)
         } else {
             print("ledger E=\(ensemble) Qw=\(writeQuorum) Qa=\(ackQuorum) \(clients)x\(pipeline) \(size) B: "
-                  + "\(fmt(result.ops_per_sec, 0)) adds/s, \(fmt(result.mb_per_sec)) MB/s, p50 \(fmt(latency.p50_ms, 3)) ms, "
-                  + "p99 \(fmt(latency.p99_ms, 3)) ms, p99.9 \(fmt(latency.p999_ms, 3)) ms, max \(fmt(latency.max_ms, 3)) ms; "
-                  + "\(fmt(result.syncs_per_sec, 0)) fsyncs/s, \(fmt(result.entries_per_sync, 1)) entries/fsync over \(journals.after.count) bookies "
-                  + "(\(result.engine), \(result.sync_mode)); "
+                  + "\(result.figures.line("adds")); \(sync.line) over \(journals.after.count) bookies "
+                  + "(\(sync.engine), \(sync.sync_mode)); "
                   + "\(counts.errors) errors" + (counts.firstError.map { " (first: \($0))" } ?? ""))
         }
         if counts.errors > 0 { throw ExitCode(1) }

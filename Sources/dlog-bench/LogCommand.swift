@@ -28,21 +28,16 @@ struct LogBenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("acked-log"), help: "Append every acknowledged (stream, DLSN, payload CRC32C) to this file.")
     var ackedLog: String?
 
-    struct Result: Codable {
+    struct Parameters: Encodable {
         var target: String
         var streams: Int
         var clients: Int
         var pipeline: Int
         var size: Int
-        var duration_s: Double
-        var ops: Int
-        var errors: Int
-        var ops_per_sec: Double
-        var mb_per_sec: Double
-        var p50_ms: Double
-        var p99_ms: Double
-        var p999_ms: Double
-        var max_ms: Double
+    }
+
+    /// Acknowledged → delivered to a tailing reader.
+    struct TailFigures: Encodable {
         var tail_p50_ms: Double
         var tail_p99_ms: Double
         var tail_records: Int
@@ -182,7 +177,6 @@ struct LogBenchCommand: AsyncParsableCommand {
     func report(_ tally: Tally, _ deliveries: Deliveries, elapsed: Double) throws {
         let counts = tally.counts.withLock { $0 }
         if let ackedLog { try appendAckedLines(counts.acked, to: ackedLog) }
-        let latency = LatencySummary(counts.histogram)
         var tail = Histogram<UInt64>(highestTrackableValue: 60_000_000)
         var tailRecords = 0
         let seen = deliveries.seen.withLock { $0 }
@@ -195,18 +189,17 @@ struct LogBenchCommand: AsyncParsableCommand {
             }
         }
         let tailSummary = LatencySummary(tail)
-        let rate = rates(ops: counts.ops, bytesPerOp: size, seconds: elapsed)
-        let result = Result(target: proxy.map { "proxy \($0)" } ?? "direct \(metadata)", streams: streams, clients: clients,
-                            pipeline: pipeline, size: size, duration_s: elapsed, ops: counts.ops, errors: counts.errors,
-                            ops_per_sec: rate.opsPerSec, mb_per_sec: rate.mbPerSec, p50_ms: latency.p50_ms,
-                            p99_ms: latency.p99_ms, p999_ms: latency.p999_ms, max_ms: latency.max_ms,
-                            tail_p50_ms: tailSummary.p50_ms, tail_p99_ms: tailSummary.p99_ms, tail_records: tailRecords)
+        let result = RunReport(parameters: Parameters(target: proxy.map { "proxy \($0)" } ?? "direct \(metadata)", streams: streams,
+                                                      clients: clients, pipeline: pipeline, size: size),
+                               figures: RunFigures(counts.histogram, ops: counts.ops, errors: counts.errors, bytesPerOp: size,
+                                                   seconds: elapsed),
+                               extra: TailFigures(tail_p50_ms: tailSummary.p50_ms, tail_p99_ms: tailSummary.p99_ms,
+                                                  tail_records: tailRecords))
         if json {
             printJSON(result)
         } else {
-            print("log \(result.target) \(streams) streams \(clients)x\(pipeline) \(size) B: \(fmt(result.ops_per_sec, 0)) writes/s, "
-                  + "\(fmt(result.mb_per_sec)) MB/s, p50 \(fmt(latency.p50_ms, 3)) ms, p99 \(fmt(latency.p99_ms, 3)) ms, "
-                  + "p99.9 \(fmt(latency.p999_ms, 3)) ms; tail p50 \(fmt(tailSummary.p50_ms, 3)) ms, p99 \(fmt(tailSummary.p99_ms, 3)) ms "
+            print("log \(result.parameters.target) \(streams) streams \(clients)x\(pipeline) \(size) B: \(result.figures.line("writes")); "
+                  + "tail p50 \(fmt(tailSummary.p50_ms, 3)) ms, p99 \(fmt(tailSummary.p99_ms, 3)) ms "
                   + "over \(tailRecords) records; \(counts.errors) errors" + (counts.firstError.map { " (first: \($0))" } ?? ""))
         }
         if counts.errors > 0 { throw ExitCode(1) }
