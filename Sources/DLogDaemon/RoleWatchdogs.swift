@@ -10,9 +10,10 @@ enum RoleWatchdogs {
     /// thread make progress); the status line has the revision, leases, watchers and commits/s.
     static func metadata(_ server: MetadataServer, _ store: EmbeddedStore) -> Watchdog {
         let commits = Mutex(RateMeter())
+        let storeProbe = BoundedProbe()
         return Watchdog(probes: [
             { server.eventLoopsRespond(within: .seconds(1)) ? nil : "the network event loops did not run a task within 1 s" },
-            { answers(within: .seconds(2)) { _ = await store.stats() } ? nil : "the store did not answer within 2 s" },
+            { storeProbe.answers(within: .seconds(2)) { _ = await store.stats() } ? nil : "the store did not answer within 2 s" },
         ], status: {
             guard let stats = try? runBlocking({ await store.stats() }) else { return "serving" }
             let rate = commits.withLock { $0.perSecond(stats.commits) }
@@ -31,12 +32,22 @@ enum RoleWatchdogs {
             return "serving; \(counters.streamsOwned) streams owned, \(rate) records/s"
         })
     }
+}
+
+/// Runs a probe's operation with a time limit, one at a time: while an earlier run is still stuck, the probe
+/// fails at once instead of starting another, so a hung store cannot pile up tasks.
+final class BoundedProbe: Sendable {
+    private let running = Atomic(false)
 
     /// Whether `operation` finishes within `timeout`; a probe must not hang on what it probes.
-    static func answers(within timeout: Duration, _ operation: @escaping @Sendable () async -> Void) -> Bool {
+    func answers(within timeout: Duration, _ operation: @escaping @Sendable () async -> Void) -> Bool {
+        guard running.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            return false
+        }
         let done = DispatchSemaphore(value: 0)
-        Task {
+        Task { [self] in
             await operation()
+            running.store(false, ordering: .releasing)
             done.signal()
         }
         let nanos = Int(timeout.components.seconds) * 1_000_000_000 + Int(timeout.components.attoseconds / 1_000_000_000)

@@ -1,7 +1,8 @@
 import DLogBookie
-import DLogDaemon
+@testable import DLogDaemon
 import DLogTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// What dlogd tells systemd, received on a real notify socket (the datagram protocol sd_notify speaks), with
@@ -130,6 +131,30 @@ final class NotifyListener: Sendable {
         #expect(progress.check([stats]) == nil, "idle is not stuck")
         stats.failed = "EIO"
         #expect(progress.check([stats]) == "journal 0 failed: EIO")
+    }
+
+    @Test func aStuckProbeIsNotStartedTwice() {
+        // A store that hangs fails the probe after its time limit, and the next look fails at once without
+        // starting another task; once the store answers, the probe passes again.
+        let probe = BoundedProbe()
+        let gate = DispatchSemaphore(value: 0)
+        let starts = Mutex(0)
+        let hung: @Sendable () async -> Void = {
+            starts.withLock { $0 += 1 }
+            await withCheckedContinuation { (resume: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async { gate.wait(); resume.resume() }
+            }
+        }
+        #expect(!probe.answers(within: .milliseconds(50), hung))
+        #expect(!probe.answers(within: .seconds(5), hung), "fails at once while the first is stuck")
+        #expect(starts.withLock { $0 } == 1)
+        gate.signal()
+        var passed = false
+        for _ in 0..<100 where !passed {
+            passed = probe.answers(within: .seconds(1)) {}
+            if !passed { Thread.sleep(forTimeInterval: 0.02) }
+        }
+        #expect(passed, "answers again once the stuck run finished")
     }
 
     @Test func theStatusLineQuotesTheSyncP99Bucket() {
