@@ -12,12 +12,17 @@ final class Acked: Sendable {
     let entries = Mutex<[UInt64: Int64]>([:])  // ledger → highest entry acked (entries are acked in order)
     func record(_ ledger: UInt64, _ e: Int64) { entries.withLock { $0[ledger] = max($0[ledger] ?? -1, e) } }
     var snapshot: [UInt64: Int64] { entries.withLock { $0 } }
+    /// How many entries are acknowledged in all.
+    var total: Int { entries.withLock { $0.values.reduce(0) { $0 + Int($1) + 1 } } }
 }
 
 @Suite(.serialized) struct CrashTests {
     /// The journal engines this machine has, with the kill cycles each gets: the default engine the most.
     static let engines: [(engine: String, cycles: Int)] = [("blocking", 8)]
         + (URingEngine.probe() == nil ? [("io_uring", 20)] : []) + (AIOEngine.probe() == nil ? [("libaio", 8)] : [])
+
+    /// Adds each cycle must see acknowledged before its kill.
+    static let loadPerCycle = 32
 
     /// Kill -9 under concurrent adds, over and over, on each journal engine: after every restart each
     /// acknowledged entry reads back byte-exact, and fenced ledgers stay fenced. Small journal files and a
@@ -61,7 +66,15 @@ final class Acked: Sendable {
             let writers = clients.enumerated().map { (i, c) in
                 Task { await Self.write(c, ledger: UInt64(cycle * 16 + i * 4 + 1), acked: acked, stop: stop) }
             }
-            try await Task.sleep(for: .milliseconds(Int.random(in: 50...400, using: &rng)))
+            // The kill must land under load, whatever the machine's speed: wait (bounded) until this cycle's
+            // writers have had some adds acknowledged, then a random moment more.
+            let before = acked.total
+            let loaded = ContinuousClock.now + .seconds(30)
+            while acked.total < before + Self.loadPerCycle, ContinuousClock.now < loaded {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(acked.total >= before + Self.loadPerCycle, "cycle \(cycle): the load never got going")
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...350, using: &rng)))
             d.kill(SIGKILL)
             stop.set()
             for w in writers { await w.value }
@@ -74,8 +87,6 @@ final class Acked: Sendable {
         try await verify(acked.snapshot, with: c, cycle: cycles)
         let engineUsed = try #require(try JSONSerialization.jsonObject(with: Data(await c.info().utf8)) as? [String: Any])
         #expect(((engineUsed["journals"] as? [[String: Any]])?.first?["engine"] as? String) == engine, "\(engineUsed)")
-        let total = acked.snapshot.values.reduce(0) { $0 + Int($1) + 1 }
-        #expect(total > 400, "the load should have acknowledged a fair number of entries (\(total))")
         await c.close()
         d.kill(SIGTERM)
         #expect(await d.exited() == 0)
