@@ -9,16 +9,19 @@ extension Bookie {
         let thread = Thread { [self] in
             var lastCheckpoint = ContinuousClock.now
             var lastDiskCheck = ContinuousClock.now - configuration.diskCheckInterval
+            var retry = CheckpointRetry()
             while !stopping.load(ordering: .acquiring) {
                 let now = ContinuousClock.now
                 if now - lastDiskCheck >= configuration.diskCheckInterval {
                     lastDiskCheck = now
                     checkDisks()
                 }
-                if checkpointRequested.exchange(false, ordering: .acquiringAndReleasing)
+                // A request made while a failed checkpoint backs off stays set for the next attempt.
+                if retry.allows(now), checkpointRequested.exchange(false, ordering: .acquiringAndReleasing)
                     || now - lastCheckpoint >= configuration.checkpointInterval {
                     lastCheckpoint = now
-                    runCheckpoint()
+                    report(retry.record(runCheckpoint(), at: .now))
+                    checkpointFailures.store(retry.failures, ordering: .relaxed)
                 }
                 if !underWritePressure {
                     for resume in relief.withLock({ list in defer { list = [] }; return list }) { resume() }
@@ -47,7 +50,8 @@ extension Bookie {
         compactor.start()
     }
 
-    func runCheckpoint() {
+    /// Runs one checkpoint; returns why it failed, or nil.
+    func runCheckpoint() -> String? {
         do {
             let started = ContinuousClock.now
             let result = try storage.checkpoint()
@@ -60,11 +64,23 @@ extension Bookie {
                                                       "removedFiles": "\(result.removedFiles)",
                                                       "elapsed": "\(ContinuousClock.now - started)"])
             }
+            return nil
         } catch {
             // The journal and the cache still hold everything; adds go on while the cache has room, then
             // back-pressure, with this reason in the refusal (a full ledger disk, say).
             lastCheckpointError.withLock { $0 = "\(error)" }
-            logger.error("checkpoint failed; will retry", metadata: ["error": "\(error)"])
+            return "\(error)"
+        }
+    }
+
+    private func report(_ report: CheckpointRetry.Report) {
+        switch report {
+        case .quiet:
+            break
+        case .failing(let error, let failures):
+            logger.error("checkpoint failed; will retry", metadata: ["error": "\(error)", "failures": "\(failures)"])
+        case .recovered(let failures):
+            logger.notice("checkpoints succeed again", metadata: ["failures": "\(failures)"])
         }
     }
 
@@ -118,13 +134,15 @@ extension Bookie {
             var freeBytes: UInt64
             var journals: [JournalStats]
             var lastCheckpointError: String?
+            var checkpointFailures: Int
         }
         let usage = try? FileSystem.usage(of: configuration.storage.ledgerDirectories[0])
         let info = Info(state: isReadOnly ? "read-only" : "writable", ledgers: storage.ledgerCount,
                         cacheBytes: storage.cacheBytes, entryLogs: storage.entryLogCount,
                         checkpoints: storage.checkpoints, totalBytes: usage?.totalBytes ?? 0,
                         freeBytes: usage?.freeBytes ?? 0, journals: journals.map(\.stats),
-                        lastCheckpointError: lastCheckpointError.withLock { $0 })
+                        lastCheckpointError: lastCheckpointError.withLock { $0 },
+                        checkpointFailures: checkpointFailuresInARow)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: (try? encoder.encode(info)) ?? Data(), as: UTF8.self)

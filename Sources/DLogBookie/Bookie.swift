@@ -44,6 +44,9 @@ public final class Bookie: JournalSink, Sendable {
     let background = DispatchSemaphore(value: 0)
     /// Why the last checkpoint failed, until one succeeds.
     let lastCheckpointError = Mutex<String?>(nil)
+    /// Failed checkpoints in a row (0 while they work), for GET_INFO and the admin socket.
+    let checkpointFailures = Atomic<Int>(0)
+    public var checkpointFailuresInARow: Int { checkpointFailures.load(ordering: .relaxed) }
     /// Callbacks of connections that stopped reading because the write cache is under pressure.
     let relief = Mutex<[@Sendable () -> Void]>([])
     /// The read-only threshold and low-water mark in force: the configuration's, until a reload changes them.

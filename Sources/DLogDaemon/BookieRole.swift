@@ -164,7 +164,10 @@ public enum BookieRole {
             { progress.withLock { $0.check(bookie.journals.map(\.stats)) } },
             { server.eventLoopsRespond(within: .seconds(1)) ? nil : "the network event loops did not run a task within 1 s" },
         ], status: {
-            statusLine.withLock { $0.line(readOnly: bookie.isReadOnly, bookie.journals.map(\.stats)) }
+            statusLine.withLock {
+                $0.line(readOnly: bookie.isReadOnly, checkpointFailures: bookie.checkpointFailuresInARow,
+                        bookie.journals.map(\.stats))
+            }
         })
     }
 

@@ -70,13 +70,13 @@ public struct JournalProgress: Sendable {
     }
 }
 
-/// The bookie's status line: state, adds/s since the last line, and the sync latency p99 from the journals'
-/// histograms.
+/// The bookie's status line: state, adds/s since the last line, the sync latency p99 from the journals'
+/// histograms, and failing checkpoints when there are (what `systemctl status` shows an operator first).
 public struct BookieStatusLine: Sendable {
     private var lastRecords: UInt64 = 0
     private var lastTime = ContinuousClock.now
 
-    mutating func line(readOnly: Bool, _ stats: [JournalStats]) -> String {
+    mutating func line(readOnly: Bool, checkpointFailures: Int = 0, _ stats: [JournalStats]) -> String {
         let now = ContinuousClock.now
         let records = stats.reduce(0) { $0 + $1.recordsSynced }
         let seconds = max(0.001, Double((now - lastTime).components.seconds) + Double((now - lastTime).components.attoseconds) / 1e18)
@@ -84,7 +84,9 @@ public struct BookieStatusLine: Sendable {
         (lastRecords, lastTime) = (records, now)
         var buckets = [UInt64](repeating: 0, count: LatencyBuckets.count)
         for journal in stats { for (i, n) in journal.syncLatencyBuckets.enumerated() { buckets[i] += n } }
+        let failing = checkpointFailures > 0 ? ", checkpoints failing (\(checkpointFailures) in a row)" : ""
         return "\(readOnly ? "read-only" : "writable"), \(Int(rate.rounded())) adds/s, sync p99 < \(Self.p99(buckets))"
+            + failing
     }
 
     /// The upper bound of the bucket holding the 99th percentile (bucket i: < 2^i × 16 µs).

@@ -316,6 +316,12 @@ func failure(_ body: () async throws -> Void) async -> BookieStatus? {
         let message = try #require(refusal, "adds were never refused")
         #expect(message.contains("checkpoints are failing"))
         #expect(try await c.info().contains("lastCheckpointError"))
+        // Failing checkpoints back off instead of retrying at every ask (each try opens a new entry log).
+        let failuresBefore = try await Self.checkpointFailures(c)
+        try await Task.sleep(for: .seconds(1))
+        let failuresAfter = try await Self.checkpointFailures(c)
+        #expect(failuresBefore >= 1 && failuresAfter - failuresBefore <= 8,
+                "checkpoint attempts in 1 s of failing: \(failuresAfter - failuresBefore)")
         for id in 1...1500 { try FileManager.default.removeItem(atPath: dir.sub("ledgers") + "/entrylog-\(id).log.tmp") }
         let deadline = ContinuousClock.now + .seconds(10)
         var resumed = false
@@ -327,6 +333,16 @@ func failure(_ body: () async throws -> Void) async -> BookieStatus? {
         }
         #expect(resumed)
         for e in acked { #expect(try await c.read(ledger: LedgerID(8), entry: EntryID(e)) == entry(8, e, size: 1000)) }
+        let settled = ContinuousClock.now + .seconds(5)
+        while try await Self.checkpointFailures(c) != 0, ContinuousClock.now < settled {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(try await Self.checkpointFailures(c) == 0, "the count is reset by the first success")
         await c.close()
+    }
+
+    static func checkpointFailures(_ c: BookieClient) async throws -> Int {
+        let info = try JSONSerialization.jsonObject(with: Data(try await c.info().utf8)) as? [String: Any]
+        return try #require(info?["checkpointFailures"] as? Int)
     }
 }

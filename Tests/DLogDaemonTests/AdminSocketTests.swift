@@ -23,13 +23,13 @@ import Testing
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let bookie = try await DaemonProcess.start(["--config", config])
         defer { bookie.kill(SIGKILL) }
-        func admin(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-            try runTool(dlogctlPath, ["admin", "--socket", socket] + args)
+        func admin(_ args: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+            try await runTool(dlogctlPath, ["admin", "--socket", socket] + args)
         }
         // The socket may come first, as in `dlogctl --socket PATH admin status`.
-        let first = try runTool(dlogctlPath, ["--socket", socket, "admin", "status", "--json"])
+        let first = try await runTool(dlogctlPath, ["--socket", socket, "admin", "status", "--json"])
         #expect(first.status == 0 && first.stdout.contains("\"role\":\"bookie\""), "\(first)")
-        let status = try admin(["status", "--json"])
+        let status = try await admin(["status", "--json"])
         let object = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any], "\(status)")
         #expect(object["role"] as? String == "bookie" && object["state"] as? String == "writable")
         let permissions = try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int
@@ -41,37 +41,37 @@ import Testing
         for e: Int64 in 0..<3 {
             #expect(try await client.send(.add(masterKey: testKey, entry: entry(7, e), recovery: false)) == .added(ledger: LedgerID(7), entry: EntryID(e)))
         }
-        let listed = try admin(["ledger", "list"])
+        let listed = try await admin(["ledger", "list"])
         #expect(listed.status == 0 && listed.stdout.contains("ledgers:") && listed.stdout.contains("L7"), "\(listed)")
-        let info = try admin(["ledger", "info", "L7", "--json"])
+        let info = try await admin(["ledger", "info", "L7", "--json"])
         #expect(info.stdout.contains("\"entries\":3") && info.stdout.contains("\"fenced\":false"), "\(info)")
-        let read = try admin(["ledger", "read-entry", "7", "0", "--json"])
+        let read = try await admin(["ledger", "read-entry", "7", "0", "--json"])
         #expect(read.status == 0 && read.stdout.contains("\"payload_bytes\":200") && read.stdout.contains("\"crc\":\"ok\""), "\(read)")
-        let missing = try admin(["ledger", "read-entry", "L7", "9"])
+        let missing = try await admin(["ledger", "read-entry", "L7", "9"])
         #expect(missing.status == 1 && missing.stderr.contains("L7/E9 is not on this bookie"), "\(missing)")
-        let badLedger = try admin(["ledger", "info", "seven"])
+        let badLedger = try await admin(["ledger", "info", "seven"])
         #expect(badLedger.status == 1 && badLedger.stderr.contains("'seven' is not a ledger id"), "\(badLedger)")
-        let disks = try admin(["disks"])
+        let disks = try await admin(["disks"])
         #expect(disks.stdout.contains("disks:") && disks.stdout.contains(dir.sub("j")) && disks.stdout.contains("read_only_above"), "\(disks)")
-        let journal = try admin(["journal"])
+        let journal = try await admin(["journal"])
         #expect(journal.stdout.contains("journals:") && journal.stdout.contains("j0_sync_latency:") && journal.stdout.contains("< "), "\(journal)")
-        let gc = try admin(["gc"])
+        let gc = try await admin(["gc"])
         #expect(gc.status == 1 && gc.stderr.contains("runs alone"), "\(gc)")
 
-        #expect(try admin(["log-level", "debug"]).stdout.contains("debug"))
-        #expect(try admin(["status", "--json"]).stdout.contains("\"log_level\":\"debug\""))
-        #expect(try admin(["readonly", "on"]).status == 0)
-        #expect(try admin(["status"]).stdout.contains("read-only"))
-        #expect(try admin(["config"]).stdout.contains("journalFileBytes"))
-        let unknown = try admin(["frobnicate"])
+        #expect(try await admin(["log-level", "debug"]).stdout.contains("debug"))
+        #expect(try await admin(["status", "--json"]).stdout.contains("\"log_level\":\"debug\""))
+        #expect(try await admin(["readonly", "on"]).status == 0)
+        #expect(try await admin(["status"]).stdout.contains("read-only"))
+        #expect(try await admin(["config"]).stdout.contains("journalFileBytes"))
+        let unknown = try await admin(["frobnicate"])
         #expect(unknown.status == 1 && unknown.stderr.contains("unknown command 'frobnicate'") && unknown.stderr.contains("readonly"))
-        let badLevel = try admin(["log-level", "loud"])
+        let badLevel = try await admin(["log-level", "loud"])
         #expect(badLevel.status == 1 && badLevel.stderr.contains("log level 'loud' is not one of"))
 
         // SIGHUP reloads the config's log_level and disk thresholds (a threshold below the disk's usage makes the
         // bookie read-only at its next disk check); a file that no longer parses changes nothing.
-        _ = try admin(["readonly", "off"])
-        #expect(try admin(["status"]).stdout.contains("writable"), "the operator's read-only is off again")
+        _ = try await admin(["readonly", "off"])
+        #expect(try await admin(["status"]).stdout.contains("writable"), "the operator's read-only is off again")
         let original = try String(contentsOfFile: config, encoding: .utf8)
         try (original + "\nlog_level = warning\ndisk_usage_threshold = 0.0001\ndisk_usage_lwm = 0.00005\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
@@ -79,17 +79,17 @@ import Testing
         var level = "", state = ""
         for _ in 0..<100 where level != "warning" || state != "read-only" {
             try await Task.sleep(for: .milliseconds(50))
-            let now = (try? JSONSerialization.jsonObject(with: Data(try admin(["status", "--json"]).stdout.utf8)) as? [String: Any]) ?? [:]
+            let now = (try? JSONSerialization.jsonObject(with: Data(try await admin(["status", "--json"]).stdout.utf8)) as? [String: Any]) ?? [:]
             level = now["log_level"] as? String ?? ""
             state = now["state"] as? String ?? ""
         }
         #expect(level == "warning", "SIGHUP applied the config's log_level")
         #expect(state == "read-only", "SIGHUP applied the disk threshold")
-        #expect(try admin(["disks", "--json"]).stdout.contains("\"read_only_above\":\"0%\""))
+        #expect(try await admin(["disks", "--json"]).stdout.contains("\"read_only_above\":\"0%\""))
         try (original + "\nlog_level = loud\ndisk_usage_threshold = 0.9\n").write(toFile: config, atomically: true, encoding: .utf8)
         bookie.kill(SIGHUP)
         try await Task.sleep(for: .milliseconds(500))
-        #expect(try admin(["status", "--json"]).stdout.contains("\"log_level\":\"warning\""), "a bad reload keeps the running level")
+        #expect(try await admin(["status", "--json"]).stdout.contains("\"log_level\":\"warning\""), "a bad reload keeps the running level")
         #expect(bookie.stderr.contains("reload refused; the running settings stay"), "\(bookie.stderr)")
 
         // Metrics: Prometheus text over HTTP, and the same through the admin socket.
@@ -100,14 +100,14 @@ import Testing
         #expect(scrape.hasPrefix("HTTP/1.1 200") && scrape.contains("dlog_journal_syncs_total{journal=\"0\"}")
                 && scrape.contains("dlog_bookie_adds_total 3") && scrape.contains("dlog_bookie_read_only 1"), "\(scrape)")
         #expect(try httpGet(port: metricsPort, path: "/other").hasPrefix("HTTP/1.1 404"))
-        #expect(try admin(["metrics"]).stdout.contains("# TYPE dlog_journal_sync_seconds_bucket counter"))
+        #expect(try await admin(["metrics"]).stdout.contains("# TYPE dlog_journal_sync_seconds_bucket counter"))
         #expect(scrape.contains("dlog_journal_batch_records_bucket{journal=\"0\",le=\"+Inf\"} "), "\(scrape)")
-        #expect(try admin(["disks", "--json"]).stdout.contains("\"read_only_above\":\"0%\""), "a refused reload changed no threshold")
+        #expect(try await admin(["disks", "--json"]).stdout.contains("\"read_only_above\":\"0%\""), "a refused reload changed no threshold")
 
         bookie.kill(SIGTERM)
         #expect(await bookie.exited() == 0)
         #expect(!FileManager.default.fileExists(atPath: socket), "a clean stop removes the socket")
-        let gone = try admin(["status"])
+        let gone = try await admin(["status"])
         #expect(gone.status == 1 && gone.stderr.contains("not running (socket \(socket))"))
     }
 }

@@ -60,7 +60,7 @@ import Testing
         #expect(registered.first?.address == "127.0.0.1:\(bookie.port)")
         #expect(registered.first?.disks.map(\.role).sorted() == ["journal", "ledger"])
 
-        let listed = try runTool(dlogctlPath, ["bookie", "list", "--metadata", setup.uri, "--json"])
+        let listed = try await runTool(dlogctlPath, ["bookie", "list", "--metadata", setup.uri, "--json"])
         #expect(listed.status == 0)
         #expect(listed.stdout.contains("\"bookie-1\"") && listed.stdout.contains("/zone-a/rack-1"))
 
@@ -138,8 +138,8 @@ import Testing
         for e in 0..<3 { try await client.add(key: testKey, entry: entry(7, Int64(e))) }
         setup.metadata.kill(SIGKILL)
         _ = await setup.metadata.exited()
-        let empty = try DaemonProcess(["--data-dir", setup.dir.sub("empty-metadata"), "--port", "\(setup.metadata.port)"],
-                                      role: "metadata")
+        let empty = try await DaemonProcess.start(["--data-dir", setup.dir.sub("empty-metadata"), "--port", "\(setup.metadata.port)"],
+                                                  role: "metadata")
         // Several GC intervals and more than the registration TTL.
         try await Task.sleep(for: .seconds(4))
         #expect(try await client.read(ledger: LedgerID(7), entry: EntryID(2)) == entry(7, 2))
@@ -162,13 +162,13 @@ import Testing
         first.kill(SIGTERM)
         #expect(await first.exited() == 0)
         // Same id, fresh directories: a wiped or swapped disk set.
-        let impostor = try DaemonProcess(["--config", try setup.bookieConfig("b2", id: "bookie-x")], waitForListening: false)
+        let impostor = try DaemonProcess(["--config", try setup.bookieConfig("b2", id: "bookie-x")])
         #expect(await impostor.exited() == 2)
         #expect(impostor.stderr.contains("does not match its cookie") && impostor.stderr.contains("decommission"))
         await setup.stop()
 
         let empty = try await Setup(initialize: false)
-        let orphan = try DaemonProcess(["--config", try empty.bookieConfig("b1", id: "bookie-y")], waitForListening: false)
+        let orphan = try DaemonProcess(["--config", try empty.bookieConfig("b1", id: "bookie-y")])
         #expect(await orphan.exited() == 2)
         #expect(orphan.stderr.contains("dlogctl cluster init"))
         await empty.stop()
@@ -178,12 +178,12 @@ import Testing
         // Proves `dlogctl bookie decommission` refuses a running bookie and one that ledgers still name, then
         // removes the cookie so the id can start afresh on new disks; and `cluster init` refuses a second time.
         let setup = try await Setup()
-        let again = try runTool(dlogctlPath, ["cluster", "init", "--metadata", setup.uri])
+        let again = try await runTool(dlogctlPath, ["cluster", "init", "--metadata", setup.uri])
         #expect(again.status == 1 && again.stderr.contains("already initialized"))
-        let stats = try runTool(dlogctlPath, ["metadata", "stats", "--metadata", setup.uri, "--json"])
+        let stats = try await runTool(dlogctlPath, ["metadata", "stats", "--metadata", setup.uri, "--json"])
         #expect(stats.status == 0 && stats.stdout.contains("\"revision\":"))
         let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: "bookie-d")])
-        let running = try runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
+        let running = try await runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
         #expect(running.status == 1 && running.stderr.contains("is running"))
         bookie.kill(SIGTERM)
         _ = await bookie.exited()
@@ -191,10 +191,10 @@ import Testing
                                      fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-d")])],
                                      creationTime: 0)
         let version = try await setup.cluster.createLedger(LedgerID(9), holding)
-        let busy = try runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
+        let busy = try await runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
         #expect(busy.status == 1 && busy.stderr.contains("L9"))
         try await setup.cluster.deleteLedger(LedgerID(9), ifVersion: version)
-        let done = try runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
+        let done = try await runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--metadata", setup.uri])
         #expect(done.status == 0, "\(done.stderr)")
         let fresh = try await DaemonProcess.start(["--config", try setup.bookieConfig("b2", id: "bookie-d")])
         fresh.kill(SIGTERM)
@@ -210,7 +210,7 @@ let dlogctlPath: String = {
 }()
 
 /// Runs a tool to completion (bounded) and returns its status and output.
-func runTool(_ path: String, _ arguments: [String], seconds: Double = 30) throws -> (status: Int32, stdout: String, stderr: String) {
+func runTool(_ path: String, _ arguments: [String], seconds: Double = 30) async throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -220,7 +220,8 @@ func runTool(_ path: String, _ arguments: [String], seconds: Double = 30) throws
     try process.run()
     // The tools print little, far below a pipe's buffer, so waiting before reading cannot deadlock.
     let deadline = Date().addingTimeInterval(seconds)
-    while process.isRunning && Date() < deadline { usleep(5_000) }
+    // Sleeping, not holding one of the few threads every test shares.
+    while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
     if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     process.waitUntilExit()
     let stdout = out.fileHandleForReading.readDataToEndOfFile()

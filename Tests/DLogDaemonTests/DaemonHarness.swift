@@ -56,8 +56,9 @@ final class DaemonProcess: Sendable {
         output.remove()
     }
 
-    /// Starts dlogd with `arguments` after the role; waits for its "listening on" line (or its exit).
-    init(_ arguments: [String], role: String = "bookie", waitForListening: Bool = true) throws {
+    /// Launches dlogd with `arguments` after the role, without waiting: for a child expected to refuse and
+    /// exit (see `exited`). `start` waits for one that should serve.
+    init(_ arguments: [String], role: String = "bookie") throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: dlogdPath)
         var arguments = arguments
@@ -79,13 +80,12 @@ final class DaemonProcess: Sendable {
         self.process = process
         generatedConfig = generated
         try process.run()
-        if waitForListening { _ = try Self.listeningPort(process, output) }
     }
 
     /// Starts dlogd and waits for its "listening on" line by sleeping, not by holding one of the few threads
     /// every test shares: for async tests.
     static func start(_ arguments: [String], role: String = "bookie") async throws -> DaemonProcess {
-        let daemon = try DaemonProcess(arguments, role: role, waitForListening: false)
+        let daemon = try DaemonProcess(arguments, role: role)
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             if daemon.port != 0 { return daemon }
@@ -103,26 +103,12 @@ final class DaemonProcess: Sendable {
         return waitForExit(timeout: 1)
     }
 
-    /// The port from the "listening on" line; kills the child and throws if it never comes.
-    private static func listeningPort(_ process: Process, _ output: Captured) throws -> Int {
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            let line = output.stdout
-            if let range = line.range(of: "listening on 127.0.0.1:") {
-                if let p = Int(line[range.upperBound...].prefix { $0.isNumber }) { return p }
-            }
-            if !process.isRunning { break }
-            usleep(5_000)
-        }
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
-        throw DaemonError("dlogd did not start: \(output.stderr)")
-    }
-
     func kill(_ signal: Int32) {
         if process.isRunning { Foundation.kill(process.processIdentifier, signal) }
     }
 
-    /// Waits for exit (bounded) and returns the status.
+    /// Waits for exit (bounded) and returns the status, holding the thread: for `defer` blocks after SIGKILL,
+    /// where the exit is immediate; elsewhere use `exited`.
     func waitForExit(timeout: TimeInterval = 30) -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(5_000) }

@@ -30,19 +30,19 @@ import Testing
 
         let none = dir.sub("none.conf")
         try "port = 0\n".write(toFile: none, atomically: true, encoding: .utf8)
-        let missing = try runTool(dlogdPath, ["--config", none])
+        let missing = try await runTool(dlogdPath, ["--config", none])
         // A refusal is exit 2 (the unit does not restart it) and one line, without the usage text.
         #expect(missing.status == 2 && !missing.stderr.contains("USAGE") && missing.stderr.contains("has no 'role = bookie | metadata | proxy | standalone' line"), "\(missing.stderr)")
         let odd = dir.sub("odd.conf")
         try "role = archiver\n".write(toFile: odd, atomically: true, encoding: .utf8)
-        let unknown = try runTool(dlogdPath, ["--config", odd])
+        let unknown = try await runTool(dlogdPath, ["--config", odd])
         #expect(unknown.status != 0 && unknown.stderr.contains("role 'archiver' is not one of bookie, metadata, proxy"))
-        let mismatch = try runTool(dlogdPath, ["bookie", "--config", config])
+        let mismatch = try await runTool(dlogdPath, ["bookie", "--config", config])
         #expect(mismatch.status != 0 && mismatch.stderr.contains("is the metadata role's config (role = metadata), not the bookie role's"),
                 "\(mismatch.stderr)")
     }
 
-    @Test func theGeneratorWritesADropInPerConfig() throws {
+    @Test func theGeneratorWritesADropInPerConfig() async throws {
         // Proves `dlogd systemd-generator` (run by systemd at boot and daemon-reload) writes, for each config,
         // RequiresMountsFor= and ReadWritePaths= naming exactly its absolute data directories, escapes '%',
         // skips relative paths and roles without directories, and survives a file it cannot parse.
@@ -54,7 +54,7 @@ import Testing
         try "role = metadata\ndata_dir = /var/lib/dlog/meta\n".write(toFile: etc + "/meta.conf", atomically: true, encoding: .utf8)
         try "role = proxy\nport = 3190\n".write(toFile: etc + "/proxy.conf", atomically: true, encoding: .utf8)
         try "this is not a config\n".write(toFile: etc + "/junk.conf", atomically: true, encoding: .utf8)
-        let run = try runTool(dlogdPath, ["systemd-generator", "--config-dir", etc, out, out + "-early", out + "-late"])
+        let run = try await runTool(dlogdPath, ["systemd-generator", "--config-dir", etc, out, out + "-early", out + "-late"])
         #expect(run.status == 0, "\(run.stderr)")
         let bookie = try String(contentsOfFile: out + "/dlogd@bookie.service.d/50-dlog-directories.conf", encoding: .utf8)
         #expect(bookie.contains("RequiresMountsFor=/srv/journal /srv/journal2 /data/ledgers%%1\n"), "\(bookie)")

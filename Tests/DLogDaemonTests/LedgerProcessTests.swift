@@ -46,7 +46,7 @@ import Testing
             #expect(bench.terminationReason == .uncaughtSignal, "the writer was killed, not finished")
             #expect(logged >= 500, "the writer confirmed entries before it was killed")
 
-            let verify = try BenchRun(["verify", "--metadata", cluster.uri, "--acked-log", log], in: cluster.dir, timeout: 180)
+            let verify = try await BenchRun(["verify", "--metadata", cluster.uri, "--acked-log", log], in: cluster.dir, timeout: 180)
             #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
             #expect(verify.stdout.contains("all present and intact") && verify.stdout.contains("no hole"))
             print("writer crash: \(verify.stdout)")

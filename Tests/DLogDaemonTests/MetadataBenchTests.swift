@@ -13,7 +13,7 @@ struct BenchRun {
 
     /// Runs dlog-bench with `arguments`, killing it after `timeout` seconds. Output goes to files, not pipes, so
     /// nothing is lost or blocked however much the child prints.
-    init(_ arguments: [String], in dir: TempDir, timeout: TimeInterval = 60) throws {
+    init(_ arguments: [String], in dir: TempDir, timeout: TimeInterval = 60) async throws {
         let outPath = dir.sub("bench-\(UUID().uuidString).out"), errPath = outPath + ".err"
         guard FileManager.default.createFile(atPath: outPath, contents: nil),
               FileManager.default.createFile(atPath: errPath, contents: nil) else {
@@ -26,7 +26,7 @@ struct BenchRun {
         process.standardError = FileHandle(forWritingAtPath: errPath)
         try process.run()
         let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
+        while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
         if process.isRunning {
             Foundation.kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -39,12 +39,12 @@ struct BenchRun {
 }
 
 @Suite(.serialized) struct MetadataBenchTests {
-    @Test func everyAcknowledgedUpdateIsLoggedVerifiedAndTamperingIsCaught() throws {
+    @Test func everyAcknowledgedUpdateIsLoggedVerifiedAndTamperingIsCaught() async throws {
         // Proves dlog-bench metadata drives CAS updates against a real metadata role and logs every acknowledged
         // one, verify passes on that log, and verify fails naming the key when the log claims a version the
         // store never reached.
         let dir = TempDir("dlog-md-bench")
-        let daemon = try DaemonProcess(["--data-dir", dir.sub("metadata")], role: "metadata")
+        let daemon = try await DaemonProcess.start(["--data-dir", dir.sub("metadata")], role: "metadata")
         defer {
             daemon.kill(SIGKILL)
             _ = daemon.waitForExit()
@@ -53,7 +53,7 @@ struct BenchRun {
         let log = dir.sub("acked.log")
         let keys = 50
 
-        let bench = try BenchRun(["metadata", "--target", uri, "--clients", "4", "--duration", "2",
+        let bench = try await BenchRun(["metadata", "--target", uri, "--clients", "4", "--duration", "2",
                                   "--keys", "\(keys)", "--json", "--acked-log", log], in: dir)
         #expect(bench.status == 0, "dlog-bench metadata failed: \(bench.stderr)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any],
@@ -68,7 +68,7 @@ struct BenchRun {
         let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == keys + ops)
 
-        let verified = try BenchRun(["verify", "--metadata", uri, "--acked-log", log], in: dir)
+        let verified = try await BenchRun(["verify", "--metadata", uri, "--acked-log", log], in: dir)
         #expect(verified.status == 0, "verify failed: \(verified.stdout) \(verified.stderr)")
         #expect(verified.stdout.contains("verified \(keys + ops) acknowledged updates over \(keys) keys: all present"))
 
@@ -77,12 +77,12 @@ struct BenchRun {
         try handle.seekToEnd()
         try handle.write(contentsOf: Data("\(key) 999999999 00000000\n".utf8))
         try handle.close()
-        let tampered = try BenchRun(["verify", "--metadata", uri, "--acked-log", log], in: dir)
+        let tampered = try await BenchRun(["verify", "--metadata", uri, "--acked-log", log], in: dir)
         #expect(tampered.status == 1)
         #expect(tampered.stdout.contains("BAD \(key): acknowledged at version 999999999"), "\(tampered.stdout)")
     }
 
-    @Test func verifyRefusesMalformedLogsAndAmbiguousTargets() throws {
+    @Test func verifyRefusesMalformedLogsAndAmbiguousTargets() async throws {
         // Proves verify names the file and line of a malformed acked log before contacting any store, and
         // insists on exactly one of --target and --metadata.
         let dir = TempDir("dlog-md-bench")
@@ -90,16 +90,16 @@ struct BenchRun {
         try "/bench/x/k000001 7 0000beef\n/bench/x/k000002 seven 0000beef\n".write(toFile: log, atomically: true,
                                                                                encoding: .utf8)
         // Port 1 has no listener: a malformed line must be reported before any connection is tried.
-        let malformed = try BenchRun(["verify", "--metadata", "dlog://127.0.0.1:1", "--acked-log", log], in: dir)
+        let malformed = try await BenchRun(["verify", "--metadata", "dlog://127.0.0.1:1", "--acked-log", log], in: dir)
         #expect(malformed.status != 0)
         #expect(malformed.stderr.contains("\(log):2:"), "\(malformed.stderr)")
 
-        let both = try BenchRun(["verify", "--target", "127.0.0.1:1", "--metadata", "dlog://127.0.0.1:1",
+        let both = try await BenchRun(["verify", "--target", "127.0.0.1:1", "--metadata", "dlog://127.0.0.1:1",
                                  "--acked-log", log], in: dir)
         #expect(both.status != 0)
         #expect(both.stderr.contains("only one of --target"), "\(both.stderr)")
 
-        let neither = try BenchRun(["verify", "--acked-log", log], in: dir)
+        let neither = try await BenchRun(["verify", "--acked-log", log], in: dir)
         #expect(neither.status != 0)
         #expect(neither.stderr.contains("--metadata URI"), "\(neither.stderr)")
     }

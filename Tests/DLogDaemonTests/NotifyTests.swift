@@ -171,4 +171,11 @@ final class NotifyListener: Sendable {
         #expect(BookieStatusLine.p99(buckets) == "2 ms")
         #expect(BookieStatusLine.p99([UInt64](repeating: 0, count: 12)) == "-")
     }
+
+    @Test func theStatusLineNamesFailingCheckpoints() {
+        var line = BookieStatusLine()
+        #expect(line.line(readOnly: false, []).hasPrefix("writable, "))
+        #expect(!line.line(readOnly: false, checkpointFailures: 0, []).contains("checkpoint"))
+        #expect(line.line(readOnly: true, checkpointFailures: 3, []).hasSuffix(", checkpoints failing (3 in a row)"))
+    }
 }

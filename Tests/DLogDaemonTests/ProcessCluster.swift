@@ -21,7 +21,7 @@ final class ProcessCluster {
         metadata = try await DaemonProcess.start(["--data-dir", dir.sub("metadata")], role: "metadata")
         uri = "dlog://127.0.0.1:\(metadata.port)"
         self.bookieSettings = bookieSettings
-        let initialized = try runTool(dlogctlPath, ["cluster", "init", "--metadata", uri])
+        let initialized = try await runTool(dlogctlPath, ["cluster", "init", "--metadata", uri])
         guard initialized.status == 0 else { throw DaemonError("cluster init failed: \(initialized.stderr)") }
         for index in 0..<count { bookies.append(try await startBookie(index)) }
         try await waitUntilRegistered(count)

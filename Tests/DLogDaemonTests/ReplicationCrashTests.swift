@@ -14,7 +14,7 @@ import Testing
         let dir = TempDir("dlog-repl")
         let metadata = try await DaemonProcess.start(["--data-dir", dir.sub("metadata")], role: "metadata")
         let uri = "dlog://127.0.0.1:\(metadata.port)"
-        let initialized = try runTool(dlogctlPath, ["cluster", "init", "--metadata", uri])
+        let initialized = try await runTool(dlogctlPath, ["cluster", "init", "--metadata", uri])
         #expect(initialized.status == 0, "\(initialized.stderr)")
         var bookies: [DaemonProcess] = []
         for index in 0..<5 {
@@ -63,7 +63,7 @@ import Testing
                                                   "max_ms", "syncs_per_sec", "entries_per_sync", "engine", "sync_mode"]))
         #expect((result["syncs_per_sec"] as? Double ?? 0) > 0 && !(result["engine"] as? String ?? "").isEmpty)
 
-        let verify = try BenchRun(["verify", "--metadata", uri, "--acked-log", log], in: dir)
+        let verify = try await BenchRun(["verify", "--metadata", uri, "--acked-log", log], in: dir)
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         #expect(verify.stdout.contains("all present and intact"))
         print("replication crash test E=\(e) Qw=\(qw) Qa=\(qa): \(verify.stdout)")

@@ -26,39 +26,39 @@ import Testing
         let input = dir.sub("lines.txt")
         try "hello\nworld\nthird line\n".write(toFile: input, atomically: true, encoding: .utf8)
 
-        let wrote = try runTool(dlogctlPath, ["write", "greetings", "--file", input] + proxy)
+        let wrote = try await runTool(dlogctlPath, ["write", "greetings", "--file", input] + proxy)
         #expect(wrote.status == 0 && wrote.stdout.contains("wrote 3 record(s) to greetings"), "\(wrote.stdout)\(wrote.stderr)")
-        let read = try runTool(dlogctlPath, ["read", "greetings"] + metadata)
+        let read = try await runTool(dlogctlPath, ["read", "greetings"] + metadata)
         #expect(read.status == 0, "\(read.stderr)")
         let payloads: [String] = read.stdout.split(separator: "\n").map { line in String(line.split(separator: "\t").last ?? "") }
         #expect(payloads == ["hello", "world", "third line"], "\(read.stdout)")
-        let json = try runTool(dlogctlPath, ["read", "greetings", "--json", "--limit", "1", "--from-dlsn", "1/0/1"] + metadata)
+        let json = try await runTool(dlogctlPath, ["read", "greetings", "--json", "--limit", "1", "--from-dlsn", "1/0/1"] + metadata)
         #expect(json.stdout.contains("\"dlsn\":\"1/0/1\"") && json.stdout.contains("\"payload\":\"world\""), "\(json.stdout)")
-        let show = try runTool(dlogctlPath, ["log", "show", "greetings"] + metadata)
+        let show = try await runTool(dlogctlPath, ["log", "show", "greetings"] + metadata)
         #expect(show.status == 0 && show.stdout.contains("1 segment(s)"), "\(show.stdout)")
-        let list = try runTool(dlogctlPath, ["log", "list", "--json"] + metadata)
+        let list = try await runTool(dlogctlPath, ["log", "list", "--json"] + metadata)
         #expect(list.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\"greetings\"]")
 
-        let missing = try runTool(dlogctlPath, ["read", "nope"] + metadata)
+        let missing = try await runTool(dlogctlPath, ["read", "nope"] + metadata)
         #expect(missing.status == 1 && missing.stderr.contains("log 'nope' does not exist"))
-        let badName = try runTool(dlogctlPath, ["log", "create", "bad name"] + proxy)
+        let badName = try await runTool(dlogctlPath, ["log", "create", "bad name"] + proxy)
         #expect(badName.status != 0 && badName.stderr.contains("invalid log name 'bad name'"))
-        let twice = try runTool(dlogctlPath, ["log", "create", "greetings"] + proxy)
+        let twice = try await runTool(dlogctlPath, ["log", "create", "greetings"] + proxy)
         #expect(twice.status == 1 && twice.stderr.contains("already exists"))
 
         // dlog-bench log through the proxy and directly, each verified: every acknowledged record read once,
         // in order, at its DLSN.
         for via in [proxy, [String]()] {
             let log = dir.sub("acked-\(via.isEmpty ? "direct" : "proxy").log")
-            let bench = try BenchRun(["log"] + via + metadata + ["--streams", "2", "--clients", "3", "--duration", "1",
+            let bench = try await BenchRun(["log"] + via + metadata + ["--streams", "2", "--clients", "3", "--duration", "1",
                                                                  "--json", "--acked-log", log], in: dir, timeout: 120)
             #expect(bench.status == 0, "\(bench.stdout)\(bench.stderr)")
             #expect(bench.stdout.contains("\"tail_p99_ms\"") && bench.stdout.contains("\"errors\":0"), "\(bench.stdout)")
-            let verify = try BenchRun(["verify"] + metadata + ["--acked-log", log], in: dir, timeout: 120)
+            let verify = try await BenchRun(["verify"] + metadata + ["--acked-log", log], in: dir, timeout: 120)
             #expect(verify.status == 0 && verify.stdout.contains("each read once, in order, at its DLSN"), "\(verify.stdout)\(verify.stderr)")
         }
 
-        let status = try runTool(dlogctlPath, ["admin", "--socket", dir.sub("admin.sock"), "status", "--json"])
+        let status = try await runTool(dlogctlPath, ["admin", "--socket", dir.sub("admin.sock"), "status", "--json"])
         #expect(status.status == 0 && status.stdout.contains("\"role\":\"standalone\"") && status.stdout.contains("\"streams_owned\":"),
                 "\(status.stdout)\(status.stderr)")
 

@@ -110,7 +110,10 @@ import Testing
         try await withStore(.embedded) { fixture, store in
             try await store.create("/now/before", value: [])
             let collector = EventCollector(store.watch(.prefix("/now/"), from: .zero))
-            try await eventually(seconds: 15) { await fixture.embeddedStore!.stats().watchers == 1 }
+            try await eventually(seconds: 30) {
+                if let failed = collector.error { throw failed }  // a watch that failed never registers
+                return await fixture.embeddedStore!.stats().watchers == 1
+            }
             try await store.create("/now/a", value: [])
             #expect(try await collector.wait(for: 1).map(\.key) == ["/now/a"])
             collector.stop()
