@@ -54,7 +54,7 @@ struct BenchRun {
         let keys = 50
 
         let bench = try await BenchRun(["metadata", "--target", uri, "--clients", "4", "--duration", "2",
-                                  "--keys", "\(keys)", "--json", "--acked-log", log], in: dir)
+                                        "--keys", "\(keys)", "--json", "--acked-log", log], in: dir)
         #expect(bench.status == 0, "dlog-bench metadata failed: \(bench.stderr)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any],
                                   "not one JSON object: \(bench.stdout)")
@@ -95,7 +95,7 @@ struct BenchRun {
         #expect(malformed.stderr.contains("\(log):2:"), "\(malformed.stderr)")
 
         let both = try await BenchRun(["verify", "--target", "127.0.0.1:1", "--metadata", "dlog://127.0.0.1:1",
-                                 "--acked-log", log], in: dir)
+                                       "--acked-log", log], in: dir)
         #expect(both.status != 0)
         #expect(both.stderr.contains("only one of --target"), "\(both.stderr)")
 

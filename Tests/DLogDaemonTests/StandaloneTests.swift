@@ -51,7 +51,7 @@ import Testing
         for via in [proxy, [String]()] {
             let log = dir.sub("acked-\(via.isEmpty ? "direct" : "proxy").log")
             let bench = try await BenchRun(["log"] + via + metadata + ["--streams", "2", "--clients", "3", "--duration", "1",
-                                                                 "--json", "--acked-log", log], in: dir, timeout: 120)
+                                                                       "--json", "--acked-log", log], in: dir, timeout: 120)
             #expect(bench.status == 0, "\(bench.stdout)\(bench.stderr)")
             #expect(bench.stdout.contains("\"tail_p99_ms\"") && bench.stdout.contains("\"errors\":0"), "\(bench.stdout)")
             let verify = try await BenchRun(["verify"] + metadata + ["--acked-log", log], in: dir, timeout: 120)
