@@ -45,16 +45,10 @@ final class BookieRequestHandler: ChannelInboundHandler {
     /// Long polls wait at most this long, whatever the client asks.
     static let longPollMax: Int64 = 60_000
 
-    /// Why this connection is not being read; it is read again when none is left.
-    enum PauseReason: Hashable {
-        case writePressure, outstanding, unwritable
-    }
-
     let bookie: Bookie
     let pool: NIOThreadPool
     let logger: Logger
-    private let gate = RequestGate<PauseReason>(limit: BookieRequestHandler.outstandingMax, outstanding: .outstanding,
-                                                unwritable: .unwritable)
+    private let gate = RequestGate(limit: BookieRequestHandler.outstandingMax)
 
     init(bookie: Bookie, pool: NIOThreadPool, logger: Logger) {
         self.bookie = bookie

@@ -33,19 +33,10 @@ final class MetadataRequestHandler: ChannelInboundHandler {
 
     let store: EmbeddedStore
     let logger: Logger
-    private let gate = RequestGate<PauseReason>(limit: MetadataRequestHandler.outstandingMax, outstanding: .outstanding,
-                                                unwritable: .unwritable)
+    private let gate = RequestGate(limit: MetadataRequestHandler.outstandingMax)
     private var batcher: ResponseBatcher? { gate.batcher }
     private var watches: [UInt64: UInt64] = [:]
     private let watchBacklog = WatchBacklog()
-
-    /// Why this connection is not being read; it is read again when no reason is left.
-    enum PauseReason: Hashable {
-        /// Too many requests unanswered.
-        case outstanding
-        /// Answers pile up in the socket buffer: the client does not read them.
-        case unwritable
-    }
 
     init(store: EmbeddedStore, logger: Logger) {
         self.store = store

@@ -30,13 +30,7 @@ final class ProxyRequestHandler: ChannelInboundHandler {
 
     let service: ProxyService
     let logger: Logger
-    private let gate = RequestGate<PauseReason>(limit: ProxyRequestHandler.outstandingMax, outstanding: .outstanding,
-                                                unwritable: .unwritable)
-
-    enum PauseReason: Hashable {
-        case outstanding
-        case unwritable
-    }
+    private let gate = RequestGate(limit: ProxyRequestHandler.outstandingMax)
 
     init(service: ProxyService, logger: Logger) {
         self.service = service

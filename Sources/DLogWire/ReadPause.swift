@@ -4,7 +4,17 @@ import NIOCore
 /// reading stops with the first reason and starts again when the last one is gone. A client that sends
 /// faster than it is answered is slowed by TCP itself instead of growing our queues.
 /// Used on the channel's event loop only.
-public struct ReadPause<Reason: Hashable> {
+public struct ReadPause {
+    /// Why a connection is not read; it is read again when no reason is left.
+    public enum Reason: Hashable, Sendable {
+        /// Too many requests unanswered (`RequestGate.limit`).
+        case outstanding
+        /// Answers pile up in the socket buffer: the client does not read them.
+        case unwritable
+        /// The bookie's write cache is over its checkpoint size; reading resumes once a checkpoint frees it.
+        case writePressure
+    }
+
     private var reasons: Set<Reason> = []
 
     public init() {}
@@ -22,8 +32,8 @@ public struct ReadPause<Reason: Hashable> {
         channel.read()
     }
 
-    /// Pauses for `reason` while answers pile up unsent in the socket buffer (the client is not reading them).
-    public mutating func followWritability(of channel: Channel, as reason: Reason) {
-        if channel.isWritable { resume(reason, channel: channel) } else { pause(reason, channel: channel) }
+    /// Pauses while answers pile up unsent in the socket buffer (the client is not reading them).
+    public mutating func followWritability(of channel: Channel) {
+        if channel.isWritable { resume(.unwritable, channel: channel) } else { pause(.unwritable, channel: channel) }
     }
 }

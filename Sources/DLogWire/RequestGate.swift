@@ -4,18 +4,14 @@ import NIOCore
 /// `ResponseBatcher` (one write per event-loop turn), each request counts until its answer is written, and the
 /// connection is not read while `limit` requests are unanswered or while its answers pile up unsent. A role
 /// may pause for reasons of its own too (`paused`). Lives on the connection's event loop.
-public final class RequestGate<Reason: Hashable & Sendable> {
+public final class RequestGate {
     public private(set) var batcher: ResponseBatcher?
-    public var paused = ReadPause<Reason>()
+    public var paused = ReadPause()
     private var outstanding = 0
     let limit: Int
-    let outstandingReason: Reason
-    let unwritableReason: Reason
 
-    public init(limit: Int, outstanding: Reason, unwritable: Reason) {
+    public init(limit: Int) {
         self.limit = limit
-        outstandingReason = outstanding
-        unwritableReason = unwritable
     }
 
     /// From the handler's `handlerAdded`.
@@ -28,13 +24,13 @@ public final class RequestGate<Reason: Hashable & Sendable> {
     /// Counts a request taken from the connection (answered later through `batcher`).
     public func took(channel: Channel) {
         outstanding += 1
-        if outstanding >= limit { paused.pause(outstandingReason, channel: channel) }
+        if outstanding >= limit { paused.pause(.outstanding, channel: channel) }
     }
 
     /// From the handler's `channelWritabilityChanged`: answers the client does not read pile up in the socket
     /// buffer, so stop taking requests until it drains.
     public func writabilityChanged(channel: Channel) {
-        paused.followWritability(of: channel, as: unwritableReason)
+        paused.followWritability(of: channel)
     }
 
     /// From the handler's `channelInactive`: the batcher's callback holds the gate (and the handler through
@@ -45,6 +41,6 @@ public final class RequestGate<Reason: Hashable & Sendable> {
     /// another way, such as a watch whose events stream apart).
     public func answered(_ count: Int, channel: Channel) {
         outstanding -= count
-        if outstanding <= limit / 2 { paused.resume(outstandingReason, channel: channel) }
+        if outstanding <= limit / 2 { paused.resume(.outstanding, channel: channel) }
     }
 }
