@@ -3,8 +3,6 @@ import DLogLedger
 import DLogMetadata
 import DLogWire
 import Foundation
-import Histogram
-import Synchronization
 
 /// Closed-loop replicated adds: N writers, each its own ledger, each keeping P adds in flight, through the
 /// quorum client (placement from the registry, Qa acks in order, ensemble changes).
@@ -34,17 +32,6 @@ struct LedgerCommand: AsyncParsableCommand {
         var clients: Int
         var pipeline: Int
         var size: Int
-    }
-
-    final class Tally: Sendable {
-        struct Counts {
-            var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000)
-            var ops = 0
-            var errors = 0
-            var firstError: String?
-            var acked: [String] = []
-        }
-        let counts = Mutex(Counts())
     }
 
     func validate() throws {
@@ -80,54 +67,31 @@ struct LedgerCommand: AsyncParsableCommand {
             await store.shutdown()
             throw BenchError("creating ledgers: \(error)")
         }
-        let tally = Tally()
         let before = await Self.journalCounters(pool)
+        let tally = WriteTally(ackedLog: ackedLog)
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int64(duration * 1000))
-        let keepAcked = ackedLog != nil
-        // The acked log is written as the run goes, so a writer killed mid-run leaves a record of (almost all
-        // of) what it was told was confirmed, for `verify` to check after recovery.
-        let flusher = ackedLog.map { path in
-            Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(100))
-                    let lines = tally.counts.withLock { c in
-                        defer { c.acked.removeAll(keepingCapacity: true) }
-                        return c.acked
-                    }
-                    guard !lines.isEmpty else { continue }
-                    do {
-                        try appendAckedLines(lines, to: path)
-                    } catch {
-                        // Kept for the final write, which reports the error: a confirmation is never dropped.
-                        tally.counts.withLock { c in c.acked.insert(contentsOf: lines, at: 0) }
-                    }
-                }
-            }
-        }
         await withTaskGroup(of: Void.self) { group in
             for (index, writer) in writers.enumerated() {
                 for lane in 0..<pipeline {
                     group.addTask {
                         await Self.addLoop(writer, lane: UInt64(index * 1024 + lane), size: size, until: deadline,
-                                           keepAcked: keepAcked, tally: tally)
+                                           tally: tally)
                     }
                 }
             }
         }
         let elapsed = Double(micros(ContinuousClock.now - start)) / 1e6
-        flusher?.cancel()
-        _ = await flusher?.value
         let after = await Self.journalCounters(pool)
         for writer in writers { _ = try? await writer.close() }
         await pool.shutdown()
         await store.shutdown()
-        try report(tally, elapsed: elapsed, journals: (before, after))
+        try report(try await tally.finish(), elapsed: elapsed, journals: (before, after))
     }
 
     /// One lane: adds one at a time until the deadline; a failed add ends the lane (its writer is done).
     static func addLoop(_ writer: LedgerWriter, lane: UInt64, size: Int, until deadline: ContinuousClock.Instant,
-                        keepAcked: Bool, tally: Tally) async {
+                        tally: WriteTally) async {
         var payload = (0..<max(size, 16)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         if size < 16 { payload.removeLast(16 - size) }
         var sequence: UInt64 = 0
@@ -141,18 +105,10 @@ struct LedgerCommand: AsyncParsableCommand {
             let sent = ContinuousClock.now
             do {
                 let entry = try await writer.append(payload)
-                let latency = micros(ContinuousClock.now - sent)
-                let line = keepAcked ? "L\(writer.id.rawValue) \(entry.rawValue) \(String(format: "%08x", CRC32C.checksum(payload)))" : nil
-                tally.counts.withLock { c in
-                    c.ops += 1
-                    _ = c.histogram.record(latency)
-                    if let line { c.acked.append(line) }
-                }
+                tally.confirmed(latency: ContinuousClock.now - sent, ackedLine: tally.keepsAcked
+                    ? "L\(writer.id.rawValue) \(entry.rawValue) \(String(format: "%08x", CRC32C.checksum(payload)))" : nil)
             } catch {
-                tally.counts.withLock { c in
-                    c.errors += 1
-                    if c.firstError == nil { c.firstError = "\(error)" }
-                }
+                tally.failed(error)
                 return
             }
         }
@@ -170,10 +126,8 @@ struct LedgerCommand: AsyncParsableCommand {
         return counters
     }
 
-    func report(_ tally: Tally, elapsed: Double,
+    func report(_ counts: WriteTally.Counts, elapsed: Double,
                 journals: (before: [BookieID: JournalCounters], after: [BookieID: JournalCounters])) throws {
-        let counts = tally.counts.withLock { $0 }
-        if let ackedLog { try appendAckedLines(counts.acked, to: ackedLog) }
         var syncs = 0.0, records = 0.0
         var engines: Set<String> = [], modes: Set<String> = []
         for (bookie, after) in journals.after {
@@ -196,7 +150,7 @@ struct LedgerCommand: AsyncParsableCommand {
             print("ledger E=\(ensemble) Qw=\(writeQuorum) Qa=\(ackQuorum) \(clients)x\(pipeline) \(size) B: "
                   + "\(result.figures.line("adds")); \(sync.line) over \(journals.after.count) bookies "
                   + "(\(sync.engine), \(sync.sync_mode)); "
-                  + "\(counts.errors) errors" + (counts.firstError.map { " (first: \($0))" } ?? ""))
+                  + counts.errorsLine)
         }
         if counts.errors > 0 { throw ExitCode(1) }
     }

@@ -4,7 +4,6 @@ import DLogLedger
 import DLogMetadata
 import DLogWire
 import Foundation
-import Histogram
 import Synchronization
 
 /// Closed-loop writes to logs, end to end: through a proxy (`--proxy`) or directly with the core library (one
@@ -43,24 +42,6 @@ struct LogBenchCommand: AsyncParsableCommand {
         var tail_records: Int
     }
 
-    final class Tally: Sendable {
-        struct Counts {
-            var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000)
-            var ops = 0
-            var errors = 0
-            var firstError: String?
-            var acked: [String] = []
-            var ackedAt: [String: [DLSN: ContinuousClock.Instant]] = [:]
-            var lastAcked: [String: DLSN] = [:]
-        }
-        let counts = Mutex(Counts())
-    }
-
-    /// What the readers saw: delivery instants per stream and DLSN.
-    final class Deliveries: Sendable {
-        let seen = Mutex<[String: [DLSN: ContinuousClock.Instant]]>([:])
-    }
-
     func validate() throws {
         do { _ = try MetadataURI(parsing: metadata) } catch { throw ValidationError("--metadata: \(error)") }
         guard (1...1000).contains(streams) else { throw ValidationError("--streams must be 1...1000") }
@@ -88,11 +69,11 @@ struct LogBenchCommand: AsyncParsableCommand {
         } catch {
             throw BenchError("creating streams: \(error)")
         }
-        let tally = Tally(), deliveries = Deliveries()
+        let tally = WriteTally(ackedLog: ackedLog), tail = TailLatency()
         let readers = try await names.asyncMap { name in (name, try await namespace.openReader(name)) }
         let stop = StopFlag()
         let readerTasks = readers.map { name, reader in
-            Task { await Self.tail(reader, name, deliveries: deliveries, tally: tally, stop: stop) }
+            Task { await Self.tail(reader, name, tail: tail, stop: stop) }
         }
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int64(duration * 1000))
@@ -104,7 +85,7 @@ struct LogBenchCommand: AsyncParsableCommand {
                     let id = UInt64(c * 1024 + lane)
                     group.addTask {
                         await Self.writeLoop(name, lane: id, size: size, until: deadline, proxy: client, writer: streamWriters[name],
-                                             keepAcked: ackedLog != nil, tally: tally)
+                                             tally: tally, tail: tail)
                     }
                 }
             }
@@ -112,11 +93,7 @@ struct LogBenchCommand: AsyncParsableCommand {
         let elapsed = Double(micros(ContinuousClock.now - start)) / 1e6
         // Readers catch up (bounded), then stop.
         let catchUp = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < catchUp {
-            let caughtUp = tally.counts.withLock { c in c.lastAcked }.allSatisfy { name, dlsn in
-                deliveries.seen.withLock { $0[name]?[dlsn] != nil }
-            }
-            if caughtUp { break }
+        while ContinuousClock.now < catchUp && !tail.caughtUp {
             try await Task.sleep(for: .milliseconds(50))
         }
         stop.set()
@@ -125,11 +102,11 @@ struct LogBenchCommand: AsyncParsableCommand {
         await client?.shutdown()
         await namespace.pool.shutdown()
         await store.shutdown()
-        try report(tally, deliveries, elapsed: elapsed)
+        try report(try await tally.finish(), tail, elapsed: elapsed)
     }
 
     static func writeLoop(_ name: String, lane: UInt64, size: Int, until deadline: ContinuousClock.Instant,
-                          proxy: ProxyClient?, writer: LogWriter?, keepAcked: Bool, tally: Tally) async {
+                          proxy: ProxyClient?, writer: LogWriter?, tally: WriteTally, tail: TailLatency) async {
         var payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         var sequence: UInt64 = 0
         while ContinuousClock.now < deadline {
@@ -146,49 +123,26 @@ struct LogBenchCommand: AsyncParsableCommand {
                     dlsn = try await writer!.writeBulk(assigning: [(nil, payload)])[0]
                 }
                 let now = ContinuousClock.now
-                let line = keepAcked ? "S\(name) \(dlsn) \(String(format: "%08x", CRC32C.checksum(payload)))" : nil
-                tally.counts.withLock { c in
-                    c.ops += 1
-                    _ = c.histogram.record(micros(now - sent))
-                    c.ackedAt[name, default: [:]][dlsn] = now
-                    if dlsn > c.lastAcked[name] ?? DLSN(segment: 0, entry: 0, slot: 0) { c.lastAcked[name] = dlsn }
-                    if let line { c.acked.append(line) }
-                }
+                tail.acknowledged(name, dlsn, at: now)
+                tally.confirmed(latency: now - sent, ackedLine: tally.keepsAcked
+                    ? "S\(name) \(dlsn) \(String(format: "%08x", CRC32C.checksum(payload)))" : nil)
             } catch {
-                tally.counts.withLock { c in
-                    c.errors += 1
-                    if c.firstError == nil { c.firstError = "\(error)" }
-                }
+                tally.failed(error)
                 return
             }
         }
     }
 
-    static func tail(_ reader: LogReader, _ name: String, deliveries: Deliveries, tally: Tally, stop: StopFlag) async {
+    static func tail(_ reader: LogReader, _ name: String, tail: TailLatency, stop: StopFlag) async {
         while !stop.isSet {
             guard let batch = try? await reader.readBulk(max: 1000, wait: .milliseconds(200)) else { return }
             let now = ContinuousClock.now
-            deliveries.seen.withLock { seen in
-                for record in batch { seen[name, default: [:]][record.dlsn] = now }
-            }
+            for record in batch { tail.delivered(name, record.dlsn, at: now) }
         }
     }
 
-    func report(_ tally: Tally, _ deliveries: Deliveries, elapsed: Double) throws {
-        let counts = tally.counts.withLock { $0 }
-        if let ackedLog { try appendAckedLines(counts.acked, to: ackedLog) }
-        var tail = Histogram<UInt64>(highestTrackableValue: 60_000_000)
-        var tailRecords = 0
-        let seen = deliveries.seen.withLock { $0 }
-        for (name, acked) in counts.ackedAt {
-            for (dlsn, ackedAt) in acked {
-                guard let delivered = seen[name]?[dlsn] else { continue }
-                // A reader may get a record a moment before its writer hears the acknowledgement: count 0.
-                _ = tail.record(delivered > ackedAt ? micros(delivered - ackedAt) : 0)
-                tailRecords += 1
-            }
-        }
-        let tailSummary = LatencySummary(tail)
+    func report(_ counts: WriteTally.Counts, _ tail: TailLatency, elapsed: Double) throws {
+        let (tailSummary, tailRecords) = tail.figures
         let result = RunReport(parameters: Parameters(target: proxy.map { "proxy \($0)" } ?? "direct \(metadata)", streams: streams,
                                                       clients: clients, pipeline: pipeline, size: size),
                                figures: RunFigures(counts.histogram, ops: counts.ops, errors: counts.errors, bytesPerOp: size,
@@ -200,7 +154,7 @@ struct LogBenchCommand: AsyncParsableCommand {
         } else {
             print("log \(result.parameters.target) \(streams) streams \(clients)x\(pipeline) \(size) B: \(result.figures.line("writes")); "
                   + "tail p50 \(fmt(tailSummary.p50_ms, 3)) ms, p99 \(fmt(tailSummary.p99_ms, 3)) ms "
-                  + "over \(tailRecords) records; \(counts.errors) errors" + (counts.firstError.map { " (first: \($0))" } ?? ""))
+                  + "over \(tailRecords) records; " + counts.errorsLine)
         }
         if counts.errors > 0 { throw ExitCode(1) }
     }

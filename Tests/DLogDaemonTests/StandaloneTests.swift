@@ -54,6 +54,10 @@ import Testing
                                                                        "--json", "--acked-log", log], in: dir, timeout: 120)
             #expect(bench.status == 0, "\(bench.stdout)\(bench.stderr)")
             #expect(bench.stdout.contains("\"tail_p99_ms\"") && bench.stdout.contains("\"errors\":0"), "\(bench.stdout)")
+            // The readers caught up: every acknowledged record was timed from its acknowledgement to its delivery.
+            let figures = try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any]
+            let ops = figures?["ops"] as? Int ?? 0
+            #expect(ops > 0 && figures?["tail_records"] as? Int == ops, "\(bench.stdout)")
             let verify = try await BenchRun(["verify"] + metadata + ["--acked-log", log], in: dir, timeout: 120)
             #expect(verify.status == 0 && verify.stdout.contains("each read once, in order, at its DLSN"), "\(verify.stdout)\(verify.stderr)")
         }
