@@ -37,11 +37,9 @@ struct AdminCommand: AsyncParsableCommand {
     static func table(_ value: Any) -> String {
         if let dictionary = value as? [String: Any] {
             let scalars = dictionary.keys.filter { !(dictionary[$0] is [[String: Any]]) }.sorted()
-            let width = scalars.map(\.count).max() ?? 0
             var parts: [String] = []
             if !scalars.isEmpty {
-                parts.append(scalars.map { $0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text(dictionary[$0]!) }
-                    .joined(separator: "\n"))
+                parts.append(alignedColumns(scalars.map { [$0, text(dictionary[$0]!)] }).joined(separator: "\n"))
             }
             for key in dictionary.keys.sorted() {
                 guard let rows = dictionary[key] as? [[String: Any]] else { continue }
@@ -63,14 +61,7 @@ struct AdminCommand: AsyncParsableCommand {
                        "count", "entries", "last_entry", "lac", "fenced", "total", "free", "used"].filter(columns.contains)
         columns = leading + columns.filter { !leading.contains($0) }
         let cells = rows.map { row in columns.map { row[$0].map(text) ?? "-" } }
-        let widths = columns.indices.map { c in max(columns[c].count, cells.map { $0[c].count }.max() ?? 0) }
-        func line(_ values: [String]) -> String {
-            var text = values.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ")
-            while text.last == " " { text.removeLast() }
-            return "  " + text
-        }
-        return ([line(columns)] + cells.map(line)).joined(separator: "\n")
+        return alignedColumns([columns] + cells, indent: "  ").joined(separator: "\n")
     }
 
     static func text(_ v: Any) -> String {

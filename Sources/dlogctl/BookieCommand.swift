@@ -39,12 +39,7 @@ struct BookieCommand: AsyncParsableCommand {
                 rows.append([bookie.id.rawValue, bookie.readOnly ? "read-only" : "writable", bookie.address,
                              bookie.rack.isEmpty ? "-" : bookie.rack, free("ledger"), free("journal")])
             }
-            let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max()! }
-            let lines = rows.map { row in
-                row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-                    .joined(separator: "  ")
-            }
-            return lines.joined(separator: "\n") + (bookies.isEmpty ? "\n(no bookies registered)" : "")
+            return alignedColumns(rows).joined(separator: "\n") + (bookies.isEmpty ? "\n(no bookies registered)" : "")
         }
     }
 

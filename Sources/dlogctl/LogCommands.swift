@@ -153,12 +153,8 @@ struct LogCommand: AsyncParsableCommand {
                                   r.state == "completed" ? "\(r.records)" : "-", "\(r.first_txid)",
                                   r.state == "completed" ? "\(r.last_txid)" : "-", r.last_dlsn ?? "-", r.truncation])
                 }
-                let widths = table[0].indices.map { c in table.map { $0[c].count }.max()! }
                 print("log \(name): \(rows.count) segment(s)")
-                for row in table {
-                    print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-                        .joined(separator: "  "))
-                }
+                for line in alignedColumns(table) { print(line) }
             }
             await namespace.pool.shutdown()
             await store.shutdown()

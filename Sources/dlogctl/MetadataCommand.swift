@@ -25,7 +25,7 @@ struct MetadataCommand: AsyncParsableCommand {
                     print(text)
                 } else {
                     let counters = (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
-                    for key in counters.keys.sorted() { print("\(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(counters[key]!)") }
+                    for line in alignedColumns(counters.keys.sorted().map { [$0, "\(counters[$0]!)"] }) { print(line) }
                 }
             }
             await store.shutdown()
