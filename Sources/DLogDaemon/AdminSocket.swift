@@ -94,8 +94,11 @@ public final class AdminSocket: Sendable {
     }
 
     private func handle(_ client: Int32) {
+        // One client at a time is served, so one that stalls (sends no request, or reads no answer) is cut
+        // off after 5 s each way instead of holding the socket for everyone.
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         guard allowed(client) else {
             reply(client, ["ok": false, "error": "permission denied: only root, the group dlog and the daemon's user may use the admin socket"])
             return

@@ -104,12 +104,36 @@ import Testing
         #expect(scrape.contains("dlog_journal_batch_records_bucket{journal=\"0\",le=\"+Inf\"} "), "\(scrape)")
         #expect(try await admin(["disks", "--json"]).stdout.contains("\"read_only_above\":\"0%\""), "a refused reload changed no threshold")
 
+        // A client that connects and never sends holds the socket for 5 s at most: the next one is served.
+        let stalled = try connectUnix(socket)
+        defer { close(stalled) }
+        let afterStall = try await admin(["status", "--json"])
+        #expect(afterStall.status == 0 && afterStall.stdout.contains("\"role\":\"bookie\""), "\(afterStall)")
+
         bookie.kill(SIGTERM)
         #expect(await bookie.exited() == 0)
         #expect(!FileManager.default.fileExists(atPath: socket), "a clean stop removes the socket")
         let gone = try await admin(["status"])
         #expect(gone.status == 1 && gone.stderr.contains("not running (socket \(socket))"))
     }
+}
+
+/// A connected Unix stream socket to `path` (the caller closes it).
+func connectUnix(_ path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { close(fd); throw DaemonError("socket path too long: \(path)") }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    let connected = withUnsafePointer(to: &address) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard connected == 0 else { close(fd); throw DaemonError("cannot connect to \(path)") }
+    return fd
 }
 
 /// One HTTP GET over a plain socket; the whole response as text.
