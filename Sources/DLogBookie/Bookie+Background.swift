@@ -1,4 +1,7 @@
 import DLogIO
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 
 extension Bookie {
@@ -56,6 +59,7 @@ extension Bookie {
             let started = ContinuousClock.now
             let result = try storage.checkpoint()
             lastCheckpointError.withLock { $0 = nil }
+            leaveOutOfSpace()
             for (i, journal) in journals.enumerated() {
                 if let mark = result.marks[i] { journal.release(through: mark) }
             }
@@ -69,6 +73,9 @@ extension Bookie {
             // The journal and the cache still hold everything; adds go on while the cache has room, then
             // back-pressure, with this reason in the refusal (a full ledger disk, say).
             lastCheckpointError.withLock { $0 = "\(error)" }
+            if let system = error as? SystemError, system.errno == ENOSPC {
+                enterOutOfSpace("checkpoint: \(system)")
+            }
             return "\(error)"
         }
     }
@@ -88,6 +95,7 @@ extension Bookie {
     /// too: it is what frees space.
     func runCompaction() {
         guard let id = storage.compactionCandidate(threshold: configuration.compactionThreshold) else { return }
+        defer { reportRepairs() }
         do {
             if let r = try storage.compact(id, bytesPerSecond: configuration.compactionBytesPerSecond,
                                            shouldStop: { stopping.load(ordering: .relaxed) }) {

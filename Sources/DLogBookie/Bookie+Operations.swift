@@ -1,4 +1,5 @@
 import DLogWire
+import Logging
 
 extension Bookie {
     public typealias Reply = @Sendable (BookieResponse) -> Void
@@ -17,6 +18,12 @@ extension Bookie {
         } catch {
             return reply(.failed(.corruptEntry, message: "\(error)"))
         }
+        // Entry ids start at 0; on READ only -1 has a meaning ("the last"), so a negative id could never be
+        // read back.
+        guard header.entry.rawValue >= 0 else {
+            return reply(.failed(.badRequest, message: "entry id \(header.entry.rawValue) of \(header.ledger) is "
+                                     + "negative; entry ids start at 0"))
+        }
         let ledger = header.ledger
         let journal = journal(for: ledger)
         guard entry.count <= journal.configuration.recordBytesMax else {
@@ -24,7 +31,7 @@ extension Bookie {
                                      + "limit of \(journal.configuration.recordBytesMax)"))
         }
         if isReadOnly && !recovery {
-            return reply(.failed(.readOnly, message: "bookie is read-only (disk usage over threshold); add refused"))
+            return reply(.failed(.readOnly, message: "bookie is read-only (\(readOnlyReason)); add refused"))
         }
         let entryID = header.entry
         let completion: @Sendable (Result<Void, JournalError>) -> Void = { result in
@@ -169,14 +176,19 @@ extension Bookie {
         case .found(let bytes): return .answer(checked(bytes, ledger, resolved))
         case .onDisk(let files):
             return .disk { [self] in
+                defer { reportRepairs() }
                 do {
-                    guard let bytes = try storage.readFromDisk(ledger, resolved, files: files) else {
+                    guard let stored = try storage.readFromDisk(ledger, resolved, files: files) else {
                         return .failed(.noEntry, message: "\(ledger)/\(resolved) is not on this bookie")
                     }
-                    return checked(bytes, ledger, resolved)
+                    return checked(stored.bytes, ledger, resolved, at: "\(stored.path) offset \(stored.offset)")
                 } catch {
-                    logger.error("entry read failed", metadata: ["ledger": "\(ledger)", "entry": "\(resolved)",
-                                                                 "error": "\(error)"])
+                    // One line per damaged file, not one per read of it.
+                    let path = (error as? StorageCorruption)?.path
+                    if path.map({ p in loggedDamage.withLock { $0.insert(p).inserted } }) ?? true {
+                        logger.error("entry read failed", metadata: ["ledger": "\(ledger)", "entry": "\(resolved)",
+                                                                     "error": "\(error)"])
+                    }
                     return .failed(.ioError, message: "reading \(ledger)/\(resolved): \(error)")
                 }
             }
@@ -191,18 +203,42 @@ extension Bookie {
         }
     }
 
-    private func checked(_ bytes: [UInt8], _ ledger: LedgerID, _ entry: EntryID) -> BookieResponse {
+    /// `location`: the entry-log file and offset the bytes came from (nil: the write cache).
+    private func checked(_ bytes: [UInt8], _ ledger: LedgerID, _ entry: EntryID, at location: String? = nil) -> BookieResponse {
+        let where_ = location ?? "the write cache"
         do {
             let header = try EntryCodec.validate(bytes)
             guard header.ledger == ledger, header.entry == entry else {
-                return .failed(.corruptEntry, message: "stored bytes for \(ledger)/\(entry) name \(header.ledger)/\(header.entry)")
+                logger.error("stored entry names another entry", metadata: [
+                    "ledger": "\(ledger)", "entry": "\(entry)", "at": "\(where_)",
+                    "names": "\(header.ledger)/\(header.entry)"])
+                return .failed(.corruptEntry, message: "stored bytes for \(ledger)/\(entry) in \(where_) name "
+                                   + "\(header.ledger)/\(header.entry)")
             }
         } catch {
             logger.error("stored entry is corrupt", metadata: ["ledger": "\(ledger)", "entry": "\(entry)",
-                                                               "error": "\(error)"])
-            return .failed(.corruptEntry, message: "stored copy of \(ledger)/\(entry) is corrupt: \(error)")
+                                                               "at": "\(where_)", "error": "\(error)"])
+            return .failed(.corruptEntry, message: "stored copy of \(ledger)/\(entry) in \(where_) is corrupt: \(error)")
         }
         return .entry(bytes)
+    }
+
+    /// Logs the entry-log indexes rebuilt since the last call: a warning each, an error where entries the
+    /// manifest counts were not found.
+    func reportRepairs() {
+        for note in storage.takeRepairs() {
+            let r = note.report
+            var metadata: Logger.Metadata = [
+                "file": "\(r.path)", "damage": "\(note.damage)", "entries": "\(r.entries)",
+                "corruptEntries": "\(r.corruptEntries)", "droppedRecords": "\(r.droppedRecords)",
+                "original": "\(r.quarantinedCopy)"]
+            if r.missing.isEmpty {
+                logger.warning("rebuilt a damaged entry-log index from the file's records", metadata: metadata)
+            } else {
+                metadata["missing"] = "\(r.missing.sorted { $0.key < $1.key }.map { "ledger \($0.key): \($0.value)" })"
+                logger.error("rebuilt a damaged entry-log index; some entries could not be recovered", metadata: metadata)
+            }
+        }
     }
 
     static func failure(_ error: JournalError) -> BookieResponse {

@@ -1,4 +1,7 @@
 import DLogIO
+#if canImport(Glibc)
+import Glibc
+#endif
 import DLogWire
 import Foundation
 import Logging
@@ -51,6 +54,12 @@ public final class Bookie: JournalSink, Sendable {
     let relief = Mutex<[@Sendable () -> Void]>([])
     /// The read-only threshold and low-water mark in force: the configuration's, until a reload changes them.
     let diskThresholds: Mutex<(high: Double, low: Double)>
+    /// Why the bookie stopped taking adds because a write found a disk full (ENOSPC), until a checkpoint
+    /// succeeds again; the flag mirrors it for the add path.
+    let outOfSpace = Mutex<String?>(nil)
+    let outOfSpaceFlag = Atomic<Bool>(false)
+    /// Entry-log files whose read failure was logged already: one line per damaged file, not per read.
+    let loggedDamage = Mutex<Set<String>>([])
 
     /// Opens storage and replays the journals. Throws on corruption (naming file and offset), bad directories
     /// or I/O errors; the caller reports and exits.
@@ -60,8 +69,16 @@ public final class Bookie: JournalSink, Sendable {
         diskThresholds = Mutex((configuration.diskUsageThreshold, configuration.diskUsageLowWater))
         storage = try LedgerStorage(configuration: configuration.storage,
                                     journalCount: configuration.journalDirectories.count)
-        if !storage.removedOrphans.isEmpty {
-            logger.notice("removed entry logs no checkpoint lists", metadata: ["files": "\(storage.removedOrphans)"])
+        let report = storage.startReport
+        for note in report.manifestNotes {
+            logger.warning("checkpoint manifest: \(note)")
+        }
+        for file in report.removed {
+            logger.info("removed an entry log proven to be garbage", metadata: ["file": "\(file)"])
+        }
+        for file in report.quarantined {
+            logger.warning("quarantined an entry log the checkpoint manifest does not list; it is kept for an operator to inspect or delete",
+                           metadata: ["file": "\(file)"])
         }
         var journals: [Journal] = []
         for (i, dir) in configuration.journalDirectories.enumerated() {
@@ -97,10 +114,18 @@ public final class Bookie: JournalSink, Sendable {
                 "bytes": "\(summary.bytes)", "elapsed": "\(elapsed)", "from": "\(mark.map { "\($0)" } ?? "start")"])
             resume.append(summary.end)
         }
-        // Persist what replay rebuilt, so the next start replays only what comes after.
-        let result = try storage.checkpoint()
+        // Persist what replay rebuilt, so the next start replays only what comes after. On a full ledger disk
+        // the bookie starts read-only instead: replay's entries stay in memory (and in the journal), reads are
+        // served, and the background thread retries the checkpoint.
+        var marks = journals.map { storage.journalMark($0.index) }
+        do {
+            marks = try storage.checkpoint().marks
+        } catch let error as SystemError where error.errno == ENOSPC {
+            lastCheckpointError.withLock { $0 = "\(error)" }
+            enterOutOfSpace("the start-up checkpoint failed: \(error)")
+        }
         for (i, journal) in journals.enumerated() {
-            journal.start(resumeAfter: resume[i], releasedBelow: result.marks[i]?.fileNumber ?? 0, sink: self,
+            journal.start(resumeAfter: resume[i], releasedBelow: marks[i]?.fileNumber ?? 0, sink: self,
                           onFatal: onFatal)
         }
         startBackground()
@@ -115,7 +140,41 @@ public final class Bookie: JournalSink, Sendable {
     }
 
     /// Read-only because a disk is nearly full, or because an operator said so (`dlogctl admin readonly on`).
-    public var isReadOnly: Bool { readOnly.load(ordering: .relaxed) || operatorReadOnly.load(ordering: .relaxed) }
+    public var isReadOnly: Bool {
+        readOnly.load(ordering: .relaxed) || operatorReadOnly.load(ordering: .relaxed)
+            || outOfSpaceFlag.load(ordering: .relaxed)
+    }
+
+    /// Why adds are refused, for the refusal's message.
+    var readOnlyReason: String {
+        if let full = outOfSpaceReason { return "a disk is full: \(full)" }
+        if operatorReadOnly.load(ordering: .relaxed) { return "set by an operator" }
+        return "disk usage over threshold"
+    }
+
+    /// Why adds are refused for a full disk, while they are.
+    public var outOfSpaceReason: String? { outOfSpace.withLock { $0 } }
+
+    /// A write found a disk full: read-only at once (the periodic usage check may come too late on a small
+    /// disk), until a checkpoint succeeds again.
+    func enterOutOfSpace(_ why: String) {
+        let first = outOfSpace.withLock { reason in
+            defer { reason = reason ?? why }
+            return reason == nil
+        }
+        outOfSpaceFlag.store(true, ordering: .relaxed)
+        if first {
+            logger.warning("entering read-only mode: a write found the disk full (ENOSPC); adds are refused and reads served until a checkpoint succeeds again",
+                           metadata: ["error": "\(why)"])
+        }
+    }
+
+    /// A checkpoint succeeded: space was found, adds may come again.
+    func leaveOutOfSpace() {
+        guard outOfSpaceFlag.exchange(false, ordering: .relaxed) else { return }
+        outOfSpace.withLock { $0 = nil }
+        logger.notice("leaving read-only mode: checkpoints write again after the disk was full")
+    }
 
     /// An operator's read-only switch, apart from the disk check (which cannot clear it).
     public func setOperatorReadOnly(_ on: Bool) {
@@ -154,4 +213,9 @@ public final class Bookie: JournalSink, Sendable {
     }
 
     public func journalNeedsCheckpoint(journal: Int) { checkpointRequested.store(true, ordering: .relaxed) }
+
+    public func journalOutOfSpace(journal: Int, error: String) {
+        enterOutOfSpace("journal \(journals[journal].configuration.directory) could not add a file: \(error)")
+        checkpointRequested.store(true, ordering: .relaxed)
+    }
 }

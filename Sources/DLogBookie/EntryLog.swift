@@ -1,15 +1,17 @@
 import DLogIO
 import DLogWire
 
-// # Entry-log file format (version 1)
+// # Entry-log file format (version 2)
 //
 // A checkpoint writes the write cache, sorted by (ledger, entry), into one new entry-log file in a ledger
 // directory. Files are never modified after they are synced; a file is deleted when none of its ledgers
 // is left.
 //
 //     0      4096   header: magic "DLEL", version u32, file id u64, CRC32C of bytes 0..<16 at 16
-//     4096   ...    entries, back to back, each exactly as the client sent it (its own CRC inside)
+//     4096   ...    records, back to back: entry length u32, CRC32C of those 4 length bytes u32, then the
+//                   entry exactly as the client sent it (its own CRC inside)
 //     index         one 32-byte row per entry, sorted: ledger u64, entry i64, offset u64, length u32, zero u32
+//                   (offset and length are the entry's, after its 8-byte record header)
 //     summary       every 64th index row's (ledger u64, entry i64): 16 bytes each
 //     padding       zeros, so that the file ends on a 4096-byte boundary (files are written with O_DIRECT)
 //     footer        last 48 bytes: magic "DLEF", zero u32, index offset u64, row count u64,
@@ -18,10 +20,18 @@ import DLogWire
 // A lookup reads the summary once per file (then keeps it: 16 bytes per 64 entries), and per entry does
 // one index read of at most 64 rows (2 KiB) and one read of the entry. Every entry read is checked
 // against its own CRC; a damaged index or summary is found by the footer's CRC when the file is opened.
+//
+// The records make the index redundant: when the footer, index or summary is damaged, `EntryLogRepair`
+// walks the records from offset 4096 (a record whose length fails its CRC is skipped by searching for the
+// next record that checks) and writes the file anew with a fresh index. Version 1 files (dlogd before 0.7)
+// have no record headers; they are read as before, but their index cannot be rebuilt.
 enum EntryLogFormat {
     static let magic: UInt32 = 0x444C_454C  // "DLEL"
     static let footerMagic: UInt32 = 0x444C_4546  // "DLEF"
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
+    /// Versions this dlogd reads: 1 has no record headers (so no index rebuild).
+    static let readableVersions: ClosedRange<UInt32> = 1...2
+    static let recordHeaderBytes = 8
     static let headerBytes = 4096
     static let rowBytes = 32
     static let summaryEvery = 64
@@ -50,6 +60,17 @@ public struct EntryLogInfo: Codable, Sendable, Equatable {
     public var liveBytes: Int { ledgers.values.reduce(0) { $0 + $1.bytes } }
     /// Share of the entries still live; a file's fixed overhead does not count against it.
     public var liveFraction: Double { dataBytes == 0 ? 0 : Double(liveBytes) / Double(dataBytes) }
+}
+
+extension EntryLogFormat {
+    /// The 8 bytes before each entry: its length and the CRC32C of the length's 4 bytes.
+    static func recordHeader(length: Int) -> [UInt8] {
+        precondition(length > 0 && length <= Int(UInt32.max))
+        var out = [UInt8]()
+        out.appendBigEndian(UInt32(length))
+        out.appendBigEndian(CRC32C.checksum(out))
+        return out
+    }
 }
 
 enum EntryLogWriter {
@@ -112,6 +133,7 @@ enum EntryLogWriter {
             rows.reserveCapacity(entries.count * EntryLogFormat.rowBytes)
             var summary = [UInt8]()
             for (i, (ledger, entry, bytes)) in entries.enumerated() {
+                try sink.append(EntryLogFormat.recordHeader(length: bytes.count))
                 let offset = sink.position
                 try sink.append(bytes)
                 rows.appendBigEndian(ledger.rawValue)
@@ -186,6 +208,19 @@ final class EntryLogReader: Sendable {
     private let rowCount: Int
     private let summary: [UInt8]
 
+    /// The format version of an entry-log file from its header, or nil when the header is damaged.
+    static func version(of path: String) -> UInt32? {
+        guard let file = try? File.open(path, [.readOnly]) else { return nil }
+        defer { file.close() }
+        guard let header = try? file.pread(count: 20, at: 0), header.count == 20 else { return nil }
+        return header.withUnsafeBytes { raw in
+            guard raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.magic,
+                  raw.loadBigEndian(UInt32.self, at: 16) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<16])),
+                  EntryLogFormat.readableVersions.contains(raw.loadBigEndian(UInt32.self, at: 4)) else { return nil }
+            return raw.loadBigEndian(UInt32.self, at: 4)
+        }
+    }
+
     init(path: String) throws {
         let file = try File.open(path, [.readOnly])
         do {
@@ -205,7 +240,7 @@ final class EntryLogReader: Sendable {
         let header = try file.pread(count: 20, at: 0)
         guard header.count == 20, header.withUnsafeBytes({ raw in
             raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.magic
-                && raw.loadBigEndian(UInt32.self, at: 4) == EntryLogFormat.version
+                && EntryLogFormat.readableVersions.contains(raw.loadBigEndian(UInt32.self, at: 4))
                 && raw.loadBigEndian(UInt32.self, at: 16) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<16]))
         }) else {
             throw StorageCorruption(path: path, reason: "header has the wrong magic, version or CRC")
@@ -272,8 +307,8 @@ final class EntryLogReader: Sendable {
         return bytes
     }
 
-    /// The stored bytes of (ledger, entry), or nil when this file does not have it.
-    func read(ledger: LedgerID, entry: EntryID) throws -> [UInt8]? {
+    /// The stored bytes of (ledger, entry) and their offset in the file, or nil when this file does not have it.
+    func read(ledger: LedgerID, entry: EntryID) throws -> (bytes: [UInt8], offset: Int64)? {
         let target = (ledger.rawValue, entry.rawValue)
         // Last summary key <= target.
         let block: Int? = summary.withUnsafeBytes { raw in
@@ -302,6 +337,6 @@ final class EntryLogReader: Sendable {
         guard let (offset, length) = location else { return nil }
         let bytes = try file.pread(count: length, at: offset)
         guard bytes.count == length else { throw StorageCorruption(path: path, reason: "entry at \(offset) cut off") }
-        return bytes
+        return (bytes, offset)
     }
 }

@@ -9,6 +9,13 @@ public protocol JournalSink: AnyObject, Sendable {
     func journalDidSync(_ records: [JournalRecord], journal: Int, through position: JournalPosition)
     /// The journal has no free file to roll into: checkpoint so older files can be recycled.
     func journalNeedsCheckpoint(journal: Int)
+    /// The journal could not add a file (ENOSPC): it goes on with the files it has, recycling them as
+    /// checkpoints release them; the bookie should stop taking adds for now.
+    func journalOutOfSpace(journal: Int, error: String)
+}
+
+extension JournalSink {
+    public func journalOutOfSpace(journal: Int, error: String) {}
 }
 
 public enum JournalError: Error, Equatable, CustomStringConvertible {

@@ -59,6 +59,7 @@ struct JournalDirectory: Sendable {
             try f.fsync()
         } catch {
             f.close()
+            try? FileSystem.remove(tmp)  // a half-written slot must not hold the space it got
             throw error
         }
         f.close()

@@ -23,6 +23,8 @@ final class JournalWriter {
     private var files: [Int: File] = [:]
     /// Slot files that exist, with the file number in their header (nil: never used or header torn).
     private var slotNumbers: [Int: UInt64?] = [:]
+    /// Set once creating a journal file found the disk full: no more are tried until the next start.
+    private var growthRefused = false
     private var currentSlot = -1
     private var currentNumber: UInt64 = 0
     private var writeOffset = 0
@@ -237,9 +239,17 @@ final class JournalWriter {
             }) {
                 return slot
             }
-            if slotNumbers.count < directory.filesMax {
+            if slotNumbers.count < directory.filesMax && !growthRefused {
                 let slot = (slotNumbers.keys.max() ?? -1) + 1
-                try directory.create(slot: slot)
+                let created = Result { () throws(SystemError) in try directory.create(slot: slot) }
+                if case .failure(let error) = created {
+                    // Nothing of this file was in use: make do with the files there are, which checkpoints
+                    // free in turn, rather than fail the journal.
+                    guard error.errno == ENOSPC && !slotNumbers.isEmpty else { throw error }
+                    growthRefused = true
+                    sink.journalOutOfSpace(journal: journal.index, error: "\(error)")
+                    continue
+                }
                 slotNumbers[slot] = .some(nil)
                 return slot
             }

@@ -65,7 +65,7 @@ extension LedgerStorage {
         }
         // If this write fails the previous manifest stays in force: its marks are older, so replay covers
         // everything, and the new entry log is merely unreferenced until the next checkpoint lists it.
-        try persist(manifest)
+        try persist(manifest, removing: dead)
         // 4. Files with no live ledger are gone from the persisted manifest: remove them (also those a failed
         // manifest write left behind).
         try remove(dead)
@@ -88,21 +88,27 @@ extension LedgerStorage {
         }
     }
 
-    func persist(_ manifest: Manifest) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try FileSystem.writeAtomically(configuration.ledgerDirectories[0] + "/" + Manifest.fileName,
-                                       Array(try encoder.encode(manifest)))
+    /// Writes both manifest copies with the next generation and the files still to be unlinked (the proof,
+    /// at the next start, that they are garbage). Call under `checkpointLock`.
+    func persist(_ manifest: Manifest, removing: [EntryLogInfo]) throws {
+        var m = manifest
+        m.generation = persistedGeneration.withLock { $0 } + 1
+        m.removing = removing.map { RemovedEntryLog(id: $0.id, directory: $0.directory) }
+        try manifestStore.write(m)
+        persistedGeneration.withLock { $0 = m.generation }
     }
 
-    /// Deletes entry-log files the persisted manifest no longer lists.
+    /// Deletes entry-log files the persisted manifest no longer lists, then syncs their directories so the
+    /// unlinks survive a crash (a later manifest stops naming them as dropped).
     func remove(_ files: [EntryLogInfo]) throws {
         for file in files {
-            _ = state.withLock { s in
-                s.pendingRemoval.removeAll { $0.id == file.id }
-                return readersRemove(file.id)
-            }
+            _ = state.withLock { s in readersRemove(file.id) }
             try FileSystem.remove(configuration.ledgerDirectories[file.directory] + "/" + EntryLogWriter.fileName(file.id))
         }
+        for directory in Set(files.map(\.directory)).sorted() {
+            try FileSystem.syncDirectory(configuration.ledgerDirectories[directory])
+        }
+        let gone = Set(files.map(\.id))
+        state.withLock { s in s.pendingRemoval.removeAll { gone.contains($0.id) } }
     }
 }

@@ -26,8 +26,8 @@ extension LedgerStorage {
     public func compact(_ id: UInt64, bytesPerSecond: Int, shouldStop: () -> Bool = { false }) throws -> CompactionResult? {
         precondition(bytesPerSecond > 0)
         guard let info = state.withLock({ s in s.manifest.entryLogs.first { $0.id == id } }) else { return nil }
-        let path = configuration.ledgerDirectories[info.directory] + "/" + EntryLogWriter.fileName(id)
-        let reader = try EntryLogReader(path: path)
+        // Through the storage's readers: a damaged index is rebuilt first, as for a read.
+        guard let reader = try openReader(id) else { return nil }
         let started = ContinuousClock.now
         var copied = 0
         var live: [(LedgerID, EntryID, [UInt8])] = []
@@ -56,7 +56,7 @@ extension LedgerStorage {
                                                directory: configuration.ledgerDirectories[dir], entries: live)
         }
         try checkpointLock.withLock { _ in
-            let manifest: Manifest = state.withLock { s in
+            let (manifest, dead): (Manifest, [EntryLogInfo]) = state.withLock { s in
                 // The copy takes the old file's place in the list: reads search newest first, so a newer file
                 // holding the same entry must keep winning.
                 let place = s.manifest.entryLogs.firstIndex { $0.id == id }
@@ -67,10 +67,10 @@ extension LedgerStorage {
                     s.manifest.entryLogs.insert(newInfo, at: min(place ?? s.manifest.entryLogs.count,
                                                                  s.manifest.entryLogs.count))
                 }
-                return s.manifest
+                return (s.manifest, s.pendingRemoval)
             }
-            try persist(manifest)
-            try remove(state.withLock { $0.pendingRemoval })
+            try persist(manifest, removing: dead)
+            try remove(dead)
         }
         return CompactionResult(compactedFile: id, newFile: newID, liveBytes: copied,
                                 reclaimedBytes: info.totalBytes - (newInfo?.totalBytes ?? 0))

@@ -46,53 +46,40 @@ public final class LedgerStorage: Sendable {
     public let configuration: Configuration
     let state: Mutex<State>
     private let readers = Mutex<[UInt64: EntryLogReader]>([:])
+    private let unreadable = Mutex<[UInt64: String]>([:])
+    private let repairs = Mutex<[RepairNote]>([])
     let checkpointLock = Mutex(())
 
     /// Opens storage from its manifest (if any): no scan of entry logs, so this is fast however much is stored.
+    /// Refuses (throws `StorageCorruption` naming the file) when no intact manifest copy is left or a file it
+    /// lists is missing; never deletes a file without proof that it is garbage (see `StartupFileAction`).
     public init(configuration: Configuration, journalCount: Int) throws {
         self.configuration = configuration
         for dir in configuration.ledgerDirectories { try FileSystem.makeDirectory(dir) }
-        let path = configuration.ledgerDirectories[0] + "/" + Manifest.fileName
-        var manifest = Manifest()
-        if FileSystem.exists(path) {
-            let bytes = try FileSystem.readAll(path)
-            do {
-                manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
-            } catch {
-                throw StorageCorruption(path: path, reason: "checkpoint manifest cannot be parsed: \(error)")
-            }
-            guard manifest.version == Manifest().version else {
-                throw StorageCorruption(path: path, reason: "checkpoint manifest version \(manifest.version) is not "
-                                             + "supported by this dlogd (it reads version \(Manifest().version))")
-            }
-        }
+        let store = ManifestStore(directories: configuration.ledgerDirectories)
+        let loaded = try store.load()
+        var manifest = loaded.manifest
         if manifest.journalMarks.count < journalCount {
             manifest.journalMarks += Array(repeating: nil, count: journalCount - manifest.journalMarks.count)
         }
+        var report = try Self.sortEntryLogFiles(manifest, directories: configuration.ledgerDirectories)
+        report.manifestNotes = loaded.notes
+        startReport = report
+        // What the removal list named is unlinked now; the next manifest need not carry it.
+        manifest.removing = []
+        manifest.version = Manifest.currentVersion
+        manifestStore = store
+        persistedGeneration = Mutex(manifest.generation)
         var s = State(appliedThrough: manifest.journalMarks)
         s.manifest = manifest
         state = Mutex(s)
-        removedOrphans = try Self.removeOrphans(manifest, directories: configuration.ledgerDirectories)
     }
 
-    /// Entry-log files found at start that the manifest does not list (left by a checkpoint or compaction
-    /// that failed before its manifest was written), now removed: replay rebuilds what they held.
-    public let removedOrphans: [String]
-
-    private static func removeOrphans(_ manifest: Manifest, directories: [String]) throws -> [String] {
-        let listed = Set(manifest.entryLogs.map { directories[$0.directory] + "/" + EntryLogWriter.fileName($0.id) })
-        var removed: [String] = []
-        for dir in directories {
-            for name in try FileSystem.list(dir) where name.hasPrefix("entrylog-") {
-                let path = dir + "/" + name
-                if !listed.contains(path) {
-                    try FileSystem.remove(path)
-                    removed.append(path)
-                }
-            }
-        }
-        return removed
-    }
+    /// What start-up found in the ledger directories: files removed, quarantined, manifest damage.
+    public let startReport: StorageStartReport
+    let manifestStore: ManifestStore
+    /// The generation of the newest manifest on disk; changed only under `checkpointLock`.
+    let persistedGeneration: Mutex<UInt64>
 
     public func journalMark(_ journal: Int) -> JournalPosition? { state.withLock { $0.manifest.journalMarks[journal] } }
 
@@ -247,15 +234,24 @@ public final class LedgerStorage: Sendable {
         }
     }
 
+    /// An entry as read from an entry-log file, with where it was, so damage can be reported by file and offset.
+    public struct StoredEntry: Sendable {
+        public var bytes: [UInt8]
+        public var path: String
+        public var offset: Int64
+    }
+
     /// Reads an entry from entry-log files (newest first). Blocking: never call on an event loop.
-    public func readFromDisk(_ ledger: LedgerID, _ entry: EntryID, files: [UInt64]) throws -> [UInt8]? {
+    public func readFromDisk(_ ledger: LedgerID, _ entry: EntryID, files: [UInt64]) throws -> StoredEntry? {
         for id in files {
             guard let reader = try openReader(id) else {
                 // Compacted or removed since the caller looked: look again, once, in the current file list.
                 guard case .onDisk(let now) = readCached(ledger, entry).1, !now.contains(id) else { return nil }
                 return try readFromDisk(ledger, entry, files: now)
             }
-            if let bytes = try reader.read(ledger: ledger, entry: entry) { return bytes }
+            if let (bytes, offset) = try reader.read(ledger: ledger, entry: entry) {
+                return StoredEntry(bytes: bytes, path: reader.path, offset: offset)
+            }
         }
         return nil
     }
@@ -266,15 +262,21 @@ public final class LedgerStorage: Sendable {
     func readersRemove(_ id: UInt64) -> EntryLogReader? { readers.withLock { $0.removeValue(forKey: id) } }
 
     /// nil when the manifest no longer lists the file (compacted or removed since the caller looked).
-    private func openReader(_ id: UInt64) throws -> EntryLogReader? {
+    /// A file whose index cannot be read is rebuilt from its records once (`EntryLogRepair`); a file that
+    /// cannot be rebuilt either is remembered as unreadable, so later reads fail at once with the same reason.
+    func openReader(_ id: UInt64) throws -> EntryLogReader? {
         if let r = readers.withLock({ $0[id] }) { return r }
         guard let info = state.withLock({ s in s.manifest.entryLogs.first { $0.id == id } }) else { return nil }
+        let path = configuration.ledgerDirectories[info.directory] + "/" + EntryLogWriter.fileName(id)
+        if let reason = unreadable.withLock({ $0[id] }) { throw StorageCorruption(path: path, reason: reason) }
         let reader: EntryLogReader
         do {
-            reader = try EntryLogReader(path: configuration.ledgerDirectories[info.directory] + "/"
-                                        + EntryLogWriter.fileName(id))
+            reader = try EntryLogReader(path: path)
         } catch let error as SystemError where error.errno == ENOENT {
             return nil  // removed between the lookup and the open
+        } catch let damage as StorageCorruption {
+            guard let rebuilt = try rebuildIndex(info, damage: damage) else { return nil }
+            reader = rebuilt
         }
         // Cache it only while the manifest still lists the file, checked under the state lock that
         // removal also takes first, so a removed file's descriptor is never kept open.
@@ -283,4 +285,37 @@ public final class LedgerStorage: Sendable {
         }
         return listed ? reader : nil
     }
+
+    /// Rebuilds a damaged file's index under the checkpoint lock (so no compaction replaces the file
+    /// meanwhile, and concurrent readers rebuild it once); nil when the file is no longer listed.
+    private func rebuildIndex(_ info: EntryLogInfo, damage: StorageCorruption) throws -> EntryLogReader? {
+        try checkpointLock.withLock { _ in
+            guard state.withLock({ s in s.manifest.entryLogs.contains { $0.id == info.id } }) else { return nil }
+            if let reason = unreadable.withLock({ $0[info.id] }) { throw StorageCorruption(path: damage.path, reason: reason) }
+            // Another reader may have rebuilt it while this one waited for the lock.
+            if let reader = try? EntryLogReader(path: damage.path) { return reader }
+            do {
+                let report = try EntryLogRepair.rebuild(id: info.id, directoryIndex: info.directory,
+                                                        directory: configuration.ledgerDirectories[info.directory],
+                                                        expected: info)
+                repairs.withLock { $0.append(RepairNote(damage: damage.reason, report: report)) }
+                return try EntryLogReader(path: damage.path)
+            } catch {
+                let reason = "\(damage.reason); rebuilding its index failed: \(error)"
+                unreadable.withLock { $0[info.id] = reason }
+                throw StorageCorruption(path: damage.path, reason: reason)
+            }
+        }
+    }
+
+    /// An index rebuilt since the last call of `takeRepairs`, for the bookie to log.
+    struct RepairNote: Sendable {
+        var damage: String
+        var report: EntryLogRepair.Report
+    }
+
+    func takeRepairs() -> [RepairNote] { repairs.withLock { r in defer { r = [] }; return r } }
+
+    /// Entry logs that can be neither read nor rebuilt, with why.
+    public var unreadableEntryLogs: [UInt64: String] { unreadable.withLock { $0 } }
 }

@@ -1,14 +1,20 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// Directory and file-system calls the storage layer needs, with errors that name the path.
 public enum FileSystem {
+    /// Creates a directory and any missing parents. Each directory it creates is made durable (its parent
+    /// is fsynced), so a file later synced inside it cannot vanish with its directory in a power cut.
     public static func makeDirectory(_ path: String) throws(SystemError) {
         var prefix = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
+            let parent = prefix.isEmpty ? "/" : prefix
             prefix += "/" + part
-            if Glibc.mkdir(prefix, 0o755) != 0 && Glibc.errno != EEXIST {
+            if Glibc.mkdir(prefix, 0o755) == 0 {
+                try syncDirectory(parent)
+            } else if Glibc.errno != EEXIST {
                 throw SystemError(call: "mkdir", path: prefix, errno: Glibc.errno)
             }
         }
@@ -19,10 +25,26 @@ public enum FileSystem {
         let fd = try retrying("open", path) { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         defer { Glibc.close(fd) }
         _ = try retrying("fsync", path) { Glibc.fsync(fd) }
+        syncedDirectories.withLock { counts in
+            if counts.count >= syncedDirectoriesMax && counts[path] == nil { counts.removeAll(keepingCapacity: true) }
+            counts[path, default: 0] += 1
+        }
     }
+
+    /// How often `path` was synced as a directory by this process (counts for at most
+    /// `syncedDirectoriesMax` paths are kept at once): what lets a test check that a create, rename or unlink
+    /// was made durable, which no file content can show.
+    public static func directorySyncs(_ path: String) -> Int { syncedDirectories.withLock { $0[path] ?? 0 } }
+    public static let syncedDirectoriesMax = 4096
+    private static let syncedDirectories = Mutex<[String: Int]>([:])
 
     public static func rename(_ from: String, _ to: String) throws(SystemError) {
         _ = try retrying("rename", "\(from) -> \(to)") { Glibc.rename(from, to) }
+    }
+
+    /// A second name for a file (a hard link), in the same file system.
+    public static func link(_ existing: String, _ new: String) throws(SystemError) {
+        _ = try retrying("link", "\(existing) -> \(new)") { Glibc.link(existing, new) }
     }
 
     public static func remove(_ path: String) throws(SystemError) {

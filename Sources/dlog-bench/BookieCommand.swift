@@ -30,15 +30,8 @@ struct BookieCommand: AsyncParsableCommand {
         var size: Int
     }
 
+    /// One chain of adds (or READ_LACs) on one ledger: it ends at the deadline or at its first failure.
     final class Lane: Sendable {
-        struct Stats {
-            var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000)
-            var ops = 0
-            var errors = 0
-            var firstError: String? = nil
-            var acked: [(UInt64, Int64, UInt32)] = []
-        }
-        let stats = Mutex(Stats())
         let done: EventLoopPromise<Void>
         init(done: EventLoopPromise<Void>) { self.done = done }
     }
@@ -61,7 +54,9 @@ struct BookieCommand: AsyncParsableCommand {
         let key = MasterKey(password: "dlog-bench")
         let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         let base = UInt64(Date().timeIntervalSince1970 * 1000) << 16  // fresh ledgers every run
-        let keepAcked = ackedLog != nil
+        // Acknowledged adds reach the acked log as they come (every 100 ms), so a bookie killed mid-run
+        // leaves a record of what it acknowledged for `dlog-bench verify`.
+        let tally = WriteTally(ackedLog: ackedLog)
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int64(duration * 1000))
         var lanes: [Lane] = []
@@ -71,29 +66,24 @@ struct BookieCommand: AsyncParsableCommand {
                 lanes.append(lane)
                 let ledger = LedgerID(base + UInt64(c * pipeline + p))
                 Self.step(client: client, lane: lane, key: key, ledger: ledger, entry: 0, payload: payload,
-                          deadline: deadline, keepAcked: keepAcked, readLAC: op == "read-lac")
+                          deadline: deadline, tally: tally, readLAC: op == "read-lac")
             }
         }
         for lane in lanes { try await lane.done.futureResult.get() }
         let elapsed = Double(micros(ContinuousClock.now - start)) / 1e6
-        let after = try await JournalCounters(json: connections[0].info())
+        // The acked lines are written before the final GET_INFO, which a dead bookie cannot answer.
+        let counts = try await tally.finish()
+        let after: JournalCounters
+        do {
+            after = try await JournalCounters(json: connections[0].info())
+        } catch {
+            for c in connections { await c.close() }
+            try await group.shutdownGracefully()
+            throw BenchError("\(counts.ops) adds acknowledged, \(counts.errorsLine); then GET_INFO failed: \(error)")
+        }
         for c in connections { await c.close() }
         try await group.shutdownGracefully()
-
-        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000)
-        var ops = 0, errors = 0
-        var firstError: String? = nil
-        var acked: [(UInt64, Int64, UInt32)] = []
-        for lane in lanes {
-            lane.stats.withLock { s in
-                histogram.add(s.histogram)
-                ops += s.ops
-                errors += s.errors
-                firstError = firstError ?? s.firstError
-                acked += s.acked
-            }
-        }
-        if let ackedLog { try appendAckedLines(acked.map { "\($0.0) \($0.1) \($0.2)" }, to: ackedLog) }
+        let histogram = counts.histogram, ops = counts.ops, errors = counts.errors, firstError = counts.firstError
         let sync = SyncFigures(syncs: Double(after.syncs &- before.syncs), records: Double(after.records &- before.records),
                                seconds: elapsed, engines: [after.engine], modes: [after.syncMode])
         let result = RunReport(parameters: Parameters(target: target, clients: clients, pipeline: pipeline, size: size),
@@ -113,7 +103,7 @@ struct BookieCommand: AsyncParsableCommand {
 
     /// One add; its completion records the latency and sends the next until the deadline.
     static func step(client: BookieClient, lane: Lane, key: MasterKey, ledger: LedgerID, entry: Int64,
-                     payload: [UInt8], deadline: ContinuousClock.Instant, keepAcked: Bool, readLAC: Bool) {
+                     payload: [UInt8], deadline: ContinuousClock.Instant, tally: WriteTally, readLAC: Bool) {
         let bytes = EntryCodec.encode(EntryHeader(ledger: ledger, entry: EntryID(entry), lastAddConfirmed: EntryID(entry - 1),
                                                   ledgerLength: UInt64(entry + 1) * UInt64(payload.count)),
                                       payload: payload)
@@ -130,22 +120,15 @@ struct BookieCommand: AsyncParsableCommand {
             case .success(.lac), .success(.failed(.noLedger, _)): ok = readLAC
             default: ok = false
             }
-            lane.stats.withLock { s in
-                guard ok else {
-                    s.errors += 1
-                    s.firstError = s.firstError ?? "\(ledger)/\(entry): \(result)"
-                    return
-                }
-                _ = s.histogram.record(micros(now - sent))
-                s.ops += 1
-                if keepAcked {
-                    let crc = bytes.withUnsafeBytes { $0.loadBigEndian(UInt32.self, at: 32) }
-                    s.acked.append((ledger.rawValue, entry, crc))
-                }
+            if ok {
+                let crc = bytes.withUnsafeBytes { $0.loadBigEndian(UInt32.self, at: 32) }
+                tally.confirmed(latency: now - sent, ackedLine: tally.keepsAcked ? "\(ledger.rawValue) \(entry) \(crc)" : nil)
+            } else {
+                tally.failed(BenchError("\(ledger)/\(entry): \(result)"))
             }
             if ok, now < deadline {
                 step(client: client, lane: lane, key: key, ledger: ledger, entry: entry + 1, payload: payload,
-                     deadline: deadline, keepAcked: keepAcked, readLAC: readLAC)
+                     deadline: deadline, tally: tally, readLAC: readLAC)
             } else {
                 lane.done.succeed(())
             }

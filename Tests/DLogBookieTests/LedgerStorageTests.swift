@@ -29,7 +29,7 @@ func read(_ s: LedgerStorage, _ l: UInt64, _ e: Int64) throws -> [UInt8]? {
     switch r {
     case .found(let b): return b
     case .noLedger, .noEntry: return nil
-    case .onDisk(let files): return try s.readFromDisk(LedgerID(l), resolved, files: files)
+    case .onDisk(let files): return try s.readFromDisk(LedgerID(l), resolved, files: files)?.bytes
     }
 }
 
@@ -162,10 +162,10 @@ func read(_ s: LedgerStorage, _ l: UInt64, _ e: Int64) throws -> [UInt8]? {
         var p = [UInt8]()
         p.appendBigEndian(UInt64(1))
         s.apply([JournalRecord(kind: .delete, payload: p)], journal: 0, through: nil, replaying: true)
-        try FileSystem.makeDirectory(dir.path + "/checkpoint.json.tmp")  // the manifest write fails (EISDIR)
+        try FileSystem.makeDirectory(dir.path + "/checkpoint.manifest.tmp")  // the manifest write fails (EISDIR)
         #expect(throws: SystemError.self) { try s.checkpoint() }
         #expect(FileSystem.exists(dir.path + "/entrylog-1.log"), "still listed by the persisted manifest")
-        try FileManager.default.removeItem(atPath: dir.path + "/checkpoint.json.tmp")
+        try FileManager.default.removeItem(atPath: dir.path + "/checkpoint.manifest.tmp")
         let result = try s.checkpoint()
         #expect(result.removedFiles == 1)
         #expect(!FileSystem.exists(dir.path + "/entrylog-1.log"))
