@@ -143,6 +143,7 @@ extension Bookie {
             var journals: [JournalStats]
             var lastCheckpointError: String?
             var checkpointFailures: Int
+            var readOnlyReason: String?
         }
         let usage = try? FileSystem.usage(of: configuration.storage.ledgerDirectories[0])
         let info = Info(state: isReadOnly ? "read-only" : "writable", ledgers: storage.ledgerCount,
@@ -150,7 +151,8 @@ extension Bookie {
                         checkpoints: storage.checkpoints, totalBytes: usage?.totalBytes ?? 0,
                         freeBytes: usage?.freeBytes ?? 0, journals: journals.map(\.stats),
                         lastCheckpointError: lastCheckpointError.withLock { $0 },
-                        checkpointFailures: checkpointFailuresInARow)
+                        checkpointFailures: checkpointFailuresInARow,
+                        readOnlyReason: isReadOnly ? readOnlyReason : nil)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: (try? encoder.encode(info)) ?? Data(), as: UTF8.self)

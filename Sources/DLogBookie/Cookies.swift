@@ -71,6 +71,13 @@ public enum Cookies {
             return instance
         }
         let instance = placed[0].1.instance
+        // A foreign disk is named as such before any finer mismatch.
+        for (dir, f) in found {
+            if case .cookie(let cookie) = f, cookie.instance != instance {
+                throw Mismatch(directory: dir, reason: "belongs to another bookie (instance \(cookie.instance), "
+                                   + "while \(placed[0].0) belongs to \(instance))")
+            }
+        }
         for (i, (dir, role, index)) in all.enumerated() {
             let expected = Cookie(instance: instance, role: role, index: index, journalDirectories: journal,
                                   ledgerDirectories: ledger)

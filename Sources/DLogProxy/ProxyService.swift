@@ -164,6 +164,8 @@ public final class ProxyService: Sendable {
             return .failure(failure)
         } catch let error as LogError {
             return .failure(failure(for: error, stream: stream))
+        } catch let error as MetadataError {
+            return .failure(Self.failure(for: error, stream: stream))
         } catch {
             return .failure(ProxyFailure(.internalError, "\(stream): \(error)"))
         }
@@ -359,6 +361,24 @@ public final class ProxyService: Sendable {
             }
         }
         if let lock = registration.withLock({ $0 }) { await lock.release() }
+    }
+
+    /// The metadata store's trouble as the client should see it: an outage, a lost race or a lost lease is
+    /// `UNAVAILABLE`, which clients retry (the cluster recovers by itself); only a fault of the store is
+    /// `INTERNAL_ERROR`.
+    static func failure(for error: MetadataError, stream: String) -> ProxyFailure {
+        switch error {
+        case .unavailable:
+            return ProxyFailure(.unavailable, "stream '\(stream)': metadata store unavailable (\(error)); retry")
+        case .versionConflict, .keyExists, .noSuchKey, .leaseExpired, .compacted:
+            return ProxyFailure(.unavailable, "stream '\(stream)': metadata changed meanwhile (\(error)); retry")
+        case .tooLarge:
+            return ProxyFailure(.tooLarge, "stream '\(stream)': \(error)")
+        case .invalidArgument:
+            return ProxyFailure(.badRequest, "stream '\(stream)': \(error)")
+        case .internalError:
+            return ProxyFailure(.internalError, "stream '\(stream)': metadata store failed: \(error)")
+        }
     }
 
     private func failure(for error: LogError, stream: String) -> ProxyFailure {

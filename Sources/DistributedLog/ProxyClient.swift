@@ -1,4 +1,5 @@
 import DLogMetadata
+import Foundation
 import DLogWire
 import NIOCore
 import NIOPosix
@@ -45,6 +46,19 @@ public final class ProxyClient: Sendable {
         self.options = options
         discovery = nil
         state = Mutex(State(proxies: proxies.sorted()))
+    }
+
+    /// Proxy addresses from a command line: `HOST:PORT[,HOST:PORT…]`. Throws naming the bad one.
+    public static func addresses(parsing list: String) throws -> [String] {
+        let addresses = list.split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        for address in addresses {
+            guard let colon = address.lastIndex(of: ":"), colon != address.startIndex,
+                  let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else {
+                throw ProxyFailure(.badRequest, "proxy address '\(address)' is not HOST:PORT (several are separated by commas)")
+            }
+        }
+        return addresses
     }
 
     /// A client that finds the proxies in the metadata store's registry (and again when none answers).

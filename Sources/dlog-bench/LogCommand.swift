@@ -13,7 +13,8 @@ struct LogBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "log",
         abstract: "Closed-loop writes to logs (through a proxy, or directly) with tailing readers; prints throughput, latency and tail latency.")
 
-    @Option(help: "Write through this proxy, HOST:PORT (default: directly, with one writer per stream).") var proxy: String?
+    @Option(help: "Write through these proxies, HOST:PORT[,HOST:PORT…], failing over between them (default: directly, with one writer per stream).")
+    var proxy: String?
     @Option(help: "Metadata store (readers, and direct writes): dlog://HOST:PORT or etcd://HOST:PORT[/prefix].")
     var metadata = "dlog://127.0.0.1:3180"
     @Option(help: "Streams (logs) written, each new for the run.") var streams = 1
@@ -44,6 +45,9 @@ struct LogBenchCommand: AsyncParsableCommand {
 
     func validate() throws {
         do { _ = try MetadataURI(parsing: metadata) } catch { throw ValidationError("--metadata: \(error)") }
+        if let proxy {
+            do { _ = try ProxyClient.addresses(parsing: proxy) } catch { throw ValidationError("--proxy: \(error)") }
+        }
         guard (1...1000).contains(streams) else { throw ValidationError("--streams must be 1...1000") }
         guard (1...1024).contains(clients) else { throw ValidationError("--clients must be 1...1024") }
         guard (1...1024).contains(pipeline) else { throw ValidationError("--pipeline must be 1...1024") }
@@ -60,7 +64,7 @@ struct LogBenchCommand: AsyncParsableCommand {
         let namespace = Namespace(pool: BookiePool(cluster: Cluster(store: store)), options: options)
         let run = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let names = (0..<streams).map { "bench-\(run)-\($0)" }
-        let client = proxy.map { ProxyClient(proxies: [$0]) }
+        let client = try proxy.map { ProxyClient(proxies: try ProxyClient.addresses(parsing: $0)) }
         var writers: [String: LogWriter] = [:]
         do {
             for name in names {

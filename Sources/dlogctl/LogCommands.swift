@@ -9,7 +9,8 @@ import Foundation
 /// creates, deletes and truncations go to a proxy unless only `--metadata` is given; listing, showing and
 /// reading use the metadata store. Both defaults reach a standalone (`dlogd standalone`).
 struct LogTarget: ParsableArguments {
-    @Option(help: "A proxy, HOST:PORT (default 127.0.0.1:3190).") var proxy: String?
+    @Option(help: "Proxies, HOST:PORT[,HOST:PORT…] (default 127.0.0.1:3190): a proxy that does not answer is failed over to another.")
+    var proxy: String?
     @Option(help: "Metadata store URI (default dlog://127.0.0.1:3180).") var metadata: String?
 
     var metadataURI: String { metadata ?? "dlog://127.0.0.1:3180" }
@@ -34,7 +35,7 @@ struct LogTarget: ParsableArguments {
     /// Makes a change through the proxy, or directly with the core library (`--metadata` alone).
     func change(proxy viaProxy: (ProxyClient) async throws -> Void, direct: (Namespace) async throws -> Void) async throws {
         if let address = proxyForChanges {
-            let client = proxyClient(address)
+            let client = try proxyClient(address)
             do { try await viaProxy(client) } catch {
                 await client.shutdown()
                 throw error
@@ -52,10 +53,12 @@ struct LogTarget: ParsableArguments {
         }
     }
 
-    func proxyClient(_ address: String) -> ProxyClient {
-        var options = ProxyClient.Options()
-        options.retryFor = .seconds(15)
-        return ProxyClient(proxies: [address], options: options)
+    /// A client of every proxy `--proxy` lists; it retries (for a metadata outage, a proxy failing over) for
+    /// up to 30 s.
+    func proxyClient(_ list: String) throws -> ProxyClient {
+        let addresses: [String]
+        do { addresses = try ProxyClient.addresses(parsing: list) } catch { throw ValidationError("--proxy: \(error)") }
+        return ProxyClient(proxies: addresses)
     }
 }
 
@@ -219,7 +222,7 @@ struct WriteCommand: AsyncParsableCommand {
         }
         var written = 0
         var first: DLSN?, last: DLSN?
-        let client = target.proxyForChanges.map { target.proxyClient($0) }
+        let client = try target.proxyForChanges.map { try target.proxyClient($0) }
         var direct: (Namespace, any MetadataStore, LogWriter)?
         do {
             try await reportingErrors {
@@ -333,34 +336,70 @@ struct ReadCommand: AsyncParsableCommand {
 
     func run() async throws {
         try checkName(name)
-        let position: LogReader.Position = fromTxID.map { .txid($0) } ?? .dlsn(fromDLSN.flatMap { DLSN(parsing: $0) } ?? .initial)
+        var position: LogReader.Position = fromTxID.map { .txid($0) } ?? .dlsn(fromDLSN.flatMap { DLSN(parsing: $0) } ?? .initial)
         let (namespace, store) = try target.namespace()
         try await reportingErrors {
-            let reader = try await namespace.openReader(name, from: position)
             var count = 0
+            var last: DLSN? = nil
+            var waiting: String? = nil
             reading: while limit.map({ count < $0 }) ?? true {
-                let batch: [LogRecordWithDLSN]
                 do {
-                    batch = try await reader.readBulk(max: min(1000, (limit ?? Int.max) - count), wait: follow ? .seconds(1) : .milliseconds(300))
+                    let reader = try await namespace.openReader(name, from: position)
+                    while limit.map({ count < $0 }) ?? true {
+                        let batch = try await reader.readBulk(max: min(1000, (limit ?? Int.max) - count),
+                                                              wait: follow ? .seconds(1) : .milliseconds(300))
+                        if let problem = waiting {
+                            FileHandle.standardError.write(Data("dlogctl: reading again (after: \(problem))\n".utf8))
+                            waiting = nil
+                        }
+                        if batch.isEmpty && !follow { break reading }
+                        // After a reopen the reader starts at the last record printed: skip what was printed.
+                        for record in batch where last.map({ record.dlsn > $0 }) ?? true {
+                            try printRecord(record)
+                            last = record.dlsn
+                            count += 1
+                        }
+                    }
+                    break reading
                 } catch LogError.endOfStream {
                     if !json { print("(end of stream)") }
                     break reading
-                }
-                if batch.isEmpty && !follow { break }
-                for record in batch {
-                    let text = String(bytes: record.payload, encoding: .utf8)
-                    if json {
-                        struct Line: Encodable { var dlsn: String; var txid: Int64; var sequence_id: Int64; var payload: String; var encoding: String }
-                        try printJSON(Line(dlsn: record.dlsn.description, txid: record.txid, sequence_id: record.sequenceID,
-                                           payload: text ?? Data(record.payload).base64EncodedString(), encoding: text == nil ? "base64" : "utf8"))
-                    } else {
-                        print("\(record.dlsn)\t\(record.txid)\t\(text ?? "<\(record.payload.count) bytes>")")
+                } catch where follow && Self.outlastable(error) {
+                    // Following keeps following: the metadata role restarting, or a bookie going away, is waited
+                    // out, and reading resumes after the last record printed.
+                    if waiting == nil {
+                        FileHandle.standardError.write(Data("dlogctl: waiting, will read again: \(error)\n".utf8))
+                        waiting = "\(error)"
                     }
-                    count += 1
+                    if let last { position = .dlsn(last) }
+                    try await Task.sleep(for: .seconds(1))
                 }
             }
         }
         await namespace.pool.shutdown()
         await store.shutdown()
+    }
+
+    /// Errors a follower waits out; a missing log, bad position or truncated data ends it.
+    static func outlastable(_ error: any Error) -> Bool {
+        switch error {
+        case LogError.noSuchLog, LogError.invalidName, LogError.truncated: return false
+        case is CancellationError: return false
+        default: return true
+        }
+    }
+
+    /// One record, one line. When following, each line is flushed at once: a tail that is killed, or whose
+    /// output goes to a pipe or file (block-buffered), loses nothing it has read.
+    private func printRecord(_ record: LogRecordWithDLSN) throws {
+        let text = String(bytes: record.payload, encoding: .utf8)
+        if json {
+            struct Line: Encodable { var dlsn: String; var txid: Int64; var sequence_id: Int64; var payload: String; var encoding: String }
+            try printJSON(Line(dlsn: record.dlsn.description, txid: record.txid, sequence_id: record.sequenceID,
+                               payload: text ?? Data(record.payload).base64EncodedString(), encoding: text == nil ? "base64" : "utf8"))
+        } else {
+            print("\(record.dlsn)\t\(record.txid)\t\(text ?? "<\(record.payload.count) bytes>")")
+        }
+        if follow { fflush(nil) }  // nil: every output stream (stdout itself is not concurrency-safe to name)
     }
 }

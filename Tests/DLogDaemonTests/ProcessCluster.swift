@@ -9,8 +9,9 @@ import Foundation
 /// this process, or through dlog-bench. Used by one test at a time (not shared across tasks).
 final class ProcessCluster {
     let dir = TempDir("dlog-procs")
-    let metadata: DaemonProcess
+    private(set) var metadata: DaemonProcess
     let uri: String
+    let metadataPort: Int
     private(set) var bookies: [DaemonProcess] = []
     private let bookieSettings: String
     private var clients: [(BookiePool, any MetadataStore)] = []
@@ -19,7 +20,8 @@ final class ProcessCluster {
     /// `bookieSettings` are extra config lines for every bookie.
     init(bookies count: Int, bookieSettings: String = "") async throws {
         metadata = try await DaemonProcess.start(["--data-dir", dir.sub("metadata")], role: "metadata")
-        uri = "dlog://127.0.0.1:\(metadata.port)"
+        metadataPort = metadata.port
+        uri = "dlog://127.0.0.1:\(metadataPort)"
         self.bookieSettings = bookieSettings
         let initialized = try await runTool(dlogctlPath, ["cluster", "init", "--metadata", uri])
         guard initialized.status == 0 else { throw DaemonError("cluster init failed: \(initialized.stderr)") }
@@ -48,6 +50,24 @@ final class ProcessCluster {
 
     private func startBookie(_ index: Int) async throws -> DaemonProcess {
         try await DaemonProcess.start(["--config", try bookieConfig(index)])
+    }
+
+    /// A metadata outage: SIGKILL of the metadata role, `down` of nothing, then the role again on its port
+    /// with its data (every acknowledged change is kept).
+    func restartMetadata(after down: Duration) async throws {
+        await killMetadata()
+        try await Task.sleep(for: down)
+        try await startMetadata()
+    }
+
+    func killMetadata() async {
+        metadata.kill(SIGKILL)
+        _ = await metadata.exited()
+    }
+
+    func startMetadata() async throws {
+        metadata = try await DaemonProcess.start(["--data-dir", dir.sub("metadata"), "--port", "\(metadataPort)"],
+                                                 role: "metadata")
     }
 
     /// The index of a bookie from its id (`bookie-N`).

@@ -85,7 +85,8 @@ import Testing
         // watch message), while keys re-written under the same lease do not count twice.
         let dir = TempDir("dlog-lease-keys")
         let store = try EmbeddedStore(.init(directory: dir.path))
-        let lease = try await store.grantLease(ttlSeconds: 60)
+        // Long enough that the lease outlives the commits on a loaded machine (a 60 s lease once expired there).
+        let lease = try await store.grantLease(ttlSeconds: 600)
         let limit = MetadataLimits.keysPerLeaseMax
         for first in stride(from: 0, to: limit, by: 100) {
             _ = try await store.commit(Transaction(operations: (first..<first + 100).map {
