@@ -98,14 +98,14 @@ public enum BookieRole {
             logger.warning("journal_sync = dsync needs O_DIRECT, which \(refusal); using fdatasync")
             settings.journalSync = .fdatasync
         }
-        // One line says which engine and, under auto, why each one before it was refused.
+        // One line says which engine and, under auto, why each one before it was refused: in the message itself,
+        // so that `journalctl -g 'journal engine chosen'` shows it (the fields are for filtering).
+        let chosen = "journal engine chosen: \(decision.engine.rawValue), sync \(settings.journalSync.rawValue)"
+        let fields: Logger.Metadata = ["engine": "\(decision.engine.rawValue)", "sync": "\(settings.journalSync.rawValue)"]
         if let reason = decision.fallbackReason {
-            logger.warning("journal engine chosen: \(decision.engine.rawValue), after refusals",
-                           metadata: ["engine": "\(decision.engine.rawValue)", "sync": "\(settings.journalSync.rawValue)",
-                                      "reason": "\(reason)"])
+            logger.warning("\(chosen), after refusals: \(reason)", metadata: fields.merging(["reason": "\(reason)"]) { $1 })
         } else {
-            logger.info("journal engine chosen", metadata: ["engine": "\(decision.engine.rawValue)",
-                                                            "sync": "\(settings.journalSync.rawValue)"])
+            logger.info("\(chosen)", metadata: fields)
         }
         let bookie = try Bookie(configuration: settings.bookieConfiguration(engine: decision.engine,
                                                                              truncateCorrupt: truncateCorrupt),

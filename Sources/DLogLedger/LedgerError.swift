@@ -31,6 +31,19 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Back-pressure: the writer already has its limit of adds in flight; this add was not taken.
     case tooManyOutstandingAdds(LedgerID, limit: Int)
 
+    /// The ledger the error is about, if any (for logs: the journal's LEDGER_ID field).
+    public var ledger: LedgerID? {
+        switch self {
+        case .fenced(let l), .bookieFailed(let l, _, _), .noSuchLedger(let l), .wrongPassword(let l), .writerClosed(let l, _),
+             .beyondLastAddConfirmed(let l, _, _), .invalidRange(let l, _, _), .unreadable(let l, _, _),
+             .recoveryFailed(let l, _), .conflict(let l, _), .lacUnavailable(let l, _), .badMetadata(let l, _),
+             .tooManyOutstandingAdds(let l, _):
+            return l
+        case .placement, .unreachable:
+            return nil
+        }
+    }
+
     public var description: String {
         switch self {
         case .fenced(let ledger):

@@ -309,7 +309,13 @@ public final class LedgerWriter: Sendable {
                     } catch {
                         // No bookie to take its place: write around it if every write set keeps an ack quorum.
                         switch degrade(failed) {
-                        case .done: return
+                        case .done:
+                            let quorums = self.quorums
+                            pool.logger.warning("writing around a failed bookie: entries get fewer than write_quorum copies until the ledger is re-replicated", metadata: [
+                                "ledger": "\(id)", "bookie": "\(failed.sorted().map { bookies[$0].rawValue }.joined(separator: ","))",
+                                "first_entry": "\(firstEntry.rawValue)", "write_quorum": "\(quorums.writeQuorum)",
+                                "reason": "\(reason)", "no_replacement": "\(error.message)"])
+                            return
                         case .moreFailed: continue rounds
                         case .impossible:
                             throw LedgerError.bookieFailed(id, bookies[position],
@@ -341,6 +347,12 @@ public final class LedgerWriter: Sendable {
                     if case .versionConflict = error { throw LedgerError.fenced(id) }
                     throw LedgerError.bookieFailed(id, metadata.fragments.last!.bookies[failed.sorted()[0]],
                                                    "\(reason); the ensemble change could not be recorded: \(error)")
+                }
+                for (position, _) in replacements.sorted(by: { $0.key < $1.key }) {
+                    pool.logger.notice("bookie replaced in the ledger's ensemble", metadata: [
+                        "ledger": "\(id)", "bookie": "\(metadata.fragments.last!.bookies[position].rawValue)",
+                        "replacement": "\(bookies[position].rawValue)", "position": "\(position)",
+                        "first_entry": "\(firstEntry.rawValue)", "reason": "\(reason)"])
                 }
                 if adopt(changed, version: newVersion, replacements: replacements, replaced: failed) { return }
             } catch let error as LedgerError {

@@ -1,4 +1,5 @@
 import DistributedLog
+import DLogLedger
 import DLogMetadata
 import DLogWire
 import Foundation
@@ -183,7 +184,7 @@ public final class ProxyService: Sendable {
         } catch {
             // A writer that failed for good (lost the stream, bookies failed, ...) is let go, so the next
             // request reopens the stream (recovering its segment) here or on another proxy.
-            if writer.failure != nil { forget(stream, writer) }
+            if let failure = writer.failure { letGo(stream, writer, failure) }
             throw error
         }
     }
@@ -205,16 +206,34 @@ public final class ProxyService: Sendable {
             case .allowed: break
             case .hard(let why): throw ProxyFailure(.overCapacity, why + "; slow down")
             case .soft(let why):
-                let warn = state.withLock { s -> Bool in
-                    if let last = s.lastSoftWarning[why], now - last < .seconds(10) { return false }
-                    // One entry per limited scope: forget them all now and then rather than grow without bound.
-                    if s.lastSoftWarning.count >= 10_000 { s.lastSoftWarning.removeAll() }
-                    s.lastSoftWarning[why] = now
-                    return true
-                }
-                if warn { logger.warning("\(why)", metadata: ["stream": "\(stream)"]) }
+                if shouldLog(why) { logger.warning("\(why)", metadata: ["stream": "\(stream)"]) }
             }
         }
+    }
+
+    /// True at most once every 10 s for the same text: repeated warnings (a soft limit, a stream failing to
+    /// open while clients retry) are logged, not flooded.
+    private func shouldLog(_ text: String) -> Bool {
+        let now = ContinuousClock.now
+        return state.withLock { s -> Bool in
+            if let last = s.lastSoftWarning[text], now - last < .seconds(10) { return false }
+            // One entry per text: forget them all now and then rather than grow without bound.
+            if s.lastSoftWarning.count >= 10_000 { s.lastSoftWarning.removeAll() }
+            s.lastSoftWarning[text] = now
+            return true
+        }
+    }
+
+    /// Log fields for a stream's failure: the stream, the error, and the ledger it names as `ledger` (the
+    /// journal's LOG_NAME and LEDGER_ID).
+    static func fields(_ stream: String, _ error: any Error) -> Logger.Metadata {
+        var fields: Logger.Metadata = ["stream": "\(stream)", "error": "\(error)"]
+        switch error {
+        case LogError.ledger(_, let failure): fields["ledger"] = failure.ledger.map { "\($0)" }
+        case let failure as LedgerError: fields["ledger"] = failure.ledger.map { "\($0)" }
+        default: break
+        }
+        return fields
     }
 
     /// The writer of `stream`, owning it first when no proxy does; a redirect when another proxy does.
@@ -229,8 +248,8 @@ public final class ProxyService: Sendable {
         }
         switch next {
         case .ready(let writer):
-            guard writer.failure != nil else { return writer }
-            forget(stream, writer)
+            guard let failure = writer.failure else { return writer }
+            letGo(stream, writer, failure)
             throw ProxyFailure(.unavailable, "stream '\(stream)': its writer here failed (\(writer.failure!)); retry")
         case .wait(let task): return try await task.value
         case .open: break
@@ -285,6 +304,12 @@ public final class ProxyService: Sendable {
                 if case .opening? = s.streams[stream] { s.streams[stream] = nil }
             }
             if case LogError.ownedByOther(_, let holder) = error { throw redirectOrUnavailable(stream, holder: holder) }
+            // A failed open (its segment's recovery, or metadata): once per stream and error every 10 s, however
+            // often clients retry.
+            if shouldLog("open \(stream): \(error)") {
+                logger.warning("opening stream failed (recovering its last segment, or reaching metadata)",
+                               metadata: Self.fields(stream, error))
+            }
             throw error
         }
     }
@@ -337,13 +362,29 @@ public final class ProxyService: Sendable {
         }
     }
 
-    /// Forgets a writer that lost its stream (it failed; nothing to close).
-    private func forget(_ stream: String, _ writer: LogWriter) {
-        state.withLock { s in
-            if case .owned(let current)? = s.streams[stream], current === writer { s.streams[stream] = nil }
+    /// Says why a stream's writer failed, and forgets it (see `forget`).
+    private func letGo(_ stream: String, _ writer: LogWriter, _ failure: LogError) {
+        // Every request that meets the failure lands here: the one that lets the writer go says so.
+        guard forget(stream, writer) else { return }
+        if case .ownershipLost = failure {
+            logger.warning("lost ownership of stream; letting it go", metadata: Self.fields(stream, failure))
+        } else {
+            logger.warning("stream's writer failed; letting the stream go (the next request opens and recovers it)",
+                           metadata: Self.fields(stream, failure))
         }
-        // Closing a failed writer completes nothing; it lets its lock go at once instead of at lease expiry.
-        Task { try? await writer.close() }
+    }
+
+    /// Forgets a writer that lost its stream (it failed; nothing to flush). True when this call removed it
+    /// from the table; that call also closes it, which lets its lock go at once instead of at lease expiry.
+    @discardableResult
+    private func forget(_ stream: String, _ writer: LogWriter) -> Bool {
+        let removed = state.withLock { s -> Bool in
+            guard case .owned(let current)? = s.streams[stream], current === writer else { return false }
+            s.streams[stream] = nil
+            return true
+        }
+        if removed { Task { try? await writer.close() } }
+        return removed
     }
 
     /// Drains: takes no new streams, flushes and releases every owned one, and leaves the proxies' registry.

@@ -302,7 +302,7 @@ for role in bookie1 bookie2 bookie3; do
 done
 for role in bookie2 bookie3; do
 	line=$(unit_log "$role" dlogd@bookie | grep 'journal engine chosen' || true)
-	[[ "$line" == *"after refusals"* ]] || fail "$role: no log line saying why io_uring was refused: $line"
+	[[ "$line" == *"after refusals: io_uring refused"* ]] || fail "$role: no log line saying why io_uring was refused: $line"
 	on "$role" journalctl -u dlogd@bookie -o json --no-pager | jq -r 'select(.DLOG_REASON != null) | .DLOG_REASON' |
 		grep -q 'io_uring refused (io_uring_queue_init.*seccomp' || fail "$role: the refusal's reason does not name seccomp"
 done
