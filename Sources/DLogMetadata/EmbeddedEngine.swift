@@ -53,12 +53,15 @@ final class EmbeddedEngine {
         try sql.newestEvent.run([]) { newestEvent = $0.int64(0) }
         revision = Revision(Swift.max(try Self.meta(sql, "revision"), newestEvent))
         compacted = Revision(try Self.meta(sql, "compacted"))
-        // Lease deadlines are not persisted: after a restart every lease gets its full TTL again, so holders
-        // that reconnect in time keep their keys, and leases do not all expire at once.
+        // Lease deadlines are not persisted; the wall-clock time of the last batch is, and bounds when any
+        // holder last renewed: a lease lives on only as long as its holder may still think it holds it.
         let now = ContinuousClock.now
+        let recorded = try Self.meta(sql, LeaseRestart.metaName)
+        let nowMilliseconds = LeaseRestart.nowMilliseconds
         try sql.allLeases.run([]) { row in
             let ttl = Int(row.int64(1))
-            leases[LeaseID(row.int64(0))] = (ttl, now + .seconds(ttl))
+            leases[LeaseID(row.int64(0))] = (ttl, now + LeaseRestart.remaining(
+                ttlSeconds: ttl, recordedMilliseconds: recorded, nowMilliseconds: nowMilliseconds))
         }
     }
 
@@ -95,6 +98,7 @@ final class EmbeddedEngine {
             }
             try trimHistoryIfDue()
             try sql.setMeta.run([.text("revision"), .integer(revision.rawValue)])
+            try sql.setMeta.run([.text(LeaseRestart.metaName), .integer(LeaseRestart.nowMilliseconds)])
             // SQLite ends a transaction by itself on some errors; statements after that would each have
             // committed alone. Every error ends the batch at once, so this cannot happen: check it anyway.
             guard db.inTransaction else {
