@@ -136,6 +136,11 @@ public enum BookieRole {
             membership = member
         }
         logger.info("bookie serving", metadata: ["address": "\(settings.host):\(port)", "bookie_id": "\(bookieID)"])
+        if cluster == nil {
+            // A bookie alone is what benchmarks want, but a service started from a config without `metadata`
+            // would otherwise serve nobody's ledgers without a word.
+            logger.warning("running outside any cluster: no metadata configured; no proxy or client will find this bookie. Set metadata = dlog://HOST:3180 in its config (or --metadata) to join a cluster")
+        }
         let admin = AdminCommands.open(settings.adminSocket, logger: logger)
         if let admin {
             let address = "\(settings.host):\(port)", registered = membership != nil

@@ -85,14 +85,16 @@ public struct BookieStatusLine: Sendable {
         var buckets = [UInt64](repeating: 0, count: LatencyBuckets.count)
         for journal in stats { for (i, n) in journal.syncLatencyBuckets.enumerated() { buckets[i] += n } }
         let failing = checkpointFailures > 0 ? ", checkpoints failing (\(checkpointFailures) in a row)" : ""
-        return "\(readOnly ? "read-only" : "writable"), \(Int(rate.rounded())) adds/s, sync p99 < \(Self.p99(buckets))"
-            + failing
+        // A bookie that has synced nothing yet has no latency to quote: say so rather than print a bound.
+        let sync = Self.p99(buckets).map { "sync p99 < \($0)" } ?? "no syncs yet"
+        return "\(readOnly ? "read-only" : "writable"), \(Int(rate.rounded())) adds/s, \(sync)" + failing
     }
 
-    /// The upper bound of the bucket holding the 99th percentile (bucket i: < 2^i × 16 µs).
-    public static func p99(_ buckets: [UInt64]) -> String {
+    /// The upper bound of the bucket holding the 99th percentile (bucket i: < 2^i × 16 µs), or nil when the
+    /// histograms hold no sync at all.
+    public static func p99(_ buckets: [UInt64]) -> String? {
         let total = buckets.reduce(0, +)
-        guard total > 0 else { return "-" }
+        guard total > 0 else { return nil }
         var seen: UInt64 = 0
         for (i, n) in buckets.enumerated() {
             seen += n

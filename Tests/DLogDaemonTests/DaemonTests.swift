@@ -48,6 +48,21 @@ import Testing
         d.kill(SIGTERM)
         #expect(await d.exited() == 0)
     }
+
+    /// A bookie started without `metadata` says at warning level that it runs outside any cluster (a service
+    /// started from a config lacking the key once served nobody without a word).
+    @Test func aBookieWithoutMetadataWarnsItIsOutsideAnyCluster() async throws {
+        let dir = TempDir()
+        let d = try await DaemonProcess.start(["--journal-dir", dir.sub("j"), "--ledger-dir", dir.sub("l")])
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !d.stderr.contains("running outside any cluster") && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let line = d.stderr.split(separator: "\n").first { $0.contains("running outside any cluster: no metadata configured") }
+        #expect(line?.hasPrefix("<4>") == true, "a warning-level line: \(d.stderr)")
+        d.kill(SIGTERM)
+        #expect(await d.exited() == 0)
+    }
 }
 
 @Suite(.serialized) struct CorruptJournalDaemonTests {

@@ -169,7 +169,19 @@ final class NotifyListener: Sendable {
         #expect(BookieStatusLine.p99(buckets) == "128 µs")
         buckets[7] = 20
         #expect(BookieStatusLine.p99(buckets) == "2 ms")
-        #expect(BookieStatusLine.p99([UInt64](repeating: 0, count: 12)) == "-")
+        #expect(BookieStatusLine.p99([UInt64](repeating: 0, count: 12)) == nil)
+    }
+
+    @Test func anIdleBookieSaysItHasNoSyncsYet() {
+        // Proves a bookie whose journals have synced nothing says "no syncs yet" instead of quoting a p99
+        // bound it does not have (it read "sync p99 < -"), and quotes the bound once a sync is measured.
+        var line = BookieStatusLine()
+        var journal = JournalStats()
+        journal.syncLatencyBuckets = [UInt64](repeating: 0, count: LatencyBuckets.count)
+        #expect(line.line(readOnly: false, [journal]) == "writable, 0 adds/s, no syncs yet")
+        #expect(line.line(readOnly: true, []) == "read-only, 0 adds/s, no syncs yet")
+        journal.syncLatencyBuckets[2] = 1  // < 64 µs
+        #expect(line.line(readOnly: false, [journal]).hasSuffix(", sync p99 < 64 µs"))
     }
 
     @Test func theStatusLineNamesFailingCheckpoints() {

@@ -3,7 +3,9 @@
 # systemd as PID 1), each in a network namespace of its own on one bridge: metadata, three bookies, a proxy.
 # In each: dpkg -i, systemctl start dlogd@ROLE; then records are written and read with dlogctl, the journal's
 # fields and the admin socket are checked, one bookie's journal device is frozen until the watchdog has
-# systemd restart it, every service stops gracefully and dpkg --purge cleans up. bookie-1's journal and
+# systemd restart it, a reinstall (the upgrade path) restarts a running bookie on the new files, dpkg -r stops
+# every instance gracefully and keeps the data, and dpkg --purge cleans up, except under a dlogd still running.
+# Before that, the package is installed, removed and purged in a chroot without systemd. bookie-1's journal and
 # ledger directories are two loop-device filesystems, so the generator's mount ordering is exercised.
 #
 #   packaging/e2e/run.sh DEB        (root; `make e2e` builds the .deb first)
@@ -165,6 +167,24 @@ for unit in console-getty.service apt-daily.timer apt-daily-upgrade.timer e2scru
 done
 mkdir -p "$work/debs"
 cp "$deb" "$work/debs/"
+
+step "chroot without systemd: dpkg -i, -r and --purge (the maintainer scripts must not need systemd)"
+# An overlay of its own, so the containers' root stays as mmdebstrap left it.
+mkdir -p "$work/chroot/upper" "$work/chroot/work" "$work/chroot/merged"
+mount -t overlay overlay -o "lowerdir=$work/root,upperdir=$work/chroot/upper,workdir=$work/chroot/work" "$work/chroot/merged"
+mounts+=("$work/chroot/merged")
+mount -t proc proc "$work/chroot/merged/proc"
+mounts+=("$work/chroot/merged/proc")
+cp "$deb" "$work/chroot/merged/tmp/"
+in_chroot() { chroot "$work/chroot/merged" "$@" >>"$work/chroot.dpkg" 2>&1 || { cat "$work/chroot.dpkg" >&2; fail "chroot: $*"; }; }
+in_chroot sh -c 'dpkg -i /tmp/dlogd_*.deb'
+chroot "$work/chroot/merged" test -d /var/lib/dlog/bookie || fail "chroot: no /var/lib/dlog/bookie after dpkg -i"
+in_chroot dpkg -r dlogd
+chroot "$work/chroot/merged" test -d /var/lib/dlog || fail "chroot: dpkg -r deleted /var/lib/dlog"
+in_chroot dpkg --purge dlogd
+if chroot "$work/chroot/merged" test -e /var/lib/dlog; then fail "chroot: /var/lib/dlog is still there after purge"; fi
+umount "$work/chroot/merged/proc" "$work/chroot/merged"
+mounts=("${mounts[@]:0:${#mounts[@]}-2}")
 
 step "network: a bridge namespace and one namespace per host (127.77.0.0/24)"
 ip netns add "$prefix-br"
@@ -395,6 +415,22 @@ echo "$record"
 on bookie1 journalctl --no-pager -o cat DLOG_ROLE=bookie BOOKIE_ID=bookie-1 | grep -q . ||
 	fail "bookie1: journalctl BOOKIE_ID=bookie-1 finds nothing"
 
+step "thread priority: LimitNICE=-4 lets libdispatch's nice -4 through wherever systemd may set it"
+# libdispatch's event-manager thread asks for nice -4 (see the unit's comment). LimitNICE=-4 is RLIMIT_NICE 24;
+# a systemd without CAP_SYS_RESOURCE (in a container) cannot raise the limit, and then the refusal is logged.
+limit=$(on bookie1 systemctl show -p LimitNICE --value dlogd@bookie)
+[ "$limit" = 24 ] || fail "bookie1: the unit's LimitNICE is '$limit', not 24 (nice -4)"
+pid=$(on bookie1 systemctl show -p MainPID --value dlogd@bookie)
+effective=$(on bookie1 cat "/proc/$pid/limits" | awk '/^Max nice priority/ { print $4 }')
+refusals=$(unit_log bookie1 dlogd@bookie | grep -c 'Failed to set thread priority' || true)
+if [ "$effective" = 24 ]; then
+	[ "$refusals" = 0 ] || fail "bookie1: RLIMIT_NICE is 24, yet the journal has $refusals 'Failed to set thread priority' lines"
+	echo "e2e: RLIMIT_NICE 24 applied; no 'Failed to set thread priority' line"
+else
+	echo "e2e: systemd here could not raise RLIMIT_NICE (it is '$effective': no CAP_SYS_RESOURCE on this host);" \
+		"'Failed to set thread priority' logged $refusals time(s), as the unit's comment says"
+fi
+
 step "watchdog: freeze bookie1's journal filesystem under load; systemd restarts the bookie"
 # A writer adds records for about 30 s; with bookie1 stuck the ledgers go on with the other two (Qa = 2),
 # whose journals run on libaio and the blocking engine.
@@ -420,22 +456,56 @@ wait "$writer" || { cat "$work/load.out" >&2; fail "the writer failed while book
 on proxy dlogctl read e2e-load --metadata "$metadata_uri" --limit 600 --json | jq -r '.payload' >"$work/load-read.txt"
 cmp -s "$work/load.txt" "$work/load-read.txt" || fail "records written across the freeze do not read back exact"
 
-step "systemctl stop: graceful in every container"
+step "upgrade: dpkg -i over the installed version restarts the running bookie on the new files"
+pid_before=$(on bookie2 systemctl show -p MainPID --value dlogd@bookie)
+on bookie2 sh -c 'dpkg -i /debs/*.deb' >"$work/bookie2.upgrade" 2>&1 || { cat "$work/bookie2.upgrade" >&2; fail "bookie2: dpkg -i over itself"; }
+grep -q 'restarting dlogd@bookie.service' "$work/bookie2.upgrade" || fail "bookie2: postinst did not say it restarts dlogd@bookie"
+[ "$(on bookie2 systemctl is-active dlogd@bookie)" = active ] || fail "bookie2: dlogd@bookie is not active after the upgrade"
+pid_after=$(on bookie2 systemctl show -p MainPID --value dlogd@bookie)
+[ "$pid_after" != "$pid_before" ] || fail "bookie2: dlogd@bookie still runs the process started before the upgrade ($pid_before)"
+[ "$(on bookie2 readlink "/proc/$pid_after/exe")" = /usr/bin/dlogd ] || fail "bookie2: the restarted bookie does not run /usr/bin/dlogd"
+echo "e2e: bookie2 restarted by postinst: pid $pid_before -> $pid_after"
+
+# The dlogd processes in a container, by name (minbase has no pgrep).
+dlogd_count() { on "$1" sh -c 'cat /proc/[0-9]*/comm 2>/dev/null' | grep -cx dlogd || true; }
+
+step "dpkg -r with every instance running: each stopped gracefully, no dlogd left, data kept"
+# bookie3 keeps a copy of the binary to run a dlogd outside systemd after the removal (the purge step).
+on bookie3 sh -c 'mkdir -p /root/keep && cp /usr/bin/dlogd /root/keep/dlogd'
 for role in proxy bookie1 bookie2 bookie3 metadata; do
 	instance=${role%[0-9]}
-	# Only the frozen bookie was restarted: the others pinged their watchdogs all along.
+	# Only the frozen bookie was restarted by systemd: the others pinged their watchdogs all along.
 	restarts=$(on "$role" systemctl show -p NRestarts --value "dlogd@$instance")
 	[ "$role" = bookie1 ] || [ "$restarts" = 0 ] || fail "$role: dlogd@$instance was restarted $restarts time(s)"
-	on "$role" systemctl stop "dlogd@$instance"
-	result=$(on "$role" systemctl show -p Result --value "dlogd@$instance")
-	status=$(on "$role" systemctl show -p ExecMainStatus --value "dlogd@$instance")
-	[ "$result" = success ] && [ "$status" = 0 ] || fail "$role: stop gave result $result, exit status $status"
+	[ "$(on "$role" systemctl is-active "dlogd@$instance")" = active ] || fail "$role: dlogd@$instance is not running before dpkg -r"
+	clean_before=$(unit_log "$role" "dlogd@$instance" | grep -c 'Deactivated successfully' || true)
+	on "$role" dpkg -r dlogd >"$work/$role.remove" 2>&1 || { cat "$work/$role.remove" >&2; fail "$role: dpkg -r"; }
+	state=$(on "$role" systemctl is-active "dlogd@$instance" || true)
+	[ "$state" = inactive ] || fail "$role: dlogd@$instance is '$state' after dpkg -r"
+	left=$(dlogd_count "$role")
+	[ "$left" = 0 ] || fail "$role: $left dlogd process(es) still running after dpkg -r"
+	# A graceful stop (SIGTERM, exit 0) is logged by systemd as a clean deactivation.
+	clean_after=$(unit_log "$role" "dlogd@$instance" | grep -c 'Deactivated successfully' || true)
+	[ "$clean_after" -gt "$clean_before" ] || fail "$role: dlogd@$instance did not stop cleanly: $(unit_log "$role" "dlogd@$instance" | tail -3)"
+	if on "$role" test -e /usr/bin/dlogd; then fail "$role: /usr/bin/dlogd is still there after dpkg -r"; fi
+	on "$role" test -d /var/lib/dlog || fail "$role: dpkg -r deleted /var/lib/dlog"
 done
+on bookie2 test -d /var/lib/dlog/bookie/journal || fail "bookie2: dpkg -r deleted the bookie's journal"
 unit_log proxy dlogd@proxy | grep -q 'STOPPING\|stopp\|drain' || fail "proxy: no shutdown in its log"
 
-step "dpkg --purge: package, config and data gone"
+step "dpkg --purge: config and data gone, except under a dlogd still running"
+on bookie3 sh -c '/root/keep/dlogd bookie --journal-dir /root/keep/j --ledger-dir /root/keep/l --port 0 \
+	>/root/keep/out 2>&1 & echo $! >/root/keep/pid'
+wait_for 30 "bookie3: a dlogd outside systemd listening" on bookie3 grep -q listening /root/keep/out
 for role in "${roles[@]}"; do
 	on "$role" dpkg --purge dlogd >"$work/$role.purge" 2>&1 || { cat "$work/$role.purge" >&2; fail "$role: dpkg --purge"; }
+	if [ "$role" = bookie3 ]; then
+		grep -q 'purge keeps /var/lib/dlog' "$work/$role.purge" || fail "bookie3: purge did not say it keeps /var/lib/dlog: $(cat "$work/$role.purge")"
+		on bookie3 test -d /var/lib/dlog/bookie/journal || fail "bookie3: purge deleted /var/lib/dlog under a running dlogd"
+		grep 'purge keeps' "$work/$role.purge"
+		on bookie3 sh -c 'kill "$(cat /root/keep/pid)"'
+		continue
+	fi
 	for path in /usr/bin/dlogd /etc/dlog /var/lib/dlog /lib/systemd/system/dlogd@.service; do
 		if on "$role" test -e "$path"; then fail "$role: $path is still there after purge"; fi
 	done
