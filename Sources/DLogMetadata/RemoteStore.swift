@@ -216,7 +216,11 @@ final class WatchConsumer: Sendable {
     func cancel() {
         cancelled.store(true, ordering: .relaxed)
         guard let (channel, id) = registration.withLock({ $0 }) else { return }
-        channel.writeAndFlush(ClientCall.request(.cancelWatch(id), channel.eventLoop.makePromise(), timeout: .seconds(10)),
-                              promise: nil)
+        // A write to a closed connection never reaches the handler that would answer the promise: fail it
+        // here then, or it leaks (a fatal error in debug builds), as when a watch ends with its connection.
+        let promise = channel.eventLoop.makePromise(of: MetadataReply.self)
+        channel.writeAndFlush(ClientCall.request(.cancelWatch(id), promise, timeout: .seconds(10))).whenFailure { error in
+            promise.fail(MetadataError.unavailable("connection to the metadata role was lost: \(error)"))
+        }
     }
 }
