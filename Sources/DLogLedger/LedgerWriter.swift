@@ -25,6 +25,8 @@ public final class LedgerWriter: Sendable {
         /// Adds sent but not yet confirmed, at most; an add beyond fails at once with `tooManyOutstandingAdds`
         /// (the caller slows down) instead of queueing without bound behind a slow ensemble.
         public var maxOutstandingAdds = 8192
+        /// When a bookie far slower than the rest of the ensemble is replaced (`SlowBookiePolicy`); nil: never.
+        public var slowBookie: SlowBookiePolicy.Settings? = SlowBookiePolicy.Settings()
         public init() {}
     }
 
@@ -67,6 +69,10 @@ public final class LedgerWriter: Sendable {
         /// The LAC last written explicitly, and whether a write of it is scheduled.
         var lacWritten = EntryID.none
         var lacScheduled = false
+        /// Answer times per position, and the verdict on a slow bookie (nil when the policy is off).
+        var slow: SlowBookiePolicy?
+        /// Failed positions that are only slow: without a replacement they are kept, never written around.
+        var slowPositions: Set<Int> = []
     }
 
     /// How long the writer waits, idle, before writing its LAC explicitly so readers see its last entries
@@ -83,7 +89,8 @@ public final class LedgerWriter: Sendable {
         self.pool = pool
         self.password = password
         self.placement = placement
-        state = Mutex(State(metadata: metadata, version: version, ensemble: ensemble, pending: PendingAdds(quorums: quorums)))
+        state = Mutex(State(metadata: metadata, version: version, ensemble: ensemble, pending: PendingAdds(quorums: quorums),
+                            slow: options.slowBookie.map { SlowBookiePolicy(positions: ensemble.count, settings: $0) }))
     }
 
     /// Creates a ledger: a new id, an ensemble placed over the writable bookies, metadata created OPEN.
@@ -178,24 +185,33 @@ public final class LedgerWriter: Sendable {
     }
 
     private func send(_ bytes: [UInt8], entry: EntryID, position: Int, to client: BookieClient) {
+        let sent = ContinuousClock.now
         client.send(.add(masterKey: password.masterKey, entry: bytes, recovery: false)) { result in
-            self.answered(entry, position: position, by: client, result: result)
+            self.answered(entry, position: position, by: client, sent: sent, result: result)
         }
     }
 
-    private func answered(_ entry: EntryID, position: Int, by client: BookieClient,
+    private func answered(_ entry: EntryID, position: Int, by client: BookieClient, sent: ContinuousClock.Instant,
                           result: Result<BookieResponse, any Error>) {
         switch result {
         case .success(.added):
             // The identity check and the acknowledgement under one lock: an ensemble change in between would
             // otherwise let a replaced bookie's answer count for a position it no longer holds.
-            let (confirmed, drained) = state.withLock { s -> ([(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>]) in
-                guard s.ensemble[position] === client else { return ([], []) }
-                return Self.take(s.pending.acknowledge(entry, from: position), from: &s)
+            let now = ContinuousClock.now
+            let (confirmed, drained, slow) = state.withLock { s -> ([(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>], (Int, BookieClient, String)?) in
+                guard s.ensemble[position] === client else { return ([], [], nil) }
+                let (confirmed, drained) = Self.take(s.pending.acknowledge(entry, from: position), from: &s)
+                s.slow?.record(now - sent, position: position)
+                guard !s.changing, s.failure == nil, let verdict = s.slow?.verdict(now: now) else {
+                    return (confirmed, drained, nil)
+                }
+                return (confirmed, drained, (verdict.position, s.ensemble[verdict.position],
+                                             "slow: its median add took \(Self.milliseconds(verdict.median)), the rest of the ensemble's \(Self.milliseconds(verdict.others))"))
             }
             for (id, waiter) in confirmed { waiter(.success(id)) }
             for waiter in drained { waiter.resume() }
             if !confirmed.isEmpty { scheduleIdleLAC() }
+            if let (position, client, why) = slow { bookieFailed(at: position, client: client, why, onlySlow: true) }
         case .success(.failed(.fenced, _)):
             fail(.fenced(id))
         case .success(.failed(let status, let message)) where Self.replaceable.contains(status):
@@ -262,16 +278,23 @@ public final class LedgerWriter: Sendable {
         return s.drained
     }
 
+    static func milliseconds(_ d: Duration) -> String {
+        let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+        return ms < 10 ? "\((ms * 100).rounded() / 100) ms" : "\(Int(ms.rounded())) ms"
+    }
+
     /// Answers after which another bookie may succeed where this one did not.
     static let replaceable: Set<BookieStatus> = [.ioError, .readOnly, .shuttingDown, .tooManyRequests]
 
     /// Starts replacing the bookie at `position` (once, however many of its adds fail), unless `client` no
     /// longer holds that position (a late answer from a bookie already replaced).
-    private func bookieFailed(at position: Int, client: BookieClient, _ why: String) {
+    /// `onlySlow`: the bookie answers, only far too slowly; without a replacement it is kept (see `keep`).
+    private func bookieFailed(at position: Int, client: BookieClient, _ why: String, onlySlow: Bool = false) {
         let start = state.withLock { s -> Bool in
             guard s.ensemble[position] === client, s.failure == nil, !s.failedPositions.contains(position),
                   !s.degraded.contains(position) else { return false }
             s.failedPositions.insert(position)
+            if onlySlow { s.slowPositions.insert(position) } else { s.slowPositions.remove(position) }
             s.failedBookies.insert(s.metadata.fragments.last!.bookies[position])
             // Nothing is confirmed until the change is recorded: the new fragment starts at the first
             // unconfirmed entry, and every entry from there must reach the replacement.
@@ -307,6 +330,14 @@ public final class LedgerWriter: Sendable {
                         choice = try placement.replacement(for: position, in: bookies, quorums: quorums, from: registered,
                                                            excluding: excluded, using: &rng)
                     } catch {
+                        if state.withLock({ $0.slowPositions.contains(position) }) {
+                            // Only slow: keeping it costs speed, writing around it would cost a copy.
+                            pool.logger.notice("slow bookie kept in the ledger's ensemble: no bookie to replace it", metadata: [
+                                "ledger": "\(id)", "bookie": "\(bookies[position].rawValue)", "reason": "\(reason)",
+                                "no_replacement": "\(error.message)"])
+                            if keep(position) { return }
+                            continue rounds
+                        }
                         // No bookie to take its place: write around it if every write set keeps an ack quorum.
                         switch degrade(failed) {
                         case .done:
@@ -397,6 +428,35 @@ public final class LedgerWriter: Sendable {
         return outcome
     }
 
+    /// Takes back a slow position that has no replacement: it stays in the ensemble, holding its copies.
+    /// True when no other position awaits replacement and the change is over (held entries sent, confirmations
+    /// released); false when another round is needed.
+    private func keep(_ position: Int) -> Bool {
+        let (sends, done, confirmed, drained) = state.withLock { s -> ([(BookieClient, [UInt8], EntryID, Int)], Bool, [(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>]) in
+            s.failedPositions.remove(position)
+            s.slowPositions.remove(position)
+            s.failedBookies.remove(s.metadata.fragments.last!.bookies[position])
+            guard s.failure == nil, s.failedPositions.isEmpty else { return ([], s.failure != nil, [], []) }
+            var sends: [(BookieClient, [UInt8], EntryID, Int)] = []
+            for entry in s.held {
+                guard let bytes = s.unconfirmed[entry]?.bytes else { continue }
+                for p in quorums.writeSet(of: entry) where !s.degraded.contains(p) {
+                    sends.append((s.ensemble[p], bytes, entry, p))
+                }
+            }
+            s.held.removeAll()
+            s.changing = false
+            s.pending.holding = false
+            let (confirmed, drained) = Self.take(s.pending.confirmReady(), from: &s)
+            return (sends, true, confirmed, drained)
+        }
+        for (client, bytes, entry, p) in sends { send(bytes, entry: entry, position: p, to: client) }
+        for (id, waiter) in confirmed { waiter(.success(id)) }
+        for waiter in drained { waiter.resume() }
+        if done { scheduleIdleLAC() }
+        return done
+    }
+
     /// Switches to the changed ensemble and sends what the replacements and the held entries need. Returns
     /// false when more positions failed during the change (another round is needed).
     private func adopt(_ metadata: LedgerMetadata, version: Version, replacements: [Int: BookieClient],
@@ -409,6 +469,8 @@ public final class LedgerWriter: Sendable {
             let held = Set(s.held)
             for (position, client) in replacements {
                 s.ensemble[position] = client
+                s.slowPositions.remove(position)
+                s.slow?.reset(position: position)
                 for entry in s.pending.replace(position: position) where !held.contains(entry) {
                     if let bytes = s.unconfirmed[entry]?.bytes { sends.append((client, bytes, entry, position)) }
                 }

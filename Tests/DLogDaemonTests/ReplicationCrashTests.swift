@@ -42,9 +42,12 @@ import Testing
         bench.arguments = ["ledger", "--metadata", uri, "--ensemble", "\(e)", "--write-quorum", "\(qw)",
                            "--ack-quorum", "\(qa)", "--clients", "4", "--pipeline", "8", "--size", "512",
                            "--duration", "4", "--json", "--acked-log", log]
-        let out = Pipe()
-        bench.standardOutput = out
-        bench.standardError = out
+        // Its report (JSON) on standard output; what the ledger client logs (ensemble changes) on standard error.
+        let outPath = dir.sub("bench.out"), errPath = dir.sub("bench.err")
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+        bench.standardOutput = FileHandle(forWritingAtPath: outPath)
+        bench.standardError = FileHandle(forWritingAtPath: errPath)
         try bench.run()
         // Waits sleep instead of blocking a thread: other tests run on the same few threads meanwhile.
         try await Task.sleep(for: .milliseconds(1500))
@@ -54,8 +57,9 @@ import Testing
         while bench.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
         if bench.isRunning { bench.terminate() }
         bench.waitUntilExit()
-        let report = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(bench.terminationStatus == 0, "the writers failed: \(report)")
+        let report = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let logged = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        #expect(bench.terminationStatus == 0, "the writers failed: \(report)\(logged)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(report.utf8)) as? [String: Any])
         #expect((result["ops"] as? Int ?? 0) > 100 && (result["errors"] as? Int) == 0)
         // The fields of `dlog-bench bookie`, the journal ones summed over the bookies.

@@ -25,12 +25,13 @@ import Testing
         // another can take over. (Before, the key stayed a full TTL more: takeover cost outage + lease.)
         let dir = TempDir("dlog-lease-restart")
         var store = try EmbeddedStore(.init(directory: dir.path))
-        let short = try await store.grantLease(ttlSeconds: 2)
+        // Long enough that the key is created under it on a loaded machine; the outage outlasts it.
+        let short = try await store.grantLease(ttlSeconds: 8)
         let long = try await store.grantLease(ttlSeconds: 600)
         try await store.create("/owner/short", value: [1], lease: short.id)
         try await store.create("/owner/long", value: [2], lease: long.id)
         await store.shutdown()
-        try await Task.sleep(for: .milliseconds(3_500))  // the outage: longer than TTL + margin of the short lease
+        try await Task.sleep(for: .milliseconds(9_500))  // the outage: longer than TTL + margin of the short lease
         store = try EmbeddedStore(.init(directory: dir.path))
         #expect(try await store.get("/owner/short") == nil, "the abandoned lease's key survived the restart")
         #expect(try await store.get("/owner/long")?.value == [2], "a lease with time left keeps its key")
