@@ -144,6 +144,9 @@ extension Bookie {
             var lastCheckpointError: String?
             var checkpointFailures: Int
             var readOnlyReason: String?
+            /// Entry logs start-up moved to quarantine/, and entry logs that can be neither read nor rebuilt.
+            var quarantinedEntryLogs: [String]
+            var unreadableEntryLogs: [String]
         }
         let usage = try? FileSystem.usage(of: configuration.storage.ledgerDirectories[0])
         let info = Info(state: isReadOnly ? "read-only" : "writable", ledgers: storage.ledgerCount,
@@ -152,7 +155,10 @@ extension Bookie {
                         freeBytes: usage?.freeBytes ?? 0, journals: journals.map(\.stats),
                         lastCheckpointError: lastCheckpointError.withLock { $0 },
                         checkpointFailures: checkpointFailuresInARow,
-                        readOnlyReason: isReadOnly ? readOnlyReason : nil)
+                        readOnlyReason: isReadOnly ? readOnlyReason : nil,
+                        quarantinedEntryLogs: storage.startReport.quarantined,
+                        unreadableEntryLogs: storage.unreadableEntryLogs.sorted { $0.key < $1.key }
+                            .map { "entrylog-\($0.key).log: \($0.value)" })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: (try? encoder.encode(info)) ?? Data(), as: UTF8.self)

@@ -141,6 +141,7 @@ private func everyEntryReads(_ s: LedgerStorage) throws -> Bool {
             #expect(message.contains(path) && message.contains("cannot be found"))
         }
         #expect(lines.matching("entry read failed").count == 1, "\(lines.matching("entry read failed"))")
+        #expect(b.infoJSON().contains("\"unreadableEntryLogs\":[\"entrylog-1.log: "), "GET_INFO names the unreadable file")
     }
 }
 
