@@ -394,37 +394,57 @@ public final class LedgerWriter: Sendable {
         }
     }
 
+    /// What ending an ensemble change hands out, outside the lock: the sends it owes, the confirmations it
+    /// released, and `close` waiters.
+    private struct ChangeEnd {
+        var sends: [(BookieClient, [UInt8], EntryID, Int)] = []
+        var confirmed: [(EntryID, AddCompletion)] = []
+        var drained: [CheckedContinuation<Void, Never>] = []
+    }
+
+    /// Ends the change once no position awaits replacement: the entries held meanwhile go to their write sets
+    /// (less positions written around), and confirmations flow again.
+    private func endChange(_ s: inout State, _ end: inout ChangeEnd) {
+        precondition(s.failedPositions.isEmpty && s.changing)
+        for entry in s.held {
+            guard let bytes = s.unconfirmed[entry]?.bytes else { continue }
+            for position in quorums.writeSet(of: entry) where !s.degraded.contains(position) {
+                end.sends.append((s.ensemble[position], bytes, entry, position))
+            }
+        }
+        s.held.removeAll()
+        s.changing = false
+        s.pending.holding = false
+        (end.confirmed, end.drained) = Self.take(s.pending.confirmReady(), from: &s)
+    }
+
+    /// Sends, confirms and wakes what a change (or a round of it) handed out; `over`: the change ended.
+    private func deliver(_ end: ChangeEnd, over: Bool) {
+        for (client, bytes, entry, position) in end.sends { send(bytes, entry: entry, position: position, to: client) }
+        for (id, waiter) in end.confirmed { waiter(.success(id)) }
+        for waiter in end.drained { waiter.resume() }
+        if over { scheduleIdleLAC() }
+    }
+
     /// Goes on without the bookies at `failed` when every write set still has Qa other live bookies: the
     /// ensemble stays as recorded, adds skip those positions (their entries have fewer than Qw copies), and the
     /// held entries go out. `impossible` when some write set would be left without an ack quorum.
     enum Degrade { case done, moreFailed, impossible }
 
     private func degrade(_ failed: Set<Int>) -> Degrade {
-        let (sends, confirmed, drained, outcome) = state.withLock { s -> ([(BookieClient, [UInt8], EntryID, Int)], [(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>], Degrade) in
+        var end = ChangeEnd()
+        let outcome = state.withLock { s -> Degrade in
             let down = s.degraded.union(failed)
             guard quorums.allWriteSets.allSatisfy({ set in set.filter { !down.contains($0) }.count >= quorums.ackQuorum }) else {
-                return ([], [], [], .impossible)
+                return .impossible
             }
             s.degraded = down
             s.failedPositions.subtract(failed)
-            guard s.failedPositions.isEmpty else { return ([], [], [], .moreFailed) }
-            var sends: [(BookieClient, [UInt8], EntryID, Int)] = []
-            for entry in s.held {
-                guard let bytes = s.unconfirmed[entry]?.bytes else { continue }
-                for position in quorums.writeSet(of: entry) where !down.contains(position) {
-                    sends.append((s.ensemble[position], bytes, entry, position))
-                }
-            }
-            s.held.removeAll()
-            s.changing = false
-            s.pending.holding = false
-            let (confirmed, drained) = Self.take(s.pending.confirmReady(), from: &s)
-            return (sends, confirmed, drained, .done)
+            guard s.failedPositions.isEmpty else { return .moreFailed }
+            endChange(&s, &end)
+            return .done
         }
-        for (client, bytes, entry, position) in sends { send(bytes, entry: entry, position: position, to: client) }
-        for (id, waiter) in confirmed { waiter(.success(id)) }
-        for waiter in drained { waiter.resume() }
-        if outcome == .done { scheduleIdleLAC() }
+        deliver(end, over: outcome == .done)
         return outcome
     }
 
@@ -432,68 +452,45 @@ public final class LedgerWriter: Sendable {
     /// True when no other position awaits replacement and the change is over (held entries sent, confirmations
     /// released); false when another round is needed.
     private func keep(_ position: Int) -> Bool {
-        let (sends, done, confirmed, drained) = state.withLock { s -> ([(BookieClient, [UInt8], EntryID, Int)], Bool, [(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>]) in
+        var end = ChangeEnd()
+        let over = state.withLock { s -> Bool in
             s.failedPositions.remove(position)
             s.slowPositions.remove(position)
             s.failedBookies.remove(s.metadata.fragments.last!.bookies[position])
-            guard s.failure == nil, s.failedPositions.isEmpty else { return ([], s.failure != nil, [], []) }
-            var sends: [(BookieClient, [UInt8], EntryID, Int)] = []
-            for entry in s.held {
-                guard let bytes = s.unconfirmed[entry]?.bytes else { continue }
-                for p in quorums.writeSet(of: entry) where !s.degraded.contains(p) {
-                    sends.append((s.ensemble[p], bytes, entry, p))
-                }
-            }
-            s.held.removeAll()
-            s.changing = false
-            s.pending.holding = false
-            let (confirmed, drained) = Self.take(s.pending.confirmReady(), from: &s)
-            return (sends, true, confirmed, drained)
+            guard s.failure == nil else { return true }
+            guard s.failedPositions.isEmpty else { return false }
+            endChange(&s, &end)
+            return true
         }
-        for (client, bytes, entry, p) in sends { send(bytes, entry: entry, position: p, to: client) }
-        for (id, waiter) in confirmed { waiter(.success(id)) }
-        for waiter in drained { waiter.resume() }
-        if done { scheduleIdleLAC() }
-        return done
+        deliver(end, over: over)
+        return over
     }
 
     /// Switches to the changed ensemble and sends what the replacements and the held entries need. Returns
     /// false when more positions failed during the change (another round is needed).
     private func adopt(_ metadata: LedgerMetadata, version: Version, replacements: [Int: BookieClient],
                        replaced: Set<Int>) -> Bool {
-        let (sends, done, confirmed, drained) = state.withLock { s -> ([(BookieClient, [UInt8], EntryID, Int)], Bool, [(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>]) in
-            guard s.failure == nil else { return ([], true, [], []) }
+        var end = ChangeEnd()
+        let over = state.withLock { s -> Bool in
+            guard s.failure == nil else { return true }
             s.metadata = metadata
             s.version = version
-            var sends: [(BookieClient, [UInt8], EntryID, Int)] = []
             let held = Set(s.held)
             for (position, client) in replacements {
                 s.ensemble[position] = client
                 s.slowPositions.remove(position)
                 s.slow?.reset(position: position)
                 for entry in s.pending.replace(position: position) where !held.contains(entry) {
-                    if let bytes = s.unconfirmed[entry]?.bytes { sends.append((client, bytes, entry, position)) }
+                    if let bytes = s.unconfirmed[entry]?.bytes { end.sends.append((client, bytes, entry, position)) }
                 }
             }
             s.failedPositions.subtract(replaced)
-            guard s.failedPositions.isEmpty else { return (sends, false, [], []) }
-            for entry in s.held {
-                guard let bytes = s.unconfirmed[entry]?.bytes else { continue }
-                for position in quorums.writeSet(of: entry) where !s.degraded.contains(position) {
-                    sends.append((s.ensemble[position], bytes, entry, position))
-                }
-            }
-            s.held.removeAll()
-            s.changing = false
-            s.pending.holding = false
-            let (confirmed, drained) = Self.take(s.pending.confirmReady(), from: &s)
-            return (sends, true, confirmed, drained)
+            guard s.failedPositions.isEmpty else { return false }
+            endChange(&s, &end)
+            return true
         }
-        for (client, bytes, entry, position) in sends { send(bytes, entry: entry, position: position, to: client) }
-        for (id, waiter) in confirmed { waiter(.success(id)) }
-        for waiter in drained { waiter.resume() }
-        if done { scheduleIdleLAC() }
-        return done
+        deliver(end, over: over)
+        return over
     }
 
     /// Ends the writer: every pending and later add fails with `error`.
