@@ -42,7 +42,7 @@ public struct DocExamples: Sendable {
         return found[0]
     }
 
-    static func parse(_ text: String, in document: String) throws -> [String: [[UInt8]]] {
+    public static func parse(_ text: String, in document: String) throws -> [String: [[UInt8]]] {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var out: [String: [[UInt8]]] = [:]
         var index = 0
