@@ -1,0 +1,158 @@
+import DLogTestSupport
+import DLogWire
+import Foundation
+import NIOCore
+import Testing
+
+/// The worked byte examples of docs/protocol.md (bookie and proxy frames, the entry CRC) and docs/metadata.md
+/// (ledger metadata), held against the real encoders and decoders. When one of these fails after a deliberate
+/// format change, the message prints the encoder's bytes in the documents' dump format.
+@Suite struct ProtocolDocTests {
+    static func encoded(_ encode: (inout ByteBuffer) -> Void) -> [UInt8] {
+        var buffer = ByteBuffer()
+        encode(&buffer)
+        return buffer.readBytes(length: buffer.readableBytes)!
+    }
+
+    /// The one frame `bytes` holds, decoded by the real frame decoder; nothing may be left over.
+    static func frame(_ bytes: [UInt8]) throws -> Frame {
+        var buffer = ByteBuffer(bytes: bytes)
+        let frame = try #require(try FrameDecoder.next(from: &buffer, maxFrameBytes: 64 << 20))
+        #expect(buffer.readableBytes == 0, "the example holds exactly one frame")
+        return frame
+    }
+
+    static func same(_ documented: [UInt8], _ actual: [UInt8], _ name: String,
+                     sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(documented == actual, "example '\(name)' differs from the encoder, which gives:\n\(docHexDump(actual))",
+                sourceLocation: sourceLocation)
+    }
+
+    static let hello = Array("hello".utf8)
+    static let helloEntry = EntryCodec.encode(EntryHeader(ledger: LedgerID(1), entry: EntryID(0), lastAddConfirmed: .none,
+                                                          ledgerLength: 5), payload: hello)
+
+    /// The ADD example (frame dump and one-string form) is what the request encoder writes for the inputs the
+    /// text states, and decodes back to that request.
+    @Test func addRequestExample() throws {
+        let doc = try DocExamples("protocol.md")
+        let request = BookieRequest.add(masterKey: MasterKey(bytes: [UInt8](repeating: 0, count: 20))!, entry: Self.helloEntry,
+                                        recovery: false)
+        let actual = Self.encoded { request.encode(requestID: 7, into: &$0) }
+        Self.same(try doc.bytes("add-request"), actual, "add-request")
+        Self.same(try doc.bytes("add-request-string"), actual, "add-request-string")
+        let frame = try Self.frame(try doc.bytes("add-request"))
+        #expect(frame.header.requestID == 7)
+        #expect(try BookieRequest.decode(frame) == request)
+    }
+
+    /// The ADD answer example is what the response encoder writes, and decodes back to ledger 1, entry 0.
+    @Test func addResponseExample() throws {
+        let doc = try DocExamples("protocol.md")
+        let response = BookieResponse.added(ledger: LedgerID(1), entry: EntryID(0))
+        Self.same(try doc.bytes("add-response"), Self.encoded { response.encode(op: .add, requestID: 7, into: &$0) },
+                  "add-response")
+        let (op, decoded) = try BookieResponse.decode(try Self.frame(try doc.bytes("add-response")))
+        #expect(op == .add && decoded == response)
+    }
+
+    /// The CRC worked value: the 37 bytes are the entry's first 32 bytes and its payload, their CRC32C is the one
+    /// the entry encoder stores, and the value the text gives (and the check value of "123456789") is that CRC.
+    @Test func crcWorkedValue() throws {
+        let doc = try DocExamples("protocol.md")
+        let covered = try doc.bytes("crc-input")
+        Self.same(covered, Array(Self.helloEntry[0..<32]) + Self.hello, "crc-input")
+        let crc = CRC32C.checksum(covered)
+        #expect(crc == Self.helloEntry.withUnsafeBytes { $0.loadBigEndian(UInt32.self, at: 32) })
+        #expect(doc.text.contains("equals **`\(String(format: "0x%08X", crc))`**"), "the text states the CRC of the example")
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(doc.text.contains("`crc32c(\"123456789\") = 0xE3069283`"))
+    }
+
+    /// The bookie error example: a READ request and a NO_LEDGER answer whose body is the bare UTF-8 message, as
+    /// the encoders write them and the decoders read them.
+    @Test func bookieErrorExample() throws {
+        let doc = try DocExamples("protocol.md")
+        let messages = try doc.messages("bookie-read-no-ledger")
+        try #require(messages.count == 2)
+        let request = BookieRequest.read(ledger: LedgerID(9), entry: EntryID(0), fenceWith: nil)
+        let answer = BookieResponse.failed(.noLedger, message: "L9 is not on this bookie")
+        Self.same(messages[0], Self.encoded { request.encode(requestID: 2, into: &$0) }, "bookie-read-no-ledger request")
+        Self.same(messages[1], Self.encoded { answer.encode(op: .read, requestID: 2, into: &$0) }, "bookie-read-no-ledger answer")
+        #expect(try BookieRequest.decode(try Self.frame(messages[0])) == request)
+        let (op, decoded) = try BookieResponse.decode(try Self.frame(messages[1]))
+        #expect(op == .read && decoded == answer)
+    }
+
+    /// The proxy WRITE example: request, OK answer with a DLSN, and a REDIRECT answer, as the proxy codec writes
+    /// them and reads them back.
+    @Test func proxyWriteExamples() throws {
+        let doc = try DocExamples("protocol.md")
+        let request = ProxyRequest.write(stream: "s", ProxyRecord(txid: nil, payload: Array("hi".utf8)))
+        Self.same(try doc.bytes("proxy-write-request"), Self.encoded { request.encode(requestID: 1, into: &$0) },
+                  "proxy-write-request")
+        #expect(try ProxyRequest.decode(try Self.frame(try doc.bytes("proxy-write-request"))) == request)
+
+        let reply = ProxyReply.written(DLSN(segment: 1, entry: 0, slot: 0))
+        Self.same(try doc.bytes("proxy-write-answer"), Self.encoded { reply.encode(op: .write, requestID: 1, into: &$0) },
+                  "proxy-write-answer")
+        #expect(ProxyReply.decode(try Self.frame(try doc.bytes("proxy-write-answer")), op: .write) == .success(reply))
+
+        let redirect = ProxyFailure(.redirect, "10.0.0.2:3190")
+        Self.same(try doc.bytes("proxy-write-redirect"),
+                  Self.encoded { redirect.encode(op: ProxyOp.write.rawValue, requestID: 1, into: &$0) }, "proxy-write-redirect")
+        #expect(ProxyReply.decode(try Self.frame(try doc.bytes("proxy-write-redirect")), op: .write) == .failure(redirect))
+    }
+
+    /// The proxy's answer to an unknown operation: the request codec refuses the documented frame with
+    /// BAD_REQUEST, and that failure, encoded as the proxy's connection handler does, is the documented answer:
+    /// op with the response bit, status 9, one length-prefixed string.
+    @Test func proxyUnknownOperationExample() throws {
+        let doc = try DocExamples("protocol.md")
+        let messages = try doc.messages("proxy-unknown-op")
+        try #require(messages.count == 2)
+        let frame = try Self.frame(messages[0])
+        #expect(frame.header.op == BookieOp.add.rawValue && frame.header.requestID == 3 && frame.body.readableBytes == 0)
+        var failure: ProxyFailure?
+        do {
+            _ = try ProxyRequest.decode(frame)
+        } catch {
+            failure = error
+        }
+        let refused = try #require(failure, "an unknown operation is refused")
+        #expect(refused.status == .badRequest && refused.message == "unknown operation 0x1 for the proxy role")
+        Self.same(messages[1], Self.encoded { refused.encode(op: frame.header.op, requestID: 3, into: &$0) }, "proxy-unknown-op answer")
+
+        let answer = try Self.frame(messages[1])
+        #expect(answer.header.op == 0x81 && answer.header.flagsOrStatus == ProxyStatus.badRequest.rawValue)
+        var body = answer.body
+        let length = body.readInteger(as: UInt16.self).map(Int.init) ?? -1
+        #expect(length == refused.message.utf8.count)
+        #expect(body.readString(length: max(length, 0)) == refused.message && body.readableBytes == 0)
+    }
+
+    /// The ledger-metadata example of docs/metadata.md is what the codec writes for the inputs it states, and
+    /// decodes back to them.
+    @Test func ledgerMetadataExample() throws {
+        let doc = try DocExamples("metadata.md")
+        let metadata = LedgerMetadata(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2, passwordHash: [],
+                                      fragments: [.init(firstEntry: EntryID(0), bookies: ["b1", "b2", "b3"].map { BookieID($0) })],
+                                      creationTime: 1_700_000_000_000)
+        let documented = try doc.bytes("ledger-metadata")
+        Self.same(documented, LedgerMetadataCodec.encode(metadata), "ledger-metadata")
+        #expect(try LedgerMetadataCodec.decode(documented) == metadata)
+    }
+
+    /// The example reader itself: offsets are checked, blank lines split messages, and a changed byte is seen
+    /// (so the tests above can fail when the documents drift).
+    @Test func exampleReaderCatchesDrift() throws {
+        let text = "<!-- example: x -->\n```\n0000  01 02\n\n0000  03\n```\n<!-- example: y -->\n\n```\n0a0b0c\n```\n"
+        let parsed = try DocExamples.parse(text, in: "test")
+        #expect(parsed["x"] == [[1, 2], [3]] && parsed["y"] == [[10, 11, 12]])
+        #expect(throws: DocExamples.Problem.self) { try DocExamples.parse("<!-- example: x -->\n```\n0001  01\n```\n", in: "t") }
+        let real = try DocExamples("protocol.md")
+        let changed = real.text.replacingOccurrences(of: "0040  00 00 00 05 e3 a5 f7 4d", with: "0040  00 00 00 05 e3 a5 f7 4e")
+        #expect(changed != real.text, "the ADD example's CRC row is where this test expects it")
+        #expect(try DocExamples.parse(changed, in: "changed")["add-request"] != real.examples["add-request"])
+    }
+}
