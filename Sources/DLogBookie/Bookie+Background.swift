@@ -105,6 +105,7 @@ extension Bookie {
             }
         } catch {
             logger.error("compaction failed; will retry", metadata: ["file": "\(id)", "error": "\(error)"])
+            if let system = error as? SystemError, system.errno == ENOSPC { enterOutOfSpace("compaction: \(system)") }
         }
     }
 
