@@ -244,7 +244,20 @@ for role in "${roles[@]}"; do
 	echo "${init_pid[$role]}" >>"$work/pids"
 done
 for role in "${roles[@]}"; do
-	state=$(timeout 60 nsenter -t "${init_pid[$role]}" -a systemctl is-system-running --wait 2>/dev/null || true)
+	# systemctl answers nothing while the container's systemd has not made its private socket yet (early in
+	# boot, on a loaded machine): ask again until it answers, within 60 s.
+	state=""
+	deadline=$((SECONDS + 60))
+	while [ "$SECONDS" -lt "$deadline" ]; do
+		# The PID found first may have been a helper that exited since: find the container's init again.
+		if ! kill -0 "${init_pid[$role]}" 2>/dev/null; then
+			init_pid[$role]=$(pgrep -P "${nspawn_pid[$role]}" -x systemd | head -1 || true)
+			echo "${init_pid[$role]}" >>"$work/pids"
+		fi
+		state=$(timeout 60 nsenter -t "${init_pid[$role]}" -a systemctl is-system-running --wait 2>/dev/null || true)
+		case $state in running | degraded | stopping | offline | maintenance) break ;; esac
+		sleep 0.2
+	done
 	case $state in
 	running | degraded) ;;
 	*) fail "$role: systemd is '$state' after boot" ;;
