@@ -195,6 +195,20 @@ extension Bookie {
         }
     }
 
+    /// LIST_ENTRIES: which entries of `ledger` this bookie stores (see `LedgerStorage.storedEntries`).
+    /// Blocking: run it off the event loop.
+    public func listEntries(ledger: LedgerID, from: EntryID, rangesMax: UInt32) -> BookieResponse {
+        do {
+            // A bound on the answer's size whatever the client asks: 65,536 ranges are 1 MiB.
+            guard let (ranges, next) = try storage.storedEntries(ledger, from: from, rangesMax: Int(min(rangesMax, 65_536))) else {
+                return .failed(.noLedger, message: "\(ledger) is not on this bookie")
+            }
+            return .entries(ranges: ranges, next: next)
+        } catch {
+            return .failed(.ioError, message: "listing the entries of \(ledger): \(error)")
+        }
+    }
+
     /// Reads an entry on the calling thread (tools and tests; may block on disk).
     public func readEntryBlocking(ledger: LedgerID, entry: EntryID) -> BookieResponse {
         switch readEntry(ledger: ledger, entry: entry) {

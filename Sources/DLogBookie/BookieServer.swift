@@ -123,6 +123,9 @@ final class BookieRequestHandler: ChannelInboundHandler {
         case .getInfo:
             let bookie = self.bookie
             pool.submit { _ in reply(.info(json: bookie.infoJSON())) }  // statvfs stays off the event loop
+        case .listEntries(let ledger, let from, let rangesMax):
+            let bookie = self.bookie
+            pool.submit { _ in reply(bookie.listEntries(ledger: ledger, from: from, rangesMax: rangesMax)) }  // may read indexes
         }
     }
 

@@ -105,6 +105,24 @@ public final class BookieClient: Sendable {
         default: throw Failure(status: .badRequest, message: "unexpected response to GET_INFO")
         }
     }
+
+    /// Every entry of `ledger` the bookie stores, as ranges, asking page after page (`rangesPerPage` each)
+    /// until the list is complete. Throws `Failure` with NO_LEDGER when the bookie holds nothing of it.
+    public func storedEntries(of ledger: LedgerID, rangesPerPage: UInt32 = 16_384) async throws -> [EntryRange] {
+        var all: [EntryRange] = []
+        var from = EntryID(0)
+        while true {
+            switch try await send(.listEntries(ledger: ledger, from: from, rangesMax: rangesPerPage)) {
+            case .entries(let ranges, let next):
+                all += ranges
+                guard let next else { return all }
+                guard next > from else { throw Failure(status: .badRequest, message: "LIST_ENTRIES did not move on from \(from)") }
+                from = next
+            case .failed(let s, let m): throw Failure(status: s, message: m)
+            default: throw Failure(status: .badRequest, message: "unexpected response to LIST_ENTRIES")
+            }
+        }
+    }
 }
 
 public struct ConnectionClosed: Error, CustomStringConvertible {

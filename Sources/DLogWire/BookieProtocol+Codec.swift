@@ -34,6 +34,10 @@ extension BookieRequest {
                 body.writeInteger(ledger.rawValue)
             case .getInfo:
                 break
+            case .listEntries(let ledger, let from, let rangesMax):
+                body.writeInteger(ledger.rawValue)
+                body.writeInteger(from.rawValue)
+                body.writeInteger(rangesMax)
             }
         }
     }
@@ -77,6 +81,12 @@ extension BookieRequest {
             request = .deleteLedger(ledger: LedgerID(try body.readField(UInt64.self, "DELETE_LEDGER ledger")))
         case .getInfo:
             request = .getInfo
+        case .listEntries:
+            let ledger = try body.readField(UInt64.self, "LIST_ENTRIES ledger")
+            let from = try body.readField(Int64.self, "LIST_ENTRIES from")
+            let rangesMax = try body.readField(UInt32.self, "LIST_ENTRIES ranges max")
+            guard rangesMax >= 1 else { throw ProtocolError("LIST_ENTRIES asks for at most 0 ranges") }
+            request = .listEntries(ledger: LedgerID(ledger), from: EntryID(from), rangesMax: rangesMax)
         }
         guard body.readableBytes == 0 else {
             throw ProtocolError("\(op) request has \(body.readableBytes) unexpected trailing bytes")
@@ -105,6 +115,13 @@ extension BookieResponse {
                 break
             case .info(let json):
                 body.writeString(json)
+            case .entries(let ranges, let next):
+                body.writeInteger(next?.rawValue ?? -1)
+                body.writeInteger(UInt32(ranges.count))
+                for range in ranges {
+                    body.writeInteger(range.first.rawValue)
+                    body.writeInteger(range.last.rawValue)
+                }
             case .failed(_, let message):
                 body.writeString(message)
             }
@@ -139,6 +156,24 @@ extension BookieResponse {
             response = .done
         case .getInfo:
             response = .info(json: body.readString(length: body.readableBytes) ?? "")
+        case .listEntries:
+            let next = try body.readField(Int64.self, "LIST_ENTRIES response next")
+            let count = try body.readField(UInt32.self, "LIST_ENTRIES response count")
+            guard Int(count) * 16 == body.readableBytes else {
+                throw ProtocolError("LIST_ENTRIES response says \(count) ranges but carries \(body.readableBytes) bytes")
+            }
+            var ranges: [EntryRange] = []
+            ranges.reserveCapacity(Int(count))
+            for _ in 0..<count {
+                let first = try body.readField(Int64.self, "LIST_ENTRIES range first")
+                let last = try body.readField(Int64.self, "LIST_ENTRIES range last")
+                guard first >= 0, first <= last, ranges.last.map({ first > $0.last.rawValue + 1 }) ?? true else {
+                    throw ProtocolError("LIST_ENTRIES response range \(first)-\(last) is not ascending, disjoint and apart")
+                }
+                ranges.append(EntryRange(EntryID(first), EntryID(last)))
+            }
+            guard next >= -1 else { throw ProtocolError("LIST_ENTRIES response next \(next) is below -1") }
+            response = .entries(ranges: ranges, next: next < 0 ? nil : EntryID(next))
         }
         guard body.readableBytes == 0 else {
             throw ProtocolError("\(op) response has \(body.readableBytes) unexpected trailing bytes")

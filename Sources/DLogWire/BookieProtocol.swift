@@ -8,6 +8,8 @@ public enum BookieOp: UInt8, Sendable, CaseIterable {
     case writeLAC = 4
     case deleteLedger = 5
     case getInfo = 6
+    /// Which entries of a ledger the bookie stores, as ranges (for audits of replication).
+    case listEntries = 7
 }
 
 /// Status of a response. Numbers are part of the protocol: never reuse one.
@@ -59,6 +61,8 @@ public enum BookieRequest: Sendable, Equatable {
     case writeLAC(ledger: LedgerID, masterKey: MasterKey, lac: EntryID)
     case deleteLedger(ledger: LedgerID)
     case getInfo
+    /// The stored entries of `ledger` with ids ≥ `from`, at most `rangesMax` ranges per answer.
+    case listEntries(ledger: LedgerID, from: EntryID, rangesMax: UInt32)
 
     public struct LongPoll: Sendable, Equatable {
         public var previous: EntryID
@@ -77,6 +81,7 @@ public enum BookieRequest: Sendable, Equatable {
         case .writeLAC: return .writeLAC
         case .deleteLedger: return .deleteLedger
         case .getInfo: return .getInfo
+        case .listEntries: return .listEntries
         }
     }
 }
@@ -87,7 +92,37 @@ public enum BookieResponse: Sendable, Equatable {
     case lac(lac: EntryID, lastEntry: EntryID)
     case done
     case info(json: String)
+    /// LIST_ENTRIES: ascending, disjoint, non-adjacent ranges of stored entry ids; `next` is where to ask again
+    /// when `rangesMax` cut the list short (nil: the list is complete).
+    case entries(ranges: [EntryRange], next: EntryID?)
     case failed(BookieStatus, message: String)
+}
+
+/// Consecutive entry ids `first...last`.
+public struct EntryRange: Sendable, Equatable, CustomStringConvertible {
+    public var first: EntryID
+    public var last: EntryID
+    public init(_ first: EntryID, _ last: EntryID) {
+        precondition(first <= last, "an entry range runs forwards")
+        self.first = first
+        self.last = last
+    }
+    public var count: Int64 { last.rawValue - first.rawValue + 1 }
+    public var description: String { first == last ? "\(first.rawValue)" : "\(first.rawValue)-\(last.rawValue)" }
+
+    /// Ascending ids folded into ranges (adjacent ids join one range); duplicates are ignored.
+    public static func ranges(of sortedIDs: some Sequence<Int64>) -> [EntryRange] {
+        var out: [EntryRange] = []
+        for id in sortedIDs {
+            if let last = out.last?.last.rawValue {
+                precondition(id >= last, "ids must come in ascending order")
+                if id == last { continue }
+                if id == last + 1 { out[out.count - 1].last = EntryID(id); continue }
+            }
+            out.append(EntryRange(EntryID(id), EntryID(id)))
+        }
+        return out
+    }
 }
 
 public struct ProtocolError: Error, Equatable, CustomStringConvertible {

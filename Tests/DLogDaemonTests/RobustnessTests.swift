@@ -64,6 +64,7 @@ import Testing
             .writeLAC(ledger: LedgerID(77), masterKey: key, lac: EntryID(0)),
             .deleteLedger(ledger: LedgerID(80)),
             .getInfo,
+            .listEntries(ledger: LedgerID(77), from: EntryID(0), rangesMax: 16),
         ]
         return requests.map { r in
             var b = ByteBuffer()

@@ -17,6 +17,7 @@ import Testing
         .writeLAC(ledger: LedgerID(6), masterKey: key, lac: EntryID(12)),
         .deleteLedger(ledger: LedgerID(7)),
         .getInfo,
+        .listEntries(ledger: LedgerID(8), from: EntryID(100), rangesMax: 4096),
     ]
 
     static func encodeAll() -> ByteBuffer {
@@ -68,6 +69,9 @@ import Testing
             (.readLAC, .lac(lac: EntryID(4), lastEntry: EntryID(5))),
             (.writeLAC, .done), (.deleteLedger, .done),
             (.getInfo, .info(json: "{\"a\":1}")),
+            (.listEntries, .entries(ranges: [EntryRange(EntryID(0), EntryID(9)), EntryRange(EntryID(12), EntryID(12))], next: nil)),
+            (.listEntries, .entries(ranges: [EntryRange(EntryID(3), EntryID(5))], next: EntryID(40))),
+            (.listEntries, .entries(ranges: [], next: nil)),
             (.add, .failed(.fenced, message: "L1 is fenced")),
         ]
         for (i, (op, response)) in cases.enumerated() {

@@ -84,6 +84,22 @@ import Testing
         #expect(op == .read && decoded == answer)
     }
 
+    /// The LIST_ENTRIES example: the request for at most 2 ranges and the answer with two ranges and where to ask
+    /// again, as the codec writes them; and the answer's ranges are those of the ids the text says are stored.
+    @Test func listEntriesExample() throws {
+        let doc = try DocExamples("protocol.md")
+        let messages = try doc.messages("list-entries")
+        try #require(messages.count == 2)
+        let request = BookieRequest.listEntries(ledger: LedgerID(4), from: EntryID(0), rangesMax: 2)
+        let stored = EntryRange.ranges(of: [0, 1, 3, 4, 6] as [Int64])
+        let answer = BookieResponse.entries(ranges: Array(stored.prefix(2)), next: stored[2].first)
+        Self.same(messages[0], Self.encoded { request.encode(requestID: 3, into: &$0) }, "list-entries request")
+        Self.same(messages[1], Self.encoded { answer.encode(op: .listEntries, requestID: 3, into: &$0) }, "list-entries answer")
+        #expect(try BookieRequest.decode(try Self.frame(messages[0])) == request)
+        let (op, decoded) = try BookieResponse.decode(try Self.frame(messages[1]))
+        #expect(op == .listEntries && decoded == answer)
+    }
+
     /// The proxy WRITE example: request, OK answer with a DLSN, and a REDIRECT answer, as the proxy codec writes
     /// them and reads them back.
     @Test func proxyWriteExamples() throws {
