@@ -94,8 +94,10 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
 
-        // Helpers shared by the test targets (temp dirs, seeded randomness); never linked into products.
-        .target(name: "DLogTestSupport", path: "Tests/DLogTestSupport"),
+        // Helpers shared by the test targets (temp dirs, seeded randomness, the docs' worked examples); never linked
+        // into products.
+        .target(name: "DLogTestSupport", dependencies: ["DLogWire", .product(name: "NIOCore", package: "swift-nio")],
+                path: "Tests/DLogTestSupport"),
         // An in-process cluster (embedded metadata store, bookies on loopback) for the client-side test targets.
         .target(name: "DLogClusterSupport", dependencies: [
             "DLogBookie", "DLogIO", "DLogLedger", "DLogMetadata", "DLogTestSupport", "DLogWire",

@@ -8,19 +8,6 @@ import Testing
 /// held against the real codec of `MetadataWire.swift`. A failure prints the encoder's bytes in the document's dump
 /// format.
 @Suite struct ProtocolDocMetadataTests {
-    static func encoded(_ encode: (inout ByteBuffer) -> Void) -> [UInt8] {
-        var buffer = ByteBuffer()
-        encode(&buffer)
-        return buffer.readBytes(length: buffer.readableBytes)!
-    }
-
-    static func frame(_ bytes: [UInt8]) throws -> Frame {
-        var buffer = ByteBuffer(bytes: bytes)
-        let frame = try #require(try FrameDecoder.next(from: &buffer, maxFrameBytes: 16 << 20))
-        #expect(buffer.readableBytes == 0, "the example holds exactly one frame")
-        return frame
-    }
-
     static func same(_ documented: [UInt8], _ actual: [UInt8], _ name: String,
                      sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(documented == actual, "example '\(name)' differs from the encoder, which gives:\n\(docHexDump(actual))",
@@ -34,21 +21,21 @@ import Testing
         let doc = try DocExamples("protocol.md")
         let request = MetadataRequest.commit(Transaction(checks: [.init(key: "/k", version: .absent)],
                                                          operations: [.put(key: "/k", value: Array("v".utf8), lease: nil)]))
-        Self.same(try doc.bytes("metadata-commit-request"), Self.encoded { request.encode(requestID: 1, into: &$0) },
+        Self.same(try doc.bytes("metadata-commit-request"), docEncoded { request.encode(requestID: 1, into: &$0) },
                   "metadata-commit-request")
-        #expect(try MetadataRequest.decode(try Self.frame(try doc.bytes("metadata-commit-request"))) == request)
+        #expect(try MetadataRequest.decode(try docFrame(try doc.bytes("metadata-commit-request"))) == request)
 
         let answer = MetadataReply.committed(Revision(1))
-        Self.same(try doc.bytes("metadata-commit-answer"), Self.encoded { answer.encode(op: .commit, requestID: 1, into: &$0) },
+        Self.same(try doc.bytes("metadata-commit-answer"), docEncoded { answer.encode(op: .commit, requestID: 1, into: &$0) },
                   "metadata-commit-answer")
-        let answerFrame = try Self.frame(try doc.bytes("metadata-commit-answer"))
+        let answerFrame = try docFrame(try doc.bytes("metadata-commit-answer"))
         #expect(answerFrame.header.op == 0xC2 && answerFrame.header.flagsOrStatus == 0)
         #expect(try MetadataReply.decode(op: .commit, body: answerFrame.body) == answer)
 
         let exists = MetadataError.keyExists(key: "/k")
         Self.same(try doc.bytes("metadata-commit-key-exists"),
-                  Self.encoded { exists.encode(op: MetadataOp.commit.rawValue, requestID: 1, into: &$0) }, "metadata-commit-key-exists")
-        let existsFrame = try Self.frame(try doc.bytes("metadata-commit-key-exists"))
+                  docEncoded { exists.encode(op: MetadataOp.commit.rawValue, requestID: 1, into: &$0) }, "metadata-commit-key-exists")
+        let existsFrame = try docFrame(try doc.bytes("metadata-commit-key-exists"))
         #expect(MetadataError.decode(status: existsFrame.header.flagsOrStatus, body: existsFrame.body) == exists)
     }
 
@@ -59,12 +46,12 @@ import Testing
         let messages = try doc.messages("metadata-watch")
         try #require(messages.count == 2)
         let request = MetadataRequest.watch(KeyRange(start: "/k", end: nil), from: Revision(0))
-        Self.same(messages[0], Self.encoded { request.encode(requestID: 2, into: &$0) }, "metadata-watch request")
-        #expect(try MetadataRequest.decode(try Self.frame(messages[0])) == request)
+        Self.same(messages[0], docEncoded { request.encode(requestID: 2, into: &$0) }, "metadata-watch request")
+        #expect(try MetadataRequest.decode(try docFrame(messages[0])) == request)
 
         let events = MetadataReply.events([WatchEvent(kind: .put, key: "/k", value: Array("w".utf8), revision: Revision(2))])
-        Self.same(messages[1], Self.encoded { events.encode(op: .watch, requestID: 2, into: &$0) }, "metadata-watch events")
-        #expect(try MetadataReply.decode(op: .watch, body: try Self.frame(messages[1]).body) == events)
+        Self.same(messages[1], docEncoded { events.encode(op: .watch, requestID: 2, into: &$0) }, "metadata-watch events")
+        #expect(try MetadataReply.decode(op: .watch, body: try docFrame(messages[1]).body) == events)
     }
 
     /// The key limits table: an over-long key is TOO_LARGE (even with bad bytes in it), an empty key or one with a

@@ -8,20 +8,6 @@ import Testing
 /// (ledger metadata), held against the real encoders and decoders. When one of these fails after a deliberate
 /// format change, the message prints the encoder's bytes in the documents' dump format.
 @Suite struct ProtocolDocTests {
-    static func encoded(_ encode: (inout ByteBuffer) -> Void) -> [UInt8] {
-        var buffer = ByteBuffer()
-        encode(&buffer)
-        return buffer.readBytes(length: buffer.readableBytes)!
-    }
-
-    /// The one frame `bytes` holds, decoded by the real frame decoder; nothing may be left over.
-    static func frame(_ bytes: [UInt8]) throws -> Frame {
-        var buffer = ByteBuffer(bytes: bytes)
-        let frame = try #require(try FrameDecoder.next(from: &buffer, maxFrameBytes: 64 << 20))
-        #expect(buffer.readableBytes == 0, "the example holds exactly one frame")
-        return frame
-    }
-
     static func same(_ documented: [UInt8], _ actual: [UInt8], _ name: String,
                      sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(documented == actual, "example '\(name)' differs from the encoder, which gives:\n\(docHexDump(actual))",
@@ -38,10 +24,10 @@ import Testing
         let doc = try DocExamples("protocol.md")
         let request = BookieRequest.add(masterKey: MasterKey(bytes: [UInt8](repeating: 0, count: 20))!, entry: Self.helloEntry,
                                         recovery: false)
-        let actual = Self.encoded { request.encode(requestID: 7, into: &$0) }
+        let actual = docEncoded { request.encode(requestID: 7, into: &$0) }
         Self.same(try doc.bytes("add-request"), actual, "add-request")
         Self.same(try doc.bytes("add-request-string"), actual, "add-request-string")
-        let frame = try Self.frame(try doc.bytes("add-request"))
+        let frame = try docFrame(try doc.bytes("add-request"))
         #expect(frame.header.requestID == 7)
         #expect(try BookieRequest.decode(frame) == request)
     }
@@ -50,9 +36,9 @@ import Testing
     @Test func addResponseExample() throws {
         let doc = try DocExamples("protocol.md")
         let response = BookieResponse.added(ledger: LedgerID(1), entry: EntryID(0))
-        Self.same(try doc.bytes("add-response"), Self.encoded { response.encode(op: .add, requestID: 7, into: &$0) },
+        Self.same(try doc.bytes("add-response"), docEncoded { response.encode(op: .add, requestID: 7, into: &$0) },
                   "add-response")
-        let (op, decoded) = try BookieResponse.decode(try Self.frame(try doc.bytes("add-response")))
+        let (op, decoded) = try BookieResponse.decode(try docFrame(try doc.bytes("add-response")))
         #expect(op == .add && decoded == response)
     }
 
@@ -77,10 +63,10 @@ import Testing
         try #require(messages.count == 2)
         let request = BookieRequest.read(ledger: LedgerID(9), entry: EntryID(0), fenceWith: nil)
         let answer = BookieResponse.failed(.noLedger, message: "L9 is not on this bookie")
-        Self.same(messages[0], Self.encoded { request.encode(requestID: 2, into: &$0) }, "bookie-read-no-ledger request")
-        Self.same(messages[1], Self.encoded { answer.encode(op: .read, requestID: 2, into: &$0) }, "bookie-read-no-ledger answer")
-        #expect(try BookieRequest.decode(try Self.frame(messages[0])) == request)
-        let (op, decoded) = try BookieResponse.decode(try Self.frame(messages[1]))
+        Self.same(messages[0], docEncoded { request.encode(requestID: 2, into: &$0) }, "bookie-read-no-ledger request")
+        Self.same(messages[1], docEncoded { answer.encode(op: .read, requestID: 2, into: &$0) }, "bookie-read-no-ledger answer")
+        #expect(try BookieRequest.decode(try docFrame(messages[0])) == request)
+        let (op, decoded) = try BookieResponse.decode(try docFrame(messages[1]))
         #expect(op == .read && decoded == answer)
     }
 
@@ -93,10 +79,10 @@ import Testing
         let request = BookieRequest.listEntries(ledger: LedgerID(4), from: EntryID(0), rangesMax: 2)
         let stored = EntryRange.ranges(of: [0, 1, 3, 4, 6] as [Int64])
         let answer = BookieResponse.entries(ranges: Array(stored.prefix(2)), next: stored[2].first)
-        Self.same(messages[0], Self.encoded { request.encode(requestID: 3, into: &$0) }, "list-entries request")
-        Self.same(messages[1], Self.encoded { answer.encode(op: .listEntries, requestID: 3, into: &$0) }, "list-entries answer")
-        #expect(try BookieRequest.decode(try Self.frame(messages[0])) == request)
-        let (op, decoded) = try BookieResponse.decode(try Self.frame(messages[1]))
+        Self.same(messages[0], docEncoded { request.encode(requestID: 3, into: &$0) }, "list-entries request")
+        Self.same(messages[1], docEncoded { answer.encode(op: .listEntries, requestID: 3, into: &$0) }, "list-entries answer")
+        #expect(try BookieRequest.decode(try docFrame(messages[0])) == request)
+        let (op, decoded) = try BookieResponse.decode(try docFrame(messages[1]))
         #expect(op == .listEntries && decoded == answer)
     }
 
@@ -105,19 +91,19 @@ import Testing
     @Test func proxyWriteExamples() throws {
         let doc = try DocExamples("protocol.md")
         let request = ProxyRequest.write(stream: "s", ProxyRecord(txid: nil, payload: Array("hi".utf8)))
-        Self.same(try doc.bytes("proxy-write-request"), Self.encoded { request.encode(requestID: 1, into: &$0) },
+        Self.same(try doc.bytes("proxy-write-request"), docEncoded { request.encode(requestID: 1, into: &$0) },
                   "proxy-write-request")
-        #expect(try ProxyRequest.decode(try Self.frame(try doc.bytes("proxy-write-request"))) == request)
+        #expect(try ProxyRequest.decode(try docFrame(try doc.bytes("proxy-write-request"))) == request)
 
         let reply = ProxyReply.written(DLSN(segment: 1, entry: 0, slot: 0))
-        Self.same(try doc.bytes("proxy-write-answer"), Self.encoded { reply.encode(op: .write, requestID: 1, into: &$0) },
+        Self.same(try doc.bytes("proxy-write-answer"), docEncoded { reply.encode(op: .write, requestID: 1, into: &$0) },
                   "proxy-write-answer")
-        #expect(ProxyReply.decode(try Self.frame(try doc.bytes("proxy-write-answer")), op: .write) == .success(reply))
+        #expect(ProxyReply.decode(try docFrame(try doc.bytes("proxy-write-answer")), op: .write) == .success(reply))
 
         let redirect = ProxyFailure(.redirect, "10.0.0.2:3190")
         Self.same(try doc.bytes("proxy-write-redirect"),
-                  Self.encoded { redirect.encode(op: ProxyOp.write.rawValue, requestID: 1, into: &$0) }, "proxy-write-redirect")
-        #expect(ProxyReply.decode(try Self.frame(try doc.bytes("proxy-write-redirect")), op: .write) == .failure(redirect))
+                  docEncoded { redirect.encode(op: ProxyOp.write.rawValue, requestID: 1, into: &$0) }, "proxy-write-redirect")
+        #expect(ProxyReply.decode(try docFrame(try doc.bytes("proxy-write-redirect")), op: .write) == .failure(redirect))
     }
 
     /// The proxy's answer to an unknown operation: the request codec refuses the documented frame with
@@ -127,7 +113,7 @@ import Testing
         let doc = try DocExamples("protocol.md")
         let messages = try doc.messages("proxy-unknown-op")
         try #require(messages.count == 2)
-        let frame = try Self.frame(messages[0])
+        let frame = try docFrame(messages[0])
         #expect(frame.header.op == BookieOp.add.rawValue && frame.header.requestID == 3 && frame.body.readableBytes == 0)
         var failure: ProxyFailure?
         do {
@@ -137,9 +123,9 @@ import Testing
         }
         let refused = try #require(failure, "an unknown operation is refused")
         #expect(refused.status == .badRequest && refused.message == "unknown operation 0x1 for the proxy role")
-        Self.same(messages[1], Self.encoded { refused.encode(op: frame.header.op, requestID: 3, into: &$0) }, "proxy-unknown-op answer")
+        Self.same(messages[1], docEncoded { refused.encode(op: frame.header.op, requestID: 3, into: &$0) }, "proxy-unknown-op answer")
 
-        let answer = try Self.frame(messages[1])
+        let answer = try docFrame(messages[1])
         #expect(answer.header.op == 0x81 && answer.header.flagsOrStatus == ProxyStatus.badRequest.rawValue)
         var body = answer.body
         let length = body.readInteger(as: UInt16.self).map(Int.init) ?? -1
