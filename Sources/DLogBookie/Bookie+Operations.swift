@@ -197,6 +197,15 @@ extension Bookie {
 
     /// LIST_ENTRIES: which entries of `ledger` this bookie stores (see `LedgerStorage.storedEntries`).
     /// Blocking: run it off the event loop.
+    /// LEDGER_KEY: the master key stored for `ledger`. A replication worker writes its copies with it, so the
+    /// copies answer the ledger's own clients (fencing, recovery adds) as the originals do.
+    public func ledgerKey(_ ledger: LedgerID) -> BookieResponse {
+        guard let state = storage.ledgerState(ledger), let key = MasterKey(bytes: state.masterKey) else {
+            return .failed(.noLedger, message: "\(ledger) is not on this bookie")
+        }
+        return .masterKey(key)
+    }
+
     public func listEntries(ledger: LedgerID, from: EntryID, rangesMax: UInt32) -> BookieResponse {
         do {
             // A bound on the answer's size whatever the client asks: 65,536 ranges are 1 MiB.

@@ -39,6 +39,7 @@ public final class Bookie: JournalSink, Sendable {
     let readOnly = Atomic<Bool>(false)
     let checkpointRequested = Atomic<Bool>(false)
     let operatorReadOnly = Atomic<Bool>(false)
+    let draining = Atomic<Bool>(false)
     /// Requests taken from the network, for metrics: adds, reads (with fence reads), and malformed frames.
     public let addsReceived = Atomic<UInt64>(0)
     public let readsReceived = Atomic<UInt64>(0)
@@ -142,13 +143,14 @@ public final class Bookie: JournalSink, Sendable {
     /// Read-only because a disk is nearly full, or because an operator said so (`dlogctl admin readonly on`).
     public var isReadOnly: Bool {
         readOnly.load(ordering: .relaxed) || operatorReadOnly.load(ordering: .relaxed)
-            || outOfSpaceFlag.load(ordering: .relaxed)
+            || outOfSpaceFlag.load(ordering: .relaxed) || draining.load(ordering: .relaxed)
     }
 
     /// Why adds are refused, for the refusal's message.
     var readOnlyReason: String {
         if let full = outOfSpaceReason { return "a disk is full: \(full)" }
         if operatorReadOnly.load(ordering: .relaxed) { return "set by an operator" }
+        if draining.load(ordering: .relaxed) { return "being drained (`dlogctl bookie drain`): its copies move to other bookies" }
         return "disk usage over threshold"
     }
 
@@ -182,11 +184,19 @@ public final class Bookie: JournalSink, Sendable {
         logger.notice(on ? "read-only by operator" : "operator read-only cleared")
     }
 
-    /// Asks the background thread for a checkpoint now.
+    /// Read-only while a drain moves this bookie's copies elsewhere, so no new entry lands on it meanwhile.
+    public func setDraining(_ on: Bool) {
+        guard draining.exchange(on, ordering: .relaxed) != on else { return }
+        logger.notice(on ? "draining: read-only while every copy moves to other bookies" : "drain cancelled")
+    }
+
+    public var isDraining: Bool { draining.load(ordering: .relaxed) }
+
     /// Changes the disk usage threshold and low-water mark (a reload); the next disk check applies them.
     public func setDiskThresholds(high: Double, low: Double) { diskThresholds.withLock { $0 = (high, low) } }
     public var diskThresholdsInForce: (high: Double, low: Double) { diskThresholds.withLock { $0 } }
 
+    /// Asks the background thread for a checkpoint now.
     public func requestCheckpoint() { checkpointRequested.store(true, ordering: .relaxed) }
 
     /// True while the write cache holds 1.5× its checkpoint size or more and checkpoints are working:

@@ -126,6 +126,8 @@ final class BookieRequestHandler: ChannelInboundHandler {
         case .listEntries(let ledger, let from, let rangesMax):
             let bookie = self.bookie
             pool.submit { _ in reply(bookie.listEntries(ledger: ledger, from: from, rangesMax: rangesMax)) }  // may read indexes
+        case .ledgerKey(let ledger):
+            reply(bookie.ledgerKey(ledger))
         }
     }
 

@@ -111,6 +111,7 @@ final class BookieMembership: Sendable {
                     lastKeepAlive = .now
                 }
                 try await followState()
+                if try await decommissioned() { return }
                 if ContinuousClock.now - lastGC >= gcInterval {
                     lastGC = .now
                     try await collectGarbage()
@@ -131,6 +132,21 @@ final class BookieMembership: Sendable {
             lease.withLock { $0 = nil }
             try await registerAfresh()
         }
+    }
+
+    /// A drained bookie is decommissioned while it runs (`dlogctl bookie drain`): its cookie is deleted once
+    /// no ledger names it. It then leaves the registry for good and keeps serving reads to whoever still asks,
+    /// until it is stopped.
+    private func decommissioned() async throws -> Bool {
+        guard bookie.isDraining else { return false }
+        let id = registration.withLock { $0.id }
+        guard try await cluster.cookie(of: id) == nil else { return false }
+        logger.notice("decommissioned: no ledger names this bookie any more; leaving the cluster. Stop it now (its data is no longer needed)",
+                      metadata: ["bookie_id": "\(id)"])
+        if let lease = lease.withLock({ current in defer { current = nil }; return current }) {
+            try? await cluster.store.revoke(lease)
+        }
+        return true
     }
 
     private func followState() async throws {

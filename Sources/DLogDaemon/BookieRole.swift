@@ -51,6 +51,7 @@ public enum BookieRole {
         let bookie: Bookie
         let server: BookieServer
         let membership: BookieMembership?
+        let recovery: RecoveryService?
         let admin: AdminSocket?
         let watchdog: Watchdog
         let metrics: MetricsServer?
@@ -61,6 +62,8 @@ public enum BookieRole {
             metrics?.close()
             admin?.stop()
             logger.info("stopping: deregistering, flushing journal, checkpointing, closing server")
+            // Healing stops first: its lease goes, so another bookie's worker redoes a ledger this one held.
+            if let recovery { _ = try? runBlocking { await recovery.stop() } }
             // Leave the registry first, so clients stop choosing this bookie while it drains.
             if let membership { _ = try? runBlocking { await membership.stop() } }
             // The journal drains first, while the event loops still run to deliver its acknowledgements;
@@ -135,6 +138,16 @@ public enum BookieRole {
             }
             membership = member
         }
+        var recovery: RecoveryService?
+        if let uri = settings.metadata {
+            do {
+                let service = try RecoveryService(me: bookieID, bookie: bookie, uri: uri, settings: settings, logger: logger)
+                service.start()
+                recovery = service
+            } catch {
+                logger.error("healing not started: could not connect to metadata", metadata: ["error": "\(error)"])
+            }
+        }
         logger.info("bookie serving", metadata: ["address": "\(settings.host):\(port)", "bookie_id": "\(bookieID)"])
         if cluster == nil {
             // A bookie alone is what benchmarks want, but a service started from a config without `metadata`
@@ -156,7 +169,7 @@ public enum BookieRole {
         let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
             BookieMetrics.render(bookie)
         }
-        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, admin: admin,
+        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, recovery: recovery, admin: admin,
                              watchdog: watchdog, metrics: metrics, logger: logger)
     }
 

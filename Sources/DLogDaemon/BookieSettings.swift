@@ -43,6 +43,16 @@ public struct BookieSettings: Sendable {
     public var adminSocket: String?
     /// Prometheus metrics over HTTP on this port (`host`); nil: none.
     public var metricsPort: Int?
+    /// Healing (docs/recovery.md): this bookie stands for auditor and runs a replication worker.
+    public var autorecovery = true
+    public var lostBookieGraceSeconds = 60
+    public var auditIntervalSeconds = 6 * 3600
+    public var replicationRateBytes = 64 << 20
+    public var replicationEntriesInFlight = 16
+    public var openLedgerGraceSeconds = 30
+    /// Scrub: re-read every stored entry at this rate, a full pass every `scrubIntervalSeconds` (0: never).
+    public var scrubRateBytes = 16 << 20
+    public var scrubIntervalSeconds = 7 * 86_400
 
     public init() {}
 
@@ -52,7 +62,9 @@ public struct BookieSettings: Sendable {
         "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
         "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms", "advertised_host", "admin_socket",
-        "metrics_port", "role", "log_level",
+        "metrics_port", "role", "log_level", "autorecovery", "lost_bookie_grace_s", "audit_interval_s",
+        "replication_rate_bytes", "replication_entries_in_flight", "open_ledger_grace_s", "scrub_rate_bytes",
+        "scrub_interval_s",
     ]
 
     /// Applies a config file over the defaults, checking every value.
@@ -124,6 +136,14 @@ public struct BookieSettings: Sendable {
         }
         if let n = try int("registration_ttl_s", 2...300) { registrationTTLSeconds = n }
         if let n = try int("gc_interval_ms", 100...86_400_000) { gcIntervalMillis = n }
+        if let b = try file.bool("autorecovery") { autorecovery = b }
+        if let n = try int("lost_bookie_grace_s", 1...86_400 * 30) { lostBookieGraceSeconds = n }
+        if let n = try int("audit_interval_s", 1...86_400 * 365) { auditIntervalSeconds = n }
+        if let n = try int("replication_rate_bytes", 0...(16 << 30)) { replicationRateBytes = n }
+        if let n = try int("replication_entries_in_flight", 1...1024) { replicationEntriesInFlight = n }
+        if let n = try int("open_ledger_grace_s", 1...86_400) { openLedgerGraceSeconds = n }
+        if let n = try int("scrub_rate_bytes", (64 << 10)...(16 << 30)) { scrubRateBytes = n }
+        if let n = try int("scrub_interval_s", 0...86_400 * 365) { scrubIntervalSeconds = n }
         try check()
     }
 

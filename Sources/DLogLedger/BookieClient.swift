@@ -106,6 +106,15 @@ public final class BookieClient: Sendable {
         }
     }
 
+    /// The master key the bookie holds for `ledger` (LEDGER_KEY).
+    public func ledgerKey(_ ledger: LedgerID) async throws -> MasterKey {
+        switch try await send(.ledgerKey(ledger: ledger)) {
+        case .masterKey(let key): return key
+        case .failed(let s, let m): throw Failure(status: s, message: m)
+        default: throw Failure(status: .badRequest, message: "unexpected response to LEDGER_KEY")
+        }
+    }
+
     /// Every entry of `ledger` the bookie stores, as ranges, asking page after page (`rangesPerPage` each)
     /// until the list is complete. Throws `Failure` with NO_LEDGER when the bookie holds nothing of it.
     public func storedEntries(of ledger: LedgerID, rangesPerPage: UInt32 = 16_384) async throws -> [EntryRange] {

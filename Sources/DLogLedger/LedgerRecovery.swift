@@ -20,7 +20,18 @@ public struct LedgerRecovery: Sendable {
 
     public func recover(_ id: LedgerID, password: String) async throws -> LedgerMetadata {
         let secret = LedgerPassword(password)
-        var (metadata, version) = try await readMetadata(id, secret)
+        return try await recover(id, key: secret.masterKey, check: secret.check)
+    }
+
+    /// Recovers with the master key itself, as a replication worker does (it never knows the password; it
+    /// reads the key from a bookie with LEDGER_KEY).
+    public func recover(_ id: LedgerID, masterKey: MasterKey) async throws -> LedgerMetadata {
+        try await recover(id, key: masterKey, check: nil)
+    }
+
+    /// `check`: the password's check bytes, compared with the metadata's; nil when the caller holds the key.
+    private func recover(_ id: LedgerID, key: MasterKey, check: [UInt8]?) async throws -> LedgerMetadata {
+        var (metadata, version) = try await readMetadata(id, check)
         if metadata.state == .closed { return metadata }
         guard let quorums = Quorums(metadata) else { throw LedgerError.badMetadata(id, "impossible quorums \(metadata.ensembleSize)/\(metadata.writeQuorum)/\(metadata.ackQuorum)") }
         if metadata.state == .open {
@@ -31,15 +42,15 @@ public struct LedgerRecovery: Sendable {
                 metadata = recovering
             } catch MetadataError.versionConflict {
                 // The writer changed its ensemble, or another recoverer got here first: start from what is there.
-                return try await recover(id, password: password)
+                return try await recover(id, key: key, check: check)
             }
         }
-        let fencedLAC = try await fence(id, metadata: metadata, quorums: quorums, key: secret.masterKey)
+        let fencedLAC = try await fence(id, metadata: metadata, quorums: quorums, key: key)
         // Every entry before the last fragment was confirmed when that fragment was written (it starts at the
         // first unconfirmed entry), so reading forward starts there at the latest: older fragments name
         // replaced bookies, and re-writing to them could fail or touch a dead bookie.
         let lac = max(fencedLAC, EntryID(metadata.fragments.last!.firstEntry.rawValue - 1))
-        let (last, length) = try await readForward(id, metadata: metadata, quorums: quorums, after: lac, key: secret.masterKey)
+        let (last, length) = try await readForward(id, metadata: metadata, quorums: quorums, after: lac, key: key)
         var closed = metadata
         closed.state = .closed
         closed.lastEntry = last
@@ -48,7 +59,7 @@ public struct LedgerRecovery: Sendable {
             try await pool.cluster.updateLedger(id, closed, ifVersion: version)
             return closed
         } catch MetadataError.versionConflict {
-            let (now, _) = try await readMetadata(id, secret)
+            let (now, _) = try await readMetadata(id, check)
             guard now.state == .closed else {
                 throw LedgerError.conflict(id, "another client changed the ledger during recovery (state \(now.state)); recover it again")
             }
@@ -59,9 +70,9 @@ public struct LedgerRecovery: Sendable {
         }
     }
 
-    private func readMetadata(_ id: LedgerID, _ secret: LedgerPassword) async throws -> (LedgerMetadata, Version) {
+    private func readMetadata(_ id: LedgerID, _ check: [UInt8]?) async throws -> (LedgerMetadata, Version) {
         guard let (metadata, version) = try await pool.cluster.ledger(id) else { throw LedgerError.noSuchLedger(id) }
-        guard metadata.passwordHash == secret.check else { throw LedgerError.wrongPassword(id) }
+        if let check, metadata.passwordHash != check { throw LedgerError.wrongPassword(id) }
         return (metadata, version)
     }
 

@@ -342,6 +342,7 @@ public final class LedgerWriter: Sendable {
                         switch degrade(failed) {
                         case .done:
                             let quorums = self.quorums
+                            markWrittenAround(failed.sorted().map { bookies[$0] })
                             pool.logger.warning("writing around a failed bookie: entries get fewer than write_quorum copies until the ledger is re-replicated", metadata: [
                                 "ledger": "\(id)", "bookie": "\(failed.sorted().map { bookies[$0].rawValue }.joined(separator: ","))",
                                 "first_entry": "\(firstEntry.rawValue)", "write_quorum": "\(quorums.writeQuorum)",
@@ -365,17 +366,18 @@ public final class LedgerWriter: Sendable {
                     bookies[position] = choice.bookies[0]
                     replacements[position] = client
                 }
-                var changed = metadata
-                if changed.fragments.last!.firstEntry == firstEntry {
-                    changed.fragments[changed.fragments.count - 1].bookies = bookies
-                } else {
-                    changed.fragments.append(.init(firstEntry: firstEntry, bookies: bookies))
-                }
+                let changed: LedgerMetadata
                 let newVersion: Version
                 do {
-                    newVersion = try await pool.cluster.updateLedger(id, changed, ifVersion: version)
+                    guard let (c, v) = try await update(metadata, version: version, { changed in
+                        if changed.fragments.last!.firstEntry == firstEntry {
+                            changed.fragments[changed.fragments.count - 1].bookies = bookies
+                        } else {
+                            changed.fragments.append(.init(firstEntry: firstEntry, bookies: bookies))
+                        }
+                    }) else { throw LedgerError.fenced(id) }
+                    (changed, newVersion) = (c, v)
                 } catch let error as MetadataError {
-                    if case .versionConflict = error { throw LedgerError.fenced(id) }
                     throw LedgerError.bookieFailed(id, metadata.fragments.last!.bookies[failed.sorted()[0]],
                                                    "\(reason); the ensemble change could not be recorded: \(error)")
                 }
@@ -493,6 +495,41 @@ public final class LedgerWriter: Sendable {
         return over
     }
 
+    /// Writes `change` over `metadata` by compare-and-set. A replication worker may meanwhile have replaced a
+    /// bookie in an earlier fragment (it never touches an open ledger's last fragment): that change is taken on
+    /// and ours applied over it. nil when anything else changed (the state, the last fragment): the ledger is
+    /// being recovered, and this writer is fenced.
+    private func update(_ metadata: LedgerMetadata, version: Version,
+                        _ change: (inout LedgerMetadata) -> Void) async throws -> (LedgerMetadata, Version)? {
+        var base = metadata, version = version
+        for _ in 0..<16 {
+            var changed = base
+            change(&changed)
+            do {
+                return (changed, try await pool.cluster.updateLedger(id, changed, ifVersion: version))
+            } catch MetadataError.versionConflict {
+                guard let (now, nowVersion) = try await pool.cluster.ledger(id), now.state == .open,
+                      now.fragments.count == base.fragments.count, now.fragments.last == base.fragments.last else { return nil }
+                (base, version) = (now, nowVersion)
+            }
+        }
+        return nil
+    }
+
+    /// Records that `bookies` are written around, so the copies they miss are made once they return or are
+    /// replaced (docs/recovery.md). Best effort: the periodic audit finds the same gaps if this is lost.
+    private func markWrittenAround(_ bookies: [BookieID]) {
+        let (cluster, logger, id) = (pool.cluster, pool.logger, id)
+        Task {
+            do {
+                try await cluster.mark(id, bookies.map { ReplicaMark(bookie: $0, reason: .writtenAround) })
+            } catch {
+                logger.warning("could not mark written-around entries; the next audit finds them", metadata: [
+                    "ledger": "\(id)", "error": "\(error)"])
+            }
+        }
+    }
+
     /// Ends the writer: every pending and later add fails with `error`.
     private func fail(_ error: LedgerError) {
         let (waiters, drained) = state.withLock { s -> ([AddCompletion], [CheckedContinuation<Void, Never>]) in
@@ -532,17 +569,19 @@ public final class LedgerWriter: Sendable {
         // Closed already (a second close): nothing to write. A writer that failed otherwise is still closed at
         // its last confirmed entry.
         if let done = state.withLock({ s in s.metadata.state == .closed ? s.metadata : nil }) { return done }
-        let newVersion: Version
-        do {
-            newVersion = try await pool.cluster.updateLedger(id, closing, ifVersion: version)
-        } catch MetadataError.versionConflict {
-            // Only a recoverer changes the metadata of a ledger with a live writer.
+        let based = state.withLock { $0.metadata }
+        guard let (closed, newVersion) = try await update(based, version: version, { closed in
+            closed.state = .closed
+            closed.lastEntry = closing.lastEntry
+            closed.length = closing.length
+        }) else {
+            // Only a recoverer takes the last fragment or the state of a ledger with a live writer.
             throw LedgerError.fenced(id)
         }
         state.withLock { s in
-            s.metadata = closing
+            s.metadata = closed
             s.version = newVersion
         }
-        return closing
+        return closed
     }
 }

@@ -28,8 +28,11 @@ extension Cluster {
         return try await store.put(ClusterKeys.ledger(id), value: LedgerMetadataCodec.encode(metadata), ifVersion: version)
     }
 
+    /// Deletes a ledger's metadata, and its under-replication marks with it (nothing is left to heal).
     public func deleteLedger(_ id: LedgerID, ifVersion version: Version) async throws {
-        try await store.delete(ClusterKeys.ledger(id), ifVersion: version)
+        _ = try await store.commit(Transaction(checks: [.init(key: ClusterKeys.ledger(id), version: version)],
+                                               operations: [.delete(key: ClusterKeys.ledger(id)),
+                                                            .delete(key: RecoveryKeys.marks(id))]))
     }
 
     /// Visits every ledger in id order, a page at a time, so memory stays bounded however many there are.

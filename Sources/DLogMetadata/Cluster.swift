@@ -45,6 +45,8 @@ public enum ClusterError: Error, Hashable, CustomStringConvertible {
     case corruptRecord(key: String, why: String)
     case ledgerExists(LedgerID)
     case noSuchLedger(LedgerID)
+    case bookieNotRunning(BookieID)
+    case tooFewBookies(BookieID, needed: Int, available: Int, ledger: LedgerID)
 
     public var description: String {
         switch self {
@@ -56,10 +58,18 @@ public enum ClusterError: Error, Hashable, CustomStringConvertible {
             return "bookie \(bookie) does not match its cookie in metadata: \(what). If the disks were replaced on "
                 + "purpose, decommission the bookie (`dlogctl bookie decommission \(bookie)`) and start it afresh"
         case .bookieRunning(let bookie, let state):
-            return "bookie \(bookie) is running (registered \(state)); stop it before decommissioning"
+            return "bookie \(bookie) is running (registered \(state)); stop it before decommissioning, or retire it "
+                + "while it runs with `dlogctl bookie drain \(bookie)`"
+        case .bookieNotRunning(let bookie):
+            return "bookie \(bookie) is not running; a drain needs it live. Retire a stopped bookie with "
+                + "`dlogctl bookie decommission \(bookie)`"
+        case .tooFewBookies(let bookie, let needed, let available, let ledger):
+            return "draining \(bookie) would leave \(available) writable bookie(s), but ledger \(ledger) needs an "
+                + "ensemble of \(needed): add \(needed - available) writable bookie(s) first"
         case .bookieHoldsData(let bookie, let ledgers, let count):
             return "bookie \(bookie) still holds data of \(count) ledger(s) (\(ledgers.map(\.description).joined(separator: ", "))"
-                + "\(count > ledgers.count ? ", ..." : "")); delete or re-replicate them before decommissioning"
+                + "\(count > ledgers.count ? ", ..." : "")); their copies must move first: `dlogctl bookie decommission \(bookie)` "
+                + "marks them for re-replication and waits until they have moved"
         case .unknownBookie(let bookie):
             return "bookie \(bookie) has no cookie in metadata; nothing to decommission"
         case .duplicateBookie(let bookie):

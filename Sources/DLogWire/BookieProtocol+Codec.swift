@@ -38,6 +38,8 @@ extension BookieRequest {
                 body.writeInteger(ledger.rawValue)
                 body.writeInteger(from.rawValue)
                 body.writeInteger(rangesMax)
+            case .ledgerKey(let ledger):
+                body.writeInteger(ledger.rawValue)
             }
         }
     }
@@ -87,6 +89,8 @@ extension BookieRequest {
             let rangesMax = try body.readField(UInt32.self, "LIST_ENTRIES ranges max")
             guard rangesMax >= 1 else { throw ProtocolError("LIST_ENTRIES asks for at most 0 ranges") }
             request = .listEntries(ledger: LedgerID(ledger), from: EntryID(from), rangesMax: rangesMax)
+        case .ledgerKey:
+            request = .ledgerKey(ledger: LedgerID(try body.readField(UInt64.self, "LEDGER_KEY ledger")))
         }
         guard body.readableBytes == 0 else {
             throw ProtocolError("\(op) request has \(body.readableBytes) unexpected trailing bytes")
@@ -122,6 +126,8 @@ extension BookieResponse {
                     body.writeInteger(range.first.rawValue)
                     body.writeInteger(range.last.rawValue)
                 }
+            case .masterKey(let key):
+                body.writeBytes(key.bytes)
             case .failed(_, let message):
                 body.writeString(message)
             }
@@ -174,6 +180,8 @@ extension BookieResponse {
             }
             guard next >= -1 else { throw ProtocolError("LIST_ENTRIES response next \(next) is below -1") }
             response = .entries(ranges: ranges, next: next < 0 ? nil : EntryID(next))
+        case .ledgerKey:
+            response = .masterKey(try body.readMasterKey())
         }
         guard body.readableBytes == 0 else {
             throw ProtocolError("\(op) response has \(body.readableBytes) unexpected trailing bytes")

@@ -10,6 +10,9 @@ public enum BookieOp: UInt8, Sendable, CaseIterable {
     case getInfo = 6
     /// Which entries of a ledger the bookie stores, as ranges (for audits of replication).
     case listEntries = 7
+    /// The master key a bookie holds for a ledger, so a replication worker can write copies the ledger's own
+    /// clients can still fence and add to.
+    case ledgerKey = 8
 }
 
 /// Status of a response. Numbers are part of the protocol: never reuse one.
@@ -63,6 +66,7 @@ public enum BookieRequest: Sendable, Equatable {
     case getInfo
     /// The stored entries of `ledger` with ids ≥ `from`, at most `rangesMax` ranges per answer.
     case listEntries(ledger: LedgerID, from: EntryID, rangesMax: UInt32)
+    case ledgerKey(ledger: LedgerID)
 
     public struct LongPoll: Sendable, Equatable {
         public var previous: EntryID
@@ -82,6 +86,7 @@ public enum BookieRequest: Sendable, Equatable {
         case .deleteLedger: return .deleteLedger
         case .getInfo: return .getInfo
         case .listEntries: return .listEntries
+        case .ledgerKey: return .ledgerKey
         }
     }
 }
@@ -95,6 +100,8 @@ public enum BookieResponse: Sendable, Equatable {
     /// LIST_ENTRIES: ascending, disjoint, non-adjacent ranges of stored entry ids; `next` is where to ask again
     /// when `rangesMax` cut the list short (nil: the list is complete).
     case entries(ranges: [EntryRange], next: EntryID?)
+    /// LEDGER_KEY: the ledger's master key as this bookie stores it.
+    case masterKey(MasterKey)
     case failed(BookieStatus, message: String)
 }
 

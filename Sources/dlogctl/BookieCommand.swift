@@ -5,7 +5,7 @@ import Foundation
 
 struct BookieCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bookie", abstract: "Bookies of the cluster.",
-                                                    subcommands: [List.self, Decommission.self])
+                                                    subcommands: [List.self, Decommission.self, Drain.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "list",
@@ -46,19 +46,37 @@ struct BookieCommand: AsyncParsableCommand {
     struct Decommission: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "decommission",
-            abstract: "Remove a stopped bookie that holds no ledger data from the cluster (its cookie).")
+            abstract: "Retire a stopped or lost bookie: move its copies to other bookies, then remove it.",
+            discussion: """
+                Marks every ledger naming the bookie for re-replication, then waits with a progress line (ledgers \
+                left, bytes copied, rate, ETA) until no ledger names it; then removes its cookie. Run it again to \
+                follow a retirement started with --no-wait. A running bookie is refused: stop it, or use `drain`.
+                """)
         @OptionGroup var options: MetadataOption
         @Argument(help: "The bookie id, as `dlogctl bookie list` shows it.") var id: String
+        @Flag(help: "Mark its ledgers and return at once.") var noWait = false
+        @Flag(help: "One JSON object at the end instead of progress lines.") var json = false
 
         func run() async throws {
-            let bookie = BookieID(id)
-            if let problem = bookie.problem { throw ValidationError(problem) }
-            let cluster = try options.cluster()
-            try await reportingErrors {
-                try await cluster.decommission(bookie)
-                print("decommissioned bookie \(bookie): its cookie is removed; its disks may be reused afresh")
-            }
-            await cluster.store.shutdown()
+            try await Retirement(options: options, id: id, drain: false, noWait: noWait, json: json).run()
+        }
+    }
+
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "drain",
+            abstract: "Retire a live bookie with no time at reduced durability: it turns read-only, its copies move, then it leaves.",
+            discussion: """
+                Refused when the other writable bookies could not hold the largest ensemble the bookie is part of. \
+                When done, the bookie deregisters by itself; stop it and reuse its disks afresh.
+                """)
+        @OptionGroup var options: MetadataOption
+        @Argument(help: "The bookie id, as `dlogctl bookie list` shows it.") var id: String
+        @Flag(help: "Start the drain and return at once.") var noWait = false
+        @Flag(help: "One JSON object at the end instead of progress lines.") var json = false
+
+        func run() async throws {
+            try await Retirement(options: options, id: id, drain: true, noWait: noWait, json: json).run()
         }
     }
 }

@@ -10,7 +10,8 @@ struct DLogCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlogctl",
         abstract: "Operate a DistributedLog cluster.",
-        subcommands: [ClusterCommand.self, BookieCommand.self, MetadataCommand.self, LogCommand.self, WriteCommand.self,
+        subcommands: [ClusterCommand.self, BookieCommand.self, LedgerCommand.self, RecoveryCommand.self, MetadataCommand.self,
+                      LogCommand.self, WriteCommand.self,
                       ReadCommand.self, AdminCommand.self])
 
     static func main() async {

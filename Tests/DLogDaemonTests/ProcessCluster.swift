@@ -79,6 +79,26 @@ final class ProcessCluster {
         _ = await bookies[index].exited()
     }
 
+    /// SIGKILLs bookie `index`; with `wipe`, its disks are gone too (a lost machine).
+    func killBookie(_ index: Int, wipe: Bool = false) async {
+        bookies[index].kill(SIGKILL)
+        _ = await bookies[index].exited()
+        if wipe { try? FileManager.default.removeItem(atPath: dir.sub("b\(index)")) }
+    }
+
+    /// Starts one more bookie (`bookie-N`, N the next index) and waits until it is registered.
+    func addBookie() async throws {
+        let id = BookieID("bookie-\(bookies.count)")
+        bookies.append(try await startBookie(bookies.count))
+        let (_, store) = try client()
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if let live = try? await Cluster(store: store).bookies(), live.contains(where: { $0.id == id }) { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw DaemonError("\(id) did not register within 60 s")
+    }
+
     func restartBookie(_ index: Int) async throws {
         bookies[index] = try await startBookie(index)
         try await waitUntilRegistered(bookies.count)

@@ -1,0 +1,113 @@
+import DLogBookie
+import DLogLedger
+import DLogMetadata
+import DLogWire
+import Foundation
+import Logging
+import Synchronization
+
+/// A bookie's part in healing (docs/recovery.md): with `autorecovery` it stands for auditor and runs a
+/// replication worker, both under one lease of their own (so the auditor's key and the worker's ledger locks
+/// vanish with this process); always, it follows its own retirement: a drain turns the bookie read-only.
+final class RecoveryService: Sendable {
+    let me: BookieID
+    let bookie: Bookie
+    let store: any MetadataStore
+    let pool: BookiePool
+    let auditor: Auditor?
+    let worker: ReplicationWorker?
+    let ttlSeconds: Int
+    let logger: Logger
+    private let lease = Mutex<LeaseID?>(nil)
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+
+    init(me: BookieID, bookie: Bookie, uri: String, settings: BookieSettings, logger: Logger) throws {
+        self.me = me
+        self.bookie = bookie
+        self.logger = logger
+        ttlSeconds = settings.registrationTTLSeconds
+        store = try MetadataURI.connect(uri)
+        pool = BookiePool(cluster: Cluster(store: store), logger: logger)
+        if settings.autorecovery {
+            var audit = Auditor.Settings()
+            audit.lostBookieGrace = .seconds(settings.lostBookieGraceSeconds)
+            audit.auditInterval = .seconds(settings.auditIntervalSeconds)
+            auditor = Auditor(me: me, pool: pool, settings: audit, logger: logger)
+            var copy = ReplicationWorker.Settings()
+            copy.rateBytesPerSecond = settings.replicationRateBytes
+            copy.entriesInFlight = settings.replicationEntriesInFlight
+            copy.openLedgerGrace = .seconds(settings.openLedgerGraceSeconds)
+            worker = ReplicationWorker(me: me, pool: pool, placement: EnsemblePlacement(policy: .rackAware),
+                                       settings: copy, logger: logger)
+        } else {
+            auditor = nil
+            worker = nil
+        }
+    }
+
+    func start() {
+        let leaseSource: @Sendable () async throws -> LeaseID = { [self] in try await currentLease() }
+        var started: [Task<Void, Never>] = [Task { [self] in await followRetirement() }]
+        if let auditor { started.append(Task { await auditor.run(lease: leaseSource) }) }
+        if let worker { started.append(Task { await worker.run(lease: leaseSource) }) }
+        if auditor != nil || worker != nil { started.append(Task { [self] in await keepLeaseAlive() }) }
+        tasks.withLock { $0 = started }
+    }
+
+    /// The lease the auditor key and the worker locks are bound to; granted anew when it expired.
+    private func currentLease() async throws -> LeaseID {
+        if let id = lease.withLock({ $0 }) { return id }
+        let granted = try await store.grantLease(ttlSeconds: ttlSeconds)
+        lease.withLock { $0 = granted.id }
+        return granted.id
+    }
+
+    private func keepLeaseAlive() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(ttlSeconds) / 3)
+            guard let id = lease.withLock({ $0 }) else { continue }
+            do {
+                _ = try await store.keepAlive(id)
+            } catch MetadataError.leaseExpired {
+                // Out of touch past the TTL: the auditor key and the locks are gone; the next round takes a new lease.
+                logger.warning("recovery lease expired; taking a new one", metadata: ["lease": "\(id.rawValue)"])
+                lease.withLock { if $0 == id { $0 = nil } }
+            } catch {
+                logger.warning("recovery lease keep-alive failed; retrying", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// A drain (`dlogctl bookie drain`) makes this bookie read-only until it is decommissioned or the drain
+    /// is cancelled.
+    private func followRetirement() async {
+        let cluster = Cluster(store: store)
+        while !Task.isCancelled {
+            if let item = try? await store.get(RecoveryKeys.retiring(me)),
+               let record = try? JSONDecoder().decode(RetiringBookie.self, from: Data(item.value)) {
+                bookie.setDraining(record.drain)
+            } else if (try? await cluster.store.get(RecoveryKeys.retiring(me))) == .some(nil) {
+                bookie.setDraining(false)
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// What the bookie's status line and admin command say about healing.
+    var statusLine: String? {
+        guard let worker else { return nil }
+        let totals = worker.totals
+        guard let ledger = totals.ledger else { return nil }
+        return "copying ledger \(ledger)"
+    }
+
+    func stop() async {
+        for task in tasks.withLock({ $0 }) { task.cancel() }
+        for task in tasks.withLock({ $0 }) { await task.value }
+        if let id = lease.withLock({ current in defer { current = nil }; return current }) {
+            try? await store.revoke(id)
+        }
+        await pool.shutdown()
+        await store.shutdown()
+    }
+}

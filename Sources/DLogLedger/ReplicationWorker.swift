@@ -1,0 +1,378 @@
+import DLogMetadata
+import DLogWire
+import Foundation
+import Logging
+import Synchronization
+
+/// Heals marked ledgers (docs/recovery.md). It takes one marked ledger at a time under a lock bound to its
+/// lease, and for each mark:
+///
+/// - **the bookie is leaving** (lost, retiring): for every fragment naming it, chooses a replacement with the
+///   placement policy (never a bookie of that fragment's ensemble), copies each entry that position holds from
+///   a healthy replica (CRC checked; the next replica when one is damaged or missing), then replaces the bookie
+///   in the metadata by compare-and-set;
+/// - **the bookie stays** (written around, damaged, missing): copies what it lacks back to it.
+///
+/// Only then is the mark removed. A crash at any point leaves the mark (the lock expires with the lease and
+/// another worker redoes the work: copies are idempotent), and metadata never names a bookie before its copies
+/// are in place. The last fragment of an OPEN ledger belongs to its writer, whose own ensemble change covers
+/// it; once its marks are older than `openLedgerGrace` the writer is taken as gone and the ledger is recovered
+/// (fenced and closed) first.
+public final class ReplicationWorker: Sendable {
+    public struct Settings: Sendable {
+        /// Bytes copied per second at most (0: unpaced).
+        public var rateBytesPerSecond = 64 << 20
+        /// Entries copied at once, per worker.
+        public var entriesInFlight = 16
+        /// How long an OPEN ledger's last fragment waits for its writer before the ledger is recovered.
+        public var openLedgerGrace: Duration = .seconds(30)
+        /// How often to look for marks when there is nothing to do.
+        public var idlePoll: Duration = .seconds(1)
+        public var requestTimeout: Duration = .seconds(10)
+        public init() {}
+    }
+
+    public enum Outcome: Equatable, Sendable {
+        /// Every mark it could handle is gone; `bytes` copied.
+        case repaired(bytes: Int)
+        /// Marks remain that cannot be handled now, and why.
+        case waiting(String)
+    }
+
+    public let me: BookieID
+    public let pool: BookiePool
+    public let placement: EnsemblePlacement
+    public let settings: Settings
+    let logger: Logger
+    private let progress: Mutex<WorkerProgress>
+    private let pacer: Mutex<CopyPacer>
+    /// Ledgers that had to wait, and when to look at them again.
+    private let backoff = Mutex<[LedgerID: ContinuousClock.Instant]>([:])
+
+    public init(me: BookieID, pool: BookiePool, placement: EnsemblePlacement, settings: Settings = Settings(),
+                logger: Logger) {
+        precondition(settings.entriesInFlight >= 1)
+        self.me = me
+        self.pool = pool
+        self.placement = placement
+        self.settings = settings
+        self.logger = logger
+        progress = Mutex(WorkerProgress(bookie: me))
+        pacer = Mutex(CopyPacer(bytesPerSecond: settings.rateBytesPerSecond))
+    }
+
+    var cluster: Cluster { pool.cluster }
+
+    /// What this worker has done so far.
+    public var totals: WorkerProgress { progress.withLock { $0 } }
+
+    /// Works until cancelled: each round takes the marked ledgers no one holds, one at a time.
+    public func run(lease: @escaping @Sendable () async throws -> LeaseID) async {
+        var lastPublished = ContinuousClock.now - .seconds(10)
+        while !Task.isCancelled {
+            var worked = false
+            do {
+                let held = try await lease()
+                worked = try await round(lease: held)
+                if ContinuousClock.now - lastPublished >= .seconds(1) {
+                    lastPublished = .now
+                    var now = totals
+                    now.updatedAt = Int64(Date().timeIntervalSince1970 * 1000)
+                    try await cluster.publish(now, lease: held)
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("replication round failed; retrying", metadata: ["error": "\(error)"])
+            }
+            if !worked { try? await Task.sleep(for: settings.idlePoll) }
+        }
+    }
+
+    /// One pass over the marked ledgers. True when it repaired something.
+    public func round(lease: LeaseID) async throws -> Bool {
+        var marked: [LedgerID] = []
+        try await cluster.forEachMarked { id, _, _ in if marked.count < 10_000 { marked.append(id) } }
+        let now = ContinuousClock.now
+        let due = backoff.withLock { b in marked.filter { b[$0].map { $0 <= now } ?? true } }
+        var repaired = false
+        // Workers start at different places so they rarely meet on one lock.
+        for id in due.shuffled() {
+            try Task.checkCancellation()
+            let lock = RecoveryKeys.lock(id)
+            guard try await cluster.hold(lock, RecoveryHolder(bookie: me), lease: lease) else { continue }
+            progress.withLock { $0.ledger = id.rawValue }
+            let outcome: Outcome
+            do {
+                outcome = try await repair(id)
+            } catch {
+                progress.withLock { $0.ledger = nil }
+                backoff.withLock { $0[id] = .now + .seconds(5) }
+                try? await cluster.release(lock, lease: lease)
+                logger.warning("could not re-replicate a ledger; will retry", metadata: [
+                    "ledger_id": "\(id.rawValue)", "error": "\(error)"])
+                continue
+            }
+            try await cluster.release(lock, lease: lease)
+            progress.withLock { $0.ledger = nil }
+            switch outcome {
+            case .repaired:
+                repaired = true
+                backoff.withLock { _ = $0.removeValue(forKey: id) }
+                progress.withLock { $0.ledgersRepaired += 1; $0.waiting = nil }
+            case .waiting(let why):
+                backoff.withLock { $0[id] = .now + .seconds(2) }
+                progress.withLock { $0.waiting = why }
+            }
+        }
+        return repaired
+    }
+
+    /// Heals ledger `id` as far as it can now. Run under the ledger's lock.
+    public func repair(_ id: LedgerID) async throws -> Outcome {
+        for _ in 0..<8 {
+            if let outcome = try await attempt(id) { return outcome }
+        }
+        return .waiting("ledger \(id)'s metadata kept changing under the worker")
+    }
+
+    /// One attempt; nil when a compare-and-set lost to another change (read everything again).
+    private func attempt(_ id: LedgerID) async throws -> Outcome? {
+        guard let (metadata, version) = try await cluster.ledger(id) else {
+            // Deleted: nothing left to heal.
+            try await cluster.unmark(id) { _ in true }
+            return .repaired(bytes: 0)
+        }
+        guard let (marks, _) = try await cluster.marks(of: id), !marks.marks.isEmpty else { return .repaired(bytes: 0) }
+        guard let quorums = Quorums(metadata) else { throw LedgerError.badMetadata(id, "impossible quorums") }
+        if metadata.state == .inRecovery { return .waiting("ledger \(id) is being recovered") }
+        if metadata.state == .open, let age = openLastFragmentMarkAge(marks, metadata) {
+            if age >= settings.openLedgerGrace {
+                logger.notice("recovering an open ledger: its marks outlived open_ledger_grace_s, so its writer is taken as gone",
+                              metadata: ["ledger_id": "\(id.rawValue)"])
+                _ = try await LedgerRecovery(pool: pool).recover(id, masterKey: try await masterKey(id, metadata))
+                return nil
+            }
+        }
+        let registered = try await pool.registered()
+        let live = Dictionary(registered.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let leaving = Set(try await cluster.lostBookies().keys).union(try await cluster.retiringBookies().keys)
+        var changed = metadata
+        var key: MasterKey?
+        var done: [ReplicaMark] = []
+        var waiting: [String] = []
+        var bytes = 0
+        var rng = SystemRandomNumberGenerator()
+        marks: for mark in marks.marks {
+            let indices = fragments(of: mark, in: metadata)
+            let here = live[mark.bookie]
+            let replace = mark.replacesBookie && !(mark.reason == .lost && here.map { !$0.readOnly } == true)
+            if indices.isEmpty { continue }
+            if !replace && here == nil {
+                waiting.append("bookie \(mark.bookie) is not registered: its copies wait for it to return or to be declared lost")
+                continue
+            }
+            if key == nil { key = try await masterKey(id, metadata) }
+            var chosen: BookieID?
+            for i in indices {
+                guard let position = changed.fragments[i].bookies.firstIndex(of: mark.bookie) else { continue }
+                var target = mark.bookie
+                if replace {
+                    if let c = chosen, !changed.fragments[i].bookies.contains(c) {
+                        target = c
+                    } else {
+                        do {
+                            target = try placement.replacement(for: position, in: changed.fragments[i].bookies, quorums: quorums,
+                                                               from: registered, excluding: leaving.union([mark.bookie]),
+                                                               using: &rng).bookies[0]
+                        } catch {
+                            waiting.append("no bookie can take \(mark.bookie)'s copies of ledger \(id): \(error.message)")
+                            continue marks
+                        }
+                        chosen = target
+                    }
+                }
+                let entries = try await entriesToCopy(id, metadata: changed, fragment: i, position: position, mark: mark,
+                                                      inPlace: !replace)
+                bytes += try await copy(id, entries: entries, fragment: changed.fragments[i], position: position,
+                                        quorums: quorums, to: target, key: key!, live: live)
+                changed.fragments[i].bookies[position] = target
+            }
+            done.append(mark)
+        }
+        if changed != metadata {
+            do {
+                _ = try await cluster.updateLedger(id, changed, ifVersion: version)
+            } catch MetadataError.versionConflict {
+                return nil  // the copies made stay; the next attempt finds them and copies nothing twice
+            }
+            for (old, new) in zip(metadata.fragments, changed.fragments) where old != new {
+                for (position, (a, b)) in zip(old.bookies, new.bookies).enumerated() where a != b {
+                    logger.notice("bookie replaced in a ledger fragment after its entries were copied", metadata: [
+                        "ledger_id": "\(id.rawValue)", "bookie_id": "\(a)", "replacement": "\(b)",
+                        "first_entry": "\(old.firstEntry.rawValue)", "position": "\(position)"])
+                }
+            }
+        }
+        // A mark goes once its work is done (and not changed meanwhile), or once no fragment names its bookie
+        // any more (a writer or another worker replaced it).
+        let named = Set(changed.fragments.flatMap(\.bookies))
+        let openLast = changed.state == .open ? Set(changed.fragments.last!.bookies) : []
+        let left = try await cluster.unmark(id) { mark in
+            !named.contains(mark.bookie) || (done.contains(mark) && !openLast.contains(mark.bookie))
+        }
+        if !left.isEmpty && waiting.isEmpty {
+            waiting.append("the open ledger's writer holds its last fragment; it is recovered \(Int(settings.openLedgerGrace.seconds)) s after the mark if the writer does not replace the bookie itself")
+        }
+        return waiting.isEmpty ? .repaired(bytes: bytes) : .waiting(waiting.joined(separator: "\n"))
+    }
+
+    /// How long the oldest mark touching an OPEN ledger's last fragment has waited, or nil when none does.
+    private func openLastFragmentMarkAge(_ marks: LedgerMarks, _ metadata: LedgerMetadata) -> Duration? {
+        let last = metadata.fragments.last!
+        let touching = marks.marks.filter { mark in
+            last.bookies.contains(mark.bookie) && (mark.fragments.isEmpty || mark.fragments.contains(last.firstEntry.rawValue))
+        }
+        guard let oldest = touching.map(\.since).min() else { return nil }
+        return .milliseconds(max(0, Int64(Date().timeIntervalSince1970 * 1000) - oldest))
+    }
+
+    /// Indices of the fragments `mark` concerns: those naming its bookie (and listed, when it lists), except
+    /// an OPEN ledger's last, which its writer owns.
+    func fragments(of mark: ReplicaMark, in metadata: LedgerMetadata) -> [Int] {
+        metadata.fragments.indices.filter { i in
+            let fragment = metadata.fragments[i]
+            guard fragment.bookies.contains(mark.bookie) else { return false }
+            if metadata.state != .closed && i == metadata.fragments.count - 1 { return false }
+            return mark.fragments.isEmpty || mark.fragments.contains(fragment.firstEntry.rawValue)
+        }
+    }
+
+    /// The entries position `position` of fragment `fragment` must hold (those the mark names, if it names
+    /// some). In place, those the bookie already holds intact are left out, unless the mark says they are damaged.
+    private func entriesToCopy(_ id: LedgerID, metadata: LedgerMetadata, fragment: Int, position: Int,
+                               mark: ReplicaMark, inPlace: Bool) async throws -> [Int64] {
+        let quorums = Quorums(metadata)!
+        let range = Self.entryRange(of: fragment, in: metadata)
+        guard let range else { return [] }
+        var wanted: [Int64]
+        if let listed = mark.entries {
+            wanted = listed.filter { range.contains($0) && quorums.writeSet(of: EntryID($0)).contains(position) }
+        } else {
+            wanted = range.filter { quorums.writeSet(of: EntryID($0)).contains(position) }
+        }
+        guard inPlace, mark.reason != .damaged else { return wanted }
+        let stored: [EntryRange]
+        do {
+            stored = try await pool.client(for: mark.bookie, lane: id.rawValue).storedEntries(of: id)
+        } catch let failure as BookieClient.Failure where failure.status == .noLedger {
+            stored = []
+        }
+        wanted.removeAll { e in stored.contains { $0.first.rawValue <= e && e <= $0.last.rawValue } }
+        return wanted
+    }
+
+    /// The entry ids fragment `index` covers, or nil when it holds none (a closed ledger that ended before it).
+    static func entryRange(of index: Int, in metadata: LedgerMetadata) -> ClosedRange<Int64>? {
+        let first = metadata.fragments[index].firstEntry.rawValue
+        var last: Int64
+        if index + 1 < metadata.fragments.count {
+            last = metadata.fragments[index + 1].firstEntry.rawValue - 1
+            if metadata.state == .closed { last = min(last, metadata.lastEntry.rawValue) }
+        } else {
+            precondition(metadata.state == .closed, "an open ledger's last fragment has no end yet")
+            last = metadata.lastEntry.rawValue
+        }
+        return last >= first ? first...last : nil
+    }
+
+    /// Copies `entries` to `target`, at most `entriesInFlight` at once, paced. Returns the bytes copied.
+    private func copy(_ id: LedgerID, entries: [Int64], fragment: LedgerMetadata.Fragment, position: Int,
+                      quorums: Quorums, to target: BookieID, key: MasterKey,
+                      live: [BookieID: BookieRegistration]) async throws -> Int {
+        guard !entries.isEmpty else { return 0 }
+        var total = 0
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            var next = entries.startIndex
+            func start() {
+                let entry = entries[next]
+                next += 1
+                // Sources: the entry's other write-set bookies, live ones first; the marked bookie itself last
+                // (a bookie being drained still serves reads).
+                let others = quorums.writeSet(of: EntryID(entry)).filter { $0 != position }.map { fragment.bookies[$0] }
+                let sources = others.filter { live[$0] != nil } + others.filter { live[$0] == nil }
+                    + (target != fragment.bookies[position] && live[fragment.bookies[position]] != nil ? [fragment.bookies[position]] : [])
+                group.addTask { try await self.copyEntry(id, EntryID(entry), from: sources, to: target, key: key) }
+            }
+            while next < entries.endIndex && next - entries.startIndex < settings.entriesInFlight { start() }
+            while let bytes = try await group.next() {
+                total += bytes
+                let wait = pacer.withLock { $0.spend(bytes, now: .now) }
+                if wait > .zero { try await Task.sleep(for: wait) }
+                if next < entries.endIndex { start() }
+            }
+        }
+        return total
+    }
+
+    /// Reads `entry` from the first source that has it intact and adds it to `target` with the recovery flag
+    /// (accepted on fenced ledgers and read-only bookies). Returns its size.
+    private func copyEntry(_ id: LedgerID, _ entry: EntryID, from sources: [BookieID], to target: BookieID,
+                           key: MasterKey) async throws -> Int {
+        var reasons: [String] = []
+        for source in sources {
+            let bytes: [UInt8]
+            do {
+                switch try await pool.send(.read(ledger: id, entry: entry, fenceWith: nil), to: source, lane: id.rawValue,
+                                           timeout: settings.requestTimeout) {
+                case .entry(let b): bytes = b
+                case .failed(let status, let message):
+                    reasons.append("\(source): \(status) (\(message))")
+                    continue
+                case let other:
+                    reasons.append("\(source): unexpected answer \(other)")
+                    continue
+                }
+            } catch {
+                reasons.append("\(source): \(error)")
+                continue
+            }
+            // A damaged or misplaced copy is never passed on: the next replica is tried.
+            guard let header = try? EntryCodec.validate(bytes), header.ledger == id, header.entry == entry else {
+                reasons.append("\(source): its copy is damaged")
+                logger.warning("damaged replica skipped while copying", metadata: [
+                    "ledger_id": "\(id.rawValue)", "entry": "\(entry.rawValue)", "bookie_id": "\(source)"])
+                continue
+            }
+            switch try await pool.send(.add(masterKey: key, entry: bytes, recovery: true), to: target, lane: id.rawValue,
+                                       timeout: settings.requestTimeout) {
+            case .added:
+                progress.withLock { $0.bytesCopied += Int64(bytes.count); $0.entriesCopied += 1 }
+                return bytes.count
+            case .failed(let status, let message):
+                throw LedgerError.bookieFailed(id, target, "copy of entry \(entry) refused: \(status) (\(message))")
+            case let other:
+                throw LedgerError.bookieFailed(id, target, "copy of entry \(entry): unexpected answer \(other)")
+            }
+        }
+        progress.withLock { $0.copyErrors += 1 }
+        throw LedgerError.unreadable(id, entry, reasons)
+    }
+
+    /// The ledger's master key, from any of its live bookies.
+    private func masterKey(_ id: LedgerID, _ metadata: LedgerMetadata) async throws -> MasterKey {
+        var reasons: [String] = []
+        for bookie in Set(metadata.fragments.flatMap(\.bookies)).sorted() {
+            do {
+                switch try await pool.send(.ledgerKey(ledger: id), to: bookie, lane: id.rawValue, timeout: settings.requestTimeout) {
+                case .masterKey(let key): return key
+                case .failed(let status, let message): reasons.append("\(bookie): \(status) (\(message))")
+                case let other: reasons.append("\(bookie): unexpected answer \(other)")
+                }
+            } catch {
+                reasons.append("\(bookie): \(error)")
+            }
+        }
+        throw LedgerError.recoveryFailed(id, "no bookie of the ledger gave its master key: \(reasons.joined(separator: "; "))")
+    }
+}

@@ -1,0 +1,251 @@
+import DLogLedger
+import DLogMetadata
+import DLogTestSupport
+import DLogWire
+import Foundation
+import Synchronization
+import Testing
+
+@Suite(.serialized) struct RecoveryTests {
+    static let e3 = Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2)!
+
+    @Test func aLostBookieIsReplacedEverywhere() async throws {
+        // Proves a bookie that dies for good (SIGKILL, data deleted) is healed around: after the grace period the
+        // auditor declares it lost, workers copy every entry it held to other bookies and replace it in metadata;
+        // then every bookie of every write set answers every entry itself, every entry reads back, no ledger names
+        // the dead bookie, and it can be decommissioned at once. (Before, its ledgers stayed one copy short.)
+        try await withProcessCluster(bookies: 5, bookieSettings: fastHealing) { cluster in
+            let (pool, store) = try cluster.client()
+            let meta = Cluster(store: store)
+            let ids = try await writeClosedLedgers(pool, count: 8, entries: 40, quorums: Self.e3)
+            let victim = try #require(try await meta.ledger(ids[0])?.metadata.fragments[0].bookies[0])
+            let named = try await ledgersNaming(victim, meta)
+            #expect(named >= 1)
+            await cluster.killBookie(cluster.index(of: victim), wipe: true)
+            try await eventually("no ledger names \(victim) and no marks are left") {
+                let named = try await ledgersNaming(victim, meta)
+                let marked = try await markedLedgers(meta)
+                return named == 0 && marked.isEmpty
+            }
+            let problems = try await replicationProblems(pool, ids)
+            #expect(problems.isEmpty, "\(problems)")
+            for id in ids {
+                let reader = try await LedgerReader.open(id, password: "pw", pool: pool)
+                let all = try await reader.read(from: EntryID(0), through: EntryID(39))
+                #expect(all.count == 40)
+            }
+            let status = try await runTool(dlogctlPath, ["recovery", "status", "--json", "--metadata", cluster.uri])
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any], "\(status)")
+            #expect((object["lost_bookies"] as? [[String: Any]])?.first?["bookie"] as? String == victim.rawValue)
+            #expect(object["under_replicated_ledgers"] as? Int == 0)
+            #expect((object["bytes_copied"] as? Int ?? 0) > 0, "\(status.stdout)")
+            let gone = try await runTool(dlogctlPath, ["bookie", "decommission", victim.rawValue, "--metadata", cluster.uri])
+            #expect(gone.status == 0 && gone.stdout.contains("decommissioned bookie \(victim)"), "\(gone)")
+            #expect(try await meta.lostBookies().isEmpty)
+        }
+    }
+
+    @Test func aQuickRestartCopiesNothing() async throws {
+        // Proves a bookie restarted within lost_bookie_grace_s (a crash and restart, an upgrade) triggers no
+        // copying: no bookie is declared lost, no ledger is marked, no byte is copied.
+        try await withProcessCluster(bookies: 4, bookieSettings: "lost_bookie_grace_s = 30\nregistration_ttl_s = 3") { cluster in
+            let (pool, store) = try cluster.client()
+            let meta = Cluster(store: store)
+            let ids = try await writeClosedLedgers(pool, count: 3, entries: 20, quorums: Self.e3)
+            let victim = try #require(try await meta.ledger(ids[0])?.metadata.fragments[0].bookies[0])
+            let named = try await ledgersNaming(victim, meta)
+            try await eventually("an auditor is elected") { try await meta.auditor() != nil }
+            await cluster.killBookie(cluster.index(of: victim))
+            try await cluster.restartBookie(cluster.index(of: victim))
+            try await Task.sleep(for: .seconds(3))
+            #expect(try await meta.lostBookies().isEmpty)
+            #expect(try await markedLedgers(meta).isEmpty)
+            #expect(try await meta.workerProgress().allSatisfy { $0.bytesCopied == 0 })
+            #expect(try await ledgersNaming(victim, meta) == named)
+        }
+    }
+
+    @Test func writtenAroundEntriesGetTheirCopiesWhenASpareJoins() async throws {
+        // Proves entries a writer confirmed while writing around a dead bookie (fewer than Qw copies, no spare
+        // bookie) are marked by the writer, and are back to Qw copies once a spare bookie joins.
+        try await withProcessCluster(bookies: 3, bookieSettings: fastHealing) { cluster in
+            let (pool, store) = try cluster.client()
+            let meta = Cluster(store: store)
+            var rng = SystemRandomNumberGenerator()
+            let writer = try await LedgerWriter.create(quorums: Self.e3, password: "pw", pool: pool,
+                                                       allocator: LedgerIDAllocator(cluster: pool.cluster), using: &rng)
+            for n in 0..<20 { _ = try await writer.append(Array("before \(n)".utf8)) }
+            let victim = writer.ensemble[1]
+            await cluster.killBookie(cluster.index(of: victim), wipe: true)
+            for n in 0..<30 { _ = try await writer.append(Array("around \(n)".utf8)) }
+            try await writer.close()
+            try await eventually("the writer marked its written-around bookie") {
+                try await meta.marks(of: writer.id)?.0.marks.contains { $0.bookie == victim } == true
+            }
+            // No spare yet: once the bookie is declared lost, the mark waits for a bookie to take its place, and
+            // the status says so.
+            try await eventually("the status says the copies wait for a bookie") {
+                let waiting = try await runTool(dlogctlPath, ["recovery", "status", "--metadata", cluster.uri])
+                return waiting.stdout.contains("lost bookies: \(victim)")
+                    && waiting.stdout.contains("waiting: no bookie can take \(victim)'s copies of ledger \(writer.id)")
+            }
+            #expect(try await meta.marks(of: writer.id) != nil)
+            try await cluster.addBookie()
+            try await eventually("the ledger is whole again") {
+                let marks = try await meta.marks(of: writer.id)
+                let named = try await ledgersNaming(victim, meta)
+                return marks == nil && named == 0
+            }
+            let problems = try await replicationProblems(pool, [writer.id])
+            #expect(problems.isEmpty, "\(problems)")
+        }
+    }
+
+    @Test func badInputGetsOneClearLine() async throws {
+        // Proves decommission and drain refuse what they cannot do, each with one clear line and exit 1: an
+        // unknown id, a running bookie without drain, a stopped bookie with drain, and a drain that would leave
+        // too few bookies for the ledgers' ensembles (naming how many are needed).
+        try await withProcessCluster(bookies: 3, bookieSettings: fastHealing) { cluster in
+            let (pool, _) = try cluster.client()
+            _ = try await writeClosedLedgers(pool, count: 1, entries: 5, quorums: Self.e3)
+            func ctl(_ args: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+                try await runTool(dlogctlPath, args + ["--metadata", cluster.uri], seconds: 20)
+            }
+            func oneLine(_ r: (status: Int32, stdout: String, stderr: String)) -> Bool {
+                r.status == 1 && r.stderr.split(separator: "\n").count == 1 && r.stdout.isEmpty
+            }
+            let unknown = try await ctl(["bookie", "decommission", "bookie-9"])
+            #expect(oneLine(unknown) && unknown.stderr.contains("bookie-9 has no cookie"), "\(unknown)")
+            let running = try await ctl(["bookie", "decommission", "bookie-0"])
+            #expect(oneLine(running) && running.stderr.contains("is running") && running.stderr.contains("drain"), "\(running)")
+            let tooFew = try await ctl(["bookie", "drain", "bookie-0"])
+            #expect(oneLine(tooFew) && tooFew.stderr.contains("leave 2 writable bookie(s)")
+                    && tooFew.stderr.contains("ensemble of 3") && tooFew.stderr.contains("add 1"), "\(tooFew)")
+            await cluster.stopBookie(2)
+            let stopped = try await ctl(["bookie", "drain", "bookie-2"])
+            #expect(oneLine(stopped) && stopped.stderr.contains("not running"), "\(stopped)")
+            // Lost with no bookie to take its place: the marks wait, and the status says why.
+            try await eventually("bookie-2 is declared lost and its ledger waits") {
+                let status = try await ctl(["recovery", "status"])
+                return status.stdout.contains("lost bookies: bookie-2") && status.stdout.contains("waiting: no bookie can take bookie-2")
+            }
+        }
+    }
+
+    @Test func drainUnderLoadLosesNothing() async throws {
+        // Proves a live bookie is drained under write load: it turns read-only, writers move off it, its copies
+        // move to the others, and at the end no ledger names it and it has left the registry, while writes went
+        // on and every acknowledged entry reads back.
+        try await withProcessCluster(bookies: 4, bookieSettings: fastHealing) { cluster in
+            let (pool, store) = try cluster.client()
+            let meta = Cluster(store: store)
+            let first = try await writeClosedLedgers(pool, count: 3, entries: 30, quorums: Self.e3)
+            let victim = try #require(try await meta.ledger(first[0])?.metadata.fragments[0].bookies[0])
+            let stop = StopFlag()
+            let acked = Mutex<[LedgerID: [EntryID]]>([:])
+            let load = Task {
+                var rng = SystemRandomNumberGenerator()
+                let allocator = LedgerIDAllocator(cluster: pool.cluster)
+                while !stop.isSet {
+                    let writer = try await LedgerWriter.create(quorums: Self.e3, password: "pw", pool: pool, allocator: allocator, using: &rng)
+                    for n in 0..<60 where !stop.isSet {
+                        let id = try await writer.append(Array("load \(n)".utf8))
+                        acked.withLock { $0[writer.id, default: []].append(id) }
+                        try await Task.sleep(for: .milliseconds(10))
+                    }
+                    try await writer.close()
+                }
+            }
+            try await Task.sleep(for: .seconds(1))
+            let drain = try await runTool(dlogctlPath, ["bookie", "drain", victim.rawValue, "--json", "--metadata", cluster.uri],
+                                          seconds: 120)
+            let before = acked.withLock { $0.values.reduce(0) { $0 + $1.count } }
+            try await Task.sleep(for: .milliseconds(500))
+            let after = acked.withLock { $0.values.reduce(0) { $0 + $1.count } }
+            stop.set()
+            try await load.value
+            #expect(drain.status == 0 && drain.stdout.contains("\"done\":true"), "\(drain)")
+            #expect(after > before, "writes went on after the drain")
+            #expect(try await ledgersNaming(victim, meta) == 0)
+            #expect(try await !meta.bookies().contains { $0.id == victim })
+            let ids = first + acked.withLock { Array($0.keys) }
+            #expect(try await replicationProblems(pool, ids).isEmpty)
+            for (id, entries) in acked.withLock({ $0 }) {
+                let reader = try await LedgerReader.open(id, password: "pw", pool: pool)
+                for e in entries { _ = try await reader.read(e) }
+            }
+        }
+    }
+
+    @Test func theAuditorAndAWorkerMayDieMidway() async throws {
+        // Proves healing survives its own crashes: copies are paced slowly, a bookie is lost, then the bookie
+        // holding a ledger lock (a worker mid-copy) is SIGKILLed, and after it the auditor's bookie. The marks
+        // survive them, other bookies take over as auditor and workers, and the cluster ends fully replicated with
+        // no ledger naming a dead bookie; meanwhile no live bookie named in metadata ever lacked its copies.
+        try await withProcessCluster(bookies: 6, bookieSettings: fastHealing + "\nreplication_rate_bytes = 100K") { cluster in
+            let (pool, store) = try cluster.client()
+            let meta = Cluster(store: store)
+            let ids = try await writeClosedLedgers(pool, count: 6, entries: 60, quorums: Self.e3, size: 1000)
+            let victim = try #require(try await meta.ledger(ids[0])?.metadata.fragments[0].bookies[0])
+            var dead: Set<BookieID> = [victim]
+            await cluster.killBookie(cluster.index(of: victim), wipe: true)
+            var holder: BookieID?
+            try await eventually("a worker holds a ledger lock") {
+                let locks = try await store.list(prefix: RecoveryKeys.locks).items
+                holder = try locks.first.map { try JSONDecoder().decode(RecoveryHolder.self, from: Data($0.value)).bookie }
+                return holder != nil && holder != victim
+            }
+            let lockedLedger = try #require(try await store.list(prefix: RecoveryKeys.locks).items.first)
+            let worker = try #require(holder)
+            await cluster.killBookie(cluster.index(of: worker))
+            dead.insert(worker)
+            let lockedID = LedgerID(UInt64(lockedLedger.key.dropFirst(RecoveryKeys.locks.count))!)
+            #expect(try await meta.marks(of: lockedID) != nil, "the mark survives its worker")
+            let auditor = try #require(try await meta.auditor()?.bookie)
+            if !dead.contains(auditor) {
+                await cluster.killBookie(cluster.index(of: auditor))
+                dead.insert(auditor)
+            }
+            let deadNow = dead
+            let watching = Task { () -> [String] in
+                var seen: [String] = []
+                while !Task.isCancelled && seen.isEmpty {
+                    seen = (try? await namedBookiesLackingCopies(pool, ids, dead: deadNow)) ?? []
+                    try? await Task.sleep(for: .milliseconds(300))
+                }
+                return seen
+            }
+            try await eventually("no ledger names a dead bookie and no marks are left", timeout: .seconds(150)) {
+                for bookie in dead where try await ledgersNaming(bookie, meta) > 0 { return false }
+                return try await markedLedgers(meta).isEmpty
+            }
+            watching.cancel()
+            let lacking = await watching.value
+            #expect(lacking.isEmpty, "\(lacking)")
+            #expect(try await replicationProblems(pool, ids).isEmpty)
+            #expect(try await meta.auditor().map { !dead.contains($0.bookie) } == true)
+        }
+    }
+}
+
+/// Live bookies that metadata names for entries they do not hold (asked with LIST_ENTRIES). Dead bookies are
+/// left out: they are named until replaced, which is what healing is for.
+func namedBookiesLackingCopies(_ pool: BookiePool, _ ids: [LedgerID], dead: Set<BookieID>) async throws -> [String] {
+    var problems: [String] = []
+    for id in ids {
+        guard let (metadata, _) = try await pool.cluster.ledger(id), let quorums = Quorums(metadata) else { continue }
+        for bookie in Set(metadata.fragments.flatMap(\.bookies)).subtracting(dead) {
+            let stored = try await pool.client(for: bookie, lane: id.rawValue).storedEntries(of: id)
+            for e in 0...max(0, metadata.lastEntry.rawValue) where metadata.lastEntry.rawValue >= 0 {
+                let fragment = metadata.fragment(for: EntryID(e))
+                guard let position = fragment.bookies.firstIndex(of: bookie),
+                      quorums.writeSet(of: EntryID(e)).contains(position) else { continue }
+                if !stored.contains(where: { $0.first.rawValue <= e && e <= $0.last.rawValue }) {
+                    problems.append("ledger \(id) names \(bookie) for entry \(e), which it does not hold")
+                    break
+                }
+            }
+        }
+    }
+    return problems
+}
