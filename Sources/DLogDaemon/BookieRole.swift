@@ -52,6 +52,7 @@ public enum BookieRole {
         let server: BookieServer
         let membership: BookieMembership?
         let recovery: RecoveryService?
+        let scrubber: Scrubber
         let admin: AdminSocket?
         let watchdog: Watchdog
         let metrics: MetricsServer?
@@ -62,6 +63,7 @@ public enum BookieRole {
             metrics?.close()
             admin?.stop()
             logger.info("stopping: deregistering, flushing journal, checkpointing, closing server")
+            scrubber.stop()
             // Healing stops first: its lease goes, so another bookie's worker redoes a ledger this one held.
             if let recovery { _ = try? runBlocking { await recovery.stop() } }
             // Leave the registry first, so clients stop choosing this bookie while it drains.
@@ -154,6 +156,10 @@ public enum BookieRole {
             // would otherwise serve nobody's ledgers without a word.
             logger.warning("running outside any cluster: no metadata configured; no proxy or client will find this bookie. Set metadata = dlog://HOST:3180 in its config (or --metadata) to join a cluster")
         }
+        let scrubber = Scrubber(bookie: bookie, settings: settings, logger: logger) { [recovery] damaged in
+            recovery?.markDamaged(damaged)
+        }
+        scrubber.start()
         let admin = AdminCommands.open(settings.adminSocket, logger: logger)
         if let admin {
             let address = "\(settings.host):\(port)", registered = membership != nil
@@ -163,13 +169,23 @@ public enum BookieRole {
             }
             AdminCommands.bookie(admin, bookie)
             BookieAdminCommands.register(admin, bookie, settings: settings, membership: membership)
+            admin.register("scrub", help: "scrub: start a pass now (re-read every stored entry, checking CRCs) | scrub status") { args in
+                switch args.first {
+                case nil:
+                    var answer = scrubber.describe()
+                    answer["started"] = scrubber.requestNow()
+                    return answer
+                case "status": return scrubber.describe()
+                default: throw AdminSocket.Refusal("scrub takes no argument (start a pass) or `status`")
+                }
+            }
         }
         let watchdog = bookieWatchdog(bookie, server)
         watchdog.start(logger: logger)
         let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
             BookieMetrics.render(bookie)
         }
-        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, recovery: recovery, admin: admin,
+        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, recovery: recovery, scrubber: scrubber, admin: admin,
                              watchdog: watchdog, metrics: metrics, logger: logger)
     }
 

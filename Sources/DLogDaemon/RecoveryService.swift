@@ -93,6 +93,22 @@ final class RecoveryService: Sendable {
         }
     }
 
+    /// Marks entries scrub found damaged on this bookie, so a worker copies good replicas back to it.
+    func markDamaged(_ damaged: [LedgerStorage.DamagedEntry]) {
+        let cluster = Cluster(store: store), me = me, logger = logger
+        Task {
+            for (ledger, entries) in Dictionary(grouping: damaged, by: \.ledger) {
+                do {
+                    try await cluster.mark(ledger, [ReplicaMark(bookie: me, reason: .damaged,
+                                                                entries: entries.map(\.entry.rawValue).sorted())])
+                } catch {
+                    logger.error("could not mark damaged entries for repair; the next scrub finds them again", metadata: [
+                        "ledger_id": "\(ledger.rawValue)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
     /// What the bookie's status line and admin command say about healing.
     var statusLine: String? {
         guard let worker else { return nil }

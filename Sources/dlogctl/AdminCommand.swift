@@ -17,9 +17,10 @@ struct AdminCommand: AsyncParsableCommand {
 
     func run() async throws {
         let path = socket ?? "/run/dlog/\(instance).sock"
-        let result: Any
+        var result: Any
         do {
             result = try AdminClient(path: path).call(command, args)
+            if command == "scrub" && args.isEmpty { result = try await followScrub(path, start: result) }
         } catch {
             FileHandle.standardError.write(Data("dlogctl: \(error)\n".utf8))
             throw ExitCode(1)
@@ -29,6 +30,35 @@ struct AdminCommand: AsyncParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             print(Self.table(result))
+        }
+    }
+
+    /// `scrub` started a pass: follow it to its end with a progress line (rewritten in place on a terminal),
+    /// and answer its final status.
+    func followScrub(_ path: String, start: Any) async throws -> Any {
+        guard let first = start as? [String: Any], let passes = first["passes"] as? Int else { return start }
+        if first["started"] as? Bool == false && !json {
+            FileHandle.standardError.write(Data("a scrub pass is running already; following it\n".utf8))
+        }
+        let terminal = isatty(STDERR_FILENO) == 1
+        var lastLine = ContinuousClock.now
+        while true {
+            try await Task.sleep(for: .milliseconds(250))
+            let now = try AdminClient(path: path).call("scrub", ["status"])
+            guard let status = now as? [String: Any] else { return now }
+            let done = (status["passes"] as? Int ?? 0) > passes || status["last_error"] != nil && status["running"] as? Bool == false
+            if !json {
+                let line = "scrubbing: \(status["files_done"] ?? 0)/\(status["files_total"] ?? 0) files, "
+                    + "\(status["bytes_done"] ?? 0)/\(status["bytes_total"] ?? 0) bytes, \(status["entries_checked"] ?? 0) entries, "
+                    + "\((status["damaged"] as? [Any])?.count ?? 0) damaged"
+                if terminal {
+                    FileHandle.standardError.write(Data("\r\u{1B}[K\(line)\(done ? "\n" : "")".utf8))
+                } else if done || ContinuousClock.now - lastLine >= .seconds(5) {
+                    lastLine = .now
+                    FileHandle.standardError.write(Data("\(line)\n".utf8))
+                }
+            }
+            if done { return status }
         }
     }
 

@@ -41,12 +41,16 @@ final class ProcessCluster {
             allow_shared_device = true
             metadata = \(uri)
             bookie_id = bookie-\(index)
+            admin_socket = \(adminSocket(index))
             \(bookieSettings)
             """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
     func ledgerDirectory(_ index: Int) -> String { dir.sub("b\(index)/ledgers") }
+
+    /// Bookie `index`'s admin socket (`dlogctl admin --socket`).
+    func adminSocket(_ index: Int) -> String { dir.sub("b\(index).sock") }
 
     private func startBookie(_ index: Int) async throws -> DaemonProcess {
         try await DaemonProcess.start(["--config", try bookieConfig(index)])

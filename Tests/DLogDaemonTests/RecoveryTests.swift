@@ -249,3 +249,96 @@ func namedBookiesLackingCopies(_ pool: BookiePool, _ ids: [LedgerID], dead: Set<
     }
     return problems
 }
+
+@Suite(.serialized) struct ScrubAndAuditTests {
+    @Test func aFlippedBitIsFoundByScrubAndRepaired() async throws {
+        // Proves scrub finds a bit flipped in one replica's entry log, logs it with file and offset, marks it,
+        // and a worker repairs it from another replica; meanwhile that bookie never returns the damaged bytes
+        // (it answers CORRUPT_ENTRY) and readers still get the entry.
+        try await withProcessCluster(bookies: 3, bookieSettings: fastHealing) { cluster in
+            let (pool, store) = try cluster.client()
+            let meta = Cluster(store: store)
+            let quorums = Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2)!
+            var rng = SystemRandomNumberGenerator()
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
+                                                       allocator: LedgerIDAllocator(cluster: pool.cluster), using: &rng)
+            for n in 0..<30 { _ = try await writer.append(Array("bitrot entry \(n) payload".utf8)) }
+            try await writer.close()
+            let victim = 1
+            let socket = cluster.adminSocket(victim)
+            let marker = Array("bitrot entry 17 payload".utf8)
+            var file = "", at = 0
+            try await eventually("the entries reach an entry log on bookie-\(victim)") {
+                _ = try await runTool(dlogctlPath, ["admin", "--socket", socket, "checkpoint"])
+                for name in try FileManager.default.contentsOfDirectory(atPath: cluster.ledgerDirectory(victim))
+                where name.hasPrefix("entrylog-") {
+                    let path = cluster.ledgerDirectory(victim) + "/" + name
+                    let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+                    if let i = bytes.firstRange(of: marker)?.lowerBound { (file, at) = (path, i); return true }
+                }
+                return false
+            }
+            let handle = try #require(FileHandle(forUpdatingAtPath: file))
+            try handle.seek(toOffset: UInt64(at + 13))
+            let byte = try #require(try handle.read(upToCount: 1)).first!
+            try handle.seek(toOffset: UInt64(at + 13))
+            try handle.write(contentsOf: [byte ^ 0x04])
+            try handle.close()
+            let direct = try await pool.send(.read(ledger: writer.id, entry: EntryID(17), fenceWith: nil),
+                                             to: BookieID("bookie-\(victim)"), lane: writer.id.rawValue, timeout: .seconds(10))
+            guard case .failed(.corruptEntry, _) = direct else {
+                Issue.record("the damaged replica answered \(direct)")
+                return
+            }
+            let reader = try await LedgerReader.open(writer.id, password: "pw", pool: pool)
+            #expect(Array(try await reader.read(EntryID(17)).suffix(marker.count)) == marker)
+            let scrub = try await runTool(dlogctlPath, ["admin", "--socket", socket, "--json", "scrub"], seconds: 60)
+            #expect(scrub.status == 0, "\(scrub)")
+            let status = try #require(try JSONSerialization.jsonObject(with: Data(scrub.stdout.utf8)) as? [String: Any], "\(scrub)")
+            let damaged = try #require(status["damaged"] as? [[String: Any]])
+            #expect(damaged.count == 1 && damaged.first?["entry"] as? Int == 17 && damaged.first?["file"] as? String == file,
+                    "\(damaged)")
+            #expect(cluster.bookies[victim].stderr.contains("scrub found a damaged entry"))
+            #expect(cluster.bookies[victim].stderr.contains("offset"))
+            try await eventually("the damaged entry is repaired") {
+                guard try await meta.marks(of: writer.id) == nil else { return false }
+                let answer = try await pool.send(.read(ledger: writer.id, entry: EntryID(17), fenceWith: nil),
+                                                 to: BookieID("bookie-\(victim)"), lane: writer.id.rawValue, timeout: .seconds(10))
+                guard case .entry(let bytes) = answer else { return false }
+                return Array(bytes.suffix(marker.count)) == marker
+            }
+        }
+    }
+
+    @Test func anAuditFindsCopiesMissingOnALiveBookie() async throws {
+        // Proves the on-demand audit (`dlogctl recovery audit`) compares metadata with what bookies hold
+        // (LIST_ENTRIES): entries written around a bookie that came back, with the writer's own mark lost,
+        // are found missing and copied back to it.
+        try await withProcessCluster(bookies: 3, bookieSettings: "lost_bookie_grace_s = 60\nregistration_ttl_s = 3") { cluster in
+            let (pool, store) = try cluster.client()
+            let meta = Cluster(store: store)
+            let quorums = Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2)!
+            var rng = SystemRandomNumberGenerator()
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
+                                                       allocator: LedgerIDAllocator(cluster: pool.cluster), using: &rng)
+            for n in 0..<10 { _ = try await writer.append(Array("audit \(n)".utf8)) }
+            let victim = cluster.index(of: writer.ensemble[2])
+            await cluster.killBookie(victim)
+            for n in 10..<25 { _ = try await writer.append(Array("audit \(n)".utf8)) }
+            try await writer.close()
+            try await eventually("the writer's mark") { try await meta.marks(of: writer.id) != nil }
+            // As if the writer had died before marking.
+            try await meta.unmark(writer.id) { _ in true }
+            try await cluster.restartBookie(victim)
+            #expect(try await replicationProblems(pool, [writer.id]).count > 0)
+            let asked = try await runTool(dlogctlPath, ["recovery", "audit", "--metadata", cluster.uri])
+            #expect(asked.status == 0 && asked.stdout.contains("audit requested"), "\(asked)")
+            try await eventually("the audit found the gap and a worker filled it") {
+                let marks = try await meta.marks(of: writer.id)
+                let problems = try await replicationProblems(pool, [writer.id])
+                return marks == nil && problems.isEmpty
+            }
+            #expect(cluster.bookies.contains { $0.stderr.contains("audit found entries missing on a bookie") })
+        }
+    }
+}
