@@ -4,8 +4,38 @@ import Foundation
 /// The bookie's metrics in Prometheus text: requests, journal syncs, batches, queue depth, sync latency, and
 /// the bookie's state. Built from the live counters at each scrape.
 enum BookieMetrics {
-    static func render(_ bookie: Bookie) -> String {
+    static func render(_ bookie: Bookie, recovery: RecoveryService? = nil, scrubber: Scrubber? = nil) -> String {
         var out = PrometheusText()
+        if let worker = recovery?.worker {
+            let totals = worker.totals
+            out.metric("dlog_recovery_bytes_copied_total", "counter", "bytes this bookie's replication worker copied",
+                       [([:], Double(totals.bytesCopied))])
+            out.metric("dlog_recovery_entries_copied_total", "counter", "entries this bookie's replication worker copied",
+                       [([:], Double(totals.entriesCopied))])
+            out.metric("dlog_recovery_copy_errors_total", "counter", "entries no healthy replica could be copied from",
+                       [([:], Double(totals.copyErrors))])
+            out.metric("dlog_recovery_ledgers_repaired_total", "counter", "ledgers whose marks this worker cleared",
+                       [([:], Double(totals.ledgersRepaired))])
+        }
+        if let auditor = recovery?.auditor {
+            let status = auditor.status
+            out.metric("dlog_recovery_auditor", "gauge", "1 while this bookie is the cluster's auditor",
+                       [([:], status.isAuditor ? 1 : 0)])
+            if let count = status.underReplicated {
+                out.metric("dlog_recovery_under_replicated_ledgers", "gauge", "ledgers with under-replication marks (from the auditor)",
+                           [([:], Double(count))])
+            }
+            out.metric("dlog_recovery_bookies_declared_lost_total", "counter", "bookies this auditor declared lost",
+                       [([:], Double(status.declaredLost))])
+        }
+        if let scrubber {
+            let status = scrubber.status
+            out.metric("dlog_scrub_bytes_total", "counter", "bytes re-read by scrub (finished passes)",
+                       [([:], Double(status.bytesScrubbed))])
+            out.metric("dlog_scrub_damaged_entries_total", "counter", "damaged entries scrub found",
+                       [([:], Double(status.damagedFound))])
+            out.metric("dlog_scrub_running", "gauge", "1 while a scrub pass runs", [([:], status.running ? 1 : 0)])
+        }
         out.metric("dlog_bookie_adds_total", "counter", "ADD requests received",
                    [([:], Double(bookie.addsReceived.load(ordering: .relaxed)))])
         out.metric("dlog_bookie_reads_total", "counter", "READ requests received (fence reads included)",

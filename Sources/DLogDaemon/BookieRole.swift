@@ -180,10 +180,12 @@ public enum BookieRole {
                 }
             }
         }
-        let watchdog = bookieWatchdog(bookie, server)
+        let watchdog = bookieWatchdog(bookie, server) { [recovery] in
+            [recovery?.statusLine, scrubber.status.running ? "scrubbing" : nil].compactMap { $0 }.joined(separator: ", ")
+        }
         watchdog.start(logger: logger)
-        let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
-            BookieMetrics.render(bookie)
+        let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) { [recovery] in
+            BookieMetrics.render(bookie, recovery: recovery, scrubber: scrubber)
         }
         return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, recovery: recovery, scrubber: scrubber, admin: admin,
                              watchdog: watchdog, metrics: metrics, logger: logger)
@@ -191,17 +193,20 @@ public enum BookieRole {
 
     /// The bookie's health for systemd: its journals make progress when work waits, and its event loops run
     /// tasks; the status line says writable or read-only, adds/s and the sync p99.
-    static func bookieWatchdog(_ bookie: Bookie, _ server: BookieServer) -> Watchdog {
+    static func bookieWatchdog(_ bookie: Bookie, _ server: BookieServer,
+                               healing: @escaping @Sendable () -> String = { "" }) -> Watchdog {
         let progress = Mutex(JournalProgress())
         let statusLine = Mutex(BookieStatusLine())
         return Watchdog(probes: [
             { progress.withLock { $0.check(bookie.journals.map(\.stats)) } },
             { server.eventLoopsRespond(within: .seconds(1)) ? nil : "the network event loops did not run a task within 1 s" },
         ], status: {
-            statusLine.withLock {
+            let line = statusLine.withLock {
                 $0.line(readOnly: bookie.isReadOnly, checkpointFailures: bookie.checkpointFailuresInARow,
                         bookie.journals.map(\.stats))
             }
+            let extra = healing()
+            return extra.isEmpty ? line : line + ", " + extra
         })
     }
 

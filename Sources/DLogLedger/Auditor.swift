@@ -28,6 +28,8 @@ public final class Auditor: Sendable {
         public var lastAuditLedgers = 0
         public var lastAuditMarked = 0
         public var declaredLost = 0
+        /// Ledgers with marks, counted by the auditor at most every 10 s (nil when not the auditor).
+        public var underReplicated: Int?
     }
 
     private struct State {
@@ -36,6 +38,7 @@ public final class Auditor: Sendable {
         var retiringMarked: Set<BookieID> = []
         var lastAudit: ContinuousClock.Instant?
         var auditRequest: Version?
+        var lastCount: ContinuousClock.Instant?
     }
 
     public let me: BookieID
@@ -72,7 +75,7 @@ public final class Auditor: Sendable {
                     try await tick()
                 } else if state.withLock({ $0.status.isAuditor }) {
                     logger.notice("no longer the auditor", metadata: ["bookie_id": "\(me)"])
-                    state.withLock { $0.status.isAuditor = false }
+                    state.withLock { $0.status.isAuditor = false; $0.status.underReplicated = nil }
                 }
             } catch is CancellationError {
                 return
@@ -122,6 +125,14 @@ public final class Auditor: Sendable {
             let marked = try await cluster.markLedgers(naming: bookie, reason: .retiring)
             state.withLock { _ = $0.retiringMarked.insert(bookie) }
             logger.notice("retiring bookie's ledgers marked", metadata: ["bookie_id": "\(bookie)", "ledgers": "\(marked)"])
+        }
+        if state.withLock({ s in s.lastCount.map { now - $0 >= .seconds(10) } ?? true }) {
+            var count = 0
+            try await cluster.forEachMarked { _, _, _ in count += 1 }
+            state.withLock { s in
+                s.lastCount = now
+                s.status.underReplicated = count
+            }
         }
         let request = try await cluster.store.get(RecoveryKeys.auditRequest)?.version
         let due = state.withLock { s in

@@ -86,6 +86,20 @@ import Testing
         #expect(op == .listEntries && decoded == answer)
     }
 
+    /// The LEDGER_KEY example: request and answer are the bytes the text shows, as the codec writes and reads them.
+    @Test func ledgerKeyExample() throws {
+        let doc = try DocExamples("protocol.md")
+        let messages = try doc.messages("ledger-key")
+        try #require(messages.count == 2)
+        let request = BookieRequest.ledgerKey(ledger: LedgerID(9))
+        let answer = BookieResponse.masterKey(try #require(MasterKey(bytes: Array(1...20))))
+        Self.same(messages[0], docEncoded { request.encode(requestID: 5, into: &$0) }, "ledger-key request")
+        Self.same(messages[1], docEncoded { answer.encode(op: .ledgerKey, requestID: 5, into: &$0) }, "ledger-key answer")
+        #expect(try BookieRequest.decode(try docFrame(messages[0])) == request)
+        let (op, decoded) = try BookieResponse.decode(try docFrame(messages[1]))
+        #expect(op == .ledgerKey && decoded == answer)
+    }
+
     /// The proxy WRITE example: request, OK answer with a DLSN, and a REDIRECT answer, as the proxy codec writes
     /// them and reads them back.
     @Test func proxyWriteExamples() throws {
