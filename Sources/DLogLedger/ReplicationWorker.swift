@@ -273,7 +273,7 @@ public final class ReplicationWorker: Sendable {
     }
 
     /// The entry ids fragment `index` covers, or nil when it holds none (a closed ledger that ended before it).
-    static func entryRange(of index: Int, in metadata: LedgerMetadata) -> ClosedRange<Int64>? {
+    public static func entryRange(of index: Int, in metadata: LedgerMetadata) -> ClosedRange<Int64>? {
         let first = metadata.fragments[index].firstEntry.rawValue
         var last: Int64
         if index + 1 < metadata.fragments.count {

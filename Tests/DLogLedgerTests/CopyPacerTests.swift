@@ -1,0 +1,38 @@
+import DLogLedger
+import DLogMetadata
+import DLogWire
+import Testing
+
+@Suite struct CopyPacerTests {
+    @Test func copiesStayWithinTheRatePlusOneSecondOfBurst() {
+        // Proves the pacer holds copies to the byte rate: a second's worth goes at once, then each further copy
+        // waits as long as its bytes take at the rate; idle time refills the bucket, never beyond one second.
+        var pacer = CopyPacer(bytesPerSecond: 1000)
+        let start = ContinuousClock.now
+        var waits: [Duration] = []
+        waits.append(pacer.spend(1000, now: start))
+        waits.append(pacer.spend(500, now: start))
+        waits.append(pacer.spend(0, now: start + .milliseconds(500)))
+        // Ten idle seconds refill only one second's worth.
+        waits.append(pacer.spend(1000, now: start + .seconds(10)))
+        waits.append(pacer.spend(100, now: start + .seconds(10)))
+        #expect(waits == [.zero, .milliseconds(500), .zero, .zero, .milliseconds(100)])
+        var unpaced = CopyPacer(bytesPerSecond: 0)
+        let none = unpaced.spend(1 << 30, now: start)
+        #expect(none == .zero)
+    }
+
+    @Test func aFragmentCoversItsEntriesUpToTheNextOrTheLast() {
+        // Proves which entries a fragment holds: up to the next fragment's first entry, or to a closed ledger's
+        // last; none when the ledger ended before it.
+        var metadata = LedgerMetadata(ensembleSize: 3, writeQuorum: 2, ackQuorum: 2, passwordHash: [],
+                                      fragments: [.init(firstEntry: EntryID(0), bookies: ["a", "b", "c"].map { BookieID($0) }),
+                                                  .init(firstEntry: EntryID(10), bookies: ["a", "d", "c"].map { BookieID($0) })],
+                                      state: .closed, lastEntry: EntryID(14), creationTime: 0)
+        #expect(ReplicationWorker.entryRange(of: 0, in: metadata) == 0...9)
+        #expect(ReplicationWorker.entryRange(of: 1, in: metadata) == 10...14)
+        metadata.lastEntry = EntryID(5)
+        #expect(ReplicationWorker.entryRange(of: 0, in: metadata) == 0...5)
+        #expect(ReplicationWorker.entryRange(of: 1, in: metadata) == nil)
+    }
+}
