@@ -3,6 +3,7 @@ import DLogLedger
 import DLogMetadata
 import DLogTestSupport
 import DLogWire
+import Logging
 import Testing
 
 @Suite struct EnsembleChangeTests {
@@ -57,6 +58,46 @@ import Testing
             } catch let error as LedgerError {
                 #expect("\(error)".contains("no replacement") && "\(error)".contains("ack quorum of 2"))
             }
+        }
+    }
+}
+
+@Suite struct WorkerAndWriterTests {
+    @Test func aWorkerMayHealAnEarlierFragmentOfALiveWritersLedger() async throws {
+        // Proves a replication worker can replace a dead bookie in an earlier fragment of a ledger whose writer
+        // is still writing: the writer takes that change on at its next compare-and-set (here, close) instead of
+        // taking itself for fenced, and the closed ledger keeps the worker's replacement. (Before, the writer's
+        // close lost the race and failed as fenced.)
+        try await withLedgerCluster(bookies: 5) { fixture in
+            var rng = SeededGenerator(seed: 21)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            for n in 0..<10 { _ = try await writer.append(payload(n)) }
+            let victim = writer.ensemble[1]
+            fixture.kill(victim)
+            for n in 10..<20 { _ = try await writer.append(payload(n)) }
+            #expect(!writer.ensemble.contains(victim), "the writer replaced the dead bookie for new entries")
+            let cluster = fixture.pool.cluster
+            // Its registration lease expired and the auditor declared it lost.
+            _ = try await cluster.store.commit(Transaction(operations: [.delete(key: ClusterKeys.registration(victim, readOnly: false))]))
+            try await cluster.mark(writer.id, [ReplicaMark(bookie: victim, reason: .lost)])
+            let worker = ReplicationWorker(me: BookieID("worker"), pool: fixture.pool, placement: EnsemblePlacement(policy: .random),
+                                           logger: Logger(label: "test"))
+            let outcome = try await worker.repair(writer.id)
+            guard case .repaired(let bytes) = outcome else {
+                Issue.record("the earlier fragment was not healed: \(outcome)")
+                return
+            }
+            #expect(bytes > 0)
+            let healed = try #require(try await cluster.ledger(writer.id)?.metadata)
+            #expect(!healed.fragments[0].bookies.contains(victim))
+            #expect(try await cluster.marks(of: writer.id) == nil)
+            for n in 20..<25 { _ = try await writer.append(payload(n)) }
+            let closed = try await writer.close()
+            #expect(closed.fragments == healed.fragments && closed.lastEntry == EntryID(24))
+            let reader = try await LedgerReader.open(writer.id, password: "pw", pool: fixture.pool)
+            for n in 0..<25 { #expect(try await reader.read(EntryID(Int64(n))) == payload(n)) }
         }
     }
 }
