@@ -60,6 +60,10 @@ import Testing
         ("journal_dirs = /x\nledger_dirs = /x", ["/x is both a journal and a ledger directory"]),
         ("journal_file_bytes = 1048577", ["a multiple of 4096"]),
         ("allow_shared_device = yes", ["true, false"]),
+        ("autorecovery = maybe", ["'autorecovery'", "true, false"]),
+        ("lost_bookie_grace_s = 0", ["'lost_bookie_grace_s'", "0"]),
+        ("replication_entries_in_flight = 0", ["'replication_entries_in_flight'"]),
+        ("scrub_rate_bytes = 1K", ["'scrub_rate_bytes'"]),
     ])
     func badValuesAreNamed(text: String, fragments: [String]) {
         do {
