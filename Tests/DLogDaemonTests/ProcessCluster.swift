@@ -9,7 +9,9 @@ import Foundation
 /// this process, or through dlog-bench. Used by one test at a time (not shared across tasks).
 final class ProcessCluster {
     let dir = TempDir("dlog-procs")
-    private(set) var metadata: DaemonProcess
+    /// The metadata role's process; nil when the cluster uses another store (etcd).
+    private(set) var metadataProcess: DaemonProcess?
+    var metadata: DaemonProcess { metadataProcess! }
     let uri: String
     let metadataPort: Int
     private(set) var bookies: [DaemonProcess] = []
@@ -18,10 +20,17 @@ final class ProcessCluster {
 
     /// Starts the metadata role and `count` bookies (`bookie-0`…), and waits until all are registered.
     /// `bookieSettings` are extra config lines for every bookie.
-    init(bookies count: Int, bookieSettings: String = "") async throws {
-        metadata = try await DaemonProcess.start(["--data-dir", dir.sub("metadata")], role: "metadata")
-        metadataPort = metadata.port
-        uri = "dlog://127.0.0.1:\(metadataPort)"
+    /// `metadataURI`: a store that is already running (etcd) instead of a metadata role of the cluster's own.
+    init(bookies count: Int, bookieSettings: String = "", metadataURI: String? = nil) async throws {
+        if let metadataURI {
+            metadataPort = 0
+            uri = metadataURI
+        } else {
+            let role = try await DaemonProcess.start(["--data-dir", dir.sub("metadata")], role: "metadata")
+            metadataProcess = role
+            metadataPort = role.port
+            uri = "dlog://127.0.0.1:\(metadataPort)"
+        }
         self.bookieSettings = bookieSettings
         let initialized = try await runTool(dlogctlPath, ["cluster", "init", "--metadata", uri])
         guard initialized.status == 0 else { throw DaemonError("cluster init failed: \(initialized.stderr)") }
@@ -70,7 +79,7 @@ final class ProcessCluster {
     }
 
     func startMetadata() async throws {
-        metadata = try await DaemonProcess.start(["--data-dir", dir.sub("metadata"), "--port", "\(metadataPort)"],
+        metadataProcess = try await DaemonProcess.start(["--data-dir", dir.sub("metadata"), "--port", "\(metadataPort)"],
                                                  role: "metadata")
     }
 
@@ -139,15 +148,15 @@ final class ProcessCluster {
             bookie.kill(SIGKILL)
             _ = await bookie.exited()
         }
-        metadata.kill(SIGKILL)
-        _ = await metadata.exited()
+        metadataProcess?.kill(SIGKILL)
+        _ = await metadataProcess?.exited()
     }
 }
 
 /// Runs `body` with a process cluster of `count` bookies and always stops it.
-func withProcessCluster(bookies count: Int, bookieSettings: String = "",
+func withProcessCluster(bookies count: Int, bookieSettings: String = "", metadataURI: String? = nil,
                         _ body: (ProcessCluster) async throws -> Void) async throws {
-    let cluster = try await ProcessCluster(bookies: count, bookieSettings: bookieSettings)
+    let cluster = try await ProcessCluster(bookies: count, bookieSettings: bookieSettings, metadataURI: metadataURI)
     do {
         try await body(cluster)
     } catch {

@@ -81,7 +81,7 @@ final class EtcdServer: Sendable {
     }
 
     private func launch(readyWithin: Duration) async throws {
-        let guarded = try Guarded(arguments: arguments(), logPath: logPath)
+        let guarded = try Guarded(arguments: arguments(), logPath: logPath, name: "etcd")
         running.withLock { $0 = guarded }
         try await waitUntilReady(guarded, within: readyWithin)
     }
@@ -123,73 +123,9 @@ final class EtcdServer: Sendable {
         return String(log.suffix(1500))
     }
 
-    /// A free loopback TCP port: bind port 0, read the port the kernel chose, close.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw StartFailure(description: "socket: errno \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                bind(fd, address, length) == 0 && getsockname(fd, address, &length) == 0
-            }
-        }
-        guard bound else { throw StartFailure(description: "bind to a free port: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+    /// A free loopback TCP port (see `freeLoopbackPort`).
+    static func freePort() throws -> Int { try freeLoopbackPort() }
 }
 
-/// etcd as a child process, with a watchdog that kills it (SIGKILL) once the test process is gone, so a
-/// crashed or killed test run leaves no member behind. The watchdog checks every second that etcd's parent is
-/// still the test process: once the test process exits, etcd is handed to another parent at once, even while
-/// the test process lingers as a zombie (which `kill -0` would still find alive), and even when etcd inherited
-/// one of the test process's pipes or sockets (so no end of file would ever tell). It stops when etcd exits.
-private final class Guarded: Sendable {
-    private static let watchdog = """
-        while [ -e /proc/$2 ] && read -r _ _ _ parent _ < /proc/$2/stat && [ "$parent" = "$1" ]; do sleep 1; done
-        [ -e /proc/$2 ] && grep -q etcd /proc/$2/comm 2>/dev/null && kill -9 "$2"
-        exit 0
-        """
-
-    private let etcd: Process
-
-    init(arguments: [String], logPath: String) throws {
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        guard let log = FileHandle(forWritingAtPath: logPath) else {
-            throw EtcdServer.StartFailure(description: "cannot open \(logPath)")
-        }
-        defer { try? log.close() }
-        log.seekToEndOfFile()
-        etcd = Process()
-        etcd.executableURL = URL(fileURLWithPath: arguments[0])
-        etcd.arguments = Array(arguments.dropFirst())
-        etcd.standardInput = FileHandle.nullDevice
-        etcd.standardOutput = log
-        etcd.standardError = log
-        try etcd.run()
-
-        let watchdog = Process()
-        watchdog.executableURL = URL(fileURLWithPath: "/bin/sh")
-        watchdog.arguments = ["-c", Self.watchdog, "etcd-watchdog",
-                              String(ProcessInfo.processInfo.processIdentifier), String(etcd.processIdentifier)]
-        watchdog.standardInput = FileHandle.nullDevice
-        do {
-            try watchdog.run()
-        } catch {
-            kill()
-            throw error
-        }
-    }
-
-    var isRunning: Bool { etcd.isRunning }
-
-    /// SIGKILL, and wait until etcd is gone (its ports and files released).
-    func kill() {
-        if etcd.isRunning { _ = Glibc.kill(etcd.processIdentifier, SIGKILL) }
-        etcd.waitUntilExit()
-    }
-}
+/// etcd as a child process that dies with the test process (see `GuardedChild`).
+private typealias Guarded = GuardedChild
