@@ -152,30 +152,4 @@ extension Cluster {
     public func cookie(of bookie: BookieID) async throws -> BookieCookie? {
         try await store.get(ClusterKeys.cookie(bookie)).map { try Self.decode(BookieCookie.self, $0) }
     }
-
-    /// Removes a bookie from the cluster for good: refuses while it runs or while any ledger still names it.
-    public func decommission(_ bookie: BookieID) async throws {
-        for readOnly in [false, true] where try await store.get(ClusterKeys.registration(bookie, readOnly: readOnly)) != nil {
-            throw ClusterError.bookieRunning(bookie, state: readOnly ? "read-only" : "writable")
-        }
-        guard let cookie = try await store.get(ClusterKeys.cookie(bookie)) else { throw ClusterError.unknownBookie(bookie) }
-        var holding: [LedgerID] = []
-        try await forEachLedger { id, metadata, _ in
-            if metadata.fragments.contains(where: { $0.bookies.contains(bookie) }) { holding.append(id) }
-        }
-        guard holding.isEmpty else {
-            throw ClusterError.bookieHoldsData(bookie, ledgers: Array(holding.prefix(5)), count: holding.count)
-        }
-        // The bookie may have started meanwhile: delete the cookie only if it is still not registered.
-        let writable = ClusterKeys.registration(bookie, readOnly: false)
-        let readOnly = ClusterKeys.registration(bookie, readOnly: true)
-        do {
-            _ = try await store.commit(Transaction(
-                checks: [.init(key: ClusterKeys.cookie(bookie), version: cookie.version),
-                         .init(key: writable, version: .absent), .init(key: readOnly, version: .absent)],
-                operations: [.delete(key: ClusterKeys.cookie(bookie))]))
-        } catch MetadataError.keyExists(let key) {
-            throw ClusterError.bookieRunning(bookie, state: key == writable ? "writable" : "read-only")
-        }
-    }
 }

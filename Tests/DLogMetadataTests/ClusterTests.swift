@@ -122,16 +122,23 @@ import Testing
             let lease = try await store.grantLease(ttlSeconds: 30)
             try await cluster.register(BookieRegistration(id: id, address: "x:1", rack: "", readOnly: false, disks: [],
                                                           startedAt: 0), lease: lease.id, waitMax: .seconds(1))
-            await #expect(throws: ClusterError.bookieRunning(id, state: "writable")) { try await cluster.decommission(id) }
+            await #expect(throws: ClusterError.bookieRunning(id, state: "writable")) {
+                try await cluster.startRetirement(id, drain: false)
+            }
             try await store.revoke(lease.id)
+            await #expect(throws: ClusterError.bookieNotRunning(id)) { try await cluster.startRetirement(id, drain: true) }
             let v = try await cluster.createLedger(LedgerID(5), Self.ledger(["a:1", id.rawValue, "c:1"]))
+            #expect(try await cluster.startRetirement(id, drain: false) == 1)
+            #expect(try await cluster.marks(of: LedgerID(5))?.0.marks.map(\.reason) == [.retiring])
+            #expect(try await cluster.retiringBookies()[id]?.drain == false)
             await #expect(throws: ClusterError.bookieHoldsData(id, ledgers: [LedgerID(5)], count: 1)) {
-                try await cluster.decommission(id)
+                try await cluster.finishRetirement(id)
             }
             try await cluster.deleteLedger(LedgerID(5), ifVersion: v)
-            try await cluster.decommission(id)
+            try await cluster.finishRetirement(id)
             #expect(try await cluster.cookie(of: id) == nil)
-            await #expect(throws: ClusterError.unknownBookie(id)) { try await cluster.decommission(id) }
+            #expect(try await cluster.retiringBookies().isEmpty)
+            await #expect(throws: ClusterError.unknownBookie(id)) { try await cluster.startRetirement(id, drain: false) }
         }
     }
 }
