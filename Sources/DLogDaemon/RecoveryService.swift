@@ -81,13 +81,14 @@ final class RecoveryService: Sendable {
     /// A drain (`dlogctl bookie drain`) makes this bookie read-only until it is decommissioned or the drain
     /// is cancelled.
     private func followRetirement() async {
-        let cluster = Cluster(store: store)
         while !Task.isCancelled {
-            if let item = try? await store.get(RecoveryKeys.retiring(me)),
-               let record = try? JSONDecoder().decode(RetiringBookie.self, from: Data(item.value)) {
-                bookie.setDraining(record.drain)
-            } else if (try? await cluster.store.get(RecoveryKeys.retiring(me))) == .some(nil) {
-                bookie.setDraining(false)
+            // Unreachable metadata changes nothing: the bookie stays as it was until the store answers.
+            do {
+                let item = try await store.get(RecoveryKeys.retiring(me))
+                let record = item.flatMap { try? JSONDecoder().decode(RetiringBookie.self, from: Data($0.value)) }
+                bookie.setDraining(record?.drain ?? false)
+            } catch {
+                logger.debug("could not read this bookie's retirement record", metadata: ["error": "\(error)"])
             }
             try? await Task.sleep(for: .seconds(1))
         }

@@ -108,8 +108,10 @@ public final class Auditor: Sendable {
                 return s.missingSince[bookie]!
             }
             guard lost[bookie] == nil, now - since >= settings.lostBookieGrace else { continue }
-            try await cluster.declareLost(bookie)
+            // Marks first, then the declaration: a failure in between (metadata unreachable) leaves the bookie
+            // undeclared, so the next tick marks again (marks merge) rather than never marking the rest.
             let marked = try await cluster.markLedgers(naming: bookie, reason: .lost)
+            try await cluster.declareLost(bookie)
             state.withLock { $0.status.declaredLost += 1 }
             logger.warning("bookie declared lost: missing longer than lost_bookie_grace_s; its ledgers are marked for re-replication",
                            metadata: ["bookie_id": "\(bookie)", "ledgers": "\(marked)",
@@ -195,9 +197,9 @@ public final class Auditor: Sendable {
             switch try await pool.send(.listEntries(ledger: id, from: EntryID(0), rangesMax: 65_536), to: bookie,
                                        lane: id.rawValue, timeout: settings.requestTimeout) {
             case .entries(let ranges, nil): stored = ranges
-            case .entries(let ranges, _?):
-                // Longer lists page on; the first page's many ranges already say the ledger is fragmented.
-                stored = ranges + (try await pool.client(for: bookie, lane: id.rawValue).storedEntries(of: id))
+            case .entries(_, _?):
+                // More than one answer's worth of ranges (a ledger full of holes): page through the whole list.
+                stored = try await pool.client(for: bookie, lane: id.rawValue).storedEntries(of: id)
             case .failed(.noLedger, _): stored = []
             case .failed(let status, let message):
                 logger.warning("audit could not list a ledger's entries on a bookie", metadata: [

@@ -37,15 +37,20 @@ extension Cluster {
 
     /// Visits every ledger in id order, a page at a time, so memory stays bounded however many there are.
     public func forEachLedger(_ body: (LedgerID, LedgerMetadata, Version) async throws -> Void) async throws {
-        var range = KeyRange.prefix(ClusterKeys.ledgers)
+        try await forEachItem(under: ClusterKeys.ledgers) { item in
+            guard let id = ClusterKeys.ledgerID(fromKey: item.key) else {
+                throw ClusterError.corruptRecord(key: item.key, why: "not a ledger key")
+            }
+            try await body(id, try Self.decodeLedger(item), item.version)
+        }
+    }
+
+    /// Visits every key under `prefix` in key order, 500 at a time, so memory stays bounded.
+    func forEachItem(under prefix: String, _ body: (KeyValue) async throws -> Void) async throws {
+        var range = KeyRange.prefix(prefix)
         while true {
             let page = try await store.range(range, limit: 500)
-            for item in page.items {
-                guard let id = ClusterKeys.ledgerID(fromKey: item.key) else {
-                    throw ClusterError.corruptRecord(key: item.key, why: "not a ledger key")
-                }
-                try await body(id, try Self.decodeLedger(item), item.version)
-            }
+            for item in page.items { try await body(item) }
             guard page.more, let last = page.items.last else { return }
             range = range.after(last.key)
         }

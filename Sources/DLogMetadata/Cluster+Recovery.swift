@@ -196,17 +196,11 @@ extension Cluster {
 
     /// Every marked ledger in id order, a page at a time.
     public func forEachMarked(_ body: (LedgerID, LedgerMarks, Version) async throws -> Void) async throws {
-        var range = KeyRange.prefix(RecoveryKeys.underReplicated)
-        while true {
-            let page = try await store.range(range, limit: 500)
-            for item in page.items {
-                guard let id = RecoveryKeys.ledgerID(fromMarksKey: item.key) else {
-                    throw ClusterError.corruptRecord(key: item.key, why: "not an under-replication key")
-                }
-                try await body(id, try Self.decode(LedgerMarks.self, item), item.version)
+        try await forEachItem(under: RecoveryKeys.underReplicated) { item in
+            guard let id = RecoveryKeys.ledgerID(fromMarksKey: item.key) else {
+                throw ClusterError.corruptRecord(key: item.key, why: "not an under-replication key")
             }
-            guard page.more, let last = page.items.last else { return }
-            range = range.after(last.key)
+            try await body(id, try Self.decode(LedgerMarks.self, item), item.version)
         }
     }
 

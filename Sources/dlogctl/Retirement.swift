@@ -16,7 +16,6 @@ struct Retirement {
         let bookie = BookieID(id)
         if let problem = bookie.problem { throw ValidationError(problem) }
         let cluster = try options.cluster()
-        defer { Task { await cluster.store.shutdown() } }
         try await reportingErrors {
             let started = ContinuousClock.now
             let marked = try await cluster.startRetirement(bookie, drain: drain)
@@ -41,6 +40,7 @@ struct Retirement {
                       + "its cookie is removed\(drain ? " and it left the registry; stop it" : ""); its disks may be reused afresh")
             }
         }
+        await cluster.store.shutdown()
     }
 
     /// Waits until no ledger names `bookie`, printing progress. Returns the bytes the workers copied meanwhile.

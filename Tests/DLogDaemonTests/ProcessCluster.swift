@@ -83,6 +83,13 @@ final class ProcessCluster {
                                                  role: "metadata")
     }
 
+    /// The last `lines` lines each bookie logged, for a failing test's message.
+    func logTails(_ lines: Int = 25) -> String {
+        bookies.enumerated().map { index, bookie in
+            "--- bookie-\(index):\n" + bookie.stderr.split(separator: "\n").suffix(lines).joined(separator: "\n")
+        }.joined(separator: "\n")
+    }
+
     /// The index of a bookie from its id (`bookie-N`).
     func index(of bookie: BookieID) -> Int { Int(bookie.rawValue.dropFirst("bookie-".count))! }
 

@@ -33,14 +33,20 @@ func writeClosedLedgers(_ pool: BookiePool, count: Int, entries: Int, quorums: Q
 }
 
 /// Polls `condition` until it holds, or throws after `timeout` naming `what`.
-func eventually(_ what: String, timeout: Duration = .seconds(90),
+/// `cluster`: whose bookies' last log lines to put in the error.
+func eventually(_ what: String, timeout: Duration = .seconds(90), cluster: ProcessCluster? = nil,
                 _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
+    var lastError = ""
     while ContinuousClock.now < deadline {
-        if (try? await condition()) == true { return }
+        do {
+            if try await condition() { return }
+        } catch {
+            lastError = "; last error: \(error)"
+        }
         try await Task.sleep(for: .milliseconds(250))
     }
-    throw DaemonError("timed out after \(timeout) waiting for: \(what)")
+    throw DaemonError("timed out after \(timeout) waiting for: \(what)\(lastError)" + (cluster.map { "\n" + $0.logTails() } ?? ""))
 }
 
 /// Checks each ledger by asking every bookie of every write set for every entry directly (not trusting
