@@ -19,6 +19,8 @@ final class RecoveryService: Sendable {
     let ttlSeconds: Int
     let logger: Logger
     private let lease = Mutex<LeaseID?>(nil)
+    /// A grant in flight, which concurrent callers share.
+    private let granting = Mutex<Task<LeaseID, any Error>?>(nil)
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
     init(me: BookieID, bookie: Bookie, uri: String, settings: BookieSettings, logger: Logger) throws {
@@ -54,12 +56,32 @@ final class RecoveryService: Sendable {
         tasks.withLock { $0 = started }
     }
 
-    /// The lease the auditor key and the worker locks are bound to; granted anew when it expired.
+    /// The lease the auditor key and the worker locks are bound to; granted anew when it expired. One grant at
+    /// a time: the auditor and the worker asking at once must get the same lease, or the auditor's key would be
+    /// bound to a lease nobody keeps alive.
     private func currentLease() async throws -> LeaseID {
-        if let id = lease.withLock({ $0 }) { return id }
-        let granted = try await store.grantLease(ttlSeconds: ttlSeconds)
-        lease.withLock { $0 = granted.id }
-        return granted.id
+        let (held, task) = lease.withLock { id -> (LeaseID?, Task<LeaseID, any Error>?) in
+            if let id { return (id, nil) }
+            return (nil, granting.withLock { pending in
+                if let pending { return pending }
+                let (store, ttl) = (store, ttlSeconds)
+                let grant = Task { try await store.grantLease(ttlSeconds: ttl).id }
+                pending = grant
+                return grant
+            })
+        }
+        if let held { return held }
+        do {
+            let id = try await task!.value
+            return lease.withLock { current in
+                granting.withLock { if $0 == task { $0 = nil } }
+                if current == nil { current = id }
+                return current!
+            }
+        } catch {
+            granting.withLock { if $0 == task { $0 = nil } }
+            throw error
+        }
     }
 
     private func keepLeaseAlive() async {
@@ -84,9 +106,14 @@ final class RecoveryService: Sendable {
         while !Task.isCancelled {
             // Unreachable metadata changes nothing: the bookie stays as it was until the store answers.
             do {
-                let item = try await store.get(RecoveryKeys.retiring(me))
-                let record = item.flatMap { try? JSONDecoder().decode(RetiringBookie.self, from: Data($0.value)) }
-                bookie.setDraining(record?.drain ?? false)
+                if let item = try await store.get(RecoveryKeys.retiring(me)) {
+                    let record = try? JSONDecoder().decode(RetiringBookie.self, from: Data(item.value))
+                    bookie.setDraining(record?.drain ?? false)
+                } else if bookie.isDraining, try await store.get(ClusterKeys.cookie(me)) != nil {
+                    // The record was removed while the cookie stays: the drain was called off. With the cookie
+                    // gone too, the drain ended: the bookie stays read-only until it is stopped.
+                    bookie.setDraining(false)
+                }
             } catch {
                 logger.debug("could not read this bookie's retirement record", metadata: ["error": "\(error)"])
             }

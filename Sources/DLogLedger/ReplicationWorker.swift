@@ -48,6 +48,8 @@ public final class ReplicationWorker: Sendable {
     private let pacer: Mutex<CopyPacer>
     /// Ledgers that had to wait, and when to look at them again.
     private let backoff = Mutex<[LedgerID: ContinuousClock.Instant]>([:])
+    /// Why each waiting ledger waits, for the published progress.
+    private let waits = Mutex<[LedgerID: String]>([:])
 
     public init(me: BookieID, pool: BookiePool, placement: EnsemblePlacement, settings: Settings = Settings(),
                 logger: Logger) {
@@ -95,6 +97,9 @@ public final class ReplicationWorker: Sendable {
         try await cluster.forEachMarked { id, _, _ in if marked.count < 10_000 { marked.append(id) } }
         let now = ContinuousClock.now
         let due = backoff.withLock { b in marked.filter { b[$0].map { $0 <= now } ?? true } }
+        let stillMarked = Set(marked)
+        waits.withLock { w in w = w.filter { stillMarked.contains($0.key) } }
+        defer { publishWaits() }
         var repaired = false
         // Workers start at different places so they rarely meet on one lock.
         for id in due.shuffled() {
@@ -119,13 +124,20 @@ public final class ReplicationWorker: Sendable {
             case .repaired:
                 repaired = true
                 backoff.withLock { _ = $0.removeValue(forKey: id) }
-                progress.withLock { $0.ledgersRepaired += 1; $0.waiting = nil }
+                waits.withLock { _ = $0.removeValue(forKey: id) }
+                progress.withLock { $0.ledgersRepaired += 1 }
             case .waiting(let why):
                 backoff.withLock { $0[id] = .now + .seconds(2) }
-                progress.withLock { $0.waiting = why }
+                waits.withLock { $0[id] = why }
             }
         }
         return repaired
+    }
+
+    /// The distinct reasons ledgers wait, a line each, into the published progress.
+    private func publishWaits() {
+        let lines = waits.withLock { Set($0.values.flatMap { $0.split(separator: "\n").map(String.init) }) }.sorted()
+        progress.withLock { $0.waiting = lines.isEmpty ? nil : lines.prefix(20).joined(separator: "\n") }
     }
 
     /// Heals ledger `id` as far as it can now. Run under the ledger's lock.

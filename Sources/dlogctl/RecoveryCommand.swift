@@ -28,6 +28,7 @@ struct RecoveryCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "audit", abstract: "Ask the auditor to compare every closed ledger with what its bookies hold, now.")
         @OptionGroup var options: MetadataOption
+        @Flag(help: "One JSON object instead of a line.") var json = false
 
         func run() async throws {
             let cluster = try options.cluster()
@@ -35,7 +36,10 @@ struct RecoveryCommand: AsyncParsableCommand {
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
                 _ = try await cluster.store.commit(Transaction(operations: [
                     .put(key: RecoveryKeys.auditRequest, value: Array(String(now).utf8), lease: nil)]))
-                if let auditor = try await cluster.auditor() {
+                let auditor = try await cluster.auditor()
+                if json {
+                    print(LedgerView.encode(["requested_ms": now, "auditor": auditor?.bookie.rawValue as Any? ?? NSNull()]))
+                } else if let auditor {
                     print("audit requested: auditor \(auditor.bookie) starts it within a second; `dlogctl recovery status` shows what it marks")
                 } else {
                     print("audit requested, but no auditor is elected (no bookie runs with autorecovery = true); it runs once one is")

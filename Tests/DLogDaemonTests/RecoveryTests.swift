@@ -233,8 +233,8 @@ import Testing
     @Test func aFlippedBitIsFoundByScrubAndRepaired() async throws {
         // Proves scrub finds a bit flipped in one replica's entry log, logs it with file and offset, marks it,
         // and a worker repairs it from another replica; meanwhile that bookie never returns the damaged bytes
-        // (it answers CORRUPT_ENTRY) and readers still get the entry.
-        try await withProcessCluster(bookies: 3, bookieSettings: fastHealing) { cluster in
+        // (it answers CORRUPT_ENTRY) and readers still get the entry. The bookies' metrics count it all.
+        try await withProcessCluster(bookies: 3, bookieSettings: fastHealing + "\nmetrics_port = 0") { cluster in
             let (pool, store) = try cluster.client()
             let meta = Cluster(store: store)
             let quorums = Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2)!
@@ -286,6 +286,20 @@ import Testing
                 guard case .entry(let bytes) = answer else { return false }
                 return Array(bytes.suffix(marker.count)) == marker
             }
+            let scrapes = try cluster.bookies.map { bookie -> String in
+                let log = bookie.stderr
+                let range = try #require(log.range(of: "metrics serving address=127.0.0.1:"), "\(log)")
+                return try httpGet(port: try #require(Int(log[range.upperBound...].prefix { $0.isNumber })), path: "/metrics")
+            }
+            #expect(scrapes[victim].contains("dlog_scrub_damaged_entries_total 1"), "\(scrapes[victim])")
+            #expect(scrapes.allSatisfy { $0.contains("dlog_scrub_bytes_total") && $0.contains("dlog_recovery_copy_errors_total 0") })
+            #expect(scrapes.filter { $0.split(separator: "\n").contains("dlog_recovery_auditor 1") }.count == 1,
+                    "exactly one auditor: \(cluster.logTails())")
+            let copied = scrapes.compactMap { scrape in
+                scrape.split(separator: "\n").first { $0.hasPrefix("dlog_recovery_bytes_copied_total ") }
+                    .flatMap { Double($0.split(separator: " ")[1]) }
+            }
+            #expect(copied.reduce(0, +) > 0, "a worker counted the repair's bytes")
         }
     }
 
