@@ -26,6 +26,8 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
     case lacUnavailable(LedgerID, [String])
     /// The ledger's metadata cannot be used (impossible quorums).
     case badMetadata(LedgerID, String)
+    /// No live bookie of the ledger gave its master key (LEDGER_KEY), so nothing can be copied for it now.
+    case keyUnavailable(LedgerID, [String])
     case placement(String)
     case unreachable(BookieID, String)
     /// Back-pressure: the writer already has its limit of adds in flight; this add was not taken.
@@ -37,7 +39,7 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
         case .fenced(let l), .bookieFailed(let l, _, _), .noSuchLedger(let l), .wrongPassword(let l), .writerClosed(let l, _),
              .beyondLastAddConfirmed(let l, _, _), .invalidRange(let l, _, _), .unreadable(let l, _, _),
              .recoveryFailed(let l, _), .conflict(let l, _), .lacUnavailable(let l, _), .badMetadata(let l, _),
-             .tooManyOutstandingAdds(let l, _):
+             .keyUnavailable(let l, _), .tooManyOutstandingAdds(let l, _):
             return l
         case .placement, .unreachable:
             return nil
@@ -70,6 +72,8 @@ public enum LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
             return "\(ledger): no bookie of its last ensemble reported a last add confirmed (\(reasons.joined(separator: "; ")))"
         case .badMetadata(let ledger, let why):
             return "\(ledger): its metadata cannot be used: \(why)"
+        case .keyUnavailable(let ledger, let reasons):
+            return "\(ledger): no bookie of the ledger gave its master key, so no copy can be made now (\(reasons.joined(separator: "; ")))"
         case .placement(let why):
             return "cannot place a ledger: \(why)"
         case .unreachable(let bookie, let why):

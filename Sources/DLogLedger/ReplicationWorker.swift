@@ -385,6 +385,6 @@ public final class ReplicationWorker: Sendable {
                 reasons.append("\(bookie): \(error)")
             }
         }
-        throw LedgerError.recoveryFailed(id, "no bookie of the ledger gave its master key: \(reasons.joined(separator: "; "))")
+        throw LedgerError.keyUnavailable(id, reasons)
     }
 }

@@ -108,8 +108,17 @@ final class ProcessCluster {
 
     /// Starts one more bookie (`bookie-N`, N the next index) and waits until it is registered.
     func addBookie() async throws {
-        let id = BookieID("bookie-\(bookies.count)")
         bookies.append(try await startBookie(bookies.count))
+        try await waitUntilRegistered(BookieID("bookie-\(bookies.count - 1)"))
+    }
+
+    func restartBookie(_ index: Int) async throws {
+        bookies[index] = try await startBookie(index)
+        try await waitUntilRegistered(BookieID("bookie-\(index)"))
+    }
+
+    /// Waits (sleeping) until bookie `id` is registered.
+    func waitUntilRegistered(_ id: BookieID) async throws {
         let (_, store) = try client()
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
@@ -117,11 +126,6 @@ final class ProcessCluster {
             try await Task.sleep(for: .milliseconds(50))
         }
         throw DaemonError("\(id) did not register within 60 s")
-    }
-
-    func restartBookie(_ index: Int) async throws {
-        bookies[index] = try await startBookie(index)
-        try await waitUntilRegistered(bookies.count)
     }
 
     /// Waits (sleeping) until `count` bookies are registered as writable.
