@@ -27,6 +27,20 @@ enum BookieAdminCommands {
         }
     }
 
+    /// `scrub` starts a pass now (`dlogctl admin scrub` then follows it); `scrub status` only looks.
+    static func register(_ socket: AdminSocket, _ scrubber: Scrubber) {
+        socket.register("scrub", help: "scrub: start a pass now (re-read every stored entry, checking CRCs) | scrub status") { args in
+            switch args.first {
+            case nil:
+                var answer = scrubber.describe()
+                answer["started"] = scrubber.requestNow()
+                return answer
+            case "status": return scrubber.describe()
+            default: throw AdminSocket.Refusal("scrub takes no argument (start a pass) or `status`")
+            }
+        }
+    }
+
     static func disks(_ bookie: Bookie, _ settings: BookieSettings) -> [String: Any] {
         let all = settings.journalDirectories.map { ($0, "journal") } + settings.ledgerDirectories.map { ($0, "ledger") }
         let rows: [[String: Any]] = all.map { path, kind in

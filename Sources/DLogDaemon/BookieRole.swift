@@ -169,16 +169,7 @@ public enum BookieRole {
             }
             AdminCommands.bookie(admin, bookie)
             BookieAdminCommands.register(admin, bookie, settings: settings, membership: membership)
-            admin.register("scrub", help: "scrub: start a pass now (re-read every stored entry, checking CRCs) | scrub status") { args in
-                switch args.first {
-                case nil:
-                    var answer = scrubber.describe()
-                    answer["started"] = scrubber.requestNow()
-                    return answer
-                case "status": return scrubber.describe()
-                default: throw AdminSocket.Refusal("scrub takes no argument (start a pass) or `status`")
-                }
-            }
+            BookieAdminCommands.register(admin, scrubber)
         }
         let watchdog = bookieWatchdog(bookie, server) { [recovery] in
             [recovery?.statusLine, scrubber.status.running ? "scrubbing" : nil].compactMap { $0 }.joined(separator: ", ")
@@ -187,8 +178,8 @@ public enum BookieRole {
         let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) { [recovery] in
             BookieMetrics.render(bookie, recovery: recovery, scrubber: scrubber)
         }
-        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, recovery: recovery, scrubber: scrubber, admin: admin,
-                             watchdog: watchdog, metrics: metrics, logger: logger)
+        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, recovery: recovery,
+                             scrubber: scrubber, admin: admin, watchdog: watchdog, metrics: metrics, logger: logger)
     }
 
     /// The bookie's health for systemd: its journals make progress when work waits, and its event loops run

@@ -16,7 +16,8 @@ import Testing
         // Proves a bookie that dies for good (SIGKILL, data deleted) is healed around: after the grace period the
         // auditor declares it lost, workers copy every entry it held to other bookies and replace it in metadata;
         // then every bookie of every write set answers every entry itself, every entry reads back, no ledger names
-        // the dead bookie, and it can be decommissioned at once. (Before, its ledgers stayed one copy short.)
+        // the dead bookie, and it can be decommissioned at once and rejoin on new disks. (Before, its ledgers
+        // stayed one copy short, and it could neither leave nor rejoin.)
         try await withProcessCluster(bookies: 5, bookieSettings: fastHealing) { cluster in
             let (pool, store) = try cluster.client()
             let meta = Cluster(store: store)
@@ -45,6 +46,9 @@ import Testing
             let gone = try await runTool(dlogctlPath, ["bookie", "decommission", victim.rawValue, "--metadata", cluster.uri])
             #expect(gone.status == 0 && gone.stdout.contains("decommissioned bookie \(victim)"), "\(gone)")
             #expect(try await meta.lostBookies().isEmpty)
+            // Its disks replaced (here: wiped), the bookie rejoins under its old id as a new identity.
+            try await cluster.restartBookie(cluster.index(of: victim))
+            #expect(try await meta.cookie(of: victim) != nil)
         }
     }
 
