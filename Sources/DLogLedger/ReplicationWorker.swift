@@ -35,6 +35,8 @@ public final class ReplicationWorker: Sendable {
     public enum Outcome: Equatable, Sendable {
         /// Every mark it could handle is gone; `bytes` copied.
         case repaired(bytes: Int)
+        /// Nothing to do: the marks were gone already (another worker, or the ledger was deleted).
+        case clean
         /// Marks remain that cannot be handled now, and why.
         case waiting(String)
     }
@@ -121,11 +123,13 @@ public final class ReplicationWorker: Sendable {
             try await cluster.release(lock, lease: lease)
             progress.withLock { $0.ledger = nil }
             switch outcome {
-            case .repaired:
-                repaired = true
+            case .repaired, .clean:
+                if case .repaired = outcome {
+                    repaired = true
+                    progress.withLock { $0.ledgersRepaired += 1 }
+                }
                 backoff.withLock { _ = $0.removeValue(forKey: id) }
                 waits.withLock { _ = $0.removeValue(forKey: id) }
-                progress.withLock { $0.ledgersRepaired += 1 }
             case .waiting(let why):
                 backoff.withLock { $0[id] = .now + .seconds(2) }
                 waits.withLock { $0[id] = why }
@@ -153,9 +157,9 @@ public final class ReplicationWorker: Sendable {
         guard let (metadata, version) = try await cluster.ledger(id) else {
             // Deleted: nothing left to heal.
             try await cluster.unmark(id) { _ in true }
-            return .repaired(bytes: 0)
+            return .clean
         }
-        guard let (marks, _) = try await cluster.marks(of: id), !marks.marks.isEmpty else { return .repaired(bytes: 0) }
+        guard let (marks, _) = try await cluster.marks(of: id), !marks.marks.isEmpty else { return .clean }
         guard let quorums = Quorums(metadata) else { throw LedgerError.badMetadata(id, "impossible quorums") }
         if metadata.state == .inRecovery { return .waiting("ledger \(id) is being recovered") }
         if metadata.state == .open, let age = openLastFragmentMarkAge(marks, metadata) {
