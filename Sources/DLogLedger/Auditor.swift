@@ -35,7 +35,9 @@ public final class Auditor: Sendable {
     private struct State {
         var status = Status()
         var missingSince: [BookieID: ContinuousClock.Instant] = [:]
-        var retiringMarked: Set<BookieID> = []
+        /// When each retiring bookie's ledgers were last marked (again every 10 s: ledgers created while it
+        /// still looked writable come to name it after the first marking).
+        var retiringMarked: [BookieID: ContinuousClock.Instant] = [:]
         var lastAudit: ContinuousClock.Instant?
         var auditRequest: Version?
         var lastCount: ContinuousClock.Instant?
@@ -123,10 +125,13 @@ public final class Auditor: Sendable {
             try await cluster.forgetRetiring(bookie)
         }
         for bookie in retiring.keys.sorted() where known.contains(bookie) {
-            guard !state.withLock({ $0.retiringMarked.contains(bookie) }) else { continue }
+            let last = state.withLock { $0.retiringMarked[bookie] }
+            guard last.map({ now - $0 >= .seconds(10) }) ?? true else { continue }
             let marked = try await cluster.markLedgers(naming: bookie, reason: .retiring)
-            state.withLock { _ = $0.retiringMarked.insert(bookie) }
-            logger.notice("retiring bookie's ledgers marked", metadata: ["bookie_id": "\(bookie)", "ledgers": "\(marked)"])
+            state.withLock { $0.retiringMarked[bookie] = now }
+            if last == nil {
+                logger.notice("retiring bookie's ledgers marked", metadata: ["bookie_id": "\(bookie)", "ledgers": "\(marked)"])
+            }
         }
         if state.withLock({ s in s.lastCount.map { now - $0 >= .seconds(10) } ?? true }) {
             var count = 0

@@ -387,6 +387,13 @@ public final class LedgerWriter: Sendable {
                         "replacement": "\(bookies[position].rawValue)", "position": "\(position)",
                         "first_entry": "\(firstEntry.rawValue)", "reason": "\(reason)"])
                 }
+                // The old fragment keeps the entries confirmed before the failure; the replaced bookie may lack
+                // those the others confirmed without it. Mark it, so a worker copies what it lacks (or, once it
+                // is lost or retired, moves its copies).
+                let old = metadata.fragments.last!
+                if old.firstEntry < firstEntry {
+                    markWrittenAround(replacements.keys.sorted().map { old.bookies[$0] }, fragment: old.firstEntry)
+                }
                 if adopt(changed, version: newVersion, replacements: replacements, replaced: failed) { return }
             } catch let error as LedgerError {
                 return fail(error)
@@ -518,11 +525,12 @@ public final class LedgerWriter: Sendable {
 
     /// Records that `bookies` are written around, so the copies they miss are made once they return or are
     /// replaced (docs/recovery.md). Best effort: the periodic audit finds the same gaps if this is lost.
-    private func markWrittenAround(_ bookies: [BookieID]) {
+    private func markWrittenAround(_ bookies: [BookieID], fragment: EntryID? = nil) {
         let (cluster, logger, id) = (pool.cluster, pool.logger, id)
+        let fragments = fragment.map { [$0.rawValue] } ?? []
         Task {
             do {
-                try await cluster.mark(id, bookies.map { ReplicaMark(bookie: $0, reason: .writtenAround) })
+                try await cluster.mark(id, bookies.map { ReplicaMark(bookie: $0, reason: .writtenAround, fragments: fragments) })
             } catch {
                 logger.warning("could not mark written-around entries; the next audit finds them", metadata: [
                     "ledger": "\(id)", "error": "\(error)"])

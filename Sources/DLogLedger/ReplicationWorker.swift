@@ -172,6 +172,7 @@ public final class ReplicationWorker: Sendable {
         }
         let registered = try await pool.registered()
         let live = Dictionary(registered.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let known = try await cluster.knownBookies()
         let leaving = Set(try await cluster.lostBookies().keys).union(try await cluster.retiringBookies().keys)
         var changed = metadata
         var key: MasterKey?
@@ -182,7 +183,9 @@ public final class ReplicationWorker: Sendable {
         marks: for mark in marks.marks {
             let indices = fragments(of: mark, in: metadata)
             let here = live[mark.bookie]
-            let replace = mark.replacesBookie && !(mark.reason == .lost && here.map { !$0.readOnly } == true)
+            // A bookie without a cookie has left the cluster (decommissioned): whatever the reason, its copies move.
+            let replace = !known.contains(mark.bookie)
+                || (mark.replacesBookie && !(mark.reason == .lost && here.map { !$0.readOnly } == true))
             if indices.isEmpty { continue }
             if !replace && here == nil {
                 waiting.append("bookie \(mark.bookie) is not registered: its copies wait for it to return or to be declared lost")

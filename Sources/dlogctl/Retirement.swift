@@ -50,9 +50,16 @@ struct Retirement {
         let copiedAtStart = try await copiedSoFar(cluster)
         var lastLine = ContinuousClock.now - .seconds(10)
         while true {
+            // Ledgers that came to name the bookie after the first marking (created while it still looked
+            // writable) are marked too.
+            try await cluster.markLedgers(naming: bookie, reason: .retiring)
             let left = try await cluster.ledgersNaming(bookie)
             let copied = try await copiedSoFar(cluster) - copiedAtStart
-            if left.count == 0 {
+            // A drained bookie must be seen read-only by placement first: until then a new ledger may still be
+            // placed on it.
+            let writable = try await cluster.bookies().contains { $0.id == bookie && !$0.readOnly }
+            let settled = !drain || !writable
+            if left.count == 0 && settled {
                 if terminal && !json { FileHandle.standardError.write(Data("\n".utf8)) }
                 return max(0, copied)
             }

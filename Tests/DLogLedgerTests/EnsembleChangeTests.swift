@@ -79,6 +79,14 @@ import Testing
             for n in 10..<20 { _ = try await writer.append(payload(n)) }
             #expect(!writer.ensemble.contains(victim), "the writer replaced the dead bookie for new entries")
             let cluster = fixture.pool.cluster
+            // The old fragment keeps entries the dead bookie may lack: the writer marked it.
+            var marked = false
+            for _ in 0..<100 where !marked {
+                marked = try await cluster.marks(of: writer.id)?.0.marks
+                    .contains { $0.bookie == victim && $0.reason == .writtenAround && $0.fragments == [0] } == true
+                if !marked { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(marked, "the replaced bookie is marked for the fragment it may lack entries of")
             // Its registration lease expired and the auditor declared it lost.
             _ = try await cluster.store.commit(Transaction(operations: [.delete(key: ClusterKeys.registration(victim, readOnly: false))]))
             try await cluster.mark(writer.id, [ReplicaMark(bookie: victim, reason: .lost)])
