@@ -47,7 +47,7 @@ public struct BookieSettings: Sendable {
     public var autorecovery = true
     public var lostBookieGraceSeconds = 60
     public var auditIntervalSeconds = 6 * 3600
-    public var replicationRateBytes = 64 << 20
+    public var replicationRateBytes = 16 << 20
     public var replicationEntriesInFlight = 16
     public var openLedgerGraceSeconds = 30
     /// Scrub: re-read every stored entry at this rate, a full pass every `scrubIntervalSeconds` (0: never).

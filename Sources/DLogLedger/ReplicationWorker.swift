@@ -21,7 +21,7 @@ import Synchronization
 public final class ReplicationWorker: Sendable {
     public struct Settings: Sendable {
         /// Bytes copied per second at most (0: unpaced).
-        public var rateBytesPerSecond = 64 << 20
+        public var rateBytesPerSecond = 16 << 20
         /// Entries copied at once, per worker.
         public var entriesInFlight = 16
         /// How long an OPEN ledger's last fragment waits for its writer before the ledger is recovered.
@@ -48,6 +48,23 @@ public final class ReplicationWorker: Sendable {
     let logger: Logger
     private let progress: Mutex<WorkerProgress>
     private let pacer: Mutex<CopyPacer>
+    /// When the totals were last published.
+    private let published = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// Publishes the totals if a second has passed since the last time: after every ledger, so a round over many
+    /// ledgers (or one long copy) keeps `recovery status` current.
+    private func publishIfDue(lease: LeaseID) async throws {
+        let now = ContinuousClock.now
+        guard published.withLock({ last in
+            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+            last = now
+            return true
+        }) else { return }
+        var current = totals
+        current.updatedAt = Int64(Date().timeIntervalSince1970 * 1000)
+        try await cluster.publish(current, lease: lease)
+    }
+
     /// Ledgers that had to wait, and when to look at them again.
     private let backoff = Mutex<[LedgerID: ContinuousClock.Instant]>([:])
     /// Why each waiting ledger waits, for the published progress.
@@ -72,18 +89,12 @@ public final class ReplicationWorker: Sendable {
 
     /// Works until cancelled: each round takes the marked ledgers no one holds, one at a time.
     public func run(lease: @escaping @Sendable () async throws -> LeaseID) async {
-        var lastPublished = ContinuousClock.now - .seconds(10)
         while !Task.isCancelled {
             var worked = false
             do {
                 let held = try await lease()
                 worked = try await round(lease: held)
-                if ContinuousClock.now - lastPublished >= .seconds(1) {
-                    lastPublished = .now
-                    var now = totals
-                    now.updatedAt = Int64(Date().timeIntervalSince1970 * 1000)
-                    try await cluster.publish(now, lease: held)
-                }
+                try await publishIfDue(lease: held)
             } catch is CancellationError {
                 return
             } catch {
@@ -122,6 +133,7 @@ public final class ReplicationWorker: Sendable {
             }
             try await cluster.release(lock, lease: lease)
             progress.withLock { $0.ledger = nil }
+            try? await publishIfDue(lease: lease)
             switch outcome {
             case .repaired, .clean:
                 if case .repaired = outcome {
@@ -200,13 +212,20 @@ public final class ReplicationWorker: Sendable {
                     if let c = chosen, !changed.fragments[i].bookies.contains(c) {
                         target = c
                     } else {
-                        do {
-                            target = try placement.replacement(for: position, in: changed.fragments[i].bookies, quorums: quorums,
-                                                               from: registered, excluding: leaving.union([mark.bookie]),
-                                                               using: &rng).bookies[0]
-                        } catch {
-                            waiting.append("no bookie can take \(mark.bookie)'s copies of ledger \(id): \(error.message)")
-                            continue marks
+                        // A registered bookie may be unreachable (just killed, its lease not yet expired): place
+                        // again without it, as a writer does.
+                        var unreachable: Set<BookieID> = []
+                        while true {
+                            do {
+                                target = try placement.replacement(
+                                    for: position, in: changed.fragments[i].bookies, quorums: quorums, from: registered,
+                                    excluding: leaving.union(unreachable).union([mark.bookie]), using: &rng).bookies[0]
+                            } catch {
+                                waiting.append("no bookie can take \(mark.bookie)'s copies of ledger \(id): \(error.message)")
+                                continue marks
+                            }
+                            if (try? await pool.client(for: target, lane: id.rawValue)) != nil { break }
+                            unreachable.insert(target)
                         }
                         chosen = target
                     }
