@@ -32,6 +32,13 @@ func writeClosedLedgers(_ pool: BookiePool, count: Int, entries: Int, quorums: Q
     return ids
 }
 
+/// A new ledger, E3/Qw3/Qa2, password "pw", to write into.
+func newE3Ledger(_ pool: BookiePool) async throws -> LedgerWriter {
+    var rng = SystemRandomNumberGenerator()
+    return try await LedgerWriter.create(quorums: Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2)!, password: "pw",
+                                         pool: pool, allocator: LedgerIDAllocator(cluster: pool.cluster), using: &rng)
+}
+
 /// Polls `condition` until it holds, or throws after `timeout` naming `what`.
 /// `cluster`: whose bookies' last log lines to put in the error.
 func eventually(_ what: String, timeout: Duration = .seconds(90), cluster: ProcessCluster? = nil,

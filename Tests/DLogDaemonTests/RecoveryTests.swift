@@ -81,9 +81,7 @@ import Testing
         try await withProcessCluster(bookies: 3, bookieSettings: fastHealing) { cluster in
             let (pool, store) = try cluster.client()
             let meta = Cluster(store: store)
-            var rng = SystemRandomNumberGenerator()
-            let writer = try await LedgerWriter.create(quorums: Self.e3, password: "pw", pool: pool,
-                                                       allocator: LedgerIDAllocator(cluster: pool.cluster), using: &rng)
+            let writer = try await newE3Ledger(pool)
             for n in 0..<20 { _ = try await writer.append(Array("before \(n)".utf8)) }
             let victim = writer.ensemble[1]
             await cluster.killBookie(cluster.index(of: victim), wipe: true)
@@ -255,10 +253,7 @@ import Testing
         try await withProcessCluster(bookies: 3, bookieSettings: fastHealing + "\nmetrics_port = 0") { cluster in
             let (pool, store) = try cluster.client()
             let meta = Cluster(store: store)
-            let quorums = Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2)!
-            var rng = SystemRandomNumberGenerator()
-            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
-                                                       allocator: LedgerIDAllocator(cluster: pool.cluster), using: &rng)
+            let writer = try await newE3Ledger(pool)
             for n in 0..<30 { _ = try await writer.append(Array("bitrot entry \(n) payload".utf8)) }
             try await writer.close()
             let victim = 1
@@ -328,10 +323,7 @@ import Testing
         try await withProcessCluster(bookies: 3, bookieSettings: "lost_bookie_grace_s = 60\nregistration_ttl_s = 3") { cluster in
             let (pool, store) = try cluster.client()
             let meta = Cluster(store: store)
-            let quorums = Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2)!
-            var rng = SystemRandomNumberGenerator()
-            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
-                                                       allocator: LedgerIDAllocator(cluster: pool.cluster), using: &rng)
+            let writer = try await newE3Ledger(pool)
             for n in 0..<10 { _ = try await writer.append(Array("audit \(n)".utf8)) }
             let victim = cluster.index(of: writer.ensemble[2])
             await cluster.killBookie(victim)
