@@ -1,15 +1,15 @@
 import DLogMetadata
 import DLogTestSupport
 import Foundation
+import Synchronization
 
 /// Three etcd members on loopback forming one cluster (Debian's `etcd-server`), started by the test; each dies
 /// with the test process. A member can be SIGKILLed while the other two keep a quorum.
-final class EtcdTrio: @unchecked Sendable {
-    // @unchecked: `members` is only changed by the test task that owns the trio (start, kill, stop).
+final class EtcdTrio: Sendable {
     let dir = TempDir("dlog-etcd3")
     let clientPorts: [Int]
     let peerPorts: [Int]
-    private var members: [GuardedChild?] = []
+    private let members = Mutex<[GuardedChild?]>([])
 
     static var binary: String { ProcessInfo.processInfo.environment["ETCD_BINARY"] ?? "/usr/bin/etcd" }
 
@@ -42,13 +42,14 @@ final class EtcdTrio: @unchecked Sendable {
         let cluster = (0..<3).map { "m\($0)=http://127.0.0.1:\(peerPorts[$0])" }.joined(separator: ",")
         for i in 0..<3 {
             let client = "http://127.0.0.1:\(clientPorts[i])", peer = "http://127.0.0.1:\(peerPorts[i])"
-            members.append(try GuardedChild(arguments: [
+            let member = try GuardedChild(arguments: [
                 Self.binary, "--name", "m\(i)", "--data-dir", dir.sub("m\(i)"),
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "dlog-test",
                 "--logger", "zap", "--log-level", "warn",
-            ], logPath: dir.sub("m\(i).log"), name: "etcd"))
+            ], logPath: dir.sub("m\(i).log"), name: "etcd")
+            members.withLock { $0.append(member) }
         }
     }
 
@@ -71,12 +72,14 @@ final class EtcdTrio: @unchecked Sendable {
 
     /// SIGKILLs member `index` (0...2), as a machine losing power.
     func kill(_ index: Int) {
-        members[index]?.kill()
-        members[index] = nil
+        let member = members.withLock { list -> GuardedChild? in
+            defer { list[index] = nil }
+            return list[index]
+        }
+        member?.kill()
     }
 
     func stop() {
-        for member in members { member?.kill() }
-        members.removeAll()
+        for member in members.withLock({ list in defer { list.removeAll() }; return list }) { member?.kill() }
     }
 }
