@@ -35,8 +35,9 @@ final class ProxyFixture: Sendable {
             settings.limits = limits
             settings.streamsMax = streamsMax
             let service = ProxyService(namespace: namespace, settings: settings, logger: Logger(label: "proxy-\(index)"))
-            try await service.register()
+            // Bound at once, before anything that waits: another process may take a port left free for long.
             servers.append(try ProxyServer(service: service, host: "127.0.0.1", port: port, logger: Logger(label: "proxy-\(index)")))
+            try await service.register()
             pools.append(pool)
         }
         proxies = servers
