@@ -242,7 +242,7 @@ public final class ReplicationWorker: Sendable {
             do {
                 _ = try await cluster.updateLedger(id, changed, ifVersion: version)
             } catch MetadataError.versionConflict {
-                return nil  // the copies made stay; the next attempt finds them and copies nothing twice
+                return nil  // copies are idempotent: the next attempt, on the new metadata, makes them again
             }
             for (old, new) in zip(metadata.fragments, changed.fragments) where old != new {
                 for (position, (a, b)) in zip(old.bookies, new.bookies).enumerated() where a != b {
