@@ -25,18 +25,29 @@ final class ProxyFixture: Sendable {
             options.ownershipLeaseSeconds = 5
             options.readPollTimeout = .milliseconds(300)
             let namespace = Namespace(pool: pool, options: options)
-            // The port is known only once bound: bind first, then describe the service with it.
-            let probe = try ProxyServer(service: ProxyService(namespace: namespace, settings: .init(id: "probe", address: ""),
-                                                              logger: Logger(label: "probe")),
-                                        host: "127.0.0.1", port: 0, logger: Logger(label: "probe"))
-            let port = probe.localAddress!.port!
-            probe.close()
-            var settings = ProxyService.Settings(id: "proxy-\(index)", address: "127.0.0.1:\(port)")
-            settings.limits = limits
-            settings.streamsMax = streamsMax
-            let service = ProxyService(namespace: namespace, settings: settings, logger: Logger(label: "proxy-\(index)"))
-            // Bound at once, before anything that waits: another process may take a port left free for long.
-            servers.append(try ProxyServer(service: service, host: "127.0.0.1", port: port, logger: Logger(label: "proxy-\(index)")))
+            // The port is known only once bound: bind a probe, then describe the service with its port and bind
+            // that. Any outgoing connection may take the port in between (ephemeral ports share the range), so a
+            // lost race is tried again on another port.
+            var bound: (ProxyService, ProxyServer)?
+            for attempt in 1...5 where bound == nil {
+                let probe = try ProxyServer(service: ProxyService(namespace: namespace, settings: .init(id: "probe", address: ""),
+                                                                  logger: Logger(label: "probe")),
+                                            host: "127.0.0.1", port: 0, logger: Logger(label: "probe"))
+                let port = probe.localAddress!.port!
+                probe.close()
+                var settings = ProxyService.Settings(id: "proxy-\(index)", address: "127.0.0.1:\(port)")
+                settings.limits = limits
+                settings.streamsMax = streamsMax
+                let service = ProxyService(namespace: namespace, settings: settings, logger: Logger(label: "proxy-\(index)"))
+                do {
+                    bound = (service, try ProxyServer(service: service, host: "127.0.0.1", port: port,
+                                                      logger: Logger(label: "proxy-\(index)")))
+                } catch where attempt < 5 {
+                    continue
+                }
+            }
+            let (service, server) = bound!
+            servers.append(server)
             try await service.register()
             pools.append(pool)
         }
