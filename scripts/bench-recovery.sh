@@ -18,7 +18,7 @@
 #   1G: high enough not to be the limit). (needs `make release` first, and jq and curl, which `make deps` installs)
 set -euo pipefail
 usage() { sed -n '15,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-phases=large,small rate=1G grace=5 ttl=3 entry_size=65536 in_flight=16 fg_secs=10 fg_slice=2 small_ledgers=3000 max_wait=900
+phases=large,small rate=1G grace=5 ttl=3 entry_size=65536 in_flight=256 fg_secs=10 fg_slice=2 small_ledgers=3000 max_wait=900
 args=()
 while [ $# -gt 0 ]; do
   case $1 in

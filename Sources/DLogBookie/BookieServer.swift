@@ -83,16 +83,15 @@ final class BookieRequestHandler: ChannelInboundHandler {
         case .add(let key, let entry, let recovery):
             bookie.addsReceived.add(1, ordering: .relaxed)
             bookie.add(masterKey: key, entry: entry, recovery: recovery, reply: reply)
-            if bookie.underWritePressure && !gate.paused.contains(.writePressure) {
-                // Stop reading this connection until a checkpoint frees cache; the client sees latency,
-                // not errors. Frames already read are still served.
-                gate.paused.pause(.writePressure, channel: context.channel)
-                let channel = context.channel
-                let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-                bookie.whenWritePressureEases {
-                    channel.eventLoop.execute { bound.value.gate.paused.resume(.writePressure, channel: channel) }
-                }
-            }
+            pauseUnderWritePressure(context: context)
+        case .addBatch(let key, let entries, let recovery):
+            bookie.addsReceived.add(UInt64(entries.count), ordering: .relaxed)
+            bookie.addBatch(masterKey: key, entries: entries, recovery: recovery, reply: reply)
+            pauseUnderWritePressure(context: context)
+        case .readRange(let ledger, let first, let last, let maxBytes):
+            bookie.readsReceived.add(1, ordering: .relaxed)
+            let bookie = self.bookie
+            pool.submit { _ in reply(bookie.readRange(ledger: ledger, first: first, last: last, maxBytes: maxBytes)) }
         case .read(let ledger, let entry, let fenceKey):
             bookie.readsReceived.add(1, ordering: .relaxed)
             let bookie = self.bookie
@@ -128,6 +127,18 @@ final class BookieRequestHandler: ChannelInboundHandler {
             pool.submit { _ in reply(bookie.listEntries(ledger: ledger, from: from, rangesMax: rangesMax)) }  // may read indexes
         case .ledgerKey(let ledger):
             reply(bookie.ledgerKey(ledger))
+        }
+    }
+
+    /// After an add: while the write cache is over its limit, stops reading this connection until a checkpoint
+    /// frees cache. The client sees latency, not errors; frames already read are still served.
+    private func pauseUnderWritePressure(context: ChannelHandlerContext) {
+        guard bookie.underWritePressure && !gate.paused.contains(.writePressure) else { return }
+        gate.paused.pause(.writePressure, channel: context.channel)
+        let channel = context.channel
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        bookie.whenWritePressureEases {
+            channel.eventLoop.execute { bound.value.gate.paused.resume(.writePressure, channel: channel) }
         }
     }
 

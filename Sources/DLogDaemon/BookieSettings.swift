@@ -48,7 +48,7 @@ public struct BookieSettings: Sendable {
     public var lostBookieGraceSeconds = 60
     public var auditIntervalSeconds = 6 * 3600
     public var replicationRateBytes = 16 << 20
-    public var replicationEntriesInFlight = 16
+    public var replicationEntriesInFlight = 256
     public var openLedgerGraceSeconds = 30
     /// Scrub: re-read every stored entry at this rate, a full pass every `scrubIntervalSeconds` (0: never).
     public var scrubRateBytes = 16 << 20

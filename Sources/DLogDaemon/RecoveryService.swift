@@ -38,6 +38,8 @@ final class RecoveryService: Sendable {
             var copy = ReplicationWorker.Settings()
             copy.rateBytesPerSecond = settings.replicationRateBytes
             copy.entriesInFlight = settings.replicationEntriesInFlight
+            // Batches must fit other bookies' frames: bookies of a cluster are expected to share max_frame_bytes.
+            copy.batchBytes = min(1 << 20, settings.maxFrameBytes / 2)
             copy.openLedgerGrace = .seconds(settings.openLedgerGraceSeconds)
             worker = ReplicationWorker(me: me, pool: pool, placement: EnsemblePlacement(policy: .rackAware),
                                        settings: copy, logger: logger)

@@ -22,8 +22,12 @@ public final class ReplicationWorker: Sendable {
     public struct Settings: Sendable {
         /// Bytes copied per second at most (0: unpaced).
         public var rateBytesPerSecond = 16 << 20
-        /// Entries copied at once, per worker.
-        public var entriesInFlight = 16
+        /// Entries copied at once, per worker: two batches of up to half as many each (and up to
+        /// `batchBytes`), one read while the other is written.
+        public var entriesInFlight = 256
+        /// Bytes one batch reads and writes at most (one larger entry goes alone). An ADD_BATCH frame must fit the
+        /// target's `max_frame_bytes`: the daemon sets half of its own, up to 1 MiB.
+        public var batchBytes = 1 << 20
         /// How long an OPEN ledger's last fragment waits for its writer before the ledger is recovered.
         public var openLedgerGrace: Duration = .seconds(30)
         /// How often to look for marks when there is nothing to do.
@@ -46,8 +50,8 @@ public final class ReplicationWorker: Sendable {
     public let placement: EnsemblePlacement
     public let settings: Settings
     let logger: Logger
-    private let progress: Mutex<WorkerProgress>
-    private let pacer: Mutex<CopyPacer>
+    let progress: Mutex<WorkerProgress>
+    let pacer: Mutex<CopyPacer>
     /// When the totals were last published.
     private let published = Mutex<ContinuousClock.Instant?>(nil)
 
@@ -72,7 +76,7 @@ public final class ReplicationWorker: Sendable {
 
     public init(me: BookieID, pool: BookiePool, placement: EnsemblePlacement, settings: Settings = Settings(),
                 logger: Logger) {
-        precondition(settings.entriesInFlight >= 1)
+        precondition(settings.entriesInFlight >= 1 && settings.batchBytes >= 1)
         self.me = me
         self.pool = pool
         self.placement = placement
@@ -322,79 +326,6 @@ public final class ReplicationWorker: Sendable {
             last = metadata.lastEntry.rawValue
         }
         return last >= first ? first...last : nil
-    }
-
-    /// Copies `entries` to `target`, at most `entriesInFlight` at once, paced. Returns the bytes copied.
-    private func copy(_ id: LedgerID, entries: [Int64], fragment: LedgerMetadata.Fragment, position: Int,
-                      quorums: Quorums, to target: BookieID, key: MasterKey,
-                      live: [BookieID: BookieRegistration]) async throws -> Int {
-        guard !entries.isEmpty else { return 0 }
-        var total = 0
-        try await withThrowingTaskGroup(of: Int.self) { group in
-            var next = entries.startIndex
-            func start() {
-                let entry = entries[next]
-                next += 1
-                // Sources: the entry's other write-set bookies, live ones first; the marked bookie itself last
-                // (a bookie being drained still serves reads).
-                let others = quorums.writeSet(of: EntryID(entry)).filter { $0 != position }.map { fragment.bookies[$0] }
-                let sources = others.filter { live[$0] != nil } + others.filter { live[$0] == nil }
-                    + (target != fragment.bookies[position] && live[fragment.bookies[position]] != nil ? [fragment.bookies[position]] : [])
-                group.addTask { try await self.copyEntry(id, EntryID(entry), from: sources, to: target, key: key) }
-            }
-            while next < entries.endIndex && next - entries.startIndex < settings.entriesInFlight { start() }
-            while let bytes = try await group.next() {
-                total += bytes
-                let wait = pacer.withLock { $0.spend(bytes, now: .now) }
-                if wait > .zero { try await Task.sleep(for: wait) }
-                if next < entries.endIndex { start() }
-            }
-        }
-        return total
-    }
-
-    /// Reads `entry` from the first source that has it intact and adds it to `target` with the recovery flag
-    /// (accepted on fenced ledgers and read-only bookies). Returns its size.
-    private func copyEntry(_ id: LedgerID, _ entry: EntryID, from sources: [BookieID], to target: BookieID,
-                           key: MasterKey) async throws -> Int {
-        var reasons: [String] = []
-        for source in sources {
-            let bytes: [UInt8]
-            do {
-                switch try await pool.send(.read(ledger: id, entry: entry, fenceWith: nil), to: source, lane: id.rawValue,
-                                           timeout: settings.requestTimeout) {
-                case .entry(let b): bytes = b
-                case .failed(let status, let message):
-                    reasons.append("\(source): \(status) (\(message))")
-                    continue
-                case let other:
-                    reasons.append("\(source): unexpected answer \(other)")
-                    continue
-                }
-            } catch {
-                reasons.append("\(source): \(error)")
-                continue
-            }
-            // A damaged or misplaced copy is never passed on: the next replica is tried.
-            guard let header = try? EntryCodec.validate(bytes), header.ledger == id, header.entry == entry else {
-                reasons.append("\(source): its copy is damaged")
-                logger.warning("damaged replica skipped while copying", metadata: [
-                    "ledger_id": "\(id.rawValue)", "entry": "\(entry.rawValue)", "bookie_id": "\(source)"])
-                continue
-            }
-            switch try await pool.send(.add(masterKey: key, entry: bytes, recovery: true), to: target, lane: id.rawValue,
-                                       timeout: settings.requestTimeout) {
-            case .added:
-                progress.withLock { $0.bytesCopied += Int64(bytes.count); $0.entriesCopied += 1 }
-                return bytes.count
-            case .failed(let status, let message):
-                throw LedgerError.bookieFailed(id, target, "copy of entry \(entry) refused: \(status) (\(message))")
-            case let other:
-                throw LedgerError.bookieFailed(id, target, "copy of entry \(entry): unexpected answer \(other)")
-            }
-        }
-        progress.withLock { $0.copyErrors += 1 }
-        throw LedgerError.unreadable(id, entry, reasons)
     }
 
     /// The ledger's master key, from any of its live bookies.

@@ -5,7 +5,7 @@ extension BookieRequest {
     public func encode(requestID: UInt64, into buffer: inout ByteBuffer) {
         var flags: UInt16 = 0
         switch self {
-        case .add(_, _, let recovery): if recovery { flags |= BookieFlags.recoveryAdd }
+        case .add(_, _, let recovery), .addBatch(_, _, let recovery): if recovery { flags |= BookieFlags.recoveryAdd }
         case .read(_, _, let key): if key != nil { flags |= BookieFlags.fence }
         case .readLAC(_, let poll): if poll != nil { flags |= BookieFlags.longPoll }
         default: break
@@ -40,6 +40,18 @@ extension BookieRequest {
                 body.writeInteger(rangesMax)
             case .ledgerKey(let ledger):
                 body.writeInteger(ledger.rawValue)
+            case .readRange(let ledger, let first, let last, let maxBytes):
+                body.writeInteger(ledger.rawValue)
+                body.writeInteger(first.rawValue)
+                body.writeInteger(last.rawValue)
+                body.writeInteger(maxBytes)
+            case .addBatch(let key, let entries, _):
+                body.writeBytes(key.bytes)
+                body.writeInteger(UInt32(entries.count))
+                for entry in entries {
+                    body.writeInteger(UInt32(entry.count))
+                    body.writeBytes(entry)
+                }
             }
         }
     }
@@ -91,6 +103,34 @@ extension BookieRequest {
             request = .listEntries(ledger: LedgerID(ledger), from: EntryID(from), rangesMax: rangesMax)
         case .ledgerKey:
             request = .ledgerKey(ledger: LedgerID(try body.readField(UInt64.self, "LEDGER_KEY ledger")))
+        case .readRange:
+            let ledger = try body.readField(UInt64.self, "READ_RANGE ledger")
+            let first = try body.readField(Int64.self, "READ_RANGE first")
+            let last = try body.readField(Int64.self, "READ_RANGE last")
+            let maxBytes = try body.readField(UInt32.self, "READ_RANGE max bytes")
+            guard first >= 0, first <= last else {
+                throw ProtocolError("READ_RANGE range \(first)-\(last) is not a range of entry ids")
+            }
+            request = .readRange(ledger: LedgerID(ledger), first: EntryID(first), last: EntryID(last), maxBytes: maxBytes)
+        case .addBatch:
+            let key = try body.readMasterKey()
+            let count = try body.readField(UInt32.self, "ADD_BATCH count")
+            guard count >= 1 else { throw ProtocolError("ADD_BATCH carries no entry") }
+            // Each entry takes at least its length and header: a count the frame cannot hold is refused before
+            // anything is reserved for it.
+            guard Int(count) <= body.readableBytes / (4 + EntryHeader.byteCount) else {
+                throw ProtocolError("ADD_BATCH says \(count) entries but carries \(body.readableBytes) bytes")
+            }
+            var entries: [[UInt8]] = []
+            entries.reserveCapacity(Int(count))
+            for i in 0..<count {
+                let length = try body.readField(UInt32.self, "ADD_BATCH entry \(i) length")
+                guard length >= EntryHeader.byteCount, let entry = body.readBytes(length: Int(length)) else {
+                    throw ProtocolError("ADD_BATCH entry \(i) of \(length) bytes: shorter than the 36-byte entry header, or the frame ends early")
+                }
+                entries.append(entry)
+            }
+            request = .addBatch(masterKey: key, entries: entries, recovery: flags & BookieFlags.recoveryAdd != 0)
         }
         guard body.readableBytes == 0 else {
             throw ProtocolError("\(op) request has \(body.readableBytes) unexpected trailing bytes")
@@ -128,6 +168,15 @@ extension BookieResponse {
                 }
             case .masterKey(let key):
                 body.writeBytes(key.bytes)
+            case .entryBatch(let entries, let next):
+                body.writeInteger(next?.rawValue ?? -1)
+                body.writeInteger(UInt32(entries.count))
+                for entry in entries {
+                    body.writeInteger(UInt32(entry.count))
+                    body.writeBytes(entry)
+                }
+            case .addedBatch(let count):
+                body.writeInteger(count)
             case .failed(_, let message):
                 body.writeString(message)
             }
@@ -182,6 +231,25 @@ extension BookieResponse {
             response = .entries(ranges: ranges, next: next < 0 ? nil : EntryID(next))
         case .ledgerKey:
             response = .masterKey(try body.readMasterKey())
+        case .readRange:
+            let next = try body.readField(Int64.self, "READ_RANGE response next")
+            let count = try body.readField(UInt32.self, "READ_RANGE response count")
+            guard next >= -1 else { throw ProtocolError("READ_RANGE response next \(next) is below -1") }
+            guard Int(count) <= body.readableBytes / 4 else {
+                throw ProtocolError("READ_RANGE response says \(count) entries but carries \(body.readableBytes) bytes")
+            }
+            var entries: [[UInt8]] = []
+            entries.reserveCapacity(Int(count))
+            for i in 0..<count {
+                let length = try body.readField(UInt32.self, "READ_RANGE response entry \(i) length")
+                guard let entry = body.readBytes(length: Int(length)) else {
+                    throw ProtocolError("READ_RANGE response entry \(i) of \(length) bytes: the frame ends early")
+                }
+                entries.append(entry)
+            }
+            response = .entryBatch(entries: entries, next: next < 0 ? nil : EntryID(next))
+        case .addBatch:
+            response = .addedBatch(count: try body.readField(UInt32.self, "ADD_BATCH response count"))
         }
         guard body.readableBytes == 0 else {
             throw ProtocolError("\(op) response has \(body.readableBytes) unexpected trailing bytes")

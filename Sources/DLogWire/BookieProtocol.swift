@@ -13,6 +13,11 @@ public enum BookieOp: UInt8, Sendable, CaseIterable {
     /// The master key a bookie holds for a ledger, so a replication worker can write copies the ledger's own
     /// clients can still fence and add to.
     case ledgerKey = 8
+    /// The entries of a ledger in a range of ids, several per answer: how a replication worker reads the copies
+    /// it moves without one request per entry.
+    case readRange = 9
+    /// Several entries in one request, each handled as an ADD: how a replication worker writes its copies.
+    case addBatch = 10
 }
 
 /// Status of a response. Numbers are part of the protocol: never reuse one.
@@ -67,6 +72,11 @@ public enum BookieRequest: Sendable, Equatable {
     /// The stored entries of `ledger` with ids ≥ `from`, at most `rangesMax` ranges per answer.
     case listEntries(ledger: LedgerID, from: EntryID, rangesMax: UInt32)
     case ledgerKey(ledger: LedgerID)
+    /// The entries of `ledger` with ids in `first...last` that the bookie holds intact, ascending, answered
+    /// together up to about `maxBytes` (always at least one).
+    case readRange(ledger: LedgerID, first: EntryID, last: EntryID, maxBytes: UInt32)
+    /// `entries`, each added as by `.add` with the same key and flag; answered once all are durable.
+    case addBatch(masterKey: MasterKey, entries: [[UInt8]], recovery: Bool)
 
     public struct LongPoll: Sendable, Equatable {
         public var previous: EntryID
@@ -87,6 +97,8 @@ public enum BookieRequest: Sendable, Equatable {
         case .getInfo: return .getInfo
         case .listEntries: return .listEntries
         case .ledgerKey: return .ledgerKey
+        case .readRange: return .readRange
+        case .addBatch: return .addBatch
         }
     }
 }
@@ -102,6 +114,11 @@ public enum BookieResponse: Sendable, Equatable {
     case entries(ranges: [EntryRange], next: EntryID?)
     /// LEDGER_KEY: the ledger's master key as this bookie stores it.
     case masterKey(MasterKey)
+    /// READ_RANGE: the entries, ascending; `next` is where to ask again when `maxBytes` cut the answer short
+    /// (nil: the whole range was looked at).
+    case entryBatch(entries: [[UInt8]], next: EntryID?)
+    /// ADD_BATCH: all `count` entries are durable.
+    case addedBatch(count: UInt32)
     case failed(BookieStatus, message: String)
 }
 

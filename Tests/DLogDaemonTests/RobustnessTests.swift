@@ -65,6 +65,8 @@ import Testing
             .deleteLedger(ledger: LedgerID(80)),
             .getInfo,
             .listEntries(ledger: LedgerID(77), from: EntryID(0), rangesMax: 16),
+            .readRange(ledger: LedgerID(77), first: EntryID(0), last: EntryID(9), maxBytes: 4096),
+            .addBatch(masterKey: key, entries: [entry(81, 0), entry(81, 1)], recovery: true),
         ]
         return requests.map { r in
             var b = ByteBuffer()

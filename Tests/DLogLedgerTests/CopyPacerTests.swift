@@ -4,10 +4,10 @@ import DLogWire
 import Testing
 
 @Suite struct CopyPacerTests {
-    @Test func copiesStayWithinTheRatePlusOneSecondOfBurst() {
-        // Proves the pacer holds copies to the byte rate: a second's worth goes at once, then each further copy
-        // waits as long as its bytes take at the rate; idle time refills the bucket, never beyond one second.
-        var pacer = CopyPacer(bytesPerSecond: 1000)
+    @Test func copiesStayWithinTheRatePlusOneBurst() {
+        // Proves the pacer holds copies to the byte rate: one burst's worth goes at once, then each further copy
+        // waits as long as its bytes take at the rate; idle time refills the bucket, never beyond one burst.
+        var pacer = CopyPacer(bytesPerSecond: 1000, burst: .seconds(1))
         let start = ContinuousClock.now
         var waits: [Duration] = []
         waits.append(pacer.spend(1000, now: start))
@@ -20,6 +20,17 @@ import Testing
         var unpaced = CopyPacer(bytesPerSecond: 0)
         let none = unpaced.spend(1 << 30, now: start)
         #expect(none == .zero)
+    }
+
+    @Test func theDefaultBurstIsATenthOfASecond() {
+        // Proves that after an idle time only a tenth of a second's bytes go at full speed (a second's worth, as
+        // before, spiked foreground latency at the start of every copy): the rest waits its time at the rate.
+        var pacer = CopyPacer(bytesPerSecond: 10_000)
+        let start = ContinuousClock.now
+        #expect(pacer.spend(1000, now: start) == .zero)
+        #expect(pacer.spend(1000, now: start) == .milliseconds(100))
+        #expect(pacer.spend(0, now: start + .seconds(60)) == .zero)
+        #expect(pacer.spend(3000, now: start + .seconds(60)) == .milliseconds(200))
     }
 
     @Test func aFragmentCoversItsEntriesUpToTheNextOrTheLast() {

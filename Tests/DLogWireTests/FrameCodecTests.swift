@@ -18,6 +18,14 @@ import Testing
         .deleteLedger(ledger: LedgerID(7)),
         .getInfo,
         .listEntries(ledger: LedgerID(8), from: EntryID(100), rangesMax: 4096),
+        .ledgerKey(ledger: LedgerID(9)),
+        .readRange(ledger: LedgerID(10), first: EntryID(0), last: EntryID(63), maxBytes: 1 << 20),
+        .addBatch(masterKey: key, entries: [
+            EntryCodec.encode(EntryHeader(ledger: LedgerID(11), entry: EntryID(0), lastAddConfirmed: .none,
+                                          ledgerLength: 1), payload: [7]),
+            EntryCodec.encode(EntryHeader(ledger: LedgerID(11), entry: EntryID(1), lastAddConfirmed: EntryID(0),
+                                          ledgerLength: 1), payload: []),
+        ], recovery: true),
     ]
 
     static func encodeAll() -> ByteBuffer {
@@ -72,6 +80,9 @@ import Testing
             (.listEntries, .entries(ranges: [EntryRange(EntryID(0), EntryID(9)), EntryRange(EntryID(12), EntryID(12))], next: nil)),
             (.listEntries, .entries(ranges: [EntryRange(EntryID(3), EntryID(5))], next: EntryID(40))),
             (.listEntries, .entries(ranges: [], next: nil)),
+            (.readRange, .entryBatch(entries: [[1, 2, 3], [], [4]], next: EntryID(17))),
+            (.readRange, .entryBatch(entries: [], next: nil)),
+            (.addBatch, .addedBatch(count: 64)),
             (.add, .failed(.fenced, message: "L1 is fenced")),
         ]
         for (i, (op, response)) in cases.enumerated() {
@@ -112,6 +123,26 @@ import Testing
         }
         let trailing = try #require(try FrameDecoder.next(from: &buffer, maxFrameBytes: 4096))
         #expect(throws: ProtocolError.self) { try BookieRequest.decode(trailing) }
+
+        // Batches: a range running backwards, an empty ADD_BATCH, one whose count the frame cannot hold, one whose
+        // entry is shorter than an entry header.
+        buffer.writeFrame(FrameHeader(op: BookieOp.readRange.rawValue, flagsOrStatus: 0, requestID: 1)) {
+            $0.writeInteger(UInt64(1)); $0.writeInteger(Int64(5)); $0.writeInteger(Int64(4)); $0.writeInteger(UInt32(1))
+        }
+        let backwards = try #require(try FrameDecoder.next(from: &buffer, maxFrameBytes: 4096))
+        #expect(throws: ProtocolError.self) { try BookieRequest.decode(backwards) }
+        for (count, lengths) in [(0, [Int]()), (1_000_000, [36]), (1, [35])] {
+            buffer.writeFrame(FrameHeader(op: BookieOp.addBatch.rawValue, flagsOrStatus: 0, requestID: 1)) {
+                $0.writeBytes(Self.key.bytes)
+                $0.writeInteger(UInt32(count))
+                for length in lengths {
+                    $0.writeInteger(UInt32(length))
+                    $0.writeBytes([UInt8](repeating: 0, count: length))
+                }
+            }
+            let bad = try #require(try FrameDecoder.next(from: &buffer, maxFrameBytes: 4096))
+            #expect(throws: ProtocolError.self, "count \(count), lengths \(lengths)") { try BookieRequest.decode(bad) }
+        }
 
         buffer.writeFrame(FrameHeader(version: 9, op: 1, flagsOrStatus: 0, requestID: 1)) { _ in }
         #expect(throws: FrameError.unsupportedVersion(9)) { try FrameDecoder.next(from: &buffer, maxFrameBytes: 4096) }

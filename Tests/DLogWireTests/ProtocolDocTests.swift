@@ -100,6 +100,43 @@ import Testing
         #expect(op == .ledgerKey && decoded == answer)
     }
 
+    /// Entries 0 and 1 of ledger 3 with empty payloads, as the READ_RANGE and ADD_BATCH examples state them.
+    static let rangeEntries = [
+        EntryCodec.encode(EntryHeader(ledger: LedgerID(3), entry: EntryID(0), lastAddConfirmed: .none, ledgerLength: 0), payload: []),
+        EntryCodec.encode(EntryHeader(ledger: LedgerID(3), entry: EntryID(1), lastAddConfirmed: EntryID(0), ledgerLength: 0), payload: []),
+    ]
+
+    /// The READ_RANGE example: the request for entries 0 to 9 with at most 40 bytes, and the answer holding entry 0
+    /// alone with where to ask again, as the codec writes and reads them.
+    @Test func readRangeExample() throws {
+        let doc = try DocExamples("protocol.md")
+        let messages = try doc.messages("read-range")
+        try #require(messages.count == 2)
+        let request = BookieRequest.readRange(ledger: LedgerID(3), first: EntryID(0), last: EntryID(9), maxBytes: 40)
+        let answer = BookieResponse.entryBatch(entries: [Self.rangeEntries[0]], next: EntryID(1))
+        #expect(Self.rangeEntries.reduce(0) { $0 + $1.count } == 72, "the text says both entries take 72 bytes")
+        Self.same(messages[0], docEncoded { request.encode(requestID: 6, into: &$0) }, "read-range request")
+        Self.same(messages[1], docEncoded { answer.encode(op: .readRange, requestID: 6, into: &$0) }, "read-range answer")
+        #expect(try BookieRequest.decode(try docFrame(messages[0])) == request)
+        let (op, decoded) = try BookieResponse.decode(try docFrame(messages[1]))
+        #expect(op == .readRange && decoded == answer)
+    }
+
+    /// The ADD_BATCH example: a recovery batch of the two entries and its answer, as the codec writes and reads them.
+    @Test func addBatchExample() throws {
+        let doc = try DocExamples("protocol.md")
+        let messages = try doc.messages("add-batch")
+        try #require(messages.count == 2)
+        let request = BookieRequest.addBatch(masterKey: try #require(MasterKey(bytes: [UInt8](repeating: 0, count: 20))),
+                                             entries: Self.rangeEntries, recovery: true)
+        let answer = BookieResponse.addedBatch(count: 2)
+        Self.same(messages[0], docEncoded { request.encode(requestID: 7, into: &$0) }, "add-batch request")
+        Self.same(messages[1], docEncoded { answer.encode(op: .addBatch, requestID: 7, into: &$0) }, "add-batch answer")
+        #expect(try BookieRequest.decode(try docFrame(messages[0])) == request)
+        let (op, decoded) = try BookieResponse.decode(try docFrame(messages[1]))
+        #expect(op == .addBatch && decoded == answer)
+    }
+
     /// The proxy WRITE example: request, OK answer with a DLSN, and a REDIRECT answer, as the proxy codec writes
     /// them and reads them back.
     @Test func proxyWriteExamples() throws {

@@ -1,0 +1,74 @@
+import DLogBookie
+import DLogClusterSupport
+import DLogIO
+import DLogLedger
+import DLogMetadata
+import DLogTestSupport
+import DLogWire
+import Foundation
+import Logging
+import Testing
+
+@Suite struct ReplicationCopyTests {
+    /// A worker copies in batches: healing a lost bookie's copies of a closed 300-entry ledger takes a few
+    /// READ_RANGE requests, not a READ per entry (before, it took 300). A copy its first source holds damaged is
+    /// fetched from the next replica, and the replacement ends with every entry intact.
+    @Test func aLostBookiesCopiesMoveInBatchesAroundADamagedSource() async throws {
+        try await withLedgerCluster(bookies: 5) { fixture in
+            var rng = SeededGenerator(seed: 31)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            for n in 0..<300 { _ = try await writer.append(payload(n)) }
+            let closed = try await writer.close()
+            let ensemble = closed.fragments[0].bookies
+            func index(_ id: BookieID) -> Int { Int(id.rawValue.dropFirst("bookie-".count))! }
+
+            // The first source (the ensemble's next bookie) holds entry 7 damaged in its entry log.
+            let source = fixture.bookies[index(ensemble[1])].bookie
+            _ = try source.storage.checkpoint()
+            let path = fixture.directory.sub("bookie\(index(ensemble[1]))") + "/ledgers/entrylog-1.log"
+            var bytes = try FileSystem.readAll(path)
+            var key = [UInt8]()
+            key.appendBigEndian(writer.id.rawValue)
+            key.appendBigEndian(UInt64(7))
+            let at = try #require(bytes.indices.first { bytes[$0..<min($0 + 16, bytes.count)].elementsEqual(key) })
+            bytes[at + EntryHeader.byteCount + 5] ^= 0x10
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            guard case .failed(.corruptEntry, _) = source.readEntryBlocking(ledger: writer.id, entry: EntryID(7)) else {
+                Issue.record("the damage did not take")
+                return
+            }
+
+            let victim = ensemble[0]
+            fixture.kill(victim)
+            let cluster = fixture.pool.cluster
+            _ = try await cluster.store.commit(Transaction(operations: [.delete(key: ClusterKeys.registration(victim, readOnly: false))]))
+            try await cluster.mark(writer.id, [ReplicaMark(bookie: victim, reason: .lost)])
+            let readsBefore = fixture.bookies.reduce(UInt64(0)) { $0 + $1.bookie.readsReceived.load(ordering: .relaxed) }
+            var settings = ReplicationWorker.Settings()
+            settings.batchBytes = 256 << 10  // the fixture's bookies take frames of up to 1 MiB
+            let worker = ReplicationWorker(me: BookieID("worker"), pool: fixture.pool, placement: EnsemblePlacement(policy: .random),
+                                           settings: settings, logger: Logger(label: "test"))
+            guard case .repaired = try await worker.repair(writer.id) else {
+                Issue.record("the ledger was not healed")
+                return
+            }
+            let reads = fixture.bookies.reduce(UInt64(0)) { $0 + $1.bookie.readsReceived.load(ordering: .relaxed) } - readsBefore
+            #expect(reads <= 10, "\(reads) read requests for 300 entries")
+
+            let healed = try #require(try await cluster.ledger(writer.id)?.metadata)
+            let replacement = healed.fragments[0].bookies[0]
+            #expect(replacement != victim && !ensemble.contains(replacement))
+            let copy = fixture.bookies[index(replacement)].bookie
+            for n in 0..<300 {
+                guard case .entry(let stored) = copy.readEntryBlocking(ledger: writer.id, entry: EntryID(Int64(n))) else {
+                    Issue.record("entry \(n) missing on the replacement")
+                    continue
+                }
+                #expect(Array(EntryCodec.payload(of: stored)) == payload(n), "entry \(n)")
+            }
+            #expect(worker.totals.entriesCopied == 300 && worker.totals.copyErrors == 0)
+        }
+    }
+}
