@@ -80,6 +80,9 @@ public final class LedgerStorage: Sendable {
     let manifestStore: ManifestStore
     /// The generation of the newest manifest on disk; changed only under `checkpointLock`.
     let persistedGeneration: Mutex<UInt64>
+    /// What this process last wrote as the manifest (before its generation was stamped): a checkpoint that
+    /// would write the same again skips the write. Nil until the first write.
+    let persistedBody = Mutex<Manifest?>(nil)
 
     public func journalMark(_ journal: Int) -> JournalPosition? { state.withLock { $0.manifest.journalMarks[journal] } }
 

@@ -75,31 +75,63 @@ extension Cluster {
 /// Hands out cluster-unique ledger ids. It reserves them from the store in blocks by compare-and-set on
 /// one counter, so concurrent allocators (in any process) never get the same id, and most allocations
 /// cost no round trip. Ids of a block not used before the process ends are simply never used.
+///
+/// One reservation at a time per allocator: callers that find the block used up wait for the reservation in
+/// flight instead of each racing the others for a block of its own (256 streams opening at once lost 64
+/// compare-and-sets in a row that way). A block used up within a second makes the next one twice as large, up
+/// to `blockSizeMax`, so a burst of opens costs few round trips; a quiet allocator goes back to `blockSize`.
 public final class LedgerIDAllocator: Sendable {
     public let cluster: Cluster
     public let blockSize: UInt64
-    private let block = Mutex<(next: UInt64, end: UInt64)>((0, 0))
+    public let blockSizeMax: UInt64
 
-    public init(cluster: Cluster, blockSize: UInt64 = 100) {
-        precondition(blockSize >= 1)
+    private struct State {
+        var next: UInt64 = 0
+        var end: UInt64 = 0
+        var reserving: Task<(UInt64, UInt64), any Error>?
+        var size: UInt64
+        var lastReserved: ContinuousClock.Instant?
+    }
+    private let state: Mutex<State>
+
+    public init(cluster: Cluster, blockSize: UInt64 = 100, blockSizeMax: UInt64 = 10_000) {
+        precondition(blockSize >= 1 && blockSizeMax >= blockSize)
         self.cluster = cluster
         self.blockSize = blockSize
+        self.blockSizeMax = blockSizeMax
+        state = Mutex(State(size: blockSize))
     }
 
     public func next() async throws -> LedgerID {
         while true {
-            if let id = block.withLock({ b -> UInt64? in
-                guard b.next < b.end else { return nil }
-                defer { b.next += 1 }
-                return b.next
-            }) { return LedgerID(id) }
-            let (start, end) = try await reserve()
-            block.withLock { b in if b.next >= b.end { b = (start, end) } }
+            let (id, reservation) = state.withLock { s -> (UInt64?, Task<(UInt64, UInt64), any Error>?) in
+                if s.next < s.end {
+                    defer { s.next += 1 }
+                    return (s.next, nil)
+                }
+                if let pending = s.reserving { return (nil, pending) }
+                let now = ContinuousClock.now
+                s.size = s.lastReserved.map { now - $0 < .seconds(1) } == true ? min(s.size * 2, blockSizeMax) : blockSize
+                s.lastReserved = now
+                let size = s.size
+                let task = Task { try await self.reserve(size) }
+                s.reserving = task
+                return (nil, task)
+            }
+            if let id { return LedgerID(id) }
+            guard let reservation else { continue }
+            let result = await reservation.result
+            state.withLock { s in
+                guard s.reserving == reservation else { return }  // another waiter installed it already
+                s.reserving = nil
+                if case .success(let (start, end)) = result, s.next >= s.end { (s.next, s.end) = (start, end) }
+            }
+            if case .failure(let error) = result { throw error }
         }
     }
 
-    /// Moves the counter forward by one block; retries (bounded) when another allocator moved it first.
-    private func reserve() async throws -> (UInt64, UInt64) {
+    /// Moves the counter forward by `blockSize` ids; retries (bounded) when another allocator moved it first.
+    private func reserve(_ blockSize: UInt64) async throws -> (UInt64, UInt64) {
         let key = ClusterKeys.ledgerIDCounter
         for attempt in 0..<64 {
             let current = try await cluster.store.get(key)

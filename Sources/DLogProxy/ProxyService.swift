@@ -401,6 +401,8 @@ public final class ProxyService: Sendable {
                 group.addTask { await self.release(stream) }
             }
         }
+        // Streams a writer still held (one opening meanwhile) go with the shared lease.
+        await namespace.close()
         if let lock = registration.withLock({ $0 }) { await lock.release() }
     }
 

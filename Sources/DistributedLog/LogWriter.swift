@@ -70,8 +70,7 @@ public final class LogWriter: Sendable {
     // MARK: Opening
 
     static func open(_ name: String, namespace: Namespace, owner: String) async throws -> LogWriter {
-        let lock = try await OwnershipLock.acquire(LogKeys.lock(name), owner: owner, store: namespace.store,
-                                                   leaseSeconds: namespace.options.ownershipLeaseSeconds,
+        let lock = try await OwnershipLock.acquire(LogKeys.lock(name), owner: owner, session: namespace.session,
                                                    wait: namespace.options.ownershipWait, log: name)
         do {
             let (info, infoVersion) = try await namespace.info(name)

@@ -42,13 +42,21 @@ public final class Namespace: Sendable {
     public let pool: BookiePool
     public let options: LogOptions
     let allocator: LedgerIDAllocator
+    /// The one lease every writer's ownership lock of this namespace is bound to.
+    let session: LeaseSession
     var store: any MetadataStore { pool.cluster.store }
 
     public init(pool: BookiePool, options: LogOptions = LogOptions()) {
         self.pool = pool
         self.options = options
         allocator = LedgerIDAllocator(cluster: pool.cluster)
+        session = LeaseSession(store: pool.cluster.store, ttlSeconds: options.ownershipLeaseSeconds)
     }
+
+    /// Revokes the writers' shared lease: every log still owned through this namespace is free at once. Close
+    /// its writers first, so their buffered records are written; a writer left open fails its next write with
+    /// "ownership lost".
+    public func close() async { await session.close() }
 
     static func check(_ name: String) throws(LogError) {
         if let problem = LogName.problem(name) { throw LogError.invalidName(name, problem) }

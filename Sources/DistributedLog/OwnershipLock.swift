@@ -14,15 +14,41 @@ public final class OwnershipLock: Sendable {
     /// The lock key's version: transactions that only its holder may apply check it.
     public let version: Version
     let store: any MetadataStore
+    /// The shared lease the key is bound to; nil when the lock has a lease of its own.
+    let session: LeaseSession?
     private let lost = Mutex<String?>(nil)
     private let renewal = Mutex<Task<Void, Never>?>(nil)
 
-    private init(key: String, owner: String, lease: Lease, version: Version, store: any MetadataStore) {
+    private init(key: String, owner: String, lease: Lease, version: Version, store: any MetadataStore,
+                 session: LeaseSession? = nil) {
         self.key = key
         self.owner = owner
         self.lease = lease
         self.version = version
         self.store = store
+        self.session = session
+    }
+
+    /// Takes the lock at `key` for `owner`, bound to `session`'s lease (so it costs no grant and no keep-alive
+    /// of its own, and goes with every other key of the session if that lease is lost). Waits for another owner
+    /// as `acquire(_:owner:store:leaseSeconds:wait:log:)` does.
+    public static func acquire(_ key: String, owner: String, session: LeaseSession, wait: Duration,
+                               log name: String) async throws -> OwnershipLock {
+        let deadline = ContinuousClock.now + wait
+        let store = session.store
+        while true {
+            let lease = try await session.current()
+            do {
+                let version = try await store.create(key, value: Array(owner.utf8), lease: lease.id)
+                return OwnershipLock(key: key, owner: owner, lease: lease, version: version, store: store, session: session)
+            } catch MetadataError.keyExists {
+                let holder = (try? await store.get(key)).flatMap { $0.map { String(decoding: $0.value, as: UTF8.self) } } ?? "?"
+                guard ContinuousClock.now < deadline else { throw LogError.ownedByOther(name, owner: holder) }
+                try await Task.sleep(for: min(.milliseconds(200), deadline - ContinuousClock.now))
+            } catch MetadataError.leaseExpired {
+                session.expired(lease)  // the next round grants a new lease
+            }
+        }
     }
 
     /// Takes the lock at `key` for `owner`. When another owner holds it, waits up to `wait` for it to go (zero:
@@ -53,7 +79,7 @@ public final class OwnershipLock: Sendable {
     }
 
     /// Why the lock was lost, or nil while it is held.
-    public var lostReason: String? { lost.withLock { $0 } }
+    public var lostReason: String? { lost.withLock { $0 } ?? session?.lostReason(lease.id) }
 
     private func startRenewing() {
         let interval = Duration.milliseconds(max(200, lease.ttlSeconds * 1000 / 3))
@@ -82,10 +108,16 @@ public final class OwnershipLock: Sendable {
         renewal.withLock { $0 = task }
     }
 
-    /// Gives the lock up: the key goes with the lease.
+    /// Gives the lock up: the key goes with its own lease, or, bound to a session, is deleted if it is still this
+    /// lock's (after a lost lease another owner may hold it already).
     public func release() async {
         renewal.withLock { $0?.cancel() }
         lost.withLock { $0 = $0 ?? "it was released" }
-        try? await store.revoke(lease.id)
+        if session != nil {
+            _ = try? await store.commit(Transaction(checks: [.init(key: key, version: version)],
+                                                    operations: [.delete(key: key)]))
+        } else {
+            try? await store.revoke(lease.id)
+        }
     }
 }

@@ -104,6 +104,7 @@ struct LogBenchCommand: AsyncParsableCommand {
         for task in readerTasks { await task.value }
         for writer in writers.values { try? await writer.close() }
         await client?.shutdown()
+        await namespace.close()
         await namespace.pool.shutdown()
         await store.shutdown()
         try report(try await tally.finish(), tail, elapsed: elapsed)

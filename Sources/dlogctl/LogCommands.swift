@@ -44,10 +44,12 @@ struct LogTarget: ParsableArguments {
         } else {
             let (namespace, store) = try namespace()
             do { try await direct(namespace) } catch {
+                await namespace.close()
                 await namespace.pool.shutdown()
                 await store.shutdown()
                 throw error
             }
+            await namespace.close()
             await namespace.pool.shutdown()
             await store.shutdown()
         }
@@ -263,6 +265,7 @@ struct WriteCommand: AsyncParsableCommand {
         await client?.shutdown()
         if let (namespace, store, writer) = direct {
             try? await writer.close()
+            await namespace.close()
             await namespace.pool.shutdown()
             await store.shutdown()
         }

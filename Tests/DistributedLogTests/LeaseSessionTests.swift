@@ -1,0 +1,95 @@
+import DistributedLog
+import DLogClusterSupport
+import DLogMetadata
+import DLogTestSupport
+import DLogWire
+import Testing
+
+/// The writers of one namespace share one ownership lease (one grant and one keep-alive for all of them).
+@Suite struct LeaseSessionTests {
+    /// The leases the lock keys of `names` are bound to.
+    static func leases(_ store: any MetadataStore, _ names: [String]) async throws -> [LeaseID?] {
+        var out: [LeaseID?] = []
+        for name in names { out.append(try await store.get(LogKeys.lock(name))?.lease) }
+        return out
+    }
+
+    /// 40 writers of one namespace hold their logs under one lease (each used to grant and keep alive its own).
+    /// Closing one deletes its key alone: another namespace takes that log at once, the others stay owned.
+    @Test func writersOfOneNamespaceShareOneLease() async throws {
+        try await withNamespace { namespace, fixture in
+            let names = (0..<40).map { "shared-\($0)" }
+            var writers: [LogWriter] = []
+            for name in names { writers.append(try await namespace.openWriter(name)) }
+            let leases = try await Self.leases(fixture.store, names)
+            #expect(leases.allSatisfy { $0 != nil } && Set(leases).count == 1, "\(Set(leases).count) leases for 40 writers")
+
+            _ = try await writers[0].write(LogRecord(txid: 1, payload: [1]))
+            try await writers[0].close()
+            #expect(try await fixture.store.get(LogKeys.lock(names[0])) == nil)
+            let other = Namespace(pool: fixture.pool, options: namespace.options)
+            let taken = try await other.openWriter(names[0], owner: "other")
+            #expect(try await taken.write(LogRecord(txid: 2, payload: [2])).segment == 2)
+            try await taken.close()
+            await #expect(throws: LogError.self) { _ = try await other.openWriter(names[1], owner: "other") }
+            #expect(try await Self.leases(fixture.store, Array(names.dropFirst())) == Array(leases.dropFirst()))
+            for writer in writers.dropFirst() { try await writer.close() }
+        }
+    }
+
+    /// When the shared lease is lost (here revoked, as at expiry), every writer of the namespace loses its log at
+    /// once: each next write fails with "ownership lost", and another namespace takes every log, with every record
+    /// the old writers confirmed. The namespace itself grants a new lease for writers it opens later.
+    @Test func losingTheLeaseLosesEveryLogAtOnce() async throws {
+        // A short lease, so its loss is seen within seconds (renewals come every third of it), but not so short
+        // that a loaded machine lets it lapse on its own; the taker's is long.
+        try await withNamespace({ $0.ownershipLeaseSeconds = 6 }) { namespace, fixture in
+            let names = (0..<10).map { "lost-\($0)" }
+            var writers: [LogWriter] = []
+            for (n, name) in names.enumerated() {
+                let writer = try await namespace.openWriter(name)
+                _ = try await writer.write(LogRecord(txid: Int64(n), payload: recordPayload(n)))
+                writers.append(writer)
+            }
+            let lease = try #require(try await Self.leases(fixture.store, names)[0])
+            try await fixture.store.revoke(lease)
+            for name in names { #expect(try await fixture.store.get(LogKeys.lock(name)) == nil) }
+            for (n, writer) in writers.enumerated() {
+                var failure: String?
+                let deadline = ContinuousClock.now + .seconds(20)
+                while failure == nil && ContinuousClock.now < deadline {
+                    do {
+                        _ = try await writer.write(LogRecord(txid: Int64(100 + n), payload: [1]))
+                        try await Task.sleep(for: .milliseconds(100))
+                    } catch {
+                        failure = "\(error)"
+                    }
+                }
+                #expect(failure?.contains("ownership lost") == true, "\(names[n]): \(failure ?? "kept writing")")
+            }
+            var patient = namespace.options
+            patient.ownershipLeaseSeconds = 60
+            let other = Namespace(pool: fixture.pool, options: patient)
+            for (n, name) in names.enumerated() {
+                let writer = try await other.openWriter(name, owner: "other")
+                try await writer.close()
+                let records = try await read(try await other.openReader(name), count: 1)
+                #expect(records.first?.payload == recordPayload(n))
+            }
+            let later = try await namespace.openWriter("lost-later")
+            #expect(try await Self.leases(fixture.store, ["lost-later"]) != [lease])
+            try await later.close()
+        }
+    }
+
+    /// Closing the namespace revokes the shared lease: every log it still held is free at once.
+    @Test func closingTheNamespaceFreesEveryLog() async throws {
+        try await withNamespace({ $0.ownershipLeaseSeconds = 60 }) { namespace, fixture in
+            let names = (0..<10).map { "closed-\($0)" }
+            for name in names { _ = try await namespace.openWriter(name) }
+            await namespace.close()
+            let other = Namespace(pool: fixture.pool, options: namespace.options)
+            for name in names { try await other.openWriter(name, owner: "other").close() }
+        }
+    }
+}
