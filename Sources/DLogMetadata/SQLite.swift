@@ -54,7 +54,7 @@ final class SQLiteDatabase {
 final class SQLiteStatement {
     private unowned let database: SQLiteDatabase
     private let statement: OpaquePointer
-    private let sql: String
+    let sql: String
 
     init(database: SQLiteDatabase, statement: OpaquePointer, sql: String) {
         self.database = database

@@ -1,39 +1,57 @@
 import DLogMetadata
 import Synchronization
 
-/// One lease shared by the many lease-bound keys of one process: a namespace's log ownership locks. One grant and
-/// one keep-alive every third of the TTL serve them all, where a lease per key cost 10,000 streams about 3,000
-/// keep-alives a second and a grant per open.
+/// The leases shared by the many lease-bound keys of one process: a namespace's log ownership locks. A few grants
+/// and one keep-alive per lease every third of the TTL serve them all, where a lease per key cost 10,000 streams
+/// about 3,000 keep-alives a second and a grant per open.
 ///
-/// Losing the lease (the store says it expired, or it could not be renewed for a whole TTL) loses every key
-/// bound to it at once, as the store drops them all; `lostReason(_:)` then names why for that lease, and the next
-/// `current()` grants a new one for new keys.
+/// Each lease holds at most `keysPerLease` keys: the metadata store bounds the keys of one lease (revoking one
+/// deletes them all in one step), and the embedded store counts a lease's keys at every put bound to it. A lease
+/// that is full, or lost, gives way to a new one; one emptied by releases is revoked.
+///
+/// Losing a lease (the store says it expired, or it could not be renewed for a whole TTL) loses every key bound to
+/// it at once, as the store drops them all; `lostReason(_:)` then names why for that lease.
 public final class LeaseSession: Sendable {
     public let store: any MetadataStore
     public let ttlSeconds: Int
+    public let keysPerLease: Int
 
-    private struct State {
-        var lease: Lease?
-        var granting: Task<Lease, any Error>?
+    private struct Held {
+        var lease: Lease
+        /// Keys bound to it (or being created) through this session.
+        var keys: Int
         var renewal: Task<Void, Never>?
+    }
+    private struct State {
+        var held: [LeaseID: Held] = [:]
+        /// The lease new keys go to while it has room.
+        var filling: LeaseID?
+        var granting: Task<Lease, any Error>?
         /// Why each lost lease was lost.
         var lost: [LeaseID: String] = [:]
         var closed = false
     }
     private let state = Mutex(State())
 
-    public init(store: any MetadataStore, ttlSeconds: Int) {
-        precondition(ttlSeconds >= 1)
+    public init(store: any MetadataStore, ttlSeconds: Int, keysPerLease: Int = 1000) {
+        precondition(ttlSeconds >= 1 && keysPerLease >= 1 && keysPerLease <= MetadataLimits.keysPerLeaseMax)
         self.store = store
         self.ttlSeconds = ttlSeconds
+        self.keysPerLease = keysPerLease
     }
 
-    /// The live lease, granted (once, however many callers ask at a time) when there is none.
-    public func current() async throws -> Lease {
+    /// A live lease with room for one more key, counted as taken until `returned(_:)`: call that when the key
+    /// was not created after all, or once it is deleted. Grants a lease (once, however many callers ask at a
+    /// time) when none has room.
+    public func take() async throws -> Lease {
         while true {
             let (lease, grant) = try state.withLock { s throws -> (Lease?, Task<Lease, any Error>?) in
                 if s.closed { throw MetadataError.unavailable("the lease session was closed") }
-                if let lease = s.lease { return (lease, nil) }
+                if let id = s.filling, var held = s.held[id], held.keys < keysPerLease {
+                    held.keys += 1
+                    s.held[id] = held
+                    return (held.lease, nil)
+                }
                 if let pending = s.granting { return (nil, pending) }
                 let task = Task { try await self.store.grantLease(ttlSeconds: self.ttlSeconds) }
                 s.granting = task
@@ -42,37 +60,65 @@ public final class LeaseSession: Sendable {
             if let lease { return lease }
             guard let grant else { continue }
             let result = await grant.result
-            let installed: Lease? = state.withLock { s in
+            let orphan: Lease? = state.withLock { s in
                 guard s.granting == grant else { return nil }
                 s.granting = nil
-                guard case .success(let lease) = result, !s.closed else { return nil }
-                s.lease = lease
-                s.renewal = Task { [weak self] in await self?.renew(lease) }
-                return lease
+                guard case .success(let lease) = result else { return nil }
+                if s.closed { return lease }
+                s.held[lease.id] = Held(lease: lease, keys: 0, renewal: Task { [weak self] in await self?.renew(lease) })
+                s.filling = lease.id
+                return nil
             }
             if case .failure(let error) = result { throw error }
-            if let installed, state.withLock({ $0.closed }) {
-                try? await store.revoke(installed.id)  // closed while it was being granted
-            }
+            if let orphan { try? await store.revoke(orphan.id) }  // the session closed while it was granted
         }
+    }
+
+    /// Gives back the place `take()` counted for a key on `lease`. A lease left with no key, and no longer the
+    /// one being filled, is revoked.
+    public func returned(_ lease: Lease) {
+        let empty: Bool = state.withLock { s in
+            guard var held = s.held[lease.id] else { return false }
+            held.keys -= 1
+            s.held[lease.id] = held
+            guard held.keys <= 0, s.filling != lease.id else { return false }
+            held.renewal?.cancel()
+            s.held[lease.id] = nil
+            s.lost[lease.id] = "its last key was released"
+            return true
+        }
+        if empty { Task { try? await store.revoke(lease.id) } }
     }
 
     /// Why lease `id` was lost, or nil while it is live.
     public func lostReason(_ id: LeaseID) -> String? { state.withLock { $0.lost[id] } }
 
-    /// Revokes the lease: every key bound to it goes at once. Later `current()` calls fail.
-    public func close() async {
-        let lease = state.withLock { s -> Lease? in
-            s.closed = true
-            s.renewal?.cancel()
-            if let lease = s.lease { s.lost[lease.id] = "the session was closed" }
-            defer { s.lease = nil }
-            return s.lease
-        }
-        if let lease { try? await store.revoke(lease.id) }
+    /// Leases live now (for status and tests).
+    public var liveLeases: Int { state.withLock { $0.held.count } }
+
+    /// Records that the store refused `lease` as expired (a create bound to it said so): every key bound to it is
+    /// gone, and `take()` grants a new lease instead of handing this one out again.
+    public func expired(_ lease: Lease) {
+        lose(lease, "its lease expired (the metadata store dropped it)")
     }
 
-    /// Keeps `lease` alive until it is lost or the session closes.
+    /// Revokes every lease: every key bound to one goes at once. Later `take()` calls fail.
+    public func close() async {
+        let leases = state.withLock { s -> [LeaseID] in
+            s.closed = true
+            for (id, held) in s.held {
+                held.renewal?.cancel()
+                s.lost[id] = "the session was closed"
+            }
+            defer { s.held = [:]; s.filling = nil }
+            return Array(s.held.keys)
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for id in leases { group.addTask { try? await self.store.revoke(id) } }
+        }
+    }
+
+    /// Keeps `lease` alive until it is lost, emptied, or the session closes.
     private func renew(_ lease: Lease) async {
         let interval = Duration.milliseconds(max(200, lease.ttlSeconds * 1000 / 3))
         let ttl = Duration.seconds(lease.ttlSeconds)
@@ -95,16 +141,11 @@ public final class LeaseSession: Sendable {
         }
     }
 
-    /// Records that the store refused `lease` as expired (a create bound to it said so): every key bound to it is
-    /// gone, and the next `current()` grants a new lease instead of handing this one out again.
-    public func expired(_ lease: Lease) {
-        lose(lease, "its lease expired (the metadata store dropped it)")
-    }
-
     private func lose(_ lease: Lease, _ why: String) {
         state.withLock { s in
             s.lost[lease.id] = s.lost[lease.id] ?? why
-            if s.lease?.id == lease.id { s.lease = nil }
+            if let held = s.held.removeValue(forKey: lease.id) { held.renewal?.cancel() }
+            if s.filling == lease.id { s.filling = nil }
         }
     }
 }

@@ -42,7 +42,7 @@ public final class Namespace: Sendable {
     public let pool: BookiePool
     public let options: LogOptions
     let allocator: LedgerIDAllocator
-    /// The one lease every writer's ownership lock of this namespace is bound to.
+    /// The leases the writers' ownership locks of this namespace are bound to.
     let session: LeaseSession
     var store: any MetadataStore { pool.cluster.store }
 
@@ -53,7 +53,7 @@ public final class Namespace: Sendable {
         session = LeaseSession(store: pool.cluster.store, ttlSeconds: options.ownershipLeaseSeconds)
     }
 
-    /// Revokes the writers' shared lease: every log still owned through this namespace is free at once. Close
+    /// Revokes the writers' shared leases: every log still owned through this namespace is free at once. Close
     /// its writers first, so their buffered records are written; a writer left open fails its next write with
     /// "ownership lost".
     public func close() async { await session.close() }

@@ -17,6 +17,7 @@ public final class OwnershipLock: Sendable {
     /// The shared lease the key is bound to; nil when the lock has a lease of its own.
     let session: LeaseSession?
     private let lost = Mutex<String?>(nil)
+    private let released = Mutex(false)
     private let renewal = Mutex<Task<Void, Never>?>(nil)
 
     private init(key: String, owner: String, lease: Lease, version: Version, store: any MetadataStore,
@@ -29,24 +30,28 @@ public final class OwnershipLock: Sendable {
         self.session = session
     }
 
-    /// Takes the lock at `key` for `owner`, bound to `session`'s lease (so it costs no grant and no keep-alive
-    /// of its own, and goes with every other key of the session if that lease is lost). Waits for another owner
+    /// Takes the lock at `key` for `owner`, bound to one of `session`'s leases (so it costs no grant and no
+    /// keep-alive of its own, and goes with the other keys of that lease if it is lost). Waits for another owner
     /// as `acquire(_:owner:store:leaseSeconds:wait:log:)` does.
     public static func acquire(_ key: String, owner: String, session: LeaseSession, wait: Duration,
                                log name: String) async throws -> OwnershipLock {
         let deadline = ContinuousClock.now + wait
         let store = session.store
         while true {
-            let lease = try await session.current()
+            let lease = try await session.take()
             do {
                 let version = try await store.create(key, value: Array(owner.utf8), lease: lease.id)
                 return OwnershipLock(key: key, owner: owner, lease: lease, version: version, store: store, session: session)
             } catch MetadataError.keyExists {
+                session.returned(lease)
                 let holder = (try? await store.get(key)).flatMap { $0.map { String(decoding: $0.value, as: UTF8.self) } } ?? "?"
                 guard ContinuousClock.now < deadline else { throw LogError.ownedByOther(name, owner: holder) }
                 try await Task.sleep(for: min(.milliseconds(200), deadline - ContinuousClock.now))
             } catch MetadataError.leaseExpired {
                 session.expired(lease)  // the next round grants a new lease
+            } catch {
+                session.returned(lease)
+                throw error
             }
         }
     }
@@ -111,11 +116,14 @@ public final class OwnershipLock: Sendable {
     /// Gives the lock up: the key goes with its own lease, or, bound to a session, is deleted if it is still this
     /// lock's (after a lost lease another owner may hold it already).
     public func release() async {
+        // Once: a second release must not give the session back a place this lock no longer holds.
+        guard released.withLock({ r in defer { r = true }; return !r }) else { return }
         renewal.withLock { $0?.cancel() }
         lost.withLock { $0 = $0 ?? "it was released" }
-        if session != nil {
+        if let session {
             _ = try? await store.commit(Transaction(checks: [.init(key: key, version: version)],
                                                     operations: [.delete(key: key)]))
+            session.returned(lease)
         } else {
             try? await store.revoke(lease.id)
         }

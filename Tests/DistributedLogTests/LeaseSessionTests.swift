@@ -1,4 +1,4 @@
-import DistributedLog
+@testable import DistributedLog
 import DLogClusterSupport
 import DLogMetadata
 import DLogTestSupport
@@ -23,6 +23,7 @@ import Testing
             for name in names { writers.append(try await namespace.openWriter(name)) }
             let leases = try await Self.leases(fixture.store, names)
             #expect(leases.allSatisfy { $0 != nil } && Set(leases).count == 1, "\(Set(leases).count) leases for 40 writers")
+            #expect(namespace.session.liveLeases == 1)
 
             _ = try await writers[0].write(LogRecord(txid: 1, payload: [1]))
             try await writers[0].close()
@@ -79,6 +80,32 @@ import Testing
             let later = try await namespace.openWriter("lost-later")
             #expect(try await Self.leases(fixture.store, ["lost-later"]) != [lease])
             try await later.close()
+        }
+    }
+
+    /// A session puts at most `keysPerLease` keys on one lease (the store bounds a lease's keys, and the embedded
+    /// store counts them at every put), grants another when one is full, and revokes one emptied by releases.
+    @Test func fullLeasesGiveWayAndEmptiedOnesAreRevoked() async throws {
+        try await withNamespace { _, fixture in
+            let session = LeaseSession(store: fixture.store, ttlSeconds: 30, keysPerLease: 3)
+            var taken: [Lease] = []
+            for _ in 0..<7 { taken.append(try await session.take()) }
+            let ids = taken.map(\.id)
+            #expect(Set(ids[0..<3]).count == 1 && Set(ids[3..<6]).count == 1, "three keys a lease: \(ids)")
+            #expect(Set(ids).count == 3 && session.liveLeases == 3)
+            for lease in taken.prefix(3) { session.returned(lease) }
+            #expect(session.liveLeases == 2 && session.lostReason(taken[0].id) != nil)
+            var revoked = false
+            for _ in 0..<50 where !revoked {
+                do { _ = try await fixture.store.keepAlive(taken[0].id); try await Task.sleep(for: .milliseconds(20)) }
+                catch { revoked = true }
+            }
+            #expect(revoked, "the emptied lease was revoked")
+            session.returned(taken[6])
+            #expect(session.liveLeases == 2, "the lease being filled stays, empty or not")
+            await session.close()
+            #expect(session.liveLeases == 0)
+            await #expect(throws: MetadataError.self) { _ = try await session.take() }
         }
     }
 
