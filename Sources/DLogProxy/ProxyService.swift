@@ -394,10 +394,11 @@ public final class ProxyService: Sendable {
             return Array(s.streams.keys)
         }
         logger.info("draining", metadata: ["streams": "\(streams.count)"])
-        // Several at once, so thousands of streams do not outlast the stop timeout.
+        // Many at once (each release is a few metadata round trips, which the store commits together), so 100,000
+        // streams do not outlast the stop timeout.
         await withTaskGroup(of: Void.self) { group in
             for (index, stream) in streams.enumerated() {
-                if index >= 16 { await group.next() }
+                if index >= 128 { await group.next() }
                 group.addTask { await self.release(stream) }
             }
         }
