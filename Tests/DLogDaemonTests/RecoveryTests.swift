@@ -214,9 +214,17 @@ import Testing
             let worker = try #require(holder), lockedID = try #require(locked)
             await cluster.killBookie(cluster.index(of: worker))
             etcd?.kill(1)
-            #expect(try await meta.marks(of: lockedID) != nil, "the mark survives its worker")
+            // Read through the member's loss: a request in flight then gets "leader changed", which a client retries.
+            try await eventually("the mark survives its worker", timeout: .seconds(30), cluster: cluster) {
+                try await meta.marks(of: lockedID) != nil
+            }
             var crashed = [worker]
-            let auditor = try #require(try await meta.auditor()?.bookie)
+            var elected: BookieID?
+            try await eventually("an auditor is elected", timeout: .seconds(30), cluster: cluster) {
+                elected = try await meta.auditor()?.bookie
+                return elected != nil
+            }
+            let auditor = try #require(elected)
             if auditor != worker && auditor != victim {
                 await cluster.killBookie(cluster.index(of: auditor))
                 crashed.append(auditor)
