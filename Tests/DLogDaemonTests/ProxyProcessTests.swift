@@ -76,6 +76,70 @@ import Testing
     }
 }
 
+extension ProxyProcessTests {
+    @Test func aProxyStoppedPastItsLeaseLosesEveryStreamAndNothingAcknowledgedIsLost() async throws {
+        // Proves what a proxy's shared ownership leases mean when the proxy stalls: SIGSTOP past the lease's TTL
+        // loses every stream it owned at once, the other proxy takes each of them (recovering its segment), no
+        // acknowledged record is lost or read twice, and after SIGCONT the stalled proxy acknowledges nothing for
+        // the streams it lost: a write sent to it lands with the new owner, after everything the old one
+        // acknowledged.
+        try await withProcessCluster(bookies: 3) { cluster in
+            let config = cluster.dir.sub("proxy.conf")
+            try "metadata = \(cluster.uri)\nownership_lease_s = 2\nmetrics_port = 0\n".write(toFile: config, atomically: true, encoding: .utf8)
+            var proxies: [DaemonProcess] = []
+            for _ in 0..<2 { proxies.append(try await DaemonProcess.start(["--config", config], role: "proxy")) }
+            defer { for proxy in proxies { proxy.kill(SIGCONT); proxy.kill(SIGKILL) } }
+            let (stalled, taker) = ("127.0.0.1:\(proxies[0].port)", "127.0.0.1:\(proxies[1].port)")
+            let streams = (0..<20).map { "stalled-\($0)" }
+            var acked: [String: [(DLSN, [UInt8])]] = [:]
+            let first = ProxyClient(proxies: [stalled])
+            for stream in streams {
+                for n in 0..<5 {
+                    let payload = Array("\(stream) before \(n)".utf8)
+                    acked[stream, default: []].append((try await first.write(stream, payload), payload))
+                }
+                #expect(try await first.owner(of: stream) == stalled)
+            }
+
+            proxies[0].kill(SIGSTOP)
+            try await Task.sleep(for: .seconds(5))  // past the 2 s lease, whatever the store's clock granularity
+            let second = ProxyClient(proxies: [taker])
+            for stream in streams {
+                let payload = Array("\(stream) taken".utf8)
+                acked[stream, default: []].append((try await second.write(stream, payload), payload))
+                #expect(try await second.owner(of: stream) == taker)
+            }
+            proxies[0].kill(SIGCONT)
+
+            for stream in streams {
+                let payload = Array("\(stream) after".utf8)
+                let dlsn = try await first.write(stream, payload)
+                #expect(dlsn > acked[stream]!.last!.0, "\(stream): written after everything acknowledged before")
+                acked[stream]!.append((dlsn, payload))
+                #expect(try await first.owner(of: stream) == taker, "\(stream): the stalled proxy does not claim it")
+            }
+
+            let (pool, _) = try cluster.client()
+            var options = LogOptions()
+            options.readPollTimeout = .milliseconds(300)
+            let namespace = Namespace(pool: pool, options: options)
+            for stream in streams {
+                let confirmed = acked[stream]!
+                let reader = try await namespace.openReader(stream)
+                var read: [(DLSN, [UInt8])] = []
+                let until = ContinuousClock.now + .seconds(30)
+                while read.count < confirmed.count && ContinuousClock.now < until {
+                    read += try await reader.readBulk(max: 100, wait: .milliseconds(300)).map { ($0.dlsn, $0.payload) }
+                }
+                #expect(read.map(\.0) == confirmed.map(\.0) && read.map(\.1) == confirmed.map(\.1),
+                        "\(stream): read \(read.map(\.0)), acknowledged \(confirmed.map(\.0))")
+            }
+            await first.shutdown()
+            await second.shutdown()
+        }
+    }
+}
+
 /// Acknowledged writes, gathered from several writer tasks.
 final class Acknowledged: Sendable {
     private let list = Mutex<[(DLSN, [UInt8])]>([])
