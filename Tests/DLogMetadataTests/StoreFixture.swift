@@ -43,14 +43,30 @@ final class StoreFixture: Sendable {
         }
     }
 
+    /// Starts the embedded server: on a port below the kernel's ephemeral range the first time (a port the
+    /// kernel picks is in that range, and once a restart frees it any outgoing connection on the machine may
+    /// take it, which failed a restart with EADDRINUSE), then on that same port.
     private func startEmbedded() throws {
         var configuration = EmbeddedStore.Configuration(directory: directory.sub("data"))
         configuration.historyRevisions = historyRevisions
         let store = try EmbeddedStore(configuration)
-        let server = try MetadataServer(store: store, host: "127.0.0.1", port: portBox.withLock { $0 },
-                                        logger: Logger(label: "test-metadata"))
-        portBox.withLock { $0 = server.localAddress!.port! }
-        embedded.withLock { $0 = (store, server) }
+        let fixed = portBox.withLock { $0 }
+        var lastError: (any Error)?
+        for attempt in 0..<50 {
+            let port = fixed != 0 ? fixed : Int.random(in: 20_000..<32_000)
+            do {
+                let server = try MetadataServer(store: store, host: "127.0.0.1", port: port, logger: Logger(label: "test-metadata"))
+                portBox.withLock { $0 = port }
+                embedded.withLock { $0 = (store, server) }
+                return
+            } catch {
+                lastError = error
+                // Another test's port: try another one. Our own port after a restart: wait for it to be free.
+                if fixed != 0 { Thread.sleep(forTimeInterval: 0.1 * Double(min(attempt + 1, 5))) }
+            }
+        }
+        Task { await store.shutdown() }
+        throw lastError!
     }
 
     /// A new client of the store; closed with the fixture.

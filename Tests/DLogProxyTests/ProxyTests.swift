@@ -191,4 +191,46 @@ func readAll(_ namespace: Namespace, _ stream: String, count: Int) async throws 
             await client.shutdown()
         }
     }
+
+    @Test func badInputGetsAClearStatusAndOtherStreamsAreStillServed() async throws {
+        // Proves each kind of bad input a client can send a proxy gets one clear status naming the problem (a
+        // name too long or invalid, a record over the limit, a txid going backwards), the stream it concerned
+        // stays usable where it exists, and a healthy stream written between them is served throughout.
+        try await withProxies(1) { proxies in
+            var options = ProxyClient.Options()
+            options.retryFor = .seconds(2)
+            let client = ProxyClient(proxies: proxies.addresses, options: options)
+            var healthy = 0
+            func serveHealthy() async throws {
+                _ = try await client.write("healthy", Array("record \(healthy)".utf8))
+                healthy += 1
+            }
+            func refusal(_ body: () async throws -> Void) async -> ProxyFailure? {
+                do { try await body(); return nil } catch let failure as ProxyFailure { return failure } catch {
+                    Issue.record("not a proxy failure: \(error)")
+                    return nil
+                }
+            }
+            try await serveHealthy()
+            let long = String(repeating: "n", count: 201)
+            let tooLong = await refusal { _ = try await client.write(long, [1]) }
+            #expect(tooLong?.status == .badRequest && tooLong?.message.contains("201 characters; at most 200") == true, "\(String(describing: tooLong))")
+            try await serveHealthy()
+            let invalid = await refusal { _ = try await client.write("a/../b", [1]) }
+            #expect(invalid?.status == .badRequest && invalid?.message.contains("invalid stream name") == true, "\(String(describing: invalid))")
+            try await serveHealthy()
+            let big = await refusal { _ = try await client.write("sized", [UInt8](repeating: 7, count: LogRecord.payloadBytesMax + 1)) }
+            #expect(big?.message.contains("over the limit") == true, "\(String(describing: big))")
+            _ = try await client.write("sized", [UInt8](repeating: 7, count: 1000))
+            try await serveHealthy()
+            _ = try await client.write("ordered", [1], txid: 10)
+            let backwards = await refusal { _ = try await client.write("ordered", [2], txid: 5) }
+            #expect(backwards?.status == .txidOutOfOrder && backwards?.message.contains("below the last txid written, 10") == true,
+                    "\(String(describing: backwards))")
+            _ = try await client.write("ordered", [3], txid: 11)
+            try await serveHealthy()
+            #expect(healthy == 5)
+            await client.shutdown()
+        }
+    }
 }
