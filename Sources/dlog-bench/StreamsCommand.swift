@@ -2,7 +2,6 @@ import ArgumentParser
 import DistributedLog
 import Foundation
 import Histogram
-import Synchronization
 
 /// Many streams through proxies: how long N streams take to open when their writers all start at once, how many
 /// first writes are refused, and the latency of a trickle of writes spread over them (issue figures for the log
@@ -57,23 +56,23 @@ struct StreamsCommand: AsyncParsableCommand {
         try await Self.forEach(names, concurrency: 64) { name in try await client.create(name) }
 
         let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
-        let open = Tally()
+        let open = WriteTally(ackedLog: nil)
         let start = ContinuousClock.now
         try await Self.forEach(names, concurrency: concurrency ?? streams) { name in
             let sent = ContinuousClock.now
             do {
                 _ = try await client.write(name, payload)
-                open.confirmed(ContinuousClock.now - sent)
+                open.confirmed(latency: ContinuousClock.now - sent, ackedLine: nil)
             } catch {
                 open.failed(error)
             }
         }
         let openSeconds = Double(micros(ContinuousClock.now - start)) / 1e6
-        let opened = open.counts
+        let opened = try await open.finish()
 
-        var trickle = Tally.Counts()
+        var trickle = WriteTally.Counts()
         if trickleRate > 0 {
-            let tally = Tally()
+            let tally = WriteTally(ackedLog: nil)
             let interval = Duration.nanoseconds(1_000_000_000 / Int64(trickleRate))
             let total = Int(Double(trickleRate) * trickleSecs)
             let begin = ContinuousClock.now
@@ -86,14 +85,14 @@ struct StreamsCommand: AsyncParsableCommand {
                         let sent = ContinuousClock.now
                         do {
                             _ = try await client.write(name, payload)
-                            tally.confirmed(ContinuousClock.now - sent)
+                            tally.confirmed(latency: ContinuousClock.now - sent, ackedLine: nil)
                         } catch {
                             tally.failed(error)
                         }
                     }
                 }
             }
-            trickle = tally.counts
+            trickle = try await tally.finish()
         }
         await client.shutdown()
 
@@ -130,25 +129,6 @@ struct StreamsCommand: AsyncParsableCommand {
                 group.addTask { try await body(item) }
             }
             try await group.waitForAll()
-        }
-    }
-
-    /// Latencies and failures of one phase.
-    final class Tally: Sendable {
-        struct Counts {
-            var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000)
-            var ops = 0
-            var errors = 0
-            var firstError: String?
-        }
-        private let state = Mutex(Counts())
-        var counts: Counts { state.withLock { $0 } }
-        func confirmed(_ latency: Duration) { state.withLock { _ = $0.histogram.record(micros(latency)); $0.ops += 1 } }
-        func failed(_ error: any Error) {
-            state.withLock { c in
-                c.errors += 1
-                if c.firstError == nil { c.firstError = "\(error)" }
-            }
         }
     }
 }
