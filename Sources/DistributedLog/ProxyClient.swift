@@ -35,6 +35,8 @@ public final class ProxyClient: Sendable {
         var discovered = ContinuousClock.now
         var owners: [String: String] = [:]
         var connections: [String: FrameConnection] = [:]
+        /// Connections being made: callers that need one meanwhile wait for it instead of making their own.
+        var connecting: [String: Task<FrameConnection, any Error>] = [:]
         var avoided: [String: ContinuousClock.Instant] = [:]
         var shutDown = false
     }
@@ -252,19 +254,37 @@ public final class ProxyClient: Sendable {
         return hash
     }
 
+    /// The connection to `address`, made once however many callers need it at a time: thousands of requests in
+    /// flight when a connection dropped used to connect again each on its own, and the storm of connects timed out.
     private func connection(to address: String) async throws -> FrameConnection {
-        if let live = state.withLock({ $0.connections[address] }), live.isActive { return live }
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
             throw ProxyFailure(.badRequest, "'\(address)' is not host:port")
         }
-        let made = try await FrameConnection.connect(host: String(address[..<colon]), port: port, group: group,
-                                                     timeout: min(options.requestTimeout, .seconds(5)))
-        let kept = state.withLock { s -> FrameConnection in
-            if let other = s.connections[address], other.isActive { return other }
-            s.connections[address] = made
-            return made
+        let host = String(address[..<colon])
+        let (live, pending) = state.withLock { s -> (FrameConnection?, Task<FrameConnection, any Error>?) in
+            if let live = s.connections[address], live.isActive { return (live, nil) }
+            if let pending = s.connecting[address] { return (nil, pending) }
+            let task = Task { [group, options] in
+                try await FrameConnection.connect(host: host, port: port, group: group,
+                                                  timeout: min(options.requestTimeout, .seconds(5)))
+            }
+            s.connecting[address] = task
+            return (nil, task)
         }
-        if kept !== made { await made.close() }
-        return kept
+        if let live { return live }
+        let result = await pending!.result
+        let orphan = state.withLock { s -> FrameConnection? in
+            guard s.connecting[address] == pending else { return nil }
+            s.connecting[address] = nil
+            guard case .success(let made) = result else { return nil }
+            if s.shutDown { return made }
+            s.connections[address] = made
+            return nil
+        }
+        if let orphan {
+            await orphan.close()
+            throw ProxyFailure(.unavailable, "the proxy client is shut down")
+        }
+        return try result.get()
     }
 }
