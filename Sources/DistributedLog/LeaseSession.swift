@@ -10,7 +10,8 @@ import Synchronization
 /// that is full, or lost, gives way to a new one; one emptied by releases is revoked.
 ///
 /// Losing a lease (the store says it expired, or it could not be renewed for a whole TTL) loses every key bound to
-/// it at once, as the store drops them all; `lostReason(_:)` then names why for that lease.
+/// it at once, as the store drops them all; `lostReason(_:)` then names why for that lease, until every key taken
+/// on it is returned (so a long-lived session keeps no record of leases nobody asks about).
 public final class LeaseSession: Sendable {
     public let store: any MetadataStore
     public let ttlSeconds: Int
@@ -27,8 +28,8 @@ public final class LeaseSession: Sendable {
         /// The lease new keys go to while it has room.
         var filling: LeaseID?
         var granting: Task<Lease, any Error>?
-        /// Why each lost lease was lost.
-        var lost: [LeaseID: String] = [:]
+        /// Why each lost lease was lost, kept while keys taken on it are not yet returned (their locks ask).
+        var lost: [LeaseID: (why: String, keys: Int)] = [:]
         var closed = false
     }
     private let state = Mutex(State())
@@ -78,20 +79,25 @@ public final class LeaseSession: Sendable {
     /// one being filled, is revoked.
     public func returned(_ lease: Lease) {
         let empty: Bool = state.withLock { s in
+            if var gone = s.lost[lease.id] {
+                // Lost already: forget why once no lock on it is left to ask.
+                gone.keys -= 1
+                s.lost[lease.id] = gone.keys > 0 ? gone : nil
+                return false
+            }
             guard var held = s.held[lease.id] else { return false }
             held.keys -= 1
             s.held[lease.id] = held
             guard held.keys <= 0, s.filling != lease.id else { return false }
             held.renewal?.cancel()
             s.held[lease.id] = nil
-            s.lost[lease.id] = "its last key was released"
             return true
         }
         if empty { Task { try? await store.revoke(lease.id) } }
     }
 
     /// Why lease `id` was lost, or nil while it is live.
-    public func lostReason(_ id: LeaseID) -> String? { state.withLock { $0.lost[id] } }
+    public func lostReason(_ id: LeaseID) -> String? { state.withLock { $0.lost[id]?.why } }
 
     /// Leases live now (for status and tests).
     public var liveLeases: Int { state.withLock { $0.held.count } }
@@ -106,10 +112,11 @@ public final class LeaseSession: Sendable {
     public func close() async {
         let leases = state.withLock { s -> [LeaseID] in
             s.closed = true
-            for (id, held) in s.held {
+            for (id, held) in s.held where held.keys > 0 {
                 held.renewal?.cancel()
-                s.lost[id] = "the session was closed"
+                s.lost[id] = ("the session was closed", held.keys)
             }
+            for held in s.held.values { held.renewal?.cancel() }
             defer { s.held = [:]; s.filling = nil }
             return Array(s.held.keys)
         }
@@ -143,8 +150,9 @@ public final class LeaseSession: Sendable {
 
     private func lose(_ lease: Lease, _ why: String) {
         state.withLock { s in
-            s.lost[lease.id] = s.lost[lease.id] ?? why
-            if let held = s.held.removeValue(forKey: lease.id) { held.renewal?.cancel() }
+            guard let held = s.held.removeValue(forKey: lease.id) else { return }  // lost, emptied or closed already
+            held.renewal?.cancel()
+            if held.keys > 0 { s.lost[lease.id] = (why, held.keys) }
             if s.filling == lease.id { s.filling = nil }
         }
     }

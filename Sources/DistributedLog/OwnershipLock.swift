@@ -49,6 +49,7 @@ public final class OwnershipLock: Sendable {
                 try await Task.sleep(for: min(.milliseconds(200), deadline - ContinuousClock.now))
             } catch MetadataError.leaseExpired {
                 session.expired(lease)  // the next round grants a new lease
+                session.returned(lease)
             } catch {
                 session.returned(lease)
                 throw error
