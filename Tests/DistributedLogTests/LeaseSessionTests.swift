@@ -121,9 +121,18 @@ import Testing
         try await withNamespace({ $0.ownershipLeaseSeconds = 60 }) { namespace, fixture in
             let names = (0..<10).map { "closed-\($0)" }
             for name in names { _ = try await namespace.openWriter(name) }
+            #expect(try await Self.leases(fixture.store, names).allSatisfy { $0 != nil }, "every log is owned")
             await namespace.close()
+            #expect(try await Self.leases(fixture.store, names).allSatisfy { $0 == nil }, "every lock went with the lease")
+            #expect(namespace.session.liveLeases == 0)
             let other = Namespace(pool: fixture.pool, options: namespace.options)
-            for name in names { try await other.openWriter(name, owner: "other").close() }
+            var taken = 0
+            for name in names {
+                let writer = try await other.openWriter(name, owner: "other")
+                taken += 1
+                try await writer.close()
+            }
+            #expect(taken == names.count)
         }
     }
 }
