@@ -68,6 +68,7 @@ let package = Package(
         ]),
         .target(name: "DistributedLog", dependencies: [
             "DLogLedger", "DLogMetadata", "DLogWire", "CLZ4",
+            .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
