@@ -12,6 +12,9 @@
 ///     meta(name PRIMARY KEY, value)        'format' (1), 'revision' (last committed), 'compacted' (the newest
 ///                                          revision no longer in `events`)
 ///
+/// The page cache is 64 MiB (SQLite's default is 2 MiB): a cluster's records (100,000 streams make about
+/// 100 MB with their history) are then read from memory, not with a system call per page.
+///
 /// Keys are stored as their UTF-8 bytes, so `ORDER BY key` is byte order, the same as etcd's.
 enum EmbeddedSchema {
     static let format: Int64 = 1
@@ -20,6 +23,7 @@ enum EmbeddedSchema {
     static let statements = """
         PRAGMA journal_mode = WAL;
         PRAGMA synchronous = FULL;
+        PRAGMA cache_size = -65536;
         CREATE TABLE IF NOT EXISTS kv(key BLOB PRIMARY KEY, value BLOB NOT NULL, create_rev INTEGER NOT NULL,
                                       mod_rev INTEGER NOT NULL, lease INTEGER NOT NULL) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS kv_by_lease ON kv(lease) WHERE lease != 0;
