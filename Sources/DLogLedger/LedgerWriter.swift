@@ -507,16 +507,24 @@ public final class LedgerWriter: Sendable {
     /// and ours applied over it. nil when anything else changed (the state, the last fragment): the ledger is
     /// being recovered, and this writer is fenced.
     private func update(_ metadata: LedgerMetadata, version: Version,
+                        together: (@Sendable (LedgerMetadata) throws -> Transaction)? = nil,
                         _ change: (inout LedgerMetadata) -> Void) async throws -> (LedgerMetadata, Version)? {
         var base = metadata, version = version
         for _ in 0..<16 {
             var changed = base
             change(&changed)
             do {
-                return (changed, try await pool.cluster.updateLedger(id, changed, ifVersion: version))
-            } catch MetadataError.versionConflict {
+                guard let together else { return (changed, try await pool.cluster.updateLedger(id, changed, ifVersion: version)) }
+                var transaction = try together(changed)
+                transaction.checks.append(.init(key: ClusterKeys.ledger(id), version: version))
+                transaction.operations.append(try pool.cluster.ledgerUpdate(id, changed))
+                return (changed, Version(try await pool.cluster.store.commit(transaction)))
+            } catch let conflict as MetadataError {
+                guard case .versionConflict = conflict else { throw conflict }
                 guard let (now, nowVersion) = try await pool.cluster.ledger(id), now.state == .open,
                       now.fragments.count == base.fragments.count, now.fragments.last == base.fragments.last else { return nil }
+                // The ledger's record did not change: a check of `together` failed, which is the caller's to handle.
+                if together != nil && nowVersion == version { throw conflict }
                 (base, version) = (now, nowVersion)
             }
         }
@@ -555,6 +563,17 @@ public final class LedgerWriter: Sendable {
     /// meanwhile gets `fenced`: the recoverer closes the ledger.
     @discardableResult
     public func close() async throws -> LedgerMetadata {
+        try await close(together: nil).metadata
+    }
+
+    /// Like `close()`, and commits `together(closed)` in the same metadata transaction as the ledger's own
+    /// change: a record that describes the closed ledger (a log segment's completed record, with its checks)
+    /// changes with it or not at all, in one commit instead of two. Returns the closed ledger and the version
+    /// the commit gave `together`'s records. When a check of `together` fails, this throws
+    /// `MetadataError.versionConflict` and the ledger stays open in metadata (its writer still takes no adds).
+    /// `together` may throw to refuse the closed ledger (nothing is committed then).
+    public func close(together: (@Sendable (LedgerMetadata) throws -> Transaction)?) async throws
+        -> (metadata: LedgerMetadata, committed: Version) {
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
             let now = state.withLock { s -> Bool in
                 s.closing = true
@@ -576,9 +595,12 @@ public final class LedgerWriter: Sendable {
         if case .fenced? = failure { throw LedgerError.fenced(id) }
         // Closed already (a second close): nothing to write. A writer that failed otherwise is still closed at
         // its last confirmed entry.
-        if let done = state.withLock({ s in s.metadata.state == .closed ? s.metadata : nil }) { return done }
+        if let done = state.withLock({ s in s.metadata.state == .closed ? s.metadata : nil }) {
+            guard let together else { return (done, version) }
+            return (done, Version(try await pool.cluster.store.commit(try together(done))))
+        }
         let based = state.withLock { $0.metadata }
-        guard let (closed, newVersion) = try await update(based, version: version, { closed in
+        guard let (closed, newVersion) = try await update(based, version: version, together: together, { closed in
             closed.state = .closed
             closed.lastEntry = closing.lastEntry
             closed.length = closing.length
@@ -590,6 +612,6 @@ public final class LedgerWriter: Sendable {
             s.metadata = closed
             s.version = newVersion
         }
-        return closed
+        return (closed, newVersion)
     }
 }

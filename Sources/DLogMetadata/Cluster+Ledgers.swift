@@ -28,6 +28,13 @@ extension Cluster {
         return try await store.put(ClusterKeys.ledger(id), value: LedgerMetadataCodec.encode(metadata), ifVersion: version)
     }
 
+    /// The operation that writes `metadata` as ledger `id`'s record, for a transaction that changes it together
+    /// with other records (after checking it, as `updateLedger` does).
+    public func ledgerUpdate(_ id: LedgerID, _ metadata: LedgerMetadata) throws -> Transaction.Operation {
+        if let problem = metadata.problem { throw MetadataError.invalidArgument("ledger \(id): \(problem)") }
+        return .put(key: ClusterKeys.ledger(id), value: LedgerMetadataCodec.encode(metadata), lease: nil)
+    }
+
     /// Deletes a ledger's metadata, and its under-replication marks with it (nothing is left to heal).
     public func deleteLedger(_ id: LedgerID, ifVersion version: Version) async throws {
         _ = try await store.commit(Transaction(checks: [.init(key: ClusterKeys.ledger(id), version: version)],

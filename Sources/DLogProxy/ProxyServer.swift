@@ -3,9 +3,10 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// The proxy role's TCP server: `ProxyService` over the common frame (docs/protocol.md, "Proxy role"). Each
-/// request runs as its own task, so one slow stream never holds up another on the same connection; answers
-/// go back in whatever order they finish, matched by request id.
+/// The proxy role's TCP server: `ProxyService` over the common frame (docs/protocol.md, "Proxy role"). No
+/// request waits for another: a write to an owned stream goes to its writer at once, anything slower runs as
+/// its own task, so one slow stream never holds up another on the same connection; answers go back in
+/// whatever order they finish, matched by request id.
 public final class ProxyServer: Sendable, FrameListening {
     public let service: ProxyService
     public let listener: FrameServer
@@ -59,9 +60,7 @@ final class ProxyRequestHandler: ChannelInboundHandler {
             batcher.send { error.encode(op: op, requestID: requestID, into: &$0) }
             return
         }
-        let service = self.service
-        Task {
-            let result = await service.handle(request)
+        service.handle(request) { result in
             batcher.send { buffer in
                 switch result {
                 case .success(let reply): reply.encode(op: request.op, requestID: requestID, into: &buffer)

@@ -113,6 +113,51 @@ public final class ProxyService: Sendable {
 
     public func handle(_ request: ProxyRequest) async -> Result<ProxyReply, ProxyFailure> {
         let result = await answer(request)
+        count(request, result)
+        return result
+    }
+
+    /// Answers `request` through `completion`. A write to a stream this proxy owns (nearly every request) is
+    /// handed to its writer at once and answered from the thread that confirms it: no task, no hop between
+    /// threads. Anything else (an open, a redirect, a failed writer, the other operations) runs as a task.
+    public func handle(_ request: ProxyRequest, completion: @escaping @Sendable (Result<ProxyReply, ProxyFailure>) -> Void) {
+        let records: [ProxyRecord]
+        switch request {
+        case .write(_, let record): records = [record]
+        case .writeBulk(_, let bulk): records = bulk
+        default: return slowly(request, completion)
+        }
+        let stream = request.stream
+        let owned = state.withLock { s -> LogWriter? in if case .owned(let writer)? = s.streams[stream] { writer } else { nil } }
+        guard let writer = owned, writer.failure == nil,
+              !records.contains(where: { $0.payload.count > LogRecord.payloadBytesMax }) else {
+            return slowly(request, completion)
+        }
+        do {
+            try admit(stream, records: records.count, bytes: records.reduce(0) { $0 + $1.payload.count })
+        } catch {
+            let result = Result<ProxyReply, ProxyFailure>.failure(error)
+            count(request, result)
+            return completion(result)
+        }
+        writer.writeBulk(assigning: records.map { ($0.txid, $0.payload) }) { outcome in
+            let result: Result<ProxyReply, ProxyFailure>
+            switch outcome {
+            case .success(let dlsns): result = .success(request.op == .write ? .written(dlsns[0]) : .writtenBulk(dlsns))
+            case .failure(let error):
+                if let failure = writer.failure { self.letGo(stream, writer, failure) }
+                result = .failure(self.failure(for: error, stream: stream))
+            }
+            self.count(request, result)
+            completion(result)
+        }
+    }
+
+    private func slowly(_ request: ProxyRequest, _ completion: @escaping @Sendable (Result<ProxyReply, ProxyFailure>) -> Void) {
+        Task { completion(await handle(request)) }
+    }
+
+    private func count(_ request: ProxyRequest, _ result: Result<ProxyReply, ProxyFailure>) {
         state.withLock { s in
             s.requests["\(request.op)", default: 0] += 1
             switch result {
@@ -122,7 +167,6 @@ public final class ProxyService: Sendable {
             case .success: break
             }
         }
-        return result
     }
 
     /// Counters for metrics: requests by operation, failures by status, records written, streams owned.
@@ -161,14 +205,18 @@ public final class ProxyService: Sendable {
                 _ = try await writer(for: stream, create: false)
                 return .success(.owner(settings.address))
             }
-        } catch let failure as ProxyFailure {
-            return .failure(failure)
-        } catch let error as LogError {
-            return .failure(failure(for: error, stream: stream))
-        } catch let error as MetadataError {
-            return .failure(Self.failure(for: error, stream: stream))
         } catch {
-            return .failure(ProxyFailure(.internalError, "\(stream): \(error)"))
+            return .failure(failure(for: error, stream: stream))
+        }
+    }
+
+    /// What the client is told of `error`.
+    private func failure(for error: any Error, stream: String) -> ProxyFailure {
+        switch error {
+        case let failure as ProxyFailure: return failure
+        case let error as LogError: return failure(for: error, stream: stream)
+        case let error as MetadataError: return Self.failure(for: error, stream: stream)
+        default: return ProxyFailure(.internalError, "\(stream): \(error)")
         }
     }
 
@@ -340,8 +388,9 @@ public final class ProxyService: Sendable {
         return try await lockHolder(stream).flatMap { ProxyOwner.address(fromLockValue: $0) }
     }
 
-    /// Stops owning `stream`: its writer flushes, completes its segment and lets the lock go.
-    public func release(_ stream: String) async {
+    /// Stops owning `stream`: its writer flushes, completes its segment and lets the lock go (or, with
+    /// `lockGoesWithSession`, leaves it to the namespace's shared lease, which a drain revokes once at its end).
+    public func release(_ stream: String, lockGoesWithSession: Bool = false) async {
         let slot = state.withLock { s -> Slot? in
             defer { s.streams[stream] = nil; s.limits[stream] = nil }
             return s.streams[stream]
@@ -355,7 +404,7 @@ public final class ProxyService: Sendable {
         }
         if let writer {
             do {
-                try await writer.close()
+                try await writer.close(releasingLock: !lockGoesWithSession)
             } catch {
                 logger.warning("releasing stream: \(error)", metadata: ["stream": "\(stream)"])
             }
@@ -394,15 +443,16 @@ public final class ProxyService: Sendable {
             return Array(s.streams.keys)
         }
         logger.info("draining", metadata: ["streams": "\(streams.count)"])
-        // Many at once (each release is a few metadata round trips, which the store commits together), so 100,000
-        // streams do not outlast the stop timeout.
+        // Many at once (each release is one metadata commit, which the store groups with others), so 100,000
+        // streams do not outlast the stop timeout. Their locks stay until the shared lease is revoked below:
+        // one step for all of them, not a delete each.
         await withTaskGroup(of: Void.self) { group in
             for (index, stream) in streams.enumerated() {
-                if index >= 128 { await group.next() }
-                group.addTask { await self.release(stream) }
+                if index >= 1024 { await group.next() }
+                group.addTask { await self.release(stream, lockGoesWithSession: true) }
             }
         }
-        // Streams a writer still held (one opening meanwhile) go with the shared lease.
+        // Every lock of the drained streams (and of one opening meanwhile) goes with the shared lease.
         await namespace.close()
         if let lock = registration.withLock({ $0 }) { await lock.release() }
     }

@@ -95,6 +95,16 @@ public final class LogWriter: Sendable {
         }
     }
 
+    /// Like `writeBulk(assigning:)`, calling `completion` once instead of suspending: on the thread that
+    /// confirmed the records, or on the caller's own stack when they are refused at once (so the caller must
+    /// not hold a lock the completion takes). The proxy answers its clients from there, with no task and no
+    /// hop between threads per request.
+    public func writeBulk(assigning records: [(txid: Int64?, payload: [UInt8])],
+                          completion: @escaping @Sendable (Result<[DLSN], any Error>) -> Void) {
+        guard !records.isEmpty else { return completion(.success([])) }
+        enqueue(records, done: completion)
+    }
+
     /// Why this writer takes no more writes (failed, lost its log, closed, sealed), or nil while it does.
     public var failure: LogError? {
         if let failure = core.withLock({ $0.failure }) { return failure }
@@ -152,16 +162,28 @@ public final class LogWriter: Sendable {
             for signal in signals { signal(failure) }
         case .startSegment(let info, let infoVersion, let segment):
             Task { await startSegment(info: info, infoVersion: infoVersion, segment: segment) }
-        case .closeLedger(let ledger, let sequence):
+        case .completeSegment(let ledger, var record, let version):
+            record.completionTime = Namespace.now
+            let (name, key, lockCheck) = (name, LogKeys.segment(name, record.sequence), Transaction.Check(key: lock.key, version: lock.version))
+            let completed = record
             Task {
                 do {
-                    let closed = try await ledger.close()
-                    handle(.ledgerClosed(sequence: sequence, lastEntry: closed.lastEntry, now: Namespace.now))
+                    // One commit closes the ledger and completes the segment: a stream's roll or close costs one
+                    // metadata round trip, not two.
+                    let (_, committed) = try await ledger.close { closed in
+                        guard closed.lastEntry.rawValue == completed.lastEntry else {
+                            throw LogError.damaged(name, "segment \(completed.sequence) ends at entry \(completed.lastEntry) but its ledger closed at \(closed.lastEntry)")
+                        }
+                        return Transaction(checks: [.init(key: key, version: version), lockCheck],
+                                           operations: [.put(key: key, value: LogSegmentCodec.encode(completed), lease: nil)])
+                    }
+                    handle(.segmentRecordWritten(completed, version: committed))
                 } catch {
-                    handle(.failed(logError(error, segment: sequence)))
+                    handle(.failed(logError(error, segment: completed.sequence)))
                 }
             }
-        case .writeSegmentRecord(let record, let version):
+        case .writeSegmentRecord(var record, let version):
+            record.completionTime = Namespace.now
             Task {
                 let key = LogKeys.segment(name, record.sequence)
                 do {
@@ -247,10 +269,17 @@ public final class LogWriter: Sendable {
 
     /// Flushes, completes the current segment and gives up ownership. Later writes fail with `writerClosed`.
     public func close() async throws {
+        try await close(releasingLock: true)
+    }
+
+    /// Like `close()`; with `releasingLock` false the log's lock is left to go with the namespace's shared
+    /// lease. A draining proxy closes its namespace right after its writers, which removes every lock at once
+    /// instead of one delete per log.
+    public func close(releasingLock: Bool) async throws {
         let failure = await withCheckedContinuation { (waiter: CheckedContinuation<LogError?, Never>) in
             handle(.close { waiter.resume(returning: $0) })
         }
-        await lock.release()
+        if releasingLock || lock.session == nil { await lock.release() }
         if let failure { throw failure }
     }
 

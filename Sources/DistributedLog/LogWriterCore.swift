@@ -10,8 +10,8 @@ import DequeModule
 /// The life of a segment: `idle` → records wait → `starting` (the driver creates a ledger and commits the
 /// segment's record) → `open` (entries go out, at most `entriesInFlightMax` at a time; records gather behind
 /// them into the next entry) → a roll (by size, age or end of stream) or a close waits until nothing is in
-/// flight → `completing` (the driver closes the ledger, then writes the completed record, again while a
-/// truncation arrived meanwhile) → `idle`. The first failure ends the writer: every record it holds fails with
+/// flight → `completing` (the driver closes the ledger and commits the completed record in one transaction,
+/// and writes the record again if a truncation arrived meanwhile) → `idle`. The first failure ends the writer: every record it holds fails with
 /// it, and so does every later write.
 ///
 /// Generic over the ledger handle it carries for the driver, the waiter of a record, and the waiter of a flush
@@ -44,9 +44,7 @@ struct LogWriterCore<Ledger, Waiter, Signal> {
         case segmentStarted(LogSegment, Ledger, info: LogInfo, version: Version, at: ContinuousClock.Instant)
         /// The segment's ledger confirmed the entry sent as `index` of segment `sequence`.
         case entryConfirmed(sequence: Int64, index: Int64, entry: EntryID, at: ContinuousClock.Instant)
-        /// The segment's ledger closed at `lastEntry`, at `now` (wall clock, milliseconds).
-        case ledgerClosed(sequence: Int64, lastEntry: EntryID, now: Int64)
-        /// The completed record `record` was committed at `version`.
+        /// The completed record `record` was committed at `version` (with the ledger's close, the first time).
         case segmentRecordWritten(LogSegment, version: Version)
         /// A truncation point: if it lies inside the open segment, the completed record carries it.
         case truncate(before: DLSN)
@@ -66,7 +64,10 @@ struct LogWriterCore<Ledger, Waiter, Signal> {
         case fail([Waiter], LogError)
         /// Flush or close waiters, resolved: with nil, done; otherwise with the writer's failure.
         case settle([Signal], LogError?)
-        case closeLedger(Ledger, sequence: Int64)
+        /// Close `ledger` and, in the same transaction, commit the segment's completed record (its ledger must
+        /// have closed at the record's last entry); the driver sets the completion time.
+        case completeSegment(Ledger, LogSegment, version: Version)
+        /// Write the completed record again (with a truncation that arrived meanwhile).
         case writeSegmentRecord(LogSegment, version: Version)
         /// Old segments may now be deleted (after a roll; off the write path).
         case applyRetention
@@ -134,8 +135,6 @@ struct LogWriterCore<Ledger, Waiter, Signal> {
             started(segment, ledger, info: info, version: version, at: at)
         case .entryConfirmed(let sequence, let index, let entry, let at):
             confirmed(sequence: sequence, index: index, entry: entry, at: at, &actions)
-        case .ledgerClosed(let sequence, let lastEntry, let now):
-            ledgerClosed(sequence: sequence, lastEntry: lastEntry, now: now, &actions)
         case .segmentRecordWritten(let record, let version): recordWritten(record, version: version, &actions)
         case .truncate(let dlsn):
             if let segment, segment.sequence == dlsn.segment, phase == .open || phase == .completing,
@@ -214,7 +213,7 @@ struct LogWriterCore<Ledger, Waiter, Signal> {
                 while !rollWanted, !buffer.isEmpty, inFlight.count < limits.entriesInFlightMax { transmit(&actions) }
                 if inFlight.isEmpty, rollWanted || closing && buffer.isEmpty {
                     phase = .completing
-                    actions.append(.closeLedger(ledger!, sequence: segment!.sequence))
+                    actions.append(.completeSegment(ledger!, completedRecord(segment!), version: segmentVersion))
                 }
             case .starting, .completing:
                 break
@@ -307,20 +306,9 @@ struct LogWriterCore<Ledger, Waiter, Signal> {
         if !acknowledged.isEmpty { actions.append(.acknowledge(acknowledged)) }
     }
 
-    private mutating func ledgerClosed(sequence: Int64, lastEntry: EntryID, now: Int64, _ actions: inout [Action]) {
-        guard failure == nil, phase == .completing, segment?.sequence == sequence else { return }
-        segment!.completionTime = now
-        let segment = segment!
-        guard lastEntry.rawValue == last.entry else {
-            return fail(.damaged(name, "segment \(sequence) ends at entry \(last.entry) but its ledger closed at \(lastEntry)"), &actions)
-        }
-        actions.append(.writeSegmentRecord(completedRecord(segment), version: segmentVersion))
-    }
-
     /// The segment's completed record, with the truncation asked for so far.
     private func completedRecord(_ segment: LogSegment) -> LogSegment {
         var done = segment
-        precondition(done.completionTime > 0, "completed before its ledger closed")
         done.state = .completed
         (done.lastEntry, done.lastSlot, done.lastTxID) = last
         done.recordCount = nextPosition

@@ -48,6 +48,41 @@ import Testing
         }
     }
 
+    @Test func closingTogetherWithARecordCommitsBothOrNeither() async throws {
+        // Proves a close with a record of the caller's commits both in one transaction (the record's version is
+        // the ledger's new one), and that when the record's check fails neither changes: the ledger stays open
+        // in metadata, the conflict reaches the caller, and the record keeps its old value.
+        try await withLedgerCluster(bookies: 3) { fixture in
+            var rng = SeededGenerator(seed: 8)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            let store = fixture.pool.cluster.store
+            let record = "/test/closed-with"
+            let created = Version(try await store.commit(Transaction(operations: [.put(key: record, value: [0], lease: nil)])))
+            func closing(_ writer: LedgerWriter, ifRecordAt version: Version) async throws -> (metadata: LedgerMetadata, committed: Version) {
+                try await writer.close { closed in
+                    Transaction(checks: [.init(key: record, version: version)],
+                                operations: [.put(key: record, value: [UInt8(closed.lastEntry.rawValue)], lease: nil)])
+                }
+            }
+
+            let stale = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                      allocator: fixture.allocator, using: &rng)
+            for n in 0..<3 { _ = try await stale.append(payload(n)) }
+            await #expect(throws: MetadataError.self) { _ = try await closing(stale, ifRecordAt: Version(created.rawValue + 1_000)) }
+            #expect(try await fixture.pool.cluster.ledger(stale.id)?.0.state == .open)
+            #expect(try await store.get(record)?.value == [0])
+
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            for n in 0..<5 { _ = try await writer.append(payload(n)) }
+            let (closed, committed) = try await closing(writer, ifRecordAt: created)
+            let (stored, version) = try #require(try await fixture.pool.cluster.ledger(writer.id))
+            #expect(stored.state == .closed && stored.lastEntry == EntryID(4) && closed == stored && version == committed)
+            let item = try #require(try await store.get(record))
+            #expect(item.value == [4] && item.version == committed)
+        }
+    }
+
     @Test func readerOfAnOpenLedgerStopsAtTheLastAddConfirmed() async throws {
         // Proves a reader of a ledger still being written sees entries only up to the LAC the bookies report
         // (the piggybacked one, or the one an idle writer wrote), never past it.

@@ -59,7 +59,6 @@ private struct World {
     enum Pending {
         case start(LogInfo, Version, LogSegment)
         case confirm(sequence: Int64, index: Int64)
-        case close(sequence: Int64)
         case record(LogSegment, Version)
     }
 
@@ -246,10 +245,6 @@ private struct World {
             if failing { return try apply(core.handle(.failed(.ledger("p", .bookieFailed(LedgerID(UInt64(sequence)), BookieID("b"), "gone"))))) }
             confirmed.insert(DLSNKey(segment: sequence, index: index))
             try apply(core.handle(.entryConfirmed(sequence: sequence, index: index, entry: EntryID(index), at: clock)))
-        case .close(let sequence):
-            if failing { return try apply(core.handle(.failed(failure))) }
-            let sent = sentBySegment[sequence, default: 0]
-            try apply(core.handle(.ledgerClosed(sequence: sequence, lastEntry: EntryID(sent - 1), now: 1_000)))
         case .record(let record, _):
             if failing { return try apply(core.handle(.failed(failure))) }
             version += 1
@@ -302,11 +297,13 @@ private struct World {
                 for signal in signals {
                     try check(openSignals.remove(signal) != nil, "signal \(signal) settled twice")
                 }
-            case .closeLedger(let ledger, let sequence):
+            case .completeSegment(let ledger, let record, let version):
+                let sequence = record.sequence
                 let sent = sentBySegment[sequence, default: 0]
                 try check(ledger == Int(sequence) && (0..<sent).allSatisfy { confirmed.contains(DLSNKey(segment: sequence, index: $0)) },
                           "segment \(sequence) closed with entries in flight")
-                pending.append(.close(sequence: sequence))
+                rewriting.insert(sequence)
+                pending.append(.record(record, version))
             case .writeSegmentRecord(let record, let version):
                 // A second record for one segment: a truncation arrived while the first was written.
                 covered.rewrittenRecords += rewriting.contains(record.sequence) ? 1 : 0
