@@ -24,6 +24,8 @@ struct LogBenchCommand: AsyncParsableCommand {
     @Option(help: "Seconds to run.") var duration = 5.0
     @Option(name: .customLong("entries-in-flight"), help: "Direct writes: entries in flight per stream's writer (records gather behind them).")
     var entriesInFlight = LogOptions().entriesInFlightMax
+    @Flag(inversion: .prefixedNo, help: "Run a tailing reader per stream and measure acknowledgement to delivery (--no-tail: writes alone, as a store's own write benchmark measures).")
+    var tail = true
     @Flag(help: "Print one JSON object.") var json = false
     @Option(name: .customLong("acked-log"), help: "Append every acknowledged (stream, DLSN, payload CRC32C) to this file.")
     var ackedLog: String?
@@ -73,15 +75,16 @@ struct LogBenchCommand: AsyncParsableCommand {
         } catch {
             throw BenchError("creating streams: \(error)")
         }
-        let tally = WriteTally(ackedLog: ackedLog), tail = TailLatency()
-        let readers = try await names.asyncMap { name in (name, try await namespace.openReader(name)) }
+        let tally = WriteTally(ackedLog: ackedLog), tailLatency = TailLatency()
+        let readers = tail ? try await names.asyncMap { name in (name, try await namespace.openReader(name)) } : []
         let stop = StopFlag()
         let readerTasks = readers.map { name, reader in
-            Task { await Self.tail(reader, name, tail: tail, stop: stop) }
+            Task { await Self.tail(reader, name, tail: tailLatency, stop: stop) }
         }
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int64(duration * 1000))
         let streamWriters = writers
+        let tailing = tail ? tailLatency : nil
         await withTaskGroup(of: Void.self) { group in
             for c in 0..<clients {
                 let name = names[c % names.count]
@@ -89,7 +92,7 @@ struct LogBenchCommand: AsyncParsableCommand {
                     let id = UInt64(c * 1024 + lane)
                     group.addTask {
                         await Self.writeLoop(name, lane: id, size: size, until: deadline, proxy: client, writer: streamWriters[name],
-                                             tally: tally, tail: tail)
+                                             tally: tally, tail: tailing)
                     }
                 }
             }
@@ -97,7 +100,7 @@ struct LogBenchCommand: AsyncParsableCommand {
         let elapsed = Double(micros(ContinuousClock.now - start)) / 1e6
         // Readers catch up (bounded), then stop.
         let catchUp = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < catchUp && !tail.caughtUp {
+        while tail && ContinuousClock.now < catchUp && !tailLatency.caughtUp {
             try await Task.sleep(for: .milliseconds(50))
         }
         stop.set()
@@ -107,11 +110,11 @@ struct LogBenchCommand: AsyncParsableCommand {
         await namespace.close()
         await namespace.pool.shutdown()
         await store.shutdown()
-        try report(try await tally.finish(), tail, elapsed: elapsed)
+        try report(try await tally.finish(), tailLatency, elapsed: elapsed)
     }
 
     static func writeLoop(_ name: String, lane: UInt64, size: Int, until deadline: ContinuousClock.Instant,
-                          proxy: ProxyClient?, writer: LogWriter?, tally: WriteTally, tail: TailLatency) async {
+                          proxy: ProxyClient?, writer: LogWriter?, tally: WriteTally, tail: TailLatency?) async {
         var payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         var sequence: UInt64 = 0
         while ContinuousClock.now < deadline {
@@ -128,7 +131,7 @@ struct LogBenchCommand: AsyncParsableCommand {
                     dlsn = try await writer!.writeBulk(assigning: [(nil, payload)])[0]
                 }
                 let now = ContinuousClock.now
-                tail.acknowledged(name, dlsn, at: now)
+                tail?.acknowledged(name, dlsn, at: now)
                 tally.confirmed(latency: now - sent, ackedLine: tally.keepsAcked
                     ? "S\(name) \(dlsn) \(String(format: "%08x", CRC32C.checksum(payload)))" : nil)
             } catch {
@@ -146,8 +149,8 @@ struct LogBenchCommand: AsyncParsableCommand {
         }
     }
 
-    func report(_ counts: WriteTally.Counts, _ tail: TailLatency, elapsed: Double) throws {
-        let (tailSummary, tailRecords) = tail.figures
+    func report(_ counts: WriteTally.Counts, _ tailLatency: TailLatency, elapsed: Double) throws {
+        let (tailSummary, tailRecords) = tailLatency.figures
         let result = RunReport(parameters: Parameters(target: proxy.map { "proxy \($0)" } ?? "direct \(metadata)", streams: streams,
                                                       clients: clients, pipeline: pipeline, size: size),
                                figures: RunFigures(counts.histogram, ops: counts.ops, errors: counts.errors, bytesPerOp: size,
@@ -157,9 +160,10 @@ struct LogBenchCommand: AsyncParsableCommand {
         if json {
             printJSON(result)
         } else {
+            let tailLine = tail ? "tail p50 \(fmt(tailSummary.p50_ms, 3)) ms, p99 \(fmt(tailSummary.p99_ms, 3)) ms over \(tailRecords) records; "
+                : "no tailing readers; "
             print("log \(result.parameters.target) \(streams) streams \(clients)x\(pipeline) \(size) B: \(result.figures.line("writes")); "
-                  + "tail p50 \(fmt(tailSummary.p50_ms, 3)) ms, p99 \(fmt(tailSummary.p99_ms, 3)) ms "
-                  + "over \(tailRecords) records; " + counts.errorsLine)
+                  + tailLine + counts.errorsLine)
         }
         if counts.errors > 0 { throw ExitCode(1) }
     }

@@ -52,6 +52,12 @@ import Testing
             let verify = try await BenchRun(["verify"] + metadata + ["--acked-log", log], in: dir, timeout: 120)
             #expect(verify.status == 0 && verify.stdout.contains("each read once, in order, at its DLSN"), "\(verify.stdout)\(verify.stderr)")
         }
+        // Writes alone (no tailing readers, as a store's own write benchmark runs): still verified.
+        let alone = try await BenchRun(["log"] + proxy + metadata + ["--streams", "2", "--clients", "3", "--duration", "1", "--no-tail",
+                                                                     "--acked-log", dir.sub("acked-alone.log")], in: dir, timeout: 120)
+        #expect(alone.status == 0 && alone.stdout.contains("no tailing readers; 0 errors"), "\(alone.stdout)\(alone.stderr)")
+        let verifyAlone = try await BenchRun(["verify"] + metadata + ["--acked-log", dir.sub("acked-alone.log")], in: dir, timeout: 120)
+        #expect(verifyAlone.status == 0, "\(verifyAlone.stdout)\(verifyAlone.stderr)")
 
         let status = try await runTool(dlogctlPath, ["admin", "--socket", dir.sub("admin.sock"), "status", "--json"])
         #expect(status.status == 0 && status.stdout.contains("\"role\":\"standalone\"") && status.stdout.contains("\"streams_owned\":"),
