@@ -122,6 +122,7 @@ let package = Package(
         .testTarget(name: "DLogProxyTests", dependencies: [
             "DLogProxy", "DistributedLog", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport", "DLogClusterSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport",
                                                             "DistributedLog"]),

@@ -13,27 +13,36 @@ final class FrameConnection: Sendable {
 
     let channel: Channel
     private let outbox: ChannelOutbox<Outbound>
+    /// When a frame last arrived (nanoseconds of the continuous clock since the connection was made).
+    private let heard: Heard
 
     static func connect(host: String, port: Int, group: EventLoopGroup, timeout: Duration) async throws -> FrameConnection {
+        let heard = Heard()
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: 64 << 20)))
-                    try channel.pipeline.syncOperations.addHandler(FrameClientHandler())
+                    try channel.pipeline.syncOperations.addHandler(FrameClientHandler(heard: heard))
                 }
             }
             .connect(host: host, port: port).get()
-        return FrameConnection(channel: channel)
+        return FrameConnection(channel: channel, heard: heard)
     }
 
-    private init(channel: Channel) {
+    private init(channel: Channel, heard: Heard) {
         self.channel = channel
+        self.heard = heard
         outbox = ChannelOutbox(channel: channel) { $0.promise.fail(ConnectionLost()) }
     }
 
     var isActive: Bool { channel.isActive }
+
+    /// Whether nothing arrived on this connection for `interval`: a request that timed out on a connection that
+    /// answers others only waited behind slow work at the peer (the connection is fine); on a silent one, the
+    /// peer or the path to it is gone.
+    func isSilent(for interval: Duration) -> Bool { heard.since > interval }
 
     /// Sends a request encoded by `encode` (given its request id) and waits at most `timeout` for the answer.
     func send(timeout: Duration, _ encode: @escaping @Sendable (UInt64, inout ByteBuffer) -> Void) async throws -> Frame {
@@ -65,6 +74,9 @@ final class FrameClientHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private var pending = PendingReplies<Frame>()
+    private let heard: Heard
+
+    init(heard: Heard) { self.heard = heard }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let out = unwrapOutboundIn(data)
@@ -79,6 +91,7 @@ final class FrameClientHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        heard.now()
         pending.take(frame.header.requestID)?.succeed(frame)
     }
 
@@ -91,4 +104,18 @@ final class FrameClientHandler: ChannelDuplexHandler {
         pending.failAll(error)
         context.close(promise: nil)
     }
+}
+
+/// The last time a connection heard from its peer, set on its event loop and read from any thread.
+final class Heard: Sendable {
+    private let start = ContinuousClock.now
+    private let nanoseconds = Atomic<Int64>(0)
+
+    func now() {
+        let (seconds, attoseconds) = (ContinuousClock.now - start).components
+        nanoseconds.store(seconds * 1_000_000_000 + attoseconds / 1_000_000_000, ordering: .relaxed)
+    }
+
+    /// Time since the peer was last heard from (or since the connection was made).
+    var since: Duration { ContinuousClock.now - (start + .nanoseconds(nanoseconds.load(ordering: .relaxed))) }
 }

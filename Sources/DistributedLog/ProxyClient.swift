@@ -194,16 +194,28 @@ public final class ProxyClient: Sendable {
     /// One try at `address`: a connection failure or timeout comes back as `unavailable`, and the proxy is
     /// avoided for a while.
     private func attempt(_ request: ProxyRequest, at address: String) async -> Result<ProxyReply, ProxyFailure> {
+        let connection: FrameConnection
         do {
-            let connection = try await connection(to: address)
+            connection = try await self.connection(to: address)
+        } catch {
+            state.withLock { $0.avoided[address] = .now + options.avoidFor }
+            return .failure(ProxyFailure(.unavailable, "\(error)"))
+        }
+        do {
             let frame = try await connection.send(timeout: options.requestTimeout) { id, buffer in
                 request.encode(requestID: id, into: &buffer)
             }
             return ProxyReply.decode(frame, op: request.op)
         } catch {
-            // The connection that failed (closed, or silent past the timeout) is closed and forgotten.
+            // A request that timed out on a connection that answers others waited behind slow work at the proxy
+            // (thousands of streams opening at once): the connection stays, with every other request on it. One
+            // that closed, or went silent past the timeout, is closed and forgotten, and the proxy avoided.
+            if error is ConnectionTimedOut, connection.isActive, !connection.isSilent(for: options.requestTimeout) {
+                return .failure(ProxyFailure(.unavailable, "\(address): \(error)"))
+            }
             let dropped = state.withLock { s -> FrameConnection? in
                 s.avoided[address] = .now + options.avoidFor
+                guard s.connections[address] === connection else { return nil }
                 return s.connections.removeValue(forKey: address)
             }
             if let dropped { Task { await dropped.close() } }

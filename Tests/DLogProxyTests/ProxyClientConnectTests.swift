@@ -1,6 +1,8 @@
 import DistributedLog
+import DLogWire
 import Foundation
 import Glibc
+import NIOCore
 import Synchronization
 import Testing
 
@@ -46,7 +48,71 @@ private final class SilentListener: Sendable {
     }
 }
 
+/// A proxy that answers every write at once, except those to the stream "slow", which it never answers (a
+/// request stuck behind slow work, on a connection that is otherwise fine). Counts the connections made to it.
+private final class SelectiveProxy: Sendable {
+    let server: FrameServer
+    let port: Int
+    private let connected: Counter
+
+    final class Counter: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
+    init() throws {
+        let connected = Counter()
+        self.connected = connected
+        server = try FrameServer(host: "127.0.0.1", port: 0, threads: 1, maxFrameBytes: 1 << 20) {
+            connected.value.add(1, ordering: .relaxed)
+            return Handler()
+        }
+        port = server.localAddress!.port!
+    }
+
+    var connections: Int { connected.value.load(ordering: .relaxed) }
+
+    final class Handler: ChannelInboundHandler {
+        typealias InboundIn = Frame
+        typealias OutboundOut = ByteBuffer
+        private var written: Int64 = 0
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let frame = unwrapInboundIn(data)
+            guard let request = try? ProxyRequest.decode(frame), request.stream != "slow" else { return }
+            written += 1
+            var buffer = context.channel.allocator.buffer(capacity: 64)
+            ProxyReply.written(DLSN(segment: 1, entry: written, slot: 0)).encode(op: request.op, requestID: frame.header.requestID, into: &buffer)
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+}
+
 @Suite struct ProxyClientConnectTests {
+    @Test func aRequestThatTimesOutOnAnAnsweringConnectionKeepsTheConnection() async throws {
+        // Proves one request timing out on a connection that keeps answering the others (the proxy is slow on
+        // one stream, not gone) leaves that connection and everything in flight on it alone: one timeout used to
+        // close it, failing every request on it at once (with thousands of streams opening, a cascade of refusals).
+        let proxy = try SelectiveProxy()
+        defer { proxy.server.close() }
+        var options = ProxyClient.Options()
+        options.requestTimeout = .milliseconds(300)
+        options.retryFor = .milliseconds(700)
+        let client = ProxyClient(proxies: ["127.0.0.1:\(proxy.port)"], options: options)
+        let slow = Task { try await client.write("slow", [0]) }
+        var written = 0
+        let until = ContinuousClock.now + .milliseconds(1_200)
+        while ContinuousClock.now < until {
+            _ = try await client.write("fast", [1])
+            written += 1
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        await #expect(throws: ProxyFailure.self) { _ = try await slow.value }
+        await client.shutdown()
+        #expect(written > 20)
+        #expect(proxy.connections == 1, "\(proxy.connections) connections: a timeout closed a connection that was answering")
+    }
+
+
     @Test func manyRequestsAtOnceMakeOneConnectionNotOneEach() async throws {
         // Proves a client with 300 requests in flight to one proxy connects to it once per time it needs a
         // connection, not once per request: each used to connect on its own, so after a dropped connection
