@@ -40,9 +40,11 @@ public final class Bookie: JournalSink, Sendable {
     let checkpointRequested = Atomic<Bool>(false)
     let operatorReadOnly = Atomic<Bool>(false)
     let draining = Atomic<Bool>(false)
-    /// Requests taken from the network, for metrics: adds, reads (with fence reads), and malformed frames.
+    /// Requests taken from the network, for metrics: adds, reads (with fence reads), long polls for the LAC, and
+    /// malformed frames.
     public let addsReceived = Atomic<UInt64>(0)
     public let readsReceived = Atomic<UInt64>(0)
+    public let longPollsReceived = Atomic<UInt64>(0)
     public let malformedRequests = Atomic<UInt64>(0)
     let stopping = Atomic<Bool>(false)
     let background = DispatchSemaphore(value: 0)

@@ -108,6 +108,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
                 read()
             }
         case .readLAC(let ledger, let poll):
+            if poll != nil { bookie.longPollsReceived.add(1, ordering: .relaxed) }
             if let token = bookie.readLAC(ledger: ledger, longPollPrevious: poll?.previous, reply: reply), let poll {
                 let bookie = self.bookie
                 let wait = min(Int64(poll.timeoutMilliseconds), Self.longPollMax)

@@ -40,6 +40,8 @@ enum BookieMetrics {
                    [([:], Double(bookie.addsReceived.load(ordering: .relaxed)))])
         out.metric("dlog_bookie_reads_total", "counter", "READ requests received (fence reads included)",
                    [([:], Double(bookie.readsReceived.load(ordering: .relaxed)))])
+        out.metric("dlog_bookie_long_polls_total", "counter", "READ_LAC long polls received (tailing readers waiting for entries)",
+                   [([:], Double(bookie.longPollsReceived.load(ordering: .relaxed)))])
         out.metric("dlog_bookie_malformed_requests_total", "counter", "connections closed on a malformed frame",
                    [([:], Double(bookie.malformedRequests.load(ordering: .relaxed)))])
         out.metric("dlog_bookie_read_only", "gauge", "1 while the bookie takes no adds",

@@ -14,6 +14,11 @@ public final class LedgerReader: Sendable {
         public var speculativeReadDelay: Duration? = .milliseconds(250)
         /// How long one replica may take to answer one read.
         public var readTimeout: Duration = .seconds(5)
+        /// How long a tailing reader's long poll waits on one bookie before the rest of the ensemble is polled
+        /// too (at once after a failure). The writer tells every bookie the LAC after 20 ms idle, so waiting
+        /// about that long on one bookie costs little when it lags; polling all of them every time would cost
+        /// each bookie a poll per entry.
+        public var longPollSpreadDelay: Duration = .milliseconds(20)
         public init() {}
     }
 
@@ -121,32 +126,52 @@ public final class LedgerReader: Sendable {
     @discardableResult
     public func waitForLastAddConfirmed(after previous: EntryID, timeout: Duration) async throws -> EntryID {
         if metadata.state == .closed { return lastAddConfirmed }
-        let bookies = state.withLock { $0.metadata.fragments.last!.bookies }
+        let ensemble = state.withLock { $0.metadata.fragments.last!.bookies }
+        // One long poll, to a bookie that learns the next LAC first (one of the write set of the entry that
+        // carries it); the others only if it fails, or has not answered within `longPollSpreadDelay`. A tailing
+        // reader costs its bookies one poll per entry instead of one per replica.
+        let first = quorums.writeSet(of: EntryID(max(0, previous.rawValue + 2)))
+        let order = first.map { ensemble[$0] } + ensemble.indices.filter { !first.contains($0) }.map { ensemble[$0] }
         let millis = UInt32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let poll = BookieRequest.readLAC(ledger: id, longPoll: .init(previous: previous, timeoutMilliseconds: millis))
-        let (answers, sink) = AsyncStream.makeStream(of: EntryID?.self)
-        for bookie in bookies {
+        let (events, sink) = AsyncStream.makeStream(of: PollEvent.self)
+        let (pool, id, readTimeout) = (pool, id, options.readTimeout)
+        func ask(_ bookie: BookieID) {
             Task {
-                let answer = try? await pool.send(poll, to: bookie, lane: id.rawValue, timeout: timeout + options.readTimeout)
-                if case .lac(let lac, _)? = answer { sink.yield(lac) } else { sink.yield(nil) }
+                let answer = try? await pool.send(poll, to: bookie, lane: id.rawValue, timeout: timeout + readTimeout)
+                if case .lac(let lac, _)? = answer { sink.yield(.answer(lac)) } else { sink.yield(.answer(nil)) }
             }
         }
-        var received = 0
-        var answered = 0
+        ask(order[0])
+        let spread = Task {
+            guard (try? await Task.sleep(for: options.longPollSpreadDelay)) != nil else { return }
+            sink.yield(.spread)
+        }
+        defer { spread.cancel() }
+        var (asked, received, answered) = (1, 0, 0)
         var best = state.withLock { $0.lac }
         let started = ContinuousClock.now
-        for await lac in answers {
-            received += 1
-            if let lac {
-                answered += 1
-                best = max(best, lac)
-            }
-            // The first bookie to see progress is enough: any LAC a bookie knows was confirmed.
-            if best > previous || received == bookies.count {
-                sink.finish()
-                break
+        loop: for await event in events {
+            switch event {
+            case .spread:
+                for bookie in order.dropFirst(asked) { ask(bookie) }
+                asked = order.count
+            case .answer(let lac):
+                received += 1
+                if let lac {
+                    answered += 1
+                    best = max(best, lac)
+                }
+                // The first bookie to see progress is enough: any LAC a bookie knows was confirmed.
+                if best > previous { break loop }
+                if received == asked {
+                    if asked == order.count { break loop }
+                    for bookie in order.dropFirst(asked) { ask(bookie) }
+                    asked = order.count
+                }
             }
         }
+        sink.finish()
         state.withLock { $0.lac = max($0.lac, best) }
         // Every bookie failed at once (unreachable, backing off): wait a little before the caller polls again,
         // rather than spin.
@@ -327,4 +352,11 @@ public final class LedgerReader: Sendable {
             "ledger": "\(id)", "entry": "\(entry)", "bookie": "\(bookie)", "reason": "\(why)"])
         return ReplicaFailure(reason: "\(bookie): \(why) (damaged replica skipped)")
     }
+}
+
+/// What a LAC long poll waits for: an answer (the LAC a bookie reported, nil when it failed), or the moment to
+/// poll the rest of the ensemble too.
+private enum PollEvent: Sendable {
+    case answer(EntryID?)
+    case spread
 }

@@ -51,4 +51,50 @@ import Testing
             #expect(seen.allSatisfy { $0.1 == payload(Int($0.0.rawValue)) })
         }
     }
+
+    @Test func aReaderThatKeepsUpPollsOneBookiePerEntryAndTheOthersWhenItFails() async throws {
+        // Proves a reader waiting for each next entry as it is written long-polls one bookie per wait, not all
+        // three (each wait used to poll every bookie of the ensemble, tripling the bookies' work for every
+        // tailing reader), and that when that bookie fails the poll, the others are asked at once.
+        try await withLedgerCluster(bookies: 3) { fixture in
+            var rng = SeededGenerator(seed: 33)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            _ = try await writer.append(payload(0))
+            // The others are polled only after a failure or this delay: long enough here that a loaded machine
+            // never reaches it, so the count is exact.
+            var options = LedgerReader.Options()
+            options.longPollSpreadDelay = .seconds(10)
+            let reader = try await LedgerReader.open(writer.id, password: "pw", pool: fixture.pool, options: options)
+            func polls() -> UInt64 { fixture.bookies.reduce(0) { $0 + $1.bookie.longPollsReceived.load(ordering: .relaxed) } }
+            let before = polls()
+            let waits = 40
+            for n in 0..<waits {
+                // Entries 0...n are written, and the bookies know LAC n-1 (carried by entry n): entry n becomes
+                // visible with the next add.
+                let waiting = Task { try await reader.waitForLastAddConfirmed(after: EntryID(Int64(n - 1)), timeout: .seconds(5)) }
+                try await Task.sleep(for: .milliseconds(3))
+                _ = try await writer.append(payload(n + 1))
+                let lac = try await withTimeout(10, "LAC past \(n - 1)") { try await waiting.value }
+                #expect(lac >= EntryID(Int64(n)))
+            }
+            let used = polls() - before
+            #expect(used == UInt64(waits), "\(used) long polls for \(waits) waits")
+
+            // A bookie that fails the poll (here: stopped) sends the wait to the others at once, not after the delay.
+            // The bookie polled first and one more are stopped; the one left knows LAC `waits` (the writer's idle
+            // LAC reached every bookie 20 ms after the last add).
+            try await Task.sleep(for: .milliseconds(100))
+            let ensemble = reader.metadata.fragments.last!.bookies
+            let first = ensemble[quorums.writeSet(of: EntryID(Int64(waits + 1)))[0]]
+            fixture.kill(first)
+            fixture.kill(ensemble.first { $0 != first }!)
+            let started = ContinuousClock.now
+            let lac = try await withTimeout(10, "LAC with two bookies gone") {
+                try await reader.waitForLastAddConfirmed(after: EntryID(Int64(waits - 1)), timeout: .seconds(5))
+            }
+            #expect(lac == EntryID(Int64(waits)) && ContinuousClock.now - started < .seconds(5), "\(lac) after \(ContinuousClock.now - started)")
+        }
+    }
 }
