@@ -246,6 +246,8 @@ public final class LedgerReader: Sendable {
             throw LedgerError.invalidRange(id, first: first, last: last)
         }
         guard last <= lac else { throw LedgerError.beyondLastAddConfirmed(id, entry: last, lac: lac) }
+        // One entry (a tailing reader's usual step): read it here, without a task group.
+        if first == last { return [try await read(first)] }
         var payloads: [[UInt8]] = []
         payloads.reserveCapacity(Int(last.rawValue - first.rawValue + 1))
         var next = first.rawValue
