@@ -139,7 +139,7 @@ extension Bookie {
 
     /// READ_LAC, answered now or (long poll) once LAC passes `previous`. Returns a cancel token for the
     /// caller's timeout, nil when already answered.
-    public func readLAC(ledger: LedgerID, longPollPrevious: EntryID?, reply: @escaping Reply) -> UInt64? {
+    public func readLAC(ledger: LedgerID, longPollPrevious: EntryID?, withEntry: Bool = false, reply: @escaping Reply) -> UInt64? {
         guard let previous = longPollPrevious else {
             guard let ls = storage.ledgerState(ledger) else {
                 reply(.failed(.noLedger, message: "\(ledger) is not on this bookie"))
@@ -148,7 +148,14 @@ extension Bookie {
             reply(.lac(lac: EntryID(ls.lac), lastEntry: EntryID(ls.lastEntry)))
             return nil
         }
-        return storage.watch(ledger, previous: previous.rawValue) { lac, last in
+        return storage.watch(ledger, previous: previous.rawValue) { [self] lac, last in
+            // The entry after `previous`, when asked for, covered by the LAC and still in memory (a reader that
+            // keeps up asks for the newest): its READ is saved. From disk it is left to a READ, off this path.
+            let next = EntryID(previous.rawValue + 1)
+            if withEntry, lac >= next.rawValue, case (_, .found(let bytes)) = storage.readCached(ledger, next),
+               case .entry(let checked) = checked(bytes, ledger, next) {
+                return reply(.lacAndEntry(lac: EntryID(lac), lastEntry: EntryID(last), entry: checked))
+            }
             reply(.lac(lac: EntryID(lac), lastEntry: EntryID(last)))
         }
     }

@@ -109,7 +109,8 @@ final class BookieRequestHandler: ChannelInboundHandler {
             }
         case .readLAC(let ledger, let poll):
             if poll != nil { bookie.longPollsReceived.add(1, ordering: .relaxed) }
-            if let token = bookie.readLAC(ledger: ledger, longPollPrevious: poll?.previous, reply: reply), let poll {
+            if let token = bookie.readLAC(ledger: ledger, longPollPrevious: poll?.previous, withEntry: poll?.withEntry ?? false,
+                                          reply: reply), let poll {
                 let bookie = self.bookie
                 let wait = min(Int64(poll.timeoutMilliseconds), Self.longPollMax)
                 context.eventLoop.scheduleTask(in: .milliseconds(wait)) {

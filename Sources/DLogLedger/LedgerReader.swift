@@ -26,6 +26,8 @@ public final class LedgerReader: Sendable {
         var metadata: LedgerMetadata
         var lac: EntryID
         var damagedReplicas = 0
+        /// The entry a long poll brought with the LAC (checked like a READ's answer), until it is read.
+        var prefetched: (entry: EntryID, payload: [UInt8])?
     }
 
     public let id: LedgerID
@@ -133,13 +135,25 @@ public final class LedgerReader: Sendable {
         let first = quorums.writeSet(of: EntryID(max(0, previous.rawValue + 2)))
         let order = first.map { ensemble[$0] } + ensemble.indices.filter { !first.contains($0) }.map { ensemble[$0] }
         let millis = UInt32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        let poll = BookieRequest.readLAC(ledger: id, longPoll: .init(previous: previous, timeoutMilliseconds: millis))
+        // The answer brings the entry after `previous` too when the bookie has it in memory: the next read of
+        // a reader that keeps up is then already here.
+        let poll = BookieRequest.readLAC(ledger: id, longPoll: .init(previous: previous, timeoutMilliseconds: millis, withEntry: true))
         let (events, sink) = AsyncStream.makeStream(of: PollEvent.self)
         let (pool, id, readTimeout) = (pool, id, options.readTimeout)
+        let next = EntryID(previous.rawValue + 1)
         func ask(_ bookie: BookieID) {
             Task {
-                let answer = try? await pool.send(poll, to: bookie, lane: id.rawValue, timeout: timeout + readTimeout)
-                if case .lac(let lac, _)? = answer { sink.yield(.answer(lac)) } else { sink.yield(.answer(nil)) }
+                switch try? await pool.send(poll, to: bookie, lane: id.rawValue, timeout: timeout + readTimeout) {
+                case .lac(let lac, _)?:
+                    sink.yield(.answer(lac))
+                case .lacAndEntry(let lac, _, let bytes)? where lac >= next:
+                    if case .success(let payload) = self.checked(bytes, entry: next, from: bookie) {
+                        self.state.withLock { s in if s.prefetched.map({ $0.entry < next }) ?? true { s.prefetched = (next, payload) } }
+                    }
+                    sink.yield(.answer(lac))
+                default:
+                    sink.yield(.answer(nil))
+                }
             }
         }
         ask(order[0])
@@ -228,10 +242,15 @@ public final class LedgerReader: Sendable {
 
     /// The payload of `entry`, which must not be past the last add confirmed.
     public func read(_ entry: EntryID) async throws -> [UInt8] {
-        let (metadata, lac) = state.withLock { s in (s.metadata, s.lac) }
+        let (metadata, lac, prefetched) = state.withLock { s -> (LedgerMetadata, EntryID, [UInt8]?) in
+            guard s.prefetched?.entry == entry else { return (s.metadata, s.lac, nil) }
+            defer { s.prefetched = nil }
+            return (s.metadata, s.lac, s.prefetched!.payload)
+        }
         guard entry.rawValue >= 0, entry <= lac else {
             throw LedgerError.beyondLastAddConfirmed(id, entry: entry, lac: lac)
         }
+        if let prefetched { return prefetched }
         let bookies = metadata.fragment(for: entry).bookies
         return try await readAny(entry, from: quorums.writeSet(of: entry).map { bookies[$0] })
     }

@@ -7,7 +7,9 @@ extension BookieRequest {
         switch self {
         case .add(_, _, let recovery), .addBatch(_, _, let recovery): if recovery { flags |= BookieFlags.recoveryAdd }
         case .read(_, _, let key): if key != nil { flags |= BookieFlags.fence }
-        case .readLAC(_, let poll): if poll != nil { flags |= BookieFlags.longPoll }
+        case .readLAC(_, let poll?):
+            flags |= BookieFlags.longPoll
+            if poll.withEntry { flags |= BookieFlags.longPollEntry }
         default: break
         }
         let header = FrameHeader(op: op.rawValue, flagsOrStatus: flags, requestID: requestID)
@@ -83,7 +85,8 @@ extension BookieRequest {
             if flags & BookieFlags.longPoll != 0 {
                 let previous = try body.readField(Int64.self, "READ_LAC previous")
                 let timeout = try body.readField(UInt32.self, "READ_LAC timeout")
-                poll = LongPoll(previous: EntryID(previous), timeoutMilliseconds: timeout)
+                poll = LongPoll(previous: EntryID(previous), timeoutMilliseconds: timeout,
+                                withEntry: flags & BookieFlags.longPollEntry != 0)
             }
             request = .readLAC(ledger: LedgerID(ledger), longPoll: poll)
         case .writeLAC:
@@ -155,6 +158,10 @@ extension BookieResponse {
             case .lac(let lac, let last):
                 body.writeInteger(lac.rawValue)
                 body.writeInteger(last.rawValue)
+            case .lacAndEntry(let lac, let last, let entry):
+                body.writeInteger(lac.rawValue)
+                body.writeInteger(last.rawValue)
+                body.writeBytes(entry)
             case .done:
                 break
             case .info(let json):
@@ -206,7 +213,9 @@ extension BookieResponse {
         case .readLAC:
             let lac = try body.readField(Int64.self, "READ_LAC response lac")
             let last = try body.readField(Int64.self, "READ_LAC response last entry")
-            response = .lac(lac: EntryID(lac), lastEntry: EntryID(last))
+            // Bytes after the two fields: the entry a `longPollEntry` poll asked for.
+            response = body.readableBytes == 0 ? .lac(lac: EntryID(lac), lastEntry: EntryID(last))
+                : .lacAndEntry(lac: EntryID(lac), lastEntry: EntryID(last), entry: body.readBytes(length: body.readableBytes)!)
         case .writeLAC, .deleteLedger:
             response = .done
         case .getInfo:

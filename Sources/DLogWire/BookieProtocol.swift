@@ -60,6 +60,9 @@ public enum BookieFlags {
     public static let fence: UInt16 = 0x1
     /// READ_LAC: long poll; the body carries the previous LAC and a timeout.
     public static let longPoll: UInt16 = 0x1
+    /// READ_LAC, with `longPoll`: the answer also carries the entry after the previous LAC when the new LAC covers
+    /// it and the bookie holds it in memory, so a reader that keeps up needs no READ for it.
+    public static let longPollEntry: UInt16 = 0x2
 }
 
 public enum BookieRequest: Sendable, Equatable {
@@ -81,9 +84,12 @@ public enum BookieRequest: Sendable, Equatable {
     public struct LongPoll: Sendable, Equatable {
         public var previous: EntryID
         public var timeoutMilliseconds: UInt32
-        public init(previous: EntryID, timeoutMilliseconds: UInt32) {
+        /// Ask for the entry after `previous` with the answer (`BookieFlags.longPollEntry`).
+        public var withEntry: Bool
+        public init(previous: EntryID, timeoutMilliseconds: UInt32, withEntry: Bool = false) {
             self.previous = previous
             self.timeoutMilliseconds = timeoutMilliseconds
+            self.withEntry = withEntry
         }
     }
 
@@ -107,6 +113,9 @@ public enum BookieResponse: Sendable, Equatable {
     case added(ledger: LedgerID, entry: EntryID)
     case entry([UInt8])
     case lac(lac: EntryID, lastEntry: EntryID)
+    /// READ_LAC asked with `longPollEntry`: the LAC, and the stored entry (header and payload, as READ answers)
+    /// that follows the poll's previous LAC.
+    case lacAndEntry(lac: EntryID, lastEntry: EntryID, entry: [UInt8])
     case done
     case info(json: String)
     /// LIST_ENTRIES: ascending, disjoint, non-adjacent ranges of stored entry ids; `next` is where to ask again

@@ -140,6 +140,32 @@ func failure(_ body: () async throws -> Void) async -> BookieStatus? {
         await c.close()
     }
 
+    /// A long poll that asks for the entry (flag 0x0002) gets the entry after its previous LAC with the answer
+    /// once the LAC covers it, byte for byte as READ returns it; when the LAC does not cover it, or a plain poll,
+    /// the answer is the LAC alone.
+    @Test func longPollWithTheNextEntry() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        let c = try await b.client()
+        try await c.add(key: testKey, entry: entry(12, 0))
+        let poll = c.sendFuture(.readLAC(ledger: LedgerID(12), longPoll: .init(previous: EntryID(-1), timeoutMilliseconds: 10_000, withEntry: true)))
+        try await Task.sleep(for: .milliseconds(50))
+        try await c.add(key: testKey, entry: entry(12, 1, lac: 0))
+        #expect(try await poll.get() == .lacAndEntry(lac: EntryID(0), lastEntry: EntryID(1), entry: entry(12, 0)))
+        #expect(try await c.read(ledger: LedgerID(12), entry: EntryID(0)) == entry(12, 0))
+        // Answered at once (LAC 0 is past -1 already), with the entry.
+        #expect(try await c.send(.readLAC(ledger: LedgerID(12), longPoll: .init(previous: EntryID(-1), timeoutMilliseconds: 100, withEntry: true)))
+                == .lacAndEntry(lac: EntryID(0), lastEntry: EntryID(1), entry: entry(12, 0)))
+        // Timed out with the LAC not past `previous`: nothing to bring.
+        #expect(try await c.send(.readLAC(ledger: LedgerID(12), longPoll: .init(previous: EntryID(0), timeoutMilliseconds: 100, withEntry: true)))
+                == .lac(lac: EntryID(0), lastEntry: EntryID(1)))
+        // Without the flag, the LAC alone.
+        #expect(try await c.send(.readLAC(ledger: LedgerID(12), longPoll: .init(previous: EntryID(-1), timeoutMilliseconds: 100)))
+                == .lac(lac: EntryID(0), lastEntry: EntryID(1)))
+        await c.close()
+    }
+
     /// DELETE_LEDGER removes the ledger; GET_INFO reports journal counters as JSON.
     @Test func deleteAndInfo() async throws {
         let dir = TempDir()

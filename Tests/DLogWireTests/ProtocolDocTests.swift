@@ -122,6 +122,22 @@ import Testing
         #expect(op == .readRange && decoded == answer)
     }
 
+    /// The READ_LAC example with the next entry: a long poll of ledger 3 past LAC -1 asking for the entry, and the
+    /// answer holding LAC 0, last entry 1 and entry 0, as the codec writes and reads them.
+    @Test func readLACWithEntryExample() throws {
+        let doc = try DocExamples("protocol.md")
+        let messages = try doc.messages("read-lac-entry")
+        try #require(messages.count == 2)
+        let request = BookieRequest.readLAC(ledger: LedgerID(3), longPoll: .init(previous: EntryID(-1), timeoutMilliseconds: 1_000,
+                                                                                  withEntry: true))
+        let answer = BookieResponse.lacAndEntry(lac: EntryID(0), lastEntry: EntryID(1), entry: Self.rangeEntries[0])
+        Self.same(messages[0], docEncoded { request.encode(requestID: 8, into: &$0) }, "read-lac-entry request")
+        Self.same(messages[1], docEncoded { answer.encode(op: .readLAC, requestID: 8, into: &$0) }, "read-lac-entry answer")
+        #expect(try BookieRequest.decode(try docFrame(messages[0])) == request)
+        let (op, decoded) = try BookieResponse.decode(try docFrame(messages[1]))
+        #expect(op == .readLAC && decoded == answer)
+    }
+
     /// The ADD_BATCH example: a recovery batch of the two entries and its answer, as the codec writes and reads them.
     @Test func addBatchExample() throws {
         let doc = try DocExamples("protocol.md")
