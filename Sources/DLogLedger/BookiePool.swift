@@ -41,6 +41,7 @@ public final class BookiePool: Sendable {
         var shutDown = false
     }
     private let state = Mutex(State())
+    private let notes = Mutex(LogThrottle())
 
     public init(cluster: Cluster, options: Options = Options(), logger: Logger = Logger(label: "dlog.ledger")) {
         precondition((1...64).contains(options.connectionsPerBookie), "connectionsPerBookie must be 1...64")
@@ -54,6 +55,10 @@ public final class BookiePool: Sendable {
         Peer(connections: Array(repeating: nil, count: options.connectionsPerBookie),
              backoff: ReconnectBackoff(first: options.reconnectBackoff, max: options.reconnectBackoffMax))
     }
+
+    /// Whether a note that many ledgers make at once (about one bookie) is logged now, and how many repeats were
+    /// folded into it since it last was; nil: folded into the next one (see `LogThrottle`).
+    func admitNote(_ key: String) -> Int? { notes.withLock { $0.admit(key, now: .now) } }
 
     /// The registered (live) bookies, for placement.
     public func registered() async throws -> [BookieRegistration] {

@@ -331,10 +331,13 @@ public final class LedgerWriter: Sendable {
                                                            excluding: excluded, using: &rng)
                     } catch {
                         if state.withLock({ $0.slowPositions.contains(position) }) {
-                            // Only slow: keeping it costs speed, writing around it would cost a copy.
-                            pool.logger.notice("slow bookie kept in the ledger's ensemble: no bookie to replace it", metadata: [
-                                "ledger": "\(id)", "bookie": "\(bookies[position].rawValue)", "reason": "\(reason)",
-                                "no_replacement": "\(error.message)"])
+                            // Only slow: keeping it costs speed, writing around it would cost a copy. Every ledger on
+                            // the bookie sees this at once: one line per bookie every 10 s, with the count folded in.
+                            if let folded = pool.admitNote("slow-kept \(bookies[position].rawValue)") {
+                                pool.logger.notice("slow bookie kept in the ledger's ensemble: no bookie to replace it", metadata: [
+                                    "ledger": "\(id)", "bookie": "\(bookies[position].rawValue)", "reason": "\(reason)",
+                                    "no_replacement": "\(error.message)", "other_ledgers_since_last": "\(folded)"])
+                            }
                             if keep(position) { return }
                             continue rounds
                         }
