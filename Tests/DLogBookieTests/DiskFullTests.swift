@@ -50,8 +50,8 @@ final class SmallDisk: Sendable {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = arguments
         try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw BenchFailure("\(arguments.joined(separator: " ")) exited \(p.terminationStatus)") }
+        let status = p.exitStatusHoldingThread(within: 120)
+        guard status == 0 else { throw BenchFailure("\(arguments.joined(separator: " ")) exited \(status.map(String.init) ?? "unseen")") }
     }
 }
 

@@ -227,10 +227,11 @@ func runTool(_ path: String, _ arguments: [String], seconds: Double = 30) async 
     // Sleeping, not holding one of the few threads every test shares.
     while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
     if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    process.waitUntilExit()
+    let status = await process.exitStatus(within: 10)
     let stdout = out.fileHandleForReading.readDataToEndOfFile()
     let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    return (status ?? -1, String(decoding: stdout, as: UTF8.self),
+            String(decoding: stderr, as: UTF8.self) + (status == nil ? "\n(the test saw no exit of \(path))" : ""))
 }
 
 /// Polls `condition` until it holds; fails the test with `what` after `seconds`.

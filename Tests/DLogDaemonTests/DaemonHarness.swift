@@ -112,11 +112,8 @@ final class DaemonProcess: Sendable {
     func waitForExit(timeout: TimeInterval = 30) -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(5_000) }
-        if process.isRunning {
-            kill(SIGKILL)
-            process.waitUntilExit()
-        }
-        return process.terminationStatus
+        if process.isRunning { kill(SIGKILL) }
+        return process.exitStatusHoldingThread(within: 10) ?? -1
     }
 
     var stderr: String { output.stderr }

@@ -29,7 +29,7 @@ struct BenchRun {
         while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
         if process.isRunning {
             Foundation.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            _ = await process.exitStatus(within: 10)
             throw DaemonError("dlog-bench \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
         }
         status = process.terminationStatus

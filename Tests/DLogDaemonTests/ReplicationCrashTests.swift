@@ -56,10 +56,10 @@ import Testing
         let deadline = Date().addingTimeInterval(60)
         while bench.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
         if bench.isRunning { bench.terminate() }
-        bench.waitUntilExit()
+        let benchStatus = await bench.exitStatus(within: 10)
         let report = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let logged = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        #expect(bench.terminationStatus == 0, "the writers failed: \(report)\(logged)")
+        #expect(benchStatus == 0, "the writers failed: \(report)\(logged)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(report.utf8)) as? [String: Any])
         #expect((result["ops"] as? Int ?? 0) > 100 && (result["errors"] as? Int) == 0)
         // The fields of `dlog-bench bookie`, the journal ones summed over the bookies.

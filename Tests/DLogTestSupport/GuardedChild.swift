@@ -53,7 +53,7 @@ public final class GuardedChild: Sendable {
     /// SIGKILL, and wait until the child is gone (its ports and files released).
     public func kill() {
         if child.isRunning { _ = Glibc.kill(child.processIdentifier, SIGKILL) }
-        child.waitUntilExit()
+        _ = child.exitStatusHoldingThread(within: 10)
     }
 }
 
