@@ -23,7 +23,8 @@ public final class LedgerFixture: Sendable {
     /// Bookies already stopped: stopping one twice would wait on event loops that are gone.
     private let stopped = Mutex<Set<Int>>([])
 
-    public init(bookies count: Int) async throws {
+    /// `checkpointInterval`: how often the bookies move their write caches to disk (their default when nil).
+    public init(bookies count: Int, checkpointInterval: Duration? = nil) async throws {
         store = try EmbeddedStore(.init(directory: directory.sub("metadata")))
         cluster = Cluster(store: store)
         try await cluster.initialize()
@@ -31,9 +32,10 @@ public final class LedgerFixture: Sendable {
         let lease = try await store.grantLease(ttlSeconds: 600)
         for index in 0..<count {
             let dir = directory.sub("bookie\(index)")
-            let config = Bookie.Configuration(
+            var config = Bookie.Configuration(
                 journal: .init(directory: dir + "/journal", fileBytes: 2 << 20, filesMax: 4, engine: .blocking),
                 journalDirectories: [dir + "/journal"], storage: .init(ledgerDirectories: [dir + "/ledgers"]))
+            if let checkpointInterval { config.checkpointInterval = checkpointInterval }
             let bookie = try Bookie(configuration: config, logger: Logger(label: "test-bookie"))
             let failures = journalFailures
             try bookie.start { failure in failures.record("bookie-\(index): \(failure)") }
@@ -70,8 +72,9 @@ public final class LedgerFixture: Sendable {
 }
 
 /// Runs `body` with a fixture of `count` bookies and always stops it.
-public func withLedgerCluster(bookies count: Int, _ body: (LedgerFixture) async throws -> Void) async throws {
-    let fixture = try await LedgerFixture(bookies: count)
+public func withLedgerCluster(bookies count: Int, checkpointInterval: Duration? = nil,
+                              _ body: (LedgerFixture) async throws -> Void) async throws {
+    let fixture = try await LedgerFixture(bookies: count, checkpointInterval: checkpointInterval)
     do {
         try await body(fixture)
     } catch {
