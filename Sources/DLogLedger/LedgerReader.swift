@@ -163,13 +163,16 @@ public final class LedgerReader: Sendable {
         }
         defer { spread.cancel() }
         var (asked, received, answered) = (1, 0, 0)
+        func askTheRest() {
+            for bookie in order.dropFirst(asked) { ask(bookie) }
+            asked = order.count
+        }
         var best = state.withLock { $0.lac }
         let started = ContinuousClock.now
         loop: for await event in events {
             switch event {
             case .spread:
-                for bookie in order.dropFirst(asked) { ask(bookie) }
-                asked = order.count
+                askTheRest()
             case .answer(let lac):
                 received += 1
                 if let lac {
@@ -180,8 +183,7 @@ public final class LedgerReader: Sendable {
                 if best > previous { break loop }
                 if received == asked {
                     if asked == order.count { break loop }
-                    for bookie in order.dropFirst(asked) { ask(bookie) }
-                    asked = order.count
+                    askTheRest()
                 }
             }
         }
