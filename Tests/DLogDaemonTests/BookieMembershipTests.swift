@@ -215,23 +215,33 @@ let dlogctlPath: String = {
 
 /// Runs a tool to completion (bounded) and returns its status and output.
 func runTool(_ path: String, _ arguments: [String], seconds: Double = 30) async throws -> (status: Int32, stdout: String, stderr: String) {
+    // Output goes to files, not pipes: a child another test spawns at the same moment can inherit a pipe's
+    // write end (Foundation closes the parent's descriptors in a child from a list made before it spawns), and
+    // reading a pipe to its end would then wait, holding one of the few threads every test shares, until that
+    // other child exits.
+    let dir = TempDir("dlog-tool")
+    let outPath = dir.sub("stdout"), errPath = dir.sub("stderr")
+    guard FileManager.default.createFile(atPath: outPath, contents: nil),
+          FileManager.default.createFile(atPath: errPath, contents: nil),
+          let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
+        throw DaemonError("cannot create output files for \(path) in \(dir.path)")
+    }
+    defer { try? out.close(); try? err.close() }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
-    let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
     try process.run()
-    // The tools print little, far below a pipe's buffer, so waiting before reading cannot deadlock.
-    let deadline = Date().addingTimeInterval(seconds)
     // Sleeping, not holding one of the few threads every test shares.
-    while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
-    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    let status = await process.exitStatus(within: 10)
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    return (status ?? -1, String(decoding: stdout, as: UTF8.self),
-            String(decoding: stderr, as: UTF8.self) + (status == nil ? "\n(the test saw no exit of \(path))" : ""))
+    var status = await process.exitStatus(within: seconds)
+    if status == nil {
+        kill(process.processIdentifier, SIGKILL)
+        status = await process.exitStatus(within: 10)
+    }
+    let stdout = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    return (status ?? -1, stdout, stderr + (status == nil ? "\n(the test saw no exit of \(path))" : ""))
 }
 
 /// Polls `condition` until it holds; fails the test with `what` after `seconds`.

@@ -89,7 +89,7 @@ final class DaemonProcess: Sendable {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             if daemon.port != 0 { return daemon }
-            if !daemon.process.isRunning { break }
+            if daemon.process.statusIfExited != nil { break }
             try await Task.sleep(for: .milliseconds(5))
         }
         daemon.kill(SIGKILL)
@@ -98,9 +98,9 @@ final class DaemonProcess: Sendable {
 
     /// Waits (sleeping) for the child to exit; kills it after `timeout`. Returns the exit status.
     func exited(timeout: Duration = .seconds(30)) async -> Int32 {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
-        return waitForExit(timeout: 1)
+        if let status = await process.exitStatus(within: Double(timeout.components.seconds)) { return status }
+        kill(SIGKILL)
+        return await process.exitStatus(within: 10) ?? -1
     }
 
     func kill(_ signal: Int32) {
@@ -110,9 +110,8 @@ final class DaemonProcess: Sendable {
     /// Waits for exit (bounded) and returns the status, holding the thread: for `defer` blocks after SIGKILL,
     /// where the exit is immediate; elsewhere use `exited`.
     func waitForExit(timeout: TimeInterval = 30) -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(5_000) }
-        if process.isRunning { kill(SIGKILL) }
+        if let status = process.exitStatusHoldingThread(within: timeout) { return status }
+        kill(SIGKILL)
         return process.exitStatusHoldingThread(within: 10) ?? -1
     }
 

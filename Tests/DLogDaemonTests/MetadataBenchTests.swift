@@ -25,14 +25,12 @@ struct BenchRun {
         process.standardOutput = FileHandle(forWritingAtPath: outPath)
         process.standardError = FileHandle(forWritingAtPath: errPath)
         try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
-        if process.isRunning {
+        guard let finished = await process.exitStatus(within: timeout) else {
             Foundation.kill(process.processIdentifier, SIGKILL)
             _ = await process.exitStatus(within: 10)
             throw DaemonError("dlog-bench \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
         }
-        status = process.terminationStatus
+        status = finished
         stdout = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
     }

@@ -36,9 +36,8 @@ final class ToolRun {
 
     /// Waits (sleeping) for the exit, killing it after `seconds`; returns the status.
     func exited(seconds: Double = 60) async -> Int32 {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if let status = await process.exitStatus(within: seconds) { return status }
+        kill(process.processIdentifier, SIGKILL)
         return await process.exitStatus(within: 10) ?? -1
     }
 }

@@ -48,11 +48,11 @@ public final class GuardedChild: Sendable {
         }
     }
 
-    public var isRunning: Bool { child.isRunning }
+    public var isRunning: Bool { child.statusIfExited == nil }
 
     /// SIGKILL, and wait until the child is gone (its ports and files released).
     public func kill() {
-        if child.isRunning { _ = Glibc.kill(child.processIdentifier, SIGKILL) }
+        if child.statusIfExited == nil { _ = Glibc.kill(child.processIdentifier, SIGKILL) }
         _ = child.exitStatusHoldingThread(within: 10)
     }
 }
