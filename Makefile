@@ -37,6 +37,11 @@ run: release
 	@echo "  .build/release/dlogctl read greetings --follow     # and write more from a third terminal"
 	.build/release/dlogd standalone --data $(DATA) --base-port $(BASE_PORT)
 
+# Swift Testing starts every test case at once unless bounded: with ~300 of them on this machine's two shared
+# threads, a test waited over 30 s between two steps (its 30 s lease expired) while others ran blocking file work.
+# Running at most 16 at a time keeps each one moving and the whole run no slower.
+export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH ?= 16
+
 # Every test CI checks: unit, crash (SIGKILL cycles), multi-process and robustness, then the package under a
 # real systemd (e2e).
 # The healing tests (RecoveryTests: clusters of up to 6 bookies, SIGKILLs, a 3-member etcd) run on their own after
