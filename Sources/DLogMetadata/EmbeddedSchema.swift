@@ -7,10 +7,12 @@
 ///     kv(key BLOB PRIMARY KEY, value BLOB, create_rev, mod_rev, lease)   current state; lease 0 = none
 ///     events(rev, seq, kind, key, value)   every change, kept for watches that resume from a revision;
 ///                                          trimmed to the newest `historyRevisions` revisions
-///     leases(id PRIMARY KEY, ttl)          live leases; deadlines are kept in memory only and restart at
-///                                          the full TTL when the role restarts
+///     leases(id PRIMARY KEY, ttl)          live leases; deadlines are kept in memory only: at a restart
+///                                          a lease lives until the last batch's time plus its TTL
+///                                          (`LeaseRestart`)
 ///     meta(name PRIMARY KEY, value)        'format' (1), 'revision' (last committed), 'compacted' (the newest
-///                                          revision no longer in `events`)
+///                                          revision no longer in `events`), 'clock_ms' (the wall-clock time
+///                                          of the last batch)
 ///
 /// The page cache is 64 MiB (SQLite's default is 2 MiB): a cluster's records (100,000 streams make about
 /// 100 MB with their history) are then read from memory, not with a system call per page.

@@ -32,6 +32,10 @@ public final class RemoteStore: MetadataStore {
         var shutDown = false
     }
     private let state = Mutex(State())
+    /// Calls waiting to be written, with their connection: one event-loop task writes all that gathered and
+    /// flushes once, instead of a task and a system call per call (a proxy draining or opening thousands of
+    /// streams makes that many calls at once).
+    private let outbox = Mutex<[(channel: Channel, call: ClientCall, reply: EventLoopPromise<MetadataReply>)]>([])
 
     public init(endpoints: [Endpoint], group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 requestTimeout: Duration = .seconds(10)) {
@@ -97,12 +101,30 @@ public final class RemoteStore: MetadataStore {
     func call(_ request: MetadataRequest) async throws -> MetadataReply {
         let channel = try await channel()
         let promise = channel.eventLoop.makePromise(of: MetadataReply.self)
-        let timeout = requestTimeout
-        // A write to a connection that closed meanwhile never reaches the handler: fail the call here.
-        channel.writeAndFlush(ClientCall.request(request, promise, timeout: timeout)).whenFailure { error in
-            promise.fail(MetadataError.unavailable("connection to the metadata role was lost: \(error)"))
+        let first = outbox.withLock { waiting in
+            waiting.append((channel, .request(request, promise, timeout: requestTimeout), promise))
+            return waiting.count == 1
         }
+        // The first call of a gathering schedules the task that writes them all: a call added before that task
+        // runs goes with it, one added after finds the outbox empty and schedules the next.
+        if first { channel.eventLoop.execute { self.writeWaitingCalls() } }
         return try await promise.futureResult.get()
+    }
+
+    private func writeWaitingCalls() {
+        let waiting = outbox.withLock { waiting in
+            defer { waiting.removeAll(keepingCapacity: true) }
+            return waiting
+        }
+        var written: [ObjectIdentifier: Channel] = [:]
+        for (channel, call, reply) in waiting {
+            // A write to a connection that closed meanwhile never reaches the handler: fail the call here.
+            channel.write(call).whenFailure { error in
+                reply.fail(MetadataError.unavailable("connection to the metadata role was lost: \(error)"))
+            }
+            written[ObjectIdentifier(channel)] = channel
+        }
+        for channel in written.values { channel.flush() }
     }
 
     // MARK: MetadataStore

@@ -440,7 +440,9 @@ public final class ProxyService: Sendable {
     public func drain() async {
         let streams = state.withLock { s -> [String] in
             s.draining = true
-            return Array(s.streams.keys)
+            // In name order: the segment records written together then lie side by side in the metadata
+            // store's pages, so a group commit writes a few pages, not one per stream.
+            return s.streams.keys.sorted()
         }
         logger.info("draining", metadata: ["streams": "\(streams.count)"])
         // Many at once (each release is one metadata commit, which the store groups with others), so 100,000
