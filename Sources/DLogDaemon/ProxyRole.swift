@@ -4,6 +4,7 @@ import DLogMetadata
 import DLogProxy
 import Foundation
 import Logging
+import NIOPosix
 
 /// Runs the proxy role until SIGTERM/SIGINT, then drains: takes no new streams, flushes and releases the
 /// owned ones (another proxy takes them over), leaves the registry, exits.
@@ -38,6 +39,7 @@ public enum ProxyRole {
         public let service: ProxyService
         let server: ProxyServer
         let pool: BookiePool
+        let loops: MultiThreadedEventLoopGroup
         let store: any MetadataStore
         let admin: AdminSocket?
         let metrics: MetricsServer?
@@ -55,13 +57,19 @@ public enum ProxyRole {
             _ = try? runBlocking {
                 await pool.shutdown()
                 await store.shutdown()
+                try? await loops.shutdownGracefully()
             }
         }
     }
 
     public static func start(settings: ProxySettings, logger: Logger) throws -> RunningProxy {
         let store = try MetadataURI.connect(settings.metadata)
-        let pool = BookiePool(cluster: Cluster(store: store), logger: logger)
+        // Clients' connections and the bookie connections their writes go out on share the event loops: a
+        // write is then forwarded and answered on one thread, not handed between two each way.
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: settings.ioThreads)
+        var poolOptions = BookiePool.Options()
+        poolOptions.eventLoopGroup = loops
+        let pool = BookiePool(cluster: Cluster(store: store), options: poolOptions, logger: logger)
         let namespace = Namespace(pool: pool, options: settings.log)
         // Bind first: the address goes into the registration and into every stream this proxy owns.
         let placeholder = ProxyService(namespace: namespace, settings: .init(id: "-", address: "-"), logger: logger)
@@ -73,11 +81,12 @@ public enum ProxyRole {
         service.streamsMax = settings.streamsMax
         service.limits = settings.limits
         let proxy = ProxyService(namespace: namespace, settings: service, logger: logger)
-        let server = try ProxyServer(service: proxy, host: settings.host, port: port, threads: settings.ioThreads, logger: logger)
+        let server = try ProxyServer(service: proxy, host: settings.host, port: port, group: loops, logger: logger)
         do {
             try runBlocking { try await proxy.register() }
         } catch {
             server.close()
+            try? loops.syncShutdownGracefully()
             throw error
         }
         logger.info("proxy serving", metadata: ["address": "\(address)", "metadata": "\(settings.metadata)"])
@@ -93,7 +102,7 @@ public enum ProxyRole {
         }
         let watchdog = RoleWatchdogs.proxy(server, proxy)
         watchdog.start(logger: logger)
-        return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, store: store,
+        return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, loops: loops, store: store,
                             admin: admin, metrics: metrics, watchdog: watchdog, logger: logger)
     }
 }

@@ -22,6 +22,8 @@ public final class BookiePool: Sendable {
         public var reconnectBackoff: Duration = .milliseconds(100)
         public var reconnectBackoffMax: Duration = .seconds(5)
         public var eventLoopThreads = 2
+        /// Event loops to connect on instead of `eventLoopThreads` of its own; the caller stops them.
+        public var eventLoopGroup: MultiThreadedEventLoopGroup?
         public init() {}
     }
 
@@ -30,6 +32,7 @@ public final class BookiePool: Sendable {
     /// Where skipped replicas and similar client-side trouble are reported.
     public let logger: Logger
     let group: MultiThreadedEventLoopGroup
+    private let ownsGroup: Bool
 
     private struct Peer {
         var address: String?
@@ -48,7 +51,8 @@ public final class BookiePool: Sendable {
         self.cluster = cluster
         self.options = options
         self.logger = logger
-        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.eventLoopThreads))
+        group = options.eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.eventLoopThreads))
+        ownsGroup = options.eventLoopGroup == nil
     }
 
     private func newPeer() -> Peer {
@@ -146,7 +150,7 @@ public final class BookiePool: Sendable {
             return s.peers.values.flatMap { $0.connections.compactMap { $0 } }
         }
         for client in clients { await client.close() }
-        try? await group.shutdownGracefully()
+        if ownsGroup { try? await group.shutdownGracefully() }
     }
 }
 

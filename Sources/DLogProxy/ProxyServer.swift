@@ -14,9 +14,12 @@ public final class ProxyServer: Sendable, FrameListening {
     /// A bulk write of the largest records, plus framing.
     public static let requestFrameBytesMax = 20 << 20
 
-    public init(service: ProxyService, host: String, port: Int, threads: Int = 1, logger: Logger) throws {
+    /// `group`: event loops shared with the proxy's bookie connections (see `ProxyRole`); else `threads` of its own.
+    public init(service: ProxyService, host: String, port: Int, threads: Int = 1,
+                group: MultiThreadedEventLoopGroup? = nil, logger: Logger) throws {
         self.service = service
-        listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: Self.requestFrameBytesMax) {
+        listener = try FrameServer(host: host, port: port, threads: threads, group: group,
+                                   maxFrameBytes: Self.requestFrameBytesMax) {
             ProxyRequestHandler(service: service, logger: logger)
         }
     }

@@ -7,13 +7,17 @@ import NIOPosix
 /// `makeHandler`.
 public final class FrameServer: Sendable {
     public let group: MultiThreadedEventLoopGroup
+    /// Whether `close()` stops the event loops: not when the caller lent them (it shares them with its clients).
+    let ownsGroup: Bool
     let channel: Channel
 
     public var localAddress: SocketAddress? { channel.localAddress }
 
-    public init(host: String, port: Int, threads: Int, maxFrameBytes: Int,
-                makeHandler: @escaping @Sendable () -> any ChannelHandler) throws {
-        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    /// Serves on `group` when given (the caller stops it), else on `threads` event loops of its own.
+    public init(host: String, port: Int, threads: Int, group shared: MultiThreadedEventLoopGroup? = nil,
+                maxFrameBytes: Int, makeHandler: @escaping @Sendable () -> any ChannelHandler) throws {
+        group = shared ?? MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        ownsGroup = shared == nil
         do {
             channel = try ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
@@ -27,7 +31,7 @@ public final class FrameServer: Sendable {
                 }
                 .bind(host: host, port: port).wait()
         } catch {
-            try? group.syncShutdownGracefully()
+            if ownsGroup { try? group.syncShutdownGracefully() }
             throw error
         }
     }
@@ -40,7 +44,7 @@ public final class FrameServer: Sendable {
     /// Stops taking connections and stops the event loops.
     public func close() {
         try? channel.close().wait()
-        try? group.syncShutdownGracefully()
+        if ownsGroup { try? group.syncShutdownGracefully() }
     }
 
     /// Whether every event loop runs a task within `timeout` (a watchdog's proof that they make progress).
