@@ -41,7 +41,8 @@ public final class FrameServer: Sendable {
         try? channel.close().wait()
     }
 
-    /// Stops taking connections and stops the event loops.
+    /// Stops taking connections and stops its own event loops, which closes the open connections too; on lent
+    /// loops the connections stay open until their owner stops them.
     public func close() {
         try? channel.close().wait()
         if ownsGroup { try? group.syncShutdownGracefully() }

@@ -98,7 +98,8 @@ final class DaemonProcess: Sendable {
 
     /// Waits (sleeping) for the child to exit; kills it after `timeout`. Returns the exit status.
     func exited(timeout: Duration = .seconds(30)) async -> Int32 {
-        if let status = await process.exitStatus(within: Double(timeout.components.seconds)) { return status }
+        let (seconds, attoseconds) = timeout.components
+        if let status = await process.exitStatus(within: Double(seconds) + Double(attoseconds) / 1e18) { return status }
         kill(SIGKILL)
         return await process.exitStatus(within: 10) ?? -1
     }
