@@ -35,7 +35,7 @@ public final class RemoteStore: MetadataStore {
     /// Calls waiting to be written, with their connection: one event-loop task writes all that gathered and
     /// flushes once, instead of a task and a system call per call (a proxy draining or opening thousands of
     /// streams makes that many calls at once).
-    private let outbox = Mutex<[(channel: Channel, call: ClientCall, reply: EventLoopPromise<MetadataReply>)]>([])
+    private let outbox = Mutex<[(channel: Channel, request: MetadataRequest, reply: EventLoopPromise<MetadataReply>)]>([])
 
     public init(endpoints: [Endpoint], group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 requestTimeout: Duration = .seconds(10)) {
@@ -102,7 +102,7 @@ public final class RemoteStore: MetadataStore {
         let channel = try await channel()
         let promise = channel.eventLoop.makePromise(of: MetadataReply.self)
         let first = outbox.withLock { waiting in
-            waiting.append((channel, .request(request, promise, timeout: requestTimeout), promise))
+            waiting.append((channel, request, promise))
             return waiting.count == 1
         }
         // The first call of a gathering schedules the task that writes them all: a call added before that task
@@ -117,9 +117,9 @@ public final class RemoteStore: MetadataStore {
             return waiting
         }
         var written: [ObjectIdentifier: Channel] = [:]
-        for (channel, call, reply) in waiting {
+        for (channel, request, reply) in waiting {
             // A write to a connection that closed meanwhile never reaches the handler: fail the call here.
-            channel.write(call).whenFailure { error in
+            channel.write(ClientCall.request(request, reply, timeout: requestTimeout)).whenFailure { error in
                 reply.fail(MetadataError.unavailable("connection to the metadata role was lost: \(error)"))
             }
             written[ObjectIdentifier(channel)] = channel

@@ -43,7 +43,9 @@ public final class ProxyService: Sendable {
         var limits: [String: RateCheck] = [:]
         var proxyLimit: RateCheck
         var draining = false
-        var lastSoftWarning: [String: ContinuousClock.Instant] = [:]
+        /// Repeated warnings (a soft limit, a stream failing to open while clients retry): one line per text every
+        /// 10 s.
+        var warnings = LogThrottle(interval: .seconds(10), keysMax: 10_000)
         /// For metrics: requests by operation, failures by status, records written.
         var requests: [String: UInt64] = [:]
         var failures: [String: UInt64] = [:]
@@ -259,17 +261,10 @@ public final class ProxyService: Sendable {
         }
     }
 
-    /// True at most once every 10 s for the same text: repeated warnings (a soft limit, a stream failing to
-    /// open while clients retry) are logged, not flooded.
+    /// True at most once every 10 s for the same text: repeated warnings are logged, not flooded.
     private func shouldLog(_ text: String) -> Bool {
         let now = ContinuousClock.now
-        return state.withLock { s -> Bool in
-            if let last = s.lastSoftWarning[text], now - last < .seconds(10) { return false }
-            // One entry per text: forget them all now and then rather than grow without bound.
-            if s.lastSoftWarning.count >= 10_000 { s.lastSoftWarning.removeAll() }
-            s.lastSoftWarning[text] = now
-            return true
-        }
+        return state.withLock { $0.warnings.admit(text, now: now) != nil }
     }
 
     /// Log fields for a stream's failure: the stream, the error, and the ledger it names as `ledger` (the
