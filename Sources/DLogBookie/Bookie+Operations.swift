@@ -40,7 +40,7 @@ extension Bookie {
             case .failure(let error): reply(Self.failure(error))
             }
         }
-        let refusal: BookieResponse? = storage.withLedgers { ledgers, overLimit in
+        let refusal: BookieResponse? = storage.withLedgers(raising: ledger) { ledgers, overLimit in
             if overLimit {
                 let why = lastCheckpointError.withLock { $0 }.map { "checkpoints are failing: \($0)" }
                     ?? "a checkpoint is in progress"
@@ -56,7 +56,8 @@ extension Bookie {
                 records.insert(JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(ledger, masterKey)), at: 0)
             }
             if let refusal = journal.append(records, completion: completion) { return Self.failure(refusal) }
-            if ledgers[ledger.rawValue] == nil { ledgers[ledger.rawValue] = LedgerState(masterKey: masterKey.bytes) }
+            // Tailing readers may hear the piggybacked LAC now; the entry itself counts once it is durable.
+            ledgers[ledger.rawValue, default: LedgerState(masterKey: masterKey.bytes)].heard(early: header.lastAddConfirmed.rawValue)
             return nil
         }
         if let refusal { reply(refusal) }
@@ -92,24 +93,20 @@ extension Bookie {
         return payload + key.bytes
     }
 
+    /// WRITE_LAC: answered at once, with no journal record: the value lives in memory and in the next
+    /// checkpoint (see `LedgerState.explicitLAC`). Long polls hear it at once.
     public func writeLAC(ledger: LedgerID, masterKey: MasterKey, lac: EntryID, reply: @escaping Reply) {
-        guard let ls = storage.ledgerState(ledger) else {
-            return reply(.failed(.noLedger, message: "\(ledger) is not on this bookie"))
-        }
-        guard ls.masterKey == masterKey.bytes else {
-            return reply(.failed(.unauthorized, message: "master key mismatch for \(ledger)"))
-        }
-        var payload = [UInt8]()
-        payload.appendBigEndian(ledger.rawValue)
-        payload.appendBigEndian(lac.rawValue)
-        if let refusal = journal(for: ledger).append([JournalRecord(kind: .explicitLAC, payload: payload)], completion: { r in
-            switch r {
-            case .success: reply(.done)
-            case .failure(let error): reply(Self.failure(error))
+        let answer: BookieResponse = storage.withLedgers(raising: ledger) { ledgers, _ in
+            guard let ls = ledgers[ledger.rawValue] else {
+                return .failed(.noLedger, message: "\(ledger) is not on this bookie")
             }
-        }) {
-            reply(Self.failure(refusal))
+            guard ls.masterKey == masterKey.bytes else {
+                return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
+            }
+            ledgers[ledger.rawValue]!.heard(explicit: lac.rawValue)
+            return .done
         }
+        reply(answer)
     }
 
     /// DELETE_LEDGER: the ledger is gone for later requests at once (its state is dropped in the same step
@@ -148,7 +145,7 @@ extension Bookie {
             reply(.lac(lac: EntryID(ls.lac), lastEntry: EntryID(ls.lastEntry)))
             return nil
         }
-        return storage.watch(ledger, previous: previous.rawValue) { [self] lac, last in
+        return storage.watch(ledger, previous: previous.rawValue, bringing: withEntry ? previous.rawValue + 1 : nil) { [self] lac, last in
             // The entry after `previous`, when asked for, covered by the LAC and still in memory (a reader that
             // keeps up asks for the newest): its READ is saved. From disk it is left to a READ, off this path.
             let next = EntryID(previous.rawValue + 1)

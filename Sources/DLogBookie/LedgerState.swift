@@ -1,19 +1,37 @@
 import DLogWire
 
 /// What a bookie remembers about one ledger besides its entries. Persisted in the checkpoint manifest and
-/// rebuilt from journal records after it.
+/// rebuilt from journal records after it (all but `heardLAC`).
+///
+/// A LAC is its writer's word that the entries up to it are durable on an ack quorum: true whether or not this
+/// bookie keeps the request that brought it. So tailing readers hear a LAC as soon as the request is taken,
+/// not after this bookie's sync.
 public struct LedgerState: Codable, Sendable, Equatable {
     public var masterKey: [UInt8]
     public var fenced = false
+    /// Highest LAC sent by WRITE_LAC. Kept in memory and persisted by checkpoints, never journaled: after a
+    /// crash the bookie may report an older LAC, and the next add or WRITE_LAC brings it up again.
     public var explicitLAC: Int64 = -1
-    /// Highest LAC piggybacked on an entry.
+    /// Highest LAC piggybacked on a stored (durable) entry.
     public var piggybackLAC: Int64 = -1
     public var lastEntry: Int64 = -1
+    /// Highest LAC piggybacked on an add taken but not durable here yet. Not persisted: the add's record,
+    /// once durable, raises `piggybackLAC` to it.
+    public var heardLAC: Int64 = -1
 
     public init(masterKey: [UInt8]) { self.masterKey = masterKey }
 
     /// What READ_LAC answers: the best LAC this bookie knows.
-    public var lac: Int64 { max(explicitLAC, piggybackLAC) }
+    public var lac: Int64 { max(explicitLAC, piggybackLAC, heardLAC) }
+
+    /// LACs only grow: a late or repeated word of an older one changes nothing.
+    mutating func heard(piggybacked lac: Int64) { piggybackLAC = max(piggybackLAC, lac) }
+    mutating func heard(explicit lac: Int64) { explicitLAC = max(explicitLAC, lac) }
+    mutating func heard(early lac: Int64) { heardLAC = max(heardLAC, lac) }
+
+    private enum CodingKeys: String, CodingKey {
+        case masterKey, fenced, explicitLAC, piggybackLAC, lastEntry
+    }
 }
 
 /// The checkpoint manifest: where replay starts in each journal, which entry logs exist and what they

@@ -26,7 +26,16 @@ public final class LedgerStorage: Sendable {
     struct Watcher {
         var id: UInt64
         var previous: Int64
+        /// The entry the answer brings when this bookie has it (a reader that keeps up asks for the next one).
+        var bringing: Int64?
         var fire: @Sendable (Int64, Int64) -> Void
+
+        /// Whether `ls` answers this watcher now. A LAC that no durable entry here carries answers a watcher
+        /// that brings an entry only once that entry is stored here, so the reader needs no READ after it.
+        /// (Should the entry never come here, the reader's poll of the other bookies answers it.)
+        func isAnswered(by ls: LedgerState) -> Bool {
+            ls.piggybackLAC > previous || ls.lac > previous && bringing.map { $0 <= ls.lastEntry } ?? true
+        }
     }
 
     struct State {
@@ -104,6 +113,20 @@ public final class LedgerStorage: Sendable {
         return state.withLock { s in body(&s.manifest.ledgers, s.cacheBytes + s.flushingBytes >= limit) }
     }
 
+    /// `withLedgers` for a request that may raise `ledger`'s LAC: the long polls that answers are answered
+    /// (outside the lock) when `body` returns, not after this journal's sync (see `LedgerState`).
+    func withLedgers<T>(raising ledger: LedgerID, _ body: (inout [UInt64: LedgerState], _ cacheOverLimit: Bool) -> T) -> T {
+        let limit = 3 * configuration.writeCacheBytes
+        var fired: [(@Sendable (Int64, Int64) -> Void, Int64, Int64)] = []
+        let result = state.withLock { s in
+            let result = body(&s.manifest.ledgers, s.cacheBytes + s.flushingBytes >= limit)
+            if let ls = s.manifest.ledgers[ledger.rawValue] { notify(ledger, ls, &s, &fired) }
+            return result
+        }
+        for (fire, lac, last) in fired { fire(lac, last) }
+        return result
+    }
+
     // MARK: Applying durable journal records
 
     /// Applies records that are durable; called on the journal thread and by replay, in journal order.
@@ -128,7 +151,7 @@ public final class LedgerStorage: Sendable {
             let replaced = s.cache[l, default: [:]].updateValue(r.payload, forKey: header.entry.rawValue)
             s.cacheBytes += r.payload.count - (replaced?.count ?? 0)
             ls.lastEntry = max(ls.lastEntry, header.entry.rawValue)
-            ls.piggybackLAC = max(ls.piggybackLAC, header.lastAddConfirmed.rawValue)
+            ls.heard(piggybacked: header.lastAddConfirmed.rawValue)
             s.manifest.ledgers[l.rawValue] = ls
             notify(l, ls, &s, &fired)
         case .masterKey:
@@ -142,7 +165,7 @@ public final class LedgerStorage: Sendable {
         case .explicitLAC:
             guard r.payload.count == 16, var ls = s.manifest.ledgers[Self.ledger(r.payload)] else { return }
             let lac = r.payload.withUnsafeBytes { Int64(bitPattern: $0.loadBigEndian(UInt64.self, at: 8)) }
-            ls.explicitLAC = max(ls.explicitLAC, lac)
+            ls.heard(explicit: lac)
             s.manifest.ledgers[Self.ledger(r.payload)] = ls
             notify(LedgerID(Self.ledger(r.payload)), ls, &s, &fired)
         case .delete:
@@ -164,7 +187,7 @@ public final class LedgerStorage: Sendable {
                         _ fired: inout [(@Sendable (Int64, Int64) -> Void, Int64, Int64)]) {
         guard var list = s.watchers[l] else { return }
         list.removeAll { w in
-            guard ls.lac > w.previous else { return false }
+            guard w.isAnswered(by: ls) else { return false }
             fired.append((w.fire, ls.lac, ls.lastEntry))
             return true
         }
@@ -175,16 +198,17 @@ public final class LedgerStorage: Sendable {
 
     /// Calls `fire(lac, lastEntry)` once LAC passes `previous`: now if it already has (returns nil), or later
     /// (returns an id for `cancelWatch`).
-    func watch(_ ledger: LedgerID, previous: Int64, fire: @escaping @Sendable (Int64, Int64) -> Void) -> UInt64? {
+    func watch(_ ledger: LedgerID, previous: Int64, bringing: Int64? = nil,
+               fire: @escaping @Sendable (Int64, Int64) -> Void) -> UInt64? {
         let outcome: Result<UInt64, LACNow> = state.withLock { s in
             let ls = s.manifest.ledgers[ledger.rawValue]
-            if let ls, ls.lac > previous { return .failure(LACNow(lac: ls.lac, last: ls.lastEntry)) }
+            let watcher = Watcher(id: s.nextWatcherID, previous: previous, bringing: bringing, fire: fire)
+            if let ls, watcher.isAnswered(by: ls) { return .failure(LACNow(lac: ls.lac, last: ls.lastEntry)) }
             // A ledger not on this bookie yet waits too: a reader tailing a ledger just created polls before
             // its first entry arrives, and answering at once would make it spin.
-            let id = s.nextWatcherID
             s.nextWatcherID += 1
-            s.watchers[ledger, default: []].append(Watcher(id: id, previous: previous, fire: fire))
-            return .success(id)
+            s.watchers[ledger, default: []].append(watcher)
+            return .success(watcher.id)
         }
         switch outcome {
         case .success(let id): return id

@@ -15,9 +15,9 @@ public final class LedgerReader: Sendable {
         /// How long one replica may take to answer one read.
         public var readTimeout: Duration = .seconds(5)
         /// How long a tailing reader's long poll waits on one bookie before the rest of the ensemble is polled
-        /// too (at once after a failure). The writer tells every bookie the LAC after 20 ms idle, so waiting
-        /// about that long on one bookie costs little when it lags; polling all of them every time would cost
-        /// each bookie a poll per entry.
+        /// too (at once after a failure). The writer tells every bookie each new LAC, so one that lags is rare
+        /// and waiting about this long on it costs little; polling all of them every time would cost each
+        /// bookie a poll per entry.
         public var longPollSpreadDelay: Duration = .milliseconds(20)
         public init() {}
     }

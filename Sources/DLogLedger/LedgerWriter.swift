@@ -1,6 +1,7 @@
 import DLogMetadata
 import DLogWire
 import Foundation
+import NIOCore
 import Synchronization
 
 /// The 20-byte key a ledger's writer and recoverers prove themselves with, and the check value stored in its
@@ -66,8 +67,9 @@ public final class LedgerWriter: Sendable {
         /// Positions whose bookie failed with no replacement available, written around while every write set
         /// still has an ack quorum of live bookies (their entries are then under-replicated).
         var degraded: Set<Int> = []
-        /// The LAC last written explicitly, and whether a write of it is scheduled.
-        var lacWritten = EntryID.none
+        /// The highest LAC the bookies were told, on an add's header or written explicitly, and whether an
+        /// explicit write of a newer one is scheduled.
+        var lacTold = EntryID.none
         var lacScheduled = false
         /// Answer times per position, and the verdict on a slow bookie (nil when the policy is off).
         var slow: SlowBookiePolicy?
@@ -75,9 +77,6 @@ public final class LedgerWriter: Sendable {
         var slowPositions: Set<Int> = []
     }
 
-    /// How long the writer waits, idle, before writing its LAC explicitly so readers see its last entries
-    /// (otherwise the LAC only travels on the next add).
-    public static let idleLACDelay = Duration.milliseconds(20)
     private let state: Mutex<State>
 
     private init(id: LedgerID, quorums: Quorums, metadata: LedgerMetadata, version: Version, ensemble: [BookieClient],
@@ -163,6 +162,7 @@ public final class LedgerWriter: Sendable {
             s.lengthSent += UInt64(payload.count)
             let header = EntryHeader(ledger: id, entry: entry, lastAddConfirmed: s.pending.lastAddConfirmed,
                                      ledgerLength: s.lengthSent)
+            s.lacTold = max(s.lacTold, header.lastAddConfirmed)
             let bytes = EntryCodec.encode(header, payload: payload)
             s.unconfirmed[entry] = Unconfirmed(bytes: bytes, length: s.lengthSent, waiter: completion)
             // While a failed bookie is being replaced, the entry waits: it goes to the new ensemble.
@@ -210,7 +210,7 @@ public final class LedgerWriter: Sendable {
             }
             for (id, waiter) in confirmed { waiter(.success(id)) }
             for waiter in drained { waiter.resume() }
-            if !confirmed.isEmpty { scheduleIdleLAC() }
+            if !confirmed.isEmpty { scheduleLAC() }
             if let (position, client, why) = slow { bookieFailed(at: position, client: client, why, onlySlow: true) }
         case .success(.failed(.fenced, _)):
             fail(.fenced(id))
@@ -230,31 +230,31 @@ public final class LedgerWriter: Sendable {
         }
     }
 
-    /// When the writer has gone idle with a LAC the bookies have not been told (the last entry's own header
-    /// carries only the LAC before it), writes it to the current ensemble so tailing readers see the end.
-    private func scheduleIdleLAC() {
-        let schedule = state.withLock { s -> Bool in
-            guard !s.lacScheduled, s.failure == nil else { return false }
+    /// Tells the bookies a LAC they have not been told, once the work at hand on the event loop is done: an add
+    /// sent meanwhile (a writer with more records) carries it in its header, and then nothing more is sent.
+    /// Otherwise a tailing reader would learn of the last confirmed entries only with the next add, however long
+    /// the writer stays idle. At most one explicit write per ledger per event-loop turn.
+    private func scheduleLAC() {
+        let loop = state.withLock { s -> EventLoop? in
+            guard !s.lacScheduled, s.failure == nil, s.pending.lastAddConfirmed > s.lacTold else { return nil }
             s.lacScheduled = true
-            return true
+            return s.ensemble.first?.channel.eventLoop
         }
-        guard schedule else { return }
-        Task {
-            try? await Task.sleep(for: Self.idleLACDelay)
-            // Busy or changing: a later confirmation (an add's answer, or the end of the change) schedules again.
-            let target = state.withLock { s -> (EntryID, [BookieClient])? in
-                s.lacScheduled = false
-                guard s.pending.isEmpty, !s.changing, s.failure == nil, s.pending.lastAddConfirmed > s.lacWritten else {
-                    return nil
-                }
-                s.lacWritten = s.pending.lastAddConfirmed
-                return (s.lacWritten, s.ensemble)
-            }
-            guard let (lac, ensemble) = target else { return }
-            // Best effort: a bookie that misses it learns the LAC from the next add.
-            for client in ensemble {
-                client.send(.writeLAC(ledger: id, masterKey: password.masterKey, lac: lac)) { _ in }
-            }
+        loop?.execute { self.writeLAC() }
+    }
+
+    private func writeLAC() {
+        // Changing ensembles: the end of the change schedules again.
+        let target = state.withLock { s -> (EntryID, [BookieClient])? in
+            s.lacScheduled = false
+            guard !s.changing, s.failure == nil, s.pending.lastAddConfirmed > s.lacTold else { return nil }
+            s.lacTold = s.pending.lastAddConfirmed
+            return (s.lacTold, s.ensemble.indices.filter { !s.degraded.contains($0) }.map { s.ensemble[$0] })
+        }
+        guard let (lac, clients) = target else { return }
+        // Best effort: a bookie that misses it learns the LAC from the next add.
+        for client in clients {
+            client.send(.writeLAC(ledger: id, masterKey: password.masterKey, lac: lac)) { _ in }
         }
     }
 
@@ -435,7 +435,7 @@ public final class LedgerWriter: Sendable {
         for (client, bytes, entry, position) in end.sends { send(bytes, entry: entry, position: position, to: client) }
         for (id, waiter) in end.confirmed { waiter(.success(id)) }
         for waiter in end.drained { waiter.resume() }
-        if over { scheduleIdleLAC() }
+        if over { scheduleLAC() }
     }
 
     /// Goes on without the bookies at `failed` when every write set still has Qa other live bookies: the

@@ -6,34 +6,18 @@ import Foundation
 import Synchronization
 import Testing
 
-/// The blocking engine, except that the Nth completion reports EIO from fdatasync, as a failing disk would.
-final class FailingEngine: WriteSyncEngine {
-    let inner = BlockingEngine(syncMode: .fdatasync)
-    var completions = 0
-    let failAt: Int
-    init(failAt: Int) { self.failAt = failAt }
-    var name: String { "failing" }
-    var syncMode: SyncMode { .fdatasync }
-    var maxInFlight: Int { 1 }
-    var inFlight: Int { inner.inFlight }
-    func submit(file: File, buffer: UnsafeRawPointer, count: Int, offset: Int64, token: UInt64) throws(SystemError) {
-        try inner.submit(file: file, buffer: buffer, count: count, offset: offset, token: token)
-    }
-    func awaitCompletion() throws(SystemError) -> UInt64 {
-        let token = try inner.awaitCompletion()
-        completions += 1
-        if completions == failAt { throw SystemError(call: "fdatasync", path: "injected", errno: EIO) }
-        return token
-    }
-}
-
 @Suite struct JournalFailureTests {
     /// A failed sync is never retried: the records of that batch and everything after fail, later appends
     /// are refused, and the fatal handler runs once with the reason.
     @Test func failedSyncStopsAcknowledging() throws {
         let dir = TempDir()
         var config = Journal.Configuration(directory: dir.path, fileBytes: 1 << 20, filesMax: 2, engine: .blocking)
-        config.makeEngine = { FailingEngine(failAt: 3) }
+        // The third completion reports EIO from fdatasync, as a failing disk would.
+        config.makeEngine = {
+            InterceptingEngine("failing") { (n: Int) throws(SystemError) in
+                if n == 3 { throw SystemError(call: "fdatasync", path: "injected", errno: EIO) }
+            }
+        }
         let j = try Journal(index: 0, configuration: config)
         let fatal = Mutex<[String]>([])
         j.start(resumeAfter: try replayAll(j).1.end, releasedBelow: 0, sink: RecordingSink(),

@@ -5,6 +5,30 @@ import DLogWire
 import Foundation
 import Synchronization
 
+/// The blocking engine, with `beforeCompletion` called with each completion's count (from 1) before it is
+/// reported: a disk that fails (the call throws) or stalls (the call waits) when a test says.
+final class InterceptingEngine: WriteSyncEngine {
+    let inner = BlockingEngine(syncMode: .fdatasync)
+    let name: String
+    private var completions = 0
+    private let beforeCompletion: (Int) throws(SystemError) -> Void
+    init(_ name: String, beforeCompletion: @escaping (Int) throws(SystemError) -> Void) {
+        self.name = name
+        self.beforeCompletion = beforeCompletion
+    }
+    var syncMode: SyncMode { .fdatasync }
+    var maxInFlight: Int { 1 }
+    var inFlight: Int { inner.inFlight }
+    func submit(file: File, buffer: UnsafeRawPointer, count: Int, offset: Int64, token: UInt64) throws(SystemError) {
+        try inner.submit(file: file, buffer: buffer, count: count, offset: offset, token: token)
+    }
+    func awaitCompletion() throws(SystemError) -> UInt64 {
+        let token = try inner.awaitCompletion()
+        completions += 1
+        try beforeCompletion(completions)
+        return token
+    }
+}
 
 /// Collects what the journal made durable.
 final class RecordingSink: JournalSink {

@@ -23,6 +23,46 @@ import Testing
         }
     }
 
+    @Test func aConfirmedEntryIsVisibleWhileLaterAddsWait() async throws {
+        // Proves the writer tells the bookies a new LAC even while later adds are in flight: entry 1 waits on a
+        // bookie that never answers, so no add will carry LAC 0 and the writer is never idle, yet a reader sees
+        // entry 0. (The LAC used to be written explicitly only by an idle writer.)
+        try await withLedgerCluster(bookies: 2) { fixture in
+            let hung = try await HungBookie("bookie-hung", in: fixture)
+            defer { hung.close() }
+            // Long enough that the hung bookie is not given up on (and replaced) during the test.
+            var options = BookiePool.Options()
+            options.requestTimeout = .seconds(120)
+            let pool = BookiePool(cluster: fixture.cluster, options: options)
+            // Entry 0 goes to positions 0 and 1, entry 1 to 1 and 2: the hung bookie must be at position 2.
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 2, ackQuorum: 2))
+            var rng = SeededGenerator(seed: 34)
+            var writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            while writer.ensemble[2] != hung.id {
+                writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            }
+            // Both sent before either is answered: entry 1's header carries no LAC.
+            let confirmed = AsyncStream.makeStream(of: EntryID.self)
+            writer.append(payload(0)) { if case .success(let id) = $0 { confirmed.continuation.yield(id) } }
+            writer.append(payload(1)) { if case .success(let id) = $0 { confirmed.continuation.yield(id) } }
+            let first = try await withTimeout(10, "entry 0 confirmed") { () -> EntryID? in
+                for await id in confirmed.stream { return id }
+                return nil
+            }
+            #expect(first == EntryID(0))
+
+            let reader = try await LedgerReader.open(writer.id, password: "pw", pool: pool)
+            let lac = try await withTimeout(30, "a long poll") {
+                try await reader.waitForLastAddConfirmed(after: .none, timeout: .seconds(10))
+            }
+            #expect(lac == EntryID(0), "the bookies were never told LAC 0")
+            if lac == EntryID(0) { #expect(try await reader.read(EntryID(0)) == payload(0)) }
+            await pool.shutdown()
+        }
+    }
+
     @Test func aTailingReaderSeesEveryEntryOnceInOrderNeverPastLAC() async throws {
         // Proves a reader tailing an open ledger gets every entry once, in order, as it is confirmed, never one
         // past the writer's LAC, and ends after the last entry when the writer closes the ledger.
@@ -74,8 +114,7 @@ import Testing
             let (before, readsBefore) = (polls(), reads())
             let waits = 40
             for n in 0..<waits {
-                // Entries 0...n are written, and the bookies know LAC n-1 (carried by entry n): entry n becomes
-                // visible with the next add.
+                // Entries 0...n are written, and the writer tells the bookies LAC n once it is confirmed.
                 let waiting = Task { try await reader.waitForLastAddConfirmed(after: EntryID(Int64(n - 1)), timeout: .seconds(5)) }
                 try await Task.sleep(for: .milliseconds(3))
                 _ = try await writer.append(payload(n + 1))
@@ -89,8 +128,8 @@ import Testing
             #expect(reads() - readsBefore == 0, "\(reads() - readsBefore) READs for \(waits) entries the polls brought")
 
             // A bookie that fails the poll (here: stopped) sends the wait to the others at once, not after the delay.
-            // The bookie polled first and one more are stopped; the one left knows LAC `waits` (the writer's idle
-            // LAC reached every bookie 20 ms after the last add).
+            // The bookie polled first and one more are stopped; the one left knows LAC `waits` (the writer wrote
+            // it to every bookie once the last add was confirmed).
             try await Task.sleep(for: .milliseconds(100))
             let ensemble = reader.metadata.fragments.last!.bookies
             let first = ensemble[quorums.writeSet(of: EntryID(Int64(waits + 1)))[0]]
