@@ -112,6 +112,16 @@ public final class BookiePool: Sendable {
         return kept
     }
 
+    /// The open connection to `bookie` for `lane`, without waiting: nil when there is none yet (or it closed),
+    /// and `client(for:lane:)` must make one.
+    func connectedClient(for bookie: BookieID, lane: UInt64 = 0) -> BookieClient? {
+        let slot = Int(lane % UInt64(options.connectionsPerBookie))
+        return state.withLock { s in
+            guard !s.shutDown, let c = s.peers[bookie]?.connections[slot], c.channel.isActive, !c.isClosed else { return nil }
+            return c
+        }
+    }
+
     /// The address `bookie` registered, read from metadata now (nil when it is not registered).
     private func registeredAddress(of bookie: BookieID) async throws -> String? {
         try await registered().first { $0.id == bookie }?.address

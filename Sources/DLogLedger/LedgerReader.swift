@@ -138,56 +138,29 @@ public final class LedgerReader: Sendable {
         // The answer brings the entry after `previous` too when the bookie has it in memory: the next read of
         // a reader that keeps up is then already here.
         let poll = BookieRequest.readLAC(ledger: id, longPoll: .init(previous: previous, timeoutMilliseconds: millis, withEntry: true))
-        let (events, sink) = AsyncStream.makeStream(of: PollEvent.self)
-        let (pool, id, readTimeout) = (pool, id, options.readTimeout)
+        let (pool, id, wait) = (pool, id, timeout + options.readTimeout)
         let next = EntryID(previous.rawValue + 1)
-        func ask(_ bookie: BookieID) {
-            Task {
-                switch try? await pool.send(poll, to: bookie, lane: id.rawValue, timeout: timeout + readTimeout) {
-                case .lac(let lac, _)?:
-                    sink.yield(.answer(lac))
-                case .lacAndEntry(let lac, _, let bytes)? where lac >= next:
-                    if case .success(let payload) = self.checked(bytes, entry: next, from: bookie) {
-                        self.state.withLock { s in if s.prefetched.map({ $0.entry < next }) ?? true { s.prefetched = (next, payload) } }
+        let round = LACPoll(previous: previous, known: state.withLock { $0.lac }, bookies: order.count) { index, round in
+            let bookie = order[index]
+            if let client = pool.connectedClient(for: bookie, lane: id.rawValue) {
+                client.sendFuture(poll, timeout: wait, naming: bookie).whenComplete { answer in
+                    round.answered(self.lac(from: answer, bookie: bookie, next: next))
+                }
+            } else {
+                // Not connected yet (or reconnecting, with its backoff): the pool's own path.
+                Task {
+                    do {
+                        let answer = try await pool.send(poll, to: bookie, lane: id.rawValue, timeout: wait)
+                        round.answered(self.lac(from: .success(answer), bookie: bookie, next: next))
+                    } catch {
+                        round.answered(nil)
                     }
-                    sink.yield(.answer(lac))
-                default:
-                    sink.yield(.answer(nil))
                 }
             }
         }
-        ask(order[0])
-        let spread = Task {
-            guard (try? await Task.sleep(for: options.longPollSpreadDelay)) != nil else { return }
-            sink.yield(.spread)
-        }
-        defer { spread.cancel() }
-        var (asked, received, answered) = (1, 0, 0)
-        func askTheRest() {
-            for bookie in order.dropFirst(asked) { ask(bookie) }
-            asked = order.count
-        }
-        var best = state.withLock { $0.lac }
         let started = ContinuousClock.now
-        loop: for await event in events {
-            switch event {
-            case .spread:
-                askTheRest()
-            case .answer(let lac):
-                received += 1
-                if let lac {
-                    answered += 1
-                    best = max(best, lac)
-                }
-                // The first bookie to see progress is enough: any LAC a bookie knows was confirmed.
-                if best > previous { break loop }
-                if received == asked {
-                    if asked == order.count { break loop }
-                    askTheRest()
-                }
-            }
-        }
-        sink.finish()
+        let outcome = await round.run(spreadAfter: options.longPollSpreadDelay, on: pool.group.next())
+        let (best, answered) = (outcome.best, outcome.answered)
         state.withLock { $0.lac = max($0.lac, best) }
         // Every bookie failed at once (unreachable, backing off): wait a little before the caller polls again,
         // rather than spin.
@@ -199,6 +172,21 @@ public final class LedgerReader: Sendable {
         // changed), so metadata stays off the per-entry path.
         if best <= previous, let closedAt = try await refreshIfClosed() { return closedAt }
         return state.withLock { $0.lac }
+    }
+
+    /// The LAC a long poll's answer reports (nil: the bookie failed); keeps the entry it brought, checked.
+    private func lac(from answer: Result<BookieResponse, any Error>, bookie: BookieID, next: EntryID) -> EntryID? {
+        switch answer {
+        case .success(.lac(let lac, _)):
+            return lac
+        case .success(.lacAndEntry(let lac, _, let bytes)) where lac >= next:
+            if case .success(let payload) = checked(bytes, entry: next, from: bookie) {
+                state.withLock { s in if s.prefetched.map({ $0.entry < next }) ?? true { s.prefetched = (next, payload) } }
+            }
+            return lac
+        default:
+            return nil
+        }
     }
 
     /// Re-reads the metadata; when the ledger was closed meanwhile, adopts its last entry and returns it.
@@ -377,9 +365,3 @@ public final class LedgerReader: Sendable {
     }
 }
 
-/// What a LAC long poll waits for: an answer (the LAC a bookie reported, nil when it failed), or the moment to
-/// poll the rest of the ensemble too.
-private enum PollEvent: Sendable {
-    case answer(EntryID?)
-    case spread
-}
