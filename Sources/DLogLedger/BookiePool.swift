@@ -122,6 +122,11 @@ public final class BookiePool: Sendable {
         }
     }
 
+    /// An event loop for a short timer, nil once the pool is shut down (its loops may be gone).
+    func timerLoop() -> EventLoop? {
+        state.withLock { $0.shutDown } ? nil : group.next()
+    }
+
     /// The address `bookie` registered, read from metadata now (nil when it is not registered).
     private func registeredAddress(of bookie: BookieID) async throws -> String? {
         try await registered().first { $0.id == bookie }?.address

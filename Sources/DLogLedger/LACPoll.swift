@@ -39,8 +39,9 @@ final class LACPoll: Sendable {
         state = Mutex(State(best: known))
     }
 
-    /// Polls, and waits until the poll ends (or the task is cancelled: then with what came so far).
-    func run(spreadAfter delay: Duration, on loop: EventLoop) async -> Outcome {
+    /// Polls, and waits until the poll ends (or the task is cancelled: then with what came so far). Without a
+    /// loop for the spread timer (the client is shutting down), every bookie is asked at once.
+    func run(spreadAfter delay: Duration, on loop: EventLoop?) async -> Outcome {
         await withTaskCancellationHandler {
             await withCheckedContinuation { waiter in
                 let ended = state.withLock { s -> Outcome? in
@@ -51,6 +52,7 @@ final class LACPoll: Sendable {
                 }
                 if let ended { return waiter.resume(returning: ended) }
                 ask(0, self)
+                guard let loop else { return askTheRest() }
                 let timer = loop.scheduleTask(in: TimeAmount(delay)) { self.askTheRest() }
                 let over = state.withLock { s -> Bool in
                     if !s.done { s.spread = timer }

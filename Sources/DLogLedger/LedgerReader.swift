@@ -159,7 +159,7 @@ public final class LedgerReader: Sendable {
             }
         }
         let started = ContinuousClock.now
-        let outcome = await round.run(spreadAfter: options.longPollSpreadDelay, on: pool.group.next())
+        let outcome = await round.run(spreadAfter: options.longPollSpreadDelay, on: pool.timerLoop())
         let (best, answered) = (outcome.best, outcome.answered)
         state.withLock { $0.lac = max($0.lac, best) }
         // Every bookie failed at once (unreachable, backing off): wait a little before the caller polls again,

@@ -237,8 +237,10 @@ public final class LedgerWriter: Sendable {
     private func scheduleLAC() {
         let loop = state.withLock { s -> EventLoop? in
             guard !s.lacScheduled, s.failure == nil, s.pending.lastAddConfirmed > s.lacTold else { return nil }
+            // A closed client's loop may be shut down; nothing could be sent on it anyway.
+            guard let client = s.ensemble.first, !client.isClosed else { return nil }
             s.lacScheduled = true
-            return s.ensemble.first?.channel.eventLoop
+            return client.channel.eventLoop
         }
         loop?.execute { self.writeLAC() }
     }

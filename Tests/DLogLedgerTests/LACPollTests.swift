@@ -85,4 +85,15 @@ import Testing
             #expect(asked.all == [0])
         }
     }
+
+    @Test func withoutATimerLoopEveryBookieIsAskedAtOnce() async throws {
+        // A client shutting down has no loop for the spread timer: the poll must still end.
+        let asked = Asked()
+        let poll = LACPoll(previous: EntryID(4), known: EntryID(4), bookies: 3) { index, poll in
+            asked.list.withLock { $0.append(index) }
+            poll.answered(nil)
+        }
+        let outcome = try await withTimeout(10, "the poll's end") { await poll.run(spreadAfter: .seconds(60), on: nil) }
+        #expect(asked.all == [0, 1, 2] && outcome.answered == 0)
+    }
 }
