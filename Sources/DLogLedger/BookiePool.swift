@@ -75,7 +75,7 @@ public final class BookiePool: Sendable {
 
     /// The connection to `bookie` for `lane` (a ledger id: the same lane always gets the same connection).
     public func client(for bookie: BookieID, lane: UInt64 = 0) async throws -> BookieClient {
-        let slot = Int(lane % UInt64(options.connectionsPerBookie))
+        let slot = slot(lane)
         let (live, known, refusal) = state.withLock { s -> (BookieClient?, String?, String?) in
             if s.shutDown { return (nil, nil, "the client is shut down") }
             let peer = s.peers[bookie, default: newPeer()]
@@ -112,10 +112,12 @@ public final class BookiePool: Sendable {
         return kept
     }
 
+    private func slot(_ lane: UInt64) -> Int { Int(lane % UInt64(options.connectionsPerBookie)) }
+
     /// The open connection to `bookie` for `lane`, without waiting: nil when there is none yet (or it closed),
     /// and `client(for:lane:)` must make one.
-    func connectedClient(for bookie: BookieID, lane: UInt64 = 0) -> BookieClient? {
-        let slot = Int(lane % UInt64(options.connectionsPerBookie))
+    private func connectedClient(for bookie: BookieID, lane: UInt64) -> BookieClient? {
+        let slot = slot(lane)
         return state.withLock { s in
             guard !s.shutDown, let c = s.peers[bookie]?.connections[slot], c.channel.isActive, !c.isClosed else { return nil }
             return c
@@ -156,6 +158,23 @@ public final class BookiePool: Sendable {
         let client = try await client(for: bookie, lane: lane)
         guard !client.isClosed else { throw LedgerError.unreachable(bookie, "the client is shut down") }
         return try await client.sendFuture(request, timeout: timeout, naming: bookie).get()
+    }
+
+    /// `send(_:to:lane:timeout:)` for a caller that wants no task per request: over an open connection the
+    /// answer comes to `completion` on its event loop; only a bookie not connected yet costs a task.
+    func send(_ request: BookieRequest, to bookie: BookieID, lane: UInt64 = 0, timeout: Duration,
+              then completion: @escaping @Sendable (Result<BookieResponse, any Error>) -> Void) {
+        if let client = connectedClient(for: bookie, lane: lane) {
+            client.sendFuture(request, timeout: timeout, naming: bookie).whenComplete(completion)
+            return
+        }
+        Task {
+            do {
+                completion(.success(try await send(request, to: bookie, lane: lane, timeout: timeout)))
+            } catch {
+                completion(.failure(error))
+            }
+        }
     }
 
     public func shutdown() async {

@@ -142,20 +142,8 @@ public final class LedgerReader: Sendable {
         let next = EntryID(previous.rawValue + 1)
         let round = LACPoll(previous: previous, known: state.withLock { $0.lac }, bookies: order.count) { index, round in
             let bookie = order[index]
-            if let client = pool.connectedClient(for: bookie, lane: id.rawValue) {
-                client.sendFuture(poll, timeout: wait, naming: bookie).whenComplete { answer in
-                    round.answered(self.lac(from: answer, bookie: bookie, next: next))
-                }
-            } else {
-                // Not connected yet (or reconnecting, with its backoff): the pool's own path.
-                Task {
-                    do {
-                        let answer = try await pool.send(poll, to: bookie, lane: id.rawValue, timeout: wait)
-                        round.answered(self.lac(from: .success(answer), bookie: bookie, next: next))
-                    } catch {
-                        round.answered(nil)
-                    }
-                }
+            pool.send(poll, to: bookie, lane: id.rawValue, timeout: wait) { answer in
+                round.answered(self.lac(from: answer, bookie: bookie, next: next))
             }
         }
         let started = ContinuousClock.now
