@@ -39,6 +39,9 @@ let package = Package(
             "CDLogURing", "CDLogAIO", "CAIO", "CDLogSys",
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
+        // An in-memory disk that crashes, tears writes and fails on purpose: for tests and for tools that run
+        // the storage without a real disk.
+        .target(name: "DLogSimulation", dependencies: ["DLogIO"]),
         .target(name: "DLogMetadata", dependencies: [
             "DLogWire", "DLogIO", "CSQLite",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -97,7 +100,7 @@ let package = Package(
 
         // Helpers shared by the test targets (temp dirs, seeded randomness, the docs' worked examples); never linked
         // into products.
-        .target(name: "DLogTestSupport", dependencies: ["DLogWire", .product(name: "NIOCore", package: "swift-nio")],
+        .target(name: "DLogTestSupport", dependencies: ["DLogWire", "DLogSimulation", .product(name: "NIOCore", package: "swift-nio")],
                 path: "Tests/DLogTestSupport"),
         // An in-process cluster (embedded metadata store, bookies on loopback) for the client-side test targets.
         .target(name: "DLogClusterSupport", dependencies: [
@@ -106,7 +109,7 @@ let package = Package(
         ], path: "Tests/DLogClusterSupport"),
         .testTarget(name: "DLogWireTests", dependencies: ["DLogWire", "DLogTestSupport",
                                                           .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "DLogIOTests", dependencies: ["DLogIO"]),
+        .testTarget(name: "DLogIOTests", dependencies: ["DLogIO", "DLogSimulation", "DLogTestSupport"]),
         .testTarget(name: "DLogMetadataTests", dependencies: ["DLogMetadata", "DLogWire", "DLogTestSupport",
                                                               .product(name: "Logging", package: "swift-log"),
                                                               .product(name: "NIOCore", package: "swift-nio")]),

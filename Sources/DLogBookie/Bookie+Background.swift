@@ -113,8 +113,10 @@ extension Bookie {
     func checkDisks() {
         var worst = 0.0
         var worstPath = ""
-        for dir in configuration.journalDirectories + configuration.storage.ledgerDirectories {
-            guard let usage = try? FileSystem.usage(of: dir) else { continue }
+        let directories = configuration.journalDirectories.map { ($0, configuration.journal.disk) }
+            + configuration.storage.ledgerDirectories.map { ($0, configuration.storage.disk) }
+        for (dir, disk) in directories {
+            guard let usage = try? disk.usage(of: dir) else { continue }
             if usage.usedFraction > worst { worst = usage.usedFraction; worstPath = dir }
         }
         let wasReadOnly = readOnly.load(ordering: .relaxed)
@@ -149,7 +151,7 @@ extension Bookie {
             var quarantinedEntryLogs: [String]
             var unreadableEntryLogs: [String]
         }
-        let usage = try? FileSystem.usage(of: configuration.storage.ledgerDirectories[0])
+        let usage = try? configuration.storage.disk.usage(of: configuration.storage.ledgerDirectories[0])
         let info = Info(state: isReadOnly ? "read-only" : "writable", ledgers: storage.ledgerCount,
                         cacheBytes: storage.cacheBytes, entryLogs: storage.entryLogCount,
                         checkpoints: storage.checkpoints, totalBytes: usage?.totalBytes ?? 0,

@@ -30,6 +30,13 @@ public final class Bookie: JournalSink, Sendable {
             self.journalDirectories = journalDirectories
             self.storage = storage
         }
+
+        /// Puts the journals and the ledger storage on one disk (a simulated one, in tests). A simulated disk
+        /// takes the blocking journal engine with `.fdatasync` (see `Journal.Configuration.disk`).
+        public mutating func place(on disk: any Disk) {
+            journal.disk = disk
+            storage.disk = disk
+        }
     }
 
     public let configuration: Configuration

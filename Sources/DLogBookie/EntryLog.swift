@@ -80,10 +80,10 @@ enum EntryLogWriter {
     /// cache: no copy into it, no burst of dirty pages for the final fsync to wait on (which would also
     /// delay a journal's sync on a shared device).
     private final class Sink {
-        let file: File
+        let file: any DiskFile
         let buffer = AlignedBuffer(capacity: 1 << 20)
         var offset: Int64 = 0
-        init(file: File) { self.file = file }
+        init(file: any DiskFile) { self.file = file }
 
         var position: Int64 { offset + Int64(buffer.count) }
 
@@ -101,23 +101,23 @@ enum EntryLogWriter {
         func spill() throws(SystemError) {
             guard buffer.count > 0 else { return }
             precondition(buffer.count % AlignedBuffer.alignment == 0, "entry-log writes stay block-aligned")
-            try file.pwriteAll(UnsafeRawBufferPointer(buffer.bytes), at: offset)
+            try file.write(UnsafeRawBufferPointer(buffer.bytes), at: offset)
             offset += Int64(buffer.count)
             buffer.reset()
         }
     }
 
     /// Writes sorted entries into a new file, syncs it and its directory, and returns its description.
-    static func write(id: UInt64, directoryIndex: Int, directory: String,
-                      entries: [(LedgerID, EntryID, [UInt8])]) throws(SystemError) -> EntryLogInfo {
+    static func write(id: UInt64, directoryIndex: Int, directory: String, entries: [(LedgerID, EntryID, [UInt8])],
+                      disk: any Disk) throws(SystemError) -> EntryLogInfo {
         let path = directory + "/" + fileName(id)
         let tmp = path + ".tmp"
         // O_DIRECT where the file system allows it; a plain write elsewhere.
-        let file: File
-        if let direct = try? File.open(tmp, [.create, .truncate, .direct]) {
+        let file: any DiskFile
+        if let direct = try? disk.open(tmp, [.create, .truncate, .direct]) {
             file = direct
         } else {
-            file = try File.open(tmp, [.create, .truncate])
+            file = try disk.open(tmp, [.create, .truncate])
         }
         let sink = Sink(file: file)
         var ledgers: [UInt64: EntryLogLedgerRange] = [:]
@@ -173,19 +173,19 @@ enum EntryLogWriter {
             footer += [UInt8](repeating: 0, count: EntryLogFormat.footerBytes - footer.count)
             try sink.append(footer)
             try sink.spill()
-            try file.fsync()
+            try file.sync()
         } catch {
             file.close()
-            try? FileSystem.remove(tmp)
+            try? disk.remove(tmp)
             throw error
         }
         file.close()
         do {
-            try FileSystem.rename(tmp, path)
-            try FileSystem.syncDirectory(directory)
+            try disk.rename(tmp, path)
+            try disk.syncDirectory(directory)
         } catch {
-            try? FileSystem.remove(tmp)
-            try? FileSystem.remove(path)
+            try? disk.remove(tmp)
+            try? disk.remove(path)
             throw error
         }
         return EntryLogInfo(id: id, directory: directoryIndex, totalBytes: Int(sink.offset),
@@ -203,16 +203,16 @@ public struct StorageCorruption: Error, CustomStringConvertible {
 /// An open entry-log file with its summary in memory. Safe to share: it only does positioned reads.
 final class EntryLogReader: Sendable {
     let path: String
-    private let file: File
+    private let file: any DiskFile
     private let indexOffset: Int64
     private let rowCount: Int
     private let summary: [UInt8]
 
     /// The format version of an entry-log file from its header, or nil when the header is damaged.
-    static func version(of path: String) -> UInt32? {
-        guard let file = try? File.open(path, [.readOnly]) else { return nil }
+    static func version(of path: String, disk: any Disk) -> UInt32? {
+        guard let file = try? disk.open(path, [.readOnly]) else { return nil }
         defer { file.close() }
-        guard let header = try? file.pread(count: 20, at: 0), header.count == 20 else { return nil }
+        guard let header = try? file.read(count: 20, at: 0), header.count == 20 else { return nil }
         return header.withUnsafeBytes { raw in
             guard raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.magic,
                   raw.loadBigEndian(UInt32.self, at: 16) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<16])),
@@ -221,8 +221,8 @@ final class EntryLogReader: Sendable {
         }
     }
 
-    init(path: String) throws {
-        let file = try File.open(path, [.readOnly])
+    init(path: String, disk: any Disk) throws {
+        let file = try disk.open(path, [.readOnly])
         do {
             (indexOffset, rowCount, summary) = try Self.load(file, path)
         } catch {
@@ -235,9 +235,9 @@ final class EntryLogReader: Sendable {
 
     /// Checks header and footer, bounds every offset by the file size (the footer is disk content, not
     /// trusted), reads the summary and checks index and summary against their CRC.
-    private static func load(_ file: File, _ path: String) throws -> (Int64, Int, [UInt8]) {
+    private static func load(_ file: any DiskFile, _ path: String) throws -> (Int64, Int, [UInt8]) {
         let size = try file.size()
-        let header = try file.pread(count: 20, at: 0)
+        let header = try file.read(count: 20, at: 0)
         guard header.count == 20, header.withUnsafeBytes({ raw in
             raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.magic
                 && EntryLogFormat.readableVersions.contains(raw.loadBigEndian(UInt32.self, at: 4))
@@ -249,7 +249,7 @@ final class EntryLogReader: Sendable {
             throw StorageCorruption(path: path, reason: "file of \(size) bytes is too short")
         }
         let footerAt = size - Int64(EntryLogFormat.footerBytes)
-        let footer = try file.pread(count: EntryLogFormat.footerBytes, at: footerAt)
+        let footer = try file.read(count: EntryLogFormat.footerBytes, at: footerAt)
         let (indexOffset, rows64, summaryOffset, crc) = try footer.withUnsafeBytes { raw throws -> (Int64, UInt64, Int64, UInt32) in
             guard raw.loadBigEndian(UInt32.self, at: 0) == EntryLogFormat.footerMagic,
                   raw.loadBigEndian(UInt32.self, at: 40) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<40]))
@@ -264,8 +264,8 @@ final class EntryLogReader: Sendable {
               summaryOffset + Int64(summaryCount * EntryLogFormat.summaryRowBytes) <= footerAt else {
             throw StorageCorruption(path: path, reason: "footer offsets do not fit the file")
         }
-        let summary = try file.pread(count: summaryCount * EntryLogFormat.summaryRowBytes, at: summaryOffset)
-        let rows = try file.pread(count: rowCount * EntryLogFormat.rowBytes, at: indexOffset)
+        let summary = try file.read(count: summaryCount * EntryLogFormat.summaryRowBytes, at: summaryOffset)
+        let rows = try file.read(count: rowCount * EntryLogFormat.rowBytes, at: indexOffset)
         guard summary.count == summaryCount * EntryLogFormat.summaryRowBytes,
               CRC32C.checksum(summary, seed: CRC32C.checksum(rows)) == crc else {
             throw StorageCorruption(path: path, reason: "index or summary fails its CRC")
@@ -286,7 +286,7 @@ final class EntryLogReader: Sendable {
         var first = 0
         while first < rowCount {
             let n = min(chunk, rowCount - first)
-            let bytes = try file.pread(count: n * EntryLogFormat.rowBytes,
+            let bytes = try file.read(count: n * EntryLogFormat.rowBytes,
                                        at: indexOffset + Int64(first * EntryLogFormat.rowBytes))
             guard bytes.count == n * EntryLogFormat.rowBytes else { throw StorageCorruption(path: path, reason: "index ends early") }
             bytes.withUnsafeBytes { raw in
@@ -302,7 +302,7 @@ final class EntryLogReader: Sendable {
     }
 
     func readBytes(offset: Int64, length: Int) throws -> [UInt8] {
-        let bytes = try file.pread(count: length, at: offset)
+        let bytes = try file.read(count: length, at: offset)
         guard bytes.count == length else { throw StorageCorruption(path: path, reason: "entry at \(offset) cut off") }
         return bytes
     }
@@ -322,7 +322,7 @@ final class EntryLogReader: Sendable {
         guard let block else { return nil }
         let first = block * EntryLogFormat.summaryEvery
         let count = min(EntryLogFormat.summaryEvery, rowCount - first)
-        let rows = try file.pread(count: count * EntryLogFormat.rowBytes,
+        let rows = try file.read(count: count * EntryLogFormat.rowBytes,
                                   at: indexOffset + Int64(first * EntryLogFormat.rowBytes))
         guard rows.count == count * EntryLogFormat.rowBytes else {
             throw StorageCorruption(path: path, reason: "index ends early")
@@ -335,7 +335,7 @@ final class EntryLogReader: Sendable {
             return nil
         }
         guard let (offset, length) = location else { return nil }
-        let bytes = try file.pread(count: length, at: offset)
+        let bytes = try file.read(count: length, at: offset)
         guard bytes.count == length else { throw StorageCorruption(path: path, reason: "entry at \(offset) cut off") }
         return (bytes, offset)
     }

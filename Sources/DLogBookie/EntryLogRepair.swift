@@ -28,16 +28,17 @@ enum EntryLogRepair {
         var quarantinedCopy: String
     }
 
-    static func rebuild(id: UInt64, directoryIndex: Int, directory: String, expected: EntryLogInfo) throws -> Report {
+    static func rebuild(id: UInt64, directoryIndex: Int, directory: String, expected: EntryLogInfo,
+                        disk: any Disk) throws -> Report {
         let path = directory + "/" + EntryLogWriter.fileName(id)
-        guard let version = EntryLogReader.version(of: path) else {
+        guard let version = EntryLogReader.version(of: path, disk: disk) else {
             throw StorageCorruption(path: path, reason: "its header is damaged too, so its records cannot be found")
         }
         guard version >= 2 else {
             throw StorageCorruption(path: path, reason: "format version \(version) has no record headers, so its "
                                     + "index cannot be rebuilt")
         }
-        let bytes = try FileSystem.readAll(path)
+        let bytes = try disk.readAll(path)
         let (entries, corrupt, dropped) = walk(bytes, expected: expected)
         var found: [UInt64: Int] = [:]
         for (ledger, _, _) in entries { found[ledger.rawValue, default: 0] += 1 }
@@ -46,16 +47,17 @@ enum EntryLogRepair {
             missing[ledger] = range.count - (found[ledger] ?? 0)
         }
         let quarantine = directory + "/" + LedgerStorage.quarantineDirectory
-        try FileSystem.makeDirectory(quarantine)
+        try disk.makeDirectory(quarantine)
         var copy = quarantine + "/" + EntryLogWriter.fileName(id) + ".damaged"
         var n = 1
-        while FileSystem.exists(copy) {
+        while disk.exists(copy) {
             n += 1
             copy = quarantine + "/" + EntryLogWriter.fileName(id) + ".damaged.\(n)"
         }
-        try FileSystem.link(path, copy)
-        try FileSystem.syncDirectory(quarantine)
-        _ = try EntryLogWriter.write(id: id, directoryIndex: directoryIndex, directory: directory, entries: entries)
+        try disk.link(path, copy)
+        try disk.syncDirectory(quarantine)
+        _ = try EntryLogWriter.write(id: id, directoryIndex: directoryIndex, directory: directory, entries: entries,
+                                     disk: disk)
         return Report(path: path, entries: entries.count, corruptEntries: corrupt, droppedRecords: dropped,
                       missing: missing, quarantinedCopy: copy)
     }

@@ -50,6 +50,9 @@ public final class Journal: Sendable {
         /// Test seam: builds the engine on the journal's thread instead of `engine`/`syncMode` (for
         /// injecting I/O failures without a broken disk).
         public var makeEngine: (@Sendable () throws -> any WriteSyncEngine)? = nil
+        /// Where the journal's files live. A simulated disk needs the blocking engine with `.fdatasync`: the
+        /// others write through a descriptor.
+        public var disk: any Disk = PosixDisk()
 
         public init(directory: String, fileBytes: Int = 64 << 20, filesMax: Int = 8,
                     policy: GroupCommitPolicy.Configuration = .init(), queueCountMax: Int = 100_000,
@@ -94,11 +97,11 @@ public final class Journal: Sendable {
         self.index = index
         self.configuration = configuration
         directory = JournalDirectory(path: configuration.directory, fileBytes: configuration.fileBytes,
-                                     filesMax: configuration.filesMax)
+                                     filesMax: configuration.filesMax, disk: configuration.disk)
         queue = BlockingQueue(countMax: configuration.queueCountMax, bytesMax: configuration.queueBytesMax) {
             $0.record.encodedBytes
         }
-        try FileSystem.makeDirectory(configuration.directory)
+        try configuration.disk.makeDirectory(configuration.directory)
         // Every file is pre-written here, once in the bookie's life, so that rolling never stalls adds
         // while a file is filled, and the journal's disk space is taken up front.
         let existing = Set(try directory.slots().map(\.slot))

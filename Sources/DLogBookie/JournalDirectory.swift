@@ -7,13 +7,15 @@ struct JournalDirectory: Sendable {
     let path: String
     let fileBytes: Int
     let filesMax: Int
+    let disk: any Disk
 
-    init(path: String, fileBytes: Int, filesMax: Int) {
+    init(path: String, fileBytes: Int, filesMax: Int, disk: any Disk = PosixDisk()) {
         precondition(fileBytes >= 2 * JournalFormat.headerBytes && fileBytes % JournalFormat.alignment == 0)
         precondition(filesMax >= 2)
         self.path = path
         self.fileBytes = fileBytes
         self.filesMax = filesMax
+        self.disk = disk
     }
 
     func slotPath(_ slot: Int) -> String {
@@ -24,7 +26,7 @@ struct JournalDirectory: Sendable {
     /// Slots that exist on disk, each with its header when intact.
     func slots() throws(SystemError) -> [(slot: Int, header: JournalFileHeader?)] {
         var out: [(Int, JournalFileHeader?)] = []
-        for name in try FileSystem.list(path) where name.hasPrefix("journal-") && name.hasSuffix(".dlj") {
+        for name in try disk.list(path) where name.hasPrefix("journal-") && name.hasSuffix(".dlj") {
             guard let slot = Int(name.dropFirst(8).dropLast(4)) else { continue }
             out.append((slot, try readHeader(slot)))
         }
@@ -32,16 +34,16 @@ struct JournalDirectory: Sendable {
     }
 
     func readHeader(_ slot: Int) throws(SystemError) -> JournalFileHeader? {
-        let f = try File.open(slotPath(slot), [.readOnly])
+        let f = try disk.open(slotPath(slot), [.readOnly])
         defer { f.close() }
-        let bytes = try f.pread(count: JournalFormat.headerBytes, at: 0)
+        let bytes = try f.read(count: JournalFormat.headerBytes, at: 0)
         return bytes.withUnsafeBytes { JournalFileHeader.decode($0) }
     }
 
     /// Creates a slot file filled with zeros by writing them (not fallocate), then syncs it and the directory.
     func create(slot: Int) throws(SystemError) {
         let tmp = slotPath(slot) + ".new"
-        let f = try File.open(tmp, [.create, .truncate])
+        let f = try disk.open(tmp, [.create, .truncate])
         let chunk = [UInt8](repeating: 0, count: 1 << 20)
         do {
             var offset = 0
@@ -50,21 +52,21 @@ struct JournalDirectory: Sendable {
                 var result: Result<Void, SystemError> = .success(())
                 chunk.withUnsafeBytes { raw in
                     result = Result { () throws(SystemError) in
-                        try f.pwriteAll(UnsafeRawBufferPointer(rebasing: raw[0..<n]), at: Int64(offset))
+                        try f.write(UnsafeRawBufferPointer(rebasing: raw[0..<n]), at: Int64(offset))
                     }
                 }
                 try result.get()
                 offset += n
             }
-            try f.fsync()
+            try f.sync()
         } catch {
             f.close()
-            try? FileSystem.remove(tmp)  // a half-written slot must not hold the space it got
+            try? disk.remove(tmp)  // a half-written slot must not hold the space it got
             throw error
         }
         f.close()
-        try FileSystem.rename(tmp, slotPath(slot))
-        try FileSystem.syncDirectory(path)
+        try disk.rename(tmp, slotPath(slot))
+        try disk.syncDirectory(path)
     }
 }
 
@@ -138,7 +140,7 @@ extension JournalDirectory {
                                             + "file ends at \(summary.end.nextSeq)")
             }
             if i > 0 { summary.end.nextSeq = link.header.firstSeq }
-            let bytes = try FileSystem.readAll(slotPath(link.slot))
+            let bytes = try disk.readAll(slotPath(link.slot))
             let scan = bytes.withUnsafeBytes { raw in
                 JournalReplay.scan(raw, from: start, seq: summary.end.nextSeq,
                                    limit: successor.map { Int($0.previousEndOffset) })
@@ -166,7 +168,7 @@ extension JournalDirectory {
     func highestSequence() throws -> UInt64 {
         var highest: UInt64 = 0
         for (slot, _) in try slots() {
-            let bytes = try FileSystem.readAll(slotPath(slot))
+            let bytes = try disk.readAll(slotPath(slot))
             bytes.withUnsafeBytes { raw in
                 var at = JournalFormat.headerBytes
                 while at + JournalFormat.recordHeaderBytes <= raw.count {

@@ -20,7 +20,7 @@ final class JournalWriter {
     private let sink: any JournalSink
     private var policy: GroupCommitPolicy
     private var engine: (any WriteSyncEngine)!
-    private var files: [Int: File] = [:]
+    private var files: [Int: any DiskFile] = [:]
     /// Slot files that exist, with the file number in their header (nil: never used or header torn).
     private var slotNumbers: [Int: UInt64?] = [:]
     /// Set once creating a journal file found the disk full: no more are tried until the next start.
@@ -214,17 +214,17 @@ final class JournalWriter {
         let block = AlignedBuffer(capacity: JournalFormat.headerBytes)
         block.count = JournalFormat.headerBytes
         header.encode(into: block.bytes)
-        try file.pwriteAll(UnsafeRawBufferPointer(block.bytes), at: 0)
-        try file.fdatasync()
+        try file.write(UnsafeRawBufferPointer(block.bytes), at: 0)
+        try file.dataSync()
         slotNumbers[slot] = number
         currentSlot = slot
         currentNumber = number
         writeOffset = JournalFormat.headerBytes
     }
 
-    private func openSlot(_ slot: Int) throws(SystemError) -> File {
+    private func openSlot(_ slot: Int) throws(SystemError) -> any DiskFile {
         if let f = files[slot] { return f }
-        let f = try File.open(directory.slotPath(slot), journal.configuration.syncMode.fileOptions)
+        let f = try directory.disk.open(directory.slotPath(slot), journal.configuration.syncMode.fileOptions)
         files[slot] = f
         return f
     }

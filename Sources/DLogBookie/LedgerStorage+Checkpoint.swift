@@ -42,7 +42,8 @@ extension LedgerStorage {
             let dirIndex = Int(id % UInt64(configuration.ledgerDirectories.count))
             do {
                 info = try EntryLogWriter.write(id: id, directoryIndex: dirIndex,
-                                                directory: configuration.ledgerDirectories[dirIndex], entries: sorted)
+                                                directory: configuration.ledgerDirectories[dirIndex], entries: sorted,
+                                                disk: configuration.disk)
             } catch {
                 unfreeze(frozen)
                 throw error
@@ -110,10 +111,10 @@ extension LedgerStorage {
     func remove(_ files: [EntryLogInfo]) throws {
         for file in files {
             _ = state.withLock { s in readersRemove(file.id) }
-            try FileSystem.remove(configuration.ledgerDirectories[file.directory] + "/" + EntryLogWriter.fileName(file.id))
+            try configuration.disk.remove(configuration.ledgerDirectories[file.directory] + "/" + EntryLogWriter.fileName(file.id))
         }
         for directory in Set(files.map(\.directory)).sorted() {
-            try FileSystem.syncDirectory(configuration.ledgerDirectories[directory])
+            try configuration.disk.syncDirectory(configuration.ledgerDirectories[directory])
         }
         let gone = Set(files.map(\.id))
         state.withLock { s in s.pendingRemoval.removeAll { gone.contains($0.id) } }

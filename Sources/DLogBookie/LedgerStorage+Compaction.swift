@@ -53,7 +53,8 @@ extension LedgerStorage {
         if let newID {
             let dir = Int(newID % UInt64(configuration.ledgerDirectories.count))
             newInfo = try EntryLogWriter.write(id: newID, directoryIndex: dir,
-                                               directory: configuration.ledgerDirectories[dir], entries: live)
+                                               directory: configuration.ledgerDirectories[dir], entries: live,
+                                               disk: configuration.disk)
         }
         try checkpointLock.withLock { _ in
             let (manifest, dead): (Manifest, [EntryLogInfo]) = state.withLock { s in

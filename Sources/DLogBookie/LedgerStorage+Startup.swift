@@ -38,10 +38,10 @@ extension LedgerStorage {
 
     /// Checks that every file the manifest lists exists, then removes proven garbage and quarantines the rest
     /// of what is unlisted. Directories are synced after each change, so a crash repeats the same decisions.
-    static func sortEntryLogFiles(_ manifest: Manifest, directories: [String]) throws -> StorageStartReport {
+    static func sortEntryLogFiles(_ manifest: Manifest, directories: [String], disk: any Disk) throws -> StorageStartReport {
         for info in manifest.entryLogs {
             let path = directories[info.directory] + "/" + EntryLogWriter.fileName(info.id)
-            guard FileSystem.exists(path) else {
+            guard disk.exists(path) else {
                 throw StorageCorruption(path: path, reason: "the checkpoint manifest (generation \(manifest.generation)) "
                                         + "lists it with \(info.ledgers.count) live ledgers, but it is missing. Nothing "
                                         + "was changed on disk. Restore the file, or treat this bookie's ledger disks "
@@ -51,39 +51,39 @@ extension LedgerStorage {
         var report = StorageStartReport()
         for (index, dir) in directories.enumerated() {
             var changed = false
-            for name in try FileSystem.list(dir) {
+            for name in try disk.list(dir) {
                 guard let parsed = EntryLogName.parse(name) else { continue }
                 let path = dir + "/" + name
                 switch StartupFileAction.decide(parsed, directory: index, manifest: manifest) {
                 case .keep:
                     continue
                 case .remove(let why):
-                    try FileSystem.remove(path)
+                    try disk.remove(path)
                     report.removed.append("\(path) (\(why))")
                 case .quarantine(let why):
-                    let moved = try quarantine(path, name: name, in: dir)
+                    let moved = try quarantine(path, name: name, in: dir, disk: disk)
                     report.quarantined.append("\(path) → \(moved) (\(why))")
                 }
                 changed = true
             }
-            if changed { try FileSystem.syncDirectory(dir) }
+            if changed { try disk.syncDirectory(dir) }
         }
         return report
     }
 
     /// Moves a file into `DIR/quarantine/` under a name not taken yet; returns where it went.
-    private static func quarantine(_ path: String, name: String, in dir: String) throws -> String {
+    private static func quarantine(_ path: String, name: String, in dir: String, disk: any Disk) throws -> String {
         let target = dir + "/" + quarantineDirectory
-        try FileSystem.makeDirectory(target)
+        try disk.makeDirectory(target)
         var destination = target + "/" + name
         var n = 1
-        while FileSystem.exists(destination) {
+        while disk.exists(destination) {
             n += 1
             precondition(n < 1_000_000, "quarantine of \(name) has no free name")
             destination = target + "/" + name + ".\(n)"
         }
-        try FileSystem.rename(path, destination)
-        try FileSystem.syncDirectory(target)
+        try disk.rename(path, destination)
+        try disk.syncDirectory(target)
         return destination
     }
 }

@@ -14,6 +14,8 @@ public final class LedgerStorage: Sendable {
         /// Checkpoint when the cache holds this much; refuse adds (back-pressure) at three times this:
         /// reading stops at 1.5×, and the margin covers frames already read and a checkpoint in flight.
         public var writeCacheBytes: Int
+        /// Where the entry logs and the manifest live.
+        public var disk: any Disk = PosixDisk()
         public init(ledgerDirectories: [String], writeCacheBytes: Int = 256 << 20) {
             precondition(!ledgerDirectories.isEmpty && writeCacheBytes > 0)
             self.ledgerDirectories = ledgerDirectories
@@ -64,14 +66,15 @@ public final class LedgerStorage: Sendable {
     /// lists is missing; never deletes a file without proof that it is garbage (see `StartupFileAction`).
     public init(configuration: Configuration, journalCount: Int) throws {
         self.configuration = configuration
-        for dir in configuration.ledgerDirectories { try FileSystem.makeDirectory(dir) }
-        let store = ManifestStore(directories: configuration.ledgerDirectories)
+        for dir in configuration.ledgerDirectories { try configuration.disk.makeDirectory(dir) }
+        let store = ManifestStore(directories: configuration.ledgerDirectories, disk: configuration.disk)
         let loaded = try store.load()
         var manifest = loaded.manifest
         if manifest.journalMarks.count < journalCount {
             manifest.journalMarks += Array(repeating: nil, count: journalCount - manifest.journalMarks.count)
         }
-        var report = try Self.sortEntryLogFiles(manifest, directories: configuration.ledgerDirectories)
+        var report = try Self.sortEntryLogFiles(manifest, directories: configuration.ledgerDirectories,
+                                                disk: configuration.disk)
         report.manifestNotes = loaded.notes
         startReport = report
         // What the removal list named is unlinked now; the next manifest need not carry it.
@@ -298,7 +301,7 @@ public final class LedgerStorage: Sendable {
         if let reason = unreadable.withLock({ $0[id] }) { throw StorageCorruption(path: path, reason: reason) }
         let reader: EntryLogReader
         do {
-            reader = try EntryLogReader(path: path)
+            reader = try EntryLogReader(path: path, disk: configuration.disk)
         } catch let error as SystemError where error.errno == ENOENT {
             return nil  // removed between the lookup and the open
         } catch let damage as StorageCorruption {
@@ -320,13 +323,13 @@ public final class LedgerStorage: Sendable {
             guard state.withLock({ s in s.manifest.entryLogs.contains { $0.id == info.id } }) else { return nil }
             if let reason = unreadable.withLock({ $0[info.id] }) { throw StorageCorruption(path: damage.path, reason: reason) }
             // Another reader may have rebuilt it while this one waited for the lock.
-            if let reader = try? EntryLogReader(path: damage.path) { return reader }
+            if let reader = try? EntryLogReader(path: damage.path, disk: configuration.disk) { return reader }
             do {
                 let report = try EntryLogRepair.rebuild(id: info.id, directoryIndex: info.directory,
                                                         directory: configuration.ledgerDirectories[info.directory],
-                                                        expected: info)
+                                                        expected: info, disk: configuration.disk)
                 repairs.withLock { $0.append(RepairNote(damage: damage.reason, report: report)) }
-                return try EntryLogReader(path: damage.path)
+                return try EntryLogReader(path: damage.path, disk: configuration.disk)
             } catch {
                 let reason = "\(damage.reason); rebuilding its index failed: \(error)"
                 unreadable.withLock { $0[info.id] = reason }

@@ -26,6 +26,9 @@ struct ManifestStore {
     static let legacyName = "checkpoint.json"
 
     let directories: [String]
+    /// Every file call goes through the disk seam, so a simulated disk can crash it at any step
+    /// (ManifestCrashTests).
+    var disk: any Disk = PosixDisk()
 
     var primaryPath: String { directories[0] + "/" + Self.fileName }
     var copyPath: String { directories[directories.count - 1] + "/" + Self.copyName }
@@ -80,9 +83,9 @@ struct ManifestStore {
 
     /// One copy, checked: the seal, the version, the JSON, and that it names only configured directories.
     func read(_ path: String) -> Copy {
-        guard FileSystem.exists(path) else { return .absent }
+        guard disk.exists(path) else { return .absent }
         do {
-            let bytes = try FileSystem.readAll(path)
+            let bytes = try disk.readAll(path)
             guard SealedFile.looksSealed(bytes, kind: Self.kind) else {
                 return .damaged("it does not start with a \(Self.kind) header")
             }
@@ -105,9 +108,9 @@ struct ManifestStore {
     }
 
     private func loadLegacyOrNew() throws -> Loaded {
-        guard FileSystem.exists(legacyPath) else {
+        guard disk.exists(legacyPath) else {
             let stray = try directories.flatMap { dir in
-                try FileSystem.list(dir).filter { EntryLogName.parse($0)?.temporary == false }.map { dir + "/" + $0 }
+                try disk.list(dir).filter { EntryLogName.parse($0)?.temporary == false }.map { dir + "/" + $0 }
             }
             guard stray.isEmpty else {
                 throw StorageCorruption(path: primaryPath, reason: "the checkpoint manifest is missing (and so is "
@@ -120,7 +123,7 @@ struct ManifestStore {
         }
         let manifest: Manifest
         do {
-            manifest = try JSONDecoder().decode(Manifest.self, from: Data(try FileSystem.readAll(legacyPath)))
+            manifest = try JSONDecoder().decode(Manifest.self, from: Data(try disk.readAll(legacyPath)))
         } catch {
             throw StorageCorruption(path: legacyPath, reason: "unsealed checkpoint manifest cannot be parsed: \(error)")
         }
@@ -139,11 +142,11 @@ struct ManifestStore {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let sealed = SealedFile.seal(kind: Self.kind, version: manifest.version, body: Array(try encoder.encode(manifest)))
-        try FileSystem.writeAtomically(primaryPath, sealed)
-        try FileSystem.writeAtomically(copyPath, sealed)
-        if FileSystem.exists(legacyPath) {
-            try FileSystem.remove(legacyPath)
-            try FileSystem.syncDirectory(directories[0])
+        try disk.writeAtomically(primaryPath, sealed)
+        try disk.writeAtomically(copyPath, sealed)
+        if disk.exists(legacyPath) {
+            try disk.remove(legacyPath)
+            try disk.syncDirectory(directories[0])
         }
     }
 }

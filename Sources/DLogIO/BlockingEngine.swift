@@ -11,16 +11,17 @@ public final class BlockingEngine: WriteSyncEngine {
 
     public init(syncMode: SyncMode) { self.syncMode = syncMode }
 
-    public func submit(file: File, buffer: UnsafeRawPointer, count: Int, offset: Int64,
+    public func submit(file: any DiskFile, buffer: UnsafeRawPointer, count: Int, offset: Int64,
                        token: UInt64) throws(SystemError) {
         precondition(inFlight == 0, "blocking engine has one request at a time")
         inFlight = 1
         completed = Result { () throws(SystemError) -> UInt64 in
             switch syncMode {
             case .fdatasync:
-                try file.pwriteAll(UnsafeRawBufferPointer(start: buffer, count: count), at: offset)
-                try file.fdatasync()
+                try file.write(UnsafeRawBufferPointer(start: buffer, count: count), at: offset)
+                try file.dataSync()
             case .dsync:
+                let file = PosixFile.descriptor(file, engine: name)
                 let n = dlog_pwritev2(file.fd, buffer, count, offset, dlog_rwf_dsync())
                 if n < 0 { throw SystemError(call: "pwritev2(RWF_DSYNC)", path: file.path, errno: Int32(-n)) }
                 if Int(n) != count { throw SystemError(call: "pwritev2(RWF_DSYNC) short", path: file.path, errno: 5) }

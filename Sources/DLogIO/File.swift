@@ -81,6 +81,12 @@ public struct File: Sendable {
         _ = try retrying("ftruncate", path) { Glibc.ftruncate(fd, off_t(length)) }
     }
 
+    /// Reserves `offset ..< offset + length`, growing the file to its end if shorter (fallocate, mode 0).
+    public func allocate(offset: Int64, length: Int64) throws(SystemError) {
+        let rc = dlog_fallocate(fd, offset, length)
+        if rc < 0 { throw SystemError(call: "fallocate", path: path, errno: -rc) }
+    }
+
     /// Drops cached pages of a range we will not read again soon.
     public func dropCache(offset: Int64, length: Int64) {
         _ = posix_fadvise(fd, off_t(offset), off_t(length), Int32(POSIX_FADV_DONTNEED))

@@ -79,6 +79,10 @@ public enum FileSystem {
     public struct Usage: Sendable, Equatable {
         public var totalBytes: UInt64
         public var freeBytes: UInt64
+        public init(totalBytes: UInt64, freeBytes: UInt64) {
+            self.totalBytes = totalBytes
+            self.freeBytes = freeBytes
+        }
         public var usedFraction: Double {
             totalBytes == 0 ? 0 : Double(totalBytes - freeBytes) / Double(totalBytes)
         }

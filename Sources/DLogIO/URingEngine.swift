@@ -42,8 +42,9 @@ public final class URingEngine: WriteSyncEngine {
         }
     }
 
-    public func submit(file: File, buffer: UnsafeRawPointer, count: Int, offset: Int64,
+    public func submit(file: any DiskFile, buffer: UnsafeRawPointer, count: Int, offset: Int64,
                        token: UInt64) throws(SystemError) {
+        let file = PosixFile.descriptor(file, engine: name)
         precondition(pending.count < maxInFlight, "too many requests in flight")
         precondition(count > 0 && count <= Int(Int32.max))
         let slot = token << 1

@@ -24,8 +24,9 @@ public protocol WriteSyncEngine: AnyObject {
     /// Requests that may be outstanding at once.
     var maxInFlight: Int { get }
     var inFlight: Int { get }
-    /// Starts writing `count` bytes at `offset` of `file` and making them durable.
-    func submit(file: File, buffer: UnsafeRawPointer, count: Int, offset: Int64, token: UInt64) throws(SystemError)
+    /// Starts writing `count` bytes at `offset` of `file` and making them durable. The ring engines need a
+    /// descriptor (a `PosixFile`); the blocking engine in `.fdatasync` mode takes any `DiskFile`.
+    func submit(file: any DiskFile, buffer: UnsafeRawPointer, count: Int, offset: Int64, token: UInt64) throws(SystemError)
     /// Waits for the oldest outstanding request. Returns its token, or throws the error of its write or sync.
     func awaitCompletion() throws(SystemError) -> UInt64
 }
@@ -33,4 +34,15 @@ public protocol WriteSyncEngine: AnyObject {
 extension SyncMode {
     /// Options the journal must open its files with for this mode.
     public var fileOptions: File.Options { self == .dsync ? [.direct] : [] }
+}
+
+extension PosixFile {
+    /// The file of a journal engine that needs a descriptor. Any other `DiskFile` here is a bug in the caller:
+    /// a simulated disk goes with the blocking engine.
+    static func descriptor(_ file: any DiskFile, engine: String) -> File {
+        guard let posix = file as? PosixFile else {
+            preconditionFailure("the \(engine) engine needs a file of the real disk, got \(type(of: file)) for \(file.path)")
+        }
+        return posix.file
+    }
 }

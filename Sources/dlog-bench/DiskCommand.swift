@@ -58,7 +58,7 @@ struct DiskCommand: ParsableCommand {
         var count = 0
         while ContinuousClock.now < end {
             let t0 = ContinuousClock.now
-            try engine.submit(file: file, buffer: buffer.base, count: block, offset: Int64(offset), token: 1)
+            try engine.submit(file: PosixFile(file: file), buffer: buffer.base, count: block, offset: Int64(offset), token: 1)
             _ = try engine.awaitCompletion()
             _ = histogram.record(micros(ContinuousClock.now - t0))
             count += 1

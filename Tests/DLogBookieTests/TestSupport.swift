@@ -19,7 +19,7 @@ final class InterceptingEngine: WriteSyncEngine {
     var syncMode: SyncMode { .fdatasync }
     var maxInFlight: Int { 1 }
     var inFlight: Int { inner.inFlight }
-    func submit(file: File, buffer: UnsafeRawPointer, count: Int, offset: Int64, token: UInt64) throws(SystemError) {
+    func submit(file: any DiskFile, buffer: UnsafeRawPointer, count: Int, offset: Int64, token: UInt64) throws(SystemError) {
         try inner.submit(file: file, buffer: buffer, count: count, offset: offset, token: token)
     }
     func awaitCompletion() throws(SystemError) -> UInt64 {

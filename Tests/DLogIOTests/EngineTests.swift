@@ -39,7 +39,7 @@ import Testing
         for round in 0..<4 {
             buffer.count = 8192
             for i in 0..<8192 { buffer.base.storeBytes(of: UInt8(truncatingIfNeeded: i + round), toByteOffset: i, as: UInt8.self) }
-            try engine.submit(file: file, buffer: buffer.base, count: 8192, offset: Int64(round * 8192), token: UInt64(round))
+            try engine.submit(file: PosixFile(file: file), buffer: buffer.base, count: 8192, offset: Int64(round * 8192), token: UInt64(round))
             #expect(engine.inFlight == 1)
             #expect(try engine.awaitCompletion() == UInt64(round))
         }
@@ -61,7 +61,7 @@ import Testing
         let engine = try EngineSelector.make(kind, syncMode: sync)
         let buffer = AlignedBuffer(capacity: 4096)
         do {
-            try engine.submit(file: file, buffer: buffer.base, count: 100, offset: 0, token: 1)
+            try engine.submit(file: PosixFile(file: file), buffer: buffer.base, count: 100, offset: 0, token: 1)
             _ = try engine.awaitCompletion()
             Issue.record("a misaligned O_DIRECT write succeeded")
         } catch {

@@ -1,4 +1,5 @@
 import Foundation
+@_exported import DLogSimulation
 
 /// A fresh directory under /tmp, removed when the value is released.
 public final class TempDir: Sendable {
@@ -11,18 +12,6 @@ public final class TempDir: Sendable {
     public func sub(_ name: String) -> String { path + "/" + name }
 }
 
-/// SplitMix64: a seeded generator, so a failing randomized test can be replayed from its printed seed.
-public struct SeededGenerator: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 public struct TimedOut: Error, CustomStringConvertible {
     public let what: String
