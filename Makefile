@@ -5,7 +5,7 @@ DEBS := liburing-dev libaio-dev libsystemd-dev libsqlite3-dev pkg-config etcd-se
 	debhelper dpkg-dev lintian mmdebstrap systemd-container e2fsprogs iproute2 util-linux
 DATA ?= ./data
 
-.PHONY: all deps build release run test test-fast deb e2e bench clean
+.PHONY: all deps build release run test test-fast simulate deb e2e bench clean
 
 all: build
 
@@ -67,6 +67,15 @@ e2e: deb
 # The quick inner loop: unit tests only.
 test-fast: build
 	$(SWIFT) test --skip DLogDaemonTests
+
+# A long soak of the bookie simulation (docs/storage.md, The disk seam): SEEDS seeded runs of STEPS steps each;
+# SEED replays one run (or starts from it). Every failure prints its seed.
+SEEDS ?= 500
+STEPS ?= 80
+simulate: build
+	$(SWIFT) build --build-tests
+	DLOG_SIM_SEEDS=$(SEEDS) DLOG_SIM_STEPS=$(STEPS) $(if $(SEED),DLOG_SIM_SEED=$(SEED)) \
+		$(SWIFT) test --skip-build --filter 'BookieSimulationTests'
 
 clean:
 	rm -rf .build

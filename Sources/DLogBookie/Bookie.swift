@@ -55,6 +55,8 @@ public final class Bookie: JournalSink, Sendable {
     public let malformedRequests = Atomic<UInt64>(0)
     let stopping = Atomic<Bool>(false)
     let background = DispatchSemaphore(value: 0)
+    /// Set once `start` returned: then the background threads run and `stop` waits for them.
+    let started = Atomic<Bool>(false)
     /// Why the last checkpoint failed, until one succeeds.
     let lastCheckpointError = Mutex<String?>(nil)
     /// Failed checkpoints in a row (0 while they work), for GET_INFO and the admin socket.
@@ -139,11 +141,16 @@ public final class Bookie: JournalSink, Sendable {
                           onFatal: onFatal)
         }
         startBackground()
+        started.store(true, ordering: .releasing)
     }
 
+    /// Stops the journals (after writing what they hold) and the background threads, then checkpoints. Only
+    /// the first call does anything. A bookie whose start failed only stops its journals: what its replay
+    /// applied before the failure must not be checkpointed.
     public func stop() {
-        stopping.store(true, ordering: .releasing)
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for j in journals { j.stop() }
+        guard started.load(ordering: .acquiring) else { return }
         background.wait()  // checkpoint thread
         background.wait()  // compaction thread
         _ = try? storage.checkpoint()

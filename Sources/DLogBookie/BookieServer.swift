@@ -79,6 +79,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
             batcher.send { response.encode(op: op, requestID: requestID, into: &$0) }
         }
         gate.took(channel: context.channel)
+        if let refusal = request.entryIDRefusal { return reply(.failed(.badRequest, message: refusal)) }
         switch request {
         case .add(let key, let entry, let recovery):
             bookie.addsReceived.add(1, ordering: .relaxed)

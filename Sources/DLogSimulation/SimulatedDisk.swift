@@ -69,6 +69,9 @@ public final class SimulatedDisk: Disk {
 
     public func inject(_ fault: Fault) { state.withLock { $0.faults.append(fault) } }
 
+    /// Drops the injected faults no call has met yet.
+    public func clearFaults() { state.withLock { $0.faults.removeAll() } }
+
     public var capacityBytes: Int64 {
         get { state.withLock { $0.capacityBytes } }
         set { state.withLock { $0.capacityBytes = newValue } }

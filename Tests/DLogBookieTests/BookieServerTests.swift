@@ -48,6 +48,31 @@ func failure(_ body: () async throws -> Void) async -> BookieStatus? {
 }
 
 @Suite struct BookieServerTests {
+    /// The defect: a READ of entry -5, a long poll after LAC -7 or a WRITE_LAC of -3 were taken as if they could
+    /// name something. Each now gets BAD_REQUEST naming the id, changes nothing, and the connection serves on.
+    @Test func impossibleEntryIDsAreRefusedByName() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        let c = try await b.client()
+        try await c.add(key: testKey, entry: entry(7, 0))
+        let requests: [(BookieRequest, String)] = [
+            (.read(ledger: LedgerID(7), entry: EntryID(-5), fenceWith: nil), "-5"),
+            (.read(ledger: LedgerID(7), entry: EntryID(.min), fenceWith: testKey), "\(Int64.min)"),
+            (.readLAC(ledger: LedgerID(7), longPoll: .init(previous: EntryID(-7), timeoutMilliseconds: 10_000)), "-7"),
+            (.writeLAC(ledger: LedgerID(7), masterKey: testKey, lac: EntryID(-3)), "-3"),
+        ]
+        for (request, id) in requests {
+            guard case .failed(.badRequest, let message) = try await c.send(request) else {
+                Issue.record("\(request) was not refused")
+                continue
+            }
+            #expect(message.contains(id) && message.contains("L7"), "\(message)")
+        }
+        #expect(b.bookie.storage.ledgerState(LedgerID(7))?.fenced == false, "the refused fencing READ fenced nothing")
+        #expect(try await c.read(ledger: LedgerID(7), entry: .none) == entry(7, 0))
+    }
+
     /// Adds are read back byte-exact, entry -1 is the last entry, and missing ledgers and entries say so.
     @Test func addAndRead() async throws {
         let dir = TempDir()

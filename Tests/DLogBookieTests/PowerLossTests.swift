@@ -8,20 +8,6 @@ import Testing
 /// A bookie whose journal and ledger storage live on a `SimulatedDisk`, so a test can cut the power: what was
 /// never synced is dropped or torn, which a SIGKILL (the page cache survives it) never does.
 @Suite struct PowerLossTests {
-    private static func configuration(_ disk: SimulatedDisk) -> Bookie.Configuration {
-        var c = Bookie.Configuration(
-            journal: .init(directory: "/bookie/journal", fileBytes: 256 << 10, filesMax: 4, engine: .blocking),
-            journalDirectories: ["/bookie/journal"],
-            storage: .init(ledgerDirectories: ["/bookie/ledgers-0", "/bookie/ledgers-1", "/bookie/ledgers-2"],
-                           writeCacheBytes: 1 << 20))
-        c.place(on: disk)
-        // Checkpoints happen when the test says, so the seed decides where the power cut falls among them.
-        c.checkpointInterval = .seconds(3600)
-        c.diskCheckInterval = .seconds(3600)
-        c.compactionInterval = .seconds(3600)
-        return c
-    }
-
     private static func add(_ b: Bookie, _ ledger: UInt64, _ e: Int64, size: Int) async -> BookieResponse {
         await withCheckedContinuation { done in
             b.add(masterKey: testKey, entry: entry(ledger, e, size: size), recovery: false) { done.resume(returning: $0) }
@@ -35,7 +21,7 @@ import Testing
         var random = SeededGenerator(seed: seed)
         let disk = SimulatedDisk()
         let logger = Logger(label: "power-loss")
-        let first = try Bookie(configuration: Self.configuration(disk), logger: logger)
+        let first = try Bookie(configuration: BookieSimulation.configuration(disk), logger: logger)
         try first.start { _ in }
         var next: [UInt64: Int64] = [:]
         var acknowledged: [(UInt64, Int64, Int)] = []
@@ -79,7 +65,7 @@ import Testing
         first.stop()
         disk.crash(seed: seed, keep: .randomSectors)
 
-        let second = try Bookie(configuration: Self.configuration(disk), logger: logger)
+        let second = try Bookie(configuration: BookieSimulation.configuration(disk), logger: logger)
         try second.start { _ in }
         defer { second.stop() }
         for (ledger, e, size) in acknowledged {

@@ -1,0 +1,390 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import DLogBookie
+import DLogIO
+import DLogTestSupport
+import DLogWire
+import Logging
+
+/// A seeded random workload against a bookie whose journal and ledger storage live on a `SimulatedDisk`:
+/// adds over many ledgers, fences, reads, deletes, checkpoints, compaction, clean restarts, power cuts that drop
+/// or tear what was not synced, a full disk, and a journal sync that fails. After every step it checks what the
+/// bookie promised:
+/// - every acknowledged entry reads back byte-exact (until its ledger is deleted);
+/// - nothing is acknowledged on a fenced ledger, and a fenced ledger stays fenced across restarts and cuts;
+/// - a read never returns bytes other than those written for that entry (damaged data is never good);
+/// - a restart never refuses what the bookie wrote itself; after an injected EIO it may, naming file and offset;
+/// - deleting ledgers frees their space once checkpoints and compaction ran.
+///
+/// Steps run one at a time and each waits for its answers, so the seed decides the run; the bookie's own
+/// threads decide only how adds are grouped into journal batches. A failure message starts with the seed.
+final class BookieSimulation {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// What the bookie acknowledged, as the simulation knows it.
+    struct Model {
+        /// Acknowledged entries and their payload sizes (the bytes follow from ledger, entry and size).
+        var entries: [UInt64: [Int64: Int]] = [:]
+        /// Adds whose outcome is unknown (in flight at a cut, or failed by an injected error): they may be
+        /// stored or not, but if read they must read back right.
+        var maybe: [UInt64: [Int64: Int]] = [:]
+        var fenced: Set<UInt64> = []
+        var nextEntry: [UInt64: Int64] = [:]
+        /// Entries of deleted ledgers: never to be read again, even after a power cut (a later add makes the
+        /// ledger anew, with higher entry ids).
+        var gone: [UInt64: Set<Int64>] = [:]
+    }
+
+    let seed: UInt64
+    let disk = SimulatedDisk()
+    private var random: SeededGenerator
+    private var bookie: Bookie
+    private var model = Model()
+    /// Set once an injected EIO made a sync lie: from then on a restart may refuse the journal, naming the file
+    /// and offset (the run then ends there).
+    private var diskLied = false
+    private(set) var steps: [String] = []
+    private let logger: Logger
+    static let ledgers = UInt64(1)...UInt64(12)
+
+    init(seed: UInt64) throws {
+        self.seed = seed
+        random = SeededGenerator(seed: seed)
+        var quiet = Logger(label: "simulation")
+        quiet.logLevel = .critical
+        logger = quiet
+        bookie = try Self.startBookie(on: disk, logger: quiet)
+    }
+
+    static func configuration(_ disk: SimulatedDisk) -> Bookie.Configuration {
+        var c = Bookie.Configuration(
+            journal: .init(directory: "/bookie/journal", fileBytes: 256 << 10, filesMax: 4, engine: .blocking),
+            journalDirectories: ["/bookie/journal"],
+            storage: .init(ledgerDirectories: ["/bookie/ledgers-0", "/bookie/ledgers-1", "/bookie/ledgers-2"],
+                           writeCacheBytes: 512 << 10))
+        c.place(on: disk)
+        // Checkpoints and compaction run when the simulation says (or when the journal runs out of files).
+        c.checkpointInterval = .seconds(3600)
+        c.compactionInterval = .seconds(3600)
+        c.diskCheckInterval = .seconds(3600)
+        return c
+    }
+
+    private static func startBookie(on disk: SimulatedDisk, logger: Logger) throws -> Bookie {
+        let b = try Bookie(configuration: configuration(disk), logger: logger)
+        try b.start { _ in }
+        return b
+    }
+
+    func finish() { bookie.stop() }
+
+    private func fail(_ what: String) -> Failure {
+        Failure(description: "seed \(seed), step \(steps.count) (\(steps.last ?? "start")): \(what); steps: "
+                + steps.suffix(12).joined(separator: ", "))
+    }
+
+    // MARK: The run
+
+    /// Runs `count` seeded steps, checking the invariants after each. Returns early (without failing) only when
+    /// a restart after an injected EIO refused the journal as it should: naming the file and offset.
+    func run(steps count: Int) async throws {
+        do {
+            try await runSteps(count)
+        } catch is RefusedAfterALie {
+            return
+        }
+    }
+
+    private struct RefusedAfterALie: Error {}
+
+    private func runSteps(_ count: Int) async throws {
+        for _ in 0 ..< count {
+            let roll = Int.random(in: 0 ..< 100, using: &random)
+            switch roll {
+            case 0 ..< 40: try await adds()
+            case 40 ..< 48: try await fence()
+            case 48 ..< 54: try await delete()
+            case 54 ..< 62: try checkpoint()
+            case 62 ..< 67: try reclaim()
+            case 67 ..< 73: try restart()
+            case 73 ..< 83: try await powerCut()
+            case 83 ..< 88: try backgroundCut()
+            case 88 ..< 93: try await fullDisk()
+            default: try await failedSync()
+            }
+            try checkReads()
+        }
+    }
+
+    // MARK: Steps
+
+    private static func entryBytes(_ ledger: UInt64, _ e: Int64, _ size: Int) -> [UInt8] { entry(ledger, e, size: size) }
+
+    private static func add(_ b: Bookie, _ ledger: UInt64, _ e: Int64, _ size: Int) async -> BookieResponse {
+        let bytes = entryBytes(ledger, e, size)
+        return await withCheckedContinuation { done in
+            b.add(masterKey: testKey, entry: bytes, recovery: false) { done.resume(returning: $0) }
+        }
+    }
+
+    /// Picks adds for a step: ledgers from the pool, next entry ids, sizes up to 3 KB.
+    private func plannedAdds(_ count: Int) -> [(UInt64, Int64, Int)] {
+        (0 ..< count).map { _ in
+            let ledger = UInt64.random(in: Self.ledgers, using: &random)
+            let e = model.nextEntry[ledger, default: 0]
+            model.nextEntry[ledger] = e + 1
+            return (ledger, e, Int.random(in: 1...3000, using: &random))
+        }
+    }
+
+    /// Sends adds together (so the journal groups them) and returns each answer.
+    private func send(_ adds: [(UInt64, Int64, Int)]) async -> [BookieResponse] {
+        let b = bookie
+        return await withTaskGroup(of: (Int, BookieResponse).self) { group in
+            for (i, (ledger, e, size)) in adds.enumerated() { group.addTask { (i, await Self.add(b, ledger, e, size)) } }
+            let answers = await group.reduce(into: [Int: BookieResponse]()) { $0[$1.0] = $1.1 }
+            return (0 ..< adds.count).map { answers[$0]! }
+        }
+    }
+
+    private func adds() async throws {
+        let planned = plannedAdds(Int.random(in: 1...30, using: &random))
+        steps.append("adds(\(planned.count))")
+        for (add, answer) in zip(planned, await send(planned)) {
+            let (ledger, e, size) = add
+            switch answer {
+            case .added:
+                guard !model.fenced.contains(ledger) else { throw fail("add \(ledger)/\(e) acknowledged on a fenced ledger") }
+                model.entries[ledger, default: [:]][e] = size
+            case .failed(.fenced, _) where model.fenced.contains(ledger):
+                break
+            default:
+                throw fail("add \(ledger)/\(e) answered \(answer)")
+            }
+        }
+    }
+
+    private func fence() async throws {
+        let ledger = UInt64.random(in: Self.ledgers, using: &random)
+        steps.append("fence(\(ledger))")
+        let b = bookie
+        let answer: BookieResponse = await withCheckedContinuation { done in
+            b.fenceAndRead(ledger: LedgerID(ledger), entry: EntryID(0), masterKey: testKey,
+                           reply: { done.resume(returning: $0) },
+                           read: { done.resume(returning: b.readEntryBlocking(ledger: LedgerID(ledger), entry: EntryID(0))) })
+        }
+        switch answer {
+        case .entry, .failed(.noEntry, _), .failed(.noLedger, _): model.fenced.insert(ledger)
+        default: throw fail("fence of \(ledger) answered \(answer)")
+        }
+    }
+
+    private func delete() async throws {
+        let ledger = UInt64.random(in: Self.ledgers, using: &random)
+        steps.append("delete(\(ledger))")
+        let b = bookie
+        let answer: BookieResponse = await withCheckedContinuation { done in
+            b.deleteLedger(LedgerID(ledger)) { done.resume(returning: $0) }
+        }
+        switch answer {
+        case .done, .failed(.noLedger, _):
+            // Gone, fencing included: a later add creates the ledger anew.
+            model.gone[ledger, default: []].formUnion((model.entries[ledger] ?? [:]).keys)
+            model.gone[ledger, default: []].formUnion((model.maybe[ledger] ?? [:]).keys)
+            model.entries[ledger] = nil
+            model.maybe[ledger] = nil
+            model.fenced.remove(ledger)
+        default:
+            throw fail("delete of \(ledger) answered \(answer)")
+        }
+    }
+
+    private func checkpoint() throws {
+        steps.append("checkpoint")
+        if let error = bookie.runCheckpoint() { throw fail("checkpoint failed: \(error)") }
+    }
+
+    /// Checkpoints and compacts until nothing is left to compact; then the entry logs may hold at most about
+    /// twice the live bytes (compaction leaves files that are at least half live).
+    private func reclaim() throws {
+        steps.append("reclaim")
+        try checkpoint()
+        for _ in 0 ..< 50 where bookie.storage.compactionCandidate(threshold: bookie.configuration.compactionThreshold) != nil {
+            bookie.runCompaction()
+            try checkpoint()
+        }
+        let live = model.entries.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1 + 64 } }
+            + model.maybe.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1 + 64 } }
+        var stored = 0
+        var files = 0
+        for dir in bookie.configuration.storage.ledgerDirectories {
+            for name in try disk.list(dir) where name.hasPrefix("entrylog-") {
+                let f = try disk.open(dir + "/" + name, [.readOnly])
+                stored += Int(try f.size())
+                f.close()
+                files += 1
+            }
+        }
+        guard stored <= 2 * live + files * 64 << 10 else {
+            throw fail("entry logs hold \(stored) bytes in \(files) files for \(live) live bytes")
+        }
+    }
+
+    private func restart() throws {
+        steps.append("restart")
+        bookie.stop()
+        try reopen()
+    }
+
+    /// Starts a new bookie on the disk; the acknowledged state must all be there. Once a sync lied, a refusal
+    /// naming the journal file and offset ends the run (`RefusedAfterALie`); any other refusal is a failure.
+    private func reopen() throws {
+        do {
+            bookie = try Self.startBookie(on: disk, logger: logger)
+        } catch {
+            let text = "\(error)"
+            if diskLied, text.contains("/bookie/journal/journal-"), text.contains("offset") { throw RefusedAfterALie() }
+            throw fail("restart refused\(diskLied ? " without naming the journal file and offset" : ""): \(text)")
+        }
+        try checkAll()
+    }
+
+    /// Sends adds while the disk fails: an acknowledged one joins the model (not on a fenced ledger); any other
+    /// answer leaves its outcome unknown.
+    private func sendWhileFailing(_ planned: [(UInt64, Int64, Int)]) async throws {
+        for (add, answer) in zip(planned, await send(planned)) {
+            let (ledger, e, size) = add
+            if case .added = answer {
+                guard !model.fenced.contains(ledger) else { throw fail("add \(ledger)/\(e) acknowledged on a fenced ledger") }
+                model.entries[ledger, default: [:]][e] = size
+            } else if !model.fenced.contains(ledger) {
+                model.maybe[ledger, default: [:]][e] = size
+            }
+        }
+    }
+
+    /// Adds in flight when the power goes, a few more disk changes getting through first; then a crash that
+    /// drops or tears whatever was not synced, and a restart.
+    private func powerCut() async throws {
+        let planned = plannedAdds(Int.random(in: 1...20, using: &random))
+        let changes = Int.random(in: 0...12, using: &random)
+        let keep: SimulatedDisk.Keep = Bool.random(using: &random) ? .nothing : .randomSectors
+        steps.append("powerCut(adds: \(planned.count), after: \(changes), \(keep))")
+        disk.haltAfter(changes: changes)
+        try await sendWhileFailing(planned)
+        bookie.stop()
+        disk.crash(seed: random.next(), keep: keep)
+        try reopen()
+    }
+
+    /// The power goes in the middle of a checkpoint, or of a compaction after deletes, a seeded number of disk
+    /// changes in; then a restart.
+    private func backgroundCut() throws {
+        let changes = Int.random(in: 0...40, using: &random)
+        let compacting = Bool.random(using: &random)
+        let keep: SimulatedDisk.Keep = Bool.random(using: &random) ? .nothing : .randomSectors
+        steps.append("backgroundCut(\(compacting ? "compaction" : "checkpoint"), after: \(changes), \(keep))")
+        disk.haltAfter(changes: changes)
+        _ = bookie.runCheckpoint()
+        if compacting { bookie.runCompaction() }
+        bookie.stop()
+        disk.crash(seed: random.next(), keep: keep)
+        try reopen()
+    }
+
+    /// The ledger disk fills: a checkpoint fails with ENOSPC and the bookie turns read-only; adds are refused
+    /// as read-only (none acknowledged); with space again, a checkpoint succeeds and adds are taken again.
+    private func fullDisk() async throws {
+        steps.append("fullDisk")
+        let capacity = disk.capacityBytes
+        let used = try disk.usage(of: "/bookie")
+        disk.capacityBytes = Int64(used.totalBytes - used.freeBytes) + 4096
+        let planned = plannedAdds(Int.random(in: 1...10, using: &random))
+        let answers = await send(planned)
+        _ = bookie.runCheckpoint()
+        for (add, answer) in zip(planned, answers) {
+            let (ledger, e, size) = add
+            switch answer {
+            case .added: model.entries[ledger, default: [:]][e] = size
+            case .failed(.fenced, _) where model.fenced.contains(ledger): break
+            case .failed(.readOnly, _), .failed(.ioError, _), .failed(.tooManyRequests, _):
+                model.maybe[ledger, default: [:]][e] = size
+            default: throw fail("add \(ledger)/\(e) on a full disk answered \(answer)")
+            }
+        }
+        disk.capacityBytes = capacity
+        try checkpoint()
+        // The usage check the background thread runs each `diskCheckInterval` (it may have seen the full disk).
+        bookie.checkDisks()
+        guard !bookie.isReadOnly else { throw fail("still read-only once space was freed: \(bookie.readOnlyReason)") }
+    }
+
+    /// A journal sync fails (EIO): its adds fail and the journal stops taking writes, as the daemon then
+    /// exits. After a restart (and maybe a power cut) the acknowledged state is all there; a restart may
+    /// refuse only by naming the journal file and offset the disk lied about.
+    private func failedSync() async throws {
+        let cut = Bool.random(using: &random)
+        steps.append("failedSync(cut: \(cut))")
+        diskLied = true
+        disk.inject(.init(.dataSync, pathContains: "/journal/", errno: EIO, count: 1))
+        let planned = plannedAdds(Int.random(in: 1...10, using: &random))
+        try await sendWhileFailing(planned)
+        bookie.stop()
+        // Adds that never reached the journal (a fenced ledger's) leave the fault unmet: it must not hit the
+        // next bookie.
+        disk.clearFaults()
+        if cut { disk.crash(seed: random.next(), keep: .randomSectors) }
+        try reopen()
+    }
+
+    // MARK: Invariants
+
+    /// Every acknowledged entry, and fencing, as the model says.
+    private func checkAll() throws {
+        for (ledger, entries) in model.entries {
+            for (e, size) in entries { try checkRead(ledger, e, size, mustExist: true) }
+        }
+        for (ledger, entries) in model.maybe {
+            for (e, size) in entries { try checkRead(ledger, e, size, mustExist: false) }
+        }
+        for ledger in model.fenced.sorted() {
+            guard bookie.storage.ledgerState(LedgerID(ledger))?.fenced == true else {
+                throw fail("ledger \(ledger) was fenced and is not any more")
+            }
+        }
+        for (ledger, entries) in model.gone {
+            for e in entries.sorted() {
+                if case .entry = bookie.readEntryBlocking(ledger: LedgerID(ledger), entry: EntryID(e)) {
+                    throw fail("\(ledger)/\(e) of a deleted ledger is back")
+                }
+            }
+        }
+    }
+
+    /// A sample of acknowledged entries, and one entry never written.
+    private func checkReads() throws {
+        for (ledger, entries) in model.entries.sorted(by: { $0.key < $1.key }) where !entries.isEmpty {
+            let (e, size) = entries.randomElement(using: &random)!
+            try checkRead(ledger, e, size, mustExist: true)
+        }
+        let ledger = UInt64.random(in: Self.ledgers, using: &random)
+        let never = model.nextEntry[ledger, default: 0] + Int64.random(in: 0...3, using: &random)
+        try checkRead(ledger, never, 0, mustExist: false, neverWritten: true)
+    }
+
+    private func checkRead(_ ledger: UInt64, _ e: Int64, _ size: Int, mustExist: Bool, neverWritten: Bool = false) throws {
+        let answer = bookie.readEntryBlocking(ledger: LedgerID(ledger), entry: EntryID(e))
+        switch answer {
+        case .entry(let bytes):
+            if neverWritten { throw fail("read of never-written \(ledger)/\(e) returned \(bytes.count) bytes") }
+            guard bytes == Self.entryBytes(ledger, e, size) else { throw fail("read of \(ledger)/\(e) returned other bytes") }
+        case .failed(.noEntry, _), .failed(.noLedger, _):
+            if mustExist { throw fail("acknowledged \(ledger)/\(e) is lost: \(answer)") }
+        default:
+            throw fail("read of \(ledger)/\(e) answered \(answer)")
+        }
+    }
+}
