@@ -45,13 +45,13 @@ public enum Cookies {
     /// `COOKIE.new` of the same instance in the others (the renames are finished). Only a directory with
     /// neither, beside others that have one, is a new or wiped disk and refused.
     @discardableResult
-    public static func verifyOrCreate(journal: [String], ledger: [String]) throws -> String {
+    public static func verifyOrCreate(journal: [String], ledger: [String], disk: any Disk = PosixDisk()) throws -> String {
         let all = journal.enumerated().map { ($0.element, "journal", $0.offset) }
             + ledger.enumerated().map { ($0.element, "ledger", $0.offset) }
         var found: [(String, Found)] = []
         for (dir, _, _) in all {
-            try FileSystem.makeDirectory(dir)
-            found.append((dir, try read(dir)))
+            try disk.makeDirectory(dir)
+            found.append((dir, try read(dir, disk: disk)))
         }
         let placed = found.compactMap { dir, f -> (String, Cookie)? in
             if case .cookie(let c) = f { return (dir, c) }
@@ -60,14 +60,14 @@ public enum Cookies {
         if placed.isEmpty {
             // A new bookie, or a first start that stopped before any cookie was in place: begin again.
             for (dir, f) in found {
-                if case .pending = f { try FileSystem.remove(dir + "/" + pendingName) }
+                if case .pending = f { try disk.remove(dir + "/" + pendingName) }
             }
             let instance = UUID().uuidString.lowercased()
             for (dir, role, index) in all {
                 try write(Cookie(instance: instance, role: role, index: index, journalDirectories: journal,
-                                 ledgerDirectories: ledger), to: dir + "/" + pendingName)
+                                 ledgerDirectories: ledger), to: dir + "/" + pendingName, disk: disk)
             }
-            for (dir, _, _) in all { try promote(dir) }
+            for (dir, _, _) in all { try promote(dir, disk: disk) }
             return instance
         }
         let instance = placed[0].1.instance
@@ -87,7 +87,7 @@ public enum Cookies {
             case .pending(let cookie):
                 // Every cookie was written before any was renamed: finish the renames.
                 try check(cookie, expected, dir, placed[0].0)
-                try promote(dir)
+                try promote(dir, disk: disk)
             case .none:
                 throw Mismatch(directory: dir, reason: "has no COOKIE while the other directories of this bookie do "
                                    + "(a new or wiped disk?)")
@@ -114,21 +114,21 @@ public enum Cookies {
 
     /// Reads a directory's cookie: sealed (kind `dlog-cookie`, version 2), or the unsealed JSON of
     /// version 1, which is sealed in place.
-    static func read(_ dir: String) throws -> Found {
+    static func read(_ dir: String, disk: any Disk = PosixDisk()) throws -> Found {
         let path = dir + "/" + fileName
-        if FileSystem.exists(path) {
-            let bytes = try FileSystem.readAll(path)
+        if disk.exists(path) {
+            let bytes = try disk.readAll(path)
             if !SealedFile.looksSealed(bytes, kind: kind), let legacy = try? JSONDecoder().decode(Cookie.self, from: Data(bytes)) {
-                try write(legacy, to: path)
+                try write(legacy, to: path, disk: disk)
                 return .cookie(legacy)
             }
             return .cookie(try decode(bytes, path, dir))
         }
         let pending = dir + "/" + pendingName
-        if FileSystem.exists(pending) {
+        if disk.exists(pending) {
             // A damaged pending cookie is one whose write did not finish: none was renamed yet, so begin again.
-            guard let cookie = try? decode(try FileSystem.readAll(pending), pending, dir) else {
-                try FileSystem.remove(pending)
+            guard let cookie = try? decode(try disk.readAll(pending), pending, dir) else {
+                try disk.remove(pending)
                 return .none
             }
             return .pending(cookie)
@@ -153,17 +153,17 @@ public enum Cookies {
         }
     }
 
-    private static func write(_ cookie: Cookie, to path: String) throws {
+    private static func write(_ cookie: Cookie, to path: String, disk: any Disk) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        try FileSystem.writeAtomically(path, SealedFile.seal(kind: kind, version: version,
+        try disk.writeAtomically(path, SealedFile.seal(kind: kind, version: version,
                                                              body: Array(try encoder.encode(cookie))))
     }
 
     /// `COOKIE.new` → `COOKIE`, made durable.
-    private static func promote(_ dir: String) throws {
-        try FileSystem.rename(dir + "/" + pendingName, dir + "/" + fileName)
-        try FileSystem.syncDirectory(dir)
+    private static func promote(_ dir: String, disk: any Disk) throws {
+        try disk.rename(dir + "/" + pendingName, dir + "/" + fileName)
+        try disk.syncDirectory(dir)
     }
 
     /// Pairs of (journal dir, ledger dir) on the same device.

@@ -38,6 +38,32 @@ import Testing
     }
 
     /// A directory without any cookie beside others that have one is still a new or wiped disk: refused.
+    /// The same on a simulated disk, cut by a power cut after any number of disk changes, dropping or tearing
+    /// what was not synced: the next start succeeds, and once a first start returned its instance stays.
+    @Test func aFirstStartCutByAPowerCutAtAnyChangeStartsNext() throws {
+        let journal = ["/b/j0", "/b/j1"], ledger = ["/b/l0", "/b/l1"]
+        var completedAt: Int?
+        for cut in 0 ..< 200 where completedAt == nil {
+            let disk = SimulatedDisk()
+            disk.haltAfter(changes: cut)
+            let first = try? Cookies.verifyOrCreate(journal: journal, ledger: ledger, disk: disk)
+            disk.crash(seed: UInt64(cut), keep: cut.isMultiple(of: 2) ? .nothing : .randomSectors)
+            let next: String
+            do {
+                next = try Cookies.verifyOrCreate(journal: journal, ledger: ledger, disk: disk)
+            } catch {
+                Issue.record("cut after \(cut) changes: the next start refused: \(error)")
+                continue
+            }
+            #expect(try Cookies.verifyOrCreate(journal: journal, ledger: ledger, disk: disk) == next)
+            if let first {
+                #expect(next == first, "cut after \(cut) changes: a completed first start's instance changed")
+                completedAt = cut
+            }
+        }
+        #expect(completedAt != nil, "a first start never completed within 200 changes")
+    }
+
     @Test func aWipedDirectoryIsStillRefused() throws {
         let dir = TempDir()
         let journal = [dir.sub("j")], ledger = [dir.sub("l0"), dir.sub("l1")]
