@@ -6,6 +6,7 @@ import DLogIO
 import DLogTestSupport
 import DLogWire
 import Logging
+import Synchronization
 
 /// A seeded random workload against a bookie whose journal and ledger storage live on a `SimulatedDisk`:
 /// adds over many ledgers, fences, reads, deletes, checkpoints, compaction, clean restarts, power cuts that drop
@@ -104,7 +105,8 @@ final class BookieSimulation {
         for _ in 0 ..< count {
             let roll = Int.random(in: 0 ..< 100, using: &random)
             switch roll {
-            case 0 ..< 40: try await adds()
+            case 0 ..< 36: try await adds()
+            case 36 ..< 40: try await longPoll()
             case 40 ..< 48: try await fence()
             case 48 ..< 54: try await delete()
             case 54 ..< 62: try checkpoint()
@@ -165,6 +167,55 @@ final class BookieSimulation {
                 throw fail("add \(ledger)/\(e) answered \(answer)")
             }
         }
+    }
+
+    /// A long poll at the current LAC is answered by the next add (its LAC counts once the bookie takes it), with
+    /// the LAC it carries, and the entry after `previous` only as written; a poll far ahead waits, and its timeout
+    /// answers it once with the current LAC.
+    private func longPoll() async throws {
+        let open = model.entries.keys.filter { !model.fenced.contains($0) }.sorted()
+        guard let ledger = open.randomElement(using: &random) else { return }
+        let withEntry = Bool.random(using: &random)
+        steps.append("longPoll(\(ledger), withEntry: \(withEntry))")
+        let id = LedgerID(ledger)
+        let answers = Answers()
+        _ = bookie.readLAC(ledger: id, longPollPrevious: nil) { answers.append($0) }
+        guard case .lac(let current, _) = answers.take().first else { throw fail("READ_LAC of \(ledger) did not answer") }
+        _ = bookie.readLAC(ledger: id, longPollPrevious: current, withEntry: withEntry) { answers.append($0) }
+        let (e, size) = (model.nextEntry[ledger, default: 0], Int.random(in: 1...3000, using: &random))
+        model.nextEntry[ledger] = e + 1
+        guard case .added = await Self.add(bookie, ledger, e, size) else { throw fail("add \(ledger)/\(e) refused") }
+        model.entries[ledger, default: [:]][e] = size
+        let woken = answers.take()
+        switch woken.first {
+        case .lac(let lac, _) where woken.count == 1 && lac.rawValue >= e - 1:
+            break
+        case .lacAndEntry(let lac, _, let bytes) where woken.count == 1 && lac.rawValue >= e - 1:
+            let next = current.rawValue + 1
+            guard let written = model.entries[ledger]?[next] ?? model.maybe[ledger]?[next],
+                  bytes == Self.entryBytes(ledger, next, written) else {
+                throw fail("a long poll of \(ledger) brought entry \(next) with other bytes")
+            }
+        default:
+            throw fail("a long poll of \(ledger) after LAC \(current) answered \(woken) to an add carrying LAC \(e - 1)")
+        }
+        let far = EntryID(e + 100)
+        guard let token = bookie.readLAC(ledger: id, longPollPrevious: far, reply: { answers.append($0) }) else {
+            throw fail("a long poll of \(ledger) after LAC \(far) answered at once: \(answers.take())")
+        }
+        bookie.expireLongPoll(ledger: id, token: token) { answers.append($0) }
+        bookie.expireLongPoll(ledger: id, token: token) { answers.append($0) }
+        let expired = answers.take()
+        guard expired.count == 1, case .lac(let lac, _) = expired[0], lac < far else {
+            throw fail("the timeout of a long poll of \(ledger) answered \(expired)")
+        }
+    }
+
+    /// Answers collected from callbacks.
+    private final class Answers: Sendable {
+        private let list = Mutex<[BookieResponse]>([])
+        func append(_ answer: BookieResponse) { list.withLock { $0.append(answer) } }
+        func take() -> [BookieResponse] { list.withLock { l in defer { l = [] }; return l } }
     }
 
     private func fence() async throws {
