@@ -69,6 +69,23 @@ public final class SimulatedDisk: Disk {
 
     public func inject(_ fault: Fault) { state.withLock { $0.faults.append(fault) } }
 
+    /// Bit rot: flips the bits of `mask` in the byte at `offset` of the file at `path`, in what is read now
+    /// and in what a crash keeps, so the disk returns wrong bytes from then on without an error.
+    public func damage(_ path: String, at offset: Int64, xor mask: UInt8) throws(SystemError) {
+        precondition(mask != 0, "a damage that changes nothing")
+        try state.withLock { s throws(SystemError) in
+            guard let id = s.model.lookup(path), !s.model.nodes[id]!.isDirectory else {
+                throw SystemError(call: "damage", path: path, errno: ENOENT)
+            }
+            let at = Int(offset)
+            guard at >= 0, at < s.model.nodes[id]!.current.count else {
+                throw SystemError(call: "damage", path: path, errno: EINVAL)
+            }
+            s.model.nodes[id]!.current[at] ^= mask
+            if at < s.model.nodes[id]!.durable.count { s.model.nodes[id]!.durable[at] ^= mask }
+        }
+    }
+
     /// Drops the injected faults no call has met yet.
     public func clearFaults() { state.withLock { $0.faults.removeAll() } }
 

@@ -44,6 +44,9 @@ final class BookieSimulation {
     private var random: SeededGenerator
     private var bookie: Bookie
     private var model = Model()
+    /// Set once bit rot damaged an entry log: from then on an acknowledged entry may fail to read (CORRUPT_ENTRY,
+    /// an I/O error, or gone with a record the index rebuild had to drop), but never read back wrong.
+    private var rotten = false
     /// Set once an injected EIO made a sync lie: from then on a restart may refuse the journal, naming the file
     /// and offset (the run then ends there).
     private var diskLied = false
@@ -114,7 +117,8 @@ final class BookieSimulation {
             case 67 ..< 73: try restart()
             case 73 ..< 83: try await powerCut()
             case 83 ..< 88: try backgroundCut()
-            case 88 ..< 93: try await fullDisk()
+            case 88 ..< 91: try await fullDisk()
+            case 91 ..< 93: try bitRot()
             default: try await failedSync()
             }
             try checkReads()
@@ -229,6 +233,8 @@ final class BookieSimulation {
         }
         switch answer {
         case .entry, .failed(.noEntry, _), .failed(.noLedger, _): model.fenced.insert(ledger)
+        // The fence is durable before the read; it is the read that met the rot.
+        case .failed(.corruptEntry, _) where rotten, .failed(.ioError, _) where rotten: model.fenced.insert(ledger)
         default: throw fail("fence of \(ledger) answered \(answer)")
         }
     }
@@ -279,7 +285,8 @@ final class BookieSimulation {
                 files += 1
             }
         }
-        guard stored <= 2 * live + files * 64 << 10 else {
+        // A rotten file may not be compactable: its bytes stay.
+        guard rotten || stored <= 2 * live + files * 64 << 10 else {
             throw fail("entry logs hold \(stored) bytes in \(files) files for \(live) live bytes")
         }
     }
@@ -344,6 +351,24 @@ final class BookieSimulation {
         bookie.stop()
         disk.crash(seed: random.next(), keep: keep)
         try reopen()
+    }
+
+    /// A bit flips in an entry log, anywhere: header, records, index, summary or footer.
+    private func bitRot() throws {
+        var files: [String] = []
+        for dir in bookie.configuration.storage.ledgerDirectories {
+            files += try disk.list(dir).filter { $0.hasPrefix("entrylog-") && $0.hasSuffix(".log") }.map { dir + "/" + $0 }
+        }
+        guard let path = files.randomElement(using: &random) else { return }
+        let f = try disk.open(path, [.readOnly])
+        let size = try f.size()
+        f.close()
+        guard size > 0 else { return }
+        let offset = Int64.random(in: 0 ..< size, using: &random)
+        let mask = UInt8(1) << UInt8.random(in: 0...7, using: &random)
+        steps.append("bitRot(\(path), at: \(offset))")
+        try disk.damage(path, at: offset, xor: mask)
+        rotten = true
     }
 
     /// The ledger disk fills: a checkpoint fails with ENOSPC and the bookie turns read-only; adds are refused
@@ -433,7 +458,9 @@ final class BookieSimulation {
             if neverWritten { throw fail("read of never-written \(ledger)/\(e) returned \(bytes.count) bytes") }
             guard bytes == Self.entryBytes(ledger, e, size) else { throw fail("read of \(ledger)/\(e) returned other bytes") }
         case .failed(.noEntry, _), .failed(.noLedger, _):
-            if mustExist { throw fail("acknowledged \(ledger)/\(e) is lost: \(answer)") }
+            if mustExist && !rotten { throw fail("acknowledged \(ledger)/\(e) is lost: \(answer)") }
+        case .failed(.corruptEntry, _) where rotten, .failed(.ioError, _) where rotten:
+            break
         default:
             throw fail("read of \(ledger)/\(e) answered \(answer)")
         }

@@ -154,6 +154,16 @@ import Testing
         #expect(try disk.readAll(dir + "/g") == [3])
     }
 
+    /// Bit rot changes what reads return and what a crash keeps, with no error.
+    @Test func damageFlipsBitsForGood() throws {
+        try disk.writeAtomically(dir + "/f", [0b0000_1111, 7])
+        try disk.damage(dir + "/f", at: 0, xor: 0b0000_0101)
+        #expect(try disk.readAll(dir + "/f") == [0b0000_1010, 7])
+        disk.crash(seed: 7)
+        #expect(try disk.readAll(dir + "/f") == [0b0000_1010, 7])
+        #expect(throws: SystemError.self) { try disk.damage(dir + "/f", at: 2, xor: 1) }
+    }
+
     /// Injected latency moves the disk's simulated clock, not the wall clock.
     @Test func latencyAdvancesTheSimulatedClock() throws {
         disk.setLatency(.milliseconds(5), for: .dataSync)
