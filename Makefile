@@ -5,7 +5,7 @@ DEBS := liburing-dev libaio-dev libsystemd-dev libsqlite3-dev pkg-config etcd-se
 	debhelper dpkg-dev lintian mmdebstrap systemd-container e2fsprogs iproute2 util-linux
 DATA ?= ./data
 
-.PHONY: all deps build release run test test-fast simulate deb e2e bench clean
+.PHONY: all deps build release run test test-fast simulate fuzz deb e2e bench clean
 
 all: build
 
@@ -53,6 +53,9 @@ test: build
 	@n=$$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\} in .* passed.*/\1/p' .build/test-output.txt | tail -1); \
 	r=$$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\} in .* passed.*/\1/p' .build/test-output-recovery.txt | tail -1); \
 	echo "$$(( $${n:-0} + $${r:-0} )) passed, 0 failed"
+	@# Every fuzz corpus input (seeds and past findings) through its decoder, in the plain build: a decoder that
+	@# traps on one fails here without the fuzzer.
+	@for t in $$(.build/debug/dlog-fuzz list); do .build/debug/dlog-fuzz replay $$t Fuzz/corpus/$$t || exit 1; done
 	$(MAKE) e2e
 
 # The Debian package: packaging/out/dlogd_VERSION_amd64.deb (release build, static Swift runtime, lintian).
@@ -76,6 +79,12 @@ simulate: build
 	$(SWIFT) build --build-tests
 	DLOG_SIM_SEEDS=$(SEEDS) DLOG_SIM_STEPS=$(STEPS) $(if $(SEED),DLOG_SIM_SEED=$(SEED)) \
 		$(SWIFT) test --skip-build --filter 'BookieSimulationTests'
+
+# Fuzzes every decoder of socket and disk bytes for SECONDS each with libFuzzer and AddressSanitizer
+# (Fuzz/README.md); findings land in .build/fuzz-artifacts and fail the run.
+SECONDS ?= 30
+fuzz: deps
+	Fuzz/run.sh $(SECONDS)
 
 clean:
 	rm -rf .build

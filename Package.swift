@@ -129,5 +129,13 @@ let package = Package(
         ]),
         .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport",
                                                             "DistributedLog"]),
+
+        // libFuzzer targets for the decoders of socket and disk bytes (Fuzz/run.sh builds them with the fuzzer and
+        // address sanitizer into .build/fuzz). The plain build is a driver that writes seeds and replays corpus
+        // files, so `swift build` keeps it compiling against the decoders' APIs.
+        .executableTarget(name: "dlog-fuzz", dependencies: [
+            "DLogBookie", "DLogIO", "DLogMetadata", "DLogSimulation", "DLogWire", "DistributedLog",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "Fuzz/Sources"),
     ]
 )

@@ -207,6 +207,9 @@ final class EntryLogReader: Sendable {
     private let indexOffset: Int64
     private let rowCount: Int
     private let summary: [UInt8]
+    /// The file's size when opened: index rows are disk content, so every entry they point at is checked
+    /// against it before anything is read or allocated for it.
+    private let size: Int64
 
     /// The format version of an entry-log file from its header, or nil when the header is damaged.
     static func version(of path: String, disk: any Disk) -> UInt32? {
@@ -224,7 +227,7 @@ final class EntryLogReader: Sendable {
     init(path: String, disk: any Disk) throws {
         let file = try disk.open(path, [.readOnly])
         do {
-            (indexOffset, rowCount, summary) = try Self.load(file, path)
+            (indexOffset, rowCount, summary, size) = try Self.load(file, path)
         } catch {
             file.close()  // not yet owned by self: deinit will not run for it
             throw error
@@ -235,7 +238,7 @@ final class EntryLogReader: Sendable {
 
     /// Checks header and footer, bounds every offset by the file size (the footer is disk content, not
     /// trusted), reads the summary and checks index and summary against their CRC.
-    private static func load(_ file: any DiskFile, _ path: String) throws -> (Int64, Int, [UInt8]) {
+    private static func load(_ file: any DiskFile, _ path: String) throws -> (Int64, Int, [UInt8], Int64) {
         let size = try file.size()
         let header = try file.read(count: 20, at: 0)
         guard header.count == 20, header.withUnsafeBytes({ raw in
@@ -257,9 +260,12 @@ final class EntryLogReader: Sendable {
             return (Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: 8)), raw.loadBigEndian(UInt64.self, at: 16),
                     Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: 24)), raw.loadBigEndian(UInt32.self, at: 32))
         }
-        let rowCount = Int(clamping: rows64)
+        // Clamped to the size so that the summary count below cannot overflow; the guard refuses such counts.
+        let rowCount = Int(clamping: min(rows64, UInt64(size)))
         let summaryCount = (rowCount + EntryLogFormat.summaryEvery - 1) / EntryLogFormat.summaryEvery
-        guard indexOffset >= Int64(EntryLogFormat.headerBytes), rows64 <= UInt64(size) / UInt64(EntryLogFormat.rowBytes),
+        // `indexOffset <= footerAt` first: the sums below would overflow for an offset near Int64.max.
+        guard indexOffset >= Int64(EntryLogFormat.headerBytes), indexOffset <= footerAt,
+              rows64 <= UInt64(size) / UInt64(EntryLogFormat.rowBytes),
               summaryOffset == indexOffset + Int64(rowCount * EntryLogFormat.rowBytes),
               summaryOffset + Int64(summaryCount * EntryLogFormat.summaryRowBytes) <= footerAt else {
             throw StorageCorruption(path: path, reason: "footer offsets do not fit the file")
@@ -270,7 +276,16 @@ final class EntryLogReader: Sendable {
               CRC32C.checksum(summary, seed: CRC32C.checksum(rows)) == crc else {
             throw StorageCorruption(path: path, reason: "index or summary fails its CRC")
         }
-        return (indexOffset, rowCount, summary)
+        return (indexOffset, rowCount, summary, size)
+    }
+
+    /// Throws unless `length` bytes at `offset` lie inside the file: a damaged row must not make a read
+    /// allocate up to 4 GiB or reach a negative offset.
+    private func checkInFile(offset: Int64, length: Int) throws(StorageCorruption) {
+        guard offset >= 0, length >= 0, offset <= size, Int64(length) <= size - offset else {
+            throw StorageCorruption(path: path, reason: "index row points at \(length) bytes at offset \(offset), "
+                                    + "outside the \(size)-byte file")
+        }
     }
 
     deinit { file.close() }
@@ -293,7 +308,8 @@ final class EntryLogReader: Sendable {
                 for i in 0..<n {
                     let at = i * EntryLogFormat.rowBytes
                     out.append((raw.loadBigEndian(UInt64.self, at: at), Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: at + 8)),
-                                Int64(raw.loadBigEndian(UInt64.self, at: at + 16)), Int(raw.loadBigEndian(UInt32.self, at: at + 24))))
+                                Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: at + 16)),
+                                Int(raw.loadBigEndian(UInt32.self, at: at + 24))))
                 }
             }
             first += n
@@ -302,6 +318,7 @@ final class EntryLogReader: Sendable {
     }
 
     func readBytes(offset: Int64, length: Int) throws -> [UInt8] {
+        try checkInFile(offset: offset, length: length)
         let bytes = try file.read(count: length, at: offset)
         guard bytes.count == length else { throw StorageCorruption(path: path, reason: "entry at \(offset) cut off") }
         return bytes
@@ -329,12 +346,13 @@ final class EntryLogReader: Sendable {
         }
         let location: (Int64, Int)? = rows.withUnsafeBytes { raw in
             for i in 0..<count where Self.key(raw, i * EntryLogFormat.rowBytes) == target {
-                return (Int64(raw.loadBigEndian(UInt64.self, at: i * EntryLogFormat.rowBytes + 16)),
+                return (Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: i * EntryLogFormat.rowBytes + 16)),
                         Int(raw.loadBigEndian(UInt32.self, at: i * EntryLogFormat.rowBytes + 24)))
             }
             return nil
         }
         guard let (offset, length) = location else { return nil }
+        try checkInFile(offset: offset, length: length)
         let bytes = try file.read(count: length, at: offset)
         guard bytes.count == length else { throw StorageCorruption(path: path, reason: "entry at \(offset) cut off") }
         return (bytes, offset)

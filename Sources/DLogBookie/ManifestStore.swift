@@ -95,7 +95,8 @@ struct ManifestStore {
                                 + "\(Manifest.currentVersion)")
             }
             let manifest = try JSONDecoder().decode(Manifest.self, from: Data(body))
-            if let wrong = manifest.entryLogs.first(where: { $0.directory >= directories.count }) {
+            // A negative index is damage too: start-up indexes `directories` with it.
+            if let wrong = manifest.entryLogs.first(where: { !directories.indices.contains($0.directory) }) {
                 return .damaged("entry log \(wrong.id) is in ledger directory #\(wrong.directory + 1), but "
                                 + "\(directories.count) are configured")
             }
