@@ -1,3 +1,6 @@
+// Reaches internal decoders through `@testable import`, which only a debug build (with testability) allows:
+// a release build of the package leaves this target out (FuzzTarget.all).
+#if DEBUG
 @testable import DLogBookie
 import DLogIO
 import DLogSimulation
@@ -147,3 +150,4 @@ enum EntryLogSeeds {
         return out + file[EntryLogFormat.headerBytes..<(Int(summary) + Int((rows + 63) / 64) * 16)]
     }
 }
+#endif

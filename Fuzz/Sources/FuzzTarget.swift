@@ -7,10 +7,17 @@ struct FuzzTarget: Sendable {
 
     /// Every target, in the order `run.sh` runs them.
     static let all: [FuzzTarget] = [
-        WireTargets.bookie, WireTargets.proxy, WireTargets.metadata,
-        LedgerMetadataTarget.target, RecordBatchTarget.target, JournalTarget.target,
-        EntryLogTarget.target, ManifestTarget.target,
-    ]
+        WireTargets.bookie, WireTargets.proxy, WireTargets.metadata, LedgerMetadataTarget.target,
+    ] + internalDecoders
+
+    #if DEBUG
+    /// Targets of internal decoders (`@testable import`): debug builds only, which is what `run.sh` and
+    /// `make test` build. `swift build -c release` (the package, the .deb) then still compiles this driver.
+    static let internalDecoders = [RecordBatchTarget.target, JournalTarget.target, EntryLogTarget.target,
+                                   ManifestTarget.target]
+    #else
+    static let internalDecoders: [FuzzTarget] = []
+    #endif
 
     static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
 }

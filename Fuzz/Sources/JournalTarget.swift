@@ -1,3 +1,6 @@
+// Reaches internal decoders through `@testable import`, which only a debug build (with testability) allows:
+// a release build of the package leaves this target out (FuzzTarget.all).
+#if DEBUG
 @testable import DLogBookie
 import DLogWire
 
@@ -119,3 +122,4 @@ enum JournalSeeds {
         return out
     }
 }
+#endif

@@ -1,3 +1,6 @@
+// Reaches internal decoders through `@testable import`, which only a debug build (with testability) allows:
+// a release build of the package leaves this target out (FuzzTarget.all).
+#if DEBUG
 @testable import DLogBookie
 import DLogIO
 import DLogSimulation
@@ -62,3 +65,4 @@ enum ManifestSeeds {
         }
     }
 }
+#endif

@@ -1,3 +1,6 @@
+// Reaches internal decoders through `@testable import`, which only a debug build (with testability) allows:
+// a release build of the package leaves this target out (FuzzTarget.all).
+#if DEBUG
 @testable import DistributedLog
 
 /// `RecordBatch.decode` (the payload of every log entry a reader gets from a bookie). Contract: a decoded
@@ -26,3 +29,4 @@ enum RecordBatchTarget {
         ]
     })
 }
+#endif
