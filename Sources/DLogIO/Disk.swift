@@ -94,8 +94,6 @@ extension Disk {
     public func readAll(_ path: String) throws(SystemError) -> [UInt8] {
         let file = try open(path, [.readOnly])
         defer { file.close() }
-        let size = try file.size()
-        precondition(size <= Int64(Int32.max), "\(path) is too large to read whole")
-        return try file.read(count: Int(size), at: 0)
+        return try file.read(count: Int(try file.size()), at: 0)
     }
 }

@@ -95,28 +95,14 @@ public enum FileSystem {
                      freeBytes: UInt64(s.f_bavail) * UInt64(s.f_frsize))
     }
 
-    /// Writes a small file atomically: temp file, fsync, rename, fsync of the directory.
+    /// Writes a small file atomically: temp file, fsync, rename, fsync of the directory. One implementation,
+    /// `Disk.writeAtomically`, on the real disk.
     public static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws(SystemError) {
-        let tmp = path + ".tmp"
-        let f = try File.open(tmp, [.create, .truncate])
-        do {
-            var result: Result<Void, SystemError> = .success(())
-            bytes.withUnsafeBytes { raw in result = Result { () throws(SystemError) in try f.pwriteAll(raw, at: 0) } }
-            try result.get()
-            try f.fsync()
-        } catch {
-            f.close()
-            throw error
-        }
-        f.close()
-        try rename(tmp, path)
-        try syncDirectory(parent(of: path))
+        try PosixDisk().writeAtomically(path, bytes)
     }
 
     public static func readAll(_ path: String) throws(SystemError) -> [UInt8] {
-        let f = try File.open(path, [.readOnly])
-        defer { f.close() }
-        return try f.pread(count: Int(try f.size()), at: 0)
+        try PosixDisk().readAll(path)
     }
 
     public static func parent(of path: String) -> String {
