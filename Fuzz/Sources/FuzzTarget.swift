@@ -14,7 +14,7 @@ struct FuzzTarget: Sendable {
     /// Targets of internal decoders (`@testable import`): debug builds only, which is what `run.sh` and
     /// `make test` build. `swift build -c release` (the package, the .deb) then still compiles this driver.
     static let internalDecoders = [RecordBatchTarget.target, JournalTarget.target, EntryLogTarget.target,
-                                   ManifestTarget.target]
+                                   ManifestTarget.target, IndexTarget.target]
     #else
     static let internalDecoders: [FuzzTarget] = []
     #endif

@@ -6,11 +6,11 @@ import DLogIO
 import DLogSimulation
 import Foundation
 
-/// `SealedFile.open` and `ManifestStore.read` (the checkpoint manifest a bookie starts from), on a file of a
-/// `SimulatedDisk` in a two-directory bookie. Mode bit 1: the input is the JSON body and the harness seals it
+/// `SealedFile.open` and `ManifestStore.read` (the JSON checkpoint manifest of earlier versions, which a
+/// bookie reads once when it upgrades), on a file of a `SimulatedDisk` in a two-directory bookie. Mode bit 1: the input is the JSON body and the harness seals it
 /// (bit 2: as version 1), so mutations reach the JSON; otherwise the input is the file.
 /// Contracts: an intact seal re-seals to the same bytes; an intact manifest names only configured
-/// directories, and written and read again it is the same manifest.
+/// directories, and sealed again and read it is the same manifest.
 enum ManifestTarget {
 
     static let target = FuzzTarget(name: "manifest", run: { bytes in
@@ -26,14 +26,15 @@ enum ManifestTarget {
         guard case .intact(let loaded) = read(file, in: store) else { return }
         require(loaded.entryLogs.allSatisfy { (0..<store.directories.count).contains($0.directory) },
                 "an intact manifest names a ledger directory that is not configured")
-        // As start-up does before the next checkpoint writes it: the body's version is set to the current one
-        // (read() checks the sealed header's version, not the body's); `write` refuses generation 0.
+        // read() checks the sealed header's version, not the body's: seal it again as the current version.
         var manifest = loaded
         manifest.version = Manifest.currentVersion
-        guard manifest.generation > 0 else { return }
-        do { try store.write(manifest) } catch { fatalError("writing the manifest back failed: \(error)") }
-        guard case .intact(let again) = store.read(store.primaryPath) else { fatalError("a written manifest does not read back") }
-        require(again == manifest, "the manifest does not survive a write and read")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let body = try? encoder.encode(manifest) else { fatalError("an intact manifest does not encode") }
+        let sealed = SealedFile.seal(kind: ManifestStore.kind, version: Manifest.currentVersion, body: Array(body))
+        guard case .intact(let again) = read(sealed, in: store) else { fatalError("a sealed manifest does not read back") }
+        require(again == manifest, "the manifest does not survive sealing and reading")
     }, seeds: ManifestSeeds.all)
 
     static func read(_ file: [UInt8], in store: ManifestStore) -> ManifestStore.Copy {

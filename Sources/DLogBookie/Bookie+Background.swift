@@ -58,7 +58,11 @@ extension Bookie {
         do {
             let started = ContinuousClock.now
             let result = try storage.checkpoint()
+            let elapsed = ContinuousClock.now - started
             lastCheckpointError.withLock { $0 = nil }
+            if result.entries > 0 || result.indexBytes > 0 {
+                lastCheckpoint.withLock { $0 = CheckpointTiming(result, elapsed: elapsed) }
+            }
             leaveOutOfSpace()
             for (i, journal) in journals.enumerated() {
                 if let mark = result.marks[i] { journal.release(through: mark) }
@@ -66,7 +70,7 @@ extension Bookie {
             if result.entries > 0 {
                 logger.debug("checkpoint", metadata: ["entries": "\(result.entries)", "bytes": "\(result.bytes)",
                                                       "removedFiles": "\(result.removedFiles)",
-                                                      "elapsed": "\(ContinuousClock.now - started)"])
+                                                      "elapsed": "\(elapsed)"])
             }
             return nil
         } catch {
@@ -150,6 +154,7 @@ extension Bookie {
             /// Entry logs start-up moved to quarantine/, and entry logs that can be neither read nor rebuilt.
             var quarantinedEntryLogs: [String]
             var unreadableEntryLogs: [String]
+            var lastCheckpoint: CheckpointTiming?
         }
         let usage = try? configuration.storage.disk.usage(of: configuration.storage.ledgerDirectories[0])
         let info = Info(state: isReadOnly ? "read-only" : "writable", ledgers: storage.ledgerCount,
@@ -161,9 +166,26 @@ extension Bookie {
                         readOnlyReason: isReadOnly ? readOnlyReason : nil,
                         quarantinedEntryLogs: storage.startReport.quarantined,
                         unreadableEntryLogs: storage.unreadableEntryLogs.sorted { $0.key < $1.key }
-                            .map { "entrylog-\($0.key).log: \($0.value)" })
+                            .map { "entrylog-\($0.key).log: \($0.value)" },
+                        lastCheckpoint: lastCheckpoint.withLock { $0 })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: (try? encoder.encode(info)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// The last checkpoint that wrote something, as GET_INFO reports it.
+struct CheckpointTiming: Encodable, Sendable {
+    var seconds: Double
+    var entries: Int
+    /// Bytes written to each copy of the ledger index, and whether they were a whole snapshot.
+    var indexBytes: Int
+    var indexSnapshot: Bool
+
+    init(_ result: LedgerStorage.CheckpointResult, elapsed: Duration) {
+        seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        entries = result.entries
+        indexBytes = result.indexBytes
+        indexSnapshot = result.indexSnapshot
     }
 }

@@ -48,7 +48,7 @@ extension Bookie {
             }
             var records = [JournalRecord(kind: .add, payload: entry)]
             if let ls = ledgers[ledger.rawValue] {
-                if ls.masterKey != masterKey.bytes {
+                if !ls.hasKey(masterKey.bytes) {
                     return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
                 }
                 if ls.fenced && !recovery { return .failed(.fenced, message: "\(ledger) is fenced") }
@@ -69,7 +69,7 @@ extension Bookie {
                              read: @escaping @Sendable () -> Void) {
         let journal = journal(for: ledger)
         let refused: BookieResponse? = storage.withLedgers { ledgers, _ in
-            if let ls = ledgers[ledger.rawValue], ls.masterKey != masterKey.bytes {
+            if let ls = ledgers[ledger.rawValue], !ls.hasKey(masterKey.bytes) {
                 return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
             }
             let record = JournalRecord(kind: .fence, payload: Self.ledgerPayload(ledger, masterKey))
@@ -100,7 +100,7 @@ extension Bookie {
             guard let ls = ledgers[ledger.rawValue] else {
                 return .failed(.noLedger, message: "\(ledger) is not on this bookie")
             }
-            guard ls.masterKey == masterKey.bytes else {
+            guard ls.hasKey(masterKey.bytes) else {
                 return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
             }
             ledgers[ledger.rawValue]!.heard(explicit: lac.rawValue)

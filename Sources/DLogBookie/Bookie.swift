@@ -59,6 +59,8 @@ public final class Bookie: JournalSink, Sendable {
     let started = Atomic<Bool>(false)
     /// Why the last checkpoint failed, until one succeeds.
     let lastCheckpointError = Mutex<String?>(nil)
+    /// What the last checkpoint that wrote something took, for GET_INFO (`dlog-bench index` reads it).
+    let lastCheckpoint = Mutex<CheckpointTiming?>(nil)
     /// Failed checkpoints in a row (0 while they work), for GET_INFO and the admin socket.
     let checkpointFailures = Atomic<Int>(0)
     public var checkpointFailuresInARow: Int { checkpointFailures.load(ordering: .relaxed) }
@@ -82,14 +84,17 @@ public final class Bookie: JournalSink, Sendable {
         storage = try LedgerStorage(configuration: configuration.storage,
                                     journalCount: configuration.journalDirectories.count)
         let report = storage.startReport
+        logger.info("ledger index loaded", metadata: ["ledgers": "\(storage.ledgerCount)", "entryLogs": "\(storage.entryLogCount)",
+                                                     "generation": "\(report.indexGeneration)",
+                                                     "elapsed": "\(report.indexLoadSeconds) seconds"])
         for note in report.manifestNotes {
-            logger.warning("checkpoint manifest: \(note)")
+            logger.warning("ledger index: \(note)")
         }
         for file in report.removed {
             logger.info("removed an entry log proven to be garbage", metadata: ["file": "\(file)"])
         }
         for file in report.quarantined {
-            logger.warning("quarantined an entry log the checkpoint manifest does not list; it is kept for an operator to inspect or delete",
+            logger.warning("quarantined an entry log the ledger index does not list; it is kept for an operator to inspect or delete",
                            metadata: ["file": "\(file)"])
         }
         var journals: [Journal] = []

@@ -100,7 +100,12 @@ enum JournalReplay {
         }
         var probe = badOffset + JournalFormat.alignment
         while probe + JournalFormat.recordHeaderBytes <= file.count {
-            if let head = JournalRecordCodec.read(file, at: probe), let info = BatchInfo.decode(head),
+            // Only a batch record of a later sequence can answer, so its length, kind and sequence fields are
+            // looked at before its CRC: a recycled file is full of older records, and checking each one's CRC
+            // (or a CRC over whatever length stale bytes claim) made this probe most of a restart's time.
+            if Int(file.loadBigEndian(UInt32.self, at: probe)) == JournalFormat.batchPayloadBytes,
+               file[probe + 16] == JournalRecordKind.batch.rawValue, file.loadBigEndian(UInt64.self, at: probe + 8) > seq,
+               let head = JournalRecordCodec.read(file, at: probe), let info = BatchInfo.decode(head),
                head.seq > seq, info.durableThrough >= seq {
                 return .corrupt(offset: badOffset, reason: reason + "; the batch at offset \(probe) (sequence "
                                     + "\(head.seq)) records that sequence \(seq) had been synced")

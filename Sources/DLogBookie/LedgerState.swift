@@ -7,7 +7,9 @@ import DLogWire
 /// bookie keeps the request that brought it. So tailing readers hear a LAC as soon as the request is taken,
 /// not after this bookie's sync.
 public struct LedgerState: Codable, Sendable, Equatable {
-    public var masterKey: [UInt8]
+    /// The 20-byte master key, kept inline: an array per ledger would cost a heap block each, about 64 of
+    /// the 200 MB a million idle ledgers may take (issue: RSS with 1M ledgers).
+    private var key: InlineKey
     public var fenced = false
     /// Highest LAC sent by WRITE_LAC. Kept in memory and persisted by checkpoints, never journaled: after a
     /// crash the bookie may report an older LAC, and the next add or WRITE_LAC brings it up again.
@@ -19,7 +21,27 @@ public struct LedgerState: Codable, Sendable, Equatable {
     /// once durable, raises `piggybackLAC` to it.
     public var heardLAC: Int64 = -1
 
-    public init(masterKey: [UInt8]) { self.masterKey = masterKey }
+    /// `masterKey` must be `MasterKey.byteCount` bytes.
+    public init(masterKey: [UInt8]) {
+        guard let key = InlineKey(masterKey) else { preconditionFailure("a master key is \(MasterKey.byteCount) bytes") }
+        self.key = key
+    }
+
+    public var masterKey: [UInt8] { key.bytes }
+
+    /// A state whose key is given as the big-endian words of its 20 bytes (the ledger index reads it so,
+    /// without an array per ledger).
+    init(keyWords high: UInt64, _ middle: UInt64, _ low: UInt32) { key = InlineKey(high: high, middle: middle, low: low) }
+
+    /// Appends the key's 20 bytes.
+    func appendKey(to out: inout [UInt8]) {
+        out.appendBigEndian(key.high)
+        out.appendBigEndian(key.middle)
+        out.appendBigEndian(key.low)
+    }
+
+    /// Whether `bytes` is this ledger's key, compared without building an array.
+    func hasKey(_ bytes: [UInt8]) -> Bool { InlineKey(bytes) == key }
 
     /// What READ_LAC answers: the best LAC this bookie knows.
     public var lac: Int64 { max(explicitLAC, piggybackLAC, heardLAC) }
@@ -29,29 +51,89 @@ public struct LedgerState: Codable, Sendable, Equatable {
     mutating func heard(explicit lac: Int64) { explicitLAC = max(explicitLAC, lac) }
     mutating func heard(early lac: Int64) { heardLAC = max(heardLAC, lac) }
 
+    /// The persisted fields only: `heardLAC` is not part of what a checkpoint stores.
+    func samePersisted(as other: LedgerState) -> Bool {
+        key == other.key && fenced == other.fenced && explicitLAC == other.explicitLAC
+            && piggybackLAC == other.piggybackLAC && lastEntry == other.lastEntry
+    }
+
     private enum CodingKeys: String, CodingKey {
         case masterKey, fenced, explicitLAC, piggybackLAC, lastEntry
     }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let bytes = try c.decode([UInt8].self, forKey: .masterKey)
+        guard let key = InlineKey(bytes) else {
+            throw DecodingError.dataCorruptedError(forKey: .masterKey, in: c, debugDescription: "a master key is "
+                                                   + "\(MasterKey.byteCount) bytes, not \(bytes.count)")
+        }
+        self.key = key
+        fenced = try c.decode(Bool.self, forKey: .fenced)
+        explicitLAC = try c.decode(Int64.self, forKey: .explicitLAC)
+        piggybackLAC = try c.decode(Int64.self, forKey: .piggybackLAC)
+        lastEntry = try c.decode(Int64.self, forKey: .lastEntry)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(masterKey, forKey: .masterKey)
+        try c.encode(fenced, forKey: .fenced)
+        try c.encode(explicitLAC, forKey: .explicitLAC)
+        try c.encode(piggybackLAC, forKey: .piggybackLAC)
+        try c.encode(lastEntry, forKey: .lastEntry)
+    }
 }
 
-/// The checkpoint manifest: where replay starts in each journal, which entry logs exist and what they
-/// hold, and every ledger's state. Its size grows with the number of ledgers and files, not with the bytes
-/// stored, so reading it keeps restarts fast. `ManifestStore` seals it and keeps two copies.
+/// 20 bytes in three words, in the key's byte order.
+private struct InlineKey: Equatable, Sendable {
+    var high: UInt64
+    var middle: UInt64
+    var low: UInt32
+
+    init(high: UInt64, middle: UInt64, low: UInt32) { (self.high, self.middle, self.low) = (high, middle, low) }
+
+    init?(_ bytes: [UInt8]) {
+        guard bytes.count == MasterKey.byteCount else { return nil }
+        (high, middle, low) = bytes.withUnsafeBytes { raw in
+            (raw.loadBigEndian(UInt64.self, at: 0), raw.loadBigEndian(UInt64.self, at: 8), raw.loadBigEndian(UInt32.self, at: 16))
+        }
+    }
+
+    var bytes: [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(MasterKey.byteCount)
+        out.appendBigEndian(high)
+        out.appendBigEndian(middle)
+        out.appendBigEndian(low)
+        return out
+    }
+}
+
+/// The checkpoint state: where replay starts in each journal, which entry logs exist and what they hold, and
+/// every ledger's state. `IndexStore` keeps it on disk as a snapshot followed by deltas (only what changed);
+/// its JSON form is only read, from the `checkpoint.manifest` files earlier dlogd versions wrote (`ManifestStore`).
 struct Manifest: Codable, Equatable {
-    /// The body's format; the sealed file's header carries it too. Version 1 was unsealed `checkpoint.json`.
+    /// The JSON body's format; the sealed file's header carries it too. Version 1 was unsealed `checkpoint.json`.
     static let currentVersion = 2
     var version = Manifest.currentVersion
-    /// Counts persisted manifests: of two intact copies the higher generation is the newer.
+    /// Counts persisted checkpoints: of two intact copies the higher generation is the newer.
     var generation: UInt64 = 0
     var journalMarks: [JournalPosition?] = []
     var nextEntryLogID: UInt64 = 1
     var entryLogs: [EntryLogInfo] = []
-    var ledgers: [UInt64: LedgerState] = [:]
+    var ledgers = LedgerTable()
     /// Entry logs dropped from `entryLogs` whose files may not be unlinked yet: proof, at the next start,
     /// that such a file is garbage. A file that is neither listed here nor in `entryLogs` is quarantined.
     var removing: [RemovedEntryLog] = []
+    /// Ledgers removed from the entry logs' lists (deleted) since the last `IndexDelta` was taken.
+    var unlisted: Set<UInt64> = []
 
     init() {}
+
+    private enum CodingKeys: String, CodingKey {
+        case version, generation, journalMarks, nextEntryLogID, entryLogs, ledgers, removing
+    }
 
     init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -61,8 +143,21 @@ struct Manifest: Codable, Equatable {
         journalMarks = try c.decode([JournalPosition?].self, forKey: .journalMarks)
         nextEntryLogID = try c.decode(UInt64.self, forKey: .nextEntryLogID)
         entryLogs = try c.decode([EntryLogInfo].self, forKey: .entryLogs)
-        ledgers = try c.decode([UInt64: LedgerState].self, forKey: .ledgers)
+        ledgers = try c.decode(LedgerTable.self, forKey: .ledgers)
         removing = try c.decodeIfPresent([RemovedEntryLog].self, forKey: .removing) ?? []
+    }
+
+    /// Equal content; what changed since the last delta is bookkeeping.
+    static func == (a: Self, b: Self) -> Bool {
+        a.version == b.version && a.generation == b.generation && a.journalMarks == b.journalMarks
+            && a.nextEntryLogID == b.nextEntryLogID && a.entryLogs == b.entryLogs && a.ledgers == b.ledgers
+            && a.removing == b.removing
+    }
+
+    /// Removes a deleted ledger from every entry log's list, remembered for the next delta.
+    mutating func unlist(_ ledger: UInt64) {
+        for i in entryLogs.indices where entryLogs[i].ledgers[ledger] != nil { entryLogs[i].ledgers[ledger] = nil }
+        unlisted.insert(ledger)
     }
 }
 

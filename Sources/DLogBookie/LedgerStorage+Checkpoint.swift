@@ -9,18 +9,23 @@ extension LedgerStorage {
         /// Where each journal's replay will start from now on.
         public var marks: [JournalPosition?]
         public var removedFiles: Int
+        /// Bytes written to each copy of the ledger index: a delta's, or (`indexSnapshot`) a whole snapshot's.
+        public var indexBytes: Int
+        public var indexSnapshot: Bool
     }
 
-    /// Flushes the write cache, sorted by (ledger, entry), into a new entry log, then persists the manifest
-    /// with the journal marks the cache was complete up to. After it returns, the journals may recycle
-    /// everything before `marks`. One checkpoint runs at a time.
+    /// Flushes the write cache, sorted by (ledger, entry), into a new entry log, then appends to the ledger
+    /// index what changed, with the journal marks the cache was complete up to. After it returns, the journals
+    /// may recycle everything before `marks`. One checkpoint runs at a time.
     public func checkpoint() throws -> CheckpointResult {
-        try checkpointLock.withLock { _ in try checkpointLocked() }
+        try checkpointLock.withLock { store in try checkpointLocked(&store) }
     }
 
-    private func checkpointLocked() throws -> CheckpointResult {
-        // 1. Freeze the cache: reads still find it in `flushing`; new adds go to a fresh cache.
-        let (frozen, marks, id, ledgerStates): (Cache, [JournalPosition?], UInt64, [UInt64: LedgerState])
+    private func checkpointLocked(_ store: inout IndexStore) throws -> CheckpointResult {
+        // 1. Freeze the cache: reads still find it in `flushing`; new adds go to a fresh cache. Which of its
+        // ledgers still exist is looked up now, for them alone: a copy of the whole ledger table would cost
+        // every checkpoint time in proportion to the ledgers, idle ones included.
+        let (frozen, marks, id, live): (Cache, [JournalPosition?], UInt64, Set<LedgerID>)
             = state.withLock { s in
                 let frozen = s.cache
                 s.flushing = frozen
@@ -29,11 +34,11 @@ extension LedgerStorage {
                 s.cacheBytes = 0
                 let id = s.manifest.nextEntryLogID
                 if !frozen.isEmpty { s.manifest.nextEntryLogID += 1 }
-                return (frozen, s.appliedThrough, id, s.manifest.ledgers)
+                return (frozen, s.appliedThrough, id, Set(frozen.keys.filter { s.manifest.ledgers[$0.rawValue] != nil }))
             }
         // 2. Write the entry log: only ledgers that still exist, sorted.
         var sorted: [(LedgerID, EntryID, [UInt8])] = []
-        for (ledger, entries) in frozen where ledgerStates[ledger.rawValue] != nil {
+        for (ledger, entries) in frozen where live.contains(ledger) {
             for (entry, bytes) in entries { sorted.append((ledger, EntryID(entry), bytes)) }
         }
         sorted.sort { ($0.0.rawValue, $0.1.rawValue) < ($1.0.rawValue, $1.1.rawValue) }
@@ -49,8 +54,11 @@ extension LedgerStorage {
                 throw error
             }
         }
-        // 3. Publish: the new file joins the manifest in the same step the frozen cache is dropped.
-        let (manifest, dead): (Manifest, [EntryLogInfo]) = state.withLock { s in
+        // 3. Publish: the new file joins the manifest in the same step the frozen cache is dropped; then the
+        // index records it. If that write fails the index on disk keeps its older marks, so replay covers
+        // everything, and the new entry log is merely unlisted there until the next checkpoint lists it.
+        var newMarks: [JournalPosition?] = []
+        let written = try persist(&store) { s in
             if var info {
                 // Ledgers deleted while the file was written are not live in it.
                 info.ledgers = info.ledgers.filter { s.manifest.ledgers[$0.key] != nil }
@@ -62,22 +70,11 @@ extension LedgerStorage {
             s.pendingRemoval += s.manifest.entryLogs.filter { $0.ledgers.isEmpty }
             s.manifest.entryLogs.removeAll { $0.ledgers.isEmpty }
             s.checkpoints += 1
-            return (s.manifest, s.pendingRemoval)
+            newMarks = s.manifest.journalMarks
         }
-        // Nothing changed since the last write (idle ledgers, no new journal records): writing the same manifest
-        // again would cost an encoding and a sync per ledger directory for nothing; with 10,000 idle streams it
-        // was most of an idle cluster's CPU.
-        if info == nil, dead.isEmpty, persistedBody.withLock({ $0 == manifest }) {
-            return CheckpointResult(entries: 0, bytes: 0, marks: manifest.journalMarks, removedFiles: 0)
-        }
-        // If this write fails the previous manifest stays in force: its marks are older, so replay covers
-        // everything, and the new entry log is merely unreferenced until the next checkpoint lists it.
-        try persist(manifest, removing: dead)
-        // 4. Files with no live ledger are gone from the persisted manifest: remove them (also those a failed
-        // manifest write left behind).
-        try remove(dead)
         return CheckpointResult(entries: sorted.count, bytes: sorted.reduce(0) { $0 + $1.2.count },
-                                marks: manifest.journalMarks, removedFiles: dead.count)
+                                marks: newMarks, removedFiles: written.removedFiles, indexBytes: written.indexBytes,
+                                indexSnapshot: written.snapshot)
     }
 
     /// A failed checkpoint puts the frozen entries back in the cache (newer adds of the same entry win),
@@ -95,19 +92,40 @@ extension LedgerStorage {
         }
     }
 
-    /// Writes both manifest copies with the next generation and the files still to be unlinked (the proof,
-    /// at the next start, that they are garbage). Call under `checkpointLock`.
-    func persist(_ manifest: Manifest, removing: [EntryLogInfo]) throws {
-        var m = manifest
-        m.generation = persistedGeneration.withLock { $0 } + 1
-        m.removing = removing.map { RemovedEntryLog(id: $0.id, directory: $0.directory) }
-        try manifestStore.write(m)
-        persistedGeneration.withLock { $0 = m.generation }
-        persistedBody.withLock { $0 = removing.isEmpty ? manifest : nil }
+    private enum IndexWrite {
+        case snapshot(Manifest)
+        case delta(IndexDelta)
     }
 
-    /// Deletes entry-log files the persisted manifest no longer lists, then syncs their directories so the
-    /// unlinks survive a crash (a later manifest stops naming them as dropped).
+    /// Changes the state with `publish` (under the state lock), and in the same step takes what the ledger
+    /// index must record: a delta of what changed, or a snapshot when the index wants one. Writes it with the
+    /// files still to be unlinked (the proof, at the next start, that they are garbage), then unlinks those.
+    /// Call under `checkpointLock`, with the store it holds.
+    func persist(_ store: inout IndexStore, publish: (inout State) -> Void) throws -> (removedFiles: Int, indexBytes: Int, snapshot: Bool) {
+        let wantsSnapshot = store.wantsSnapshot
+        let (write, dead): (IndexWrite, [EntryLogInfo]) = state.withLock { s in
+            publish(&s)
+            s.manifest.removing = s.pendingRemoval.map { RemovedEntryLog(id: $0.id, directory: $0.directory) }
+            if wantsSnapshot {
+                // A copy of the table, shared until the next change to it: the encoding runs outside the lock.
+                s.manifest.forgetChanges(known: &store.known)
+                return (.snapshot(s.manifest), s.pendingRemoval)
+            }
+            return (.delta(s.manifest.takeDelta(known: &store.known)), s.pendingRemoval)
+        }
+        let indexBytes: Int
+        switch write {
+        case .snapshot(let manifest): indexBytes = try store.writeSnapshot(manifest)
+        case .delta(let delta): indexBytes = try store.append(delta)
+        }
+        // 4. Files with no live ledger are gone from the index on disk: remove them (also those a failed write
+        // left behind).
+        try remove(dead)
+        return (dead.count, indexBytes, wantsSnapshot)
+    }
+
+    /// Deletes entry-log files the ledger index on disk no longer lists, then syncs their directories so the
+    /// unlinks survive a crash (a later record stops naming them as dropped).
     func remove(_ files: [EntryLogInfo]) throws {
         for file in files {
             _ = state.withLock { s in readersRemove(file.id) }

@@ -56,8 +56,8 @@ extension LedgerStorage {
                                                directory: configuration.ledgerDirectories[dir], entries: live,
                                                disk: configuration.disk)
         }
-        try checkpointLock.withLock { _ in
-            let (manifest, dead): (Manifest, [EntryLogInfo]) = state.withLock { s in
+        try checkpointLock.withLock { store in
+            _ = try persist(&store) { s in
                 // The copy takes the old file's place in the list: reads search newest first, so a newer file
                 // holding the same entry must keep winning.
                 let place = s.manifest.entryLogs.firstIndex { $0.id == id }
@@ -68,10 +68,7 @@ extension LedgerStorage {
                     s.manifest.entryLogs.insert(newInfo, at: min(place ?? s.manifest.entryLogs.count,
                                                                  s.manifest.entryLogs.count))
                 }
-                return (s.manifest, s.pendingRemoval)
             }
-            try persist(manifest, removing: dead)
-            try remove(dead)
         }
         return CompactionResult(compactedFile: id, newFile: newID, liveBytes: copied,
                                 reclaimedBytes: info.totalBytes - (newInfo?.totalBytes ?? 0))

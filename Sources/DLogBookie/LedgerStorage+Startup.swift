@@ -6,8 +6,11 @@ public struct StorageStartReport: Sendable, Equatable {
     public var removed: [String] = []
     /// Files that might hold data nothing lists: moved into `quarantine/` of their directory, kept.
     public var quarantined: [String] = []
-    /// Damage worked around, or an upgrade, in the manifest (see `ManifestStore`).
+    /// Damage worked around, or an upgrade, in the ledger index (see `IndexStore`).
     public var manifestNotes: [String] = []
+    /// How long reading the ledger index took, and the generation it holds.
+    public var indexLoadSeconds: Double = 0
+    public var indexGeneration: UInt64 = 0
 }
 
 /// What start-up does with one entry-log file it finds. The rule: a file is deleted only with proof that it
@@ -42,7 +45,7 @@ extension LedgerStorage {
         for info in manifest.entryLogs {
             let path = directories[info.directory] + "/" + EntryLogWriter.fileName(info.id)
             guard disk.exists(path) else {
-                throw StorageCorruption(path: path, reason: "the checkpoint manifest (generation \(manifest.generation)) "
+                throw StorageCorruption(path: path, reason: "the ledger index (generation \(manifest.generation)) "
                                         + "lists it with \(info.ledgers.count) live ledgers, but it is missing. Nothing "
                                         + "was changed on disk. Restore the file, or treat this bookie's ledger disks "
                                         + "as lost: move its journal and ledger directories aside and start it afresh")

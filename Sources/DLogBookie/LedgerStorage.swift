@@ -59,16 +59,17 @@ public final class LedgerStorage: Sendable {
     private let readers = Mutex<[UInt64: EntryLogReader]>([:])
     private let unreadable = Mutex<[UInt64: String]>([:])
     private let repairs = Mutex<[RepairNote]>([])
-    let checkpointLock = Mutex(())
 
-    /// Opens storage from its manifest (if any): no scan of entry logs, so this is fast however much is stored.
-    /// Refuses (throws `StorageCorruption` naming the file) when no intact manifest copy is left or a file it
-    /// lists is missing; never deletes a file without proof that it is garbage (see `StartupFileAction`).
+    /// Opens storage from its ledger index (if any): no scan of entry logs, so this is fast however much is
+    /// stored. Refuses (throws `StorageCorruption` naming the file) when no usable index copy is left or a file
+    /// it lists is missing; never deletes a file without proof that it is garbage (see `StartupFileAction`).
     public init(configuration: Configuration, journalCount: Int) throws {
         self.configuration = configuration
         for dir in configuration.ledgerDirectories { try configuration.disk.makeDirectory(dir) }
-        let store = ManifestStore(directories: configuration.ledgerDirectories, disk: configuration.disk)
+        var store = IndexStore(directories: configuration.ledgerDirectories, disk: configuration.disk)
+        let loadStarted = ContinuousClock.now
         let loaded = try store.load()
+        let loadTime = ContinuousClock.now - loadStarted
         var manifest = loaded.manifest
         if manifest.journalMarks.count < journalCount {
             manifest.journalMarks += Array(repeating: nil, count: journalCount - manifest.journalMarks.count)
@@ -76,12 +77,13 @@ public final class LedgerStorage: Sendable {
         var report = try Self.sortEntryLogFiles(manifest, directories: configuration.ledgerDirectories,
                                                 disk: configuration.disk)
         report.manifestNotes = loaded.notes
+        report.indexLoadSeconds = Double(loadTime.components.seconds) + Double(loadTime.components.attoseconds) / 1e18
+        report.indexGeneration = store.generation
         startReport = report
-        // What the removal list named is unlinked now; the next manifest need not carry it.
+        // What the removal list named is unlinked now; the next record need not carry it.
         manifest.removing = []
         manifest.version = Manifest.currentVersion
-        manifestStore = store
-        persistedGeneration = Mutex(manifest.generation)
+        checkpointLock = Mutex(store)
         var s = State(appliedThrough: manifest.journalMarks)
         s.manifest = manifest
         state = Mutex(s)
@@ -89,12 +91,11 @@ public final class LedgerStorage: Sendable {
 
     /// What start-up found in the ledger directories: files removed, quarantined, manifest damage.
     public let startReport: StorageStartReport
-    let manifestStore: ManifestStore
-    /// The generation of the newest manifest on disk; changed only under `checkpointLock`.
-    let persistedGeneration: Mutex<UInt64>
-    /// What this process last wrote as the manifest (before its generation was stamped): a checkpoint that
-    /// would write the same again skips the write. Nil until the first write.
-    let persistedBody = Mutex<Manifest?>(nil)
+    /// One checkpoint or compaction publishes at a time, and only it writes the ledger index.
+    let checkpointLock: Mutex<IndexStore>
+
+    /// The generation of the ledger index on disk: counts the checkpoints that wrote it.
+    public var indexGeneration: UInt64 { checkpointLock.withLock { $0.generation } }
 
     public func journalMark(_ journal: Int) -> JournalPosition? { state.withLock { $0.manifest.journalMarks[journal] } }
 
@@ -102,7 +103,7 @@ public final class LedgerStorage: Sendable {
     public var cacheFull: Bool { state.withLock { $0.cacheBytes >= configuration.writeCacheBytes } }
     public var ledgerCount: Int { state.withLock { $0.manifest.ledgers.count } }
     /// Every ledger this bookie holds state for, in id order.
-    public var ledgerIDs: [LedgerID] { state.withLock { $0.manifest.ledgers.keys.sorted().map { LedgerID($0) } } }
+    public var ledgerIDs: [LedgerID] { state.withLock { $0.manifest.ledgers.sortedIDs }.map { LedgerID($0) } }
     public var entryLogCount: Int { state.withLock { $0.manifest.entryLogs.count } }
     public var checkpoints: UInt64 { state.withLock { $0.checkpoints } }
 
@@ -111,14 +112,14 @@ public final class LedgerStorage: Sendable {
     }
 
     /// Changes a ledger's state under the lock (used by the bookie's admission checks).
-    func withLedgers<T>(_ body: (inout [UInt64: LedgerState], _ cacheOverLimit: Bool) -> T) -> T {
+    func withLedgers<T>(_ body: (inout LedgerTable, _ cacheOverLimit: Bool) -> T) -> T {
         let limit = 3 * configuration.writeCacheBytes
         return state.withLock { s in body(&s.manifest.ledgers, s.cacheBytes + s.flushingBytes >= limit) }
     }
 
     /// `withLedgers` for a request that may raise `ledger`'s LAC: the long polls that answers are answered
     /// (outside the lock) when `body` returns, not after this journal's sync (see `LedgerState`).
-    func withLedgers<T>(raising ledger: LedgerID, _ body: (inout [UInt64: LedgerState], _ cacheOverLimit: Bool) -> T) -> T {
+    func withLedgers<T>(raising ledger: LedgerID, _ body: (inout LedgerTable, _ cacheOverLimit: Bool) -> T) -> T {
         let limit = 3 * configuration.writeCacheBytes
         var fired: [(@Sendable (Int64, Int64) -> Void, Int64, Int64)] = []
         let result = state.withLock { s in
@@ -178,7 +179,7 @@ public final class LedgerStorage: Sendable {
             // created it anew (their records follow this one): only replay removes the state here.
             if replaying { s.manifest.ledgers[l] = nil }
             if let gone = s.cache.removeValue(forKey: LedgerID(l)) { s.cacheBytes -= gone.values.reduce(0) { $0 + $1.count } }
-            for i in s.manifest.entryLogs.indices { s.manifest.entryLogs[i].ledgers[l] = nil }
+            s.manifest.unlist(l)
         case .batch:
             preconditionFailure("batch records never leave the journal")
         }

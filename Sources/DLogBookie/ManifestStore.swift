@@ -1,8 +1,9 @@
 import DLogIO
 import Foundation
 
-/// The checkpoint manifest on disk: sealed (`SealedFile`, kind `dlog-manifest`), in two copies written one
-/// after the other at every checkpoint:
+/// The JSON checkpoint manifest that earlier dlogd versions kept, read once when a bookie upgrades (the
+/// ledger index, `IndexStore`, replaces it and removes these files). Sealed (`SealedFile`, kind
+/// `dlog-manifest`), in two copies that were written one after the other at every checkpoint:
 ///
 ///     <first ledger dir>/checkpoint.manifest
 ///     <last ledger dir>/checkpoint.manifest.copy     (the same directory when there is one)
@@ -14,11 +15,11 @@ import Foundation
 /// | checkpoint.manifest | .copy | result |
 /// |---|---|---|
 /// | intact | intact | the higher generation |
-/// | intact | absent or damaged | the intact one; the damage is reported, the next checkpoint rewrites both |
+/// | intact | absent or damaged | the intact one; the damage is reported |
 /// | absent or damaged | intact | the same, the other way round |
 /// | damaged | damaged or absent | refused, naming each file and what is wrong with it |
 /// | absent | damaged | refused |
-/// | absent | absent | an unsealed `checkpoint.json` (version 1, written by dlogd before 0.7) is read and sealed at the next checkpoint; with none, the bookie is new, unless entry logs exist, which is refused |
+/// | absent | absent | an unsealed `checkpoint.json` (version 1, written by dlogd before 0.7) is read; with none, the bookie is new, unless entry logs exist, which is refused |
 struct ManifestStore {
     static let kind = "dlog-manifest"
     static let fileName = "checkpoint.manifest"
@@ -26,8 +27,7 @@ struct ManifestStore {
     static let legacyName = "checkpoint.json"
 
     let directories: [String]
-    /// Every file call goes through the disk seam, so a simulated disk can crash it at any step
-    /// (ManifestCrashTests).
+    /// Every file call goes through the disk seam (the fuzz target reads from a simulated disk).
     var disk: any Disk = PosixDisk()
 
     var primaryPath: String { directories[0] + "/" + Self.fileName }
@@ -55,7 +55,7 @@ struct ManifestStore {
         case (.intact(let m), .damaged(let why)), (.damaged(let why), .intact(let m)):
             let (bad, good) = Self.isIntact(primary) ? (copyPath, primaryPath) : (primaryPath, copyPath)
             return Loaded(manifest: m, notes: ["\(bad) is damaged (\(why)); started from \(good), generation "
-                                               + "\(m.generation); the next checkpoint rewrites both copies"])
+                                               + "\(m.generation)"])
         case (.intact(let m), .absent), (.absent, .intact(let m)):
             let (missing, good) = Self.isIntact(primary) ? (copyPath, primaryPath) : (primaryPath, copyPath)
             // A crash between the two writes of the very first checkpoint leaves only the first copy.
@@ -132,23 +132,7 @@ struct ManifestStore {
             throw StorageCorruption(path: legacyPath, reason: "unsealed checkpoint manifest has version "
                                     + "\(manifest.version); only version 1 was ever written unsealed")
         }
-        return Loaded(manifest: manifest, notes: ["read the unsealed version 1 manifest \(legacyPath); the first "
-                                                  + "checkpoint seals it into \(primaryPath) and \(copyPath)"])
-    }
-
-    /// Writes both copies, each atomically (temporary file, fsync, rename, directory fsync), the second only
-    /// after the first; then removes an unsealed version 1 manifest, which is superseded.
-    func write(_ manifest: Manifest) throws {
-        precondition(manifest.version == Manifest.currentVersion && manifest.generation > 0)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let sealed = SealedFile.seal(kind: Self.kind, version: manifest.version, body: Array(try encoder.encode(manifest)))
-        try disk.writeAtomically(primaryPath, sealed)
-        try disk.writeAtomically(copyPath, sealed)
-        if disk.exists(legacyPath) {
-            try disk.remove(legacyPath)
-            try disk.syncDirectory(directories[0])
-        }
+        return Loaded(manifest: manifest, notes: ["read the unsealed version 1 manifest \(legacyPath)"])
     }
 }
 

@@ -56,8 +56,8 @@ func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfIte
 }
 
 @Suite struct RestartTests {
-    /// With 2 GiB in entry logs, a restart reads the manifest and the journal since the checkpoint only:
-    /// no entry log is opened, replay reads no journal bytes, and the manifest stays small. (The time is
+    /// With 2 GiB in entry logs, a restart reads the ledger index and the journal since the checkpoint only:
+    /// no entry log is opened, replay reads no journal bytes, and the index stays small. (The time is
     /// printed for the record; the structural checks are what can fail.)
     @Test func restartDoesNotScanStoredData() throws {
         let dir = TempDir()
@@ -76,8 +76,8 @@ func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfIte
             stored += try storage.checkpoint().bytes
         }
         #expect(stored >= 2 << 30)
-        let manifestBytes = fileSize(ledgers + "/checkpoint.manifest")
-        #expect(manifestBytes > 0 && manifestBytes < 64 * 1024)
+        let indexBytes = fileSize(ledgers + "/" + IndexStore.fileName)
+        #expect(indexBytes > 0 && indexBytes < 64 * 1024)
 
         let started = ContinuousClock.now
         let config = Bookie.Configuration(journal: .init(directory: dir.sub("journal"), fileBytes: 4 << 20, filesMax: 4),

@@ -1,0 +1,54 @@
+@testable import DLogBookie
+import DLogTestSupport
+import Testing
+
+@Suite struct LedgerTableTests {
+    /// Random sets, removals and restores, enough to fold the overlay into the base many times, checked after
+    /// every step against a plain dictionary: the same states, the same count, ascending ids, and exactly the
+    /// ids set or removed (not restored) reported as changed.
+    @Test(arguments: 0 ..< 4) func behavesLikeADictionary(seed: UInt64) {
+        var random = SeededGenerator(seed: seed)
+        var table = LedgerTable()
+        var model: [UInt64: LedgerState] = [:]
+        var changed = Set<UInt64>()
+        var next: UInt64 = 1
+        for step in 0 ..< 60_000 {
+            // Mostly new ids, growing (as ledgers are created), some old ones changed or removed.
+            let id = Int.random(in: 0..<3, using: &random) == 0 ? UInt64.random(in: 1...next, using: &random) : next
+            if id == next { next += UInt64.random(in: 1...3, using: &random) }
+            var state = LedgerState(masterKey: Array(repeating: UInt8(truncatingIfNeeded: id), count: 20))
+            state.lastEntry = Int64(step)
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0:
+                table[id] = nil
+                model[id] = nil
+                changed.insert(id)
+            case 1:
+                table.restore(id, state)
+                model[id] = state
+            case 2:
+                table[id, default: state].fenced = true
+                model[id, default: state].fenced = true
+                changed.insert(id)
+            default:
+                table[id] = state
+                model[id] = state
+                changed.insert(id)
+            }
+            #expect(table[id] == model[id], "seed \(seed) step \(step): ledger \(id)")
+            if step % 5_000 == 4_999 || step == 59_999 {
+                #expect(table.count == model.count)
+                var ids: [UInt64] = []
+                table.forEach { id, state in
+                    ids.append(id)
+                    if model[id] != state { Issue.record("seed \(seed) step \(step): \(id) differs") }
+                }
+                #expect(ids == model.keys.sorted(), "seed \(seed) step \(step): ids")
+                #expect(table.sortedIDs == ids)
+                #expect(table.takeChanged() == changed)
+                changed = []
+                #expect(table == LedgerTable(model))
+            }
+        }
+    }
+}
