@@ -32,6 +32,7 @@ extension LedgerStorage {
                 s.flushingBytes = s.cacheBytes
                 s.cache = [:]
                 s.cacheBytes = 0
+                sizes.update(s)
                 let id = s.manifest.nextEntryLogID
                 if !frozen.isEmpty { s.manifest.nextEntryLogID += 1 }
                 return (frozen, s.appliedThrough, id, Set(frozen.keys.filter { s.manifest.ledgers[$0.rawValue] != nil }))
@@ -66,6 +67,7 @@ extension LedgerStorage {
             }
             s.flushing = nil
             s.flushingBytes = 0
+            sizes.update(s)
             s.manifest.journalMarks = zip(marks.indices, marks).map { i, m in m ?? s.manifest.journalMarks[i] }
             s.pendingRemoval += s.manifest.entryLogs.filter { $0.ledgers.isEmpty }
             s.manifest.entryLogs.removeAll { $0.ledgers.isEmpty }
@@ -89,6 +91,7 @@ extension LedgerStorage {
             }
             s.flushing = nil
             s.flushingBytes = 0
+            sizes.update(s)
         }
     }
 

@@ -99,8 +99,24 @@ public final class LedgerStorage: Sendable {
 
     public func journalMark(_ journal: Int) -> JournalPosition? { state.withLock { $0.manifest.journalMarks[journal] } }
 
-    public var cacheBytes: Int { state.withLock { $0.cacheBytes + $0.flushingBytes } }
-    public var cacheFull: Bool { state.withLock { $0.cacheBytes >= configuration.writeCacheBytes } }
+    public var cacheBytes: Int { sizes.cache.load(ordering: .relaxed) + sizes.flushing.load(ordering: .relaxed) }
+    public var cacheFull: Bool { sizes.cache.load(ordering: .relaxed) >= configuration.writeCacheBytes }
+
+    /// The write cache's sizes as of the last change, readable without the state lock: every request asks
+    /// whether the cache is under pressure, and taking the lock for that was a second lock per add, contended
+    /// by the journal threads applying batches (about 3% of a bookie's CPU at 32×16 adds of 100 B).
+    final class Sizes: Sendable {
+        let cache = Atomic<Int>(0)
+        let flushing = Atomic<Int>(0)
+
+        /// Call under the state lock, after changing `s`'s sizes.
+        func update(_ s: State) {
+            cache.store(s.cacheBytes, ordering: .relaxed)
+            flushing.store(s.flushingBytes, ordering: .relaxed)
+        }
+    }
+
+    let sizes = Sizes()
     public var ledgerCount: Int { state.withLock { $0.manifest.ledgers.count } }
     /// Every ledger this bookie holds state for, in id order.
     public var ledgerIDs: [LedgerID] { state.withLock { $0.manifest.ledgers.sortedIDs }.map { LedgerID($0) } }
@@ -140,6 +156,7 @@ public final class LedgerStorage: Sendable {
         state.withLock { s in
             for r in records { apply(r, to: &s, fired: &fired, replaying: replaying) }
             if let position { s.appliedThrough[journal] = position }
+            sizes.update(s)
         }
         for (fire, lac, last) in fired { fire(lac, last) }
     }
