@@ -1,4 +1,6 @@
 import DLogIO
+import Dispatch
+import Synchronization
 
 /// The ledger index on disk (`IndexFormat`): the checkpoint state, in one copy per ledger directory,
 ///
@@ -65,7 +67,14 @@ struct IndexStore: Sendable {
     mutating func load() throws -> Loaded {
         let legacy = ManifestStore(directories: directories, disk: disk)
         legacyFiles = [legacy.primaryPath, legacy.copyPath, legacy.legacyPath].filter { disk.exists($0) }
-        var copies = paths.map { IndexFile.scan($0, disk: disk) }
+        // Every copy is read and checked whole (start-up is when damage to a copy is found), on as many threads
+        // as there are copies: most of a million-ledger restart is reading and checking them.
+        let scans = Mutex([IndexFile.ScannedCopy?](repeating: nil, count: paths.count))
+        DispatchQueue.concurrentPerform(iterations: paths.count) { [paths, disk] i in
+            let copy = IndexFile.scan(paths[i], disk: disk)
+            scans.withLock { $0[i] = copy }
+        }
+        var copies = scans.withLock { $0.map { $0! } }
         while true {
             let scanned: [(Int, IndexFile.Scanned)] = copies.enumerated().compactMap { i, copy in
                 if case .scanned(let s) = copy { return (i, s) }
