@@ -16,7 +16,7 @@ public final class LedgerStorage: Sendable {
         public var writeCacheBytes: Int
         /// Where the entry logs and the manifest live.
         public var disk: any Disk = PosixDisk()
-        public init(ledgerDirectories: [String], writeCacheBytes: Int = 256 << 20) {
+        public init(ledgerDirectories: [String], writeCacheBytes: Int = 64 << 20) {
             precondition(!ledgerDirectories.isEmpty && writeCacheBytes > 0)
             self.ledgerDirectories = ledgerDirectories
             self.writeCacheBytes = writeCacheBytes

@@ -271,7 +271,7 @@ import Testing
             try await eventually("the entries reach an entry log on bookie-\(victim)") {
                 _ = try await runTool(dlogctlPath, ["admin", "--socket", socket, "checkpoint"])
                 for name in try FileManager.default.contentsOfDirectory(atPath: cluster.ledgerDirectory(victim))
-                where name.hasPrefix("entrylog-") {
+                where name.hasPrefix("entrylog-") && name.hasSuffix(".log") {  // not one still being written
                     let path = cluster.ledgerDirectory(victim) + "/" + name
                     let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
                     if let i = bytes.firstRange(of: marker)?.lowerBound { (file, at) = (path, i); return true }
