@@ -22,6 +22,9 @@ import Synchronization
 /// | none intact, one or more damaged | refused, naming each file and what is wrong with it |
 /// | none at all | the JSON manifest of earlier versions (`ManifestStore`) if there is one, else a new bookie; the first checkpoint writes a snapshot, then removes the JSON files |
 ///
+/// JSON manifest files beside a usable index (a crash between the first snapshot and their removal) are ignored,
+/// and the start-up checkpoint writes a snapshot, which removes them.
+///
 /// Used only under the storage's checkpoint lock.
 struct IndexStore: Sendable {
     static let fileName = "ledgers.index"
@@ -124,8 +127,10 @@ struct IndexStore: Sendable {
             let clean = scanned.count == paths.count && scanned.allSatisfy {
                 $0.1.generation == newest && $0.1.validBytes == $0.1.fileBytes
             }
-            needsSnapshot = !clean
-            if clean {
+            // JSON files of an earlier version beside an index: a crash came between the first snapshot and
+            // their removal, which the next snapshot finishes.
+            needsSnapshot = !clean || !legacyFiles.isEmpty
+            if !needsSnapshot {
                 copyBytes = scanned.map(\.1.fileBytes)
                 snapshotBytes = chosen.snapshotBytes
                 deltaBytes = chosen.deltaBytes

@@ -218,6 +218,13 @@ private func lastIndex(of pattern: [UInt8], in bytes: [UInt8]) -> Int? {
         let again = try LedgerStorage(configuration: .init(ledgerDirectories: dirs), journalCount: 1)
         #expect(again.startReport.manifestNotes.isEmpty)
         #expect(try allEntriesRead(again))
+        // A crash between the first snapshot and the removal of the JSON files: the index is used, and the next
+        // checkpoint removes them.
+        try legacy.write(m)
+        let afterCrash = try LedgerStorage(configuration: .init(ledgerDirectories: dirs), journalCount: 1)
+        #expect(afterCrash.indexGeneration == 8 && afterCrash.ledgerCount == 2)
+        _ = try afterCrash.checkpoint()
+        #expect(!FileSystem.exists(legacy.primaryPath) && !FileSystem.exists(legacy.copyPath))
     }
 
     /// An unsealed version 1 `checkpoint.json` (written by earlier releases) is read once; the next
