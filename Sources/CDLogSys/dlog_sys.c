@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <malloc.h>
 #include "dlog_sys.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -31,3 +32,5 @@ int32_t dlog_peer_credentials(int32_t fd, uint32_t *uid, uint32_t *gid) {
     *gid = credentials.gid;
     return 0;
 }
+
+int32_t dlog_malloc_trim(void) { return malloc_trim(0); }

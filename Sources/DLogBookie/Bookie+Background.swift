@@ -63,6 +63,12 @@ extension Bookie {
             if result.entries > 0 || result.indexBytes > 0 {
                 lastCheckpoint.withLock { $0 = CheckpointTiming(result, elapsed: elapsed) }
             }
+            if result.entries > 0 {
+                flushedSinceTrim.store(true, ordering: .relaxed)
+            } else if result.indexBytes == 0, flushedSinceTrim.exchange(false, ordering: .relaxed) {
+                // The adds stopped: what the write cache and the checkpoints freed goes back to the system now.
+                Memory.returnFreedToSystem()
+            }
             leaveOutOfSpace()
             for (i, journal) in journals.enumerated() {
                 if let mark = result.marks[i] { journal.release(through: mark) }

@@ -61,6 +61,9 @@ public final class Bookie: JournalSink, Sendable {
     let lastCheckpointError = Mutex<String?>(nil)
     /// What the last checkpoint that wrote something took, for GET_INFO (`dlog-bench index` reads it).
     let lastCheckpoint = Mutex<CheckpointTiming?>(nil)
+    /// Set when a checkpoint flushed entries; the first checkpoint after it that finds nothing to do hands the
+    /// memory freed meanwhile back to the system (`Memory.returnFreedToSystem`).
+    let flushedSinceTrim = Atomic<Bool>(false)
     /// Failed checkpoints in a row (0 while they work), for GET_INFO and the admin socket.
     let checkpointFailures = Atomic<Int>(0)
     public var checkpointFailuresInARow: Int { checkpointFailures.load(ordering: .relaxed) }

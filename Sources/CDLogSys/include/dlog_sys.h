@@ -16,6 +16,9 @@ int32_t dlog_fallocate(int32_t fd, int64_t offset, int64_t len);
 /// The peer's user and group of a connected Unix socket (SO_PEERCRED). Returns 0 or -errno.
 int32_t dlog_peer_credentials(int32_t fd, uint32_t *uid, uint32_t *gid);
 
+/// malloc_trim(0): hands the allocator's free pages back to the system. Returns 1 if it released any.
+int32_t dlog_malloc_trim(void);
+
 /// CRC32C (Castagnoli), continuing from `crc` (pass 0 to start). Uses SSE4.2 when the CPU has it.
 uint32_t dlog_crc32c(uint32_t crc, const void *data, size_t len);
 /// The portable table implementation, exported so tests can check both paths agree.
