@@ -39,7 +39,7 @@ enum EntryLogFormat {
     static let footerBytes = 48
 }
 
-/// Per-ledger contents of one entry-log file, kept in the checkpoint manifest.
+/// Per-ledger contents of one entry-log file, kept in the ledger index.
 public struct EntryLogLedgerRange: Codable, Sendable, Equatable {
     public var first: Int64
     public var last: Int64
@@ -193,7 +193,7 @@ enum EntryLogWriter {
     }
 }
 
-/// Why an entry log or the checkpoint manifest cannot be read.
+/// Why an entry log, the ledger index or another file a bookie trusts cannot be read.
 public struct StorageCorruption: Error, CustomStringConvertible {
     public var path: String
     public var reason: String

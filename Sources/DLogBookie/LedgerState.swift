@@ -1,6 +1,6 @@
 import DLogWire
 
-/// What a bookie remembers about one ledger besides its entries. Persisted in the checkpoint manifest and
+/// What a bookie remembers about one ledger besides its entries. Persisted in the ledger index and
 /// rebuilt from journal records after it (all but `heardLAC`).
 ///
 /// A LAC is its writer's word that the entries up to it are durable on an ack quorum: true whether or not this

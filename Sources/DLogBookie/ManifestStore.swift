@@ -114,10 +114,11 @@ struct ManifestStore {
                 try disk.list(dir).filter { EntryLogName.parse($0)?.temporary == false }.map { dir + "/" + $0 }
             }
             guard stray.isEmpty else {
-                throw StorageCorruption(path: primaryPath, reason: "the checkpoint manifest is missing (and so is "
-                                        + "\(copyPath)) while entry logs exist (\(stray.prefix(3).joined(separator: ", "))"
+                throw StorageCorruption(path: directories[0] + "/" + IndexStore.fileName, reason: "the ledger index "
+                                        + "is missing (every copy, and no checkpoint manifest of an earlier version is "
+                                        + "here either) while entry logs exist (\(stray.prefix(3).joined(separator: ", "))"
                                         + "\(stray.count > 3 ? ", …" : "")). Nothing was changed on disk. Restore the "
-                                        + "manifest from a backup, or move the ledger and journal directories aside "
+                                        + "index from a backup, or move the ledger and journal directories aside "
                                         + "to start this bookie afresh")
             }
             return Loaded(manifest: Manifest(), notes: [])

@@ -1,6 +1,6 @@
 import DLogWire
 
-// # Sealed files (the checkpoint manifest, COOKIE)
+// # Sealed files (COOKIE, and the JSON checkpoint manifest of earlier versions)
 //
 // Every small file a bookie trusts at start is sealed: a first line of text, then the body (JSON):
 //
