@@ -31,8 +31,6 @@ enum IndexFile {
         var generation: UInt64
         var snapshotBytes: Int
         var deltaBytes: Int
-        var validBytes: Int
-        var fileBytes: Int
         var tornTail: String?
     }
 
@@ -143,8 +141,7 @@ enum IndexFile {
         m.forgetChanges(known: &known)
         m.generation = scanned.generation
         return .intact(Contents(manifest: m, generation: scanned.generation, snapshotBytes: scanned.snapshotBytes,
-                                deltaBytes: scanned.deltaBytes, validBytes: scanned.validBytes,
-                                fileBytes: scanned.fileBytes, tornTail: scanned.tornTail))
+                                deltaBytes: scanned.deltaBytes, tornTail: scanned.tornTail))
     }
 
     /// The length, generation and body CRC of an intact record header at `offset`.
