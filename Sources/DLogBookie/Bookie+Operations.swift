@@ -109,27 +109,21 @@ extension Bookie {
         reply(answer)
     }
 
-    /// DELETE_LEDGER: the ledger is gone for later requests at once (its state is dropped in the same step
-    /// its delete record is journaled); entries and files go when the record is applied and checkpointed.
-    /// An add after this creates the ledger anew, journaled after the delete.
+    /// DELETE_LEDGER: the ledger and its entries are gone for later requests at once (dropped in the same step
+    /// its delete record is journaled); files go once checkpoints no longer list them. An add after this
+    /// creates the ledger anew, journaled after the delete, and holds nothing of the deleted one.
     public func deleteLedger(_ ledger: LedgerID, reply: @escaping Reply) {
         let journal = journal(for: ledger)
         var payload = [UInt8]()
         payload.appendBigEndian(ledger.rawValue)
-        let refused: BookieResponse? = storage.withLedgers { ledgers, _ in
-            guard ledgers[ledger.rawValue] != nil else {
-                return .failed(.noLedger, message: "\(ledger) is not on this bookie")
-            }
-            if let refusal = journal.append([JournalRecord(kind: .delete, payload: payload)], completion: { r in
+        let refused = storage.takeDelete(ledger) {
+            guard let refusal = journal.append([JournalRecord(kind: .delete, payload: payload)], completion: { r in
                 switch r {
                 case .success: reply(.done)
                 case .failure(let error): reply(Self.failure(error))
                 }
-            }) {
-                return Self.failure(refusal)
-            }
-            ledgers[ledger.rawValue] = nil
-            return nil
+            }) else { return nil }
+            return Self.failure(refusal)
         }
         if let refused { reply(refused) }
     }

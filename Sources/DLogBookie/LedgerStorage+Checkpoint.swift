@@ -25,7 +25,7 @@ extension LedgerStorage {
         // 1. Freeze the cache: reads still find it in `flushing`; new adds go to a fresh cache. Which of its
         // ledgers still exist is looked up now, for them alone: a copy of the whole ledger table would cost
         // every checkpoint time in proportion to the ledgers, idle ones included.
-        let (frozen, marks, id, live): (Cache, [JournalPosition?], UInt64, Set<LedgerID>)
+        let (frozen, marks, id, live, since): (Cache, [JournalPosition?], UInt64, Set<LedgerID>, UInt64)
             = state.withLock { s in
                 let frozen = s.cache
                 s.flushing = frozen
@@ -35,8 +35,10 @@ extension LedgerStorage {
                 sizes.update(s)
                 let id = s.manifest.nextEntryLogID
                 if !frozen.isEmpty { s.manifest.nextEntryLogID += 1 }
-                return (frozen, s.appliedThrough, id, Set(frozen.keys.filter { s.manifest.ledgers[$0.rawValue] != nil }))
+                return (frozen, s.appliedThrough, id, Set(frozen.keys.filter { s.manifest.ledgers[$0.rawValue] != nil }),
+                        beginFlush(&s))
             }
+        defer { endFlush() }
         // 2. Write the entry log: only ledgers that still exist, sorted.
         var sorted: [(LedgerID, EntryID, [UInt8])] = []
         for (ledger, entries) in frozen where live.contains(ledger) {
@@ -51,7 +53,7 @@ extension LedgerStorage {
                                                 directory: configuration.ledgerDirectories[dirIndex], entries: sorted,
                                                 disk: configuration.disk)
             } catch {
-                unfreeze(frozen)
+                unfreeze(frozen, since: since)
                 throw error
             }
         }
@@ -61,8 +63,8 @@ extension LedgerStorage {
         var newMarks: [JournalPosition?] = []
         let written = try persist(&store) { s in
             if var info {
-                // Ledgers deleted while the file was written are not live in it.
-                info.ledgers = info.ledgers.filter { s.manifest.ledgers[$0.key] != nil }
+                // Ledgers deleted while the file was written are not live in it, even if created anew since.
+                info.ledgers = info.ledgers.filter { s.stillLive($0.key, since: since) }
                 s.manifest.entryLogs.append(info)
             }
             s.flushing = nil
@@ -81,9 +83,9 @@ extension LedgerStorage {
 
     /// A failed checkpoint puts the frozen entries back in the cache (newer adds of the same entry win),
     /// so nothing acknowledged leaves memory before it is in an entry log.
-    private func unfreeze(_ frozen: Cache) {
+    private func unfreeze(_ frozen: Cache, since: UInt64) {
         state.withLock { s in
-            for (ledger, entries) in frozen where s.manifest.ledgers[ledger.rawValue] != nil {
+            for (ledger, entries) in frozen where s.stillLive(ledger.rawValue, since: since) {
                 for (entry, bytes) in entries where s.cache[ledger]?[entry] == nil {
                     s.cache[ledger, default: [:]][entry] = bytes
                     s.cacheBytes += bytes.count

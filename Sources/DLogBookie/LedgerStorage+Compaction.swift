@@ -25,7 +25,10 @@ extension LedgerStorage {
     /// deleted during the copy are left out when it is published.
     public func compact(_ id: UInt64, bytesPerSecond: Int, shouldStop: () -> Bool = { false }) throws -> CompactionResult? {
         precondition(bytesPerSecond > 0)
-        guard let info = state.withLock({ s in s.manifest.entryLogs.first { $0.id == id } }) else { return nil }
+        guard let (info, since) = state.withLock({ s in
+            s.manifest.entryLogs.first { $0.id == id }.map { ($0, beginFlush(&s)) }
+        }) else { return nil }
+        defer { endFlush() }
         // Through the storage's readers: a damaged index is rebuilt first, as for a read.
         guard let reader = try openReader(id) else { return nil }
         let started = ContinuousClock.now
@@ -64,7 +67,8 @@ extension LedgerStorage {
                 s.manifest.entryLogs.removeAll { $0.id == id }
                 s.pendingRemoval.append(info)
                 if var newInfo {
-                    newInfo.ledgers = newInfo.ledgers.filter { s.manifest.ledgers[$0.key] != nil }
+                    // Ledgers deleted during the copy are not live in it, even if created anew since.
+                    newInfo.ledgers = newInfo.ledgers.filter { s.stillLive($0.key, since: since) }
                     s.manifest.entryLogs.insert(newInfo, at: min(place ?? s.manifest.entryLogs.count,
                                                                  s.manifest.entryLogs.count))
                 }

@@ -52,6 +52,21 @@ public final class LedgerStorage: Sendable {
         var checkpoints: UInt64 = 0
         /// Files dropped from the in-memory manifest, deleted once a persisted manifest no longer lists them.
         var pendingRemoval: [EntryLogInfo] = []
+        /// Deletes taken and not yet applied, per ledger. The journal applies records in the order they were
+        /// taken, so a record applied while its ledger has one pending was taken before that delete: it
+        /// belongs to the ledger the delete removed, not to one created anew under the same id since.
+        var deletesPending: [UInt64: Int] = [:]
+        /// Deletes taken so far; with `deletedAt` (a ledger's count at its latest delete, kept while a flush
+        /// is running) a checkpoint or compaction tells which of the ledgers it wrote were deleted since it
+        /// started, even when one was created anew since.
+        var deletes: UInt64 = 0
+        var deletedAt: [UInt64: UInt64] = [:]
+        var flushesRunning = 0
+
+        /// Whether `ledger`'s entries, taken when the delete count was `since`, still belong to it.
+        func stillLive(_ ledger: UInt64, since: UInt64) -> Bool {
+            manifest.ledgers[ledger] != nil && deletedAt[ledger].map { $0 <= since } ?? true
+        }
     }
 
     public let configuration: Configuration
@@ -168,7 +183,8 @@ public final class LedgerStorage: Sendable {
             // Checked on add, and by the journal record's own CRC on replay: no need to checksum again.
             guard let header = EntryCodec.header(of: r.payload) else { return }
             let l = header.ledger
-            guard var ls = s.manifest.ledgers[l.rawValue] else { return }  // deleted meanwhile
+            guard var ls = s.manifest.ledgers[l.rawValue],  // deleted meanwhile
+                  s.deletesPending[l.rawValue] == nil else { return }  // taken before a delete: of the deleted ledger
             let replaced = s.cache[l, default: [:]].updateValue(r.payload, forKey: header.entry.rawValue)
             s.cacheBytes += r.payload.count - (replaced?.count ?? 0)
             ls.lastEntry = max(ls.lastEntry, header.entry.rawValue)
@@ -178,13 +194,18 @@ public final class LedgerStorage: Sendable {
         case .masterKey:
             guard r.payload.count == 8 + MasterKey.byteCount else { return }
             let l = Self.ledger(r.payload)
-            if s.manifest.ledgers[l] == nil { s.manifest.ledgers[l] = LedgerState(masterKey: Array(r.payload[8...])) }
+            // A key record taken before a pending delete must not bring back the ledger that delete removed.
+            if s.manifest.ledgers[l] == nil && s.deletesPending[l] == nil {
+                s.manifest.ledgers[l] = LedgerState(masterKey: Array(r.payload[8...]))
+            }
         case .fence:
             guard r.payload.count == 8 + MasterKey.byteCount else { return }
             let l = Self.ledger(r.payload)
+            guard s.deletesPending[l] == nil else { return }
             s.manifest.ledgers[l, default: LedgerState(masterKey: Array(r.payload[8...]))].fenced = true
         case .explicitLAC:
-            guard r.payload.count == 16, var ls = s.manifest.ledgers[Self.ledger(r.payload)] else { return }
+            guard r.payload.count == 16, var ls = s.manifest.ledgers[Self.ledger(r.payload)],
+                  s.deletesPending[Self.ledger(r.payload)] == nil else { return }
             let lac = r.payload.withUnsafeBytes { Int64(bitPattern: $0.loadBigEndian(UInt64.self, at: 8)) }
             ls.heard(explicit: lac)
             s.manifest.ledgers[Self.ledger(r.payload)] = ls
@@ -192,13 +213,57 @@ public final class LedgerStorage: Sendable {
         case .delete:
             guard r.payload.count == 8 else { return }
             let l = Self.ledger(r.payload)
-            // Live, the request already dropped the ledger's state, and an add or fence after it may have
-            // created it anew (their records follow this one): only replay removes the state here.
-            if replaying { s.manifest.ledgers[l] = nil }
-            if let gone = s.cache.removeValue(forKey: LedgerID(l)) { s.cacheBytes -= gone.values.reduce(0) { $0 + $1.count } }
-            s.manifest.unlist(l)
+            // Live, the request already dropped the ledger with its entries (`takeDelete`), and an add or fence
+            // after it may have created it anew (their records follow this one): only replay drops it here.
+            if replaying {
+                s.manifest.ledgers[l] = nil
+                dropEntries(of: l, &s)
+            } else if let pending = s.deletesPending[l] {
+                s.deletesPending[l] = pending > 1 ? pending - 1 : nil
+            }
         case .batch:
             preconditionFailure("batch records never leave the journal")
+        }
+    }
+
+    /// Takes a delete: when the ledger exists, `journal` appends its record (returning a refusal, or nil), and
+    /// in the same step the ledger is dropped with every entry reads could find of it, in memory and in entry
+    /// logs. A ledger created anew under the same id, before the delete is applied, starts empty.
+    func takeDelete(_ ledger: LedgerID, journal: () -> BookieResponse?) -> BookieResponse? {
+        state.withLock { s in
+            let l = ledger.rawValue
+            guard s.manifest.ledgers[l] != nil else { return .failed(.noLedger, message: "\(ledger) is not on this bookie") }
+            if let refusal = journal() { return refusal }
+            s.manifest.ledgers[l] = nil
+            s.deletesPending[l, default: 0] += 1
+            s.deletes += 1
+            if s.flushesRunning > 0 { s.deletedAt[l] = s.deletes }
+            dropEntries(of: l, &s)
+            sizes.update(s)
+            return nil
+        }
+    }
+
+    /// Drops a deleted ledger's entries from the write cache, the cache being flushed, and the entry logs' lists.
+    private func dropEntries(of l: UInt64, _ s: inout State) {
+        if let gone = s.cache.removeValue(forKey: LedgerID(l)) { s.cacheBytes -= gone.values.reduce(0) { $0 + $1.count } }
+        if let gone = s.flushing?.removeValue(forKey: LedgerID(l)) {
+            s.flushingBytes -= gone.values.reduce(0) { $0 + $1.count }
+        }
+        s.manifest.unlist(l)
+    }
+
+    /// A checkpoint or compaction starts writing entries it took from the state: returns the delete count its
+    /// `stillLive` checks compare with. Call under the state lock, and `endFlush` once it published or failed.
+    func beginFlush(_ s: inout State) -> UInt64 {
+        s.flushesRunning += 1
+        return s.deletes
+    }
+
+    func endFlush() {
+        state.withLock { s in
+            s.flushesRunning -= 1
+            if s.flushesRunning == 0 { s.deletedAt = [:] }
         }
     }
 
