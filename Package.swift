@@ -83,7 +83,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .executableTarget(name: "dlogd", dependencies: [
-            "DLogDaemon", "DLogMetadata",
+            "DLogDaemon", "DLogIO", "DLogMetadata",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlogctl", dependencies: [

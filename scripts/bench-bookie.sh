@@ -7,11 +7,11 @@
 # each for SECONDS, measuring the server's CPU (user + system, from /proc) and RSS at the end. Prints a table
 # with writes/s, CPU seconds per 100k acknowledged writes, RSS, and the ratios against Redis.
 # Usage: scripts/bench-bookie.sh [DIR] [SECONDS] [WRITE_CACHES]   (needs `make release`; installs jq and
-# redis-server if missing). WRITE_CACHES defaults to "256", the shipped default; e.g. "64 256 1024" compares.
+# redis-server if missing). WRITE_CACHES defaults to "64", the shipped default; e.g. "64 256 1024" compares.
 set -euo pipefail
 dir=${1:-/tmp/dlog-bench-bookie}
 secs=${2:-10}
-caches=${3:-256}
+caches=${3:-64}
 bin=$(cd "$(dirname "$0")/.." && pwd)/.build/release
 for tool in jq:jq redis-server:redis-server redis-benchmark:redis-tools; do
   command -v "${tool%%:*}" > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${tool#*:}" > /dev/null

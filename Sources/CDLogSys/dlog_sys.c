@@ -34,3 +34,5 @@ int32_t dlog_peer_credentials(int32_t fd, uint32_t *uid, uint32_t *gid) {
 }
 
 int32_t dlog_malloc_trim(void) { return malloc_trim(0); }
+
+int32_t dlog_malloc_arena_max(int32_t count) { return mallopt(M_ARENA_MAX, count); }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DLogDaemon
+import DLogIO
 import DLogMetadata
 import Foundation
 import Logging
@@ -153,7 +154,13 @@ struct RoleOptions: ParsableArguments {
         }
         try bootstrapLogging(logLevel, role: role, config: config)
         settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: role, config: config)
-        let code = run(settings, Logger(label: "dlogd.\(role)"))
+        let logger = Logger(label: "dlogd.\(role)")
+        switch arenaLimit {
+        case .limited(let count): logger.info("memory allocator limited to \(count) arenas", metadata: ["arenas": "\(count)"])
+        case .fromEnvironment(let chosen): logger.info("memory allocator arenas left to MALLOC_ARENA_MAX=\(chosen)")
+        case .refused: logger.warning("memory allocator refused an arena limit; it keeps its own (up to 8 per core)")
+        }
+        let code = run(settings, logger)
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -233,6 +240,10 @@ func bootstrapLogging(_ name: String?, role: String, config: String?) throws {
     let origin = DaemonLogHandler.Origin(role: role, instance: instanceName(role: role, config: config))
     LoggingSystem.bootstrap { _ in DaemonLogHandler(origin: origin, level: level) }
 }
+
+// Before any thread starts: arenas made later follow the limit (see `Memory.arenaLimit`).
+let arenaLimit = Memory.limitArenas(cores: ProcessInfo.processInfo.activeProcessorCount,
+                                    environment: ProcessInfo.processInfo.environment)
 
 // A bad command line is a usage error (64, with the usage); a bad config file or value found once running is a
 // refusal (exit 2, one line), which the unit's RestartPreventExitStatus= keeps systemd from retrying.

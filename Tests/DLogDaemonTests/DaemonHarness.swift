@@ -58,9 +58,15 @@ final class DaemonProcess: Sendable {
 
     /// Launches dlogd with `arguments` after the role, without waiting: for a child expected to refuse and
     /// exit (see `exited`). `start` waits for one that should serve.
-    init(_ arguments: [String], role: String = "bookie") throws {
+    /// `environment`: variables set for the child over the test's own (an empty value removes one).
+    init(_ arguments: [String], role: String = "bookie", environment: [String: String] = [:]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: dlogdPath)
+        if !environment.isEmpty {
+            var merged = ProcessInfo.processInfo.environment
+            for (name, value) in environment { merged[name] = value.isEmpty ? nil : value }
+            process.environment = merged
+        }
         var arguments = arguments
         var generated: String? = nil
         if role == "bookie" && !arguments.contains("--config") {
@@ -84,8 +90,9 @@ final class DaemonProcess: Sendable {
 
     /// Starts dlogd and waits for its "listening on" line by sleeping, not by holding one of the few threads
     /// every test shares: for async tests.
-    static func start(_ arguments: [String], role: String = "bookie") async throws -> DaemonProcess {
-        let daemon = try DaemonProcess(arguments, role: role)
+    static func start(_ arguments: [String], role: String = "bookie",
+                      environment: [String: String] = [:]) async throws -> DaemonProcess {
+        let daemon = try DaemonProcess(arguments, role: role, environment: environment)
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             if daemon.port != 0 { return daemon }

@@ -19,6 +19,9 @@ int32_t dlog_peer_credentials(int32_t fd, uint32_t *uid, uint32_t *gid);
 /// malloc_trim(0): hands the allocator's free pages back to the system. Returns 1 if it released any.
 int32_t dlog_malloc_trim(void);
 
+/// mallopt(M_ARENA_MAX, count): the most arenas malloc makes from now on. Returns 1 on success.
+int32_t dlog_malloc_arena_max(int32_t count);
+
 /// CRC32C (Castagnoli), continuing from `crc` (pass 0 to start). Uses SSE4.2 when the CPU has it.
 uint32_t dlog_crc32c(uint32_t crc, const void *data, size_t len);
 /// The portable table implementation, exported so tests can check both paths agree.
