@@ -23,7 +23,7 @@ enum IndexTarget {
         require(m.entryLogs.allSatisfy { (0..<directories).contains($0.directory) }
                     && m.removing.allSatisfy { (0..<directories).contains($0.directory) },
                 "an intact index names a ledger directory that is not configured")
-        require(m.entryLogs.allSatisfy { $0.ledgers.values.allSatisfy { $0.first >= 0 && $0.first <= $0.last && $0.count > 0 } },
+        require(m.entryLogs.allSatisfy { $0.ledgers.allSatisfy { $0.value.first >= 0 && $0.value.first <= $0.value.last && $0.value.count > 0 } },
                 "an intact index holds an impossible entry range")
         require(Set(m.entryLogs.map(\.id)).count == m.entryLogs.count, "an intact index lists an entry log twice")
         let again = IndexFormat.fileHeader()

@@ -55,9 +55,9 @@ public struct EntryLogInfo: Codable, Sendable, Equatable {
     /// Bytes of entries written into the file (without its header, index and padding).
     public var dataBytes: Int
     /// Live ledgers only: a deleted ledger is removed from here.
-    public var ledgers: [UInt64: EntryLogLedgerRange]
+    public var ledgers: LedgerRanges
 
-    public var liveBytes: Int { ledgers.values.reduce(0) { $0 + $1.bytes } }
+    public var liveBytes: Int { ledgers.bytes }
     /// Share of the entries still live; a file's fixed overhead does not count against it.
     public var liveFraction: Double { dataBytes == 0 ? 0 : Double(liveBytes) / Double(dataBytes) }
 }
@@ -120,7 +120,7 @@ enum EntryLogWriter {
             file = try disk.open(tmp, [.create, .truncate])
         }
         let sink = Sink(file: file)
-        var ledgers: [UInt64: EntryLogLedgerRange] = [:]
+        var ledgers = LedgerRanges()
         do {
             var header = [UInt8]()
             header.appendBigEndian(EntryLogFormat.magic)
@@ -145,13 +145,7 @@ enum EntryLogWriter {
                     summary.appendBigEndian(ledger.rawValue)
                     summary.appendBigEndian(entry.rawValue)
                 }
-                var range = ledgers[ledger.rawValue] ?? EntryLogLedgerRange(first: entry.rawValue, last: entry.rawValue,
-                                                                             count: 0, bytes: 0)
-                range.first = min(range.first, entry.rawValue)
-                range.last = max(range.last, entry.rawValue)
-                range.count += 1
-                range.bytes += bytes.count
-                ledgers[ledger.rawValue] = range
+                ledgers.add(ledger: ledger.rawValue, entry: entry.rawValue, bytes: bytes.count)
             }
             let indexOffset = sink.position
             try sink.append(rows)

@@ -249,7 +249,7 @@ enum IndexFormat {
             let id = try u64()
             let dir = try directory(directories)
             let total = try size(), data = try size()
-            var ledgers: [UInt64: EntryLogLedgerRange] = [:]
+            var ledgers: [(UInt64, EntryLogLedgerRange)] = []
             let n = try count(each: 40)
             ledgers.reserveCapacity(n)
             for _ in 0..<n {
@@ -259,9 +259,10 @@ enum IndexFormat {
                 guard range.first >= 0, range.first <= range.last, range.count > 0 else {
                     throw Malformed(description: "entry log \(id) gives ledger \(ledger) an impossible range")
                 }
-                ledgers[ledger] = range
+                ledgers.append((ledger, range))
             }
-            return EntryLogInfo(id: id, directory: dir, totalBytes: total, dataBytes: data, ledgers: ledgers)
+            return EntryLogInfo(id: id, directory: dir, totalBytes: total, dataBytes: data,
+                                ledgers: LedgerRanges(listed: ledgers))
         }
 
         mutating func ledgerState() throws(Malformed) -> LedgerState {

@@ -64,7 +64,7 @@ extension LedgerStorage {
         let written = try persist(&store) { s in
             if var info {
                 // Ledgers deleted while the file was written are not live in it, even if created anew since.
-                info.ledgers = info.ledgers.filter { s.stillLive($0.key, since: since) }
+                info.ledgers = info.ledgers.keeping { s.stillLive($0, since: since) }
                 s.manifest.entryLogs.append(info)
             }
             s.flushing = nil

@@ -68,7 +68,7 @@ extension LedgerStorage {
                 s.pendingRemoval.append(info)
                 if var newInfo {
                     // Ledgers deleted during the copy are not live in it, even if created anew since.
-                    newInfo.ledgers = newInfo.ledgers.filter { s.stillLive($0.key, since: since) }
+                    newInfo.ledgers = newInfo.ledgers.keeping { s.stillLive($0, since: since) }
                     s.manifest.entryLogs.insert(newInfo, at: min(place ?? s.manifest.entryLogs.count,
                                                                  s.manifest.entryLogs.count))
                 }

@@ -35,7 +35,7 @@ private struct Changes {
                         first: first, last: first + Int64(count) - 1, count: count, bytes: count * 100)
                 }
                 let info = EntryLogInfo(id: nextLog, directory: Int.random(in: 0...1, using: &random),
-                                        totalBytes: 1 << 20, dataBytes: 1 << 19, ledgers: ledgers)
+                                        totalBytes: 1 << 20, dataBytes: 1 << 19, ledgers: LedgerRanges(ledgers))
                 nextLog += 1
                 m.entryLogs.insert(info, at: Int.random(in: 0...m.entryLogs.count, using: &random))
             case 8:
