@@ -46,16 +46,19 @@ extension Bookie {
                     ?? "a checkpoint is in progress"
                 return .failed(.tooManyRequests, message: "write cache is full; \(why)")
             }
-            var records = [JournalRecord(kind: .add, payload: entry)]
+            let add = JournalRecord(kind: .add, payload: entry)
+            let refusal: JournalError?
             if let ls = ledgers[ledger.rawValue] {
                 if !ls.hasKey(masterKey.bytes) {
                     return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
                 }
                 if ls.fenced && !recovery { return .failed(.fenced, message: "\(ledger) is fenced") }
+                refusal = journal.append(add, completion: completion)
             } else {
-                records.insert(JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(ledger, masterKey)), at: 0)
+                let key = JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(ledger, masterKey))
+                refusal = journal.append([key, add], completion: completion)
             }
-            if let refusal = journal.append(records, completion: completion) { return Self.failure(refusal) }
+            if let refusal { return Self.failure(refusal) }
             // Tailing readers may hear the piggybacked LAC now; the entry itself counts once it is durable.
             ledgers[ledger.rawValue, default: LedgerState(masterKey: masterKey.bytes)].heard(early: header.lastAddConfirmed.rawValue)
             return nil

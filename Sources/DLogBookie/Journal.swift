@@ -141,10 +141,22 @@ public final class Journal: Sendable {
         for r in records {
             precondition(r.payload.count <= configuration.recordBytesMax, "record larger than the journal allows")
         }
-        if let f = shared.withLock({ $0.failure }) { return .failed(f) }
         var pending = records.map { Pending(record: $0, completion: nil) }
         pending[pending.count - 1].completion = completion
-        switch queue.offer(pending) {
+        return refusal(queue.offer(pending))
+    }
+
+    /// `append` of one record, without the arrays: most adds are one record.
+    public func append(_ record: JournalRecord,
+                       completion: (@Sendable (Result<Void, JournalError>) -> Void)?) -> JournalError? {
+        precondition(record.payload.count <= configuration.recordBytesMax, "record larger than the journal allows")
+        return refusal(queue.offer(Pending(record: record, completion: completion)))
+    }
+
+    /// A failed journal closes its queue (and completes what it holds with the failure), so an offer refused as
+    /// closed names the failure, or the stop.
+    private func refusal(_ offer: BlockingQueue<Pending>.Offer) -> JournalError? {
+        switch offer {
         case .accepted:
             return nil
         case .full:
@@ -153,11 +165,6 @@ public final class Journal: Sendable {
         case .closed:
             return shared.withLock { $0.failure.map { .failed($0) } } ?? .stopped
         }
-    }
-
-    public func append(_ record: JournalRecord,
-                       completion: (@Sendable (Result<Void, JournalError>) -> Void)?) -> JournalError? {
-        append([record], completion: completion)
     }
 
     /// A checkpoint persisted everything before `mark`: older files may be recycled.

@@ -68,6 +68,21 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     }
 
     /// Removes elements from the front while `take` accepts them. Never blocks.
+    /// `offer` of one element, without an array.
+    @inlinable
+    public func offer(_ element: Element) -> Offer {
+        let w = weigh(element)
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        if closed { return .closed }
+        guard items.count < countMax && (bytes + w <= bytesMax || items.isEmpty) else { return .full }
+        let wasEmpty = items.isEmpty
+        items.append(element)
+        bytes += w
+        if wasEmpty { pthread_cond_signal(condition) }
+        return .accepted
+    }
+
     @inlinable
     public func drain(while take: (Element) -> Bool) -> [Element] {
         pthread_mutex_lock(mutex)
