@@ -33,13 +33,7 @@ extension Bookie {
         if isReadOnly && !recovery {
             return reply(.failed(.readOnly, message: "bookie is read-only (\(readOnlyReason)); add refused"))
         }
-        let entryID = header.entry
-        let completion: @Sendable (Result<Void, JournalError>) -> Void = { result in
-            switch result {
-            case .success: reply(.added(ledger: ledger, entry: entryID))
-            case .failure(let error): reply(Self.failure(error))
-            }
-        }
+        let completion = JournalCompletion.answerAdd(reply, ledger, header.entry)
         let refusal: BookieResponse? = storage.withLedgers(raising: ledger) { ledgers, overLimit in
             if overLimit {
                 let why = lastCheckpointError.withLock { $0 }.map { "checkpoints are failing: \($0)" }
@@ -53,10 +47,10 @@ extension Bookie {
                     return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
                 }
                 if ls.fenced && !recovery { return .failed(.fenced, message: "\(ledger) is fenced") }
-                refusal = journal.append(add, completion: completion)
+                refusal = journal.append(add, then: completion)
             } else {
                 let key = JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(ledger, masterKey))
-                refusal = journal.append([key, add], completion: completion)
+                refusal = journal.append([key, add], then: completion)
             }
             if let refusal { return Self.failure(refusal) }
             // Tailing readers may hear the piggybacked LAC now; the entry itself counts once it is durable.

@@ -72,7 +72,7 @@ public final class Journal: Sendable {
 
     struct Pending: Sendable {
         var record: JournalRecord
-        var completion: (@Sendable (Result<Void, JournalError>) -> Void)?
+        var completion: JournalCompletion?
     }
 
     struct Shared {
@@ -141,14 +141,22 @@ public final class Journal: Sendable {
         for r in records {
             precondition(r.payload.count <= configuration.recordBytesMax, "record larger than the journal allows")
         }
+        return append(records, then: completion.map { .call($0) })
+    }
+
+    func append(_ records: [JournalRecord], then completion: JournalCompletion?) -> JournalError? {
         var pending = records.map { Pending(record: $0, completion: nil) }
         pending[pending.count - 1].completion = completion
         return refusal(queue.offer(pending))
     }
 
-    /// `append` of one record, without the arrays: most adds are one record.
     public func append(_ record: JournalRecord,
                        completion: (@Sendable (Result<Void, JournalError>) -> Void)?) -> JournalError? {
+        append(record, then: completion.map { .call($0) })
+    }
+
+    /// `append` of one record, without the arrays: most adds are one record.
+    func append(_ record: JournalRecord, then completion: JournalCompletion?) -> JournalError? {
         precondition(record.payload.count <= configuration.recordBytesMax, "record larger than the journal allows")
         return refusal(queue.offer(Pending(record: record, completion: completion)))
     }

@@ -8,7 +8,7 @@ final class JournalWriter {
     private struct InFlight {
         var token: UInt64
         var records: [JournalRecord]
-        var completions: [@Sendable (Result<Void, JournalError>) -> Void]
+        var completions: [JournalCompletion]
         var end: JournalPosition
         var lastSeq: UInt64
         var bytes: Int
@@ -34,7 +34,7 @@ final class JournalWriter {
     private var buffers: [AlignedBuffer]
     private var building = 0
     private var batchRecords: [JournalRecord] = []
-    private var batchCompletions: [@Sendable (Result<Void, JournalError>) -> Void] = []
+    private var batchCompletions: [JournalCompletion] = []
     private var batchFirstSeq: UInt64
     private var inFlight: [InFlight] = []
     private var nextToken: UInt64 = 1
