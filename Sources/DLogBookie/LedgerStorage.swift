@@ -183,8 +183,9 @@ public final class LedgerStorage: Sendable {
             // Checked on add, and by the journal record's own CRC on replay: no need to checksum again.
             guard let header = EntryCodec.header(of: r.payload) else { return }
             let l = header.ledger
-            guard var ls = s.manifest.ledgers[l.rawValue],  // deleted meanwhile
-                  s.deletesPending[l.rawValue] == nil else { return }  // taken before a delete: of the deleted ledger
+            // Not when deleted meanwhile, nor when taken before a delete still pending (of the deleted ledger).
+            guard var ls = s.manifest.ledgers[l.rawValue],
+                  s.deletesPending.isEmpty || s.deletesPending[l.rawValue] == nil else { return }
             let replaced = s.cache[l, default: [:]].updateValue(r.payload, forKey: header.entry.rawValue)
             s.cacheBytes += r.payload.count - (replaced?.count ?? 0)
             ls.lastEntry = max(ls.lastEntry, header.entry.rawValue)
@@ -271,7 +272,7 @@ public final class LedgerStorage: Sendable {
 
     private func notify(_ l: LedgerID, _ ls: LedgerState, _ s: inout State,
                         _ fired: inout [(@Sendable (Int64, Int64) -> Void, Int64, Int64)]) {
-        guard var list = s.watchers[l] else { return }
+        guard !s.watchers.isEmpty, var list = s.watchers[l] else { return }
         list.removeAll { w in
             guard w.isAnswered(by: ls) else { return false }
             fired.append((w.fire, ls.lac, ls.lastEntry))
