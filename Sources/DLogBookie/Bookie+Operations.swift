@@ -12,6 +12,10 @@ extension Bookie {
     /// was checked before a fence can be journaled (and acknowledged) after it, and a new ledger's key
     /// record always precedes its first add.
     public func add(masterKey: MasterKey, entry: [UInt8], recovery: Bool, reply: @escaping Reply) {
+        add(masterKey: masterKey, entry: entry, recovery: recovery, answer: .reply(reply))
+    }
+
+    func add(masterKey: MasterKey, entry: [UInt8], recovery: Bool, answer reply: Answer) {
         let header: EntryHeader
         do {
             header = try EntryCodec.validate(entry)

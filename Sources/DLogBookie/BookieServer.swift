@@ -73,18 +73,20 @@ final class BookieRequestHandler: ChannelInboundHandler {
             return
         }
         guard let batcher = gate.batcher else { return }  // nil once the connection closed
-        let requestID = frame.header.requestID
-        let op = request.op
-        let reply: Bookie.Reply = { response in
-            batcher.send { response.encode(op: op, requestID: requestID, into: &$0) }
-        }
+        let answer = Answer.connection(batcher, request.op, requestID: frame.header.requestID)
         gate.took(channel: context.channel)
-        if let refusal = request.entryIDRefusal { return reply(.failed(.badRequest, message: refusal)) }
-        switch request {
-        case .add(let key, let entry, let recovery):
+        if let refusal = request.entryIDRefusal { return answer(.failed(.badRequest, message: refusal)) }
+        if case .add(let key, let entry, let recovery) = request {
+            // The hot path: no closure per add (see `Answer`).
             bookie.addsReceived.add(1, ordering: .relaxed)
-            bookie.add(masterKey: key, entry: entry, recovery: recovery, reply: reply)
+            bookie.add(masterKey: key, entry: entry, recovery: recovery, answer: answer)
             pauseUnderWritePressure(context: context)
+            return
+        }
+        let reply = answer.reply
+        switch request {
+        case .add:
+            preconditionFailure("answered above")
         case .addBatch(let key, let entries, let recovery):
             bookie.addsReceived.add(UInt64(entries.count), ordering: .relaxed)
             bookie.addBatch(masterKey: key, entries: entries, recovery: recovery, reply: reply)
