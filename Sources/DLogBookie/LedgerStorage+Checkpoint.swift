@@ -39,12 +39,12 @@ extension LedgerStorage {
                         beginFlush(&s))
             }
         defer { endFlush() }
-        // 2. Write the entry log: only ledgers that still exist, sorted.
+        // 2. Write the entry log: only ledgers that still exist, sorted (each ledger's entries are kept in order).
         var sorted: [(LedgerID, EntryID, [UInt8])] = []
-        for (ledger, entries) in frozen where live.contains(ledger) {
-            for (entry, bytes) in entries { sorted.append((ledger, EntryID(entry), bytes)) }
+        sorted.reserveCapacity(frozen.values.reduce(0) { $0 + $1.count })
+        for ledger in live.sorted(by: { $0.rawValue < $1.rawValue }) {
+            frozen[ledger]!.forEach { entry, bytes in sorted.append((ledger, EntryID(entry), bytes)) }
         }
-        sorted.sort { ($0.0.rawValue, $0.1.rawValue) < ($1.0.rawValue, $1.1.rawValue) }
         var info: EntryLogInfo? = nil
         if !sorted.isEmpty {
             let dirIndex = Int(id % UInt64(configuration.ledgerDirectories.count))
@@ -86,8 +86,9 @@ extension LedgerStorage {
     private func unfreeze(_ frozen: Cache, since: UInt64) {
         state.withLock { s in
             for (ledger, entries) in frozen where s.stillLive(ledger.rawValue, since: since) {
-                for (entry, bytes) in entries where s.cache[ledger]?[entry] == nil {
-                    s.cache[ledger, default: [:]][entry] = bytes
+                entries.forEach { entry, bytes in
+                    guard s.cache[ledger]?[entry] == nil else { return }
+                    s.cache[ledger, default: CachedEntries()].set(entry, bytes)
                     s.cacheBytes += bytes.count
                 }
             }

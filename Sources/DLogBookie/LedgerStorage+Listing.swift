@@ -14,7 +14,7 @@ extension LedgerStorage {
         let start = max(from.rawValue, 0)
         guard let (cached, files) = state.withLock({ s -> ([Int64], [(UInt64, EntryLogLedgerRange)])? in
             guard s.manifest.ledgers[ledger.rawValue] != nil else { return nil }
-            let cached = Array(s.cache[ledger]?.keys ?? [:].keys) + Array(s.flushing?[ledger]?.keys ?? [:].keys)
+            let cached = (s.cache[ledger]?.ids ?? []) + (s.flushing?[ledger]?.ids ?? [])
             let files = s.manifest.entryLogs.compactMap { info in info.ledgers[ledger.rawValue].map { (info.id, $0) } }
             return (cached.filter { $0 >= start }, files.filter { $0.1.last >= start })
         }) else { return nil }

@@ -23,7 +23,7 @@ public final class LedgerStorage: Sendable {
         }
     }
 
-    typealias Cache = [LedgerID: [Int64: [UInt8]]]
+    typealias Cache = [LedgerID: CachedEntries]
 
     struct Watcher {
         var id: UInt64
@@ -186,7 +186,7 @@ public final class LedgerStorage: Sendable {
             // Not when deleted meanwhile, nor when taken before a delete still pending (of the deleted ledger).
             guard var ls = s.manifest.ledgers[l.rawValue],
                   s.deletesPending.isEmpty || s.deletesPending[l.rawValue] == nil else { return }
-            let replaced = s.cache[l, default: [:]].updateValue(r.payload, forKey: header.entry.rawValue)
+            let replaced = s.cache[l, default: CachedEntries()].set(header.entry.rawValue, r.payload)
             s.cacheBytes += r.payload.count - (replaced?.count ?? 0)
             ls.lastEntry = max(ls.lastEntry, header.entry.rawValue)
             ls.heard(piggybacked: header.lastAddConfirmed.rawValue)
@@ -247,10 +247,8 @@ public final class LedgerStorage: Sendable {
 
     /// Drops a deleted ledger's entries from the write cache, the cache being flushed, and the entry logs' lists.
     private func dropEntries(of l: UInt64, _ s: inout State) {
-        if let gone = s.cache.removeValue(forKey: LedgerID(l)) { s.cacheBytes -= gone.values.reduce(0) { $0 + $1.count } }
-        if let gone = s.flushing?.removeValue(forKey: LedgerID(l)) {
-            s.flushingBytes -= gone.values.reduce(0) { $0 + $1.count }
-        }
+        if let gone = s.cache.removeValue(forKey: LedgerID(l)) { s.cacheBytes -= gone.bytes }
+        if let gone = s.flushing?.removeValue(forKey: LedgerID(l)) { s.flushingBytes -= gone.bytes }
         s.manifest.unlist(l)
     }
 
