@@ -31,11 +31,13 @@ public final class Bookie: JournalSink, Sendable {
             self.storage = storage
         }
 
-        /// Puts the journals and the ledger storage on one disk (a simulated one, in tests). A simulated disk
-        /// takes the blocking journal engine with `.fdatasync` (see `Journal.Configuration.disk`).
-        public mutating func place(on disk: any Disk) {
+        /// Puts the journals and the ledger storage on one disk (a simulated one, in tests), and paces the
+        /// storage's background work on `clock` (the simulated disk's own). A simulated disk takes the blocking
+        /// journal engine with `.fdatasync` (see `Journal.Configuration.disk`).
+        public mutating func place(on disk: any Disk, clock: any StorageClock = SystemClock()) {
             journal.disk = disk
             storage.disk = disk
+            storage.clock = clock
         }
     }
 

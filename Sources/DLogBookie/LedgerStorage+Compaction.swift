@@ -31,7 +31,7 @@ extension LedgerStorage {
         defer { endFlush() }
         // Through the storage's readers: a damaged index is rebuilt first, as for a read.
         guard let reader = try openReader(id) else { return nil }
-        let started = ContinuousClock.now
+        var pacer = Pacer(bytesPerSecond: bytesPerSecond, clock: configuration.clock)
         var copied = 0
         var live: [(LedgerID, EntryID, [UInt8])] = []
         for (ledger, entry, offset, length) in try reader.rows() {
@@ -42,11 +42,7 @@ extension LedgerStorage {
             _ = try EntryCodec.validate(bytes)  // never copy damage forward silently
             live.append((LedgerID(ledger), EntryID(entry), bytes))
             copied += length
-            // Pace: sleep whenever we are ahead of the budget.
-            let due = Duration.seconds(Double(copied) / Double(bytesPerSecond))
-            let elapsed = ContinuousClock.now - started
-            if due > elapsed { Thread.sleep(forTimeInterval: Double((due - elapsed).components.attoseconds) / 1e18
-                                            + Double((due - elapsed).components.seconds)) }
+            pacer.spent(length)
         }
         let newID: UInt64? = live.isEmpty ? nil : state.withLock { s in
             defer { s.manifest.nextEntryLogID += 1 }

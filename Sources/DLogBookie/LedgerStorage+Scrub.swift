@@ -1,3 +1,4 @@
+import DLogIO
 import DLogWire
 import Foundation
 
@@ -33,7 +34,7 @@ extension LedgerStorage {
         var progress = ScrubProgress()
         progress.filesTotal = files.count
         progress.bytesTotal = files.reduce(0) { $0 + Int64($1.totalBytes) }
-        let started = ContinuousClock.now
+        var pacer = Pacer(bytesPerSecond: bytesPerSecond, clock: configuration.clock)
         for info in files {
             if shouldStop() { break }
             // Compacted or removed since the list was taken: its live entries are in another file now.
@@ -53,10 +54,7 @@ extension LedgerStorage {
                     progress.damaged.append(DamagedEntry(ledger: LedgerID(ledger), entry: EntryID(entry), path: reader.path,
                                                          offset: offset))
                 }
-                // Pace: sleep whenever ahead of the budget.
-                let due = Duration.milliseconds(progress.bytesDone * 1000 / Int64(bytesPerSecond))
-                let ahead = due - (ContinuousClock.now - started)
-                if ahead > .milliseconds(1) { Thread.sleep(forTimeInterval: Double(ahead.components.attoseconds) / 1e18 + Double(ahead.components.seconds)) }
+                pacer.spent(length)
             }
             progress.filesDone += 1
             report(progress)

@@ -16,6 +16,8 @@ public final class LedgerStorage: Sendable {
         public var writeCacheBytes: Int
         /// Where the entry logs and the manifest live.
         public var disk: any Disk = PosixDisk()
+        /// What paces compaction and scrub (a simulated clock in simulated runs).
+        public var clock: any StorageClock = SystemClock()
         public init(ledgerDirectories: [String], writeCacheBytes: Int = 64 << 20) {
             precondition(!ledgerDirectories.isEmpty && writeCacheBytes > 0)
             self.ledgerDirectories = ledgerDirectories

@@ -69,7 +69,7 @@ final class BookieSimulation {
             journalDirectories: ["/bookie/journal"],
             storage: .init(ledgerDirectories: ["/bookie/ledgers-0", "/bookie/ledgers-1", "/bookie/ledgers-2"],
                            writeCacheBytes: 512 << 10))
-        c.place(on: disk)
+        c.place(on: disk, clock: disk.clock)
         // Checkpoints and compaction run when the simulation says (or when the journal runs out of files).
         c.checkpointInterval = .seconds(3600)
         c.compactionInterval = .seconds(3600)

@@ -1,6 +1,7 @@
 import DLogTestSupport
 @testable import DLogBookie
 import DLogIO
+import DLogSimulation
 import DLogWire
 import Foundation
 import Logging
@@ -38,20 +39,31 @@ func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfIte
         #expect(reopened.entryLogCount == 1)
     }
 
-    /// The read budget paces the copy: 400 KB of live data at 2 MB/s takes at least 0.15 s.
-    @Test func compactionIsPaced() throws {
+    /// The read budget paces the copy, and the storage's clock does the waiting: on a simulated clock, which
+    /// only sleeps move, 400 KB of live data at 2 MB/s moves time on by what the budget allows (0.2 s, within the
+    /// pacer's millisecond), and no real time. Scrub is paced the same way.
+    @Test func compactionAndScrubArePacedOnTheStorageClock() throws {
         let dir = TempDir()
-        let s = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
+        let clock = SimulatedClock()
+        var config = LedgerStorage.Configuration(ledgerDirectories: [dir.path])
+        config.clock = clock
+        let s = try LedgerStorage(configuration: config, journalCount: 1)
         s.apply([keyRecord(1), keyRecord(2)] + (0..<100).map { addRecord(1, Int64($0), size: 4000) }
                 + (0..<400).map { addRecord(2, Int64($0), size: 4000) }, journal: 0, through: nil)
         _ = try s.checkpoint()
         var p = [UInt8]()
         p.appendBigEndian(UInt64(2))
         s.apply([JournalRecord(kind: .delete, payload: p)], journal: 0, through: nil, replaying: true)
-        let started = ContinuousClock.now
         let result = try #require(try s.compact(1, bytesPerSecond: 2_000_000))
         #expect(result.liveBytes > 400_000)
-        #expect(ContinuousClock.now - started >= .milliseconds(150))
+        let due = Duration.milliseconds(result.liveBytes * 1000 / 2_000_000)
+        #expect(clock.elapsedTime <= due && clock.elapsedTime >= due - .milliseconds(1), "\(clock.elapsedTime) for \(due)")
+
+        let before = clock.elapsedTime
+        let scrubbed = try s.scrub(bytesPerSecond: 1_000_000)
+        #expect(scrubbed.damaged.isEmpty && scrubbed.bytesDone >= Int64(result.liveBytes))
+        let scrubDue = Duration.milliseconds(scrubbed.bytesDone * 1000 / 1_000_000)
+        #expect(clock.elapsedTime - before <= scrubDue && clock.elapsedTime - before >= scrubDue - .milliseconds(1))
     }
 }
 
