@@ -62,17 +62,6 @@ public struct EntryLogInfo: Codable, Sendable, Equatable {
     public var liveFraction: Double { dataBytes == 0 ? 0 : Double(liveBytes) / Double(dataBytes) }
 }
 
-extension EntryLogFormat {
-    /// The 8 bytes before each entry: its length and the CRC32C of the length's 4 bytes.
-    static func recordHeader(length: Int) -> [UInt8] {
-        precondition(length > 0 && length <= Int(UInt32.max))
-        var out = [UInt8]()
-        out.appendBigEndian(UInt32(length))
-        out.appendBigEndian(CRC32C.checksum(out))
-        return out
-    }
-}
-
 enum EntryLogWriter {
     static func fileName(_ id: UInt64) -> String { "entrylog-\(id).log" }
 
@@ -95,6 +84,19 @@ enum EntryLogWriter {
                 done += n
                 if buffer.remaining == 0 { try spill() }
             }
+        }
+
+        /// The 8 bytes before each entry: its length and the CRC32C of the length's 4 bytes, both big-endian.
+        /// Written in place: an array for them was an allocation per entry on every checkpoint.
+        func appendRecordHeader(length: Int) throws(SystemError) {
+            precondition(length > 0 && length <= Int(UInt32.max))
+            var header: (UInt32, UInt32) = (UInt32(length).bigEndian, 0)
+            header.1 = withUnsafeBytes(of: &header.0) { CRC32C.checksum($0) }.bigEndian
+            guard buffer.remaining >= 8 else {
+                return try append(withUnsafeBytes(of: &header) { Array($0) })
+            }
+            withUnsafeBytes(of: &header) { buffer.append($0) }
+            if buffer.remaining == 0 { try spill() }
         }
 
         /// Writes what is buffered; only the last call may write a partial (then padded) block.
@@ -133,7 +135,7 @@ enum EntryLogWriter {
             rows.reserveCapacity(entries.count * EntryLogFormat.rowBytes)
             var summary = [UInt8]()
             for (i, (ledger, entry, bytes)) in entries.enumerated() {
-                try sink.append(EntryLogFormat.recordHeader(length: bytes.count))
+                try sink.appendRecordHeader(length: bytes.count)
                 let offset = sink.position
                 try sink.append(bytes)
                 rows.appendBigEndian(ledger.rawValue)
