@@ -7,24 +7,19 @@ import Foundation
 extension Bookie {
     /// Background work: one thread checkpoints on the interval or when asked (cache full, journal short of
     /// files), watches disk usage for read-only mode and resumes connections paused by back-pressure,
-    /// polling every 10 ms; another compacts. Both signal `background` when they end.
+    /// polling every 10 ms, at the times `BackgroundSchedule` says; another compacts. Both signal `background`
+    /// when they end.
     func startBackground() {
         let thread = Thread { [self] in
-            var lastCheckpoint = ContinuousClock.now
-            var lastDiskCheck = ContinuousClock.now - configuration.diskCheckInterval
-            var retry = CheckpointRetry()
+            var schedule = BackgroundSchedule(start: .now, checkpointInterval: configuration.checkpointInterval,
+                                              diskCheckInterval: configuration.diskCheckInterval)
             while !stopping.load(ordering: .acquiring) {
-                let now = ContinuousClock.now
-                if now - lastDiskCheck >= configuration.diskCheckInterval {
-                    lastDiskCheck = now
-                    checkDisks()
-                }
-                // A request made while a failed checkpoint backs off stays set for the next attempt.
-                if retry.allows(now), checkpointRequested.exchange(false, ordering: .acquiringAndReleasing)
-                    || now - lastCheckpoint >= configuration.checkpointInterval {
-                    lastCheckpoint = now
-                    report(retry.record(runCheckpoint(), at: .now))
-                    checkpointFailures.store(retry.failures, ordering: .relaxed)
+                let work = schedule.next(now: .now, checkpointAsked: checkpointRequested.load(ordering: .acquiring))
+                if work.checkDisks { checkDisks() }
+                if work.checkpoint {
+                    if work.takesAsk { checkpointRequested.store(false, ordering: .releasing) }
+                    report(schedule.checkpointEnded(runCheckpoint(), at: .now))
+                    checkpointFailures.store(schedule.checkpointFailures, ordering: .relaxed)
                 }
                 if !underWritePressure {
                     for resume in relief.withLock({ list in defer { list = [] }; return list }) { resume() }
