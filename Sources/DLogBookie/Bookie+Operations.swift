@@ -47,7 +47,7 @@ extension Bookie {
             let add = JournalRecord(kind: .add, payload: entry)
             let refusal: JournalError?
             if let ls = ledgers[ledger.rawValue] {
-                if !ls.hasKey(masterKey.bytes) {
+                if !ls.hasKey(masterKey) {
                     return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
                 }
                 if ls.fenced && !recovery { return .failed(.fenced, message: "\(ledger) is fenced") }
@@ -58,7 +58,7 @@ extension Bookie {
             }
             if let refusal { return Self.failure(refusal) }
             // Tailing readers may hear the piggybacked LAC now; the entry itself counts once it is durable.
-            ledgers[ledger.rawValue, default: LedgerState(masterKey: masterKey.bytes)].heard(early: header.lastAddConfirmed.rawValue)
+            ledgers[ledger.rawValue, default: LedgerState(key: masterKey)].heard(early: header.lastAddConfirmed.rawValue)
             return nil
         }
         if let refusal { reply(refusal) }
@@ -70,7 +70,7 @@ extension Bookie {
                              read: @escaping @Sendable () -> Void) {
         let journal = journal(for: ledger)
         let refused: BookieResponse? = storage.withLedgers { ledgers, _ in
-            if let ls = ledgers[ledger.rawValue], !ls.hasKey(masterKey.bytes) {
+            if let ls = ledgers[ledger.rawValue], !ls.hasKey(masterKey) {
                 return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
             }
             let record = JournalRecord(kind: .fence, payload: Self.ledgerPayload(ledger, masterKey))
@@ -82,7 +82,7 @@ extension Bookie {
             }) {
                 return Self.failure(refusal)
             }
-            ledgers[ledger.rawValue, default: LedgerState(masterKey: masterKey.bytes)].fenced = true
+            ledgers[ledger.rawValue, default: LedgerState(key: masterKey)].fenced = true
             return nil
         }
         if let refused { reply(refused) }
@@ -101,7 +101,7 @@ extension Bookie {
             guard let ls = ledgers[ledger.rawValue] else {
                 return .failed(.noLedger, message: "\(ledger) is not on this bookie")
             }
-            guard ls.hasKey(masterKey.bytes) else {
+            guard ls.hasKey(masterKey) else {
                 return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
             }
             ledgers[ledger.rawValue]!.heard(explicit: lac.rawValue)

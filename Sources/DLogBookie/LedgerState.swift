@@ -43,6 +43,16 @@ public struct LedgerState: Codable, Sendable, Equatable {
     /// Whether `bytes` is this ledger's key, compared without building an array.
     func hasKey(_ bytes: [UInt8]) -> Bool { InlineKey(bytes) == key }
 
+    /// Whether `masterKey` is this ledger's key: three words compared.
+    func hasKey(_ masterKey: MasterKey) -> Bool {
+        key == InlineKey(high: masterKey.high, middle: masterKey.middle, low: masterKey.low)
+    }
+
+    /// A new ledger's state with `masterKey`, without building an array.
+    init(key masterKey: MasterKey) {
+        key = InlineKey(high: masterKey.high, middle: masterKey.middle, low: masterKey.low)
+    }
+
     /// What READ_LAC answers: the best LAC this bookie knows.
     public var lac: Int64 { max(explicitLAC, piggybackLAC, heardLAC) }
 

@@ -16,12 +16,12 @@ extension BookieRequest {
         buffer.writeFrame(header) { body in
             switch self {
             case .add(let key, let entry, _):
-                body.writeBytes(key.bytes)
+                body.writeMasterKey(key)
                 body.writeBytes(entry)
             case .read(let ledger, let entry, let key):
                 body.writeInteger(ledger.rawValue)
                 body.writeInteger(entry.rawValue)
-                if let key { body.writeBytes(key.bytes) }
+                if let key { body.writeMasterKey(key) }
             case .readLAC(let ledger, let poll):
                 body.writeInteger(ledger.rawValue)
                 if let poll {
@@ -30,7 +30,7 @@ extension BookieRequest {
                 }
             case .writeLAC(let ledger, let key, let lac):
                 body.writeInteger(ledger.rawValue)
-                body.writeBytes(key.bytes)
+                body.writeMasterKey(key)
                 body.writeInteger(lac.rawValue)
             case .deleteLedger(let ledger):
                 body.writeInteger(ledger.rawValue)
@@ -48,7 +48,7 @@ extension BookieRequest {
                 body.writeInteger(last.rawValue)
                 body.writeInteger(maxBytes)
             case .addBatch(let key, let entries, _):
-                body.writeBytes(key.bytes)
+                body.writeMasterKey(key)
                 body.writeInteger(UInt32(entries.count))
                 for entry in entries {
                     body.writeInteger(UInt32(entry.count))
@@ -174,7 +174,7 @@ extension BookieResponse {
                     body.writeInteger(range.last.rawValue)
                 }
             case .masterKey(let key):
-                body.writeBytes(key.bytes)
+                body.writeMasterKey(key)
             case .entryBatch(let entries, let next):
                 body.writeInteger(next?.rawValue ?? -1)
                 body.writeInteger(UInt32(entries.count))
@@ -274,9 +274,16 @@ extension ByteBuffer {
     }
 
     mutating func readMasterKey() throws(ProtocolError) -> MasterKey {
-        guard let bytes = readBytes(length: MasterKey.byteCount), let key = MasterKey(bytes: bytes) else {
+        guard readableBytes >= MasterKey.byteCount, let high = readInteger(as: UInt64.self),
+              let middle = readInteger(as: UInt64.self), let low = readInteger(as: UInt32.self) else {
             throw ProtocolError("master key: frame ends early")
         }
-        return key
+        return MasterKey(high: high, middle: middle, low: low)
+    }
+
+    mutating func writeMasterKey(_ key: MasterKey) {
+        writeInteger(key.high)
+        writeInteger(key.middle)
+        writeInteger(key.low)
     }
 }

@@ -18,14 +18,27 @@ public struct EntryID: RawRepresentable, Hashable, Comparable, Sendable, CustomS
     public var description: String { "E\(rawValue)" }
 }
 
-/// The 20-byte key a ledger's writer proves itself with on every add and fence.
+/// The 20-byte key a ledger's writer proves itself with on every add and fence. Kept as three words, in the
+/// key's byte order: every ADD carries one, and an array for it was a heap block per request on both ends.
 public struct MasterKey: Hashable, Sendable {
     public static let byteCount = 20
-    public let bytes: [UInt8]
+    public let high: UInt64
+    public let middle: UInt64
+    public let low: UInt32
+
+    public init(high: UInt64, middle: UInt64, low: UInt32) {
+        (self.high, self.middle, self.low) = (high, middle, low)
+    }
+
     public init?(bytes: [UInt8]) {
         guard bytes.count == Self.byteCount else { return nil }
-        self.bytes = bytes
+        (high, middle, low) = bytes.withUnsafeBytes { raw in
+            (UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+             UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+             UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: UInt32.self)))
+        }
     }
+
     /// A key derived from a password, for tools and tests. Real clients derive it from the ledger password.
     public init(password: String) {
         var out = [UInt8](repeating: 0, count: Self.byteCount)
@@ -37,6 +50,16 @@ public struct MasterKey: Hashable, Sendable {
                 for j in 0..<4 { out[i * 4 + j] = raw[j] }
             }
         }
-        self.bytes = out
+        self.init(bytes: out)!
+    }
+
+    /// The key's 20 bytes.
+    public var bytes: [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(Self.byteCount)
+        withUnsafeBytes(of: high.bigEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: middle.bigEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: low.bigEndian) { out.append(contentsOf: $0) }
+        return out
     }
 }
