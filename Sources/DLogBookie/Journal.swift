@@ -137,14 +137,14 @@ public final class Journal: Sendable {
     /// the last record is durable or the journal failed.
     public func append(_ records: [JournalRecord],
                        completion: (@Sendable (Result<Void, JournalError>) -> Void)?) -> JournalError? {
+        append(records, then: completion.map { .call($0) })
+    }
+
+    func append(_ records: [JournalRecord], then completion: JournalCompletion?) -> JournalError? {
         precondition(!records.isEmpty)
         for r in records {
             precondition(r.payload.count <= configuration.recordBytesMax, "record larger than the journal allows")
         }
-        return append(records, then: completion.map { .call($0) })
-    }
-
-    func append(_ records: [JournalRecord], then completion: JournalCompletion?) -> JournalError? {
         var pending = records.map { Pending(record: $0, completion: nil) }
         pending[pending.count - 1].completion = completion
         return refusal(queue.offer(pending))

@@ -40,9 +40,6 @@ public struct LedgerState: Codable, Sendable, Equatable {
         out.appendBigEndian(key.low)
     }
 
-    /// Whether `bytes` is this ledger's key, compared without building an array.
-    func hasKey(_ bytes: [UInt8]) -> Bool { InlineKey(bytes) == key }
-
     /// Whether `masterKey` is this ledger's key: three words compared.
     func hasKey(_ masterKey: MasterKey) -> Bool {
         key == InlineKey(high: masterKey.high, middle: masterKey.middle, low: masterKey.low)
