@@ -10,15 +10,7 @@ struct CachedEntries: Sendable {
     var count: Int { ids.count }
 
     /// Where `entry` is or would go in `ids`.
-    private func slot(of entry: Int64) -> Int {
-        if let last = ids.last, last < entry { return ids.count }
-        var (low, high) = (0, ids.count)
-        while low < high {
-            let middle = (low + high) / 2
-            if ids[middle] < entry { low = middle + 1 } else { high = middle }
-        }
-        return low
-    }
+    private func slot(of entry: Int64) -> Int { ids.sortedSlot(of: entry) }
 
     subscript(entry: Int64) -> [UInt8]? {
         let i = slot(of: entry)

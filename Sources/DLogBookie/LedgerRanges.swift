@@ -50,15 +50,7 @@ public struct LedgerRanges: Sendable, Sequence, ExpressibleByDictionaryLiteral, 
     }
 
     /// Where `ledger` is or would go in `ids`.
-    private func slot(of ledger: UInt64) -> Int {
-        if let last = ids.last, last < ledger { return ids.count }  // the common case while building: append
-        var (low, high) = (0, ids.count)
-        while low < high {
-            let middle = (low + high) / 2
-            if ids[middle] < ledger { low = middle + 1 } else { high = middle }
-        }
-        return low
-    }
+    private func slot(of ledger: UInt64) -> Int { ids.sortedSlot(of: ledger) }
 
     /// The ledger's range; nil when the file holds no live entry of it. Setting nil removes it.
     public subscript(ledger: UInt64) -> EntryLogLedgerRange? {

@@ -89,11 +89,7 @@ struct LedgerTable: Equatable, Codable, Sendable {
     }
 
     private func baseIndex(_ id: UInt64) -> Int? {
-        var low = 0, high = baseIDs.count
-        while low < high {
-            let mid = (low + high) / 2
-            if baseIDs[mid] < id { low = mid + 1 } else { high = mid }
-        }
+        let low = baseIDs.sortedSlot(of: id)
         return low < baseIDs.count && baseIDs[low] == id ? low : nil
     }
 
