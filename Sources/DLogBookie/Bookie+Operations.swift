@@ -7,7 +7,7 @@ extension Bookie {
     /// ADD: checks the entry's CRC, size, the master key, fencing and read-only state; answers after the
     /// journal made the entry durable.
     ///
-    /// The checks and the journal append happen under the storage lock, as one step: the order in which
+    /// The checks and the journal append are one step of the storage's core (`LedgerStorage.take`): the order in which
     /// adds, fences and deletes pass their checks is the order of their journal records. So no add that
     /// was checked before a fence can be journaled (and acknowledged) after it, and a new ledger's key
     /// record always precedes its first add.
@@ -38,30 +38,15 @@ extension Bookie {
             return reply(.failed(.readOnly, message: "bookie is read-only (\(readOnlyReason)); add refused"))
         }
         let completion = JournalCompletion.answerAdd(reply, ledger, header.entry)
-        let refusal: BookieResponse? = storage.withLedgers(raising: ledger) { ledgers, overLimit in
-            if overLimit {
-                let why = lastCheckpointError.withLock { $0 }.map { "checkpoints are failing: \($0)" }
-                    ?? "a checkpoint is in progress"
-                return .failed(.tooManyRequests, message: "write cache is full; \(why)")
-            }
+        let request = LedgerCore.Request.add(ledger, key: masterKey, piggybackedLAC: header.lastAddConfirmed.rawValue,
+                                             recovery: recovery)
+        let taken = storage.take(request) { withKey in
             let add = JournalRecord(kind: .add, payload: entry)
-            let refusal: JournalError?
-            if let ls = ledgers[ledger.rawValue] {
-                if !ls.hasKey(masterKey) {
-                    return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
-                }
-                if ls.fenced && !recovery { return .failed(.fenced, message: "\(ledger) is fenced") }
-                refusal = journal.append(add, then: completion)
-            } else {
-                let key = JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(ledger, masterKey))
-                refusal = journal.append([key, add], then: completion)
-            }
-            if let refusal { return Self.failure(refusal) }
-            // Tailing readers may hear the piggybacked LAC now; the entry itself counts once it is durable.
-            ledgers[ledger.rawValue, default: LedgerState(key: masterKey)].heard(early: header.lastAddConfirmed.rawValue)
-            return nil
+            guard withKey else { return journal.append(add, then: completion) }
+            let key = JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(ledger, masterKey))
+            return journal.append([key, add], then: completion)
         }
-        if let refusal { reply(refusal) }
+        if case .failure(let refusal) = taken { reply(answer(refusal, ledger)) }
     }
 
     /// Fences and then reads (through `read`). The fence is durable in the journal before the answer, and
@@ -69,23 +54,33 @@ extension Bookie {
     public func fenceAndRead(ledger: LedgerID, entry: EntryID, masterKey: MasterKey, reply: @escaping Reply,
                              read: @escaping @Sendable () -> Void) {
         let journal = journal(for: ledger)
-        let refused: BookieResponse? = storage.withLedgers { ledgers, _ in
-            if let ls = ledgers[ledger.rawValue], !ls.hasKey(masterKey) {
-                return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
-            }
-            let record = JournalRecord(kind: .fence, payload: Self.ledgerPayload(ledger, masterKey))
-            if let refusal = journal.append([record], completion: { result in
+        let taken = storage.take(.fence(ledger, key: masterKey)) { _ in
+            journal.append([JournalRecord(kind: .fence, payload: Self.ledgerPayload(ledger, masterKey))]) { result in
                 switch result {
                 case .success: read()
                 case .failure(let error): reply(Self.failure(error))
                 }
-            }) {
-                return Self.failure(refusal)
             }
-            ledgers[ledger.rawValue, default: LedgerState(key: masterKey)].fenced = true
-            return nil
         }
-        if let refused { reply(refused) }
+        if case .failure(let refusal) = taken { reply(answer(refusal, ledger)) }
+    }
+
+    /// The answer to a request `LedgerStorage.take` (or WRITE_LAC) refused.
+    func answer(_ refusal: LedgerStorage.Refusal, _ ledger: LedgerID) -> BookieResponse {
+        switch refusal {
+        case .journal(let error):
+            return Self.failure(error)
+        case .core(.cacheFull):
+            let why = lastCheckpointError.withLock { $0 }.map { "checkpoints are failing: \($0)" }
+                ?? "a checkpoint is in progress"
+            return .failed(.tooManyRequests, message: "write cache is full; \(why)")
+        case .core(.keyMismatch):
+            return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
+        case .core(.fenced):
+            return .failed(.fenced, message: "\(ledger) is fenced")
+        case .core(.noLedger):
+            return .failed(.noLedger, message: "\(ledger) is not on this bookie")
+        }
     }
 
     static func ledgerPayload(_ ledger: LedgerID, _ key: MasterKey) -> [UInt8] {
@@ -97,17 +92,7 @@ extension Bookie {
     /// WRITE_LAC: answered at once, with no journal record: the value lives in memory and in the next
     /// checkpoint (see `LedgerState.explicitLAC`). Long polls hear it at once.
     public func writeLAC(ledger: LedgerID, masterKey: MasterKey, lac: EntryID, reply: @escaping Reply) {
-        let answer: BookieResponse = storage.withLedgers(raising: ledger) { ledgers, _ in
-            guard let ls = ledgers[ledger.rawValue] else {
-                return .failed(.noLedger, message: "\(ledger) is not on this bookie")
-            }
-            guard ls.hasKey(masterKey) else {
-                return .failed(.unauthorized, message: "master key mismatch for \(ledger)")
-            }
-            ledgers[ledger.rawValue]!.heard(explicit: lac.rawValue)
-            return .done
-        }
-        reply(answer)
+        reply(storage.writeLAC(ledger, key: masterKey, lac: lac).map { answer(.core($0), ledger) } ?? .done)
     }
 
     /// DELETE_LEDGER: the ledger and its entries are gone for later requests at once (dropped in the same step
@@ -117,16 +102,15 @@ extension Bookie {
         let journal = journal(for: ledger)
         var payload = [UInt8]()
         payload.appendBigEndian(ledger.rawValue)
-        let refused = storage.takeDelete(ledger) {
-            guard let refusal = journal.append([JournalRecord(kind: .delete, payload: payload)], completion: { r in
+        let taken = storage.take(.delete(ledger)) { _ in
+            journal.append([JournalRecord(kind: .delete, payload: payload)]) { r in
                 switch r {
                 case .success: reply(.done)
                 case .failure(let error): reply(Self.failure(error))
                 }
-            }) else { return nil }
-            return Self.failure(refusal)
+            }
         }
-        if let refused { reply(refused) }
+        if case .failure(let refusal) = taken { reply(answer(refusal, ledger)) }
     }
 
     /// READ_LAC, answered now or (long poll) once LAC passes `previous`. Returns a cancel token for the

@@ -22,38 +22,31 @@ extension LedgerStorage {
     }
 
     private func checkpointLocked(_ store: inout IndexStore) throws -> CheckpointResult {
-        // 1. Freeze the cache: reads still find it in `flushing`; new adds go to a fresh cache. Which of its
-        // ledgers still exist is looked up now, for them alone: a copy of the whole ledger table would cost
-        // every checkpoint time in proportion to the ledgers, idle ones included.
-        let (frozen, marks, id, live, since): (Cache, [JournalPosition?], UInt64, Set<LedgerID>, UInt64)
-            = state.withLock { s in
-                let frozen = s.cache
-                s.flushing = frozen
-                s.flushingBytes = s.cacheBytes
-                s.cache = [:]
-                s.cacheBytes = 0
-                sizes.update(s)
-                let id = s.manifest.nextEntryLogID
-                if !frozen.isEmpty { s.manifest.nextEntryLogID += 1 }
-                return (frozen, s.appliedThrough, id, Set(frozen.keys.filter { s.manifest.ledgers[$0.rawValue] != nil }),
-                        beginFlush(&s))
-            }
+        // 1. Freeze the cache (see `LedgerCore.checkpointStarted`).
+        let freeze = state.withLock { core in
+            defer { sizes.update(core) }
+            return core.checkpointStarted()
+        }
         defer { endFlush() }
         // 2. Write the entry log: only ledgers that still exist, sorted (each ledger's entries are kept in order).
         var sorted: [(LedgerID, EntryID, [UInt8])] = []
-        sorted.reserveCapacity(frozen.values.reduce(0) { $0 + $1.count })
-        for ledger in live.sorted(by: { $0.rawValue < $1.rawValue }) {
-            frozen[ledger]!.forEach { entry, bytes in sorted.append((ledger, EntryID(entry), bytes)) }
+        sorted.reserveCapacity(freeze.live.reduce(0) { $0 + freeze.frozen[$1]!.count })
+        for ledger in freeze.live {
+            freeze.frozen[ledger]!.forEach { entry, bytes in sorted.append((ledger, EntryID(entry), bytes)) }
         }
         var info: EntryLogInfo? = nil
         if !sorted.isEmpty {
+            let id = freeze.entryLogID
             let dirIndex = Int(id % UInt64(configuration.ledgerDirectories.count))
             do {
                 info = try EntryLogWriter.write(id: id, directoryIndex: dirIndex,
                                                 directory: configuration.ledgerDirectories[dirIndex], entries: sorted,
                                                 disk: configuration.disk)
             } catch {
-                unfreeze(frozen, since: since)
+                state.withLock { core in
+                    core.checkpointFailed(freeze)
+                    sizes.update(core)
+                }
                 throw error
             }
         }
@@ -61,41 +54,13 @@ extension LedgerStorage {
         // index records it. If that write fails the index on disk keeps its older marks, so replay covers
         // everything, and the new entry log is merely unlisted there until the next checkpoint lists it.
         var newMarks: [JournalPosition?] = []
-        let written = try persist(&store) { s in
-            if var info {
-                // Ledgers deleted while the file was written are not live in it, even if created anew since.
-                info.ledgers = info.ledgers.keeping { s.stillLive($0, since: since) }
-                s.manifest.entryLogs.append(info)
-            }
-            s.flushing = nil
-            s.flushingBytes = 0
-            sizes.update(s)
-            s.manifest.journalMarks = zip(marks.indices, marks).map { i, m in m ?? s.manifest.journalMarks[i] }
-            s.pendingRemoval += s.manifest.entryLogs.filter { $0.ledgers.isEmpty }
-            s.manifest.entryLogs.removeAll { $0.ledgers.isEmpty }
-            s.checkpoints += 1
-            newMarks = s.manifest.journalMarks
+        let written = try persist(&store) { core in
+            newMarks = core.checkpointWritten(info, freeze)
+            sizes.update(core)
         }
         return CheckpointResult(entries: sorted.count, bytes: sorted.reduce(0) { $0 + $1.2.count },
                                 marks: newMarks, removedFiles: written.removedFiles, indexBytes: written.indexBytes,
                                 indexSnapshot: written.snapshot)
-    }
-
-    /// A failed checkpoint puts the frozen entries back in the cache (newer adds of the same entry win),
-    /// so nothing acknowledged leaves memory before it is in an entry log.
-    private func unfreeze(_ frozen: Cache, since: UInt64) {
-        state.withLock { s in
-            for (ledger, entries) in frozen where s.stillLive(ledger.rawValue, since: since) {
-                entries.forEach { entry, bytes in
-                    guard s.cache[ledger]?[entry] == nil else { return }
-                    s.cache[ledger, default: CachedEntries()].set(entry, bytes)
-                    s.cacheBytes += bytes.count
-                }
-            }
-            s.flushing = nil
-            s.flushingBytes = 0
-            sizes.update(s)
-        }
     }
 
     private enum IndexWrite {
@@ -107,7 +72,7 @@ extension LedgerStorage {
     /// index must record: a delta of what changed, or a snapshot when the index wants one. Writes it with the
     /// files still to be unlinked (the proof, at the next start, that they are garbage), then unlinks those.
     /// Call under `checkpointLock`, with the store it holds.
-    func persist(_ store: inout IndexStore, publish: (inout State) -> Void) throws -> (removedFiles: Int, indexBytes: Int, snapshot: Bool) {
+    func persist(_ store: inout IndexStore, publish: (inout LedgerCore) -> Void) throws -> (removedFiles: Int, indexBytes: Int, snapshot: Bool) {
         let wantsSnapshot = store.wantsSnapshot
         let (write, dead): (IndexWrite, [EntryLogInfo]) = state.withLock { s in
             publish(&s)

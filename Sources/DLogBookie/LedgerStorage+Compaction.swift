@@ -26,7 +26,7 @@ extension LedgerStorage {
     public func compact(_ id: UInt64, bytesPerSecond: Int, shouldStop: () -> Bool = { false }) throws -> CompactionResult? {
         precondition(bytesPerSecond > 0)
         guard let (info, since) = state.withLock({ s in
-            s.manifest.entryLogs.first { $0.id == id }.map { ($0, beginFlush(&s)) }
+            s.manifest.entryLogs.first { $0.id == id }.map { ($0, s.flushStarted()) }
         }) else { return nil }
         defer { endFlush() }
         // Through the storage's readers: a damaged index is rebuilt first, as for a read.

@@ -12,13 +12,14 @@ extension LedgerStorage {
     public func storedEntries(_ ledger: LedgerID, from: EntryID, rangesMax: Int) throws -> (ranges: [EntryRange], next: EntryID?)? {
         precondition(rangesMax >= 1)
         let start = max(from.rawValue, 0)
-        guard let (cached, files) = state.withLock({ s -> ([Int64], [(UInt64, EntryLogLedgerRange)])? in
+        // The entry-log list is searched outside the lock, as it was when the cache was looked at.
+        guard let (cached, entryLogs) = state.withLock({ s -> ([Int64], [EntryLogInfo])? in
             guard s.manifest.ledgers[ledger.rawValue] != nil else { return nil }
-            let cached = (s.cache[ledger]?.ids ?? []) + (s.flushing?[ledger]?.ids ?? [])
-            let files = s.manifest.entryLogs.compactMap { info in info.ledgers[ledger.rawValue].map { (info.id, $0) } }
-            return (cached.filter { $0 >= start }, files.filter { $0.1.last >= start })
+            return ((s.cache[ledger]?.ids ?? []) + (s.flushing?[ledger]?.ids ?? []), s.manifest.entryLogs)
         }) else { return nil }
-        var ranges = EntryRange.ranges(of: cached.sorted())
+        let files = entryLogs.compactMap { info in info.ledgers[ledger.rawValue].map { (info.id, $0) } }
+            .filter { $0.1.last >= start }
+        var ranges = EntryRange.ranges(of: cached.filter { $0 >= start }.sorted())
         for (id, range) in files {
             if Int64(range.count) == range.last - range.first + 1 {
                 ranges.append(EntryRange(EntryID(max(range.first, start)), EntryID(range.last)))

@@ -25,54 +25,11 @@ public final class LedgerStorage: Sendable {
         }
     }
 
-    typealias Cache = [LedgerID: CachedEntries]
-
-    struct Watcher {
-        var id: UInt64
-        var previous: Int64
-        /// The entry the answer brings when this bookie has it (a reader that keeps up asks for the next one).
-        var bringing: Int64?
-        var fire: @Sendable (Int64, Int64) -> Void
-
-        /// Whether `ls` answers this watcher now. A LAC that no durable entry here carries answers a watcher
-        /// that brings an entry only once that entry is stored here, so the reader needs no READ after it.
-        /// (Should the entry never come here, the reader's poll of the other bookies answers it.)
-        func isAnswered(by ls: LedgerState) -> Bool {
-            ls.piggybackLAC > previous || ls.lac > previous && bringing.map { $0 <= ls.lastEntry } ?? true
-        }
-    }
-
-    struct State {
-        var manifest = Manifest()
-        var cache: Cache = [:]
-        var cacheBytes = 0
-        var flushing: Cache? = nil
-        var flushingBytes = 0
-        var appliedThrough: [JournalPosition?]
-        var watchers: [LedgerID: [Watcher]] = [:]
-        var nextWatcherID: UInt64 = 1
-        var checkpoints: UInt64 = 0
-        /// Files dropped from the in-memory manifest, deleted once a persisted manifest no longer lists them.
-        var pendingRemoval: [EntryLogInfo] = []
-        /// Deletes taken and not yet applied, per ledger. The journal applies records in the order they were
-        /// taken, so a record applied while its ledger has one pending was taken before that delete: it
-        /// belongs to the ledger the delete removed, not to one created anew under the same id since.
-        var deletesPending: [UInt64: Int] = [:]
-        /// Deletes taken so far; with `deletedAt` (a ledger's count at its latest delete, kept while a flush
-        /// is running) a checkpoint or compaction tells which of the ledgers it wrote were deleted since it
-        /// started, even when one was created anew since.
-        var deletes: UInt64 = 0
-        var deletedAt: [UInt64: UInt64] = [:]
-        var flushesRunning = 0
-
-        /// Whether `ledger`'s entries, taken when the delete count was `since`, still belong to it.
-        func stillLive(_ ledger: UInt64, since: UInt64) -> Bool {
-            manifest.ledgers[ledger] != nil && deletedAt[ledger].map { $0 <= since } ?? true
-        }
-    }
+    typealias Cache = LedgerCore.Cache
 
     public let configuration: Configuration
-    let state: Mutex<State>
+    /// The ledger state, written only through its events (see `LedgerCore`), each under this lock.
+    let state: Mutex<LedgerCore>
     private let readers = Mutex<[UInt64: EntryLogReader]>([:])
     private let unreadable = Mutex<[UInt64: String]>([:])
     private let repairs = Mutex<[RepairNote]>([])
@@ -101,9 +58,7 @@ public final class LedgerStorage: Sendable {
         manifest.removing = []
         manifest.version = Manifest.currentVersion
         checkpointLock = Mutex(store)
-        var s = State(appliedThrough: manifest.journalMarks)
-        s.manifest = manifest
-        state = Mutex(s)
+        state = Mutex(LedgerCore(manifest: manifest, cacheBytesMax: 3 * configuration.writeCacheBytes))
     }
 
     /// What start-up found in the ledger directories: files removed, quarantined, manifest damage.
@@ -127,7 +82,7 @@ public final class LedgerStorage: Sendable {
         let flushing = Atomic<Int>(0)
 
         /// Call under the state lock, after changing `s`'s sizes.
-        func update(_ s: State) {
+        func update(_ s: LedgerCore) {
             cache.store(s.cacheBytes, ordering: .relaxed)
             flushing.store(s.flushingBytes, ordering: .relaxed)
         }
@@ -144,24 +99,40 @@ public final class LedgerStorage: Sendable {
         state.withLock { $0.manifest.ledgers[ledger.rawValue] }
     }
 
-    /// Changes a ledger's state under the lock (used by the bookie's admission checks).
-    func withLedgers<T>(_ body: (inout LedgerTable, _ cacheOverLimit: Bool) -> T) -> T {
-        let limit = 3 * configuration.writeCacheBytes
-        return state.withLock { s in body(&s.manifest.ledgers, s.cacheBytes + s.flushingBytes >= limit) }
+    /// Takes a request the journal records, as one step under the state lock: the core decides, `journal`
+    /// appends the records it asked for (returning nil, or the journal's refusal), and the core takes the
+    /// request. So journal records are in the order requests were decided in (see `LedgerCore`). Returns the
+    /// refusal, if any; long polls the request answers are answered after the lock is left.
+    func take(_ request: LedgerCore.Request,
+              journal: (_ withKey: Bool) -> JournalError?) -> Result<Void, Refusal> {
+        var firings = LedgerCore.Firings()
+        let result: Result<Void, Refusal> = state.withLock { core in
+            switch core.decide(request) {
+            case .refuse(let refusal):
+                return .failure(.core(refusal))
+            case .journal(let withKey):
+                if let refusal = journal(withKey) { return .failure(.journal(refusal)) }
+                core.taken(request, &firings)
+                if case .delete = request { sizes.update(core) }
+                return .success(())
+            }
+        }
+        firings.run()
+        return result
     }
 
-    /// `withLedgers` for a request that may raise `ledger`'s LAC: the long polls that answers are answered
-    /// (outside the lock) when `body` returns, not after this journal's sync (see `LedgerState`).
-    func withLedgers<T>(raising ledger: LedgerID, _ body: (inout LedgerTable, _ cacheOverLimit: Bool) -> T) -> T {
-        let limit = 3 * configuration.writeCacheBytes
-        var fired: [(@Sendable (Int64, Int64) -> Void, Int64, Int64)] = []
-        let result = state.withLock { s in
-            let result = body(&s.manifest.ledgers, s.cacheBytes + s.flushingBytes >= limit)
-            if let ls = s.manifest.ledgers[ledger.rawValue] { notify(ledger, ls, &s, &fired) }
-            return result
-        }
-        for (fire, lac, last) in fired { fire(lac, last) }
-        return result
+    /// Why `take` refused a request.
+    enum Refusal: Error, Equatable {
+        case core(LedgerCore.Refusal)
+        case journal(JournalError)
+    }
+
+    /// WRITE_LAC (see `LedgerCore.writeLAC`).
+    func writeLAC(_ ledger: LedgerID, key: MasterKey, lac: EntryID) -> LedgerCore.Refusal? {
+        var firings = LedgerCore.Firings()
+        let refusal = state.withLock { $0.writeLAC(ledger, key: key, lac: lac.rawValue, &firings) }
+        firings.run()
+        return refusal
     }
 
     // MARK: Applying durable journal records
@@ -169,117 +140,16 @@ public final class LedgerStorage: Sendable {
     /// Applies records that are durable; called on the journal thread and by replay, in journal order.
     /// `replaying`: at start, when no request has changed ledger state ahead of the journal.
     func apply(_ records: [JournalRecord], journal: Int, through position: JournalPosition?, replaying: Bool = false) {
-        var fired: [(@Sendable (Int64, Int64) -> Void, Int64, Int64)] = []
-        state.withLock { s in
-            for r in records { apply(r, to: &s, fired: &fired, replaying: replaying) }
-            if let position { s.appliedThrough[journal] = position }
-            sizes.update(s)
+        var firings = LedgerCore.Firings()
+        state.withLock { core in
+            core.durable(records, journal: journal, through: position, replaying: replaying, &firings)
+            sizes.update(core)
         }
-        for (fire, lac, last) in fired { fire(lac, last) }
+        firings.run()
     }
 
-    private func apply(_ r: JournalRecord, to s: inout State,
-                       fired: inout [(@Sendable (Int64, Int64) -> Void, Int64, Int64)], replaying: Bool) {
-        switch r.kind {
-        case .add:
-            // Checked on add, and by the journal record's own CRC on replay: no need to checksum again.
-            guard let header = EntryCodec.header(of: r.payload) else { return }
-            let l = header.ledger
-            // Not when deleted meanwhile, nor when taken before a delete still pending (of the deleted ledger).
-            guard var ls = s.manifest.ledgers[l.rawValue],
-                  s.deletesPending.isEmpty || s.deletesPending[l.rawValue] == nil else { return }
-            let replaced = s.cache[l, default: CachedEntries()].set(header.entry.rawValue, r.payload)
-            s.cacheBytes += r.payload.count - (replaced?.count ?? 0)
-            ls.lastEntry = max(ls.lastEntry, header.entry.rawValue)
-            ls.heard(piggybacked: header.lastAddConfirmed.rawValue)
-            s.manifest.ledgers[l.rawValue] = ls
-            notify(l, ls, &s, &fired)
-        case .masterKey:
-            guard r.payload.count == 8 + MasterKey.byteCount else { return }
-            let l = Self.ledger(r.payload)
-            // A key record taken before a pending delete must not bring back the ledger that delete removed.
-            if s.manifest.ledgers[l] == nil && s.deletesPending[l] == nil {
-                s.manifest.ledgers[l] = LedgerState(masterKey: Array(r.payload[8...]))
-            }
-        case .fence:
-            guard r.payload.count == 8 + MasterKey.byteCount else { return }
-            let l = Self.ledger(r.payload)
-            guard s.deletesPending[l] == nil else { return }
-            s.manifest.ledgers[l, default: LedgerState(masterKey: Array(r.payload[8...]))].fenced = true
-        case .explicitLAC:
-            guard r.payload.count == 16, var ls = s.manifest.ledgers[Self.ledger(r.payload)],
-                  s.deletesPending[Self.ledger(r.payload)] == nil else { return }
-            let lac = r.payload.withUnsafeBytes { Int64(bitPattern: $0.loadBigEndian(UInt64.self, at: 8)) }
-            ls.heard(explicit: lac)
-            s.manifest.ledgers[Self.ledger(r.payload)] = ls
-            notify(LedgerID(Self.ledger(r.payload)), ls, &s, &fired)
-        case .delete:
-            guard r.payload.count == 8 else { return }
-            let l = Self.ledger(r.payload)
-            // Live, the request already dropped the ledger with its entries (`takeDelete`), and an add or fence
-            // after it may have created it anew (their records follow this one): only replay drops it here.
-            if replaying {
-                s.manifest.ledgers[l] = nil
-                dropEntries(of: l, &s)
-            } else if let pending = s.deletesPending[l] {
-                s.deletesPending[l] = pending > 1 ? pending - 1 : nil
-            }
-        case .batch:
-            preconditionFailure("batch records never leave the journal")
-        }
-    }
-
-    /// Takes a delete: when the ledger exists, `journal` appends its record (returning a refusal, or nil), and
-    /// in the same step the ledger is dropped with every entry reads could find of it, in memory and in entry
-    /// logs. A ledger created anew under the same id, before the delete is applied, starts empty.
-    func takeDelete(_ ledger: LedgerID, journal: () -> BookieResponse?) -> BookieResponse? {
-        state.withLock { s in
-            let l = ledger.rawValue
-            guard s.manifest.ledgers[l] != nil else { return .failed(.noLedger, message: "\(ledger) is not on this bookie") }
-            if let refusal = journal() { return refusal }
-            s.manifest.ledgers[l] = nil
-            s.deletesPending[l, default: 0] += 1
-            s.deletes += 1
-            if s.flushesRunning > 0 { s.deletedAt[l] = s.deletes }
-            dropEntries(of: l, &s)
-            sizes.update(s)
-            return nil
-        }
-    }
-
-    /// Drops a deleted ledger's entries from the write cache, the cache being flushed, and the entry logs' lists.
-    private func dropEntries(of l: UInt64, _ s: inout State) {
-        if let gone = s.cache.removeValue(forKey: LedgerID(l)) { s.cacheBytes -= gone.bytes }
-        if let gone = s.flushing?.removeValue(forKey: LedgerID(l)) { s.flushingBytes -= gone.bytes }
-        s.manifest.unlist(l)
-    }
-
-    /// A checkpoint or compaction starts writing entries it took from the state: returns the delete count its
-    /// `stillLive` checks compare with. Call under the state lock, and `endFlush` once it published or failed.
-    func beginFlush(_ s: inout State) -> UInt64 {
-        s.flushesRunning += 1
-        return s.deletes
-    }
-
-    func endFlush() {
-        state.withLock { s in
-            s.flushesRunning -= 1
-            if s.flushesRunning == 0 { s.deletedAt = [:] }
-        }
-    }
-
-    private static func ledger(_ payload: [UInt8]) -> UInt64 { payload.withUnsafeBytes { $0.loadBigEndian(UInt64.self, at: 0) } }
-
-    private func notify(_ l: LedgerID, _ ls: LedgerState, _ s: inout State,
-                        _ fired: inout [(@Sendable (Int64, Int64) -> Void, Int64, Int64)]) {
-        guard !s.watchers.isEmpty, var list = s.watchers[l] else { return }
-        list.removeAll { w in
-            guard w.isAnswered(by: ls) else { return false }
-            fired.append((w.fire, ls.lac, ls.lastEntry))
-            return true
-        }
-        s.watchers[l] = list.isEmpty ? nil : list
-    }
+    /// A checkpoint or compaction that began with `LedgerCore.flushStarted` published or failed.
+    func endFlush() { state.withLock { $0.flushEnded() } }
 
     // MARK: Long poll
 
@@ -287,27 +157,13 @@ public final class LedgerStorage: Sendable {
     /// (returns an id for `cancelWatch`).
     func watch(_ ledger: LedgerID, previous: Int64, bringing: Int64? = nil,
                fire: @escaping @Sendable (Int64, Int64) -> Void) -> UInt64? {
-        let outcome: Result<UInt64, LACNow> = state.withLock { s in
-            let ls = s.manifest.ledgers[ledger.rawValue]
-            let watcher = Watcher(id: s.nextWatcherID, previous: previous, bringing: bringing, fire: fire)
-            if let ls, watcher.isAnswered(by: ls) { return .failure(LACNow(lac: ls.lac, last: ls.lastEntry)) }
-            // A ledger not on this bookie yet waits too: a reader tailing a ledger just created polls before
-            // its first entry arrives, and answering at once would make it spin.
-            s.nextWatcherID += 1
-            s.watchers[ledger, default: []].append(watcher)
-            return .success(watcher.id)
-        }
-        switch outcome {
-        case .success(let id): return id
-        case .failure(let now):
-            fire(now.lac, now.last)
+        switch state.withLock({ $0.watch(ledger, previous: previous, bringing: bringing, fire: fire) }) {
+        case .waiting(let id):
+            return id
+        case .now(let lac, let last):
+            fire(lac, last)
             return nil
         }
-    }
-
-    private struct LACNow: Error {
-        var lac: Int64
-        var last: Int64
     }
 
     /// Long polls waiting now (all ledgers).
@@ -315,12 +171,7 @@ public final class LedgerStorage: Sendable {
 
     /// Removes a watcher; true when it had not fired (the caller then answers it).
     func cancelWatch(_ ledger: LedgerID, id: UInt64) -> Bool {
-        state.withLock { s in
-            guard var list = s.watchers[ledger], let i = list.firstIndex(where: { $0.id == id }) else { return false }
-            list.remove(at: i)
-            s.watchers[ledger] = list.isEmpty ? nil : list
-            return true
-        }
+        state.withLock { $0.cancelWatch(ledger, id: id) }
     }
 
     // MARK: Reads
@@ -334,18 +185,34 @@ public final class LedgerStorage: Sendable {
     }
 
     /// Looks in memory; for entry -1 resolves the last entry.
+    /// Which entry logs may hold an entry is looked up outside the state lock, in the list as it was when the
+    /// cache missed (an array shared, not copied): that search grows with the entry logs, and under the lock it
+    /// held up every add and every journal batch.
     public func readCached(_ ledger: LedgerID, _ entry: EntryID) -> (EntryID, ReadResult) {
-        state.withLock { s in
-            guard let ls = s.manifest.ledgers[ledger.rawValue] else { return (entry, .noLedger) }
-            guard entry.rawValue >= -1 else { return (entry, .noEntry) }  // only -1 means "last"
+        let (resolved, lookup): (EntryID, CacheLookup) = state.withLock { s in
+            guard let ls = s.manifest.ledgers[ledger.rawValue] else { return (entry, .answer(.noLedger)) }
+            guard entry.rawValue >= -1 else { return (entry, .answer(.noEntry)) }  // only -1 means "last"
             let e = entry.rawValue < 0 ? ls.lastEntry : entry.rawValue
-            guard e >= 0 else { return (EntryID(e), .noEntry) }
-            if let bytes = s.cache[ledger]?[e] ?? s.flushing?[ledger]?[e] { return (EntryID(e), .found(bytes)) }
-            let files = s.manifest.entryLogs.reversed().filter { info in
+            guard e >= 0 else { return (EntryID(e), .answer(.noEntry)) }
+            if let bytes = s.cache[ledger]?[e] ?? s.flushing?[ledger]?[e] { return (EntryID(e), .answer(.found(bytes))) }
+            return (EntryID(e), .search(s.manifest.entryLogs))
+        }
+        switch lookup {
+        case .answer(let result):
+            return (resolved, result)
+        case .search(let entryLogs):
+            let e = resolved.rawValue
+            let files = entryLogs.reversed().filter { info in
                 info.ledgers[ledger.rawValue].map { e >= $0.first && e <= $0.last } ?? false
             }.map(\.id)
-            return (EntryID(e), files.isEmpty ? .noEntry : .onDisk(files))
+            return (resolved, files.isEmpty ? .noEntry : .onDisk(files))
         }
+    }
+
+    private enum CacheLookup {
+        case answer(ReadResult)
+        /// Not in memory: search these entry logs.
+        case search([EntryLogInfo])
     }
 
     /// An entry as read from an entry-log file, with where it was, so damage can be reported by file and offset.
@@ -380,7 +247,8 @@ public final class LedgerStorage: Sendable {
     /// cannot be rebuilt either is remembered as unreadable, so later reads fail at once with the same reason.
     func openReader(_ id: UInt64) throws -> EntryLogReader? {
         if let r = readers.withLock({ $0[id] }) { return r }
-        guard let info = state.withLock({ s in s.manifest.entryLogs.first { $0.id == id } }) else { return nil }
+        // Searched outside the lock, in the list as it is now (shared, not copied).
+        guard let info = state.withLock({ $0.manifest.entryLogs }).first(where: { $0.id == id }) else { return nil }
         let path = configuration.ledgerDirectories[info.directory] + "/" + EntryLogWriter.fileName(id)
         if let reason = unreadable.withLock({ $0[id] }) { throw StorageCorruption(path: path, reason: reason) }
         let reader: EntryLogReader

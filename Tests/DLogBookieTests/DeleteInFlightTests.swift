@@ -112,8 +112,11 @@ import Testing
             checkpointed.signal()
         }
         disk.waitUntilHeld()
-        #expect(s.takeDelete(LedgerID(33)) { nil } == nil)
-        s.withLedgers { ledgers, _ in ledgers[33] = LedgerState(masterKey: MasterKey(password: "another").bytes) }
+        #expect(throws: Never.self) { try s.take(.delete(LedgerID(33))) { _ in nil }.get() }
+        let another = MasterKey(password: "another")
+        #expect(throws: Never.self) {
+            try s.take(.add(LedgerID(33), key: another, piggybackedLAC: -1, recovery: false)) { _ in nil }.get()
+        }
         disk.release()
         checkpointed.wait()
         #expect(outcome.withLock { $0 } == nil)
