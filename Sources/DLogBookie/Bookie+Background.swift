@@ -5,27 +5,13 @@ import Glibc
 import Foundation
 
 extension Bookie {
-    /// Background work: one thread checkpoints on the interval or when asked (cache full, journal short of
-    /// files), watches disk usage for read-only mode and resumes connections paused by back-pressure,
-    /// polling every 10 ms, at the times `BackgroundSchedule` says; another compacts. Both signal `background`
-    /// when they end.
+    /// Background work on threads of the bookie's own (unless `Configuration.backgroundThreads` is off): one
+    /// thread takes a `backgroundTurn` every 10 ms; another compacts. Both signal `background` when they end.
     func startBackground() {
+        guard configuration.backgroundThreads else { return }
         let thread = Thread { [self] in
-            var schedule = BackgroundSchedule(start: .now, checkpointInterval: configuration.checkpointInterval,
-                                              diskCheckInterval: configuration.diskCheckInterval)
             while !stopping.load(ordering: .acquiring) {
-                let work = schedule.next(now: .now, checkpointAsked: checkpointRequested.load(ordering: .acquiring))
-                if work.checkDisks { checkDisks() }
-                if work.checkpoint {
-                    if work.takesAsk { checkpointRequested.store(false, ordering: .releasing) }
-                    report(schedule.checkpointEnded(runCheckpoint(), at: .now))
-                    checkpointFailures.store(schedule.checkpointFailures, ordering: .relaxed)
-                }
-                if !underWritePressure {
-                    for resume in relief.withLock({ list in defer { list = [] }; return list }) { resume() }
-                } else {
-                    checkpointRequested.store(true, ordering: .relaxed)
-                }
+                backgroundTurn(clock: SystemClock())
                 usleep(10_000)
             }
             background.signal()
@@ -46,6 +32,33 @@ extension Bookie {
         }
         compactor.name = "bookie-compaction"
         compactor.start()
+    }
+
+    /// One turn of background work, at the times `BackgroundSchedule` says on `clock`: a disk check for
+    /// read-only mode, a checkpoint on the interval or when asked (cache full, journal short of files), and
+    /// the connections paused by back-pressure resumed once it eased. Never waits: the driver (the bookie's
+    /// thread, or the simulator) decides when the next turn comes. Turns must not overlap.
+    public func backgroundTurn(clock: any StorageClock) {
+        let work = schedule.withLock { schedule in
+            if schedule == nil {
+                schedule = BackgroundSchedule(start: clock.now, checkpointInterval: configuration.checkpointInterval,
+                                              diskCheckInterval: configuration.diskCheckInterval)
+            }
+            return schedule!.next(now: clock.now, checkpointAsked: checkpointRequested.load(ordering: .acquiring))
+        }
+        if work.checkDisks { checkDisks() }
+        if work.checkpoint {
+            if work.takesAsk { checkpointRequested.store(false, ordering: .releasing) }
+            let error = runCheckpoint()
+            let (ended, failures) = schedule.withLock { ($0!.checkpointEnded(error, at: clock.now), $0!.checkpointFailures) }
+            report(ended)
+            checkpointFailures.store(failures, ordering: .relaxed)
+        }
+        if !underWritePressure {
+            for resume in relief.withLock({ list in defer { list = [] }; return list }) { resume() }
+        } else {
+            checkpointRequested.store(true, ordering: .relaxed)
+        }
     }
 
     /// Runs one checkpoint; returns why it failed, or nil.

@@ -24,6 +24,11 @@ public final class Bookie: JournalSink, Sendable {
         /// Read budget of compaction, so it never crowds out foreground I/O.
         public var compactionBytesPerSecond: Int = 32 << 20
         public var compactionInterval: Duration = .seconds(10)
+        /// Whether the bookie runs its background work on threads of its own (a checkpoint thread and a
+        /// compaction thread). Without them whoever owns the bookie drives that work: it calls
+        /// `backgroundTurn(clock:)` (checkpoints, disk checks) and `runCompaction()` when it chooses. The
+        /// simulator does, at points of its seeded run and in simulated time.
+        public var backgroundThreads = true
 
         public init(journal: Journal.Configuration, journalDirectories: [String], storage: LedgerStorage.Configuration) {
             self.journal = journal
@@ -57,6 +62,8 @@ public final class Bookie: JournalSink, Sendable {
     public let malformedRequests = Atomic<UInt64>(0)
     let stopping = Atomic<Bool>(false)
     let background = DispatchSemaphore(value: 0)
+    /// When background work is due (see `backgroundTurn`); made at the first turn.
+    let schedule = Mutex<BackgroundSchedule?>(nil)
     /// Set once `start` returned: then the background threads run and `stop` waits for them.
     let started = Atomic<Bool>(false)
     /// Why the last checkpoint failed, until one succeeds.
@@ -161,8 +168,10 @@ public final class Bookie: JournalSink, Sendable {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for j in journals { j.stop() }
         guard started.load(ordering: .acquiring) else { return }
-        background.wait()  // checkpoint thread
-        background.wait()  // compaction thread
+        if configuration.backgroundThreads {
+            background.wait()  // checkpoint thread
+            background.wait()  // compaction thread
+        }
         _ = try? storage.checkpoint()
     }
 

@@ -83,6 +83,8 @@ public final class Journal: Sendable {
         var stopping = false
         var started = false
         var exited = false
+        /// The writer has no free file and waits for a checkpoint to release one.
+        var waitingForFile = false
     }
 
     public let index: Int
@@ -122,15 +124,19 @@ public final class Journal: Sendable {
             $0.releasedBelow = releasedBelow
             $0.started = true
         }
+        // Returns once the writer has its first file open: the disk changes of starting are over when the
+        // bookie starts taking adds (a simulated power cut right after a start cuts the same changes every time).
+        let ready = DispatchSemaphore(value: 0)
         let thread = Thread { [self] in
             let writer = JournalWriter(journal: self, sink: sink, resumeAfter: resumeAfter)
-            if let failure = writer.run() { onFatal(failure) }
+            if let failure = writer.run(ready: { ready.signal() }) { onFatal(failure) }
             shared.withLock { $0.exited = true }
             exitSignal.signal()
         }
         thread.name = "journal-\(index)"
         thread.stackSize = 1 << 20
         thread.start()
+        ready.wait()
     }
 
     /// Queues records, all or none, in order. Returns nil when accepted; the completion then runs once, after
@@ -187,6 +193,16 @@ public final class Journal: Sendable {
     }
 
     public var failure: String? { shared.withLock { $0.failure } }
+
+    /// True while the writer waits for a checkpoint to free a file (it asked its sink for one).
+    public var isWaitingForFile: Bool { shared.withLock { $0.waitingForFile } }
+
+    /// Records appended from now on wait, unseen by the writer, until `releaseBatches()`: then it takes them
+    /// together, so how they group into batches follows from the records alone, not from thread timing. For a
+    /// driver that steps the bookie (the simulator); `stop()` releases them too.
+    public func holdBatches() { queue.hold() }
+
+    public func releaseBatches() { queue.release() }
 
     /// Writes out what is queued, then stops the thread and waits for it.
     public func stop() {

@@ -57,8 +57,12 @@ final class JournalWriter {
         buffers = (0...config.policy.maxInFlight).map { _ in AlignedBuffer(capacity: capacity) }
     }
 
-    /// Runs until stopped; returns the failure that ended it, if any.
-    func run() -> String? {
+    /// Runs until stopped; returns the failure that ended it, if any. `ready` runs once: when the first file is
+    /// open, when the writer waits for a checkpoint to free one (the bookie's background work must run for
+    /// that), or when starting failed.
+    func run(ready: @escaping () -> Void) -> String? {
+        onReady = ready
+        defer { announceReady() }
         do {
             let config = journal.configuration
             engine = try config.makeEngine?() ?? EngineSelector.make(config.engine, syncMode: config.syncMode,
@@ -72,6 +76,7 @@ final class JournalWriter {
             }
             for (slot, header) in try directory.slots() { slotNumbers[slot] = .some(header?.fileNumber) }
             try roll()
+            announceReady()
             try loop()
             return nil
         } catch JournalError.stopped {
@@ -81,6 +86,13 @@ final class JournalWriter {
         } catch {
             return fail("\(error)")
         }
+    }
+
+    private var onReady: (() -> Void)?
+
+    private func announceReady() {
+        onReady?()
+        onReady = nil
     }
 
     private func loop() throws {
@@ -232,6 +244,7 @@ final class JournalWriter {
     /// A slot whose file no checkpoint needs; creates one while under the limit; otherwise asks for a
     /// checkpoint and waits for it.
     private func freeSlot() throws -> Int {
+        defer { journal.shared.withLock { $0.waitingForFile = false } }
         while true {
             let released = journal.shared.withLock { $0.releasedBelow }
             if let slot = slotNumbers.keys.sorted().first(where: { slot in
@@ -253,8 +266,12 @@ final class JournalWriter {
                 slotNumbers[slot] = .some(nil)
                 return slot
             }
+            journal.shared.withLock {
+                $0.stats.waitsForFreeFile += 1
+                $0.waitingForFile = true
+            }
             sink.journalNeedsCheckpoint(journal: journal.index)
-            journal.shared.withLock { $0.stats.waitsForFreeFile += 1 }
+            announceReady()
             if journal.shared.withLock({ $0.stopping }) { throw JournalError.stopped }
             usleep(1000)
         }

@@ -6,6 +6,7 @@ import DLogIO
 import DLogTestSupport
 import DLogWire
 import Logging
+import Foundation
 import Synchronization
 
 /// A seeded random workload against a bookie whose journal and ledger storage live on a `SimulatedDisk`:
@@ -18,8 +19,11 @@ import Synchronization
 /// - a restart never refuses what the bookie wrote itself; after an injected EIO it may, naming file and offset;
 /// - deleting ledgers frees their space once checkpoints and compaction ran.
 ///
-/// Steps run one at a time and each waits for its answers, so the seed decides the run; the bookie's own
-/// threads decide only how adds are grouped into journal batches. A failure message starts with the seed.
+/// The seed decides the run. Steps run one at a time and each waits for its answers. A step's requests are sent
+/// in order with the journal held (`Journal.holdBatches`), so they group into batches by the records alone. The
+/// bookie runs no background threads: the simulation takes its background turns after every step, in simulated
+/// time, and runs the checkpoint a journal short of files asks for while that journal waits. What is left to
+/// the journal's own thread is only when it writes, never what. A failure message starts with the seed.
 final class BookieSimulation {
     struct Failure: Error, CustomStringConvertible {
         var description: String
@@ -51,6 +55,9 @@ final class BookieSimulation {
     /// and offset (the run then ends there).
     private var diskLied = false
     private(set) var steps: [String] = []
+    /// Every answer the bookie gave, in order: with `steps` and the disk's bytes, what a second run of the seed
+    /// must repeat exactly.
+    private(set) var trace: [String] = []
     private let logger: Logger
     static let ledgers = UInt64(1)...UInt64(12)
 
@@ -70,10 +77,11 @@ final class BookieSimulation {
             storage: .init(ledgerDirectories: ["/bookie/ledgers-0", "/bookie/ledgers-1", "/bookie/ledgers-2"],
                            writeCacheBytes: 512 << 10))
         c.place(on: disk, clock: disk.clock)
-        // Checkpoints and compaction run when the simulation says (or when the journal runs out of files).
-        c.checkpointInterval = .seconds(3600)
-        c.compactionInterval = .seconds(3600)
-        c.diskCheckInterval = .seconds(3600)
+        // Background work runs when the simulation says: its turns after each step (a simulated second each),
+        // checkpoints and compaction of its own steps, and the checkpoint a journal short of files asks for.
+        c.backgroundThreads = false
+        c.checkpointInterval = .seconds(20)
+        c.diskCheckInterval = .seconds(5)
         return c
     }
 
@@ -84,6 +92,22 @@ final class BookieSimulation {
     }
 
     func finish() { bookie.stop() }
+
+    /// Every file under /bookie with an FNV-1a digest of its bytes: two runs of a seed must agree.
+    func diskDigest() throws -> [String: UInt64] {
+        var files: [String: UInt64] = [:]
+        func walk(_ path: String) throws {
+            guard let names = try? disk.list(path) else {
+                var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+                for b in try disk.readAll(path) { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
+                files[path] = hash
+                return
+            }
+            for name in names { try walk(path + "/" + name) }
+        }
+        try walk("/bookie")
+        return files
+    }
 
     private func fail(_ what: String) -> Failure {
         Failure(description: "seed \(seed), step \(steps.count) (\(steps.last ?? "start")): \(what); steps: "
@@ -121,6 +145,8 @@ final class BookieSimulation {
             case 91 ..< 93: try bitRot()
             default: try await failedSync()
             }
+            try backgroundTurn()
+            if ProcessInfo.processInfo.environment["DLOG_SIM_DEBUG"] != nil { trace.append("disk after \(steps.last ?? ""): \(try diskDigest().sorted { $0.key < $1.key })") }
             try checkReads()
         }
     }
@@ -129,11 +155,53 @@ final class BookieSimulation {
 
     private static func entryBytes(_ ledger: UInt64, _ e: Int64, _ size: Int) -> [UInt8] { entry(ledger, e, size: size) }
 
-    private static func add(_ b: Bookie, _ ledger: UInt64, _ e: Int64, _ size: Int) async -> BookieResponse {
-        let bytes = entryBytes(ledger, e, size)
-        return await withCheckedContinuation { done in
-            b.add(masterKey: testKey, entry: bytes, recovery: false) { done.resume(returning: $0) }
+    /// A simulated second passes and the bookie takes a background turn, as its thread would: a checkpoint on
+    /// the interval or when asked, a disk check. Whether one is asked is set from the state alone (the cache
+    /// full): a journal that waited for a file may ask again after its checkpoint, by thread timing.
+    private func backgroundTurn() throws {
+        disk.clock.advance(by: .seconds(1))
+        bookie.checkpointRequested.store(bookie.storage.cacheFull, ordering: .relaxed)
+        bookie.backgroundTurn(clock: disk.clock)
+    }
+
+    /// Sends requests in order with every journal held, so they reach the writer together; then waits for all
+    /// their answers (see `settle`). `send` gets a reply to pass to its request.
+    private func requests(_ count: Int, _ send: (Int, @escaping @Sendable (BookieResponse) -> Void) -> Void) async throws -> [BookieResponse] {
+        let answers = Slots(count)
+        for j in bookie.journals { j.holdBatches() }
+        for i in 0 ..< count { send(i) { answers.set(i, $0) } }
+        for j in bookie.journals { j.releaseBatches() }
+        return try await settle(answers)
+    }
+
+    /// Waits for every answer. A journal that has no free file waits for a checkpoint, which the bookie's
+    /// background thread would run: the simulation runs it then, and waits until the journal moved on.
+    private func settle(_ answers: Slots) async throws -> [BookieResponse] {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if let all = answers.all { return all }
+            if bookie.journals.contains(where: \.isWaitingForFile) {
+                _ = bookie.runCheckpoint()
+                while bookie.journals.contains(where: \.isWaitingForFile) && answers.all == nil && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .microseconds(100))
+                }
+            }
+            try await Task.sleep(for: .microseconds(100))
         }
+        throw fail("answers still missing after 60 s: \(answers.description)")
+    }
+
+    /// Answers by request, filled from callbacks.
+    private final class Slots: Sendable, CustomStringConvertible {
+        private let slots: Mutex<[BookieResponse?]>
+        init(_ count: Int) { slots = Mutex(Array(repeating: nil, count: count)) }
+        func set(_ i: Int, _ answer: BookieResponse) { slots.withLock { $0[i] = answer } }
+        var all: [BookieResponse]? { slots.withLock { $0.contains { $0 == nil } ? nil : $0.map { $0! } } }
+        var description: String { slots.withLock { "\($0)" } }
+    }
+
+    private func add(_ ledger: UInt64, _ e: Int64, _ size: Int) async throws -> BookieResponse {
+        try await send([(ledger, e, size)])[0]
     }
 
     /// Picks adds for a step: ledgers from the pool, next entry ids, sizes up to 3 KB.
@@ -147,19 +215,20 @@ final class BookieSimulation {
     }
 
     /// Sends adds together (so the journal groups them) and returns each answer.
-    private func send(_ adds: [(UInt64, Int64, Int)]) async -> [BookieResponse] {
+    private func send(_ adds: [(UInt64, Int64, Int)]) async throws -> [BookieResponse] {
         let b = bookie
-        return await withTaskGroup(of: (Int, BookieResponse).self) { group in
-            for (i, (ledger, e, size)) in adds.enumerated() { group.addTask { (i, await Self.add(b, ledger, e, size)) } }
-            let answers = await group.reduce(into: [Int: BookieResponse]()) { $0[$1.0] = $1.1 }
-            return (0 ..< adds.count).map { answers[$0]! }
+        let answers = try await requests(adds.count) { i, reply in
+            let (ledger, e, size) = adds[i]
+            b.add(masterKey: testKey, entry: Self.entryBytes(ledger, e, size), recovery: false, reply: reply)
         }
+        trace += answers.map { "\($0)" }
+        return answers
     }
 
     private func adds() async throws {
         let planned = plannedAdds(Int.random(in: 1...30, using: &random))
         steps.append("adds(\(planned.count))")
-        for (add, answer) in zip(planned, await send(planned)) {
+        for (add, answer) in zip(planned, try await send(planned)) {
             let (ledger, e, size) = add
             switch answer {
             case .added:
@@ -188,7 +257,7 @@ final class BookieSimulation {
         _ = bookie.readLAC(ledger: id, longPollPrevious: current, withEntry: withEntry) { answers.append($0) }
         let (e, size) = (model.nextEntry[ledger, default: 0], Int.random(in: 1...3000, using: &random))
         model.nextEntry[ledger] = e + 1
-        guard case .added = await Self.add(bookie, ledger, e, size) else { throw fail("add \(ledger)/\(e) refused") }
+        guard case .added = try await add(ledger, e, size) else { throw fail("add \(ledger)/\(e) refused") }
         model.entries[ledger, default: [:]][e] = size
         let woken = answers.take()
         switch woken.first {
@@ -226,11 +295,11 @@ final class BookieSimulation {
         let ledger = UInt64.random(in: Self.ledgers, using: &random)
         steps.append("fence(\(ledger))")
         let b = bookie
-        let answer: BookieResponse = await withCheckedContinuation { done in
-            b.fenceAndRead(ledger: LedgerID(ledger), entry: EntryID(0), masterKey: testKey,
-                           reply: { done.resume(returning: $0) },
-                           read: { done.resume(returning: b.readEntryBlocking(ledger: LedgerID(ledger), entry: EntryID(0))) })
-        }
+        let answer = try await requests(1) { _, reply in
+            b.fenceAndRead(ledger: LedgerID(ledger), entry: EntryID(0), masterKey: testKey, reply: reply,
+                           read: { reply(b.readEntryBlocking(ledger: LedgerID(ledger), entry: EntryID(0))) })
+        }[0]
+        trace.append("\(answer)")
         switch answer {
         case .entry, .failed(.noEntry, _), .failed(.noLedger, _): model.fenced.insert(ledger)
         // The fence is durable before the read; it is the read that met the rot.
@@ -243,9 +312,8 @@ final class BookieSimulation {
         let ledger = UInt64.random(in: Self.ledgers, using: &random)
         steps.append("delete(\(ledger))")
         let b = bookie
-        let answer: BookieResponse = await withCheckedContinuation { done in
-            b.deleteLedger(LedgerID(ledger)) { done.resume(returning: $0) }
-        }
+        let answer = try await requests(1) { _, reply in b.deleteLedger(LedgerID(ledger), reply: reply) }[0]
+        trace.append("\(answer)")
         switch answer {
         case .done, .failed(.noLedger, _):
             // Gone, fencing included: a later add creates the ledger anew.
@@ -313,7 +381,7 @@ final class BookieSimulation {
     /// Sends adds while the disk fails: an acknowledged one joins the model (not on a fenced ledger); any other
     /// answer leaves its outcome unknown.
     private func sendWhileFailing(_ planned: [(UInt64, Int64, Int)]) async throws {
-        for (add, answer) in zip(planned, await send(planned)) {
+        for (add, answer) in zip(planned, try await send(planned)) {
             let (ledger, e, size) = add
             if case .added = answer {
                 guard !model.fenced.contains(ledger) else { throw fail("add \(ledger)/\(e) acknowledged on a fenced ledger") }
@@ -379,7 +447,7 @@ final class BookieSimulation {
         let used = try disk.usage(of: "/bookie")
         disk.capacityBytes = Int64(used.totalBytes - used.freeBytes) + 4096
         let planned = plannedAdds(Int.random(in: 1...10, using: &random))
-        let answers = await send(planned)
+        let answers = try await send(planned)
         _ = bookie.runCheckpoint()
         for (add, answer) in zip(planned, answers) {
             let (ledger, e, size) = add

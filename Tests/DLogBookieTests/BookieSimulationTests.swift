@@ -4,6 +4,8 @@ import Testing
 
 /// Runs `BookieSimulation` over seeds. `make test` runs a bounded number; `make simulate SEEDS=N` runs more
 /// (environment: DLOG_SIM_SEEDS, DLOG_SIM_STEPS, and DLOG_SIM_SEED to replay one seed, or to start from it).
+/// DLOG_SIM_DEBUG=1 adds the disk's file digests after every step to the trace, so when two runs of a seed part,
+/// `aSeedGivesTheSameRunTwice` names the first step where they did.
 @Suite struct BookieSimulationTests {
     private static func setting(_ name: String) -> UInt64? {
         ProcessInfo.processInfo.environment[name].flatMap { UInt64($0) }
@@ -30,5 +32,26 @@ import Testing
         }
         let elapsed = ContinuousClock.now - started
         print("bookie simulation: \(seeds) seeds, \(failures) failed, in \(elapsed)")
+    }
+
+    /// The same seed gives the same run: two runs of one seed take the same steps, get the same answers and
+    /// leave the same bytes on the disk, so a failure's seed replays it.
+    @Test func aSeedGivesTheSameRunTwice() async throws {
+        let seed = Self.setting("DLOG_SIM_SEED") ?? UInt64.random(in: 1 ... UInt64(UInt32.max))
+        var runs: [(steps: [String], trace: [String], disk: [String: UInt64])] = []
+        for _ in 0 ..< 2 {
+            let simulation = try BookieSimulation(seed: seed)
+            try await simulation.run(steps: 50)
+            simulation.finish()
+            runs.append((simulation.steps, simulation.trace, try simulation.diskDigest()))
+        }
+        #expect(runs[0].steps == runs[1].steps, "seed \(seed): the steps differ")
+        let (first, second) = (runs[0].trace, runs[1].trace)
+        if let i = first.indices.first(where: { $0 < second.count && first[$0] != second[$0] }) {
+            Issue.record("seed \(seed): answer \(i) differs: \(first[i]) / \(second[i])")
+        }
+        #expect(runs[0].trace.count == runs[1].trace.count, "seed \(seed)")
+        let differing = Set(runs[0].disk.keys).union(runs[1].disk.keys).filter { runs[0].disk[$0] != runs[1].disk[$0] }
+        #expect(differing.isEmpty, "seed \(seed): these files differ: \(differing.sorted())")
     }
 }
