@@ -20,8 +20,14 @@ struct CachedEntries: Sendable {
     /// Keeps `payload` as `entry`; returns the payload it replaced, if any.
     @discardableResult
     mutating func set(_ entry: Int64, _ payload: [UInt8]) -> [UInt8]? {
-        let i = slot(of: entry)
         bytes += payload.count
+        // Adds come in entry order: the next one goes at the end, found without a search.
+        if ids.last.map({ entry > $0 }) ?? true {
+            ids.append(entry)
+            payloads.append(payload)
+            return nil
+        }
+        let i = slot(of: entry)
         if i < ids.count && ids[i] == entry {
             let replaced = payloads[i]
             payloads[i] = payload

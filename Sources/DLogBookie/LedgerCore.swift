@@ -118,7 +118,8 @@ struct LedgerCore {
         switch request {
         case .add(let ledger, let key, let lac, _):
             manifest.ledgers[ledger.rawValue, default: LedgerState(key: key)].heard(early: lac)
-            if let ls = manifest.ledgers[ledger.rawValue] { notify(ledger, ls, &firings) }
+            // Looked up again only for a ledger someone polls: most adds have none.
+            if !watchers.isEmpty, let ls = manifest.ledgers[ledger.rawValue] { notify(ledger, ls, &firings) }
         case .fence(let ledger, let key):
             manifest.ledgers[ledger.rawValue, default: LedgerState(key: key)].fenced = true
         case .delete(let ledger):
