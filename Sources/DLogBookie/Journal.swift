@@ -93,6 +93,8 @@ public final class Journal: Sendable {
     let queue: BlockingQueue<Pending>
     let shared = Mutex(Shared())
     private let exitSignal = DispatchSemaphore(value: 0)
+    /// Signalled when a checkpoint releases files (and at stop): what a writer short of files waits on.
+    private let released = NSCondition()
 
     public init(index: Int, configuration: Configuration) throws(SystemError) {
         precondition(configuration.recordBytesMax > 0)
@@ -181,9 +183,24 @@ public final class Journal: Sendable {
         }
     }
 
-    /// A checkpoint persisted everything before `mark`: older files may be recycled.
+    /// A checkpoint persisted everything before `mark`: older files may be recycled. Wakes a writer that waits
+    /// for a free file.
     public func release(through mark: JournalPosition) {
+        released.lock()
+        defer { released.unlock() }
         shared.withLock { $0.releasedBelow = max($0.releasedBelow, mark.fileNumber) }
+        released.broadcast()
+    }
+
+    /// Blocks the writer until a release moves `releasedBelow` past `seen`, the journal stops, or `timeout`
+    /// passes (then it asks for a checkpoint again). `releasedBelow` is changed under `released`'s lock, so a
+    /// release between the writer's look and its wait still wakes it.
+    func waitForRelease(after seen: UInt64, timeout: TimeInterval) {
+        released.lock()
+        defer { released.unlock() }
+        let (now, stopping) = shared.withLock { ($0.releasedBelow, $0.stopping) }
+        guard now == seen && !stopping else { return }
+        _ = released.wait(until: Date(timeIntervalSinceNow: timeout))
     }
 
     public var stats: JournalStats {
@@ -211,6 +228,9 @@ public final class Journal: Sendable {
             return s.started && !s.exited
         }
         guard running else { return }
+        released.lock()
+        released.broadcast()
+        released.unlock()
         queue.close()
         exitSignal.wait()
         exitSignal.signal()  // let a second stop() return too

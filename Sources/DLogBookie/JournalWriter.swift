@@ -273,7 +273,7 @@ final class JournalWriter {
             sink.journalNeedsCheckpoint(journal: journal.index)
             announceReady()
             if journal.shared.withLock({ $0.stopping }) { throw JournalError.stopped }
-            usleep(1000)
+            journal.waitForRelease(after: released, timeout: 0.1)
         }
     }
 

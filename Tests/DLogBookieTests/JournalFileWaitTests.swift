@@ -1,0 +1,52 @@
+@testable import DLogBookie
+import DLogTestSupport
+import DLogWire
+import Foundation
+import Synchronization
+import Testing
+
+/// A journal that has used all its files waits for a checkpoint to release one: it says so
+/// (`isWaitingForFile`, `journalNeedsCheckpoint`), and a release wakes it, with nothing lost meanwhile.
+@Suite struct JournalFileWaitTests {
+    /// Counts the asks for a checkpoint, and keeps where each sync ended.
+    final class AskingSink: JournalSink {
+        let asks = Atomic<Int>(0)
+        let positions = Mutex<[JournalPosition]>([])
+        func journalDidSync(_ records: [JournalRecord], journal: Int, through position: JournalPosition) {
+            positions.withLock { $0.append(position) }
+        }
+        func journalNeedsCheckpoint(journal: Int) { asks.add(1, ordering: .relaxed) }
+    }
+
+    @Test func aWriterShortOfFilesWaitsForAReleaseAndGoesOn() throws {
+        let dir = TempDir()
+        let journal = try makeJournal(dir.path, engine: .blocking, fileBytes: 64 << 10, filesMax: 2, groupBytes: 16 << 10)
+        let sink = AskingSink()
+        journal.start(resumeAfter: try replayAll(journal).1.end, releasedBelow: 0, sink: sink, onFatal: { _ in })
+        defer { journal.stop() }
+        // 40 records of 8 KiB fill two 64 KiB files more than twice over.
+        let done = DispatchSemaphore(value: 0)
+        let results = Mutex<[Result<Void, JournalError>]>([])
+        Thread.detachNewThread {
+            let r = appendAll(journal, (0 ..< 40).map { record($0, size: 8 << 10) })
+            results.withLock { $0 = r }
+            done.signal()
+        }
+        var waits = 0
+        let deadline = ContinuousClock.now + .seconds(30)
+        while done.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
+            #expect(ContinuousClock.now < deadline, "the appends did not finish")
+            guard ContinuousClock.now < deadline else { return }
+            guard journal.isWaitingForFile else { continue }
+            waits += 1
+            #expect(sink.asks.load(ordering: .relaxed) > 0, "a waiting writer asks for a checkpoint")
+            // What a checkpoint does once everything synced so far is in entry logs.
+            if let last = sink.positions.withLock({ $0.last }) { journal.release(through: last) }
+            while journal.isWaitingForFile && ContinuousClock.now < deadline { usleep(100) }
+        }
+        #expect(waits >= 1, "the writer never ran short of files")
+        #expect(results.withLock { $0.count } == 40)
+        #expect(results.withLock { $0.allSatisfy { if case .success = $0 { true } else { false } } })
+        #expect(journal.stats.waitsForFreeFile >= waits)
+    }
+}
