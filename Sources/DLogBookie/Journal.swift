@@ -53,6 +53,10 @@ public final class Journal: Sendable {
         /// Where the journal's files live. A simulated disk needs the blocking engine with `.fdatasync`: the
         /// others write through a descriptor.
         public var disk: any Disk = PosixDisk()
+        /// Whether the writer runs on a thread of the journal's own. Without one, whoever owns the journal
+        /// drives it with `step(now:)` (the simulator does: the whole bookie then runs on one thread, in
+        /// simulated time); `stop()` steps it to its end.
+        public var writerThread = true
 
         public init(directory: String, fileBytes: Int = 64 << 20, filesMax: Int = 8,
                     policy: GroupCommitPolicy.Configuration = .init(), queueCountMax: Int = 100_000,
@@ -93,6 +97,8 @@ public final class Journal: Sendable {
     let queue: BlockingQueue<Pending>
     let shared = Mutex(Shared())
     private let exitSignal = DispatchSemaphore(value: 0)
+    /// The writer, when its driver steps it (`writerThread` off), with what to call if it fails.
+    private let driven = Mutex<(writer: JournalWriter, onFatal: @Sendable (String) -> Void)?>(nil)
     /// Signalled when a checkpoint releases files (and at stop): what a writer short of files waits on.
     private let released = NSCondition()
 
@@ -125,6 +131,25 @@ public final class Journal: Sendable {
         shared.withLock {
             $0.releasedBelow = releasedBelow
             $0.started = true
+        }
+        guard configuration.writerThread else {
+            let failed: String? = driven.withLock { driven in
+                let writer = JournalWriter(journal: self, sink: sink, resumeAfter: resumeAfter)
+                do {
+                    try writer.setUp()
+                } catch {
+                    return writer.fail("\(error)")
+                }
+                driven = (writer, onFatal)
+                return nil
+            }
+            if let failed {
+                shared.withLock { $0.exited = true }
+                return onFatal(failed)
+            }
+            // The first file is opened now, as the thread's start would.
+            while step(now: .now) == .busy {}
+            return
         }
         // Returns once the writer has its first file open: the disk changes of starting are over when the
         // bookie starts taking adds (a simulated power cut right after a start cuts the same changes every time).
@@ -214,12 +239,24 @@ public final class Journal: Sendable {
     /// True while the writer waits for a checkpoint to free a file (it asked its sink for one).
     public var isWaitingForFile: Bool { shared.withLock { $0.waitingForFile } }
 
-    /// Records appended from now on wait, unseen by the writer, until `releaseBatches()`: then it takes them
-    /// together, so how they group into batches follows from the records alone, not from thread timing. For a
-    /// driver that steps the bookie (the simulator); `stop()` releases them too.
-    public func holdBatches() { queue.hold() }
-
-    public func releaseBatches() { queue.release() }
+    /// One step of a writer without a thread of its own (see `Configuration.writerThread`), at `now` (what
+    /// the group-commit policy times batches by). Completions and the sink are called on the caller's thread,
+    /// and must not step the journal themselves.
+    public func step(now: ContinuousClock.Instant) -> JournalStep {
+        driven.withLock { driven in
+            guard let (writer, onFatal) = driven else {
+                precondition(!configuration.writerThread, "only a journal without a writer thread is stepped")
+                return .ended  // not started, or ended
+            }
+            let step = writer.step(now: now)
+            if step == .ended {
+                shared.withLock { $0.exited = true }
+                if let failure = writer.failure { onFatal(failure) }
+                driven = nil
+            }
+            return step
+        }
+    }
 
     /// Writes out what is queued, then stops the thread and waits for it.
     public func stop() {
@@ -228,6 +265,11 @@ public final class Journal: Sendable {
             return s.started && !s.exited
         }
         guard running else { return }
+        guard configuration.writerThread else {
+            queue.close()
+            while driven.withLock({ $0 != nil }) { _ = step(now: .now) }
+            return
+        }
         released.lock()
         released.broadcast()
         released.unlock()

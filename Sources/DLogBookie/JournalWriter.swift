@@ -2,8 +2,22 @@ import Foundation
 import DLogIO
 import DLogWire
 
-/// The journal's thread: builds batches from the queue, writes and syncs them through the engine, and
-/// completes their records. Owns the engine, the files and the buffers; nothing else touches them.
+/// What one step of a journal's writer did, and what its driver should do next.
+public enum JournalStep: Equatable, Sendable {
+    /// It did something: step again.
+    case busy
+    /// Nothing to do until records are queued (or until `deadline`, when a batch is waiting to fill).
+    case idle(until: ContinuousClock.Instant?)
+    /// It has no free file and asked for a checkpoint: step again once a release moved `releasedBelow` past
+    /// `seen` (or after a while, to ask again).
+    case waitingForFile(seen: UInt64)
+    /// Stopped with nothing left to write, or failed (`failure` says why): no more steps.
+    case ended
+}
+
+/// The journal's writer: builds batches from the queue, writes and syncs them through the engine, and
+/// completes their records, one `step` at a time, on the journal's own thread (`run`) or its driver's. Owns
+/// the engine, the files and the buffers; nothing else touches them.
 final class JournalWriter {
     private struct InFlight {
         var token: UInt64
@@ -57,34 +71,95 @@ final class JournalWriter {
         buffers = (0...config.policy.maxInFlight).map { _ in AlignedBuffer(capacity: capacity) }
     }
 
-    /// Runs until stopped; returns the failure that ended it, if any. `ready` runs once: when the first file is
-    /// open, when the writer waits for a checkpoint to free one (the bookie's background work must run for
-    /// that), or when starting failed.
+    typealias Step = JournalStep
+
+    /// Opens the engine and reads the slots' headers. Call once, on the thread that will step the writer.
+    func setUp() throws {
+        let config = journal.configuration
+        engine = try config.makeEngine?() ?? EngineSelector.make(config.engine, syncMode: config.syncMode,
+                                                                 maxInFlight: config.policy.maxInFlight)
+        // Two fdatasyncs in flight on one file could hand a writeback error to the wrong batch (the
+        // kernel reports it once per open file), so only O_DIRECT+RWF_DSYNC writes are pipelined.
+        policy = policy.limited(toInFlight: engine.syncMode == .fdatasync ? 1 : engine.maxInFlight)
+        journal.shared.withLock {
+            $0.stats.engine = engine.name
+            $0.stats.syncMode = engine.syncMode.rawValue
+        }
+        for (slot, header) in try directory.slots() { slotNumbers[slot] = .some(header?.fileNumber) }
+        beginBatch()
+    }
+
+    /// Runs until stopped, on the journal's own thread; returns the failure that ended it, if any. `ready` runs
+    /// once: when the first file is open, when the writer waits for a checkpoint to free one (the bookie's
+    /// background work must run for that), or when starting failed.
     func run(ready: @escaping () -> Void) -> String? {
         onReady = ready
         defer { announceReady() }
         do {
-            let config = journal.configuration
-            engine = try config.makeEngine?() ?? EngineSelector.make(config.engine, syncMode: config.syncMode,
-                                                                     maxInFlight: config.policy.maxInFlight)
-            // Two fdatasyncs in flight on one file could hand a writeback error to the wrong batch (the
-            // kernel reports it once per open file), so only O_DIRECT+RWF_DSYNC writes are pipelined.
-            policy = policy.limited(toInFlight: engine.syncMode == .fdatasync ? 1 : engine.maxInFlight)
-            journal.shared.withLock {
-                $0.stats.engine = engine.name
-                $0.stats.syncMode = engine.syncMode.rawValue
+            try setUp()
+        } catch {
+            return fail("\(error)")
+        }
+        while true {
+            switch step(now: .now) {
+            case .busy:
+                continue
+            case .idle(let deadline):
+                if !spinForWork() { journal.queue.waitForItems(until: deadline) }
+            case .waitingForFile(let seen):
+                journal.waitForRelease(after: seen, timeout: 0.1)
+            case .ended:
+                return failure
             }
-            for (slot, header) in try directory.slots() { slotNumbers[slot] = .some(header?.fileNumber) }
-            try roll()
-            announceReady()
-            try loop()
-            return nil
+        }
+    }
+
+    /// Why the writer ended, if it failed.
+    private(set) var failure: String? = nil
+    /// A batch whose file was full when it was flushed: it goes out once a new file is open.
+    private var flushAfterRoll: GroupCommitPolicy.Trigger? = nil
+    private var ended = false
+
+    /// One piece of the writer's work at `now`: open the first file, finish a flush that waited for a file,
+    /// take queued records, flush a batch, or complete one. Never blocks except on the disk. The journal's own
+    /// thread steps it in `run`; a driver with `Journal.Configuration.writerThread` off steps it itself.
+    func step(now: ContinuousClock.Instant) -> Step {
+        guard !ended else { return .ended }
+        do {
+            if currentSlot < 0 || flushAfterRoll != nil {
+                if case .wait(let seen) = try roll() { return .waitingForFile(seen: seen) }
+                announceReady()
+                if let trigger = flushAfterRoll {
+                    flushAfterRoll = nil
+                    try submit(trigger)
+                }
+                return .busy
+            }
+            let stopping = journal.shared.withLock { $0.stopping }
+            if stopping && policy.pendingRecords == 0 && inFlight.isEmpty && journal.queue.isEmpty {
+                ended = true
+                return .ended
+            }
+            let bufferFull = drain(now: now)
+            let queueEmpty = journal.queue.isEmpty
+            switch policy.next(now: now, queueEmpty: queueEmpty || stopping, bufferFull: bufferFull) {
+            case .flush(let trigger):
+                return try flush(trigger)
+            case .awaitCompletion:
+                try completeOldest()
+                return .busy
+            case .waitForWork(let deadline):
+                return stopping ? .busy : .idle(until: deadline)
+            }
         } catch JournalError.stopped {
             // Stopped while waiting for a free file: what is queued was never acknowledged; say so.
             refuseAll(.stopped)
-            return nil
+            ended = true
+            return .ended
         } catch {
-            return fail("\(error)")
+            failure = fail("\(error)")
+            ended = true
+            return .ended
         }
     }
 
@@ -93,24 +168,6 @@ final class JournalWriter {
     private func announceReady() {
         onReady?()
         onReady = nil
-    }
-
-    private func loop() throws {
-        beginBatch()
-        while true {
-            let stopping = journal.shared.withLock { $0.stopping }
-            if stopping && policy.pendingRecords == 0 && inFlight.isEmpty && journal.queue.isEmpty { return }
-            let bufferFull = drain()
-            let queueEmpty = journal.queue.isEmpty
-            switch policy.next(now: .now, queueEmpty: queueEmpty || stopping, bufferFull: bufferFull) {
-            case .flush(let trigger):
-                try flush(trigger)
-            case .awaitCompletion:
-                try completeOldest()
-            case .waitForWork(let deadline):
-                if !stopping && !spinForWork() { journal.queue.waitForItems(until: deadline) }
-            }
-        }
     }
 
     /// Right after a batch completes the next add often follows within microseconds (a client answering
@@ -128,7 +185,7 @@ final class JournalWriter {
 
     /// Moves queued records into the batch being built. Returns true when a record is left waiting because
     /// it does not fit.
-    private func drain() -> Bool {
+    private func drain(now: ContinuousClock.Instant) -> Bool {
         let buffer = buffers[building]
         var room = buffer.capacity - buffer.count - JournalFormat.alignment
         var stoppedForRoom = false
@@ -141,7 +198,6 @@ final class JournalWriter {
             room -= need
             return true
         }
-        let now = ContinuousClock.now
         for pending in taken {
             let record = pending.record
             record.payload.withUnsafeBytes { payload in
@@ -165,13 +221,26 @@ final class JournalWriter {
         batchFirstSeq = nextSeq
     }
 
-    private func flush(_ trigger: GroupCommitPolicy.Trigger) throws {
+    /// Flushes the batch being built: pads it, and submits it to the current file, or to a new one when it does
+    /// not fit (after completing what is in flight in the old one). With no free file it waits, padded, and
+    /// goes out once a file is free (`flushAfterRoll`); nothing is added to it meanwhile.
+    private func flush(_ trigger: GroupCommitPolicy.Trigger) throws -> Step {
         let buffer = buffers[building]
         buffer.padToAlignment()
         if writeOffset + buffer.count > directory.fileBytes {
             while !inFlight.isEmpty { try completeOldest() }
-            try roll()
+            if case .wait(let seen) = try roll() {
+                flushAfterRoll = trigger
+                return .waitingForFile(seen: seen)
+            }
         }
+        try submit(trigger)
+        return .busy
+    }
+
+    /// Writes the padded batch being built at the end of the current file, and starts the next batch.
+    private func submit(_ trigger: GroupCommitPolicy.Trigger) throws {
+        let buffer = buffers[building]
         let info = BatchInfo(batchBytes: buffer.count, recordCount: batchRecords.count,
                              durableThrough: durableThrough)
         info.encode().withUnsafeBytes { payload in
@@ -211,9 +280,19 @@ final class JournalWriter {
         for c in done.completions { c(.success(())) }
     }
 
+    private enum Roll {
+        case rolled
+        /// No free file: wait for a release past `seen`.
+        case wait(seen: UInt64)
+    }
+
     /// Starts a new file: takes a free slot, writes its header naming where the previous file ends, syncs it.
-    private func roll() throws {
-        let slot = try freeSlot()
+    private func roll() throws -> Roll {
+        let slot: Int
+        switch try freeSlot() {
+        case .slot(let free): slot = free
+        case .wait(let seen): return .wait(seen: seen)
+        }
         // Records of the batch being built already have sequence numbers; the new file starts with them.
         let previous = currentSlot >= 0
             ? JournalPosition(fileNumber: currentNumber, offset: Int64(writeOffset), nextSeq: batchFirstSeq)
@@ -232,6 +311,7 @@ final class JournalWriter {
         currentSlot = slot
         currentNumber = number
         writeOffset = JournalFormat.headerBytes
+        return .rolled
     }
 
     private func openSlot(_ slot: Int) throws(SystemError) -> any DiskFile {
@@ -241,16 +321,23 @@ final class JournalWriter {
         return f
     }
 
+    private enum FreeSlot {
+        case slot(Int)
+        /// None: a checkpoint was asked for; `seen` is the released mark that freed nothing.
+        case wait(UInt64)
+    }
+
     /// A slot whose file no checkpoint needs; creates one while under the limit; otherwise asks for a
-    /// checkpoint and waits for it.
-    private func freeSlot() throws -> Int {
-        defer { journal.shared.withLock { $0.waitingForFile = false } }
+    /// checkpoint and says to wait (`isWaitingForFile` is true until a slot is found). Throws `stopped` when the
+    /// journal stops meanwhile.
+    private func freeSlot() throws -> FreeSlot {
         while true {
             let released = journal.shared.withLock { $0.releasedBelow }
             if let slot = slotNumbers.keys.sorted().first(where: { slot in
                 slot != currentSlot && (slotNumbers[slot]!.map { $0 < released } ?? true)
             }) {
-                return slot
+                journal.shared.withLock { $0.waitingForFile = false }
+                return .slot(slot)
             }
             if slotNumbers.count < directory.filesMax && !growthRefused {
                 let slot = (slotNumbers.keys.max() ?? -1) + 1
@@ -264,21 +351,22 @@ final class JournalWriter {
                     continue
                 }
                 slotNumbers[slot] = .some(nil)
-                return slot
+                journal.shared.withLock { $0.waitingForFile = false }
+                return .slot(slot)
             }
+            if journal.shared.withLock({ $0.stopping }) { throw JournalError.stopped }
             journal.shared.withLock {
                 $0.stats.waitsForFreeFile += 1
                 $0.waitingForFile = true
             }
             sink.journalNeedsCheckpoint(journal: journal.index)
             announceReady()
-            if journal.shared.withLock({ $0.stopping }) { throw JournalError.stopped }
-            journal.waitForRelease(after: released, timeout: 0.1)
+            return .wait(released)
         }
     }
 
     /// Ends the journal: the failed batch and everything after it is refused, never retried.
-    private func fail(_ why: String) -> String {
+    func fail(_ why: String) -> String {
         journal.shared.withLock {
             $0.failure = why
             $0.stats.failed = why

@@ -128,9 +128,16 @@ public struct LedgerRanges: Sendable, Sequence, ExpressibleByDictionaryLiteral, 
     public func makeIterator() -> Iterator { Iterator(ranges: self) }
     public var underestimatedCount: Int { count }
 
-    /// The JSON manifest of earlier versions wrote a dictionary.
+    /// The JSON manifest of earlier versions wrote a dictionary. Its ranges come from disk: one that cannot be
+    /// (a negative count, entries before 0 or after its last) is an error naming the ledger, not a trap; a
+    /// range with no entries lists nothing, as in the ledger index.
     public init(from decoder: Decoder) throws {
-        self.init(try [UInt64: EntryLogLedgerRange](from: decoder))
+        let listed = try [UInt64: EntryLogLedgerRange](from: decoder)
+        for (ledger, range) in listed where range.count < 0 || range.count > 0 && (range.first < 0 || range.first > range.last) {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription:
+                "ledger \(ledger) has an impossible range: first \(range.first), last \(range.last), count \(range.count)"))
+        }
+        self.init(listed.filter { $0.value.count > 0 })
     }
 
     public func encode(to encoder: Encoder) throws {

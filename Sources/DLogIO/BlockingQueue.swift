@@ -20,9 +20,6 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     /// Set once by `close()`; checked under the mutex so the consumer cannot miss it between its own check
     /// and going to sleep.
     @usableFromInline var closed = false
-    /// Set by `hold()`: the consumer sees an empty queue until `release()`, so that what producers offer
-    /// meanwhile reaches it together (a simulation's batches then do not depend on thread timing).
-    @usableFromInline var held = false
     @usableFromInline let weigh: @Sendable (Element) -> Int
     public let countMax: Int
     public let bytesMax: Int
@@ -91,7 +88,6 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         var out: [Element] = []
-        if held { return out }
         while let first = items.first, take(first) {
             out.append(items.removeFirst())
             bytes -= weigh(first)
@@ -99,26 +95,11 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         return out
     }
 
-    /// True while held, to the consumer: nothing can be drained.
     @inlinable
     public var isEmpty: Bool {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return items.isEmpty || held
-    }
-
-    /// Hides what is offered from the consumer until `release()` (and `close()`, which releases).
-    public func hold() {
-        pthread_mutex_lock(mutex)
-        held = true
-        pthread_mutex_unlock(mutex)
-    }
-
-    public func release() {
-        pthread_mutex_lock(mutex)
-        held = false
-        pthread_cond_broadcast(condition)
-        pthread_mutex_unlock(mutex)
+        return items.isEmpty
     }
 
     /// True once `close()` was called.
@@ -139,7 +120,7 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     public func waitForItems(until deadline: ContinuousClock.Instant?) {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        guard (items.isEmpty || held) && !closed else { return }
+        guard items.isEmpty && !closed else { return }
         if let deadline {
             let remaining = ContinuousClock.now.duration(to: deadline)
             guard remaining > .zero else { return }
@@ -162,7 +143,6 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     public func close() {
         pthread_mutex_lock(mutex)
         closed = true
-        held = false
         pthread_cond_broadcast(condition)
         pthread_mutex_unlock(mutex)
     }

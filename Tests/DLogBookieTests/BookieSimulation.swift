@@ -19,11 +19,11 @@ import Synchronization
 /// - a restart never refuses what the bookie wrote itself; after an injected EIO it may, naming file and offset;
 /// - deleting ledgers frees their space once checkpoints and compaction ran.
 ///
-/// The seed decides the run. Steps run one at a time and each waits for its answers. A step's requests are sent
-/// in order with the journal held (`Journal.holdBatches`), so they group into batches by the records alone. The
-/// bookie runs no background threads: the simulation takes its background turns after every step, in simulated
-/// time, and runs the checkpoint a journal short of files asks for while that journal waits. What is left to
-/// the journal's own thread is only when it writes, never what. A failure message starts with the seed.
+/// The seed decides the run: the bookie runs on the simulation's thread alone. Its journal has no writer thread
+/// (`Journal.Configuration.writerThread` off): the simulation steps it, in simulated time, once a step's
+/// requests are all queued. It has no background threads either: the simulation takes its background turns
+/// after every step and runs the checkpoint a journal short of files asks for. A failure message starts with
+/// the seed.
 final class BookieSimulation {
     struct Failure: Error, CustomStringConvertible {
         var description: String
@@ -80,6 +80,7 @@ final class BookieSimulation {
         // Background work runs when the simulation says: its turns after each step (a simulated second each),
         // checkpoints and compaction of its own steps, and the checkpoint a journal short of files asks for.
         c.backgroundThreads = false
+        c.journal.writerThread = false
         c.checkpointInterval = .seconds(20)
         c.diskCheckInterval = .seconds(5)
         return c
@@ -164,31 +165,34 @@ final class BookieSimulation {
         bookie.backgroundTurn(clock: disk.clock)
     }
 
-    /// Sends requests in order with every journal held, so they reach the writer together; then waits for all
-    /// their answers (see `settle`). `send` gets a reply to pass to its request.
-    private func requests(_ count: Int, _ send: (Int, @escaping @Sendable (BookieResponse) -> Void) -> Void) async throws -> [BookieResponse] {
+    /// Sends requests in order, then steps the journals until every answer is in (see `settle`). `send` gets a
+    /// reply to pass to its request.
+    private func requests(_ count: Int, _ send: (Int, @escaping @Sendable (BookieResponse) -> Void) -> Void) throws -> [BookieResponse] {
         let answers = Slots(count)
-        for j in bookie.journals { j.holdBatches() }
         for i in 0 ..< count { send(i) { answers.set(i, $0) } }
-        for j in bookie.journals { j.releaseBatches() }
-        return try await settle(answers)
+        return try settle(answers)
     }
 
-    /// Waits for every answer. A journal that has no free file waits for a checkpoint, which the bookie's
-    /// background thread would run: the simulation runs it then, and waits until the journal moved on.
-    private func settle(_ answers: Slots) async throws -> [BookieResponse] {
-        let deadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < deadline {
-            if let all = answers.all { return all }
-            if bookie.journals.contains(where: \.isWaitingForFile) {
-                _ = bookie.runCheckpoint()
-                while bookie.journals.contains(where: \.isWaitingForFile) && answers.all == nil && ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .microseconds(100))
+    /// Steps every journal until it is idle, and again until every answer is in. A journal that has no free
+    /// file waits for a checkpoint, which the bookie's background thread would run: the simulation runs it.
+    private func settle(_ answers: Slots) throws -> [BookieResponse] {
+        for _ in 0 ..< 1_000 {
+            var waiting = false
+            for journal in bookie.journals {
+                stepping: while true {
+                    switch journal.step(now: disk.clock.now) {
+                    case .busy: continue
+                    case .waitingForFile: waiting = true
+                    case .idle, .ended: break
+                    }
+                    break stepping
                 }
             }
-            try await Task.sleep(for: .microseconds(100))
+            if let all = answers.all { return all }
+            guard waiting else { break }
+            _ = bookie.runCheckpoint()
         }
-        throw fail("answers still missing after 60 s: \(answers.description)")
+        throw fail("answers missing with every journal idle or short of files: \(answers.description)")
     }
 
     /// Answers by request, filled from callbacks.
@@ -200,8 +204,8 @@ final class BookieSimulation {
         var description: String { slots.withLock { "\($0)" } }
     }
 
-    private func add(_ ledger: UInt64, _ e: Int64, _ size: Int) async throws -> BookieResponse {
-        try await send([(ledger, e, size)])[0]
+    private func add(_ ledger: UInt64, _ e: Int64, _ size: Int) throws -> BookieResponse {
+        try send([(ledger, e, size)])[0]
     }
 
     /// Picks adds for a step: ledgers from the pool, next entry ids, sizes up to 3 KB.
@@ -215,9 +219,9 @@ final class BookieSimulation {
     }
 
     /// Sends adds together (so the journal groups them) and returns each answer.
-    private func send(_ adds: [(UInt64, Int64, Int)]) async throws -> [BookieResponse] {
+    private func send(_ adds: [(UInt64, Int64, Int)]) throws -> [BookieResponse] {
         let b = bookie
-        let answers = try await requests(adds.count) { i, reply in
+        let answers = try requests(adds.count) { i, reply in
             let (ledger, e, size) = adds[i]
             b.add(masterKey: testKey, entry: Self.entryBytes(ledger, e, size), recovery: false, reply: reply)
         }
@@ -228,7 +232,7 @@ final class BookieSimulation {
     private func adds() async throws {
         let planned = plannedAdds(Int.random(in: 1...30, using: &random))
         steps.append("adds(\(planned.count))")
-        for (add, answer) in zip(planned, try await send(planned)) {
+        for (add, answer) in zip(planned, try send(planned)) {
             let (ledger, e, size) = add
             switch answer {
             case .added:
@@ -257,7 +261,7 @@ final class BookieSimulation {
         _ = bookie.readLAC(ledger: id, longPollPrevious: current, withEntry: withEntry) { answers.append($0) }
         let (e, size) = (model.nextEntry[ledger, default: 0], Int.random(in: 1...3000, using: &random))
         model.nextEntry[ledger] = e + 1
-        guard case .added = try await add(ledger, e, size) else { throw fail("add \(ledger)/\(e) refused") }
+        guard case .added = try add(ledger, e, size) else { throw fail("add \(ledger)/\(e) refused") }
         model.entries[ledger, default: [:]][e] = size
         let woken = answers.take()
         switch woken.first {
@@ -295,7 +299,7 @@ final class BookieSimulation {
         let ledger = UInt64.random(in: Self.ledgers, using: &random)
         steps.append("fence(\(ledger))")
         let b = bookie
-        let answer = try await requests(1) { _, reply in
+        let answer = try requests(1) { _, reply in
             b.fenceAndRead(ledger: LedgerID(ledger), entry: EntryID(0), masterKey: testKey, reply: reply,
                            read: { reply(b.readEntryBlocking(ledger: LedgerID(ledger), entry: EntryID(0))) })
         }[0]
@@ -312,7 +316,7 @@ final class BookieSimulation {
         let ledger = UInt64.random(in: Self.ledgers, using: &random)
         steps.append("delete(\(ledger))")
         let b = bookie
-        let answer = try await requests(1) { _, reply in b.deleteLedger(LedgerID(ledger), reply: reply) }[0]
+        let answer = try requests(1) { _, reply in b.deleteLedger(LedgerID(ledger), reply: reply) }[0]
         trace.append("\(answer)")
         switch answer {
         case .done, .failed(.noLedger, _):
@@ -381,7 +385,7 @@ final class BookieSimulation {
     /// Sends adds while the disk fails: an acknowledged one joins the model (not on a fenced ledger); any other
     /// answer leaves its outcome unknown.
     private func sendWhileFailing(_ planned: [(UInt64, Int64, Int)]) async throws {
-        for (add, answer) in zip(planned, try await send(planned)) {
+        for (add, answer) in zip(planned, try send(planned)) {
             let (ledger, e, size) = add
             if case .added = answer {
                 guard !model.fenced.contains(ledger) else { throw fail("add \(ledger)/\(e) acknowledged on a fenced ledger") }
@@ -447,7 +451,7 @@ final class BookieSimulation {
         let used = try disk.usage(of: "/bookie")
         disk.capacityBytes = Int64(used.totalBytes - used.freeBytes) + 4096
         let planned = plannedAdds(Int.random(in: 1...10, using: &random))
-        let answers = try await send(planned)
+        let answers = try send(planned)
         _ = bookie.runCheckpoint()
         for (add, answer) in zip(planned, answers) {
             let (ledger, e, size) = add

@@ -1,5 +1,6 @@
 @testable import DLogBookie
 import DLogTestSupport
+import Foundation
 import Testing
 
 @Suite struct LedgerRangesTests {
@@ -47,6 +48,18 @@ import Testing
 
     /// Ledgers as an index file lists them: sorted (this version), or in any order with a ledger twice (a
     /// dictionary's order, as earlier versions wrote them; the last range listed counts, as it did).
+    /// The JSON manifest's ranges come from disk: an empty range lists nothing (a fuzzed `"count": -0` trapped),
+    /// and an impossible one is an error naming its ledger.
+    @Test func decodingDropsEmptyRangesAndRefusesImpossibleOnes() throws {
+        // A dictionary keyed by UInt64 is a flat array of keys and values in JSON.
+        let empty = #"[5,{"first":0,"last":3,"count":-0,"bytes":0},7,{"first":1,"last":2,"count":2,"bytes":9}]"#
+        let ranges = try JSONDecoder().decode(LedgerRanges.self, from: Data(empty.utf8))
+        #expect(ranges.map(\.key) == [7] && ranges.count == 1)
+        for bad in [#"[5,{"first":0,"last":3,"count":-1,"bytes":0}]"#, #"[5,{"first":4,"last":3,"count":1,"bytes":0}]"#] {
+            #expect(throws: DecodingError.self) { try JSONDecoder().decode(LedgerRanges.self, from: Data(bad.utf8)) }
+        }
+    }
+
     @Test func readsListsInAnyOrder() {
         func range(_ n: Int) -> EntryLogLedgerRange { EntryLogLedgerRange(first: 0, last: Int64(n), count: n + 1, bytes: n) }
         let sorted = LedgerRanges(listed: [(1, range(1)), (5, range(5)), (9, range(9))])

@@ -14,6 +14,14 @@ import Testing
         }
     }
 
+    /// The simulation's bookie, but with the threads a daemon's bookie has: its journal writer and background work.
+    private func threaded(_ disk: SimulatedDisk) -> Bookie.Configuration {
+        var c = BookieSimulation.configuration(disk)
+        c.journal.writerThread = true
+        c.backgroundThreads = true
+        return c
+    }
+
     /// Acknowledged adds survive a power cut at a seeded point among adds and checkpoints: whatever was not
     /// synced is dropped or torn at 512-byte sectors, and after restart every acknowledged entry reads back
     /// byte-exact. Adds still in flight at the cut may be lost; they were never acknowledged.
@@ -21,7 +29,7 @@ import Testing
         var random = SeededGenerator(seed: seed)
         let disk = SimulatedDisk()
         let logger = Logger(label: "power-loss")
-        let first = try Bookie(configuration: BookieSimulation.configuration(disk), logger: logger)
+        let first = try Bookie(configuration: threaded(disk), logger: logger)
         try first.start { _ in }
         var next: [UInt64: Int64] = [:]
         var acknowledged: [(UInt64, Int64, Int)] = []
@@ -65,7 +73,7 @@ import Testing
         first.stop()
         disk.crash(seed: seed, keep: .randomSectors)
 
-        let second = try Bookie(configuration: BookieSimulation.configuration(disk), logger: logger)
+        let second = try Bookie(configuration: threaded(disk), logger: logger)
         try second.start { _ in }
         defer { second.stop() }
         for (ledger, e, size) in acknowledged {
