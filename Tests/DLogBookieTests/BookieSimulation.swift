@@ -119,9 +119,9 @@ final class BookieSimulation {
 
     /// Runs `count` seeded steps, checking the invariants after each. Returns early (without failing) only when
     /// a restart after an injected EIO refused the journal as it should: naming the file and offset.
-    func run(steps count: Int) async throws {
+    func run(steps count: Int) throws {
         do {
-            try await runSteps(count)
+            try runSteps(count)
         } catch is RefusedAfterALie {
             return
         }
@@ -129,22 +129,22 @@ final class BookieSimulation {
 
     private struct RefusedAfterALie: Error {}
 
-    private func runSteps(_ count: Int) async throws {
+    private func runSteps(_ count: Int) throws {
         for _ in 0 ..< count {
             let roll = Int.random(in: 0 ..< 100, using: &random)
             switch roll {
-            case 0 ..< 36: try await adds()
-            case 36 ..< 40: try await longPoll()
-            case 40 ..< 48: try await fence()
-            case 48 ..< 54: try await delete()
+            case 0 ..< 36: try adds()
+            case 36 ..< 40: try longPoll()
+            case 40 ..< 48: try fence()
+            case 48 ..< 54: try delete()
             case 54 ..< 62: try checkpoint()
             case 62 ..< 67: try reclaim()
             case 67 ..< 73: try restart()
-            case 73 ..< 83: try await powerCut()
+            case 73 ..< 83: try powerCut()
             case 83 ..< 88: try backgroundCut()
-            case 88 ..< 91: try await fullDisk()
+            case 88 ..< 91: try fullDisk()
             case 91 ..< 93: try bitRot()
-            default: try await failedSync()
+            default: try failedSync()
             }
             try backgroundTurn()
             if ProcessInfo.processInfo.environment["DLOG_SIM_DEBUG"] != nil { trace.append("disk after \(steps.last ?? ""): \(try diskDigest().sorted { $0.key < $1.key })") }
@@ -229,7 +229,7 @@ final class BookieSimulation {
         return answers
     }
 
-    private func adds() async throws {
+    private func adds() throws {
         let planned = plannedAdds(Int.random(in: 1...30, using: &random))
         steps.append("adds(\(planned.count))")
         for (add, answer) in zip(planned, try send(planned)) {
@@ -249,7 +249,7 @@ final class BookieSimulation {
     /// A long poll at the current LAC is answered by the next add (its LAC counts once the bookie takes it), with
     /// the LAC it carries, and the entry after `previous` only as written; a poll far ahead waits, and its timeout
     /// answers it once with the current LAC.
-    private func longPoll() async throws {
+    private func longPoll() throws {
         let open = model.entries.keys.filter { !model.fenced.contains($0) }.sorted()
         guard let ledger = open.randomElement(using: &random) else { return }
         let withEntry = Bool.random(using: &random)
@@ -295,7 +295,7 @@ final class BookieSimulation {
         func take() -> [BookieResponse] { list.withLock { l in defer { l = [] }; return l } }
     }
 
-    private func fence() async throws {
+    private func fence() throws {
         let ledger = UInt64.random(in: Self.ledgers, using: &random)
         steps.append("fence(\(ledger))")
         let b = bookie
@@ -312,7 +312,7 @@ final class BookieSimulation {
         }
     }
 
-    private func delete() async throws {
+    private func delete() throws {
         let ledger = UInt64.random(in: Self.ledgers, using: &random)
         steps.append("delete(\(ledger))")
         let b = bookie
@@ -384,7 +384,7 @@ final class BookieSimulation {
 
     /// Sends adds while the disk fails: an acknowledged one joins the model (not on a fenced ledger); any other
     /// answer leaves its outcome unknown.
-    private func sendWhileFailing(_ planned: [(UInt64, Int64, Int)]) async throws {
+    private func sendWhileFailing(_ planned: [(UInt64, Int64, Int)]) throws {
         for (add, answer) in zip(planned, try send(planned)) {
             let (ledger, e, size) = add
             if case .added = answer {
@@ -398,13 +398,13 @@ final class BookieSimulation {
 
     /// Adds in flight when the power goes, a few more disk changes getting through first; then a crash that
     /// drops or tears whatever was not synced, and a restart.
-    private func powerCut() async throws {
+    private func powerCut() throws {
         let planned = plannedAdds(Int.random(in: 1...20, using: &random))
         let changes = Int.random(in: 0...12, using: &random)
         let keep: SimulatedDisk.Keep = Bool.random(using: &random) ? .nothing : .randomSectors
         steps.append("powerCut(adds: \(planned.count), after: \(changes), \(keep))")
         disk.haltAfter(changes: changes)
-        try await sendWhileFailing(planned)
+        try sendWhileFailing(planned)
         bookie.stop()
         disk.crash(seed: random.next(), keep: keep)
         try reopen()
@@ -445,7 +445,7 @@ final class BookieSimulation {
 
     /// The ledger disk fills: a checkpoint fails with ENOSPC and the bookie turns read-only; adds are refused
     /// as read-only (none acknowledged); with space again, a checkpoint succeeds and adds are taken again.
-    private func fullDisk() async throws {
+    private func fullDisk() throws {
         steps.append("fullDisk")
         let capacity = disk.capacityBytes
         let used = try disk.usage(of: "/bookie")
@@ -473,13 +473,13 @@ final class BookieSimulation {
     /// A journal sync fails (EIO): its adds fail and the journal stops taking writes, as the daemon then
     /// exits. After a restart (and maybe a power cut) the acknowledged state is all there; a restart may
     /// refuse only by naming the journal file and offset the disk lied about.
-    private func failedSync() async throws {
+    private func failedSync() throws {
         let cut = Bool.random(using: &random)
         steps.append("failedSync(cut: \(cut))")
         diskLied = true
         disk.inject(.init(.dataSync, pathContains: "/journal/", errno: EIO, count: 1))
         let planned = plannedAdds(Int.random(in: 1...10, using: &random))
-        try await sendWhileFailing(planned)
+        try sendWhileFailing(planned)
         bookie.stop()
         // Adds that never reached the journal (a fenced ledger's) leave the fault unmet: it must not hit the
         // next bookie.

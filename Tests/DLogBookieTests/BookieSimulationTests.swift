@@ -13,6 +13,15 @@ import Testing
 
     /// Seeded runs of adds, fences, deletes, checkpoints, compaction, restarts, power cuts, a full disk and a
     /// failed journal sync, each checked after every step (see `BookieSimulation`). Each failure names its seed.
+    /// Runs `body` on a thread of its own. A simulation runs the bookie on its one thread for up to a minute
+    /// without awaiting anything: on one of the test run's cooperative threads (two, on this machine) it would
+    /// starve every other test's tasks, and their leases lapse.
+    private static func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { done in
+            Thread.detachNewThread { done.resume(with: Result { try body() }) }
+        }
+    }
+
     @Test func seededRunsKeepEveryPromise() async throws {
         let seeds = Self.setting("DLOG_SIM_SEEDS") ?? 16
         let steps = Int(Self.setting("DLOG_SIM_STEPS") ?? 60)
@@ -21,14 +30,20 @@ import Testing
         let started = ContinuousClock.now
         var failures = 0
         for seed in first ..< first + seeds {
-            let simulation = try BookieSimulation(seed: seed)
-            do {
-                try await simulation.run(steps: steps)
-            } catch {
-                failures += 1
-                Issue.record("\(error)")
+            let failure: String? = try await Self.onOwnThread {
+                let simulation = try BookieSimulation(seed: seed)
+                defer { simulation.finish() }
+                do {
+                    try simulation.run(steps: steps)
+                    return nil
+                } catch {
+                    return "\(error)"
+                }
             }
-            simulation.finish()
+            if let failure {
+                failures += 1
+                Issue.record("\(failure)")
+            }
         }
         let elapsed = ContinuousClock.now - started
         print("bookie simulation: \(seeds) seeds, \(failures) failed, in \(elapsed)")
@@ -40,10 +55,12 @@ import Testing
         let seed = Self.setting("DLOG_SIM_SEED") ?? UInt64.random(in: 1 ... UInt64(UInt32.max))
         var runs: [(steps: [String], trace: [String], disk: [String: UInt64])] = []
         for _ in 0 ..< 2 {
-            let simulation = try BookieSimulation(seed: seed)
-            try await simulation.run(steps: 50)
-            simulation.finish()
-            runs.append((simulation.steps, simulation.trace, try simulation.diskDigest()))
+            runs.append(try await Self.onOwnThread {
+                let simulation = try BookieSimulation(seed: seed)
+                try simulation.run(steps: 50)
+                simulation.finish()
+                return (simulation.steps, simulation.trace, try simulation.diskDigest())
+            })
         }
         #expect(runs[0].steps == runs[1].steps, "seed \(seed): the steps differ")
         let (first, second) = (runs[0].trace, runs[1].trace)
