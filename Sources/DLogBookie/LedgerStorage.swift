@@ -113,6 +113,8 @@ public final class LedgerStorage: Sendable {
             case .journal(let withKey):
                 if let refusal = journal(withKey) { return .failure(.journal(refusal)) }
                 core.taken(request, &firings)
+                // Of the requests only a delete changes the cache's size (it drops the ledger's entries); an
+                // add's bytes count once durable, in `apply`. The hot path of adds skips the two stores.
                 if case .delete = request { sizes.update(core) }
                 return .success(())
             }
