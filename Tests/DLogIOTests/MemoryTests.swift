@@ -16,20 +16,27 @@ import Testing
 
     /// 160 MB freed in 1 KiB blocks below a block still in use stays resident (the allocator keeps it, and
     /// cannot shrink its heap past the live block) until `returnFreedToSystem`, which hands it back.
+    /// Resident size is the whole process's: tests running beside this one (the bookie simulation, on its own
+    /// thread) allocate meanwhile, so one of three tries must show the drop. Without the trim none does.
     @Test func freedMemoryGoesBackToTheSystem() {
-        var blocks: [UnsafeMutableRawPointer] = []
-        blocks.reserveCapacity(160_000)
-        for _ in 0 ..< 160_000 {
-            let p = malloc(1_000)!
-            memset(p, 1, 1_000)
-            blocks.append(p)
+        var drops: [Int] = []
+        for _ in 0 ..< 3 {
+            var blocks: [UnsafeMutableRawPointer] = []
+            blocks.reserveCapacity(160_000)
+            for _ in 0 ..< 160_000 {
+                let p = malloc(1_000)!
+                memset(p, 1, 1_000)
+                blocks.append(p)
+            }
+            let pin = malloc(64)!
+            for p in blocks { free(p) }
+            let before = residentBytes()
+            Memory.returnFreedToSystem()
+            let after = residentBytes()
+            free(pin)
+            drops.append(before - after)
+            if before - after > 100_000_000 { break }
         }
-        let pin = malloc(64)!
-        for p in blocks { free(p) }
-        let before = residentBytes()
-        Memory.returnFreedToSystem()
-        let after = residentBytes()
-        free(pin)
-        #expect(before - after > 100_000_000, "resident \(before >> 20) MiB before, \(after >> 20) MiB after")
+        #expect(drops.contains { $0 > 100_000_000 }, "resident bytes dropped by \(drops.map { $0 >> 20 }) MiB")
     }
 }
