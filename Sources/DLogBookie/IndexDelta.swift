@@ -47,11 +47,16 @@ extension Manifest {
     /// the index on disk lists; it becomes this manifest's.
     mutating func takeDelta(known: inout Set<UInt64>) -> IndexDelta {
         let changed = ledgers.takeChanged()
+        return takeDelta(known: &known, ledgers: changed.sorted().map { IndexDelta.LedgerChange(id: $0, state: ledgers[$0]) })
+    }
+
+    /// The same, with the ledgers changed given (in id order): the bookie's ledger table is kept in shards.
+    mutating func takeDelta(known: inout Set<UInt64>, ledgers changes: [IndexDelta.LedgerChange]) -> IndexDelta {
         let delta = IndexDelta(
             journalMarks: journalMarks, nextEntryLogID: nextEntryLogID, removing: removing,
             unlisted: unlisted.sorted(), entryLogOrder: entryLogs.map(\.id),
             newEntryLogs: entryLogs.filter { !known.contains($0.id) },
-            ledgers: changed.sorted().map { IndexDelta.LedgerChange(id: $0, state: ledgers[$0]) })
+            ledgers: changes)
         unlisted = []
         known = Set(entryLogs.map(\.id))
         return delta

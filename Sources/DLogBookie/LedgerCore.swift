@@ -1,11 +1,12 @@
 import DLogWire
 
-/// The bookie's ledger state as one value, and its only writer: the ledger table (keys, fencing, LACs, last
-/// entries), the write cache and the cache being flushed, long-poll watchers, journal marks, and the bookkeeping
-/// of deletes in flight. It does no I/O, takes no lock and calls no closure: events go in as method calls, and
-/// what must happen because of them comes out as values (a decision for the journal, watchers to answer, what a
-/// checkpoint must write). `LedgerStorage` is its driver: it holds the core under one lock, runs each event in
-/// one step, and carries out the actions.
+/// The state of one shard of the bookie's ledgers, and its only writer: their table (keys, fencing, LACs, last
+/// entries), their entries in the write cache and the cache being flushed, long-poll watchers, and the
+/// bookkeeping of deletes in flight. It does no I/O, takes no lock and calls no closure: events go in as method
+/// calls, and what must happen because of them comes out as values (a decision for the journal, watchers to
+/// answer, what a checkpoint must write). `LedgerShards` is its driver: it holds each shard under a lock of its
+/// own, so adds and journal batches of ledgers in different shards do not wait for each other, and runs each
+/// event in one step. What is not a ledger's (entry logs, journal marks) is in `EntryLogCatalog`.
 ///
 /// A request that the journal records goes in twice, in one step of the driver: `decide` says whether it is
 /// refused or which records to append, and `taken` applies what it changes at once, after the journal accepted
@@ -27,7 +28,7 @@ struct LedgerCore {
     }
 
     enum Refusal: Equatable {
-        /// The write cache and the cache being flushed hold `cacheBytesMax`: adds wait for a checkpoint.
+        /// The write cache and the cache being flushed are full (`LedgerShards`): adds wait for a checkpoint.
         case cacheFull
         case keyMismatch
         case fenced
@@ -58,19 +59,13 @@ struct LedgerCore {
 
     typealias Cache = [LedgerID: CachedEntries]
 
-    /// Refuse adds at this many bytes in the cache and the cache being flushed (see `LedgerStorage.Configuration`).
-    let cacheBytesMax: Int
-    var manifest = Manifest()
+    var ledgers = LedgerTable()
     var cache: Cache = [:]
     var cacheBytes = 0
     var flushing: Cache? = nil
     var flushingBytes = 0
-    var appliedThrough: [JournalPosition?]
     var watchers: [LedgerID: [Watcher]] = [:]
     var nextWatcherID: UInt64 = 1
-    var checkpoints: UInt64 = 0
-    /// Files dropped from the in-memory manifest, deleted once a persisted manifest no longer lists them.
-    var pendingRemoval: [EntryLogInfo] = []
     /// Deletes taken and not yet applied, per ledger. The journal applies records in the order they were
     /// taken, so a record applied while its ledger has one pending was taken before that delete: it
     /// belongs to the ledger the delete removed, not to one created anew under the same id since.
@@ -82,11 +77,8 @@ struct LedgerCore {
     var deletedAt: [UInt64: UInt64] = [:]
     var flushesRunning = 0
 
-    init(manifest: Manifest, cacheBytesMax: Int) {
-        precondition(cacheBytesMax > 0)
-        self.manifest = manifest
-        self.cacheBytesMax = cacheBytesMax
-        appliedThrough = manifest.journalMarks
+    init(ledgers: LedgerTable = LedgerTable()) {
+        self.ledgers = ledgers
     }
 
     // MARK: Requests the journal records
@@ -95,16 +87,15 @@ struct LedgerCore {
     func decide(_ request: Request) -> Decision {
         switch request {
         case .add(let ledger, let key, _, let recovery):
-            if cacheBytes + flushingBytes >= cacheBytesMax { return .refuse(.cacheFull) }
-            guard let ls = manifest.ledgers[ledger.rawValue] else { return .journal(withKey: true) }
+            guard let ls = ledgers[ledger.rawValue] else { return .journal(withKey: true) }
             if !ls.hasKey(key) { return .refuse(.keyMismatch) }
             if ls.fenced && !recovery { return .refuse(.fenced) }
             return .journal(withKey: false)
         case .fence(let ledger, let key):
-            if let ls = manifest.ledgers[ledger.rawValue], !ls.hasKey(key) { return .refuse(.keyMismatch) }
+            if let ls = ledgers[ledger.rawValue], !ls.hasKey(key) { return .refuse(.keyMismatch) }
             return .journal(withKey: false)
         case .delete(let ledger):
-            return manifest.ledgers[ledger.rawValue] == nil ? .refuse(.noLedger) : .journal(withKey: false)
+            return ledgers[ledger.rawValue] == nil ? .refuse(.noLedger) : .journal(withKey: false)
         }
     }
 
@@ -112,20 +103,20 @@ struct LedgerCore {
     /// - an add's piggybacked LAC is heard at once (tailing readers need not wait for this bookie's sync: see
     ///   `LedgerState`); its entry counts once durable;
     /// - a fence holds for every later request;
-    /// - a delete drops the ledger and every entry reads could find of it, in memory and in entry-log lists;
-    ///   a ledger created anew under the same id before the delete is durable starts empty.
+    /// - a delete drops the ledger and its entries in memory (the driver, in the same step, drops it from the
+    ///   entry logs' lists); a ledger created anew under the same id before the delete is durable starts empty.
     mutating func taken(_ request: Request, _ firings: inout Firings) {
         switch request {
         case .add(let ledger, let key, let lac, _):
-            manifest.ledgers[ledger.rawValue, default: LedgerState(key: key)].heard(early: lac)
+            ledgers[ledger.rawValue, default: LedgerState(key: key)].heard(early: lac)
             // Looked up again only for a ledger someone polls: most adds have none.
-            if !watchers.isEmpty, let ls = manifest.ledgers[ledger.rawValue] { notify(ledger, ls, &firings) }
+            if !watchers.isEmpty, let ls = ledgers[ledger.rawValue] { notify(ledger, ls, &firings) }
         case .fence(let ledger, let key):
-            manifest.ledgers[ledger.rawValue, default: LedgerState(key: key)].fenced = true
+            ledgers[ledger.rawValue, default: LedgerState(key: key)].fenced = true
         case .delete(let ledger):
             let l = ledger.rawValue
-            precondition(manifest.ledgers[l] != nil, "a delete is taken only of a ledger decide found")
-            manifest.ledgers[l] = nil
+            precondition(ledgers[l] != nil, "a delete is taken only of a ledger decide found")
+            ledgers[l] = nil
             deletesPending[l, default: 0] += 1
             deletes += 1
             if flushesRunning > 0 { deletedAt[l] = deletes }
@@ -135,70 +126,77 @@ struct LedgerCore {
 
     /// WRITE_LAC: no journal record; the value lives here and in the next checkpoint.
     mutating func writeLAC(_ ledger: LedgerID, key: MasterKey, lac: Int64, _ firings: inout Firings) -> Refusal? {
-        guard let ls = manifest.ledgers[ledger.rawValue] else { return .noLedger }
+        guard let ls = ledgers[ledger.rawValue] else { return .noLedger }
         guard ls.hasKey(key) else { return .keyMismatch }
-        manifest.ledgers[ledger.rawValue]!.heard(explicit: lac)
-        notify(ledger, manifest.ledgers[ledger.rawValue]!, &firings)
+        ledgers[ledger.rawValue]!.heard(explicit: lac)
+        notify(ledger, ledgers[ledger.rawValue]!, &firings)
         return nil
     }
 
     // MARK: Durable journal records
 
-    /// Records the journal made durable, in journal order, through `position` of journal `journal`.
-    /// `replaying`: at start, when no request has changed the state ahead of the journal.
-    mutating func durable(_ records: [JournalRecord], journal: Int, through position: JournalPosition?,
-                          replaying: Bool = false, _ firings: inout Firings) {
-        for r in records { apply(r, replaying: replaying, &firings) }
-        if let position { appliedThrough[journal] = position }
-    }
-
-    private mutating func apply(_ r: JournalRecord, replaying: Bool, _ firings: inout Firings) {
+    /// A record the journal made durable, of a ledger of this shard; records come in journal order.
+    /// `replaying`: at start, when no request has changed the state ahead of the journal. Returns the ledger a
+    /// replayed delete removed: the driver drops it from the entry logs' lists in the same step.
+    @discardableResult
+    mutating func durable(_ r: JournalRecord, replaying: Bool = false, _ firings: inout Firings) -> UInt64? {
         switch r.kind {
         case .add:
             // Checked on add, and by the journal record's own CRC on replay: no need to checksum again.
-            guard let header = EntryCodec.header(of: r.payload) else { return }
+            guard let header = EntryCodec.header(of: r.payload) else { return nil }
             let l = header.ledger
             // Not when deleted meanwhile, nor when taken before a delete still pending (of the deleted ledger).
-            guard var ls = manifest.ledgers[l.rawValue],
-                  deletesPending.isEmpty || deletesPending[l.rawValue] == nil else { return }
+            guard var ls = ledgers[l.rawValue],
+                  deletesPending.isEmpty || deletesPending[l.rawValue] == nil else { return nil }
             let replaced = cache[l, default: CachedEntries()].set(header.entry.rawValue, r.payload)
             cacheBytes += r.payload.count - (replaced?.count ?? 0)
             ls.lastEntry = max(ls.lastEntry, header.entry.rawValue)
             ls.heard(piggybacked: header.lastAddConfirmed.rawValue)
-            manifest.ledgers[l.rawValue] = ls
+            ledgers[l.rawValue] = ls
             notify(l, ls, &firings)
         case .masterKey:
-            guard r.payload.count == 8 + MasterKey.byteCount else { return }
+            guard r.payload.count == 8 + MasterKey.byteCount else { return nil }
             let l = Self.ledger(r.payload)
             // A key record taken before a pending delete must not bring back the ledger that delete removed.
-            if manifest.ledgers[l] == nil && deletesPending[l] == nil {
-                manifest.ledgers[l] = LedgerState(masterKey: Array(r.payload[8...]))
+            if ledgers[l] == nil && deletesPending[l] == nil {
+                ledgers[l] = LedgerState(masterKey: Array(r.payload[8...]))
             }
         case .fence:
-            guard r.payload.count == 8 + MasterKey.byteCount else { return }
+            guard r.payload.count == 8 + MasterKey.byteCount else { return nil }
             let l = Self.ledger(r.payload)
-            guard deletesPending[l] == nil else { return }
-            manifest.ledgers[l, default: LedgerState(masterKey: Array(r.payload[8...]))].fenced = true
+            guard deletesPending[l] == nil else { return nil }
+            ledgers[l, default: LedgerState(masterKey: Array(r.payload[8...]))].fenced = true
         case .explicitLAC:
             let l = Self.ledger(r.payload)
-            guard r.payload.count == 16, var ls = manifest.ledgers[l], deletesPending[l] == nil else { return }
+            guard r.payload.count == 16, var ls = ledgers[l], deletesPending[l] == nil else { return nil }
             let lac = r.payload.withUnsafeBytes { Int64(bitPattern: $0.loadBigEndian(UInt64.self, at: 8)) }
             ls.heard(explicit: lac)
-            manifest.ledgers[l] = ls
+            ledgers[l] = ls
             notify(LedgerID(l), ls, &firings)
         case .delete:
-            guard r.payload.count == 8 else { return }
+            guard r.payload.count == 8 else { return nil }
             let l = Self.ledger(r.payload)
             // Live, `taken` already dropped the ledger with its entries, and an add or fence after it may have
             // created it anew (their records follow this one): only replay drops it here.
             if replaying {
-                manifest.ledgers[l] = nil
+                ledgers[l] = nil
                 dropEntries(of: l)
+                return l
             } else if let pending = deletesPending[l] {
                 deletesPending[l] = pending > 1 ? pending - 1 : nil
             }
         case .batch:
             preconditionFailure("batch records never leave the journal")
+        }
+        return nil
+    }
+
+    /// The ledger a durable record belongs to (which shard applies it); nil for one too short to name it.
+    static func ledger(of r: JournalRecord) -> UInt64? {
+        switch r.kind {
+        case .add: return EntryCodec.header(of: r.payload)?.ledger.rawValue
+        case .batch: return nil
+        default: return r.payload.count < 8 ? nil : ledger(r.payload)
         }
     }
 
@@ -206,11 +204,10 @@ struct LedgerCore {
         payload.count < 8 ? 0 : payload.withUnsafeBytes { $0.loadBigEndian(UInt64.self, at: 0) }
     }
 
-    /// Drops a deleted ledger's entries from the write cache, the cache being flushed, and the entry logs' lists.
+    /// Drops a deleted ledger's entries from the write cache and the cache being flushed.
     private mutating func dropEntries(of l: UInt64) {
         if let gone = cache.removeValue(forKey: LedgerID(l)) { cacheBytes -= gone.bytes }
         if let gone = flushing?.removeValue(forKey: LedgerID(l)) { flushingBytes -= gone.bytes }
-        manifest.unlist(l)
     }
 
     // MARK: Long polls
@@ -222,7 +219,7 @@ struct LedgerCore {
     mutating func watch(_ ledger: LedgerID, previous: Int64, bringing: Int64?,
                         fire: @escaping @Sendable (Int64, Int64) -> Void) -> WatchOutcome {
         let watcher = Watcher(id: nextWatcherID, previous: previous, bringing: bringing, fire: fire)
-        if let ls = manifest.ledgers[ledger.rawValue], watcher.isAnswered(by: ls) {
+        if let ls = ledgers[ledger.rawValue], watcher.isAnswered(by: ls) {
             return .now(lac: ls.lac, last: ls.lastEntry)
         }
         nextWatcherID += 1
@@ -257,7 +254,7 @@ struct LedgerCore {
 
     /// Whether `ledger`'s entries, taken when the delete count was `since`, still belong to it.
     func stillLive(_ ledger: UInt64, since: UInt64) -> Bool {
-        manifest.ledgers[ledger] != nil && deletedAt[ledger].map { $0 <= since } ?? true
+        ledgers[ledger] != nil && deletedAt[ledger].map { $0 <= since } ?? true
     }
 
     /// A checkpoint or compaction starts writing entries it took from the state: returns the delete count its
@@ -273,13 +270,11 @@ struct LedgerCore {
         if flushesRunning == 0 { deletedAt = [:] }
     }
 
-    /// What a checkpoint writes: the frozen cache, the ledgers in it that still exist (in id order), the
-    /// journal marks the cache is complete up to, the new entry log's id and the delete count at the freeze.
+    /// What a checkpoint takes from this shard: the frozen cache, the ledgers in it that still exist (in id
+    /// order), and the delete count at the freeze.
     struct Freeze {
         var frozen: Cache
         var live: [LedgerID]
-        var marks: [JournalPosition?]
-        var entryLogID: UInt64
         var since: UInt64
     }
 
@@ -293,27 +288,15 @@ struct LedgerCore {
         flushingBytes = cacheBytes
         cache = [:]
         cacheBytes = 0
-        let id = manifest.nextEntryLogID
-        if !frozen.isEmpty { manifest.nextEntryLogID += 1 }
-        let live = frozen.keys.filter { manifest.ledgers[$0.rawValue] != nil }.sorted { $0.rawValue < $1.rawValue }
-        return Freeze(frozen: frozen, live: live, marks: appliedThrough, entryLogID: id, since: flushStarted())
+        let live = frozen.keys.filter { ledgers[$0.rawValue] != nil }.sorted { $0.rawValue < $1.rawValue }
+        return Freeze(frozen: frozen, live: live, since: flushStarted())
     }
 
-    /// The checkpoint's entry log (nil when it had nothing to write) is written: it joins the manifest in the
-    /// same step the frozen cache is dropped, and the marks advance. Returns the journal marks now in force.
-    mutating func checkpointWritten(_ entryLog: EntryLogInfo?, _ freeze: Freeze) -> [JournalPosition?] {
-        if var info = entryLog {
-            // Ledgers deleted while the file was written are not live in it, even if created anew since.
-            info.ledgers = info.ledgers.keeping { stillLive($0, since: freeze.since) }
-            manifest.entryLogs.append(info)
-        }
+    /// The checkpoint's entry log is written and listed (by the driver, in the same step, keeping only the
+    /// ledgers `stillLive` since the freeze): the frozen cache is dropped.
+    mutating func checkpointWritten() {
         flushing = nil
         flushingBytes = 0
-        manifest.journalMarks = zip(freeze.marks.indices, freeze.marks).map { i, m in m ?? manifest.journalMarks[i] }
-        pendingRemoval += manifest.entryLogs.filter { $0.ledgers.isEmpty }
-        manifest.entryLogs.removeAll { $0.ledgers.isEmpty }
-        checkpoints += 1
-        return manifest.journalMarks
     }
 
     /// A checkpoint whose entry log could not be written puts the frozen entries back in the cache (newer

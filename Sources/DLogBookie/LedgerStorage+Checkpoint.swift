@@ -22,18 +22,13 @@ extension LedgerStorage {
     }
 
     private func checkpointLocked(_ store: inout IndexStore) throws -> CheckpointResult {
-        // 1. Freeze the cache (see `LedgerCore.checkpointStarted`).
-        let freeze = state.withLock { core in
-            defer { sizes.update(core) }
-            return core.checkpointStarted()
-        }
-        defer { endFlush() }
+        // 1. Freeze the cache (see `LedgerShards.checkpointStarted`).
+        let freeze = ledgers.checkpointStarted()
+        defer { ledgers.flushEnded() }
         // 2. Write the entry log: only ledgers that still exist, sorted (each ledger's entries are kept in order).
         var sorted: [(LedgerID, EntryID, [UInt8])] = []
-        sorted.reserveCapacity(freeze.live.reduce(0) { $0 + freeze.frozen[$1]!.count })
-        for ledger in freeze.live {
-            freeze.frozen[ledger]!.forEach { entry, bytes in sorted.append((ledger, EntryID(entry), bytes)) }
-        }
+        sorted.reserveCapacity(freeze.live.reduce(0) { $0 + freeze.parts[$1.shard].frozen[$1.ledger]!.count })
+        freeze.forEachEntry { ledger, entry, bytes in sorted.append((ledger, EntryID(entry), bytes)) }
         var info: EntryLogInfo? = nil
         if !sorted.isEmpty {
             let id = freeze.entryLogID
@@ -43,51 +38,66 @@ extension LedgerStorage {
                                                 directory: configuration.ledgerDirectories[dirIndex], entries: sorted,
                                                 disk: configuration.disk)
             } catch {
-                state.withLock { core in
-                    core.checkpointFailed(freeze)
-                    sizes.update(core)
-                }
+                ledgers.checkpointFailed(freeze)
                 throw error
             }
         }
-        // 3. Publish: the new file joins the manifest in the same step the frozen cache is dropped; then the
+        // 3. Publish: the new file joins the catalog in the same step the frozen caches are dropped; then the
         // index records it. If that write fails the index on disk keeps its older marks, so replay covers
         // everything, and the new entry log is merely unlisted there until the next checkpoint lists it.
         var newMarks: [JournalPosition?] = []
-        let written = try persist(&store) { core in
-            newMarks = core.checkpointWritten(info, freeze)
-            sizes.update(core)
+        let written = try persist(&store) { every in
+            newMarks = ledgers.checkpointWritten(info, freeze, every)
         }
         return CheckpointResult(entries: sorted.count, bytes: sorted.reduce(0) { $0 + $1.2.count },
                                 marks: newMarks, removedFiles: written.removedFiles, indexBytes: written.indexBytes,
                                 indexSnapshot: written.snapshot)
     }
 
-    private enum IndexWrite {
-        case snapshot(Manifest)
+    private enum IndexWrite: Sendable {
+        /// The catalog's part of the index, and each shard's ledger table (copies shared until changed).
+        case snapshot(Manifest, [LedgerTable])
         case delta(IndexDelta)
     }
 
-    /// Changes the state with `publish` (under the state lock), and in the same step takes what the ledger
-    /// index must record: a delta of what changed, or a snapshot when the index wants one. Writes it with the
-    /// files still to be unlinked (the proof, at the next start, that they are garbage), then unlinks those.
-    /// Call under `checkpointLock`, with the store it holds.
-    func persist(_ store: inout IndexStore, publish: (inout LedgerCore) -> Void) throws -> (removedFiles: Int, indexBytes: Int, snapshot: Bool) {
+    /// Changes the state with `publish` (with every shard and the catalog locked), and in the same step takes
+    /// what the ledger index must record: a delta of what changed, or a snapshot when the index wants one.
+    /// Writes it with the files still to be unlinked (the proof, at the next start, that they are garbage),
+    /// then unlinks those. Call under `checkpointLock`, with the store it holds.
+    func persist(_ store: inout IndexStore, publish: (LedgerShards.Every) -> Void) throws -> (removedFiles: Int, indexBytes: Int, snapshot: Bool) {
         let wantsSnapshot = store.wantsSnapshot
-        let (write, dead): (IndexWrite, [EntryLogInfo]) = state.withLock { s in
-            publish(&s)
-            s.manifest.removing = s.pendingRemoval.map { RemovedEntryLog(id: $0.id, directory: $0.directory) }
+        var known = store.known
+        let (write, dead): (IndexWrite, [EntryLogInfo]) = ledgers.withEveryShard { every in
+            publish(every)
+            let c = every.catalog
+            c.pointee.manifest.removing = c.pointee.pendingRemoval.map { RemovedEntryLog(id: $0.id, directory: $0.directory) }
             if wantsSnapshot {
-                // A copy of the table, shared until the next change to it: the encoding runs outside the lock.
-                s.manifest.forgetChanges(known: &store.known)
-                return (.snapshot(s.manifest), s.pendingRemoval)
+                // Copies of the tables, shared until the next change to them: merging and encoding them runs
+                // outside the locks.
+                c.pointee.manifest.forgetChanges(known: &known)
+                let tables = every.shards.map { p in
+                    _ = p.pointee.ledgers.takeChanged()
+                    return p.pointee.ledgers
+                }
+                return (.snapshot(c.pointee.manifest, tables), c.pointee.pendingRemoval)
             }
-            return (.delta(s.manifest.takeDelta(known: &store.known)), s.pendingRemoval)
+            var changes: [IndexDelta.LedgerChange] = []
+            for p in every.shards {
+                for id in p.pointee.ledgers.takeChanged() {
+                    changes.append(IndexDelta.LedgerChange(id: id, state: p.pointee.ledgers[id]))
+                }
+            }
+            changes.sort { $0.id < $1.id }
+            return (.delta(c.pointee.manifest.takeDelta(known: &known, ledgers: changes)), c.pointee.pendingRemoval)
         }
+        store.known = known
         let indexBytes: Int
         switch write {
-        case .snapshot(let manifest): indexBytes = try store.writeSnapshot(manifest)
-        case .delta(let delta): indexBytes = try store.append(delta)
+        case .snapshot(var manifest, let tables):
+            manifest.ledgers = LedgerTable(merging: tables)
+            indexBytes = try store.writeSnapshot(manifest)
+        case .delta(let delta):
+            indexBytes = try store.append(delta)
         }
         // 4. Files with no live ledger are gone from the index on disk: remove them (also those a failed write
         // left behind).
@@ -99,13 +109,13 @@ extension LedgerStorage {
     /// unlinks survive a crash (a later record stops naming them as dropped).
     func remove(_ files: [EntryLogInfo]) throws {
         for file in files {
-            _ = state.withLock { s in readersRemove(file.id) }
+            _ = ledgers.catalog.withLock { _ in readersRemove(file.id) }
             try configuration.disk.remove(configuration.ledgerDirectories[file.directory] + "/" + EntryLogWriter.fileName(file.id))
         }
         for directory in Set(files.map(\.directory)).sorted() {
             try configuration.disk.syncDirectory(configuration.ledgerDirectories[directory])
         }
         let gone = Set(files.map(\.id))
-        state.withLock { s in s.pendingRemoval.removeAll { gone.contains($0.id) } }
+        ledgers.catalog.withLock { s in s.pendingRemoval.removeAll { gone.contains($0.id) } }
     }
 }

@@ -12,7 +12,7 @@ extension LedgerStorage {
 
     /// The entry log with the smallest live fraction below `threshold`, if any.
     public func compactionCandidate(threshold: Double) -> UInt64? {
-        state.withLock { s in
+        ledgers.catalog.withLock { s in
             s.manifest.entryLogs
                 .filter { $0.liveFraction < threshold }
                 .min { $0.liveFraction < $1.liveFraction }?.id
@@ -25,10 +25,8 @@ extension LedgerStorage {
     /// deleted during the copy are left out when it is published.
     public func compact(_ id: UInt64, bytesPerSecond: Int, shouldStop: () -> Bool = { false }) throws -> CompactionResult? {
         precondition(bytesPerSecond > 0)
-        guard let (info, since) = state.withLock({ s in
-            s.manifest.entryLogs.first { $0.id == id }.map { ($0, s.flushStarted()) }
-        }) else { return nil }
-        defer { endFlush() }
+        guard let (info, since) = ledgers.compactionStarted(id) else { return nil }
+        defer { ledgers.flushEnded() }
         // Through the storage's readers: a damaged index is rebuilt first, as for a read.
         guard let reader = try openReader(id) else { return nil }
         var pacer = Pacer(bytesPerSecond: bytesPerSecond, clock: configuration.clock)
@@ -36,7 +34,7 @@ extension LedgerStorage {
         var live: [(LedgerID, EntryID, [UInt8])] = []
         for (ledger, entry, offset, length) in try reader.rows() {
             guard let range = info.ledgers[ledger], entry >= range.first, entry <= range.last,
-                  state.withLock({ $0.manifest.ledgers[ledger] != nil }) else { continue }
+                  ledgers.exists(ledger) else { continue }
             if shouldStop() { return nil }
             let bytes = try reader.readBytes(offset: offset, length: length)
             _ = try EntryCodec.validate(bytes)  // never copy damage forward silently
@@ -44,10 +42,7 @@ extension LedgerStorage {
             copied += length
             pacer.spent(length)
         }
-        let newID: UInt64? = live.isEmpty ? nil : state.withLock { s in
-            defer { s.manifest.nextEntryLogID += 1 }
-            return s.manifest.nextEntryLogID
-        }
+        let newID: UInt64? = live.isEmpty ? nil : ledgers.catalog.withLock { $0.takeEntryLogID() }
         var newInfo: EntryLogInfo? = nil
         if let newID {
             let dir = Int(newID % UInt64(configuration.ledgerDirectories.count))
@@ -56,18 +51,14 @@ extension LedgerStorage {
                                                disk: configuration.disk)
         }
         try checkpointLock.withLock { store in
-            _ = try persist(&store) { s in
-                // The copy takes the old file's place in the list: reads search newest first, so a newer file
-                // holding the same entry must keep winning.
-                let place = s.manifest.entryLogs.firstIndex { $0.id == id }
-                s.manifest.entryLogs.removeAll { $0.id == id }
-                s.pendingRemoval.append(info)
-                if var newInfo {
+            _ = try persist(&store) { every in
+                var copy = newInfo
+                if var written = copy {
                     // Ledgers deleted during the copy are not live in it, even if created anew since.
-                    newInfo.ledgers = newInfo.ledgers.keeping { s.stillLive($0, since: since) }
-                    s.manifest.entryLogs.insert(newInfo, at: min(place ?? s.manifest.entryLogs.count,
-                                                                 s.manifest.entryLogs.count))
+                    written.ledgers = written.ledgers.keeping { every.stillLive($0, since: since) }
+                    copy = written
                 }
+                every.catalog.pointee.compacted(info, into: copy)
             }
         }
         return CompactionResult(compactedFile: id, newFile: newID, liveBytes: copied,

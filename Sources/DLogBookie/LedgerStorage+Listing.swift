@@ -13,9 +13,10 @@ extension LedgerStorage {
         precondition(rangesMax >= 1)
         let start = max(from.rawValue, 0)
         // The entry-log list is searched outside the lock, as it was when the cache was looked at.
-        guard let (cached, entryLogs) = state.withLock({ s -> ([Int64], [EntryLogInfo])? in
-            guard s.manifest.ledgers[ledger.rawValue] != nil else { return nil }
-            return ((s.cache[ledger]?.ids ?? []) + (s.flushing?[ledger]?.ids ?? []), s.manifest.entryLogs)
+        guard let (cached, entryLogs) = ledgers.withShard(ledger.rawValue, { s -> ([Int64], [EntryLogInfo])? in
+            guard s.ledgers[ledger.rawValue] != nil else { return nil }
+            return ((s.cache[ledger]?.ids ?? []) + (s.flushing?[ledger]?.ids ?? []),
+                    ledgers.catalog.withLock { $0.manifest.entryLogs })
         }) else { return nil }
         let files = entryLogs.compactMap { info in info.ledgers[ledger.rawValue].map { (info.id, $0) } }
             .filter { $0.1.last >= start }

@@ -30,7 +30,7 @@ extension LedgerStorage {
     public func scrub(bytesPerSecond: Int, shouldStop: () -> Bool = { false },
                       report: (ScrubProgress) -> Void = { _ in }) throws -> ScrubProgress {
         precondition(bytesPerSecond > 0)
-        let files = state.withLock { $0.manifest.entryLogs }
+        let files = ledgers.catalog.withLock { $0.manifest.entryLogs }
         var progress = ScrubProgress()
         progress.filesTotal = files.count
         progress.bytesTotal = files.reduce(0) { $0 + Int64($1.totalBytes) }
@@ -44,7 +44,7 @@ extension LedgerStorage {
             }
             for (ledger, entry, offset, length) in try reader.rows() {
                 guard let range = info.ledgers[ledger], entry >= range.first, entry <= range.last,
-                      state.withLock({ $0.manifest.ledgers[ledger] != nil }) else { continue }
+                      ledgers.exists(ledger) else { continue }
                 if shouldStop() { break }
                 let bytes = try reader.readBytes(offset: offset, length: length)
                 progress.bytesDone += Int64(length)

@@ -18,18 +18,29 @@ public final class LedgerStorage: Sendable {
         public var disk: any Disk = PosixDisk()
         /// What paces compaction and scrub (a simulated clock in simulated runs).
         public var clock: any StorageClock = SystemClock()
-        public init(ledgerDirectories: [String], writeCacheBytes: Int = 64 << 20) {
+        /// Shards of the ledger state, each under a lock of its own (1–`shardsMax`; see `LedgerShards`).
+        public var shards: Int
+        /// One shard below 4 cores, where more cost lock hand-offs and bought nothing (docs/storage.md,
+        /// "The ledger core"); else one per core, so each event loop mostly has a lock of its own.
+        public static var defaultShards: Int {
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            return cores < 4 ? 1 : min(cores, shardsMax)
+        }
+        /// At most 64: a journal batch marks the shards it touches in one word.
+        public static let shardsMax = 64
+        public init(ledgerDirectories: [String], writeCacheBytes: Int = 64 << 20, shards: Int = defaultShards) {
             precondition(!ledgerDirectories.isEmpty && writeCacheBytes > 0)
             self.ledgerDirectories = ledgerDirectories
             self.writeCacheBytes = writeCacheBytes
+            self.shards = shards
         }
     }
 
     typealias Cache = LedgerCore.Cache
 
     public let configuration: Configuration
-    /// The ledger state, written only through its events (see `LedgerCore`), each under this lock.
-    let state: Mutex<LedgerCore>
+    /// The ledger state and the entry-log catalog, written only through their events (see `LedgerShards`).
+    let ledgers: LedgerShards
     private let readers = Mutex<[UInt64: EntryLogReader]>([:])
     private let unreadable = Mutex<[UInt64: String]>([:])
     private let repairs = Mutex<[RepairNote]>([])
@@ -58,7 +69,8 @@ public final class LedgerStorage: Sendable {
         manifest.removing = []
         manifest.version = Manifest.currentVersion
         checkpointLock = Mutex(store)
-        state = Mutex(LedgerCore(manifest: manifest, cacheBytesMax: 3 * configuration.writeCacheBytes))
+        ledgers = LedgerShards(manifest: manifest, shardCount: configuration.shards,
+                               cacheBytesMax: 3 * configuration.writeCacheBytes)
     }
 
     /// What start-up found in the ledger directories: files removed, quarantined, manifest damage.
@@ -69,58 +81,27 @@ public final class LedgerStorage: Sendable {
     /// The generation of the ledger index on disk: counts the checkpoints that wrote it.
     public var indexGeneration: UInt64 { checkpointLock.withLock { $0.generation } }
 
-    public func journalMark(_ journal: Int) -> JournalPosition? { state.withLock { $0.manifest.journalMarks[journal] } }
-
-    public var cacheBytes: Int { sizes.cache.load(ordering: .relaxed) + sizes.flushing.load(ordering: .relaxed) }
-    public var cacheFull: Bool { sizes.cache.load(ordering: .relaxed) >= configuration.writeCacheBytes }
-
-    /// The write cache's sizes as of the last change, readable without the state lock: every request asks
-    /// whether the cache is under pressure, and taking the lock for that was a second lock per add, contended
-    /// by the journal threads applying batches (about 3% of a bookie's CPU at 32×16 adds of 100 B).
-    final class Sizes: Sendable {
-        let cache = Atomic<Int>(0)
-        let flushing = Atomic<Int>(0)
-
-        /// Call under the state lock, after changing `s`'s sizes.
-        func update(_ s: LedgerCore) {
-            cache.store(s.cacheBytes, ordering: .relaxed)
-            flushing.store(s.flushingBytes, ordering: .relaxed)
-        }
+    public func journalMark(_ journal: Int) -> JournalPosition? {
+        ledgers.catalog.withLock { $0.manifest.journalMarks[journal] }
     }
 
-    let sizes = Sizes()
-    public var ledgerCount: Int { state.withLock { $0.manifest.ledgers.count } }
+    public var cacheBytes: Int { ledgers.sizes.total }
+    public var cacheFull: Bool { ledgers.sizes.cache.load(ordering: .relaxed) >= configuration.writeCacheBytes }
+
+    public var ledgerCount: Int { ledgers.ledgerCount }
     /// Every ledger this bookie holds state for, in id order.
-    public var ledgerIDs: [LedgerID] { state.withLock { $0.manifest.ledgers.sortedIDs }.map { LedgerID($0) } }
-    public var entryLogCount: Int { state.withLock { $0.manifest.entryLogs.count } }
-    public var checkpoints: UInt64 { state.withLock { $0.checkpoints } }
+    public var ledgerIDs: [LedgerID] { ledgers.sortedLedgerIDs.map { LedgerID($0) } }
+    public var entryLogCount: Int { ledgers.catalog.withLock { $0.manifest.entryLogs.count } }
+    public var checkpoints: UInt64 { ledgers.catalog.withLock { $0.checkpoints } }
 
     public func ledgerState(_ ledger: LedgerID) -> LedgerState? {
-        state.withLock { $0.manifest.ledgers[ledger.rawValue] }
+        ledgers.withShard(ledger.rawValue) { $0.ledgers[ledger.rawValue] }
     }
 
-    /// Takes a request the journal records, as one step under the state lock: the core decides, `journal`
-    /// appends the records it asked for (returning nil, or the journal's refusal), and the core takes the
-    /// request. So journal records are in the order requests were decided in (see `LedgerCore`). Returns the
-    /// refusal, if any; long polls the request answers are answered after the lock is left.
+    /// Takes a request the journal records (see `LedgerShards.take`).
     func take(_ request: LedgerCore.Request,
               journal: (_ withKey: Bool) -> JournalError?) -> Result<Void, Refusal> {
-        var firings = LedgerCore.Firings()
-        let result: Result<Void, Refusal> = state.withLock { core in
-            switch core.decide(request) {
-            case .refuse(let refusal):
-                return .failure(.core(refusal))
-            case .journal(let withKey):
-                if let refusal = journal(withKey) { return .failure(.journal(refusal)) }
-                core.taken(request, &firings)
-                // Of the requests only a delete changes the cache's size (it drops the ledger's entries); an
-                // add's bytes count once durable, in `apply`. The hot path of adds skips the two stores.
-                if case .delete = request { sizes.update(core) }
-                return .success(())
-            }
-        }
-        firings.run()
-        return result
+        ledgers.take(request, journal: journal)
     }
 
     /// Why `take` refused a request.
@@ -131,10 +112,7 @@ public final class LedgerStorage: Sendable {
 
     /// WRITE_LAC (see `LedgerCore.writeLAC`).
     func writeLAC(_ ledger: LedgerID, key: MasterKey, lac: EntryID) -> LedgerCore.Refusal? {
-        var firings = LedgerCore.Firings()
-        let refusal = state.withLock { $0.writeLAC(ledger, key: key, lac: lac.rawValue, &firings) }
-        firings.run()
-        return refusal
+        ledgers.writeLAC(ledger, key: key, lac: lac.rawValue)
     }
 
     // MARK: Applying durable journal records
@@ -142,16 +120,8 @@ public final class LedgerStorage: Sendable {
     /// Applies records that are durable; called on the journal thread and by replay, in journal order.
     /// `replaying`: at start, when no request has changed ledger state ahead of the journal.
     func apply(_ records: [JournalRecord], journal: Int, through position: JournalPosition?, replaying: Bool = false) {
-        var firings = LedgerCore.Firings()
-        state.withLock { core in
-            core.durable(records, journal: journal, through: position, replaying: replaying, &firings)
-            sizes.update(core)
-        }
-        firings.run()
+        ledgers.durable(records, journal: journal, through: position, replaying: replaying)
     }
-
-    /// A checkpoint or compaction that began with `LedgerCore.flushStarted` published or failed.
-    func endFlush() { state.withLock { $0.flushEnded() } }
 
     // MARK: Long poll
 
@@ -159,7 +129,7 @@ public final class LedgerStorage: Sendable {
     /// (returns an id for `cancelWatch`).
     func watch(_ ledger: LedgerID, previous: Int64, bringing: Int64? = nil,
                fire: @escaping @Sendable (Int64, Int64) -> Void) -> UInt64? {
-        switch state.withLock({ $0.watch(ledger, previous: previous, bringing: bringing, fire: fire) }) {
+        switch ledgers.watch(ledger, previous: previous, bringing: bringing, fire: fire) {
         case .waiting(let id):
             return id
         case .now(let lac, let last):
@@ -169,12 +139,10 @@ public final class LedgerStorage: Sendable {
     }
 
     /// Long polls waiting now (all ledgers).
-    public var waitingLongPolls: Int { state.withLock { $0.watchers.values.reduce(0) { $0 + $1.count } } }
+    public var waitingLongPolls: Int { ledgers.waitingLongPolls }
 
     /// Removes a watcher; true when it had not fired (the caller then answers it).
-    func cancelWatch(_ ledger: LedgerID, id: UInt64) -> Bool {
-        state.withLock { $0.cancelWatch(ledger, id: id) }
-    }
+    func cancelWatch(_ ledger: LedgerID, id: UInt64) -> Bool { ledgers.cancelWatch(ledger, id: id) }
 
     // MARK: Reads
 
@@ -187,17 +155,17 @@ public final class LedgerStorage: Sendable {
     }
 
     /// Looks in memory; for entry -1 resolves the last entry.
-    /// Which entry logs may hold an entry is looked up outside the state lock, in the list as it was when the
-    /// cache missed (an array shared, not copied): that search grows with the entry logs, and under the lock it
-    /// held up every add and every journal batch.
+    /// Which entry logs may hold an entry is looked up outside the locks, in the list as it was when the cache
+    /// missed (an array shared, not copied): that search grows with the entry logs, and under the lock it held up
+    /// every add and every journal batch.
     public func readCached(_ ledger: LedgerID, _ entry: EntryID) -> (EntryID, ReadResult) {
-        let (resolved, lookup): (EntryID, CacheLookup) = state.withLock { s in
-            guard let ls = s.manifest.ledgers[ledger.rawValue] else { return (entry, .answer(.noLedger)) }
+        let (resolved, lookup): (EntryID, CacheLookup) = ledgers.withShard(ledger.rawValue) { s in
+            guard let ls = s.ledgers[ledger.rawValue] else { return (entry, .answer(.noLedger)) }
             guard entry.rawValue >= -1 else { return (entry, .answer(.noEntry)) }  // only -1 means "last"
             let e = entry.rawValue < 0 ? ls.lastEntry : entry.rawValue
             guard e >= 0 else { return (EntryID(e), .answer(.noEntry)) }
             if let bytes = s.cache[ledger]?[e] ?? s.flushing?[ledger]?[e] { return (EntryID(e), .answer(.found(bytes))) }
-            return (EntryID(e), .search(s.manifest.entryLogs))
+            return (EntryID(e), .search(ledgers.catalog.withLock { $0.manifest.entryLogs }))
         }
         switch lookup {
         case .answer(let result):
@@ -250,7 +218,7 @@ public final class LedgerStorage: Sendable {
     func openReader(_ id: UInt64) throws -> EntryLogReader? {
         if let r = readers.withLock({ $0[id] }) { return r }
         // Searched outside the lock, in the list as it is now (shared, not copied).
-        guard let info = state.withLock({ $0.manifest.entryLogs }).first(where: { $0.id == id }) else { return nil }
+        guard let info = ledgers.catalog.withLock({ $0.manifest.entryLogs }).first(where: { $0.id == id }) else { return nil }
         let path = configuration.ledgerDirectories[info.directory] + "/" + EntryLogWriter.fileName(id)
         if let reason = unreadable.withLock({ $0[id] }) { throw StorageCorruption(path: path, reason: reason) }
         let reader: EntryLogReader
@@ -262,9 +230,9 @@ public final class LedgerStorage: Sendable {
             guard let rebuilt = try rebuildIndex(info, damage: damage) else { return nil }
             reader = rebuilt
         }
-        // Cache it only while the manifest still lists the file, checked under the state lock that
+        // Cache it only while the catalog still lists the file, checked under the catalog's lock that
         // removal also takes first, so a removed file's descriptor is never kept open.
-        let listed = state.withLock { s in
+        let listed = ledgers.catalog.withLock { s in
             s.manifest.entryLogs.contains { $0.id == id } ? readers.withLock { $0[id] = reader; return true } : false
         }
         return listed ? reader : nil
@@ -274,7 +242,7 @@ public final class LedgerStorage: Sendable {
     /// meanwhile, and concurrent readers rebuild it once); nil when the file is no longer listed.
     private func rebuildIndex(_ info: EntryLogInfo, damage: StorageCorruption) throws -> EntryLogReader? {
         try checkpointLock.withLock { _ in
-            guard state.withLock({ s in s.manifest.entryLogs.contains { $0.id == info.id } }) else { return nil }
+            guard ledgers.catalog.withLock({ s in s.manifest.entryLogs.contains { $0.id == info.id } }) else { return nil }
             if let reason = unreadable.withLock({ $0[info.id] }) { throw StorageCorruption(path: damage.path, reason: reason) }
             // Another reader may have rebuilt it while this one waited for the lock.
             if let reader = try? EntryLogReader(path: damage.path, disk: configuration.disk) { return reader }

@@ -40,6 +40,35 @@ struct LedgerTable: Equatable, Codable, Sendable {
         }
     }
 
+    /// The ledgers of `tables` (which hold distinct ids) in one table, built in id order: the whole ledger table
+    /// for an index snapshot, from the shards that hold it.
+    init(merging tables: [LedgerTable]) {
+        guard tables.count > 1 else {
+            self = tables.first ?? LedgerTable()
+            changed = []
+            return
+        }
+        var lists = tables.map { t -> [(UInt64, LedgerState)] in
+            var list: [(UInt64, LedgerState)] = []
+            list.reserveCapacity(t.count)
+            t.forEach { list.append(($0, $1)) }
+            return list
+        }
+        reserveCapacity(lists.reduce(0) { $0 + $1.count })
+        var next = Array(repeating: 0, count: lists.count)
+        while true {
+            var pick = -1
+            for i in lists.indices where next[i] < lists[i].count {
+                if pick < 0 || lists[i][next[i]].0 < lists[pick][next[pick]].0 { pick = i }
+            }
+            guard pick >= 0 else { break }
+            let (id, state) = lists[pick][next[pick]]
+            restore(id, state)
+            next[pick] += 1
+        }
+        lists = []
+    }
+
     /// Sets or removes a state as read from disk: not a change to write back.
     mutating func restore(_ id: UInt64, _ state: LedgerState?) { store(id, state) }
 

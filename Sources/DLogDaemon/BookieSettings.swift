@@ -23,6 +23,8 @@ public struct BookieSettings: Sendable {
     /// 64 MiB: the same throughput and CPU per add as 256 MiB or 1 GiB in scripts/bench-bookie.sh, at a third of
     /// the RSS (docs/storage.md, "What memory buys").
     public var writeCacheBytes = 64 << 20
+    /// Shards of the ledger state and write cache, each under a lock of its own (see `LedgerShards`).
+    public var writeCacheShards = LedgerStorage.Configuration.defaultShards
     public var checkpointIntervalMillis = 10_000
     public var diskUsageThreshold = 0.95
     public var diskUsageLowWater = 0.90
@@ -61,7 +63,7 @@ public struct BookieSettings: Sendable {
     public static let keys: Set<String> = [
         "journal_dirs", "ledger_dirs", "host", "port", "journal_engine", "journal_sync", "journal_group_wait_us",
         "journal_group_bytes", "journal_max_in_flight", "journal_file_bytes", "journal_files_max", "journal_queue_entries",
-        "write_cache_bytes", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
+        "write_cache_bytes", "write_cache_shards", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
         "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms", "advertised_host", "admin_socket",
         "metrics_port", "role", "log_level", "autorecovery", "lost_bookie_grace_s", "audit_interval_s",
@@ -108,6 +110,7 @@ public struct BookieSettings: Sendable {
         if let n = try int("journal_files_max", 2...1024) { journalFilesMax = n }
         if let n = try int("journal_queue_entries", 1...10_000_000) { journalQueueEntries = n }
         if let n = try int("write_cache_bytes", (1 << 20)...(1 << 40)) { writeCacheBytes = n }
+        if let n = try int("write_cache_shards", 1...LedgerStorage.Configuration.shardsMax) { writeCacheShards = n }
         if let n = try int("checkpoint_interval_ms", 100...3_600_000) { checkpointIntervalMillis = n }
         if let f = try fraction("disk_usage_threshold") { diskUsageThreshold = f }
         if let f = try fraction("disk_usage_lwm") { diskUsageLowWater = f }
@@ -197,7 +200,7 @@ public struct BookieSettings: Sendable {
             queueCountMax: journalQueueEntries, engine: engine, syncMode: journalSync, recordBytesMax: maxFrameBytes)
         var config = Bookie.Configuration(journal: journal, journalDirectories: journalDirectories,
                                           storage: .init(ledgerDirectories: ledgerDirectories,
-                                                         writeCacheBytes: writeCacheBytes))
+                                                         writeCacheBytes: writeCacheBytes, shards: writeCacheShards))
         config.checkpointInterval = .milliseconds(checkpointIntervalMillis)
         config.diskUsageThreshold = diskUsageThreshold
         config.diskUsageLowWater = diskUsageLowWater

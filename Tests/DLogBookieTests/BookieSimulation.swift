@@ -67,15 +67,19 @@ final class BookieSimulation {
         var quiet = Logger(label: "simulation")
         quiet.logLevel = .critical
         logger = quiet
-        bookie = try Self.startBookie(on: disk, logger: quiet)
+        bookie = try Self.startBookie(on: disk, shards: 1 << Int(seed % 3), logger: quiet)
     }
 
-    static func configuration(_ disk: SimulatedDisk) -> Bookie.Configuration {
+    /// The ledger state's shards: 1, 2 or 4 by seed, so the simulator runs the sharded driver too (a bookie on
+    /// a machine of this size has one).
+    var shards: Int { 1 << Int(seed % 3) }
+
+    static func configuration(_ disk: SimulatedDisk, shards: Int = 1) -> Bookie.Configuration {
         var c = Bookie.Configuration(
             journal: .init(directory: "/bookie/journal", fileBytes: 256 << 10, filesMax: 4, engine: .blocking),
             journalDirectories: ["/bookie/journal"],
             storage: .init(ledgerDirectories: ["/bookie/ledgers-0", "/bookie/ledgers-1", "/bookie/ledgers-2"],
-                           writeCacheBytes: 512 << 10))
+                           writeCacheBytes: 512 << 10, shards: shards))
         c.place(on: disk, clock: disk.clock)
         // Background work runs when the simulation says: its turns after each step (a simulated second each),
         // checkpoints and compaction of its own steps, and the checkpoint a journal short of files asks for.
@@ -86,8 +90,8 @@ final class BookieSimulation {
         return c
     }
 
-    private static func startBookie(on disk: SimulatedDisk, logger: Logger) throws -> Bookie {
-        let b = try Bookie(configuration: configuration(disk), logger: logger)
+    private static func startBookie(on disk: SimulatedDisk, shards: Int, logger: Logger) throws -> Bookie {
+        let b = try Bookie(configuration: configuration(disk, shards: shards), logger: logger)
         try b.start { _ in }
         return b
     }
@@ -373,7 +377,7 @@ final class BookieSimulation {
     /// naming the journal file and offset ends the run (`RefusedAfterALie`); any other refusal is a failure.
     private func reopen() throws {
         do {
-            bookie = try Self.startBookie(on: disk, logger: logger)
+            bookie = try Self.startBookie(on: disk, shards: shards, logger: logger)
         } catch {
             let text = "\(error)"
             if diskLied, text.contains("/bookie/journal/journal-"), text.contains("offset") { throw RefusedAfterALie() }

@@ -65,7 +65,7 @@ private func everyEntryReads(_ s: LedgerStorage) throws -> Bool {
         let (path, indexOffset) = try oneFile(dir.path)
         var bytes = try FileSystem.readAll(path)
         let storage = try LedgerStorage(configuration: .init(ledgerDirectories: [dir.path]), journalCount: 1)
-        let info = try #require(storage.state.withLock { $0.manifest.entryLogs.first })
+        let info = try #require(storage.ledgers.catalog.withLock { $0.manifest.entryLogs.first })
         // The first record's length (at 4096), and a payload byte of the third record.
         let length = { (at: Int) in bytes.withUnsafeBytes { Int($0.loadBigEndian(UInt32.self, at: at)) } }
         let second = 4096 + 8 + length(4096)

@@ -3,10 +3,11 @@ import DLogSimulation
 import DLogWire
 import Testing
 
-/// The ledger core alone, driven by seeded random events in orders the threaded bookie reaches only by chance:
-/// adds, fences and deletes taken while earlier records are still on their way to durability, checkpoints that
-/// start, fail or publish while ledgers are deleted and made anew. After every event the core is compared with
-/// a model of what the bookie promised. No disk, no journal, no thread: thousands of events a seed.
+/// The ledger state alone (the shards' cores, their driver and the entry-log catalog), driven by seeded random
+/// events in orders the threaded bookie reaches only by chance: adds, fences and deletes taken while earlier
+/// records are still on their way to durability, checkpoints that start, fail or publish while ledgers are
+/// deleted and made anew. After every event the state is compared with a model of what the bookie promised. No
+/// disk, no journal, no thread: thousands of events a seed, with 1, 2, 4 or 8 shards.
 @Suite struct LedgerCoreSimulationTests {
     /// What the core must agree with. A ledger id is reused after a delete, with a new generation; entry bytes
     /// carry their generation (in their size), so an entry of a deleted ledger read as its successor's is caught.
@@ -26,23 +27,22 @@ import Testing
     @Test("random events keep the core's promises", arguments: 0 ..< 24)
     func randomEventsKeepThePromises(seed: UInt64) throws {
         var random = SeededGenerator(seed: seed &+ 0x51ED)
-        var core = LedgerCore(manifest: Manifest(), cacheBytesMax: 64 << 10)
+        let core = LedgerShards(manifest: Manifest(), shardCount: 1 << Int(seed % 4), cacheBytesMax: 64 << 10)
         var model = Model()
-        var freeze: LedgerCore.Freeze? = nil
+        var freeze: LedgerShards.Freeze? = nil
         var log: [String] = []
         for step in 0 ..< 3000 {
             let l = UInt64.random(in: 1 ... 6, using: &random)
             let key = MasterKey(password: "\(l)-\(model.generation[l, default: 0])")
-            var firings = LedgerCore.Firings()
             switch Int.random(in: 0 ..< 100, using: &random) {
             case 0 ..< 40:
                 let e = model.nextEntry[l, default: 0]
                 let bytes = entry(l, e, size: 8 + model.generation[l, default: 0])
                 let request = LedgerCore.Request.add(LedgerID(l), key: key, piggybackedLAC: e - 1, recovery: false)
                 log.append("add \(l)/\(e)")
-                guard case .journal(let withKey) = core.decide(request) else { continue }
+                var withKey = false
+                guard case .success = core.take(request, journal: { withKey = $0; return nil }) else { continue }
                 #expect(!model.fenced.contains(l), "seed \(seed) step \(step): an add on fenced \(l) was taken")
-                core.taken(request, &firings)
                 let g = model.generation[l, default: 0]
                 if withKey { model.queued.append((keyRecord(l), l, g)) }
                 model.queued.append((JournalRecord(kind: .add, payload: bytes), l, g))
@@ -50,16 +50,14 @@ import Testing
                 model.nextEntry[l] = e + 1
             case 40 ..< 48:
                 log.append("fence \(l)")
-                guard case .journal = core.decide(.fence(LedgerID(l), key: key)) else { continue }
-                core.taken(.fence(LedgerID(l), key: key), &firings)
+                guard case .success = core.take(.fence(LedgerID(l), key: key), journal: { _ in nil }) else { continue }
                 model.exists.insert(l)
                 model.fenced.insert(l)
             case 48 ..< 54:
                 log.append("delete \(l)")
-                let decision = core.decide(.delete(LedgerID(l)))
-                #expect((decision == .refuse(.noLedger)) == !model.exists.contains(l), "seed \(seed) step \(step)")
-                guard case .journal = decision else { continue }
-                core.taken(.delete(LedgerID(l)), &firings)
+                let taken = core.take(.delete(LedgerID(l)), journal: { _ in nil })
+                #expect((taken.refusal == .core(.noLedger)) == !model.exists.contains(l), "seed \(seed) step \(step)")
+                guard case .success = taken else { continue }
                 var payload = [UInt8]()
                 payload.appendBigEndian(l)
                 model.queued.append((JournalRecord(kind: .delete, payload: payload), l, model.generation[l, default: 0]))
@@ -73,7 +71,7 @@ import Testing
                 log.append("durable \(count)")
                 let batch = model.queued.prefix(count)
                 model.queued.removeFirst(count)
-                core.durable(batch.map(\.0), journal: 0, through: nil, &firings)
+                core.durable(batch.map(\.0), journal: 0, through: nil)
                 for (record, ledger, g) in batch where record.kind == .add && g == model.generation[ledger, default: 0] {
                     let header = try #require(EntryCodec.header(of: record.payload))
                     model.stored[ledger, default: [:]][header.entry.rawValue] = record.payload
@@ -89,7 +87,8 @@ import Testing
                     core.checkpointFailed(frozen)
                 } else {
                     log.append("checkpoint writes")
-                    _ = core.checkpointWritten(write(frozen, &model), frozen)
+                    let info = write(frozen, &model)
+                    _ = core.withEveryShard { core.checkpointWritten(info, frozen, $0) }
                 }
                 core.flushEnded()
             default:
@@ -105,17 +104,17 @@ import Testing
     }
 
     /// The entry log a checkpoint of `freeze` writes: the live ledgers' frozen entries.
-    private func write(_ freeze: LedgerCore.Freeze, _ model: inout Model) -> EntryLogInfo? {
+    private func write(_ freeze: LedgerShards.Freeze, _ model: inout Model) -> EntryLogInfo? {
         var ranges: [UInt64: EntryLogLedgerRange] = [:]
         var content: [LedgerID: [Int64: [UInt8]]] = [:]
-        for ledger in freeze.live {
-            var range = EntryLogLedgerRange(first: .max, last: .min, count: 0, bytes: 0)
-            freeze.frozen[ledger]!.forEach { e, bytes in
-                range = EntryLogLedgerRange(first: min(range.first, e), last: max(range.last, e), count: range.count + 1,
-                                            bytes: range.bytes + bytes.count)
-                content[ledger, default: [:]][e] = bytes
-            }
-            ranges[ledger.rawValue] = range
+        var previous: UInt64? = nil
+        freeze.forEachEntry { ledger, e, bytes in
+            precondition(previous.map { $0 <= ledger.rawValue } ?? true, "entries come in ledger order")
+            previous = ledger.rawValue
+            let range = ranges[ledger.rawValue] ?? EntryLogLedgerRange(first: .max, last: .min, count: 0, bytes: 0)
+            ranges[ledger.rawValue] = EntryLogLedgerRange(first: min(range.first, e), last: max(range.last, e),
+                                                          count: range.count + 1, bytes: range.bytes + bytes.count)
+            content[ledger, default: [:]][e] = bytes
         }
         guard !ranges.isEmpty else { return nil }
         model.files[freeze.entryLogID] = content
@@ -126,10 +125,10 @@ import Testing
 
     /// Reads as the storage does: the cache, the cache being flushed, then the entry logs listing the entry,
     /// newest first.
-    private func read(_ core: LedgerCore, _ model: Model, _ l: UInt64, _ e: Int64) -> [UInt8]? {
+    private func read(_ core: LedgerShards, _ model: Model, _ l: UInt64, _ e: Int64) -> [UInt8]? {
         let ledger = LedgerID(l)
-        if let bytes = core.cache[ledger]?[e] ?? core.flushing?[ledger]?[e] { return bytes }
-        for info in core.manifest.entryLogs.reversed() {
+        if let bytes = core.withShard(l, { $0.cache[ledger]?[e] ?? $0.flushing?[ledger]?[e] }) { return bytes }
+        for info in core.catalog.withLock({ $0.manifest.entryLogs }).reversed() {
             guard let range = info.ledgers[l], e >= range.first, e <= range.last else { continue }
             if let bytes = model.files[info.id]?[ledger]?[e] { return bytes }
         }
@@ -141,12 +140,12 @@ import Testing
     }
 
     /// Throws the first promise the core broke: a seed stops at its first failure, named by step.
-    private func check(_ core: LedgerCore, _ model: Model, _ at: String) throws {
+    private func check(_ core: LedgerShards, _ model: Model, _ at: String) throws {
         func require(_ ok: Bool, _ what: @autoclosure () -> String) throws {
             if !ok { throw Broken(description: "\(at): \(what())") }
         }
         for l in UInt64(1) ... 6 {
-            let state = core.manifest.ledgers[l]
+            let state = core.withShard(l) { $0.ledgers[l] }
             try require((state != nil) == model.exists.contains(l), "ledger \(l) exists: \(state != nil)")
             try require((state?.fenced ?? false) == model.fenced.contains(l), "ledger \(l) fenced: \(state?.fenced ?? false)")
             for (e, bytes) in model.stored[l] ?? [:] {
@@ -157,14 +156,23 @@ import Testing
                 try require(read(core, model, l, e) == nil, "\(l)/\(e) reads bytes never durable in this generation")
             }
         }
-        try require(core.cacheBytes == core.cache.values.reduce(0) { $0 + $1.bytes }, "cache bytes")
-        try require(core.flushingBytes == (core.flushing?.values.reduce(0) { $0 + $1.bytes } ?? 0), "flushing bytes")
-        for ledger in core.cache.keys {
-            try require(core.manifest.ledgers[ledger.rawValue] != nil, "the cache holds deleted \(ledger)")
+        var (cacheTotal, flushingTotal) = (0, 0)
+        for (s, shard) in core.shards.enumerated() {
+            let c = shard.state.withLock { $0 }
+            try require(c.cacheBytes == c.cache.values.reduce(0) { $0 + $1.bytes }, "shard \(s)'s cache bytes")
+            try require(c.flushingBytes == (c.flushing?.values.reduce(0) { $0 + $1.bytes } ?? 0), "shard \(s)'s flushing bytes")
+            for ledger in c.cache.keys {
+                try require(c.ledgers[ledger.rawValue] != nil, "the cache holds deleted \(ledger)")
+                try require(LedgerShards.index(ledger.rawValue, of: core.shards.count) == s, "\(ledger) is in shard \(s)")
+            }
+            cacheTotal += c.cacheBytes
+            flushingTotal += c.flushingBytes
         }
-        for info in core.manifest.entryLogs {
+        try require(core.sizes.cache.load(ordering: .relaxed) == cacheTotal, "the cache's size, all shards together")
+        try require(core.sizes.flushing.load(ordering: .relaxed) == flushingTotal, "the flushing cache's size, all shards together")
+        for info in core.catalog.withLock({ $0.manifest.entryLogs }) {
             for (l, _) in info.ledgers {
-                try require(core.manifest.ledgers[l] != nil, "entry log \(info.id) lists deleted ledger \(l)")
+                try require(core.exists(l), "entry log \(info.id) lists deleted ledger \(l)")
             }
         }
     }

@@ -5,9 +5,7 @@ import Testing
 /// The bookie's ledger state machine driven by events alone: no disk, no journal, no threads. Each test feeds
 /// the events a bookie would see in one order and checks the decisions and answers that come out.
 @Suite struct LedgerCoreTests {
-    private func core(cacheBytesMax: Int = 1 << 20) -> LedgerCore {
-        LedgerCore(manifest: Manifest(), cacheBytesMax: cacheBytesMax)
-    }
+    private func core() -> LedgerCore { LedgerCore() }
 
     private func add(_ l: UInt64, key: MasterKey = testKey, lac: Int64 = -1, recovery: Bool = false) -> LedgerCore.Request {
         .add(LedgerID(l), key: key, piggybackedLAC: lac, recovery: recovery)
@@ -24,7 +22,7 @@ import Testing
 
     private func durable(_ records: [JournalRecord], _ c: inout LedgerCore, replaying: Bool = false) -> [(Int64, Int64)] {
         var firings = LedgerCore.Firings()
-        c.durable(records, journal: 0, through: nil, replaying: replaying, &firings)
+        for r in records { c.durable(r, replaying: replaying, &firings) }
         return firings.due.map { ($0.lac, $0.last) }
     }
 
@@ -42,7 +40,7 @@ import Testing
         var c = core()
         #expect(c.decide(add(5)) == .journal(withKey: true))
         #expect(c.decide(.fence(LedgerID(5), key: testKey)) == .journal(withKey: false))
-        #expect(c.manifest.ledgers[5] == nil)
+        #expect(c.ledgers[5] == nil)
         take(add(5), &c)
         #expect(c.decide(.fence(LedgerID(5), key: testKey)) == .journal(withKey: false))
         #expect(c.decide(add(5)) == .journal(withKey: false), "a fence only decided on does not fence")
@@ -56,21 +54,29 @@ import Testing
         #expect(c.decide(add(2)) == .refuse(.fenced))
         #expect(c.decide(add(2, recovery: true)) == .journal(withKey: false))
         _ = durable([keyRecord(2), addRecord(2, 0)], &c)
-        #expect(c.manifest.ledgers[2]?.fenced == true, "the durable add must not unfence it")
+        #expect(c.ledgers[2]?.fenced == true, "the durable add must not unfence it")
     }
 
-    @Test("the cache refuses adds at its bound, counting the cache being flushed, until a checkpoint is written")
+    @Test("the cache refuses adds at its bound, all shards together, counting the caches being flushed, until a checkpoint is written")
     func cacheBoundCountsTheFlushingCache() {
-        var c = core(cacheBytesMax: 200)
-        take(add(3), &c)
-        _ = durable([keyRecord(3)] + (0..<3).map { addRecord(3, $0) }, &c)
-        #expect(c.decide(add(3)) == .refuse(.cacheFull))
-        let freeze = c.checkpointStarted()
-        #expect(freeze.live == [LedgerID(3)] && freeze.frozen[LedgerID(3)]?.count == 3)
-        #expect(c.decide(add(3)) == .refuse(.cacheFull), "the frozen cache still holds its bytes")
-        _ = c.checkpointWritten(nil, freeze)
-        c.flushEnded()
-        #expect(c.decide(add(3)) == .journal(withKey: false))
+        let shards = LedgerShards(manifest: Manifest(), shardCount: 4, cacheBytesMax: 300)
+        let accept: (Bool) -> JournalError? = { _ in nil }
+        // Ledgers in different shards: the bound is the sum of theirs.
+        let ledgers = (UInt64(1)...40).reduce(into: [UInt64]()) { found, l in
+            if !found.contains(where: { LedgerShards.index($0, of: 4) == LedgerShards.index(l, of: 4) }) { found.append(l) }
+        }.prefix(2)
+        for l in ledgers {
+            #expect(shards.take(add(l), journal: accept).refusal == nil)
+            shards.durable([keyRecord(l)] + (0..<2).map { addRecord(l, $0) }, journal: 0, through: nil)
+        }
+        #expect(shards.take(add(ledgers.first!), journal: accept).refusal == .core(.cacheFull))
+        let freeze = shards.checkpointStarted()
+        #expect(freeze.live.map(\.ledger.rawValue) == ledgers.sorted())
+        #expect(shards.take(add(ledgers.first!), journal: accept).refusal == .core(.cacheFull),
+                "the frozen caches still hold their bytes")
+        _ = shards.withEveryShard { shards.checkpointWritten(nil, freeze, $0) }
+        shards.flushEnded()
+        #expect(shards.take(add(ledgers.first!), journal: accept).refusal == nil)
     }
 
     @Test("a long poll is answered by the LAC an add carries when taken, and one that brings the entry only once it is durable")
@@ -114,7 +120,7 @@ import Testing
         take(add(6, key: MasterKey(password: "new")), &c)
         _ = durable([keyRecord(6), addRecord(6, 0)], &c)
         #expect(c.cache[LedgerID(6)] == nil, "the old ledger's entry is skipped")
-        #expect(c.manifest.ledgers[6]?.hasKey(MasterKey(password: "new")) == true)
+        #expect(c.ledgers[6]?.hasKey(MasterKey(password: "new")) == true)
         var delete = [UInt8]()
         delete.appendBigEndian(UInt64(6))
         _ = durable([JournalRecord(kind: .delete, payload: delete)], &c)
@@ -125,19 +131,40 @@ import Testing
 
     @Test("a checkpoint does not list a ledger deleted while its entry log was written, even when created anew since")
     func checkpointLeavesOutLedgersDeletedDuringIt() {
-        var c = core()
-        for l: UInt64 in [7, 8] { take(add(l), &c) }
-        _ = durable([keyRecord(7), addRecord(7, 0), keyRecord(8), addRecord(8, 0)], &c)
-        let freeze = c.checkpointStarted()
-        take(.delete(LedgerID(7)), &c)
-        take(add(7), &c)
+        let shards = LedgerShards(manifest: Manifest(), shardCount: 4, cacheBytesMax: 1 << 20)
+        let accept: (Bool) -> JournalError? = { _ in nil }
+        for l: UInt64 in [7, 8] { _ = shards.take(add(l), journal: accept) }
+        shards.durable([keyRecord(7), addRecord(7, 0), keyRecord(8), addRecord(8, 0)], journal: 0, through: nil)
+        let freeze = shards.checkpointStarted()
+        _ = shards.take(.delete(LedgerID(7)), journal: accept)
+        _ = shards.take(add(7), journal: accept)
         let written = EntryLogInfo(id: freeze.entryLogID, directory: 0, totalBytes: 4096, dataBytes: 200,
                                    ledgers: [7: EntryLogLedgerRange(first: 0, last: 0, count: 1, bytes: 100),
                                              8: EntryLogLedgerRange(first: 0, last: 0, count: 1, bytes: 100)])
-        _ = c.checkpointWritten(written, freeze)
-        c.flushEnded()
-        #expect(c.manifest.entryLogs.map { $0.ledgers.map(\.key) } == [[8]])
-        #expect(c.deletedAt.isEmpty, "delete counts are kept only while a flush runs")
+        _ = shards.withEveryShard { shards.checkpointWritten(written, freeze, $0) }
+        shards.flushEnded()
+        #expect(shards.catalog.withLock { $0.manifest.entryLogs.map { $0.ledgers.map(\.key) } } == [[8]])
+        #expect(shards.shards.allSatisfy { $0.state.withLock { $0.deletedAt.isEmpty } },
+                "delete counts are kept only while a flush runs")
+    }
+
+    @Test("a delete leaves the entry logs' lists in the step it is taken; replay's delete too")
+    func deletesLeaveTheEntryLogs() {
+        let shards = LedgerShards(manifest: Manifest(), shardCount: 2, cacheBytesMax: 1 << 20)
+        _ = shards.take(add(13), journal: { _ in nil })
+        shards.durable([keyRecord(13), addRecord(13, 0)], journal: 0, through: nil)
+        let listing = EntryLogInfo(id: 1, directory: 0, totalBytes: 4096, dataBytes: 100,
+                                   ledgers: [13: EntryLogLedgerRange(first: 0, last: 0, count: 1, bytes: 100)])
+        shards.catalog.withLock { $0.manifest.entryLogs = [listing] }
+        _ = shards.take(.delete(LedgerID(13)), journal: { _ in nil })
+        #expect(shards.catalog.withLock { $0.manifest.entryLogs[0].ledgers.isEmpty && $0.manifest.unlisted == [13] })
+        var delete = [UInt8]()
+        delete.appendBigEndian(UInt64(14))
+        shards.catalog.withLock { $0.manifest.entryLogs = [listing, EntryLogInfo(id: 2, directory: 0, totalBytes: 4096,
+            dataBytes: 100, ledgers: [14: EntryLogLedgerRange(first: 0, last: 0, count: 1, bytes: 100)])] }
+        shards.durable([keyRecord(14), JournalRecord(kind: .delete, payload: delete)], journal: 0, through: nil,
+                       replaying: true)
+        #expect(shards.catalog.withLock { $0.manifest.entryLogs[1].ledgers.isEmpty })
     }
 
     @Test("a failed checkpoint puts its entries back, and entries added meanwhile win")
@@ -162,7 +189,7 @@ import Testing
         var delete = [UInt8]()
         delete.appendBigEndian(UInt64(11))
         _ = durable([keyRecord(11), addRecord(11, 0), JournalRecord(kind: .delete, payload: delete)], &c, replaying: true)
-        #expect(c.manifest.ledgers[11] == nil && c.cache.isEmpty && c.cacheBytes == 0)
+        #expect(c.ledgers[11] == nil && c.cache.isEmpty && c.cacheBytes == 0)
     }
 
     @Test("WRITE_LAC needs the ledger and its key, and answers long polls at once")
@@ -175,5 +202,13 @@ import Testing
         _ = c.watch(LedgerID(12), previous: 2, bringing: nil, fire: { _, _ in })
         #expect(c.writeLAC(LedgerID(12), key: testKey, lac: 3, &firings) == nil)
         #expect(firings.due.map { $0.lac } == [3])
+    }
+}
+
+extension Result where Success == Void {
+    /// Why a step was refused; nil when it was taken.
+    var refusal: Failure? {
+        if case .failure(let why) = self { return why }
+        return nil
     }
 }

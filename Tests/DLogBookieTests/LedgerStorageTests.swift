@@ -229,4 +229,32 @@ func read(_ s: LedgerStorage, _ l: UInt64, _ e: Int64) throws -> [UInt8]? {
         #expect(try read(reopened, 4_000, 1) == entry(4_000, 1, size: 8))
         #expect(reopened.ledgerState(LedgerID(4_000))?.lastEntry == 1)
     }
+
+    /// The ledger index does not depend on how the ledger state is sharded: a snapshot merges the shards' tables
+    /// in id order, a delta gathers their changes, and storage reopened with another shard count (1 or 7) finds
+    /// every ledger, state and entry a 4-shard one wrote, deletes included.
+    @Test func theIndexIsTheSameWhateverTheShards() throws {
+        let dir = TempDir()
+        let config = { (shards: Int) in LedgerStorage.Configuration(ledgerDirectories: [dir.path], shards: shards) }
+        let s = try LedgerStorage(configuration: config(4), journalCount: 1)
+        s.apply((1...3_000).flatMap { [keyRecord(UInt64($0)), addRecord(UInt64($0), 0, size: 8)] }, journal: 0, through: nil)
+        #expect(try s.checkpoint().indexSnapshot, "a fresh index starts with a snapshot")
+        s.apply((1...300).map { addRecord(UInt64($0 * 10), 1, size: 8) }, journal: 0, through: nil)
+        for l in stride(from: UInt64(7), through: 3_000, by: 100) {
+            #expect(s.take(.delete(LedgerID(l))) { _ in nil }.refusal == nil)
+        }
+        let second = try s.checkpoint()
+        #expect(!second.indexSnapshot && second.indexBytes > 0)
+        let expected = s.ledgerIDs.map { ($0, s.ledgerState($0)) }
+        #expect(expected.count == 3_000 - 30)
+        for shards in [1, 7] {
+            let reopened = try LedgerStorage(configuration: config(shards), journalCount: 1)
+            let found = reopened.ledgerIDs.map { ($0, reopened.ledgerState($0)) }
+            #expect(found.map(\.0) == expected.map(\.0), "\(shards) shards: the ledgers")
+            #expect(zip(found, expected).allSatisfy { $0.1 == $1.1 }, "\(shards) shards: their states")
+            #expect(try read(reopened, 2_990, 1) == entry(2_990, 1, size: 8))
+            #expect(try read(reopened, 2_999, 0) == entry(2_999, 0, size: 8))
+            #expect(try read(reopened, 107, 0) == nil, "a deleted ledger stays deleted")
+        }
+    }
 }

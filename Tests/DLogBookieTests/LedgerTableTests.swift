@@ -3,6 +3,29 @@ import DLogTestSupport
 import Testing
 
 @Suite struct LedgerTableTests {
+    /// Tables of distinct ids merge into one in id order, equal to a table built from all of them, with
+    /// nothing reported as changed (the merged table is written as a snapshot, not changed).
+    @Test func mergingTablesKeepsEveryLedgerInOrder() {
+        var random = SeededGenerator(seed: 9)
+        var parts = Array(repeating: LedgerTable(), count: 5)
+        var all: [UInt64: LedgerState] = [:]
+        for id in UInt64(1)...20_000 {
+            guard Bool.random(using: &random) else { continue }
+            var state = LedgerState(masterKey: Array(repeating: UInt8(truncatingIfNeeded: id), count: 20))
+            state.lastEntry = Int64(id)
+            parts[Int.random(in: 0..<5, using: &random)][id] = state
+            all[id] = state
+        }
+        var merged = LedgerTable(merging: parts)
+        #expect(merged == LedgerTable(all))
+        #expect(merged.sortedIDs == all.keys.sorted())
+        let changed = merged.takeChanged()
+        #expect(changed.isEmpty)
+        #expect(LedgerTable(merging: [parts[0]]) == parts[0])
+        #expect(LedgerTable(merging: []).isEmpty)
+    }
+
+
     /// Random sets, removals and restores, enough to fold the overlay into the base many times, checked after
     /// every step against a plain dictionary: the same states, the same count, ascending ids, and exactly the
     /// ids set or removed (not restored) reported as changed.

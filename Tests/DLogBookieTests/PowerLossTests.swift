@@ -15,8 +15,9 @@ import Testing
     }
 
     /// The simulation's bookie, but with the threads a daemon's bookie has: its journal writer and background work.
-    private func threaded(_ disk: SimulatedDisk) -> Bookie.Configuration {
-        var c = BookieSimulation.configuration(disk)
+    /// Even seeds shard the ledger state in four, so its locks meet real concurrency too.
+    private func threaded(_ disk: SimulatedDisk, seed: UInt64) -> Bookie.Configuration {
+        var c = BookieSimulation.configuration(disk, shards: seed % 2 == 0 ? 4 : 1)
         c.journal.writerThread = true
         c.backgroundThreads = true
         return c
@@ -29,7 +30,7 @@ import Testing
         var random = SeededGenerator(seed: seed)
         let disk = SimulatedDisk()
         let logger = Logger(label: "power-loss")
-        let first = try Bookie(configuration: threaded(disk), logger: logger)
+        let first = try Bookie(configuration: threaded(disk, seed: seed), logger: logger)
         try first.start { _ in }
         var next: [UInt64: Int64] = [:]
         var acknowledged: [(UInt64, Int64, Int)] = []
@@ -73,7 +74,7 @@ import Testing
         first.stop()
         disk.crash(seed: seed, keep: .randomSectors)
 
-        let second = try Bookie(configuration: threaded(disk), logger: logger)
+        let second = try Bookie(configuration: threaded(disk, seed: seed), logger: logger)
         try second.start { _ in }
         defer { second.stop() }
         for (ledger, e, size) in acknowledged {

@@ -29,6 +29,7 @@ import Testing
             journal_engine = blocking
             journal_sync = dsync
             write_cache_bytes = 128M
+            write_cache_shards = 16
             disk_usage_threshold = 0.9
             disk_usage_lwm = 0.8
             """)
@@ -37,6 +38,8 @@ import Testing
         #expect(s.journalEngine == .blocking)
         #expect(s.journalSync == .dsync && !s.journalSyncAuto)
         #expect(s.writeCacheBytes == 128 << 20)
+        #expect(s.writeCacheShards == 16)
+        #expect(s.bookieConfiguration(engine: .blocking, truncateCorrupt: false).storage.shards == 16)
         // auto: the faster mode for the engine chosen; an explicit mode stays.
         var automatic = try settings("journal_sync = auto\n")
         automatic.resolveJournalSync(for: .libaio)
@@ -64,6 +67,7 @@ import Testing
         ("lost_bookie_grace_s = 0", ["'lost_bookie_grace_s'", "0"]),
         ("replication_entries_in_flight = 0", ["'replication_entries_in_flight'"]),
         ("scrub_rate_bytes = 1K", ["'scrub_rate_bytes'"]),
+        ("write_cache_shards = 65", ["'write_cache_shards'", "65", "1 to 64"]),
     ])
     func badValuesAreNamed(text: String, fragments: [String]) {
         do {
