@@ -8,6 +8,7 @@
 #      RSS once idle; and the same restart of the empty bookie before the fill, for what a restart costs anyway;
 #   4. the index files' sizes.
 # Usage: scripts/bench-index.sh [DIR] [LEDGERS] [ROUNDS]   (needs `make release` first, and jq, which `make deps` installs)
+# SHARDS=N sets the bookie's write_cache_shards (unset: the bookie's default for this machine).
 set -euo pipefail
 dir=${1:-/tmp/dlog-bench-index}
 ledgers=${2:-1000000}
@@ -26,6 +27,7 @@ ledger_dirs = $dir/ledgers
 allow_shared_device = true
 checkpoint_interval_ms = 1000
 CONF
+if [[ -n ${SHARDS:-} ]]; then echo "write_cache_shards = $SHARDS" >> "$dir/bookie.conf"; fi
 
 hz=$(getconf CLK_TCK)
 rss_mb() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }

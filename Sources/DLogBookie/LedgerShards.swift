@@ -28,8 +28,12 @@ final class LedgerShards: Sendable {
     init(manifest: Manifest, shardCount: Int, cacheBytesMax: Int) {
         precondition((1...Self.shardsMax).contains(shardCount) && cacheBytesMax > 0)
         var tables = Array(repeating: LedgerTable(), count: shardCount)
-        // In id order, so each shard's table is built by appending (see `LedgerTable`).
-        manifest.ledgers.forEach { id, state in tables[Self.index(id, of: shardCount)].restore(id, state) }
+        if shardCount == 1 {
+            tables[0] = manifest.ledgers  // shared, not copied: a million ledgers are 64 MB
+        } else {
+            // In id order, so each shard's table is built by appending (see `LedgerTable`).
+            manifest.ledgers.forEach { id, state in tables[Self.index(id, of: shardCount)].restore(id, state) }
+        }
         shards = tables.map { Shard(LedgerCore(ledgers: $0)) }
         catalog = Mutex(EntryLogCatalog(manifest: manifest))
         self.cacheBytesMax = cacheBytesMax
