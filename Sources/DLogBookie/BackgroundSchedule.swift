@@ -41,6 +41,14 @@ struct BackgroundSchedule {
         return work
     }
 
+    /// When the next work is due, given whether a checkpoint is asked for now: the driver sleeps until then,
+    /// or until news (an ask, a stop) wakes it. An ask is due at once, unless a failing checkpoint backs off.
+    func nextDue(now: ContinuousClock.Instant, checkpointAsked: Bool) -> ContinuousClock.Instant {
+        var checkpoint = checkpointAsked ? now : lastCheckpoint + checkpointInterval
+        if let notBefore = retry.notBefore { checkpoint = max(checkpoint, notBefore) }
+        return min(lastDiskCheck + diskCheckInterval, checkpoint)
+    }
+
     /// A checkpoint the schedule asked for ended at `now`, failing with `error` or not (nil): what to log.
     mutating func checkpointEnded(_ error: String?, at now: ContinuousClock.Instant) -> CheckpointRetry.Report {
         retry.record(error, at: now)

@@ -6,13 +6,15 @@ import Foundation
 
 extension Bookie {
     /// Background work on threads of the bookie's own (unless `Configuration.backgroundThreads` is off): one
-    /// thread takes a `backgroundTurn` every 10 ms; another compacts. Both signal `background` when they end.
+    /// thread takes a `backgroundTurn` whenever the last one said the next is due, or sooner when woken (an ask
+    /// for a checkpoint, a paused connection, a stop); another compacts on its interval. Neither polls. Both
+    /// signal `background` when they end.
     func startBackground() {
         guard configuration.backgroundThreads else { return }
         let thread = Thread { [self] in
             while !stopping.load(ordering: .acquiring) {
-                backgroundTurn(clock: SystemClock())
-                usleep(10_000)
+                backgroundTurns.wrappingAdd(1, ordering: .relaxed)
+                backgroundWakeup.wait(until: backgroundTurn(clock: SystemClock()))
             }
             background.signal()
         }
@@ -20,13 +22,10 @@ extension Bookie {
         thread.start()
         // Compaction has its own thread: a paced pass may take seconds and must not hold up checkpoints.
         let compactor = Thread { [self] in
-            var last = ContinuousClock.now
             while !stopping.load(ordering: .acquiring) {
-                if ContinuousClock.now - last >= configuration.compactionInterval {
-                    runCompaction()
-                    last = .now
-                }
-                usleep(50_000)
+                compactionWakeup.wait(until: .now + configuration.compactionInterval)
+                if stopping.load(ordering: .acquiring) { break }
+                runCompaction()
             }
             background.signal()
         }
@@ -37,8 +36,10 @@ extension Bookie {
     /// One turn of background work, at the times `BackgroundSchedule` says on `clock`: a disk check for
     /// read-only mode, a checkpoint on the interval or when asked (cache full, journal short of files), and
     /// the connections paused by back-pressure resumed once it eased. Never waits: the driver (the bookie's
-    /// thread, or the simulator) decides when the next turn comes. Turns must not overlap.
-    public func backgroundTurn(clock: any StorageClock) {
+    /// thread, or the simulator) decides when the next turn comes. Turns must not overlap. Returns when the next
+    /// turn is due, unless news comes first.
+    @discardableResult
+    public func backgroundTurn(clock: any StorageClock) -> ContinuousClock.Instant {
         let work = schedule.withLock { schedule in
             if schedule == nil {
                 schedule = BackgroundSchedule(start: clock.now, checkpointInterval: configuration.checkpointInterval,
@@ -59,6 +60,8 @@ extension Bookie {
         } else {
             checkpointRequested.store(true, ordering: .relaxed)
         }
+        let asked = checkpointRequested.load(ordering: .acquiring)
+        return schedule.withLock { $0!.nextDue(now: clock.now, checkpointAsked: asked) }
     }
 
     /// Runs one checkpoint; returns why it failed, or nil.

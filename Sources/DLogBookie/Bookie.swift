@@ -52,6 +52,11 @@ public final class Bookie: JournalSink, Sendable {
     let logger: Logger
     let readOnly = Atomic<Bool>(false)
     let checkpointRequested = Atomic<Bool>(false)
+    /// What the background thread sleeps on between turns, and the compaction thread between passes.
+    let backgroundWakeup = Wakeup()
+    let compactionWakeup = Wakeup()
+    /// Turns the background thread has taken (tests: an idle bookie's thread sleeps).
+    let backgroundTurns = Atomic<Int>(0)
     let operatorReadOnly = Atomic<Bool>(false)
     let draining = Atomic<Bool>(false)
     /// Requests taken from the network, for metrics: adds, reads (with fence reads), long polls for the LAC, and
@@ -169,6 +174,8 @@ public final class Bookie: JournalSink, Sendable {
         for j in journals { j.stop() }
         guard started.load(ordering: .acquiring) else { return }
         if configuration.backgroundThreads {
+            backgroundWakeup.signal()
+            compactionWakeup.signal()
             background.wait()  // checkpoint thread
             background.wait()  // compaction thread
         }
@@ -232,7 +239,13 @@ public final class Bookie: JournalSink, Sendable {
     public var diskThresholdsInForce: (high: Double, low: Double) { diskThresholds.withLock { $0 } }
 
     /// Asks the background thread for a checkpoint now.
-    public func requestCheckpoint() { checkpointRequested.store(true, ordering: .relaxed) }
+    public func requestCheckpoint() { askCheckpoint() }
+
+    /// Asks for a checkpoint, waking the background thread if this ask is news (a full cache asks after every
+    /// journal batch; only the first wakes it).
+    func askCheckpoint() {
+        if !checkpointRequested.exchange(true, ordering: .acquiringAndReleasing) { backgroundWakeup.signal() }
+    }
 
     /// True while the write cache holds 1.5× its checkpoint size or more and checkpoints are working:
     /// connections should stop reading (TCP back-pressure) until a checkpoint catches up, so adds wait
@@ -243,9 +256,10 @@ public final class Bookie: JournalSink, Sendable {
             && lastCheckpointError.withLock({ $0 }) == nil
     }
 
-    /// Runs `resume` once the pressure is gone (checked by the background thread every 10 ms).
+    /// Runs `resume` once the pressure is gone (checked by the background thread's next turn, which this wakes).
     public func whenWritePressureEases(_ resume: @escaping @Sendable () -> Void) {
         relief.withLock { $0.append(resume) }
+        backgroundWakeup.signal()
     }
 
     func journal(for ledger: LedgerID) -> Journal { journals[Int(ledger.rawValue % UInt64(journals.count))] }
@@ -254,13 +268,13 @@ public final class Bookie: JournalSink, Sendable {
 
     public func journalDidSync(_ records: [JournalRecord], journal: Int, through position: JournalPosition) {
         storage.apply(records, journal: journal, through: position)
-        if storage.cacheFull { checkpointRequested.store(true, ordering: .relaxed) }
+        if storage.cacheFull { askCheckpoint() }
     }
 
-    public func journalNeedsCheckpoint(journal: Int) { checkpointRequested.store(true, ordering: .relaxed) }
+    public func journalNeedsCheckpoint(journal: Int) { askCheckpoint() }
 
     public func journalOutOfSpace(journal: Int, error: String) {
         enterOutOfSpace("journal \(journals[journal].configuration.directory) could not add a file: \(error)")
-        checkpointRequested.store(true, ordering: .relaxed)
+        askCheckpoint()
     }
 }

@@ -23,7 +23,8 @@ struct CheckpointRetry {
 
     /// Failed attempts since the last success.
     private(set) var failures = 0
-    private var notBefore: ContinuousClock.Instant?
+    /// The earliest time the next attempt may run, while checkpoints fail.
+    private(set) var notBefore: ContinuousClock.Instant?
     private var lastLogged: (error: String, at: ContinuousClock.Instant)?
 
     /// True when an attempt may run at `now`: always while checkpoints work, after the back-off otherwise.

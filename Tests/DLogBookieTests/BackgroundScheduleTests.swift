@@ -37,4 +37,20 @@ import Testing
         #expect(schedule.checkpointFailures == 0)
         #expect(schedule.next(now: at(71), checkpointAsked: true) == .init(checkpoint: true, takesAsk: true))
     }
+
+    /// The driver sleeps until the next work is due: the earlier of the next disk check and the next checkpoint.
+    /// An ask is due at once, or when a failing checkpoint's back-off ends.
+    @Test func theNextTurnIsDueAtTheEarliestWork() {
+        var schedule = BackgroundSchedule(start: start, checkpointInterval: .milliseconds(1000),
+                                          diskCheckInterval: .milliseconds(500))
+        _ = schedule.next(now: at(10), checkpointAsked: false)
+        #expect(schedule.nextDue(now: at(20), checkpointAsked: false) == at(510))
+        #expect(schedule.nextDue(now: at(20), checkpointAsked: true) == at(20))
+        _ = schedule.next(now: at(510), checkpointAsked: false)
+        #expect(schedule.nextDue(now: at(520), checkpointAsked: false) == at(1000), "the interval counts from the start")
+        _ = schedule.next(now: at(600), checkpointAsked: true)
+        _ = schedule.checkpointEnded("disk full", at: at(610))
+        #expect(schedule.nextDue(now: at(620), checkpointAsked: true) == at(660), "after the back-off of 50 ms")
+        #expect(schedule.nextDue(now: at(620), checkpointAsked: false) == at(1010), "the next disk check")
+    }
 }
