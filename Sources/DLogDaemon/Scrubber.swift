@@ -31,6 +31,8 @@ final class Scrubber: Sendable {
     private let requested = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
+    /// What the thread sleeps on until the next pass is due, a request or a stop.
+    private let wakeup = Wakeup()
 
     init(bookie: Bookie, settings: BookieSettings, logger: Logger,
          onDamage: @escaping @Sendable ([LedgerStorage.DamagedEntry]) -> Void) {
@@ -61,25 +63,34 @@ final class Scrubber: Sendable {
     func requestNow() -> Bool {
         guard !state.withLock({ $0.running }) else { return false }
         requested.store(true, ordering: .relaxed)
+        wakeup.signal()
         return true
     }
 
     func stop() {
         stopping.store(true, ordering: .relaxed)
+        wakeup.signal()
         finished.wait()
     }
 
     private func loop() {
         while !stopping.load(ordering: .relaxed) {
-            let due = state.withLock { s in
-                interval > .zero && s.lastFinished.map { Date().timeIntervalSince($0) >= Double(interval.components.seconds) } ?? true
-            }
-            if requested.exchange(false, ordering: .relaxed) || due {
+            let left = dueIn()
+            if requested.exchange(false, ordering: .relaxed) || left == .zero {
                 pass()
             } else {
-                Thread.sleep(forTimeInterval: 0.2)
+                // At most a minute at a time: the interval counts in wall-clock time, which can be set.
+                wakeup.wait(until: left.map { .now + min($0, .seconds(60)) })
             }
         }
+    }
+
+    /// How long until a pass is due on the interval: zero when due, nil when passes come only on request.
+    private func dueIn() -> Duration? {
+        guard interval > .zero else { return nil }
+        guard let last = state.withLock({ $0.lastFinished }) else { return .zero }
+        let left = Double(interval.components.seconds) - Date().timeIntervalSince(last)
+        return left <= 0 ? .zero : .milliseconds(Int64(left * 1000))
     }
 
     private func pass() {
