@@ -23,12 +23,19 @@ func withNamespace(_ configure: (inout LogOptions) -> Void = { _ in },
 }
 
 /// Reads `count` records (bounded in time: a reader that stops delivering fails the test instead of hanging).
+/// Reads `count` records; fails when 30 s pass with none arriving. The bound is on a stall, not on the whole read:
+/// a reader tailing a writer waits as long as the writer takes, which under a full `make test` (every suite at
+/// once on two cores and one disk) was up to a minute for 200 acknowledged writes one after another.
 func read(_ reader: LogReader, count: Int) async throws -> [LogRecordWithDLSN] {
     var records: [LogRecordWithDLSN] = []
-    let deadline = ContinuousClock.now + .seconds(30)
+    var deadline = ContinuousClock.now + .seconds(30)
     while records.count < count {
-        guard ContinuousClock.now < deadline else { throw TimedOut(what: "\(count) records (got \(records.count))", seconds: 30) }
-        records += try await reader.readBulk(max: count - records.count, wait: .milliseconds(500))
+        guard ContinuousClock.now < deadline else {
+            throw TimedOut(what: "\(count) records (got \(records.count), none in the last 30 s)", seconds: 30)
+        }
+        let more = try await reader.readBulk(max: count - records.count, wait: .milliseconds(500))
+        if !more.isEmpty { deadline = ContinuousClock.now + .seconds(30) }
+        records += more
     }
     return records
 }
