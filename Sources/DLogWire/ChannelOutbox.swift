@@ -3,17 +3,20 @@ import Synchronization
 
 /// Requests from any thread for one client connection, written by one event-loop task per turn with one
 /// flush: many tasks sharing a connection then cost one hop and one write system call per batch, not per
-/// request. `refused` gets every item that finds the channel closed (nothing else would answer it).
+/// request. `refused` gets every item that finds the channel closed (nothing else would answer it). Inlinable,
+/// as `PendingReplies` is, so each client module gets it specialized for its item type.
 public final class ChannelOutbox<Item: Sendable>: Sendable {
-    let channel: Channel
-    let refused: @Sendable (Item) -> Void
-    private let state = Mutex<(items: [Item], scheduled: Bool)>(([], false))
+    @usableFromInline let channel: Channel
+    @usableFromInline let refused: @Sendable (Item) -> Void
+    @usableFromInline let state = Mutex<(items: [Item], scheduled: Bool)>(([], false))
 
+    @inlinable
     public init(channel: Channel, refused: @escaping @Sendable (Item) -> Void) {
         self.channel = channel
         self.refused = refused
     }
 
+    @inlinable
     public func send(_ item: Item) {
         let schedule = state.withLock { s -> Bool in
             s.items.append(item)
@@ -23,7 +26,8 @@ public final class ChannelOutbox<Item: Sendable>: Sendable {
         if schedule { channel.eventLoop.execute { self.drain() } }
     }
 
-    private func drain() {
+    @inlinable
+    internal func drain() {
         let batch = state.withLock { s -> [Item] in
             s.scheduled = false
             defer { s.items.removeAll(keepingCapacity: true) }
