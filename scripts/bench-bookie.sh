@@ -4,8 +4,9 @@
 #   - a bookie alone (no metadata), `dlog-bench bookie` with 32 connections x 16 adds in flight;
 #   - Redis (Debian's redis-server, appendonly with appendfsync always), redis-benchmark XADD with 32 clients x
 #     16 pipelined requests over 512 streams;
-# each for SECONDS, measuring the server's CPU (user + system, from /proc) and RSS at the end. Prints a table
-# with writes/s, CPU seconds per 100k acknowledged writes, RSS, and the ratios against Redis.
+# each for SECONDS, measuring the server's CPU (user + system, from /proc) and RSS at the end, and the client's CPU
+# (the two share the machine's cores). Prints a table with writes/s, server and client CPU seconds per 100k
+# acknowledged writes, RSS, and the ratios against Redis.
 # Usage: scripts/bench-bookie.sh [DIR] [SECONDS] [WRITE_CACHES]   (needs `make release`; installs jq and
 # redis-server if missing). WRITE_CACHES defaults to "64", the shipped default; e.g. "64 256 1024" compares.
 set -euo pipefail
@@ -33,7 +34,14 @@ rss_mb() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 echo "## disk ($dir)"
 "$bin/dlog-bench" disk --dir "$dir" --duration 5 --size 4096 --json | tee "$dir/disk.json"
 
-printf '%-6s %-9s %10s %10s %12s %8s %9s %9s\n' size server writes/s "p99 ms" "cpu s/100k" "rss MB" "w ratio" "cpu ratio" > "$dir/table"
+# CPU seconds (user + system) of every child this shell has waited for, into $children_cpu: the `times` builtin
+# must run in this shell, not in a subshell of a command substitution.
+children_cpu=0
+take_children_cpu() {
+  times > "$dir/times"
+  children_cpu=$(tail -n 1 "$dir/times" | awk '{ split($1, u, "m"); split($2, s, "m"); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+}
+printf '%-6s %-9s %10s %10s %12s %8s %13s %9s %9s\n' size server writes/s "p99 ms" "cpu s/100k" "rss MB" "client s/100k" "w ratio" "cpu ratio" > "$dir/table"
 for size in 100 1024; do
   # Redis first: its figures are what each bookie row is held against.
   rm -rf "$dir/redis"; mkdir -p "$dir/redis"
@@ -47,14 +55,17 @@ for size in 100 1024; do
   rate=$(echo "$probe" | tr -d '"' | cut -d, -f2)
   requests=$(jq -n "($rate * $secs) | floor")
   before=$(cpu_ticks "$rpid")
+  take_children_cpu; c_before=$children_cpu
   row=$(redis-benchmark -p "$redis_port" -c 32 -n "$requests" -r 512 -P 16 --csv XADD "s:__rand_int__" '*' f "$payload" | tail -n 1 | tr -d '"')
   after=$(cpu_ticks "$rpid")
+  take_children_cpu
+  r_client=$(jq -n "($children_cpu - $c_before) / $requests * 100000")
   r_rps=$(echo "$row" | cut -d, -f2)
   r_p99=$(echo "$row" | cut -d, -f7)
   r_cpu=$(jq -n "($after - $before) / $hz / $requests * 100000")
   r_rss=$(rss_mb "$rpid")
   redis-cli -p "$redis_port" shutdown nosave > /dev/null 2>&1 || true
-  printf '%-6s %-9s %10.0f %10.3f %12.3f %8s %9s %9s\n' "$size" redis "$r_rps" "$r_p99" "$r_cpu" "$r_rss" - - >> "$dir/table"
+  printf '%-6s %-9s %10.0f %10.3f %12.3f %8s %13.3f %9s %9s\n' "$size" redis "$r_rps" "$r_p99" "$r_cpu" "$r_rss" "$r_client" - - >> "$dir/table"
 
   for cache in $caches; do
     rm -rf "$dir/b"
@@ -68,17 +79,20 @@ CONF
     pid=$!
     "$bin/dlog-bench" index --target "127.0.0.1:$port" --probe > /dev/null
     before=$(cpu_ticks "$pid")
+    take_children_cpu; c_before=$children_cpu
     "$bin/dlog-bench" bookie --target "127.0.0.1:$port" --clients 32 --pipeline 16 --size "$size" --duration "$secs" \
       --json | tee "$dir/bookie-$size-$cache.json"
     after=$(cpu_ticks "$pid")
+    take_children_cpu
     b=$dir/bookie-$size-$cache.json
     ops=$(jq .ops "$b")
+    b_client=$(jq -n "($children_cpu - $c_before) / $ops * 100000")
     b_cpu=$(jq -n "($after - $before) / $hz / $ops * 100000")
     b_rss=$(rss_mb "$pid")
     kill -9 "$pid"; wait "$pid" 2>/dev/null || true
     pid=
-    printf '%-6s %-9s %10.0f %10.3f %12.3f %8s %9.2f %9.2f\n' "$size" "bookie-$cache" "$(jq .ops_per_sec "$b")" \
-      "$(jq .p99_ms "$b")" "$b_cpu" "$b_rss" "$(jq -n "$(jq .ops_per_sec "$b") / $r_rps")" "$(jq -n "$b_cpu / $r_cpu")" \
+    printf '%-6s %-9s %10.0f %10.3f %12.3f %8s %13.3f %9.2f %9.2f\n' "$size" "bookie-$cache" "$(jq .ops_per_sec "$b")" \
+      "$(jq .p99_ms "$b")" "$b_cpu" "$b_rss" "$b_client" "$(jq -n "$(jq .ops_per_sec "$b") / $r_rps")" "$(jq -n "$b_cpu / $r_cpu")" \
       >> "$dir/table"
   done
 done
