@@ -5,7 +5,8 @@ import Foundation
 /// deciding to sleep and sleeping. Before, the threads polled (every 10 and 50 ms), waking about 120 times a
 /// second on an idle bookie.
 public final class Wakeup: @unchecked Sendable {
-    // NSCondition is not Sendable; `signalled` is read and written only with it locked.
+    // Safe to share between threads: NSCondition is a pthread mutex and condition variable, made for that but
+    // not marked Sendable, and `signalled` is read and written only between its lock() and unlock().
     private let condition = NSCondition()
     private var signalled = false
 
