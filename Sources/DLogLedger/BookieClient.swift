@@ -48,7 +48,7 @@ public final class BookieClient: Sendable {
 
     private init(channel: Channel, ownsGroup: MultiThreadedEventLoopGroup?) {
         self.channel = channel
-        outbox = ChannelOutbox(channel: channel) { $0.promise.fail(ConnectionClosed()) }
+        outbox = ChannelOutbox(channel: channel) { $0.waiter.fail(ConnectionClosed()) }
         self.ownsGroup = ownsGroup
     }
 
@@ -63,12 +63,13 @@ public final class BookieClient: Sendable {
         try await sendFuture(request).get()
     }
 
-    /// Sends and calls `completion` with the answer. After `close` it is called at once, on this thread: the
-    /// event loops may be gone, and a callback registered on one would never run.
+    /// Sends and calls `completion` with the answer, on the connection's event loop. After `close` it is called
+    /// at once, on this thread: the event loops may be gone, and a callback left for one would never run. No
+    /// promise or future is made: this is the cheap way to keep many requests in flight.
     public func send(_ request: BookieRequest,
                      then completion: @escaping @Sendable (Result<BookieResponse, any Error>) -> Void) {
         if isClosed { return completion(.failure(ConnectionClosed())) }
-        sendFuture(request).whenComplete(completion)
+        outbox.send(ClientHandler.Outbound(request: request, waiter: .callback(completion)))
     }
 
     public var isClosed: Bool { closed.load(ordering: .acquiring) }
@@ -79,7 +80,7 @@ public final class BookieClient: Sendable {
         // After close the event loops may be gone: a promise made on one would never complete.
         if closed.load(ordering: .acquiring) { return channel.eventLoop.makeFailedFuture(ConnectionClosed()) }
         let promise = channel.eventLoop.makePromise(of: BookieResponse.self)
-        outbox.send(ClientHandler.Outbound(request: request, promise: promise))
+        outbox.send(ClientHandler.Outbound(request: request, waiter: .promise(promise)))
         return promise.futureResult
     }
 
@@ -144,10 +145,11 @@ public struct ConnectionClosed: Error, CustomStringConvertible {
 final class ClientHandler: ChannelDuplexHandler {
     struct Outbound: Sendable {
         var request: BookieRequest
-        var promise: EventLoopPromise<BookieResponse>
+        var waiter: ReplyWaiter<BookieResponse>
     }
     typealias InboundIn = Frame
-    typealias OutboundIn = Outbound
+    /// A batch from the connection's `ChannelOutbox`.
+    typealias OutboundIn = [Outbound]
     typealias OutboundOut = ByteBuffer
 
     let requestTimeout: TimeAmount?
@@ -172,33 +174,41 @@ final class ClientHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Encodes a batch of requests into one buffer (a new one past `spillBytes`, so a batch of large adds is
+    /// not copied into one huge buffer as it grows).
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let out = unwrapOutboundIn(data)
-        guard let id = pending.add(out.promise, closedError: ConnectionClosed()) else {
-            promise?.succeed(())
-            return
-        }
-        if let requestTimeout {
-            if case .readLAC(_, let poll?) = out.request {
-                pollDeadlines[id] = .now() + requestTimeout + .milliseconds(Int64(poll.timeoutMilliseconds))
-            } else {
-                deadlines.append((id, .now() + requestTimeout))
+        let batch = unwrapOutboundIn(data)
+        let now = requestTimeout == nil ? nil : NIODeadline.now()
+        var buffer = context.channel.allocator.buffer(capacity: 0)
+        for out in batch {
+            guard let id = pending.add(out.waiter, closedError: ConnectionClosed()) else { continue }
+            if let requestTimeout, let now {
+                if case .readLAC(_, let poll?) = out.request {
+                    pollDeadlines[id] = now + requestTimeout + .milliseconds(Int64(poll.timeoutMilliseconds))
+                } else {
+                    deadlines.append((id, now + requestTimeout))
+                }
+            }
+            out.request.encode(requestID: id, into: &buffer)
+            if buffer.readableBytes >= Self.spillBytes {
+                context.write(wrapOutboundOut(buffer), promise: nil)
+                buffer = context.channel.allocator.buffer(capacity: 0)
             }
         }
-        var buffer = context.channel.allocator.buffer(capacity: 64)
-        out.request.encode(requestID: id, into: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        if buffer.readableBytes > 0 { context.write(wrapOutboundOut(buffer), promise: nil) }
         promise?.succeed(())
     }
 
+    static let spillBytes = 256 << 10
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        guard let promise = pending.take(frame.header.requestID) else { return }
+        guard let waiter = pending.take(frame.header.requestID) else { return }
         pollDeadlines[frame.header.requestID] = nil
         do {
-            promise.succeed(try BookieResponse.decode(frame).1)
+            waiter.succeed(try BookieResponse.decode(frame).1)
         } catch {
-            promise.fail(error)
+            waiter.fail(error)
         }
     }
 

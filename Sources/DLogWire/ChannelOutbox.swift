@@ -1,10 +1,10 @@
 import NIOCore
 import Synchronization
 
-/// Requests from any thread for one client connection, written by one event-loop task per turn with one
-/// flush: many tasks sharing a connection then cost one hop and one write system call per batch, not per
-/// request. `refused` gets every item that finds the channel closed (nothing else would answer it). Inlinable,
-/// as `PendingReplies` is, so each client module gets it specialized for its item type.
+/// Requests from any thread for one client connection, written by one event-loop task per turn as one
+/// `[Item]` with one flush: many tasks sharing a connection then cost one hop and one write system call per
+/// batch, not per request. `refused` gets every item that finds the channel closed (nothing else would answer
+/// it). Inlinable, as `PendingReplies` is, so each client module gets it specialized for its item type.
 public final class ChannelOutbox<Item: Sendable>: Sendable {
     @usableFromInline let channel: Channel
     @usableFromInline let refused: @Sendable (Item) -> Void
@@ -37,8 +37,9 @@ public final class ChannelOutbox<Item: Sendable>: Sendable {
             for item in batch { refused(item) }
             return
         }
-        // Once written, the connection's handler answers each item: on its response, or when the channel closes.
-        for item in batch { channel.write(item, promise: nil) }
-        channel.flush()
+        // The batch goes down the pipeline as one write (the handler's OutboundIn is `[Item]`), so the handler
+        // encodes it into one buffer: one pipeline pass and one allocation per batch, not per request. Once
+        // written, the handler answers each item: on its response, or when the channel closes.
+        channel.writeAndFlush(batch, promise: nil)
     }
 }

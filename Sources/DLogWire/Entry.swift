@@ -53,7 +53,11 @@ public enum EntryCodec {
         out.appendBigEndian(UInt64(bitPattern: header.lastAddConfirmed.rawValue))
         out.appendBigEndian(header.ledgerLength)
         out.appendBigEndian(UInt32(0))
-        out.append(contentsOf: payload)
+        // Byte arrays and buffers are copied as one block: the element-by-element path of a generic collection
+        // (this function is not specialized for its callers' types) was 3% of a bookie client's CPU at 100 B.
+        if payload.withContiguousStorageIfAvailable({ out.append(contentsOf: $0) }) == nil {
+            out.append(contentsOf: payload)
+        }
         let crc = checksum(of: out)
         out.withUnsafeMutableBytes { raw in raw.storeBytes(of: crc.bigEndian, toByteOffset: 32, as: UInt32.self) }
         return out

@@ -1,7 +1,32 @@
 import NIOCore
 
+/// Who waits for one request's answer: a promise (for callers that await or chain futures), or a callback
+/// that the connection's event loop calls with the answer. A callback costs no promise, no future and no
+/// callback list per request, which pipelined writers (the ledger writer, dlog-bench) send by the hundred
+/// thousand a second.
+public enum ReplyWaiter<Reply: Sendable>: Sendable {
+    case promise(EventLoopPromise<Reply>)
+    case callback(@Sendable (Result<Reply, any Error>) -> Void)
+
+    @inlinable
+    public func succeed(_ reply: Reply) {
+        switch self {
+        case .promise(let promise): promise.succeed(reply)
+        case .callback(let callback): callback(.success(reply))
+        }
+    }
+
+    @inlinable
+    public func fail(_ error: any Error) {
+        switch self {
+        case .promise(let promise): promise.fail(error)
+        case .callback(let callback): callback(.failure(error))
+        }
+    }
+}
+
 /// The requests of one client connection waiting for their answers, by request id: ids are handed out in
-/// order, an answer takes its promise, and when the connection goes every waiting promise fails. Lives on the
+/// order, an answer takes its waiter, and when the connection goes every waiter fails. Lives on the
 /// connection's event loop (inside its handler).
 ///
 /// Inlinable, so each client module gets it specialized for its reply type: called across modules as generic
@@ -9,7 +34,7 @@ import NIOCore
 /// bookie client's CPU at 32 × 16 adds).
 public struct PendingReplies<Reply: Sendable> {
     @usableFromInline var nextID: UInt64 = 1
-    @usableFromInline var waiting: [UInt64: EventLoopPromise<Reply>] = [:]
+    @usableFromInline var waiting: [UInt64: ReplyWaiter<Reply>] = [:]
     /// Set by `failAll`: later requests fail at once.
     @usableFromInline var isClosed = false
 
@@ -17,31 +42,31 @@ public struct PendingReplies<Reply: Sendable> {
 
     @inlinable public init() {}
 
-    /// Registers `promise` under a new request id; after `failAll` fails it with `closedError` and returns nil.
+    /// Registers `waiter` under a new request id; after `failAll` fails it with `closedError` and returns nil.
     @inlinable
-    public mutating func add(_ promise: EventLoopPromise<Reply>, closedError: any Error) -> UInt64? {
+    public mutating func add(_ waiter: ReplyWaiter<Reply>, closedError: any Error) -> UInt64? {
         guard !isClosed else {
-            promise.fail(closedError)
+            waiter.fail(closedError)
             return nil
         }
         defer { nextID += 1 }
-        waiting[nextID] = promise
+        waiting[nextID] = waiter
         return nextID
     }
 
-    /// The promise waiting for `id`'s answer, removed; nil when none waits (answered, or failed already).
+    /// The waiter for `id`'s answer, removed; nil when none waits (answered, or failed already).
     @inlinable
-    public mutating func take(_ id: UInt64) -> EventLoopPromise<Reply>? { waiting.removeValue(forKey: id) }
+    public mutating func take(_ id: UInt64) -> ReplyWaiter<Reply>? { waiting.removeValue(forKey: id) }
 
     @inlinable
     public func isWaiting(_ id: UInt64) -> Bool { waiting[id] != nil }
 
-    /// Fails every waiting promise with `error`; later requests fail at once.
+    /// Fails every waiter with `error`; later requests fail at once.
     @inlinable
     public mutating func failAll(_ error: any Error) {
         isClosed = true
         let all = waiting
         waiting = [:]
-        for promise in all.values { promise.fail(error) }
+        for waiter in all.values { waiter.fail(error) }
     }
 }

@@ -8,7 +8,7 @@ import Synchronization
 final class FrameConnection: Sendable {
     struct Outbound: Sendable {
         var encode: @Sendable (UInt64, inout ByteBuffer) -> Void
-        var promise: EventLoopPromise<Frame>
+        var waiter: ReplyWaiter<Frame>
     }
 
     let channel: Channel
@@ -34,7 +34,7 @@ final class FrameConnection: Sendable {
     private init(channel: Channel, heard: Heard) {
         self.channel = channel
         self.heard = heard
-        outbox = ChannelOutbox(channel: channel) { $0.promise.fail(ConnectionLost()) }
+        outbox = ChannelOutbox(channel: channel) { $0.waiter.fail(ConnectionLost()) }
     }
 
     var isActive: Bool { channel.isActive }
@@ -52,7 +52,7 @@ final class FrameConnection: Sendable {
             promise.fail(ConnectionTimedOut(timeout: timeout))
         }
         promise.futureResult.whenComplete { _ in timer.cancel() }
-        outbox.send(Outbound(encode: encode, promise: promise))
+        outbox.send(Outbound(encode: encode, waiter: .promise(promise)))
         return try await promise.futureResult.get()
     }
 
@@ -70,7 +70,8 @@ struct ConnectionLost: Error, CustomStringConvertible {
 
 final class FrameClientHandler: ChannelDuplexHandler {
     typealias InboundIn = Frame
-    typealias OutboundIn = FrameConnection.Outbound
+    /// A batch from the connection's `ChannelOutbox`.
+    typealias OutboundIn = [FrameConnection.Outbound]
     typealias OutboundOut = ByteBuffer
 
     private var pending = PendingReplies<Frame>()
@@ -79,14 +80,16 @@ final class FrameClientHandler: ChannelDuplexHandler {
     init(heard: Heard) { self.heard = heard }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let out = unwrapOutboundIn(data)
-        guard let id = pending.add(out.promise, closedError: ConnectionLost()) else {
-            promise?.succeed(())
-            return
-        }
         var buffer = context.channel.allocator.buffer(capacity: 256)
-        out.encode(id, &buffer)
-        context.write(wrapOutboundOut(buffer), promise: promise)
+        for out in unwrapOutboundIn(data) {
+            guard let id = pending.add(out.waiter, closedError: ConnectionLost()) else { continue }
+            out.encode(id, &buffer)
+        }
+        if buffer.readableBytes > 0 {
+            context.write(wrapOutboundOut(buffer), promise: promise)
+        } else {
+            promise?.succeed(())
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -110,7 +110,7 @@ struct BookieCommand: AsyncParsableCommand {
         let sent = ContinuousClock.now
         let request: BookieRequest = readLAC ? .readLAC(ledger: ledger, longPoll: nil)
             : .add(masterKey: key, entry: bytes, recovery: false)
-        client.sendFuture(request).whenComplete { result in
+        client.send(request) { result in
             let now = ContinuousClock.now
             // An add must be acknowledged; a READ_LAC of a ledger never written is answered NO_LEDGER, which
             // is fine for measuring the round trip.
