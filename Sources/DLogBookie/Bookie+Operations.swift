@@ -16,27 +16,9 @@ extension Bookie {
     }
 
     func add(masterKey: MasterKey, entry: [UInt8], recovery: Bool, answer reply: Answer) {
-        let header: EntryHeader
-        do {
-            header = try EntryCodec.validate(entry)
-        } catch {
-            return reply(.failed(.corruptEntry, message: "\(error)"))
-        }
-        // Entry ids start at 0; on READ only -1 has a meaning ("the last"), so a negative id could never be
-        // read back.
-        guard header.entry.rawValue >= 0 else {
-            return reply(.failed(.badRequest, message: "entry id \(header.entry.rawValue) of \(header.ledger) is "
-                                     + "negative; entry ids start at 0"))
-        }
+        guard let header = check(add: entry, recovery: recovery, answer: reply) else { return }
         let ledger = header.ledger
         let journal = journal(for: ledger)
-        guard entry.count <= journal.configuration.recordBytesMax else {
-            return reply(.failed(.tooLarge, message: "entry of \(entry.count) bytes exceeds the journal's record "
-                                     + "limit of \(journal.configuration.recordBytesMax)"))
-        }
-        if isReadOnly && !recovery {
-            return reply(.failed(.readOnly, message: "bookie is read-only (\(readOnlyReason)); add refused"))
-        }
         let completion = JournalCompletion.answerAdd(reply, ledger, header.entry)
         let request = LedgerCore.Request.add(ledger, key: masterKey, piggybackedLAC: header.lastAddConfirmed.rawValue,
                                              recovery: recovery)
@@ -47,6 +29,36 @@ extension Bookie {
             return journal.append([key, add], then: completion)
         }
         if case .failure(let refusal) = taken { reply(answer(refusal, ledger)) }
+    }
+
+    /// An add's checks that need no ledger state: the CRC, the entry id, the size, read-only. Answers the failure
+    /// and returns nil when one fails.
+    func check(add entry: [UInt8], recovery: Bool, answer reply: Answer) -> EntryHeader? {
+        let header: EntryHeader
+        do {
+            header = try EntryCodec.validate(entry)
+        } catch {
+            reply(.failed(.corruptEntry, message: "\(error)"))
+            return nil
+        }
+        // Entry ids start at 0; on READ only -1 has a meaning ("the last"), so a negative id could never be
+        // read back.
+        guard header.entry.rawValue >= 0 else {
+            reply(.failed(.badRequest, message: "entry id \(header.entry.rawValue) of \(header.ledger) is "
+                                       + "negative; entry ids start at 0"))
+            return nil
+        }
+        let limit = journal(for: header.ledger).configuration.recordBytesMax
+        guard entry.count <= limit else {
+            reply(.failed(.tooLarge, message: "entry of \(entry.count) bytes exceeds the journal's record "
+                                       + "limit of \(limit)"))
+            return nil
+        }
+        if isReadOnly && !recovery {
+            reply(.failed(.readOnly, message: "bookie is read-only (\(readOnlyReason)); add refused"))
+            return nil
+        }
+        return header
     }
 
     /// Fences and then reads (through `read`). The fence is durable in the journal before the answer, and

@@ -49,6 +49,10 @@ final class BookieRequestHandler: ChannelInboundHandler {
     let pool: NIOThreadPool
     let logger: Logger
     private let gate = RequestGate(limit: BookieRequestHandler.outstandingMax)
+    /// ADDs read and not yet taken: the run of them one read of the socket brings is taken together
+    /// (`Bookie.add(run:)`), at the end of the read, before any other request, or at `runMax`.
+    private var run: [Bookie.RunAdd] = []
+    static let runMax = 64
 
     init(bookie: Bookie, pool: NIOThreadPool, logger: Logger) {
         self.bookie = bookie
@@ -79,10 +83,12 @@ final class BookieRequestHandler: ChannelInboundHandler {
         if case .add(let key, let entry, let recovery) = request {
             // The hot path: no closure per add (see `Answer`).
             bookie.addsReceived.add(1, ordering: .relaxed)
-            bookie.add(masterKey: key, entry: entry, recovery: recovery, answer: answer)
-            pauseUnderWritePressure(context: context)
+            run.append(Bookie.RunAdd(key: key, entry: entry, recovery: recovery, answer: answer))
+            if run.count >= Self.runMax { takeRun(context: context) }
             return
         }
+        // Requests are served in the order they came: the adds before this one are taken first.
+        takeRun(context: context)
         let reply = answer.reply
         switch request {
         case .add:
@@ -135,7 +141,24 @@ final class BookieRequestHandler: ChannelInboundHandler {
         }
     }
 
-    /// After an add: while the write cache is over its limit, stops reading this connection until a checkpoint
+    func channelReadComplete(context: ChannelHandlerContext) {
+        takeRun(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    private func takeRun(context: ChannelHandlerContext, pausing: Bool = true) {
+        guard !run.isEmpty else { return }
+        if run.count == 1 {
+            let add = run[0]
+            bookie.add(masterKey: add.key, entry: add.entry, recovery: add.recovery, answer: add.answer)
+        } else {
+            bookie.add(run: run)
+        }
+        run.removeAll(keepingCapacity: true)
+        if pausing { pauseUnderWritePressure(context: context) }
+    }
+
+    /// After adds: while the write cache is over its limit, stops reading this connection until a checkpoint
     /// frees cache. The client sees latency, not errors; frames already read are still served.
     private func pauseUnderWritePressure(context: ChannelHandlerContext) {
         guard bookie.underWritePressure && !gate.paused.contains(.writePressure) else { return }
@@ -148,6 +171,9 @@ final class BookieRequestHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // Adds already read are taken (their answers go nowhere, but they may be stored, as when the connection
+        // closes just after their read).
+        takeRun(context: context, pausing: false)
         // The batcher's callback holds this handler: let go of it, or every closed connection stays in memory.
         gate.closed()
         context.fireChannelInactive()

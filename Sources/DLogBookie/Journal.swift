@@ -183,6 +183,15 @@ public final class Journal: Sendable {
         return refusal(queue.offer(pending))
     }
 
+    /// Queues records, each with its own completion (nil for none), all or none, in order.
+    func append(_ pending: [Pending]) -> JournalError? {
+        precondition(!pending.isEmpty)
+        for p in pending {
+            precondition(p.record.payload.count <= configuration.recordBytesMax, "record larger than the journal allows")
+        }
+        return refusal(queue.offer(pending))
+    }
+
     public func append(_ record: JournalRecord,
                        completion: (@Sendable (Result<Void, JournalError>) -> Void)?) -> JournalError? {
         append(record, then: completion.map { .call($0) })

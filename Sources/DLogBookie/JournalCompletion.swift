@@ -20,6 +20,35 @@ enum JournalCompletion: Sendable {
     }
 }
 
+extension JournalCompletion {
+    /// Completes a synced batch's records, in order. Consecutive answers to adds of one connection go into its
+    /// batcher in one step: the adds one read of a connection brought are journaled together (`Bookie.add(run:)`),
+    /// so a batch answering hundreds of adds takes one batcher lock per run, not one per add.
+    static func succeed(_ completions: [JournalCompletion]) {
+        var i = 0
+        while i < completions.count {
+            guard case .answerAdd(.connection(let batcher, _, _), _, _) = completions[i] else {
+                completions[i](.success(()))
+                i += 1
+                continue
+            }
+            var end = i + 1
+            while end < completions.count, case .answerAdd(.connection(let next, _, _), _, _) = completions[end],
+                  next === batcher {
+                end += 1
+            }
+            let run = completions[i ..< end]
+            batcher.send(count: run.count) { bytes in
+                for c in run {
+                    guard case .answerAdd(.connection(_, let op, let requestID), let ledger, let entry) = c else { continue }
+                    BookieResponse.added(ledger: ledger, entry: entry).encode(op: op, requestID: requestID, into: &bytes)
+                }
+            }
+            i = end
+        }
+    }
+}
+
 /// Where an answer goes: a caller's closure, or straight into a connection's answers (its `ResponseBatcher`,
 /// with the request's op and id). A closure made per request to carry the latter cost a heap block and an
 /// indirect call for every add.

@@ -277,7 +277,7 @@ final class JournalWriter {
         let latency = ContinuousClock.now - done.started
         journal.shared.withLock { $0.stats.recordSync(records: done.records.count, bytes: done.bytes, latency: latency) }
         sink.journalDidSync(done.records, journal: journal.index, through: done.end)
-        for c in done.completions { c(.success(())) }
+        JournalCompletion.succeed(done.completions)
     }
 
     private enum Roll {

@@ -99,6 +99,22 @@ struct LedgerCore {
         }
     }
 
+    /// `decide` for a run of adds taken in one step (`LedgerShards.takeAdds`), each as if the ones before it were
+    /// taken already: an add to a ledger that an earlier add of the run creates finds it with that add's key
+    /// (one key record per new ledger; another key is refused). Adds change nothing else that `decide` reads.
+    func decide(adds: [Request]) -> [Decision] {
+        var created: [UInt64: LedgerState] = [:]
+        return adds.map { request in
+            guard case .add(let ledger, let key, _, _) = request else { preconditionFailure("adds only") }
+            if ledgers[ledger.rawValue] == nil, let made = created[ledger.rawValue] {
+                return made.hasKey(key) ? .journal(withKey: false) : .refuse(.keyMismatch)
+            }
+            let decision = decide(request)
+            if decision == .journal(withKey: true) { created[ledger.rawValue] = LedgerState(key: key) }
+            return decision
+        }
+    }
+
     /// The journal accepted the records `decide` asked for: what the request changes happens now.
     /// - an add's piggybacked LAC is heard at once (tailing readers need not wait for this bookie's sync: see
     ///   `LedgerState`); its entry counts once durable;
@@ -108,7 +124,7 @@ struct LedgerCore {
     mutating func taken(_ request: Request, _ firings: inout Firings) {
         switch request {
         case .add(let ledger, let key, let lac, _):
-            ledgers[ledger.rawValue, default: LedgerState(key: key)].heard(early: lac)
+            ledgers.update(ledger.rawValue, orInsert: LedgerState(key: key)) { $0.heard(early: lac) }
             // Looked up again only for a ledger someone polls: most adds have none.
             if !watchers.isEmpty, let ls = ledgers[ledger.rawValue] { notify(ledger, ls, &firings) }
         case .fence(let ledger, let key):
@@ -146,13 +162,14 @@ struct LedgerCore {
             guard let header = EntryCodec.header(of: r.payload) else { return nil }
             let l = header.ledger
             // Not when deleted meanwhile, nor when taken before a delete still pending (of the deleted ledger).
-            guard var ls = ledgers[l.rawValue],
-                  deletesPending.isEmpty || deletesPending[l.rawValue] == nil else { return nil }
+            guard deletesPending.isEmpty || deletesPending[l.rawValue] == nil,
+                  let ls = ledgers.update(l.rawValue, { ls -> LedgerState in
+                      ls.lastEntry = max(ls.lastEntry, header.entry.rawValue)
+                      ls.heard(piggybacked: header.lastAddConfirmed.rawValue)
+                      return ls
+                  }) else { return nil }
             let replaced = cache[l, default: CachedEntries()].set(header.entry.rawValue, r.payload)
             cacheBytes += r.payload.count - (replaced?.count ?? 0)
-            ls.lastEntry = max(ls.lastEntry, header.entry.rawValue)
-            ls.heard(piggybacked: header.lastAddConfirmed.rawValue)
-            ledgers[l.rawValue] = ls
             notify(l, ls, &firings)
         case .masterKey:
             guard r.payload.count == 8 + MasterKey.byteCount else { return nil }

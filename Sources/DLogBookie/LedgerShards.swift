@@ -102,6 +102,49 @@ final class LedgerShards: Sendable {
         return result
     }
 
+    /// Takes a run of adds (those one read of one connection brought) in one step per shard among them, instead
+    /// of one per add: under the shard's lock the core decides them all (`decide(adds:)`), `journal` appends the
+    /// records of those it accepts in one offer, all or none (given their indices in `adds` and whether each
+    /// needs a key record first), and the core takes them. So each add is still decided, journaled and taken in
+    /// one step, in order; a run costs one lock and one journal offer per shard. Returns each add's outcome.
+    func take(adds: [LedgerCore.Request],
+              journal: (_ accepted: [(index: Int, withKey: Bool)]) -> JournalError?) -> [Result<Void, LedgerStorage.Refusal>] {
+        if sizes.total >= cacheBytesMax { return adds.map { _ in .failure(.core(.cacheFull)) } }
+        var results = [Result<Void, LedgerStorage.Refusal>](repeating: .success(()), count: adds.count)
+        var firings = LedgerCore.Firings()
+        func step(_ s: Int, _ indices: [Int]) {
+            shards[s].state.withLock { core in
+                var accepted: [(index: Int, withKey: Bool)] = []
+                accepted.reserveCapacity(indices.count)
+                for (i, decision) in zip(indices, core.decide(adds: indices.map { adds[$0] })) {
+                    switch decision {
+                    case .refuse(let refusal): results[i] = .failure(.core(refusal))
+                    case .journal(let withKey): accepted.append((i, withKey))
+                    }
+                }
+                guard !accepted.isEmpty else { return }
+                if let refusal = journal(accepted) {
+                    for a in accepted { results[a.index] = .failure(.journal(refusal)) }
+                    return
+                }
+                // An add's bytes count once durable: taking adds changes no size.
+                for a in accepted { core.taken(adds[a.index], &firings) }
+            }
+        }
+        if shards.count == 1 {
+            step(0, Array(adds.indices))
+        } else {
+            var byShard = [[Int]](repeating: [], count: shards.count)
+            for (i, request) in adds.enumerated() {
+                guard case .add(let ledger, _, _, _) = request else { preconditionFailure("adds only") }
+                byShard[Self.index(ledger.rawValue, of: shards.count)].append(i)
+            }
+            for (s, indices) in byShard.enumerated() where !indices.isEmpty { step(s, indices) }
+        }
+        firings.run()
+        return results
+    }
+
     /// WRITE_LAC (see `LedgerCore.writeLAC`).
     func writeLAC(_ ledger: LedgerID, key: MasterKey, lac: Int64) -> LedgerCore.Refusal? {
         var firings = LedgerCore.Firings()

@@ -104,6 +104,12 @@ public final class LedgerStorage: Sendable {
         ledgers.take(request, journal: journal)
     }
 
+    /// A run of adds taken together (see `LedgerShards.take(adds:journal:)`).
+    func take(adds: [LedgerCore.Request],
+              journal: (_ accepted: [(index: Int, withKey: Bool)]) -> JournalError?) -> [Result<Void, Refusal>] {
+        ledgers.take(adds: adds, journal: journal)
+    }
+
     /// Why `take` refused a request.
     enum Refusal: Error, Equatable {
         case core(LedgerCore.Refusal)

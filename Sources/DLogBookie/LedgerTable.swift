@@ -40,6 +40,29 @@ struct LedgerTable: Equatable, Codable, Sendable {
         }
     }
 
+    /// Changes `id`'s state in place, found with one lookup; nil when there is none. (The subscripts' get and set
+    /// took three lookups, on a path every add takes twice.)
+    mutating func update<R>(_ id: UInt64, _ body: (inout LedgerState) -> R) -> R? {
+        if let i = overlay.index(forKey: id) {
+            guard overlay.values[i] != nil else { return nil }  // a base ledger removed
+            changed.insert(id)
+            return body(&overlay.values[i]!)
+        }
+        guard let j = baseIndex(id) else { return nil }
+        changed.insert(id)
+        return body(&baseStates[j])
+    }
+
+    /// `update`, creating the state as `fallback` when there is none.
+    mutating func update<R>(_ id: UInt64, orInsert fallback: @autoclosure () -> LedgerState,
+                            _ body: (inout LedgerState) -> R) -> R {
+        if let r = update(id, body) { return r }
+        var state = fallback()
+        let r = body(&state)
+        self[id] = state
+        return r
+    }
+
     /// The ledgers of `tables` (which hold distinct ids) in one table, built in id order: the whole ledger table
     /// for an index snapshot, from the shards that hold it.
     init(merging tables: [LedgerTable]) {

@@ -22,10 +22,13 @@ public final class ResponseBatcher: Sendable {
     }
 
     /// Queues one answer, written by `encode` into the connection's pending bytes.
-    public func send(_ encode: (inout ByteBuffer) -> Void) {
+    public func send(_ encode: (inout ByteBuffer) -> Void) { send(count: 1, encode) }
+
+    /// Queues `count` answers, all written by `encode`, under one lock.
+    public func send(count: Int, _ encode: (inout ByteBuffer) -> Void) {
         let schedule = pending.withLock { p -> Bool in
             encode(&p.bytes)
-            p.count += 1
+            p.count += count
             if p.scheduled { return false }
             p.scheduled = true
             return true

@@ -222,12 +222,23 @@ final class BookieSimulation {
         }
     }
 
-    /// Sends adds together (so the journal groups them) and returns each answer.
+    /// Sends adds together (so the journal groups them) and returns each answer: one by one, or as one run (as
+    /// the server takes the adds of one read of a connection).
     private func send(_ adds: [(UInt64, Int64, Int)]) throws -> [BookieResponse] {
         let b = bookie
-        let answers = try requests(adds.count) { i, reply in
-            let (ledger, e, size) = adds[i]
-            b.add(masterKey: testKey, entry: Self.entryBytes(ledger, e, size), recovery: false, reply: reply)
+        let answers: [BookieResponse]
+        if Bool.random(using: &random) {
+            answers = try requests(adds.count) { i, reply in
+                let (ledger, e, size) = adds[i]
+                b.add(masterKey: testKey, entry: Self.entryBytes(ledger, e, size), recovery: false, reply: reply)
+            }
+        } else {
+            let slots = Slots(adds.count)
+            b.add(run: adds.enumerated().map { i, add in
+                Bookie.RunAdd(key: testKey, entry: Self.entryBytes(add.0, add.1, add.2), recovery: false,
+                              answer: .reply { slots.set(i, $0) })
+            })
+            answers = try settle(slots)
         }
         trace += answers.map { "\($0)" }
         return answers

@@ -26,7 +26,7 @@ import Testing
     }
 
 
-    /// Random sets, removals and restores, enough to fold the overlay into the base many times, checked after
+    /// Random sets, updates in place, removals and restores, enough to fold the overlay into the base many times, checked after
     /// every step against a plain dictionary: the same states, the same count, ascending ids, and exactly the
     /// ids set or removed (not restored) reported as changed.
     @Test(arguments: 0 ..< 4) func behavesLikeADictionary(seed: UInt64) {
@@ -41,7 +41,7 @@ import Testing
             if id == next { next += UInt64.random(in: 1...3, using: &random) }
             var state = LedgerState(masterKey: Array(repeating: UInt8(truncatingIfNeeded: id), count: 20))
             state.lastEntry = Int64(step)
-            switch Int.random(in: 0..<10, using: &random) {
+            switch Int.random(in: 0..<12, using: &random) {
             case 0:
                 table[id] = nil
                 model[id] = nil
@@ -51,6 +51,18 @@ import Testing
                 model[id] = state
             case 2:
                 table[id, default: state].fenced = true
+                model[id, default: state].fenced = true
+                changed.insert(id)
+            case 3:
+                // In place, only a ledger that exists.
+                let found: Void? = table.update(id) { $0.lastEntry += 1 }
+                #expect((found != nil) == (model[id] != nil), "seed \(seed) step \(step): update of \(id)")
+                if model[id] != nil {
+                    model[id]!.lastEntry += 1
+                    changed.insert(id)
+                }
+            case 4:
+                table.update(id, orInsert: state) { $0.fenced = true }
                 model[id, default: state].fenced = true
                 changed.insert(id)
             default:

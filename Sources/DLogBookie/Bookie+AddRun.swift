@@ -1,0 +1,57 @@
+import DLogWire
+
+extension Bookie {
+    /// One ADD of a run (`add(run:)`).
+    struct RunAdd {
+        var key: MasterKey
+        var entry: [UInt8]
+        var recovery: Bool
+        var answer: Answer
+    }
+
+    /// ADDs that arrived together, in one read of one connection: each is checked and answered as `add` does it,
+    /// but the run is taken in one step per journal and shard (`LedgerStorage.take(adds:journal:)`), with one
+    /// journal offer. Taken one by one, every add locked its shard and the journal's queue: at 32 × 16 adds of
+    /// 100 B, 6% of the bookie's CPU went to waiting for those locks.
+    func add(run: [RunAdd]) {
+        var checked: [(add: RunAdd, header: EntryHeader)] = []
+        checked.reserveCapacity(run.count)
+        for add in run {
+            if let header = check(add: add.entry, recovery: add.recovery, answer: add.answer) { checked.append((add, header)) }
+        }
+        guard !checked.isEmpty else { return }
+        if journals.count == 1 {
+            take(checked, journal: journals[0])
+        } else {
+            var byJournal = [[(add: RunAdd, header: EntryHeader)]](repeating: [], count: journals.count)
+            for c in checked { byJournal[Int(c.header.ledger.rawValue % UInt64(journals.count))].append(c) }
+            for (j, adds) in byJournal.enumerated() where !adds.isEmpty { take(adds, journal: journals[j]) }
+        }
+    }
+
+    /// Adds of one journal, checked: taken together, refusals answered.
+    private func take(_ adds: [(add: RunAdd, header: EntryHeader)], journal: Journal) {
+        let requests = adds.map {
+            LedgerCore.Request.add($0.header.ledger, key: $0.add.key, piggybackedLAC: $0.header.lastAddConfirmed.rawValue,
+                                   recovery: $0.add.recovery)
+        }
+        let results = storage.take(adds: requests) { accepted in
+            var pending: [Journal.Pending] = []
+            pending.reserveCapacity(accepted.count + 1)
+            for (i, withKey) in accepted {
+                let (add, header) = adds[i]
+                if withKey {
+                    pending.append(Journal.Pending(
+                        record: JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(header.ledger, add.key)),
+                        completion: nil))
+                }
+                pending.append(Journal.Pending(record: JournalRecord(kind: .add, payload: add.entry),
+                                               completion: .answerAdd(add.answer, header.ledger, header.entry)))
+            }
+            return journal.append(pending)
+        }
+        for (i, result) in results.enumerated() {
+            if case .failure(let refusal) = result { adds[i].add.answer(answer(refusal, adds[i].header.ledger)) }
+        }
+    }
+}
