@@ -21,9 +21,10 @@ deps:
 build: deps
 	$(SWIFT) build
 
-# The Swift runtime is linked in statically (as in the package), so there is one release build, not two.
+# The Swift runtime is linked in statically (as in the package), so there is one release build, not two; the
+# flags are in packaging/release-flags, which the package build reads too.
 release: deps
-	$(SWIFT) build -c release --static-swift-stdlib
+	$(SWIFT) build $$(sed '/^#/d' packaging/release-flags)
 
 # Standalone: metadata, 3 bookies and a proxy in one process, data under ./data, in the foreground; Ctrl-C
 # stops it cleanly. BASE_PORT is the metadata port; the bookies take the next three, the proxy BASE_PORT + 10.

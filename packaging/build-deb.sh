@@ -11,8 +11,9 @@ version=$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)
 stage=$out/dlogd-$version
 
 echo "deb: release build (static Swift runtime)"
-swift build -c release --static-swift-stdlib
-bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
+flags=$(sed '/^#/d' packaging/release-flags)  # as `make release`: one build folder serves both
+swift build $flags
+bin=$(swift build $flags --show-bin-path)
 
 for b in dlogd dlogctl dlog-bench; do
 	if ldd "$bin/$b" | grep -q 'libswift\|libFoundation\|lib_FoundationICU'; then
