@@ -50,9 +50,12 @@ final class BookieRequestHandler: ChannelInboundHandler {
     let logger: Logger
     private let gate = RequestGate(limit: BookieRequestHandler.outstandingMax)
     /// ADDs read and not yet taken: the run of them one read of the socket brings is taken together
-    /// (`Bookie.add(run:)`), at the end of the read, before any other request, or at `runMax`.
+    /// (`Bookie.add(run:)`), at the end of the read, before any other request, or at `runMax` adds or
+    /// `runBytesMax` bytes (a run is queued for the journal all or none: a long one would wait for more room).
     private var run: [Bookie.RunAdd] = []
+    private var runBytes = 0
     static let runMax = 64
+    static let runBytesMax = 1 << 20
 
     init(bookie: Bookie, pool: NIOThreadPool, logger: Logger) {
         self.bookie = bookie
@@ -84,7 +87,8 @@ final class BookieRequestHandler: ChannelInboundHandler {
             // The hot path: no closure per add (see `Answer`).
             bookie.addsReceived.add(1, ordering: .relaxed)
             run.append(Bookie.RunAdd(key: key, entry: entry, recovery: recovery, answer: answer))
-            if run.count >= Self.runMax { takeRun(context: context) }
+            runBytes += entry.count
+            if run.count >= Self.runMax || runBytes >= Self.runBytesMax { takeRun(context: context) }
             return
         }
         // Requests are served in the order they came: the adds before this one are taken first.
@@ -155,6 +159,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
             bookie.add(run: run)
         }
         run.removeAll(keepingCapacity: true)
+        runBytes = 0
         if pausing { pauseUnderWritePressure(context: context) }
     }
 

@@ -110,7 +110,8 @@ enum EntryLogWriter {
     }
 
     /// Writes sorted entries into a new file, syncs it and its directory, and returns its description.
-    static func write(id: UInt64, directoryIndex: Int, directory: String, entries: [(LedgerID, EntryID, [UInt8])],
+    static func write(id: UInt64, directoryIndex: Int, directory: String,
+                      entries: some Collection<(LedgerID, EntryID, [UInt8])>,
                       disk: any Disk) throws(SystemError) -> EntryLogInfo {
         let path = directory + "/" + fileName(id)
         let tmp = path + ".tmp"
@@ -123,6 +124,7 @@ enum EntryLogWriter {
         }
         let sink = Sink(file: file)
         var ledgers = LedgerRanges()
+        var dataBytes = 0
         do {
             var header = [UInt8]()
             header.appendBigEndian(EntryLogFormat.magic)
@@ -132,9 +134,10 @@ enum EntryLogWriter {
             header += [UInt8](repeating: 0, count: EntryLogFormat.headerBytes - header.count)
             try sink.append(header)
             var rows = [UInt8]()
-            rows.reserveCapacity(entries.count * EntryLogFormat.rowBytes)
+            rows.reserveCapacity(entries.underestimatedCount * EntryLogFormat.rowBytes)
             var summary = [UInt8]()
             for (i, (ledger, entry, bytes)) in entries.enumerated() {
+                dataBytes += bytes.count
                 try sink.appendRecordHeader(length: bytes.count)
                 let offset = sink.position
                 try sink.append(bytes)
@@ -161,7 +164,7 @@ enum EntryLogWriter {
             footer.appendBigEndian(EntryLogFormat.footerMagic)
             footer.appendBigEndian(UInt32(0))
             footer.appendBigEndian(UInt64(indexOffset))
-            footer.appendBigEndian(UInt64(entries.count))
+            footer.appendBigEndian(UInt64(rows.count / EntryLogFormat.rowBytes))
             footer.appendBigEndian(UInt64(summaryOffset))
             footer.appendBigEndian(CRC32C.checksum(summary, seed: CRC32C.checksum(rows)))
             footer.appendBigEndian(UInt32(0))
@@ -185,7 +188,7 @@ enum EntryLogWriter {
             throw error
         }
         return EntryLogInfo(id: id, directory: directoryIndex, totalBytes: Int(sink.offset),
-                            dataBytes: entries.reduce(0) { $0 + $1.2.count }, ledgers: ledgers)
+                            dataBytes: dataBytes, ledgers: ledgers)
     }
 }
 

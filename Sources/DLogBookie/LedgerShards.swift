@@ -262,6 +262,17 @@ final class LedgerShards: Sendable {
         func forEachEntry(_ body: (LedgerID, Int64, [UInt8]) -> Void) {
             for (ledger, s) in live { parts[s].frozen[ledger]!.forEach { body(ledger, $0, $1) } }
         }
+
+        /// Every live frozen entry, in (ledger, entry) order, read in place: the checkpoint writes them from
+        /// here, without first copying them (a retain and a release per entry) into one array.
+        var entries: some Collection<(LedgerID, EntryID, [UInt8])> {
+            live.lazy.flatMap { ledger, s in
+                parts[s].frozen[ledger]!.all.lazy.map { (ledger, EntryID($0.id), $0.payload) }
+            }
+        }
+
+        /// How many entries `entries` has.
+        var entryCount: Int { live.reduce(0) { $0 + parts[$1.shard].frozen[$1.ledger]!.count } }
     }
 
     /// A checkpoint starts: every shard's cache is frozen at one moment, and the marks are the journals' applied

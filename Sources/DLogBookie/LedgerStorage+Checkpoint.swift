@@ -26,17 +26,15 @@ extension LedgerStorage {
         let freeze = ledgers.checkpointStarted()
         defer { ledgers.flushEnded() }
         // 2. Write the entry log: only ledgers that still exist, sorted (each ledger's entries are kept in order).
-        var sorted: [(LedgerID, EntryID, [UInt8])] = []
-        sorted.reserveCapacity(freeze.live.reduce(0) { $0 + freeze.parts[$1.shard].frozen[$1.ledger]!.count })
-        freeze.forEachEntry { ledger, entry, bytes in sorted.append((ledger, EntryID(entry), bytes)) }
+        let count = freeze.entryCount
         var info: EntryLogInfo? = nil
-        if !sorted.isEmpty {
+        if count > 0 {
             let id = freeze.entryLogID
             let dirIndex = Int(id % UInt64(configuration.ledgerDirectories.count))
             do {
                 info = try EntryLogWriter.write(id: id, directoryIndex: dirIndex,
-                                                directory: configuration.ledgerDirectories[dirIndex], entries: sorted,
-                                                disk: configuration.disk)
+                                                directory: configuration.ledgerDirectories[dirIndex],
+                                                entries: freeze.entries, disk: configuration.disk)
             } catch {
                 ledgers.checkpointFailed(freeze)
                 throw error
@@ -49,7 +47,7 @@ extension LedgerStorage {
         let written = try persist(&store) { every in
             newMarks = ledgers.checkpointWritten(info, freeze, every)
         }
-        return CheckpointResult(entries: sorted.count, bytes: sorted.reduce(0) { $0 + $1.2.count },
+        return CheckpointResult(entries: count, bytes: info?.dataBytes ?? 0,
                                 marks: newMarks, removedFiles: written.removedFiles, indexBytes: written.indexBytes,
                                 indexSnapshot: written.snapshot)
     }

@@ -151,8 +151,7 @@ extension BookieResponse {
         buffer.writeFrame(header) { body in
             switch self {
             case .added(let ledger, let entry):
-                body.writeInteger(ledger.rawValue)
-                body.writeInteger(entry.rawValue)
+                body.writeMultipleIntegers(ledger.rawValue, entry.rawValue)
             case .entry(let bytes):
                 body.writeBytes(bytes)
             case .lac(let lac, let last):
@@ -274,16 +273,13 @@ extension ByteBuffer {
     }
 
     mutating func readMasterKey() throws(ProtocolError) -> MasterKey {
-        guard readableBytes >= MasterKey.byteCount, let high = readInteger(as: UInt64.self),
-              let middle = readInteger(as: UInt64.self), let low = readInteger(as: UInt32.self) else {
+        guard let (high, middle, low) = readMultipleIntegers(as: (UInt64, UInt64, UInt32).self) else {
             throw ProtocolError("master key: frame ends early")
         }
         return MasterKey(high: high, middle: middle, low: low)
     }
 
     mutating func writeMasterKey(_ key: MasterKey) {
-        writeInteger(key.high)
-        writeInteger(key.middle)
-        writeInteger(key.low)
+        writeMultipleIntegers(key.high, key.middle, key.low)
     }
 }

@@ -76,12 +76,9 @@ public struct FrameDecoder: ByteToMessageDecoder {
         guard frameLength <= maxFrameBytes else { throw .tooLarge(length: frameLength, max: maxFrameBytes) }
         guard frameLength >= FrameHeader.fixedByteCount else { throw .tooShort(length: frameLength) }
         guard buffer.readableBytes >= 4 + frameLength else { return nil }
-        buffer.moveReaderIndex(forwardBy: 4)
-        let version = buffer.readInteger(as: UInt8.self)!
+        // The fixed fields in one read (length checked above), as `writeFrame` writes them.
+        let (_, version, op, flags, requestID) = buffer.readMultipleIntegers(as: (UInt32, UInt8, UInt8, UInt16, UInt64).self)!
         guard version == FrameHeader.version else { throw .unsupportedVersion(version) }
-        let op = buffer.readInteger(as: UInt8.self)!
-        let flags = buffer.readInteger(as: UInt16.self)!
-        let requestID = buffer.readInteger(as: UInt64.self)!
         let body = buffer.readSlice(length: frameLength - FrameHeader.fixedByteCount)!
         return Frame(header: FrameHeader(version: version, op: op, flagsOrStatus: flags, requestID: requestID),
                      body: body)
@@ -90,13 +87,11 @@ public struct FrameDecoder: ByteToMessageDecoder {
 
 extension ByteBuffer {
     /// Writes a whole frame: length, header, then `body` bytes written by the closure.
+    /// The fixed fields go in as one write: field by field, each paid its own capacity and uniqueness checks,
+    /// on every request and answer.
     public mutating func writeFrame(_ header: FrameHeader, body: (inout ByteBuffer) -> Void) {
         let lengthIndex = writerIndex
-        writeInteger(UInt32(0))
-        writeInteger(header.version)
-        writeInteger(header.op)
-        writeInteger(header.flagsOrStatus)
-        writeInteger(header.requestID)
+        writeMultipleIntegers(UInt32(0), header.version, header.op, header.flagsOrStatus, header.requestID)
         body(&self)
         let length = writerIndex - lengthIndex - 4
         setInteger(UInt32(length), at: lengthIndex)

@@ -67,6 +67,25 @@ import Testing
         #expect(shards.withShard(21) { $0.ledgers[21] == nil } && shards.withShard(22) { $0.ledgers[22] == nil })
     }
 
+    /// A journal queue shorter than a run could never take the run whole: its adds go one by one instead, and
+    /// are stored (before, every add of the run was refused as if the queue were full).
+    @Test func aRunLongerThanTheJournalQueueIsAddedOneByOne() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir) { $0.journal.queueCountMax = 4 }
+        defer { b.stop() }
+        let answers = Mutex<[BookieResponse]>([])
+        b.bookie.add(run: (0 ..< 8).map { e in
+            Bookie.RunAdd(key: testKey, entry: entry(51, Int64(e)), recovery: false,
+                          answer: .reply { r in answers.withLock { $0.append(r) } })
+        })
+        let deadline = ContinuousClock.now + .seconds(10)
+        while answers.withLock({ $0.count }) < 8 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        let got = answers.withLock { $0 }
+        #expect(got.count == 8)
+        #expect(got.contains { if case .added = $0 { true } else { false } }, "\(got)")
+        #expect(got.allSatisfy { if case .added = $0 { true } else { status($0) == .tooManyRequests } }, "\(got)")
+    }
+
     /// Requests of one connection that arrive in one read are served in order: the adds before a fence are
     /// taken before it, the adds after it are refused, and a new ledger's second key is refused within the run.
     @Test func aReadsRequestsAreServedInOrder() async throws {
