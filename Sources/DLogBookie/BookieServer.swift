@@ -19,8 +19,9 @@ public final class BookieServer: Sendable, FrameListening {
         pool.start()
         let pool = self.pool
         do {
-            listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: maxFrameBytes) {
-                BookieRequestHandler(bookie: bookie, pool: pool, logger: logger)
+            listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: maxFrameBytes,
+                                       splitsFrames: true) {
+                BookieRequestHandler(bookie: bookie, pool: pool, maxFrameBytes: maxFrameBytes, logger: logger)
             }
         } catch {
             try? pool.syncShutdownGracefully()
@@ -37,7 +38,8 @@ public final class BookieServer: Sendable, FrameListening {
 /// Decodes one request per frame and dispatches it. A frame that cannot be decoded closes this connection
 /// only, with the reason logged.
 final class BookieRequestHandler: ChannelInboundHandler {
-    typealias InboundIn = Frame
+    /// The bytes as read: the handler splits them into frames itself (`FrameSplitter`).
+    typealias InboundIn = ByteBuffer
 
     /// Requests one connection may have unanswered before the bookie stops reading it: bounds what a
     /// client that pipelines without reading its answers can make the bookie hold.
@@ -57,10 +59,13 @@ final class BookieRequestHandler: ChannelInboundHandler {
     static let runMax = 64
     static let runBytesMax = 1 << 20
 
-    init(bookie: Bookie, pool: NIOThreadPool, logger: Logger) {
+    private var splitter: FrameSplitter
+
+    init(bookie: Bookie, pool: NIOThreadPool, maxFrameBytes: Int, logger: Logger) {
         self.bookie = bookie
         self.pool = pool
         self.logger = logger
+        splitter = FrameSplitter(maxFrameBytes: maxFrameBytes)
     }
 
     func handlerAdded(context: ChannelHandlerContext) { gate.added(context: context) }
@@ -71,7 +76,15 @@ final class BookieRequestHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        do {
+            try splitter.split(unwrapInboundIn(data)) { serve($0, context: context) }
+        } catch {
+            takeRun(context: context, pausing: false)  // the adds before the bad frame are served
+            reject(context: context, reason: "\(error)")
+        }
+    }
+
+    private func serve(_ frame: Frame, context: ChannelHandlerContext) {
         let request: BookieRequest
         do {
             request = try BookieRequest.decode(frame)

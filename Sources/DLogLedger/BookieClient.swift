@@ -33,9 +33,7 @@ public final class BookieClient: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
-                        try channel.pipeline.syncOperations.addHandler(
-                            ClientHandler(requestTimeout: requestTimeout.map(TimeAmount.init)))
+                            ClientHandler(requestTimeout: requestTimeout.map(TimeAmount.init), maxFrameBytes: maxFrameBytes))
                     }
                 }
                 .connect(host: host, port: port).get()
@@ -147,7 +145,8 @@ final class ClientHandler: ChannelDuplexHandler {
         var request: BookieRequest
         var waiter: ReplyWaiter<BookieResponse>
     }
-    typealias InboundIn = Frame
+    /// The bytes as read: the handler splits them into frames itself (`FrameSplitter`).
+    typealias InboundIn = ByteBuffer
     /// A batch from the connection's `ChannelOutbox`.
     typealias OutboundIn = [Outbound]
     typealias OutboundOut = ByteBuffer
@@ -160,8 +159,11 @@ final class ClientHandler: ChannelDuplexHandler {
     private var pollDeadlines: [UInt64: NIODeadline] = [:]
     private var sweep: RepeatedTask?
 
-    init(requestTimeout: TimeAmount? = nil) {
+    private var splitter: FrameSplitter
+
+    init(requestTimeout: TimeAmount? = nil, maxFrameBytes: Int = 16 << 20) {
         self.requestTimeout = requestTimeout
+        splitter = FrameSplitter(maxFrameBytes: maxFrameBytes)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -202,7 +204,16 @@ final class ClientHandler: ChannelDuplexHandler {
     static let spillBytes = 256 << 10
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        do {
+            try splitter.split(unwrapInboundIn(data)) { answer($0) }
+        } catch {
+            // A frame that breaks the rules: nothing after it on this connection can be trusted.
+            failAll(error)
+            context.close(promise: nil)
+        }
+    }
+
+    private func answer(_ frame: Frame) {
         guard let waiter = pending.take(frame.header.requestID) else { return }
         pollDeadlines[frame.header.requestID] = nil
         do {

@@ -13,9 +13,12 @@ public final class FrameServer: Sendable {
 
     public var localAddress: SocketAddress? { channel.localAddress }
 
-    /// Serves on `group` when given (the caller stops it), else on `threads` event loops of its own.
+    /// Serves on `group` when given (the caller stops it), else on `threads` event loops of its own. Each
+    /// connection's handler gets frames, or with `splitsFrames` the bytes as read (it splits them itself, with a
+    /// `FrameSplitter`).
     public init(host: String, port: Int, threads: Int, group shared: MultiThreadedEventLoopGroup? = nil,
-                maxFrameBytes: Int, makeHandler: @escaping @Sendable () -> any ChannelHandler) throws {
+                maxFrameBytes: Int, splitsFrames: Bool = false,
+                makeHandler: @escaping @Sendable () -> any ChannelHandler) throws {
         group = shared ?? MultiThreadedEventLoopGroup(numberOfThreads: threads)
         ownsGroup = shared == nil
         do {
@@ -25,7 +28,9 @@ public final class FrameServer: Sendable {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
+                        if !splitsFrames {
+                            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
+                        }
                         try channel.pipeline.syncOperations.addHandler(makeHandler())
                     }
                 }
