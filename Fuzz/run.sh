@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz/run.sh SECONDS [TARGET...]
 #
-# Builds dlog-fuzz with libFuzzer and AddressSanitizer into .build/fuzz (never the normal .build/debug), then
+# Builds dlog-fuzz optimized, with libFuzzer and AddressSanitizer, into .build/fuzz (never the normal .build), then
 # runs every target (or the named ones) for SECONDS each. Prints executions per second and total executions
 # per target from libFuzzer's final stats; exits 1 if any target crashed, trapped or broke a contract.
 #
@@ -22,7 +22,10 @@ sanitizers=${DLOG_FUZZ_SANITIZERS:-fuzzer,address}
 scratch=.build/fuzz
 artifacts=.build/fuzz-artifacts
 work=.build/fuzz-corpus
-build=(swift build --scratch-path "$scratch" --product dlog-fuzz -Xswiftc "-sanitize=$sanitizers" -Xswiftc -DDLOG_FUZZ)
+# Optimized, with testing enabled (the internal decoders' targets use `@testable import`): a debug build ran
+# 500-1,300 inputs a second on the bookie target, this one about 10,000.
+build=(swift build -c release -Xswiftc -enable-testing --scratch-path "$scratch" --product dlog-fuzz
+       -Xswiftc "-sanitize=$sanitizers" -Xswiftc -DDLOG_FUZZ)
 
 mkdir -p .build
 if ! "${build[@]}" >"$scratch.build.log" 2>&1; then

@@ -1,6 +1,6 @@
-// Reaches internal decoders through `@testable import`, which only a debug build (with testability) allows:
-// a release build of the package leaves this target out (FuzzTarget.all).
-#if DEBUG
+// Reaches internal decoders through `@testable import`, which only a build with testability allows (debug, or
+// the fuzzer build): a release build of the package leaves this target out (FuzzTarget.all).
+#if DEBUG || DLOG_FUZZ
 @testable import DLogBookie
 import DLogIO
 import DLogSimulation

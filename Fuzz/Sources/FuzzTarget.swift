@@ -10,9 +10,10 @@ struct FuzzTarget: Sendable {
         WireTargets.bookie, WireTargets.proxy, WireTargets.metadata, LedgerMetadataTarget.target,
     ] + internalDecoders
 
-    #if DEBUG
-    /// Targets of internal decoders (`@testable import`): debug builds only, which is what `run.sh` and
-    /// `make test` build. `swift build -c release` (the package, the .deb) then still compiles this driver.
+    #if DEBUG || DLOG_FUZZ
+    /// Targets of internal decoders (`@testable import`): debug builds (`make test`) and the fuzzer build
+    /// (`run.sh`, optimized with `-enable-testing`). `swift build -c release` (the package, the .deb) then still
+    /// compiles this driver.
     static let internalDecoders = [RecordBatchTarget.target, JournalTarget.target, EntryLogTarget.target,
                                    ManifestTarget.target, IndexTarget.target]
     #else

@@ -2,7 +2,7 @@ import DLogMetadata
 import DLogWire
 import NIOCore
 
-/// The socket decoders: `FrameDecoder` splits the stream, then the bookie, proxy and metadata codecs read each
+/// The socket decoders: `FrameDecoder` and `FrameSplitter` split the stream, then the bookie, proxy and metadata codecs read each
 /// frame. Contracts: the stream splits into the same frames (or the same error) fed whole and in chunks; a
 /// frame written again is the bytes it was read from; a decoded message encoded and decoded again is the same
 /// message (bookie requests: the same body bytes too).
@@ -75,19 +75,32 @@ enum WireTargets {
         return whole.frames
     }
 
+    /// Whole: `FrameDecoder` on all the bytes at once. In chunks: `FrameSplitter` (what a bookie's connections
+    /// and the bookie client use), fed `chunk` bytes a read.
     static func split(_ bytes: [UInt8], chunk: Int) -> (frames: [Frame], error: FrameError?) {
-        var buffer = ByteBuffer()
         var frames: [Frame] = []
-        var start = 0
-        repeat {
-            buffer.writeBytes(bytes[start..<min(bytes.count, start + max(chunk, 1))])
-            start += max(chunk, 1)
+        if chunk >= bytes.count {
+            var buffer = ByteBuffer(bytes: bytes)
             do {
                 while let frame = try FrameDecoder.next(from: &buffer, maxFrameBytes: maxFrameBytes) { frames.append(frame) }
             } catch {
                 return (frames, error)
             }
-        } while start < bytes.count
+            return (frames, nil)
+        }
+        var splitter = FrameSplitter(maxFrameBytes: maxFrameBytes)
+        var start = 0
+        while start < bytes.count {
+            let read = ByteBuffer(bytes: bytes[start..<min(bytes.count, start + max(chunk, 1))])
+            start += max(chunk, 1)
+            do {
+                try splitter.split(read) { frames.append($0) }
+            } catch let error as FrameError {
+                return (frames, error)
+            } catch {
+                require(false, "FrameSplitter threw something other than a FrameError: \(error)")
+            }
+        }
         return (frames, nil)
     }
 
