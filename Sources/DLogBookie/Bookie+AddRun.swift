@@ -12,7 +12,8 @@ extension Bookie {
     /// ADDs that arrived together, in one read of one connection: each is checked and answered as `add` does it,
     /// but the run is taken in one step per journal and shard (`LedgerStorage.take(adds:journal:)`), with one
     /// journal offer. Taken one by one, every add locked its shard and the journal's queue: at 32 × 16 adds of
-    /// 100 B, 6% of the bookie's CPU went to waiting for those locks.
+    /// 100 B, about 6% of the bookie's CPU went to waiting for those locks (the locks' slow path and the futex
+    /// calls it makes).
     func add(run: [RunAdd]) {
         // A run is queued all or none, with up to a key record per add: one that could never fit a journal's
         // queue (`journal_queue_entries` set very low) is added one add at a time.

@@ -99,9 +99,10 @@ struct LedgerCore {
         }
     }
 
-    /// `decide` for a run of adds taken in one step (`LedgerShards.takeAdds`), each as if the ones before it were
-    /// taken already: an add to a ledger that an earlier add of the run creates finds it with that add's key
-    /// (one key record per new ledger; another key is refused). Adds change nothing else that `decide` reads.
+    /// `decide` for a run of adds taken in one step (`LedgerShards.take(adds:journal:)`), each as if the ones
+    /// before it were taken already: an add to a ledger that an earlier add of the run creates finds it with that
+    /// add's key (one key record per new ledger; another key is refused). Adds change nothing else that `decide`
+    /// reads.
     func decide(adds: [Request]) -> [Decision] {
         var created: [UInt64: LedgerState] = [:]
         return adds.map { request in
