@@ -6,7 +6,8 @@
 #     16 pipelined requests over 512 streams;
 # each for SECONDS, measuring the server's CPU (user + system, from /proc) and RSS at the end, and the client's CPU
 # (the two share the machine's cores). Prints a table with writes/s, server and client CPU seconds per 100k
-# acknowledged writes, RSS, and the ratios against Redis.
+# acknowledged writes, RSS, the ratios against Redis, and the share of the disk's sequential bandwidth a bookie's
+# two copies of each entry take.
 # Usage: scripts/bench-bookie.sh [DIR] [SECONDS] [WRITE_CACHES]   (needs `make release`; installs jq and
 # redis-server if missing). WRITE_CACHES defaults to "64", the shipped default; e.g. "64 256 1024" compares.
 set -euo pipefail
@@ -33,6 +34,10 @@ rss_mb() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
 echo "## disk ($dir)"
 "$bin/dlog-bench" disk --dir "$dir" --duration 5 --size 4096 --json | tee "$dir/disk.json"
+# The disk's sequential limit: 1 MiB writes, O_DIRECT and RWF_DSYNC. A bookie writes each entry twice (journal,
+# then entry log), so the table's "disk share" is twice its payload bytes per second over this.
+"$bin/dlog-bench" disk --dir "$dir" --duration 3 --size 1048576 --sync dsync --json | tee "$dir/disk-seq.json"
+seq_mb=$(jq .mb_per_sec "$dir/disk-seq.json")
 
 # CPU seconds (user + system) of every child this shell has waited for, into $children_cpu: the `times` builtin
 # must run in this shell, not in a subshell of a command substitution.
@@ -41,7 +46,7 @@ take_children_cpu() {
   times > "$dir/times"
   children_cpu=$(tail -n 1 "$dir/times" | awk '{ split($1, u, "m"); split($2, s, "m"); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
 }
-printf '%-6s %-9s %10s %10s %12s %8s %13s %9s %9s\n' size server writes/s "p99 ms" "cpu s/100k" "rss MB" "client s/100k" "w ratio" "cpu ratio" > "$dir/table"
+printf '%-6s %-9s %10s %10s %12s %8s %13s %9s %9s %10s\n' size server writes/s "p99 ms" "cpu s/100k" "rss MB" "client s/100k" "w ratio" "cpu ratio" "disk share" > "$dir/table"
 for size in 100 1024; do
   # Redis first: its figures are what each bookie row is held against.
   rm -rf "$dir/redis"; mkdir -p "$dir/redis"
@@ -65,7 +70,7 @@ for size in 100 1024; do
   r_cpu=$(jq -n "($after - $before) / $hz / $requests * 100000")
   r_rss=$(rss_mb "$rpid")
   redis-cli -p "$redis_port" shutdown nosave > /dev/null 2>&1 || true
-  printf '%-6s %-9s %10.0f %10.3f %12.3f %8s %13.3f %9s %9s\n' "$size" redis "$r_rps" "$r_p99" "$r_cpu" "$r_rss" "$r_client" - - >> "$dir/table"
+  printf '%-6s %-9s %10.0f %10.3f %12.3f %8s %13.3f %9s %9s %10s\n' "$size" redis "$r_rps" "$r_p99" "$r_cpu" "$r_rss" "$r_client" - - - >> "$dir/table"
 
   for cache in $caches; do
     rm -rf "$dir/b"
@@ -91,11 +96,13 @@ CONF
     b_rss=$(rss_mb "$pid")
     kill -9 "$pid"; wait "$pid" 2>/dev/null || true
     pid=
-    printf '%-6s %-9s %10.0f %10.3f %12.3f %8s %13.3f %9.2f %9.2f\n' "$size" "bookie-$cache" "$(jq .ops_per_sec "$b")" \
+    printf '%-6s %-9s %10.0f %10.3f %12.3f %8s %13.3f %9.2f %9.2f %10.2f\n' "$size" "bookie-$cache" "$(jq .ops_per_sec "$b")" \
       "$(jq .p99_ms "$b")" "$b_cpu" "$b_rss" "$b_client" "$(jq -n "$(jq .ops_per_sec "$b") / $r_rps")" "$(jq -n "$b_cpu / $r_cpu")" \
-      >> "$dir/table"
+      "$(jq -n "2 * $(jq .mb_per_sec "$b") / $seq_mb")" >> "$dir/table"
   done
 done
-echo "## disk: $(jq -r '"\(.syncs_per_sec) write+fdatasync/s of \(.size) B, p50 \(.p50_ms) ms"' "$dir/disk.json")"
-echo "## bookie-N: write cache N MiB; w ratio = writes/s over Redis's; cpu ratio = CPU per write over Redis's"
+echo "## disk: $(jq -r '"\(.syncs_per_sec) write+fdatasync/s of \(.size) B, p50 \(.p50_ms) ms"' "$dir/disk.json");" \
+  "$seq_mb MB/s in 1 MiB O_DIRECT+dsync writes"
+echo "## bookie-N: write cache N MiB; w ratio = writes/s over Redis's; cpu ratio = CPU per write over Redis's;" \
+  "disk share = payload bytes written twice (journal, entry log) over the disk's sequential MB/s"
 cat "$dir/table"
