@@ -33,18 +33,9 @@ public struct FrameSplitter {
         // Nothing taken: the bytes are kept as they are, and the next read appends (a large frame grows in one
         // buffer). Frames taken: only the tail, less than a frame, is copied out, so the storage the frames
         // given out share is not kept alive, nor copied when the next read appends.
-        partial = buffer.readerIndex == start ? buffer : ByteBuffer(copyOf: buffer)
+        partial = buffer.readerIndex == start ? buffer : ByteBufferAllocator().buffer(buffer: buffer)
     }
 
     /// Bytes of an unfinished frame held.
     public var heldBytes: Int { partial?.readableBytes ?? 0 }
-}
-
-private extension ByteBuffer {
-    /// A copy of `buffer`'s readable bytes in storage of its own.
-    init(copyOf buffer: ByteBuffer) {
-        self = ByteBufferAllocator().buffer(capacity: buffer.readableBytes)
-        var source = buffer
-        writeBuffer(&source)
-    }
 }
