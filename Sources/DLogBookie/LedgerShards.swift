@@ -258,11 +258,6 @@ final class LedgerShards: Sendable {
 
         var since: [UInt64] { parts.map(\.since) }
 
-        /// Calls `body` with every live frozen entry, in (ledger, entry) order.
-        func forEachEntry(_ body: (LedgerID, Int64, [UInt8]) -> Void) {
-            for (ledger, s) in live { parts[s].frozen[ledger]!.forEach { body(ledger, $0, $1) } }
-        }
-
         /// Every live frozen entry, in (ledger, entry) order, read in place: the checkpoint writes them from
         /// here, without first copying them (a retain and a release per entry) into one array.
         var entries: some Collection<(LedgerID, EntryID, [UInt8])> {

@@ -108,7 +108,9 @@ import Testing
         var ranges: [UInt64: EntryLogLedgerRange] = [:]
         var content: [LedgerID: [Int64: [UInt8]]] = [:]
         var previous: UInt64? = nil
-        freeze.forEachEntry { ledger, e, bytes in
+        // What the checkpoint writes: `Freeze.entries`.
+        for (ledger, entry, bytes) in freeze.entries {
+            let e = entry.rawValue
             precondition(previous.map { $0 <= ledger.rawValue } ?? true, "entries come in ledger order")
             previous = ledger.rawValue
             let range = ranges[ledger.rawValue] ?? EntryLogLedgerRange(first: .max, last: .min, count: 0, bytes: 0)
