@@ -18,6 +18,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // TLS on every port (BoringSSL inside NIOSSL), and the small cluster CA `dlogctl tls` makes.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         // C access. Nothing above these sees a C library header.
@@ -34,6 +39,19 @@ let package = Package(
             "CDLogSys",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+        ]),
+        // What dlogctl and dlog-bench share on their command lines.
+        .target(name: "DLogCLI", dependencies: [
+            "DLogWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Making a cluster CA and its certificates (dlogctl tls, the standalone's first start, tests).
+        .target(name: "DLogPKI", dependencies: [
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
         ]),
         .target(name: "DLogIO", dependencies: [
             "CDLogURing", "CDLogAIO", "CAIO", "CDLogSys",
@@ -87,11 +105,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlogctl", dependencies: [
-            "DLogMetadata", "DLogWire", "DistributedLog", "DLogLedger", "DLogDaemon",
+            "DLogMetadata", "DLogWire", "DistributedLog", "DLogLedger", "DLogDaemon", "DLogPKI", "DLogCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlog-bench", dependencies: [
-            "DLogLedger", "DLogIO", "DLogWire", "DLogMetadata", "DistributedLog",
+            "DLogLedger", "DLogIO", "DLogWire", "DLogMetadata", "DistributedLog", "DLogCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -128,7 +146,9 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport",
-                                                            "DistributedLog"]),
+                                                            "DistributedLog", "DLogPKI",
+                                                            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                                                            .product(name: "NIOPosix", package: "swift-nio")]),
 
         // libFuzzer targets for the decoders of socket and disk bytes (Fuzz/run.sh builds them with the fuzzer and
         // address sanitizer into .build/fuzz). The plain build is a driver that writes seeds and replays corpus

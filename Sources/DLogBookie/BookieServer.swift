@@ -12,7 +12,7 @@ public final class BookieServer: Sendable, FrameListening {
     let maxFrameBytes: Int
 
     public init(bookie: Bookie, host: String, port: Int, maxFrameBytes: Int, threads: Int = 2,
-                logger: Logger) throws {
+                tls: ServerTLS? = nil, budget: ConnectionBudget? = nil, logger: Logger) throws {
         self.bookie = bookie
         self.maxFrameBytes = maxFrameBytes
         pool = NIOThreadPool(numberOfThreads: 2)
@@ -20,7 +20,7 @@ public final class BookieServer: Sendable, FrameListening {
         let pool = self.pool
         do {
             listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: maxFrameBytes,
-                                       splitsFrames: true) {
+                                       splitsFrames: true, tls: tls, budget: budget) {
                 BookieRequestHandler(bookie: bookie, pool: pool, maxFrameBytes: maxFrameBytes, logger: logger)
             }
         } catch {

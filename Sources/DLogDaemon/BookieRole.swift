@@ -32,6 +32,7 @@ public enum BookieRole {
             try fresh.check()
             try Reload.applyLogLevel(file)
             running.bookie.setDiskThresholds(high: fresh.diskUsageThreshold, low: fresh.diskUsageLowWater)
+            try TLSSettings.reload(running.tls, logger: logger)
         }
         RoleLifecycle.announceReady(role: "bookie", host: settings.host, port: running.port)
         RoleLifecycle.waitForTermination(termination, logger: logger)
@@ -56,6 +57,8 @@ public enum BookieRole {
         let admin: AdminSocket?
         let watchdog: Watchdog
         let metrics: MetricsServer?
+        /// Read again on SIGHUP.
+        let tls: TLSIdentity?
         let logger: Logger
 
         public func stop() {
@@ -80,7 +83,8 @@ public enum BookieRole {
         try settings.check()
         let disks = try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
         let bookieID = BookieID(settings.bookieID ?? settings.advertisedAddress(port: settings.port))
-        let cluster = try settings.metadata.map { uri in Cluster(store: try MetadataURI.connect(uri)) }
+        let tls = try settings.tls.identity()
+        let cluster = try settings.metadata.map { uri in Cluster(store: try MetadataURI.connect(uri, tls: tls)) }
         var clusterInstance = ""
         if let cluster {
             do {
@@ -121,7 +125,8 @@ public enum BookieRole {
         }
         let server = try BookieServer(bookie: bookie, host: settings.host, port: settings.port,
                                       maxFrameBytes: settings.maxFrameBytes, threads: settings.ioThreads,
-                                      logger: logger)
+                                      tls: settings.tls.server(tls, logger: logger),
+                                      budget: settings.connections.budget(logger: logger), logger: logger)
         let port = server.localAddress?.port ?? settings.port
         var membership: BookieMembership?
         if let cluster {
@@ -143,7 +148,8 @@ public enum BookieRole {
         var recovery: RecoveryService?
         if let uri = settings.metadata {
             do {
-                let service = try RecoveryService(me: bookieID, bookie: bookie, uri: uri, settings: settings, logger: logger)
+                let service = try RecoveryService(me: bookieID, bookie: bookie, uri: uri, settings: settings, tls: tls,
+                                              logger: logger)
                 service.start()
                 recovery = service
             } catch {
@@ -179,7 +185,7 @@ public enum BookieRole {
             BookieMetrics.render(bookie, recovery: recovery, scrubber: scrubber)
         }
         return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, recovery: recovery,
-                             scrubber: scrubber, admin: admin, watchdog: watchdog, metrics: metrics, logger: logger)
+                             scrubber: scrubber, admin: admin, watchdog: watchdog, metrics: metrics, tls: tls, logger: logger)
     }
 
     /// The bookie's health for systemd: its journals make progress when work waits, and its event loops run

@@ -47,6 +47,10 @@ public struct BookieSettings: Sendable {
     public var adminSocket: String?
     /// Prometheus metrics over HTTP on this port (`host`); nil: none.
     public var metricsPort: Int?
+    /// TLS on the port and on the role's own connections (docs/security.md).
+    public var tls = TLSSettings()
+    /// What the port lets each client hold, and how long.
+    public var connections = ConnectionSettings()
     /// Healing (docs/recovery.md): this bookie stands for auditor and runs a replication worker.
     public var autorecovery = true
     public var lostBookieGraceSeconds = 60
@@ -60,7 +64,7 @@ public struct BookieSettings: Sendable {
 
     public init() {}
 
-    public static let keys: Set<String> = [
+    public static let keys: Set<String> = ([
         "journal_dirs", "ledger_dirs", "host", "port", "journal_engine", "journal_sync", "journal_group_wait_us",
         "journal_group_bytes", "journal_max_in_flight", "journal_file_bytes", "journal_files_max", "journal_queue_entries",
         "write_cache_bytes", "write_cache_shards", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
@@ -69,7 +73,7 @@ public struct BookieSettings: Sendable {
         "metrics_port", "role", "log_level", "autorecovery", "lost_bookie_grace_s", "audit_interval_s",
         "replication_rate_bytes", "replication_entries_in_flight", "open_ledger_grace_s", "scrub_rate_bytes",
         "scrub_interval_s",
-    ]
+    ] as Set<String>).union(TLSSettings.keys).union(ConnectionSettings.keys)
 
     /// Applies a config file over the defaults, checking every value.
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
@@ -127,6 +131,8 @@ public struct BookieSettings: Sendable {
             metadata = m
         }
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
+        try tls.apply(file)
+        try connections.apply(file)
         if let named = file.string("role"), named != "bookie" {
             throw file.problem("role", allowed: "bookie (this is the bookie role's config; run `dlogd --config FILE` to start the role a file names)")
         }

@@ -1,5 +1,6 @@
 import CSystemd
 import DLogMetadata
+import DLogWire
 import Foundation
 import Logging
 
@@ -16,8 +17,10 @@ public enum MetadataRole {
                                 metadata: ["error": "\(failure)"])
                 exit(3)
             }
+            let tls = try settings.tls.identity()
             let server = try MetadataServer(store: store, host: settings.host, port: settings.port,
-                                            threads: settings.ioThreads, logger: logger)
+                                            threads: settings.ioThreads, tls: settings.tls.server(tls, logger: logger),
+                                            budget: settings.connections.budget(logger: logger), logger: logger)
             let port = server.localAddress?.port ?? settings.port
             logger.info("metadata role serving", metadata: ["address": "\(settings.host):\(port)",
                                                             "data_dir": "\(settings.dataDirectory)"])
@@ -33,6 +36,7 @@ public enum MetadataRole {
             }
             let reload = Reload(config: config, logger: logger) { text in
                 try Reload.applyLogLevel(try ConfigFile.parse(text, path: config ?? "", knownKeys: MetadataSettings.keys))
+                try TLSSettings.reload(tls, logger: logger)
             }
             RoleLifecycle.announceReady(role: "metadata", host: settings.host, port: port)
             let watchdog = RoleWatchdogs.metadata(server, store)

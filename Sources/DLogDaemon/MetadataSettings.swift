@@ -12,11 +12,15 @@ public struct MetadataSettings: Sendable {
     public var adminSocket: String?
     /// Prometheus metrics over HTTP on this port (`host`); nil: none.
     public var metricsPort: Int?
+    /// TLS on the port and on the role's own connections (docs/security.md).
+    public var tls = TLSSettings()
+    /// What the port lets each client hold, and how long.
+    public var connections = ConnectionSettings()
 
     public init() {}
 
-    public static let keys: Set<String> = ["data_dir", "host", "port", "history_revisions", "io_threads", "admin_socket", "role",
-                                           "metrics_port", "log_level"]
+    public static let keys: Set<String> = (["data_dir", "host", "port", "history_revisions", "io_threads", "admin_socket", "role",
+                                           "metrics_port", "log_level"] as Set<String>).union(TLSSettings.keys).union(ConnectionSettings.keys)
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
         if let d = try file.nonEmpty("data_dir", allowed: "a directory") { dataDirectory = d }
@@ -26,6 +30,8 @@ public struct MetadataSettings: Sendable {
         if let n = try file.int("io_threads", 1...64) { ioThreads = n }
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
         if let p = try file.int("metrics_port", 0...65535) { metricsPort = p }
+        try tls.apply(file)
+        try connections.apply(file)
         if let named = file.string("role"), named != "metadata" {
             throw file.problem("role", allowed: "metadata (this is the metadata role's config; run `dlogd --config FILE` to start the role a file names)")
         }

@@ -2,6 +2,7 @@ import DistributedLog
 import DLogLedger
 import DLogMetadata
 import DLogProxy
+import DLogWire
 import Foundation
 import Logging
 import NIOPosix
@@ -24,6 +25,7 @@ public enum ProxyRole {
             try fresh.apply(file)
             try Reload.applyLogLevel(file)
             running.service.setLimits(fresh.limits)
+            try TLSSettings.reload(running.tls, logger: logger)
         }
         RoleLifecycle.announceReady(role: "proxy", host: settings.host, port: running.port)
         RoleLifecycle.waitForTermination(termination, logger: logger)
@@ -45,6 +47,8 @@ public enum ProxyRole {
         let metrics: MetricsServer?
         let watchdog: Watchdog
         let logger: Logger
+        /// Read again on SIGHUP.
+        let tls: TLSIdentity?
 
         public func stop() {
             watchdog.stop()
@@ -63,12 +67,14 @@ public enum ProxyRole {
     }
 
     public static func start(settings: ProxySettings, logger: Logger) throws -> RunningProxy {
-        let store = try MetadataURI.connect(settings.metadata)
+        let tls = try settings.tls.identity()
+        let store = try MetadataURI.connect(settings.metadata, tls: tls)
         // Clients' connections and the bookie connections their writes go out on share the event loops: a
         // write is then forwarded and answered on one thread, not handed between two each way.
         let loops = MultiThreadedEventLoopGroup(numberOfThreads: settings.ioThreads)
         var poolOptions = BookiePool.Options()
         poolOptions.eventLoopGroup = loops
+        poolOptions.tls = tls
         let pool = BookiePool(cluster: Cluster(store: store), options: poolOptions, logger: logger)
         let namespace = Namespace(pool: pool, options: settings.log)
         // Bind first: the address goes into the registration and into every stream this proxy owns.
@@ -81,7 +87,9 @@ public enum ProxyRole {
         service.streamsMax = settings.streamsMax
         service.limits = settings.limits
         let proxy = ProxyService(namespace: namespace, settings: service, logger: logger)
-        let server = try ProxyServer(service: proxy, host: settings.host, port: port, group: loops, logger: logger)
+        let server = try ProxyServer(service: proxy, host: settings.host, port: port, group: loops,
+                                     tls: settings.tls.server(tls, logger: logger),
+                                     budget: settings.connections.budget(logger: logger), logger: logger)
         do {
             try runBlocking { try await proxy.register() }
         } catch {
@@ -103,6 +111,6 @@ public enum ProxyRole {
         let watchdog = RoleWatchdogs.proxy(server, proxy)
         watchdog.start(logger: logger)
         return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, loops: loops, store: store,
-                            admin: admin, metrics: metrics, watchdog: watchdog, logger: logger)
+                            admin: admin, metrics: metrics, watchdog: watchdog, logger: logger, tls: tls)
     }
 }

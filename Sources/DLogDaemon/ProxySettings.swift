@@ -20,16 +20,20 @@ public struct ProxySettings: Sendable {
     public var adminSocket: String?
     /// Prometheus metrics over HTTP on this port (`host`); nil: none.
     public var metricsPort: Int?
+    /// TLS on the port and on the role's own connections (docs/security.md).
+    public var tls = TLSSettings()
+    /// What the port lets each client hold, and how long.
+    public var connections = ConnectionSettings()
 
     public init() {}
 
-    public static let keys: Set<String> = [
+    public static let keys: Set<String> = ([
         "metadata", "host", "port", "advertised_host", "proxy_id", "streams_max", "io_threads",
         "stream_records_soft", "stream_records_hard", "stream_bytes_soft", "stream_bytes_hard",
         "proxy_records_soft", "proxy_records_hard", "proxy_bytes_soft", "proxy_bytes_hard",
         "ensemble", "write_quorum", "ack_quorum", "segment_bytes_max", "segment_age_s", "retention_hours",
         "ownership_lease_s", "compression", "admin_socket", "role", "metrics_port", "log_level",
-    ]
+    ] as Set<String>).union(TLSSettings.keys).union(ConnectionSettings.keys)
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
         if let m = try file.nonEmpty("metadata", allowed: "dlog://host:port[,host:port] or etcd://host:port[,host:port]/prefix") {
@@ -49,6 +53,8 @@ public struct ProxySettings: Sendable {
         if let n = try file.int("io_threads", 1...64) { ioThreads = n }
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
         if let p = try file.int("metrics_port", 0...65535) { metricsPort = p }
+        try tls.apply(file)
+        try connections.apply(file)
         if let named = file.string("role"), named != "proxy" {
             throw file.problem("role", allowed: "proxy (this is the proxy role's config; run `dlogd --config FILE` to start the role a file names)")
         }

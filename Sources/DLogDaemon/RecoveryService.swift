@@ -23,13 +23,15 @@ final class RecoveryService: Sendable {
     private let granting = Mutex<Task<LeaseID, any Error>?>(nil)
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
-    init(me: BookieID, bookie: Bookie, uri: String, settings: BookieSettings, logger: Logger) throws {
+    init(me: BookieID, bookie: Bookie, uri: String, settings: BookieSettings, tls: TLSIdentity?, logger: Logger) throws {
         self.me = me
         self.bookie = bookie
         self.logger = logger
         ttlSeconds = settings.registrationTTLSeconds
-        store = try MetadataURI.connect(uri)
-        pool = BookiePool(cluster: Cluster(store: store), logger: logger)
+        store = try MetadataURI.connect(uri, tls: tls)
+        var poolOptions = BookiePool.Options()
+        poolOptions.tls = tls
+        pool = BookiePool(cluster: Cluster(store: store), options: poolOptions, logger: logger)
         if settings.autorecovery {
             var audit = Auditor.Settings()
             audit.lostBookieGrace = .seconds(settings.lostBookieGraceSeconds)

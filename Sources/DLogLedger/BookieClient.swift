@@ -22,12 +22,13 @@ public final class BookieClient: Sendable {
     /// With a `requestTimeout`, a connection on which some request went unanswered that long (a long poll: its
     /// own wait plus that long) is closed, failing everything on it: a hung bookie (stopped, partitioned, stuck
     /// disk) then fails fast for every ledger using it, instead of collecting requests forever.
+    /// With `tls`, the connection speaks TLS and the bookie's certificate must name `host`.
     public static func connect(host: String, port: Int, group: EventLoopGroup? = nil,
                                maxFrameBytes: Int = 16 << 20, connectTimeout: Duration = .seconds(5),
-                               requestTimeout: Duration? = nil) async throws -> BookieClient {
+                               requestTimeout: Duration? = nil, tls: TLSIdentity? = nil) async throws -> BookieClient {
         let own = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         do {
-            let channel = try await ClientBootstrap(group: group ?? own!)
+            let connected = ClientBootstrap(group: group ?? own!)
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(TimeAmount(connectTimeout))
                 .channelInitializer { channel in
@@ -36,17 +37,19 @@ public final class BookieClient: Sendable {
                             ClientHandler(requestTimeout: requestTimeout.map(TimeAmount.init), maxFrameBytes: maxFrameBytes))
                     }
                 }
-                .connect(host: host, port: port).get()
-            return BookieClient(channel: channel, ownsGroup: own)
+                .connect(host: host, port: port)
+            let tlsFailure = TLSFailureRecord()
+            let channel = try await TLSIdentity.secure(connected, with: tls, host: host, port: port, record: tlsFailure).get()
+            return BookieClient(channel: channel, ownsGroup: own, tlsFailure: tlsFailure)
         } catch {
             try? await own?.shutdownGracefully()
             throw error
         }
     }
 
-    private init(channel: Channel, ownsGroup: MultiThreadedEventLoopGroup?) {
+    private init(channel: Channel, ownsGroup: MultiThreadedEventLoopGroup?, tlsFailure: TLSFailureRecord) {
         self.channel = channel
-        outbox = ChannelOutbox(channel: channel) { $0.waiter.fail(ConnectionClosed()) }
+        outbox = ChannelOutbox(channel: channel) { $0.waiter.fail(tlsFailure.error ?? ConnectionClosed()) }
         self.ownsGroup = ownsGroup
     }
 

@@ -24,6 +24,8 @@ public final class BookiePool: Sendable {
         public var eventLoopThreads = 2
         /// Event loops to connect on instead of `eventLoopThreads` of its own; the caller stops them.
         public var eventLoopGroup: MultiThreadedEventLoopGroup?
+        /// TLS to the bookies (each bookie's certificate must name the host it registered); nil: plaintext.
+        public var tls: TLSIdentity?
         public init() {}
     }
 
@@ -145,7 +147,7 @@ public final class BookiePool: Sendable {
         do {
             return .success(try await BookieClient.connect(host: String(address[..<colon]), port: port, group: group,
                                                            connectTimeout: options.connectTimeout,
-                                                           requestTimeout: options.requestTimeout))
+                                                           requestTimeout: options.requestTimeout, tls: options.tls))
         } catch {
             return .failure(ConnectFailure(reason: "connecting to \(address): \(error)"))
         }

@@ -13,9 +13,11 @@ public final class MetadataServer: Sendable, FrameListening {
     /// Requests carry at most one transaction (≈1.06 MiB of keys and values) plus framing.
     public static let requestFrameBytesMax = 2 << 20
 
-    public init(store: EmbeddedStore, host: String, port: Int, threads: Int = 1, logger: Logger) throws {
+    public init(store: EmbeddedStore, host: String, port: Int, threads: Int = 1, tls: ServerTLS? = nil,
+                budget: ConnectionBudget? = nil, logger: Logger) throws {
         self.store = store
-        listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: Self.requestFrameBytesMax) {
+        listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: Self.requestFrameBytesMax,
+                                   tls: tls, budget: budget) {
             MetadataRequestHandler(store: store, logger: logger)
         }
     }

@@ -1,3 +1,5 @@
+import DLogWire
+
 /// Which metadata store a role or tool uses, as written in configs and on command lines:
 ///
 ///     dlog://host:port[,host:port...][/]          the metadata role (embedded store)
@@ -65,12 +67,17 @@ public struct MetadataURI: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension MetadataURI {
-    /// A client of the store this URI names. Connections are made lazily, on first use.
-    public func connect(requestTimeout: Duration = .seconds(10)) throws(MetadataError) -> any MetadataStore {
+    /// A client of the store this URI names. Connections are made lazily, on first use; with `tls` they speak
+    /// TLS.
+    public func connect(requestTimeout: Duration = .seconds(10), tls: TLSIdentity? = nil) throws(MetadataError) -> any MetadataStore {
         switch backend {
         case .dlog:
-            return RemoteStore(endpoints: endpoints, requestTimeout: requestTimeout)
+            return RemoteStore(endpoints: endpoints, requestTimeout: requestTimeout, tls: tls)
         case .etcd:
+            // Never plaintext where TLS was asked for: the etcd client speaks plain HTTP only.
+            if tls != nil {
+                throw .invalidArgument("metadata URI \(self): TLS to etcd is not supported; use dlog:// or tls_mode = off")
+            }
             var configuration = EtcdStore.Configuration()
             configuration.requestTimeout = requestTimeout
             return try EtcdStore(endpoints: endpoints.map { ($0.host, $0.port) }, prefix: prefix,
@@ -79,7 +86,8 @@ extension MetadataURI {
     }
 
     /// Parses and connects in one step, for command-line tools and config values.
-    public static func connect(_ text: String, requestTimeout: Duration = .seconds(10)) throws(MetadataError) -> any MetadataStore {
-        try MetadataURI(parsing: text).connect(requestTimeout: requestTimeout)
+    public static func connect(_ text: String, requestTimeout: Duration = .seconds(10),
+                               tls: TLSIdentity? = nil) throws(MetadataError) -> any MetadataStore {
+        try MetadataURI(parsing: text).connect(requestTimeout: requestTimeout, tls: tls)
     }
 }

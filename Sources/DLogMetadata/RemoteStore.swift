@@ -23,6 +23,10 @@ public final class RemoteStore: MetadataStore {
     public let endpoints: [Endpoint]
     let group: any EventLoopGroup
     let requestTimeout: TimeAmount
+    /// TLS to the metadata role (its certificate must name each endpoint's host); nil: plaintext.
+    let tls: TLSIdentity?
+    /// Why TLS closed the current connection, if it did (one connection at a time, so one record).
+    private let tlsFailure = TLSFailureRecord()
     /// Responses may carry a 4 MiB range page or watch batch plus one more item.
     static let responseFrameBytesMax = 16 << 20
 
@@ -38,10 +42,11 @@ public final class RemoteStore: MetadataStore {
     private let outbox = Mutex<[(channel: Channel, request: MetadataRequest, reply: EventLoopPromise<MetadataReply>)]>([])
 
     public init(endpoints: [Endpoint], group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                requestTimeout: Duration = .seconds(10)) {
+                requestTimeout: Duration = .seconds(10), tls: TLSIdentity? = nil) {
         precondition(!endpoints.isEmpty)
         self.endpoints = endpoints
         self.group = group
+        self.tls = tls
         let (seconds, attoseconds) = requestTimeout.components
         self.requestTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
@@ -72,7 +77,7 @@ public final class RemoteStore: MetadataStore {
     }
 
     private func connect(_ endpoint: Endpoint) -> EventLoopFuture<Channel> {
-        let future = ClientBootstrap(group: group)
+        let connected = ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             // A connection that only carries a watch sends nothing for long stretches: TCP keepalive finds a
             // dead peer within about 20 s, ending the watch so it resumes elsewhere.
@@ -89,6 +94,8 @@ public final class RemoteStore: MetadataStore {
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port)
+        tlsFailure.reset()
+        let future = TLSIdentity.secure(connected, with: tls, host: endpoint.host, port: endpoint.port, record: tlsFailure)
         future.whenSuccess { [weak self] channel in
             let store = self
             channel.closeFuture.whenComplete { _ in
@@ -119,8 +126,9 @@ public final class RemoteStore: MetadataStore {
         var written: [ObjectIdentifier: Channel] = [:]
         for (channel, request, reply) in waiting {
             // A write to a connection that closed meanwhile never reaches the handler: fail the call here.
-            channel.write(ClientCall.request(request, reply, timeout: requestTimeout)).whenFailure { error in
-                reply.fail(MetadataError.unavailable("connection to the metadata role was lost: \(error)"))
+            channel.write(ClientCall.request(request, reply, timeout: requestTimeout)).whenFailure { [tlsFailure] error in
+                let cause: any Error = tlsFailure.error ?? error
+                reply.fail(MetadataError.unavailable("connection to the metadata role was lost: \(cause)"))
             }
             written[ObjectIdentifier(channel)] = channel
         }

@@ -16,10 +16,11 @@ public final class ProxyServer: Sendable, FrameListening {
 
     /// `group`: event loops shared with the proxy's bookie connections (see `ProxyRole`); else `threads` of its own.
     public init(service: ProxyService, host: String, port: Int, threads: Int = 1,
-                group: MultiThreadedEventLoopGroup? = nil, logger: Logger) throws {
+                group: MultiThreadedEventLoopGroup? = nil, tls: ServerTLS? = nil, budget: ConnectionBudget? = nil,
+                logger: Logger) throws {
         self.service = service
         listener = try FrameServer(host: host, port: port, threads: threads, group: group,
-                                   maxFrameBytes: Self.requestFrameBytesMax) {
+                                   maxFrameBytes: Self.requestFrameBytesMax, tls: tls, budget: budget) {
             ProxyRequestHandler(service: service, logger: logger)
         }
     }

@@ -45,7 +45,13 @@ public enum FrameError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .tooLarge(let length, let max): return "frame of \(length) bytes exceeds the limit of \(max)"
+        case .tooLarge(let length, let max):
+            // A TLS record (content type 20–23, then version 3.x) read as a frame's length: the two ends disagree
+            // about TLS, which deserves its own words.
+            if (0x14...0x17).contains(length >> 24) && (length >> 16) & 0xFF == 3 {
+                return "the peer speaks TLS and this side does not (a client: give --tls-ca, or set tls_mode and the tls_* files; a port: set tls_mode = optional or required)"
+            }
+            return "frame of \(length) bytes exceeds the limit of \(max)"
         case .tooShort(let length): return "frame of \(length) bytes is shorter than the 12-byte header"
         case .unsupportedVersion(let v): return "protocol version \(v) is not supported (this side speaks 1)"
         }

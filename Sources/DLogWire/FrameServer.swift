@@ -10,17 +10,22 @@ public final class FrameServer: Sendable {
     /// Whether `close()` stops the event loops: not when the caller lent them (it shares them with its clients).
     let ownsGroup: Bool
     let channel: Channel
+    /// What the connections hold: slots, unfinished frames' bytes (`ConnectionLimits`).
+    public let budget: ConnectionBudget
 
     public var localAddress: SocketAddress? { channel.localAddress }
 
     /// Serves on `group` when given (the caller stops it), else on `threads` event loops of its own. Each
     /// connection's handler gets frames, or with `splitsFrames` the bytes as read (it splits them itself, with a
-    /// `FrameSplitter`).
+    /// `FrameSplitter`). With `tls`, TLS comes first in every connection's pipeline (`ServerTLS.add`); then a
+    /// `ConnectionGuard` holds it to `budget`'s limits (the defaults, reported nowhere, when not given).
     public init(host: String, port: Int, threads: Int, group shared: MultiThreadedEventLoopGroup? = nil,
-                maxFrameBytes: Int, splitsFrames: Bool = false,
+                maxFrameBytes: Int, splitsFrames: Bool = false, tls: ServerTLS? = nil, budget: ConnectionBudget? = nil,
                 makeHandler: @escaping @Sendable () -> any ChannelHandler) throws {
         group = shared ?? MultiThreadedEventLoopGroup(numberOfThreads: threads)
         ownsGroup = shared == nil
+        let budget = budget ?? ConnectionBudget(limits: ConnectionLimits()) { _ in }
+        self.budget = budget
         do {
             channel = try ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
@@ -28,6 +33,9 @@ public final class FrameServer: Sendable {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try tls?.add(to: channel)
+                        try channel.pipeline.syncOperations.addHandler(
+                            ConnectionGuard(budget: budget, peer: ServerTLS.describe(channel.remoteAddress)))
                         if !splitsFrames {
                             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
                         }

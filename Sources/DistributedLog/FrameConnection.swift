@@ -16,9 +16,10 @@ final class FrameConnection: Sendable {
     /// When a frame last arrived (nanoseconds of the continuous clock since the connection was made).
     private let heard: Heard
 
-    static func connect(host: String, port: Int, group: EventLoopGroup, timeout: Duration) async throws -> FrameConnection {
+    static func connect(host: String, port: Int, group: EventLoopGroup, timeout: Duration,
+                        tls: TLSIdentity?) async throws -> FrameConnection {
         let heard = Heard()
-        let channel = try await ClientBootstrap(group: group)
+        let connected = ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
             .channelInitializer { channel in
@@ -27,14 +28,16 @@ final class FrameConnection: Sendable {
                     try channel.pipeline.syncOperations.addHandler(FrameClientHandler(heard: heard))
                 }
             }
-            .connect(host: host, port: port).get()
-        return FrameConnection(channel: channel, heard: heard)
+            .connect(host: host, port: port)
+        let tlsFailure = TLSFailureRecord()
+        let channel = try await TLSIdentity.secure(connected, with: tls, host: host, port: port, record: tlsFailure).get()
+        return FrameConnection(channel: channel, heard: heard, tlsFailure: tlsFailure)
     }
 
-    private init(channel: Channel, heard: Heard) {
+    private init(channel: Channel, heard: Heard, tlsFailure: TLSFailureRecord) {
         self.channel = channel
         self.heard = heard
-        outbox = ChannelOutbox(channel: channel) { $0.waiter.fail(ConnectionLost()) }
+        outbox = ChannelOutbox(channel: channel) { $0.waiter.fail(tlsFailure.error ?? ConnectionLost()) }
     }
 
     var isActive: Bool { channel.isActive }

@@ -23,6 +23,8 @@ public final class ProxyClient: Sendable {
         public var backoffMax: Duration = .seconds(1)
         /// A proxy that did not answer is avoided for this long when choosing one.
         public var avoidFor: Duration = .seconds(5)
+        /// TLS to the proxies (their certificates must name the host of each address); nil: plaintext.
+        public var tls: TLSIdentity?
         public init() {}
     }
 
@@ -278,7 +280,7 @@ public final class ProxyClient: Sendable {
             if let pending = s.connecting[address] { return (nil, pending) }
             let task = Task { [group, options] in
                 try await FrameConnection.connect(host: host, port: port, group: group,
-                                                  timeout: min(options.requestTimeout, .seconds(5)))
+                                                  timeout: min(options.requestTimeout, .seconds(5)), tls: options.tls)
             }
             s.connecting[address] = task
             return (nil, task)

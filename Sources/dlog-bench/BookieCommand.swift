@@ -1,4 +1,5 @@
 import ArgumentParser
+import DLogCLI
 import DLogLedger
 import DLogWire
 import Foundation
@@ -22,6 +23,7 @@ struct BookieCommand: AsyncParsableCommand {
     var ackedLog: String?
     @Option(help: "add, or read-lac: a request that touches no disk (the network and event-loop floor of an add).")
     var op = "add"
+    @OptionGroup var tls: TLSClientOptions
 
     struct Parameters: Encodable {
         var target: String
@@ -49,7 +51,10 @@ struct BookieCommand: AsyncParsableCommand {
         let (host, port) = try parseTarget(target)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var connections: [BookieClient] = []
-        for _ in 0..<clients { connections.append(try await BookieClient.connect(host: host, port: port, group: group)) }
+        let identity = try tls.identity()
+        for _ in 0..<clients {
+            connections.append(try await BookieClient.connect(host: host, port: port, group: group, tls: identity))
+        }
         let before = try await JournalCounters(json: connections[0].info())
         let key = MasterKey(password: "dlog-bench")
         let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DLogCLI
 import DLogLedger
 import DLogMetadata
 import DLogWire
@@ -19,6 +20,7 @@ struct LedgerCommand: AsyncParsableCommand {
     @Option(help: "Payload bytes per entry.") var size = 1024
     @Option(help: "Seconds to run.") var duration = 5.0
     @Option(help: "Pipelined connections to each bookie (1...64).") var connections = 1
+    @OptionGroup var tls: TLSClientOptions
     @Flag(name: .customLong("rack-aware"), help: "Spread each write set over the bookies' racks.") var rackAware = false
     @Flag(help: "Print one JSON object.") var json = false
     @Option(name: .customLong("acked-log"), help: "Append every confirmed (ledger, entry, payload CRC32C) to this file.")
@@ -47,10 +49,12 @@ struct LedgerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store = try MetadataURI.connect(metadata)
+        let identity = try tls.identity()
+        let store = try MetadataURI.connect(metadata, tls: identity)
         let cluster = Cluster(store: store)
         var options = BookiePool.Options()
         options.connectionsPerBookie = connections
+        options.tls = identity
         let pool = BookiePool(cluster: cluster, options: options)
         let placement = EnsemblePlacement(policy: rackAware ? .rackAware : .random)
         let allocator = LedgerIDAllocator(cluster: cluster)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DLogCLI
 import DistributedLog
 import DLogLedger
 import DLogMetadata
@@ -18,6 +19,7 @@ struct LogBenchCommand: AsyncParsableCommand {
     @Option(help: "Metadata store (readers, and direct writes): dlog://HOST:PORT or etcd://HOST:PORT[/prefix].")
     var metadata = "dlog://127.0.0.1:3180"
     @Option(help: "Streams (logs) written, each new for the run.") var streams = 1
+    @OptionGroup var tls: TLSClientOptions
     @Option(help: "Writers, spread over the streams.") var clients = 1
     @Option(help: "Writes in flight per writer.") var pipeline = 1
     @Option(help: "Payload bytes per record.") var size = 1024
@@ -59,14 +61,19 @@ struct LogBenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store = try MetadataURI.connect(metadata)
+        let identity = try tls.identity()
+        let store = try MetadataURI.connect(metadata, tls: identity)
         var options = LogOptions()
         options.readPollTimeout = .milliseconds(500)
         options.entriesInFlightMax = entriesInFlight
-        let namespace = Namespace(pool: BookiePool(cluster: Cluster(store: store)), options: options)
+        var poolOptions = BookiePool.Options()
+        poolOptions.tls = identity
+        let namespace = Namespace(pool: BookiePool(cluster: Cluster(store: store), options: poolOptions), options: options)
         let run = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let names = (0..<streams).map { "bench-\(run)-\($0)" }
-        let client = try proxy.map { ProxyClient(proxies: try ProxyClient.addresses(parsing: $0)) }
+        var proxyOptions = ProxyClient.Options()
+        proxyOptions.tls = identity
+        let client = try proxy.map { ProxyClient(proxies: try ProxyClient.addresses(parsing: $0), options: proxyOptions) }
         var writers: [String: LogWriter] = [:]
         do {
             for name in names {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DLogCLI
 import DistributedLog
 import DLogMetadata
 import DLogLedger
@@ -12,7 +13,7 @@ struct DLogCtl: AsyncParsableCommand {
         abstract: "Operate a DistributedLog cluster.",
         subcommands: [ClusterCommand.self, BookieCommand.self, LedgerCommand.self, RecoveryCommand.self, MetadataCommand.self,
                       LogCommand.self, WriteCommand.self,
-                      ReadCommand.self, AdminCommand.self])
+                      ReadCommand.self, AdminCommand.self, TLSCommand.self])
 
     static func main() async {
         await main(placingAdminOptions(Array(CommandLine.arguments.dropFirst())))
@@ -44,10 +45,12 @@ struct DLogCtl: AsyncParsableCommand {
 struct MetadataOption: ParsableArguments {
     @Option(help: "Metadata store: dlog://host:port[,host:port] or etcd://host:port[,host:port]/prefix.")
     var metadata = "dlog://127.0.0.1:3180"
+    @OptionGroup var tls: TLSClientOptions
 
     func cluster() throws -> Cluster {
+        let identity = try tls.identity()
         do {
-            return Cluster(store: try MetadataURI.connect(metadata, requestTimeout: .seconds(10)))
+            return Cluster(store: try MetadataURI.connect(metadata, requestTimeout: .seconds(10), tls: identity))
         } catch {
             throw ValidationError("--metadata: \(error)")
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DLogCLI
 import DistributedLog
 import DLogLedger
 import DLogMetadata
@@ -12,6 +13,7 @@ struct LogTarget: ParsableArguments {
     @Option(help: "Proxies, HOST:PORT[,HOST:PORT…] (default 127.0.0.1:3190): a proxy that does not answer is failed over to another.")
     var proxy: String?
     @Option(help: "Metadata store URI (default dlog://127.0.0.1:3180).") var metadata: String?
+    @OptionGroup var tls: TLSClientOptions
 
     var metadataURI: String { metadata ?? "dlog://127.0.0.1:3180" }
     /// The proxy to use for changes, or nil to change through the core library.
@@ -22,14 +24,17 @@ struct LogTarget: ParsableArguments {
             throw ValidationError("this command reads through the metadata store and the bookies, not a proxy: give --metadata URI")
         }
         let store: any MetadataStore
+        let identity = try tls.identity()
         do {
-            store = try MetadataURI.connect(metadataURI, requestTimeout: .seconds(10))
+            store = try MetadataURI.connect(metadataURI, requestTimeout: .seconds(10), tls: identity)
         } catch {
             throw ValidationError("--metadata: \(error)")
         }
         var options = LogOptions()
         options.readPollTimeout = .milliseconds(500)
-        return (Namespace(pool: BookiePool(cluster: Cluster(store: store)), options: options), store)
+        var poolOptions = BookiePool.Options()
+        poolOptions.tls = identity
+        return (Namespace(pool: BookiePool(cluster: Cluster(store: store), options: poolOptions), options: options), store)
     }
 
     /// Makes a change through the proxy, or directly with the core library (`--metadata` alone).
@@ -60,7 +65,9 @@ struct LogTarget: ParsableArguments {
     func proxyClient(_ list: String) throws -> ProxyClient {
         let addresses: [String]
         do { addresses = try ProxyClient.addresses(parsing: list) } catch { throw ValidationError("--proxy: \(error)") }
-        return ProxyClient(proxies: addresses)
+        var options = ProxyClient.Options()
+        options.tls = try tls.identity()
+        return ProxyClient(proxies: addresses, options: options)
     }
 }
 

@@ -18,7 +18,7 @@ struct MetadataCommand: AsyncParsableCommand {
             guard uri.backend == .dlog else {
                 throw ValidationError("stats come from a metadata role (dlog://); for etcd use `etcdctl endpoint status`")
             }
-            let store = RemoteStore(endpoints: uri.endpoints)
+            let store = RemoteStore(endpoints: uri.endpoints, tls: try options.tls.identity())
             try await reportingErrors {
                 let text = try await store.stats()
                 if json {

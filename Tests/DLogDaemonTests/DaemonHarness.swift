@@ -133,6 +133,18 @@ struct DaemonError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
+/// The config lines of a small test bookie keeping its data under `dir` (8 MiB journal files, 1 MiB frames).
+func smallBookieConfig(under dir: TempDir) -> String {
+    """
+    journal_dirs = \(dir.sub("b/journal"))
+    ledger_dirs = \(dir.sub("b/ledgers"))
+    journal_file_bytes = 8M
+    journal_files_max = 3
+    max_frame_bytes = 1M
+    allow_shared_device = true
+
+    """
+}
 
 let testKey = MasterKey(password: "daemon-test")
 

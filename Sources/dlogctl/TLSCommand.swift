@@ -1,0 +1,98 @@
+import ArgumentParser
+import DLogCLI
+import DLogPKI
+import DLogWire
+import Foundation
+
+struct TLSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tls", abstract: "A small cluster CA and its certificates, for clusters without a PKI of their own.",
+        subcommands: [InitCA.self, Issue.self])
+
+    struct InitCA: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "init-ca", abstract: "Create DIR/ca.crt and DIR/ca.key (refuses to replace them).")
+        @Option(help: "Where the CA's files go.") var dir = "/etc/dlog/tls"
+        @Option(help: "The CA's common name.") var name = "DistributedLog cluster CA"
+        @Option(help: "Days the CA is valid.") var days = 3650
+
+        func run() throws {
+            guard days > 0 else { throw ValidationError("--days must be at least 1") }
+            let certificate = dir + "/ca.crt", key = dir + "/ca.key"
+            for path in [certificate, key] where FileManager.default.fileExists(atPath: path) {
+                throw ValidationError("\(path) exists; a cluster keeps its CA (remove it by hand to start over)")
+            }
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let ca = try ClusterCA.create(name: name, days: days)
+            try PEMFiles.write(ca.keyPEM, to: key, secret: true)
+            try PEMFiles.write(try ca.certificatePEM, to: certificate, secret: false)
+            print("wrote \(certificate) and \(key) (keep the key offline or readable by root only)")
+        }
+    }
+
+    struct Issue: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "issue", abstract: "Sign a certificate for a daemon or a client with the CA in --dir.")
+        @Option(help: "Where ca.crt and ca.key are.") var dir = "/etc/dlog/tls"
+        @Option(help: "bookie, proxy, metadata (daemons: server and client use), admin or client (client use only).")
+        var role: String
+        @Option(help: "The certificate's name (its common name): a host name, or a client's principal.") var name: String
+        @Option(help: "A DNS name or IP address the daemon is reached by; repeat for each (daemons need one).")
+        var host: [String] = []
+        @Option(help: "Days the certificate is valid.") var days = 825
+        @Option(help: "Where NAME.crt and NAME.key go (default: --dir).") var out: String?
+
+        func run() throws {
+            guard let role = ClusterCA.Role(rawValue: role) else {
+                throw ValidationError("--role \(role): allowed: \(ClusterCA.Role.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard days > 0 else { throw ValidationError("--days must be at least 1") }
+            guard !name.isEmpty, !name.contains("/") else { throw ValidationError("--name must be non-empty, without '/'") }
+            let ca: ClusterCA
+            do {
+                ca = try ClusterCA(certificatePEM: try String(contentsOfFile: dir + "/ca.crt", encoding: .utf8),
+                                   keyPEM: try String(contentsOfFile: dir + "/ca.key", encoding: .utf8))
+            } catch {
+                throw ValidationError("cannot load the CA from \(dir)/ca.crt and \(dir)/ca.key (run `dlogctl tls init-ca --dir \(dir)` first): \(error)")
+            }
+            let issued: (certificatePEM: String, keyPEM: String)
+            do {
+                issued = try ca.issue(role: role, name: name, hosts: host, days: days)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            let folder = out ?? dir
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try PEMFiles.write(issued.keyPEM, to: "\(folder)/\(name).key", secret: true)
+            try PEMFiles.write(issued.certificatePEM, to: "\(folder)/\(name).crt", secret: false)
+            print("wrote \(folder)/\(name).crt and \(folder)/\(name).key (\(role.rawValue), valid \(days) days)")
+        }
+    }
+}
+
+enum PEMFiles {
+    /// Writes `text` to `path` by a rename, so a reader never sees half a file. A secret is mode 0640 with group
+    /// dlog when that group exists (the daemons run as user dlog), else 0600; anything else is 0644.
+    static func write(_ text: String, to path: String, secret: Bool) throws {
+        let temporary = path + ".tmp"
+        unlink(temporary)
+        // Created with its final mode, so a key is never readable by others, not even for a moment.
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, secret ? 0o600 : 0o644)
+        guard fd >= 0 else { throw ValidationError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == bytes.count, synced == 0 else {
+            unlink(temporary)
+            throw ValidationError("cannot write \(temporary): \(String(cString: strerror(errno)))")
+        }
+        if secret, let group = getgrnam("dlog") {
+            chown(temporary, uid_t.max, group.pointee.gr_gid)
+            chmod(temporary, 0o640)
+        }
+        guard rename(temporary, path) == 0 else {
+            throw ValidationError("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}

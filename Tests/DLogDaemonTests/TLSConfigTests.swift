@@ -1,0 +1,159 @@
+import DLogDaemon
+import DLogMetadata
+import DLogTestSupport
+import DLogWire
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// The `tls_*` config keys, the files they name, and a port in `optional` mode.
+@Suite(.serialized) struct TLSConfigTests {
+    func settings(_ text: String) throws(ConfigFile.Problem) -> TLSSettings {
+        var s = MetadataSettings()
+        try s.apply(try ConfigFile.parse(text, path: "/etc/dlog/metadata.conf", knownKeys: MetadataSettings.keys))
+        return s.tls
+    }
+
+    @Test func everyRoleKnowsTheTLSKeysAndAModeNeedsItsFiles() throws {
+        // Proves the keys parse in each role's config, a wrong mode is named with what is allowed, and a mode other
+        // than off without all three files names the missing keys and the file and line.
+        for keys in [MetadataSettings.keys, BookieSettings.keys, ProxySettings.keys] {
+            #expect(TLSSettings.keys.isSubset(of: keys))
+        }
+        let s = try settings("tls_mode = required\ntls_cert_file = /c.pem\ntls_key_file = /k.pem\ntls_ca_file = /ca.pem\n")
+        #expect(s.mode == .required && s.certificateFile == "/c.pem" && s.keyFile == "/k.pem" && s.caFile == "/ca.pem")
+        #expect(try settings("").mode == .off, "TLS is off without a config")
+        do {
+            _ = try settings("tls_mode = on")
+            Issue.record("tls_mode = on was accepted")
+        } catch {
+            #expect(error.message.contains("off, optional, required"))
+        }
+        do {
+            _ = try settings("\ntls_mode = optional\ntls_ca_file = /ca.pem\n")
+            Issue.record("tls_mode = optional without a certificate was accepted")
+        } catch {
+            #expect(error.message.contains("metadata.conf:2") && error.message.contains("tls_cert_file, tls_key_file"),
+                    "\(error.message)")
+        }
+    }
+
+    @Test func shippedConfigsShowTheTLSAndLimitDefaults() throws {
+        // Proves the TLS and limit keys in etc/metadata.conf, etc/bookie.conf and etc/proxy.conf parse to the
+        // defaults the roles use.
+        let root = String(#filePath).components(separatedBy: "/Tests/")[0] + "/etc/"
+        func text(_ name: String) throws -> String { try String(contentsOfFile: root + name, encoding: .utf8) }
+        var metadata = MetadataSettings()
+        try metadata.apply(try ConfigFile.parse(try text("metadata.conf"), path: "metadata.conf", knownKeys: MetadataSettings.keys))
+        var bookie = BookieSettings()
+        try bookie.apply(try ConfigFile.parse(try text("bookie.conf"), path: "bookie.conf", knownKeys: BookieSettings.keys))
+        var proxy = ProxySettings()
+        try proxy.apply(try ConfigFile.parse(try text("proxy.conf"), path: "proxy.conf", knownKeys: ProxySettings.keys))
+        for (name, tls, connections) in [("metadata", metadata.tls, metadata.connections), ("bookie", bookie.tls, bookie.connections),
+                                         ("proxy", proxy.tls, proxy.connections)] {
+            #expect(tls == TLSSettings(), "\(name).conf's TLS keys are the defaults")
+            #expect(connections == ConnectionSettings(), "\(name).conf's limits are the defaults")
+            #expect(try text("\(name).conf").contains("unfinished_frame_bytes_max = 256M"))
+        }
+    }
+
+    @Test func unusableFilesAreNamedAtStart() async throws {
+        // Proves a missing CA bundle, a key that is not the certificate's, and an expired certificate each stop the
+        // role before it serves, with a message naming the file.
+        let dir = TempDir("dlog-tls-config")
+        let tls = try await TLSFixture(in: dir.path)
+        func identity(_ certificate: String, _ key: String, _ ca: String) -> String {
+            var s = TLSSettings()
+            s.mode = .required
+            (s.certificateFile, s.keyFile, s.caFile) = (certificate, key, ca)
+            do {
+                _ = try s.identity()
+                return "accepted"
+            } catch {
+                return error.description
+            }
+        }
+        let ca = tls.dir + "/ca"
+        #expect(identity("\(ca)/bookie.crt", "\(ca)/bookie.key", tls.ca) == "accepted")
+        let missing = identity("\(ca)/bookie.crt", "\(ca)/bookie.key", dir.sub("none.pem"))
+        #expect(missing.contains("TLS CA bundle \(dir.sub("none.pem"))"), "\(missing)")
+        let mismatched = identity("\(ca)/bookie.crt", "\(ca)/proxy.key", tls.ca)
+        #expect(mismatched.contains("\(ca)/proxy.key is not the key of certificate \(ca)/bookie.crt"), "\(mismatched)")
+        let expired = identity("\(ca)/expired.crt", "\(ca)/expired.key", tls.ca)
+        #expect(expired.contains("\(ca)/expired.crt expired at"), "\(expired)")
+
+        let config = dir.sub("bad.conf")
+        try "tls_mode = required\ntls_cert_file = \(ca)/bookie.crt\ntls_key_file = \(ca)/proxy.key\ntls_ca_file = \(tls.ca)\ndata_dir = \(dir.sub("m"))\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let refused = try DaemonProcess(["--config", config], role: "metadata")
+        #expect(await refused.exited() == 2, "a bad TLS file is a configuration error")
+        #expect(refused.stderr.contains("is not the key of certificate"), "\(refused.stderr)")
+    }
+
+    @Test func anOptionalPortServesPlaintextAndTLSAndStillChecksCertificatesShown() async throws {
+        // Proves a metadata port in tls_mode optional serves a plaintext client, a TLS client with a good
+        // certificate and one with none, and refuses one whose certificate another CA signed.
+        let dir = TempDir("dlog-tls-optional")
+        let tls = try await TLSFixture(in: dir.path)
+        var s = TLSSettings()
+        s.mode = .optional
+        (s.certificateFile, s.keyFile, s.caFile) = (tls.dir + "/ca/metadata.crt", tls.dir + "/ca/metadata.key", tls.ca)
+        let store = try EmbeddedStore(.init(directory: dir.sub("store")))
+        defer { store.shutdownAndWait() }
+        let server = try MetadataServer(store: store, host: "127.0.0.1", port: 0,
+                                        tls: s.server(try s.identity(), logger: Logger(label: "test")),
+                                        logger: Logger(label: "test"))
+        defer { server.close() }
+        let port = try #require(server.localAddress?.port)
+        func call(_ identity: TLSIdentity?) async -> String {
+            let client = RemoteStore(endpoints: [.init(host: "127.0.0.1", port: port)], requestTimeout: .seconds(5),
+                                     tls: identity)
+            defer { Task { await client.shutdown() } }
+            do {
+                _ = try await client.range(.prefix("/"), limit: 1)
+                return "served"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(await call(nil) == "served", "plaintext")
+        #expect(await call(try tls.client("admin")) == "served", "TLS with a certificate")
+        #expect(await call(try tls.client(nil)) == "served", "TLS without a certificate")
+        let stranger = await call(try tls.client("stranger", from: "other"))
+        #expect(stranger.contains("does not trust the CA"), "\(stranger)")
+        #expect(await call(nil) == "served", "plaintext after a refusal")
+    }
+
+    @Test func aClientThatNeverFinishesItsHandshakeIsClosedAfterTheTimeout() async throws {
+        // Proves a connection to a TLS port that sends nothing, and one that sends half a TLS hello, are closed
+        // after the handshake timeout and reported with the peer and the reason.
+        let dir = TempDir("dlog-tls-handshake")
+        let tls = try await TLSFixture(in: dir.path)
+        let identity = try TLSIdentity(files: TLSFiles(certificateChain: tls.dir + "/ca/metadata.crt",
+                                                       privateKey: tls.dir + "/ca/metadata.key", caBundle: tls.ca))
+        let refusals = Mutex<[String]>([])
+        let store = try EmbeddedStore(.init(directory: dir.sub("store")))
+        defer { store.shutdownAndWait() }
+        for mode in [TLSMode.required, .optional] {
+            let server = try MetadataServer(
+                store: store, host: "127.0.0.1", port: 0,
+                tls: ServerTLS(identity: identity, mode: mode, handshakeTimeout: .milliseconds(300)) { refusal in
+                    refusals.withLock { $0.append(refusal.description) }
+                },
+                logger: Logger(label: "test"))
+            defer { server.close() }
+            let port = try #require(server.localAddress?.port)
+            let silent = try #require(RawConnection(port: port))
+            let halfHello = try #require(RawConnection(port: port))
+            halfHello.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            #expect(await halfHello.closedByPeer(within: .seconds(3)), "\(mode): a half-sent hello is cut off")
+            if mode == .required {
+                #expect(await silent.closedByPeer(within: .seconds(3)), "a silent client is cut off")
+            }
+        }
+        let seen = refusals.withLock { $0 }
+        #expect(seen.count >= 3 && seen.allSatisfy { $0.contains("TLS connection from 127.0.0.1:") }
+                && seen.contains { $0.contains("no TLS handshake within 0.3 seconds") }, "\(seen)")
+    }
+}

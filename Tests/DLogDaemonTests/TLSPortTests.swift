@@ -1,0 +1,205 @@
+import DistributedLog
+import DLogLedger
+import DLogMetadata
+import DLogTestSupport
+import DLogWire
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+import Testing
+
+/// TLS on every port of real daemons: a metadata role, a bookie and a proxy, each with `tls_mode = required`.
+@Suite(.serialized) struct TLSPortTests {
+    /// The three ports of a running TLS cluster and the certificates it was made with.
+    struct Ports {
+        let tls: TLSFixture
+        let metadata: DaemonProcess
+        let bookie: DaemonProcess
+        let proxy: DaemonProcess
+        var uri: String { "dlog://127.0.0.1:\(metadata.port)" }
+    }
+
+    /// Starts the metadata role, `dlogctl cluster init` over TLS, one bookie and a proxy writing 1-copy segments.
+    static func withTLSCluster(_ body: (Ports) async throws -> Void) async throws {
+        let dir = TempDir("dlog-tls")
+        let tls = try await TLSFixture(in: dir.path)
+        let metadataConfig = dir.sub("metadata.conf")
+        try (tls.config("metadata") + "data_dir = \(dir.sub("metadata"))\n")
+            .write(toFile: metadataConfig, atomically: true, encoding: .utf8)
+        let metadata = try await DaemonProcess.start(["--config", metadataConfig], role: "metadata")
+        defer { metadata.kill(SIGKILL) }
+        let uri = "dlog://127.0.0.1:\(metadata.port)"
+        try await TLSFixture.tool(["cluster", "init", "--metadata", uri] + tls.adminArguments)
+
+        let bookieConfig = dir.sub("bookie.conf")
+        try (tls.config("bookie") + smallBookieConfig(under: dir) + "metadata = \(uri)\nbookie_id = bookie-0\n")
+            .write(toFile: bookieConfig, atomically: true, encoding: .utf8)
+        let bookie = try await DaemonProcess.start(["--config", bookieConfig])
+        defer { bookie.kill(SIGKILL) }
+        let admin = Cluster(store: RemoteStore(endpoints: [.init(host: "127.0.0.1", port: metadata.port)],
+                                               requestTimeout: .seconds(5), tls: try tls.client("admin")))
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await admin.bookies().isEmpty {
+            guard ContinuousClock.now < deadline else { throw DaemonError("the TLS bookie did not register: \(bookie.stderr)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+
+        let proxyConfig = dir.sub("proxy.conf")
+        try (tls.config("proxy") + "metadata = \(uri)\nensemble = 1\nwrite_quorum = 1\nack_quorum = 1\n")
+            .write(toFile: proxyConfig, atomically: true, encoding: .utf8)
+        let proxy = try await DaemonProcess.start(["--config", proxyConfig], role: "proxy")
+        defer { proxy.kill(SIGKILL) }
+        try await body(Ports(tls: tls, metadata: metadata, bookie: bookie, proxy: proxy))
+    }
+
+    /// One call on each port as a client with `identity`, connecting to `host`.
+    enum Port: CaseIterable { case metadata, bookie, proxy }
+
+    static func call(_ port: Port, on ports: Ports, as identity: TLSIdentity?, host: String = "127.0.0.1") async throws {
+        switch port {
+        case .metadata:
+            let store = RemoteStore(endpoints: [.init(host: host, port: ports.metadata.port)], requestTimeout: .seconds(5),
+                                    tls: identity)
+            defer { Task { await store.shutdown() } }
+            _ = try await Cluster(store: store).bookies()
+        case .bookie:
+            let client = try await BookieClient.connect(host: host, port: ports.bookie.port, requestTimeout: .seconds(5),
+                                                        tls: identity)
+            defer { Task { await client.close() } }
+            _ = try await client.info()
+        case .proxy:
+            var options = ProxyClient.Options()
+            options.tls = identity
+            options.retryFor = .milliseconds(500)
+            options.requestTimeout = .seconds(5)
+            let client = ProxyClient(proxies: ["\(host):\(ports.proxy.port)"], options: options)
+            defer { Task { await client.shutdown() } }
+            _ = try await client.write("tls-\(UUID().uuidString.prefix(8))", Array("hello".utf8))
+        }
+    }
+
+    /// The error `call` ends with; a call that succeeds is a test failure.
+    static func refusal(_ port: Port, on ports: Ports, as identity: TLSIdentity?,
+                        host: String = "127.0.0.1") async -> String {
+        do {
+            try await call(port, on: ports, as: identity, host: host)
+            return "no error: the \(port) port served this client"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func everyPortRefusesBadClientsWithAClearErrorAndKeepsServingOthers() async throws {
+        // Proves, on the metadata, bookie and proxy ports with TLS required: a client without a certificate, with
+        // one from another CA, with an expired one, and a client that expects a host name the server's
+        // certificate does not carry are each refused with an error naming the cause; a plaintext client is told
+        // the port speaks TLS; each refusal is logged by the server with the peer; and a client with a good certificate is
+        // served before, between and after them.
+        try await Self.withTLSCluster { ports in
+            let good = try ports.tls.client("admin")
+            for port in Port.allCases {
+                try await Self.call(port, on: ports, as: good)
+
+                let none = await Self.refusal(port, on: ports, as: try ports.tls.client(nil))
+                #expect(none.contains("requires a client certificate"), "\(port), no certificate: \(none)")
+                let stranger = await Self.refusal(port, on: ports, as: try ports.tls.client("stranger", from: "other"))
+                #expect(stranger.contains("does not trust the CA"), "\(port), another CA: \(stranger)")
+                let expired = await Self.refusal(port, on: ports, as: try ports.tls.client("expired"))
+                #expect(expired.contains("expired"), "\(port), expired certificate: \(expired)")
+                let plaintext = await Self.refusal(port, on: ports, as: nil)
+                #expect(plaintext.contains("the peer speaks TLS and this side does not"), "\(port), plaintext: \(plaintext)")
+                let wrongHost = await Self.refusal(port, on: ports, as: good, host: "localhost")
+                #expect(wrongHost.contains("does not name localhost"), "\(port), wrong host name: \(wrongHost)")
+
+                try await Self.call(port, on: ports, as: good)
+            }
+            for (name, daemon) in [("metadata", ports.metadata), ("bookie", ports.bookie), ("proxy", ports.proxy)] {
+                let log = daemon.stderr
+                #expect(log.contains("TLS connection from 127.0.0.1:") && log.contains("refused: the client showed no certificate"),
+                        "\(name) logs a refusal with the peer: \(log.suffix(3000))")
+                #expect(log.contains("expired at"), "\(name) says which certificate expired: \(log.suffix(3000))")
+            }
+        }
+    }
+
+    /// The certificate a port serves a new connection with (DER).
+    static func servedCertificate(port: Int, as identity: TLSIdentity) async throws -> [UInt8] {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port).get()
+        try await identity.secure(channel, host: "127.0.0.1", port: port).get()
+        let certificate = try await channel.nioSSL_peerCertificate().get()
+        try? await channel.close()
+        return try #require(certificate).toDERBytes()
+    }
+
+    static func certificateFile(_ path: String) throws -> [UInt8] {
+        try #require(try NIOSSLCertificate.fromPEMFile(path).first).toDERBytes()
+    }
+
+    @Test func sighupRotatesEveryPortsCertificateWhileAWriterKeepsWriting() async throws {
+        // Proves that new certificates issued over the old files and a SIGHUP to each daemon make every port serve
+        // new connections with the new certificate, while a writer that keeps writing through the proxy (whose own
+        // connections to the bookie and the metadata role were made with the old ones) loses no acknowledged
+        // record and sees no error.
+        try await Self.withTLSCluster { ports in
+            let good = try ports.tls.client("admin")
+            let daemons = [("metadata", ports.metadata), ("bookie", ports.bookie), ("proxy", ports.proxy)]
+            var before: [String: [UInt8]] = [:]
+            for (role, daemon) in daemons { before[role] = try await Self.servedCertificate(port: daemon.port, as: good) }
+
+            var options = ProxyClient.Options()
+            options.tls = good
+            let client = ProxyClient(proxies: ["127.0.0.1:\(ports.proxy.port)"], options: options)
+            try await client.create("rotate")
+            let acknowledged = Mutex<[(DLSN, [UInt8])]>([])
+            let stop = Atomic(false)
+            let writer = Task {
+                var n = 0
+                while !stop.load(ordering: .relaxed) && n < 100_000 {
+                    let payload = Array("record-\(n)".utf8)
+                    let dlsn = try await client.write("rotate", payload)
+                    acknowledged.withLock { $0.append((dlsn, payload)) }
+                    n += 1
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            for (role, daemon) in daemons {
+                try await TLSFixture.tool(["tls", "issue", "--dir", ports.tls.dir + "/ca", "--role", role, "--name", role,
+                                           "--host", "127.0.0.1"])
+                daemon.kill(SIGHUP)
+            }
+            for (role, daemon) in daemons {
+                let deadline = ContinuousClock.now + .seconds(10)
+                while !daemon.stderr.contains("TLS certificate reloaded") && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                let served = try await Self.servedCertificate(port: daemon.port, as: good)
+                #expect(served != before[role], "\(role) serves a new certificate after SIGHUP: \(daemon.stderr.suffix(2000))")
+                #expect(served == (try Self.certificateFile(ports.tls.dir + "/ca/\(role).crt")), "\(role) serves the new file")
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            stop.store(true, ordering: .relaxed)
+            try await writer.value
+            await client.shutdown()
+
+            let written = acknowledged.withLock { $0 }
+            #expect(written.count > 10, "the writer kept writing: \(written.count) records")
+            let store = RemoteStore(endpoints: [.init(host: "127.0.0.1", port: ports.metadata.port)], tls: good)
+            var poolOptions = BookiePool.Options()
+            poolOptions.tls = good
+            let namespace = Namespace(pool: BookiePool(cluster: Cluster(store: store), options: poolOptions))
+            let reader = try await namespace.openReader("rotate")
+            var read: [DLSN: [UInt8]] = [:]
+            let deadline = ContinuousClock.now + .seconds(30)
+            while read.count < written.count && ContinuousClock.now < deadline {
+                for record in try await reader.readBulk(max: 1000, wait: .milliseconds(200)) { read[record.dlsn] = record.payload }
+            }
+            for (dlsn, payload) in written { #expect(read[dlsn] == payload, "acknowledged \(dlsn) reads back") }
+            await namespace.close()
+            await namespace.pool.shutdown()
+            await store.shutdown()
+        }
+    }
+}
