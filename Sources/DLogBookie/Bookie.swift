@@ -65,6 +65,8 @@ public final class Bookie: JournalSink, Sendable {
     public let readsReceived = Atomic<UInt64>(0)
     public let longPollsReceived = Atomic<UInt64>(0)
     public let malformedRequests = Atomic<UInt64>(0)
+    /// Requests refused as PERMISSION_DENIED (`BookieAccess`).
+    public let permissionDenied = Atomic<UInt64>(0)
     let stopping = Atomic<Bool>(false)
     let background = DispatchSemaphore(value: 0)
     /// When background work is due (see `backgroundTurn`); made at the first turn.

@@ -11,8 +11,9 @@ public final class BookieServer: Sendable, FrameListening {
     public let listener: FrameServer
     let maxFrameBytes: Int
 
+    /// `access`: who may do what, checked on every request (a port that requires TLS); nil: anyone may do anything.
     public init(bookie: Bookie, host: String, port: Int, maxFrameBytes: Int, threads: Int = 2,
-                tls: ServerTLS? = nil, budget: ConnectionBudget? = nil, logger: Logger) throws {
+                tls: ServerTLS? = nil, budget: ConnectionBudget? = nil, access: BookieAccess? = nil, logger: Logger) throws {
         self.bookie = bookie
         self.maxFrameBytes = maxFrameBytes
         pool = NIOThreadPool(numberOfThreads: 2)
@@ -21,7 +22,7 @@ public final class BookieServer: Sendable, FrameListening {
         do {
             listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: maxFrameBytes,
                                        splitsFrames: true, tls: tls, budget: budget) {
-                BookieRequestHandler(bookie: bookie, pool: pool, maxFrameBytes: maxFrameBytes, logger: logger)
+                BookieRequestHandler(bookie: bookie, pool: pool, maxFrameBytes: maxFrameBytes, access: access, logger: logger)
             }
         } catch {
             try? pool.syncShutdownGracefully()
@@ -60,12 +61,23 @@ final class BookieRequestHandler: ChannelInboundHandler {
     static let runBytesMax = 1 << 20
 
     private var splitter: FrameSplitter
+    let access: BookieAccess?
+    /// The connection's principal, once its TLS handshake named it (`PeerPrincipal`).
+    private var principal: Principal?
+    /// Operations refused on this connection so far: each is logged once per connection.
+    private var refused: Set<BookieOp> = []
 
-    init(bookie: Bookie, pool: NIOThreadPool, maxFrameBytes: Int, logger: Logger) {
+    init(bookie: Bookie, pool: NIOThreadPool, maxFrameBytes: Int, access: BookieAccess? = nil, logger: Logger) {
         self.bookie = bookie
         self.pool = pool
         self.logger = logger
+        self.access = access
         splitter = FrameSplitter(maxFrameBytes: maxFrameBytes)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let peer = event as? PeerPrincipal { principal = peer.principal }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func handlerAdded(context: ChannelHandlerContext) { gate.added(context: context) }
@@ -95,6 +107,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
         guard let batcher = gate.batcher else { return }  // nil once the connection closed
         let answer = Answer.connection(batcher, request.op, requestID: frame.header.requestID)
         gate.took(channel: context.channel)
+        if let access, !access.allows(request.op, by: principal) { return deny(request.op, answer: answer, context: context) }
         if let refusal = request.entryIDRefusal { return answer(.failed(.badRequest, message: refusal)) }
         if case .add(let key, let entry, let recovery) = request {
             // The hot path: no closure per add (see `Answer`).
@@ -156,6 +169,21 @@ final class BookieRequestHandler: ChannelInboundHandler {
         case .ledgerKey(let ledger):
             reply(bookie.ledgerKey(ledger))
         }
+    }
+
+    /// PERMISSION_DENIED, naming the principal and the operation; logged (once per operation and connection)
+    /// and counted.
+    private func deny(_ op: BookieOp, answer: Answer, context: ChannelHandlerContext) {
+        let message = BookieAccess.refusal(op, by: principal)
+        bookie.permissionDenied.add(1, ordering: .relaxed)
+        if refused.insert(op).inserted {
+            logger.warning("permission denied: \(message)", metadata: [
+                "principal": "\(principal?.name ?? "-")", "role": "\(principal?.role.rawValue ?? "-")", "op": "\(op.name)",
+                "peer": "\(context.channel.remoteAddress.map { "\($0)" } ?? "-")",
+            ])
+        }
+        takeRun(context: context)
+        answer(.failed(.permissionDenied, message: message))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

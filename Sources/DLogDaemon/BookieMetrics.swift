@@ -44,6 +44,8 @@ enum BookieMetrics {
                    [([:], Double(bookie.longPollsReceived.load(ordering: .relaxed)))])
         out.metric("dlog_bookie_malformed_requests_total", "counter", "connections closed on a malformed frame",
                    [([:], Double(bookie.malformedRequests.load(ordering: .relaxed)))])
+        out.metric("dlog_bookie_permission_denied_total", "counter", "requests refused as PERMISSION_DENIED",
+                   [([:], Double(bookie.permissionDenied.load(ordering: .relaxed)))])
         out.metric("dlog_bookie_read_only", "gauge", "1 while the bookie takes no adds",
                    [([:], bookie.isReadOnly ? 1 : 0)])
         let stats = bookie.journals.map(\.stats)

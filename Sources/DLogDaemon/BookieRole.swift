@@ -126,7 +126,9 @@ public enum BookieRole {
         let server = try BookieServer(bookie: bookie, host: settings.host, port: settings.port,
                                       maxFrameBytes: settings.maxFrameBytes, threads: settings.ioThreads,
                                       tls: settings.tls.server(tls, logger: logger),
-                                      budget: settings.connections.budget(logger: logger), logger: logger)
+                                      budget: settings.connections.budget(logger: logger),
+                                      access: settings.tls.enforcesAuthorization ? BookieAccess(ledgerClients: Set(settings.ledgerClients)) : nil,
+                                      logger: logger)
         let port = server.localAddress?.port ?? settings.port
         var membership: BookieMembership?
         if let cluster {

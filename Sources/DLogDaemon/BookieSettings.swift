@@ -51,6 +51,8 @@ public struct BookieSettings: Sendable {
     public var tls = TLSSettings()
     /// What the port lets each client hold, and how long.
     public var connections = ConnectionSettings()
+    /// Application principals that may use ledgers on this bookie directly, with TLS required (docs/security.md).
+    public var ledgerClients: [String] = []
     /// Healing (docs/recovery.md): this bookie stands for auditor and runs a replication worker.
     public var autorecovery = true
     public var lostBookieGraceSeconds = 60
@@ -73,7 +75,7 @@ public struct BookieSettings: Sendable {
         "metrics_port", "role", "log_level", "autorecovery", "lost_bookie_grace_s", "audit_interval_s",
         "replication_rate_bytes", "replication_entries_in_flight", "open_ledger_grace_s", "scrub_rate_bytes",
         "scrub_interval_s",
-    ] as Set<String>).union(TLSSettings.keys).union(ConnectionSettings.keys)
+    ] as Set<String>).union(TLSSettings.keys).union(ConnectionSettings.keys).union(["ledger_clients"])
 
     /// Applies a config file over the defaults, checking every value.
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
@@ -133,6 +135,7 @@ public struct BookieSettings: Sendable {
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
         try tls.apply(file)
         try connections.apply(file)
+        if let names = try file.list("ledger_clients", allowed: "a comma-separated list of principal names") { ledgerClients = names }
         if let named = file.string("role"), named != "bookie" {
             throw file.problem("role", allowed: "bookie (this is the bookie role's config; run `dlogd --config FILE` to start the role a file names)")
         }

@@ -20,7 +20,10 @@ public enum MetadataRole {
             let tls = try settings.tls.identity()
             let server = try MetadataServer(store: store, host: settings.host, port: settings.port,
                                             threads: settings.ioThreads, tls: settings.tls.server(tls, logger: logger),
-                                            budget: settings.connections.budget(logger: logger), logger: logger)
+                                            budget: settings.connections.budget(logger: logger),
+                                            access: settings.tls.enforcesAuthorization
+                                                ? MetadataAccess(writers: Set(settings.metadataWriters)) : nil,
+                                            logger: logger)
             let port = server.localAddress?.port ?? settings.port
             logger.info("metadata role serving", metadata: ["address": "\(settings.host):\(port)",
                                                             "data_dir": "\(settings.dataDirectory)"])
@@ -32,7 +35,8 @@ public enum MetadataRole {
                 AdminCommands.metadata(admin, store)
             }
             let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
-                RoleMetrics.metadata((try? runBlocking { await store.stats() }) ?? EmbeddedStats())
+                RoleMetrics.metadata((try? runBlocking { await store.stats() }) ?? EmbeddedStats(),
+                                     permissionDenied: server.permissionDenied.value)
             }
             let reload = Reload(config: config, logger: logger) { text in
                 try Reload.applyLogLevel(try ConfigFile.parse(text, path: config ?? "", knownKeys: MetadataSettings.keys))

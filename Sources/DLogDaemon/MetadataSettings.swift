@@ -16,11 +16,13 @@ public struct MetadataSettings: Sendable {
     public var tls = TLSSettings()
     /// What the port lets each client hold, and how long.
     public var connections = ConnectionSettings()
+    /// Application principals that may write metadata, with TLS required (docs/security.md).
+    public var metadataWriters: [String] = []
 
     public init() {}
 
     public static let keys: Set<String> = (["data_dir", "host", "port", "history_revisions", "io_threads", "admin_socket", "role",
-                                           "metrics_port", "log_level"] as Set<String>).union(TLSSettings.keys).union(ConnectionSettings.keys)
+                                           "metrics_port", "log_level"] as Set<String>).union(TLSSettings.keys).union(ConnectionSettings.keys).union(["metadata_writers"])
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
         if let d = try file.nonEmpty("data_dir", allowed: "a directory") { dataDirectory = d }
@@ -32,6 +34,7 @@ public struct MetadataSettings: Sendable {
         if let p = try file.int("metrics_port", 0...65535) { metricsPort = p }
         try tls.apply(file)
         try connections.apply(file)
+        if let names = try file.list("metadata_writers", allowed: "a comma-separated list of principal names") { metadataWriters = names }
         if let named = file.string("role"), named != "metadata" {
             throw file.problem("role", allowed: "metadata (this is the metadata role's config; run `dlogd --config FILE` to start the role a file names)")
         }

@@ -15,8 +15,10 @@ enum RoleMetrics {
         return out.text
     }
 
-    static func metadata(_ stats: EmbeddedStats) -> String {
+    static func metadata(_ stats: EmbeddedStats, permissionDenied: UInt64 = 0) -> String {
         var out = PrometheusText()
+        out.metric("dlog_metadata_permission_denied_total", "counter", "requests refused as PERMISSION_DENIED",
+                   [([:], Double(permissionDenied))])
         out.metric("dlog_metadata_revision", "gauge", "the store's current revision", [([:], Double(stats.revision))])
         out.metric("dlog_metadata_leases", "gauge", "live leases", [([:], Double(stats.leases))])
         out.metric("dlog_metadata_watchers", "gauge", "open watches", [([:], Double(stats.watchers))])

@@ -10,11 +10,13 @@ public struct TLSSettings: Sendable, Hashable {
     public var caFile: String?
     /// A client that has not finished its TLS handshake this long after connecting is closed.
     public var handshakeTimeoutMillis = 10_000
+    /// Which part of a client certificate names its principal.
+    public var principalSource = Principal.Source.cn
 
     public init() {}
 
     public static let keys: Set<String> = ["tls_mode", "tls_cert_file", "tls_key_file", "tls_ca_file",
-                                           "tls_handshake_timeout_ms"]
+                                           "tls_handshake_timeout_ms", "tls_principal"]
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
         if let m = file.string("tls_mode") {
@@ -25,6 +27,12 @@ public struct TLSSettings: Sendable, Hashable {
         if let f = try file.nonEmpty("tls_key_file", allowed: "a PEM private key file") { keyFile = f }
         if let f = try file.nonEmpty("tls_ca_file", allowed: "a PEM CA bundle file") { caFile = f }
         if let n = try file.int("tls_handshake_timeout_ms", 100...600_000) { handshakeTimeoutMillis = n }
+        if let p = file.string("tls_principal") {
+            guard let source = Principal.Source(rawValue: p) else {
+                throw file.problem("tls_principal", allowed: "cn, dns, uri (the certificate's common name, or its first DNS or URI name)")
+            }
+            principalSource = source
+        }
         if mode != .off {
             let missing = [("tls_cert_file", certificateFile), ("tls_key_file", keyFile), ("tls_ca_file", caFile)]
                 .filter { $0.1 == nil }.map(\.0)
@@ -44,10 +52,14 @@ public struct TLSSettings: Sendable, Hashable {
     /// The port's side of `identity`: refused handshakes are logged with the peer and the reason.
     public func server(_ identity: TLSIdentity?, logger: Logger) -> ServerTLS? {
         guard let identity, mode != .off else { return nil }
-        return ServerTLS(identity: identity, mode: mode, handshakeTimeout: .milliseconds(handshakeTimeoutMillis)) { refusal in
+        return ServerTLS(identity: identity, mode: mode, handshakeTimeout: .milliseconds(handshakeTimeoutMillis),
+                         principalSource: principalSource) { refusal in
             logger.warning("\(refusal)", metadata: ["peer": "\(refusal.peer)", "reason": "\(refusal.reason)"])
         }
     }
+
+    /// Whether requests are checked against the principal's rights: only where every client has a certificate.
+    public var enforcesAuthorization: Bool { mode == .required }
 
     /// SIGHUP: the same files read again, so rotated certificates serve new connections; open ones keep theirs.
     static func reload(_ identity: TLSIdentity?, logger: Logger) throws {

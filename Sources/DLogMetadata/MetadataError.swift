@@ -19,6 +19,8 @@ public enum MetadataError: Error, Hashable, Sendable, CustomStringConvertible {
     case invalidArgument(String)
     /// The store failed in a way that is not the caller's doing (disk error, protocol violation by the peer).
     case internalError(String)
+    /// The connection's principal may not do this (the message names both; docs/security.md, "Authorization").
+    case permissionDenied(String)
 
     public var isRetryable: Bool {
         if case .unavailable = self { return true }
@@ -45,6 +47,8 @@ public enum MetadataError: Error, Hashable, Sendable, CustomStringConvertible {
             return "invalid argument: \(what)"
         case .internalError(let what):
             return "metadata store error: \(what)"
+        case .permissionDenied(let what):
+            return "permission denied: \(what)"
         }
     }
 

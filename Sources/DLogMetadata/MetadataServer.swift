@@ -9,16 +9,20 @@ import Synchronization
 public final class MetadataServer: Sendable, FrameListening {
     public let store: EmbeddedStore
     public let listener: FrameServer
+    /// Requests refused as PERMISSION_DENIED (`MetadataAccess`), for metrics.
+    public let permissionDenied = DeniedCount()
 
     /// Requests carry at most one transaction (≈1.06 MiB of keys and values) plus framing.
     public static let requestFrameBytesMax = 2 << 20
 
+    /// `access`: who may do what, checked on every request (a port that requires TLS); nil: anyone may do anything.
     public init(store: EmbeddedStore, host: String, port: Int, threads: Int = 1, tls: ServerTLS? = nil,
-                budget: ConnectionBudget? = nil, logger: Logger) throws {
+                budget: ConnectionBudget? = nil, access: MetadataAccess? = nil, logger: Logger) throws {
         self.store = store
+        let denied = permissionDenied
         listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: Self.requestFrameBytesMax,
                                    tls: tls, budget: budget) {
-            MetadataRequestHandler(store: store, logger: logger)
+            MetadataRequestHandler(store: store, access: access, denied: denied, logger: logger)
         }
     }
 }
@@ -40,9 +44,23 @@ final class MetadataRequestHandler: ChannelInboundHandler {
     private var watches: [UInt64: UInt64] = [:]
     private let watchBacklog = WatchBacklog()
 
-    init(store: EmbeddedStore, logger: Logger) {
+    let access: MetadataAccess?
+    let denied: DeniedCount
+    /// The connection's principal, once its TLS handshake named it (`PeerPrincipal`).
+    private var principal: Principal?
+    /// Operations refused on this connection so far: each is logged once per connection.
+    private var refused: Set<UInt8> = []
+
+    init(store: EmbeddedStore, access: MetadataAccess? = nil, denied: DeniedCount = DeniedCount(), logger: Logger) {
         self.store = store
+        self.access = access
+        self.denied = denied
         self.logger = logger
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let peer = event as? PeerPrincipal { principal = peer.principal }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func handlerAdded(context: ChannelHandlerContext) { gate.added(context: context) }
@@ -68,6 +86,19 @@ final class MetadataRequestHandler: ChannelInboundHandler {
             return
         }
         gate.took(channel: context.channel)
+        if let access, !access.allows(request.op, by: principal) {
+            let message = MetadataAccess.refusal(request.op, by: principal)
+            if refused.insert(request.op.rawValue).inserted {
+                logger.warning("permission denied: \(message)", metadata: [
+                    "principal": "\(principal?.name ?? "-")", "role": "\(principal?.role.rawValue ?? "-")",
+                    "op": "\(request.op.name)", "peer": "\(context.remoteAddress.map { "\($0)" } ?? "-")",
+                ])
+            }
+            denied.count.add(1, ordering: .relaxed)
+            let op = request.op.rawValue
+            batcher.send { MetadataError.permissionDenied(message).encode(op: op, requestID: requestID, into: &$0) }
+            return
+        }
         dispatch(request, requestID: requestID, context: context)
     }
 

@@ -30,6 +30,7 @@ public enum MetadataStatus: UInt16, Sendable {
     case tooLarge = 7
     case invalidArgument = 8
     case internalError = 9
+    case permissionDenied = 10
 }
 
 public enum MetadataRequest: Sendable, Hashable {
@@ -246,6 +247,7 @@ extension MetadataError {
         case .tooLarge: return .tooLarge
         case .invalidArgument: return .invalidArgument
         case .internalError: return .internalError
+        case .permissionDenied: return .permissionDenied
         }
     }
 
@@ -265,7 +267,7 @@ extension MetadataError {
                 body.writeInteger(requested.rawValue)
                 body.writeInteger(oldest.rawValue)
             case .unavailable(let message), .tooLarge(let message), .invalidArgument(let message),
-                 .internalError(let message):
+                 .internalError(let message), .permissionDenied(let message):
                 body.writeKey(String(message.prefix(4000)))
             }
         }
@@ -294,6 +296,7 @@ extension MetadataError {
             case .tooLarge: return .tooLarge(try body.readKey())
             case .invalidArgument: return .invalidArgument(try body.readKey())
             case .internalError: return .internalError(try body.readKey())
+            case .permissionDenied: return .permissionDenied(try body.readKey())
             }
         } catch {
             return .internalError("malformed error response from the metadata server (\(error))")

@@ -10,10 +10,11 @@ public struct ClusterCA {
     public let certificate: Certificate
     let key: P256.Signing.PrivateKey
 
-    /// Who a certificate is for. Daemons serve and connect (server and client use); `admin` and `client` only
+    /// Who a certificate is for (its subject's OU, which the ports read as the principal's role). Daemons serve
+    /// and connect (server and client use); `admin`, `monitor` (read-only) and `client` (an application) only
     /// connect.
     public enum Role: String, Sendable, CaseIterable {
-        case bookie, proxy, metadata, admin, client
+        case bookie, proxy, metadata, admin, monitor, client
 
         var isDaemon: Bool { self == .bookie || self == .proxy || self == .metadata }
     }

@@ -469,6 +469,8 @@ public final class ProxyService: Sendable {
             return ProxyFailure(.badRequest, "stream '\(stream)': \(error)")
         case .internalError:
             return ProxyFailure(.internalError, "stream '\(stream)': metadata store failed: \(error)")
+        case .permissionDenied:
+            return ProxyFailure(.internalError, "stream '\(stream)': the metadata role refused this proxy: \(error)")
         }
     }
 

@@ -34,6 +34,7 @@ public enum BookieStatus: UInt16, Sendable, Error, CustomStringConvertible {
     case corruptEntry = 107
     case tooLarge = 108
     case shuttingDown = 109
+    case permissionDenied = 110
 
     public var description: String {
         switch self {
@@ -49,6 +50,7 @@ public enum BookieStatus: UInt16, Sendable, Error, CustomStringConvertible {
         case .corruptEntry: return "entry failed its checksum"
         case .tooLarge: return "entry too large"
         case .shuttingDown: return "bookie is shutting down"
+        case .permissionDenied: return "permission denied"
         }
     }
 }

@@ -13,15 +13,18 @@ public struct ServerTLS: Sendable {
     public var identity: TLSIdentity
     public var mode: TLSMode
     public var handshakeTimeout: Duration
+    /// Which part of a client's certificate names its principal.
+    public var principalSource: Principal.Source
     /// Called on the connection's event loop for every connection refused during its handshake.
     public var refused: @Sendable (TLSRefusal) -> Void
 
     public init(identity: TLSIdentity, mode: TLSMode, handshakeTimeout: Duration = .seconds(10),
-                refused: @escaping @Sendable (TLSRefusal) -> Void) {
+                principalSource: Principal.Source = .cn, refused: @escaping @Sendable (TLSRefusal) -> Void) {
         precondition(mode != .off, "a port in tls_mode off has no ServerTLS")
         self.identity = identity
         self.mode = mode
         self.handshakeTimeout = handshakeTimeout
+        self.principalSource = principalSource
         self.refused = refused
     }
 
@@ -42,7 +45,7 @@ public struct ServerTLS: Sendable {
         }
         return [NIOSSLServerHandler(context: context),
                 TLSHandshakeGuard(peer: Self.describe(channel.remoteAddress), timeout: handshakeTimeout,
-                                  refused: refused)]
+                                  refused: refused, principalSource: principalSource)]
     }
 
     static func describe(_ address: SocketAddress?) -> String {
@@ -92,17 +95,21 @@ final class TLSHandshakeGuard: ChannelInboundHandler {
     /// The host the client expected the certificate to name.
     let expectedHost: String?
     let record: TLSFailureRecord?
+    /// A server's: which part of the client's certificate names its principal (`PeerPrincipal`).
+    let principalSource: Principal.Source?
     private var done = false
     private var timer: Scheduled<Void>?
 
     init(peer: String, timeout: Duration, refused: (@Sendable (TLSRefusal) -> Void)? = nil,
-         completed: EventLoopPromise<Void>? = nil, expectedHost: String? = nil, record: TLSFailureRecord? = nil) {
+         completed: EventLoopPromise<Void>? = nil, expectedHost: String? = nil, record: TLSFailureRecord? = nil,
+         principalSource: Principal.Source? = nil) {
         self.peer = peer
         self.timeout = timeout
         self.refused = refused
         self.completed = completed
         self.expectedHost = expectedHost
         self.record = record
+        self.principalSource = principalSource
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -127,6 +134,12 @@ final class TLSHandshakeGuard: ChannelInboundHandler {
             done = true
             timer?.cancel()
             completed?.succeed()
+            context.fireUserInboundEventTriggered(event)
+            if let principalSource {
+                let principal = Self.peerCertificate(context).flatMap { Principal.from($0, source: principalSource) }
+                context.fireUserInboundEventTriggered(PeerPrincipal(principal: principal))
+            }
+            return
         }
         context.fireUserInboundEventTriggered(event)
     }

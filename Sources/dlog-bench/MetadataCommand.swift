@@ -208,6 +208,7 @@ struct MetadataClientResult: Sendable {
         case .tooLarge: return "tooLarge"
         case .invalidArgument: return "invalidArgument"
         case .internalError: return "internalError"
+        case .permissionDenied: return "permissionDenied"
         }
     }
 }

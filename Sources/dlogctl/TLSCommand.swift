@@ -34,7 +34,7 @@ struct TLSCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "issue", abstract: "Sign a certificate for a daemon or a client with the CA in --dir.")
         @Option(help: "Where ca.crt and ca.key are.") var dir = "/etc/dlog/tls"
-        @Option(help: "bookie, proxy, metadata (daemons: server and client use), admin or client (client use only).")
+        @Option(help: "bookie, proxy, metadata (daemons: server and client use); admin, monitor (read-only) or client (an application; client use only).")
         var role: String
         @Option(help: "The certificate's name (its common name): a host name, or a client's principal.") var name: String
         @Option(help: "A DNS name or IP address the daemon is reached by; repeat for each (daemons need one).")

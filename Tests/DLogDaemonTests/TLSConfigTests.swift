@@ -1,9 +1,11 @@
 import DLogDaemon
 import DLogMetadata
+import DLogPKI
 import DLogTestSupport
 import DLogWire
 import Foundation
 import Logging
+import NIOSSL
 import Synchronization
 import Testing
 
@@ -37,6 +39,32 @@ import Testing
             #expect(error.message.contains("metadata.conf:2") && error.message.contains("tls_cert_file, tls_key_file"),
                     "\(error.message)")
         }
+    }
+
+    @Test func aPrincipalIsNamedByTheConfiguredPartOfTheCertificateAndItsRoleByItsOU() throws {
+        // Proves tls_principal picks the common name, the first DNS name or the first URI of a client certificate,
+        // that the subject's OU gives the role (an unknown one is an application client), and that the keys that
+        // name principals parse.
+        let ca = try ClusterCA.create(name: "principal test", days: 1)
+        func certificate(_ role: ClusterCA.Role, _ name: String, hosts: [String]) throws -> NIOSSLCertificate {
+            try NIOSSLCertificate(bytes: Array(try ca.issue(role: role, name: name, hosts: hosts, days: 1).certificatePEM.utf8),
+                                  format: .pem)
+        }
+        let monitor = try certificate(.monitor, "watcher", hosts: ["watch.example.net"])
+        #expect(Principal.from(monitor, source: .cn) == Principal(name: "watcher", role: .monitor))
+        #expect(Principal.from(monitor, source: .dns) == Principal(name: "watch.example.net", role: .monitor))
+        #expect(Principal.from(monitor, source: .uri) == nil, "no URI name: no principal")
+        let app = try certificate(.client, "app1", hosts: [])
+        #expect(Principal.from(app, source: .cn) == Principal(name: "app1", role: .client))
+
+        var bookie = BookieSettings()
+        try bookie.apply(try ConfigFile.parse("tls_principal = dns\nledger_clients = app1, app2\n", path: "b.conf",
+                                              knownKeys: BookieSettings.keys))
+        #expect(bookie.tls.principalSource == .dns && bookie.ledgerClients == ["app1", "app2"])
+        var metadata = MetadataSettings()
+        try metadata.apply(try ConfigFile.parse("metadata_writers = app2\n", path: "m.conf", knownKeys: MetadataSettings.keys))
+        #expect(metadata.metadataWriters == ["app2"])
+        #expect(throws: ConfigFile.Problem.self) { try settings("tls_principal = email") }
     }
 
     @Test func shippedConfigsShowTheTLSAndLimitDefaults() throws {

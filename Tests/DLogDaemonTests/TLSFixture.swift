@@ -16,6 +16,10 @@ struct TLSFixture {
             try await Self.tool(["tls", "issue", "--dir", dir + "/ca", "--role", role, "--name", role, "--host", "127.0.0.1"])
         }
         try await Self.tool(["tls", "issue", "--dir", dir + "/ca", "--role", "admin", "--name", "admin"])
+        try await Self.tool(["tls", "issue", "--dir", dir + "/ca", "--role", "monitor", "--name", "watcher"])
+        for app in ["app1", "app2"] {
+            try await Self.tool(["tls", "issue", "--dir", dir + "/ca", "--role", "client", "--name", app])
+        }
         try await Self.tool(["tls", "init-ca", "--dir", dir + "/other", "--name", "another cluster"])
         try await Self.tool(["tls", "issue", "--dir", dir + "/other", "--role", "admin", "--name", "stranger"])
         // Valid for a day that ended a week ago: dlogctl issues nothing already expired, the CA type does.

@@ -26,7 +26,7 @@ import Testing
         let dir = TempDir("dlog-tls")
         let tls = try await TLSFixture(in: dir.path)
         let metadataConfig = dir.sub("metadata.conf")
-        try (tls.config("metadata") + "data_dir = \(dir.sub("metadata"))\n")
+        try (tls.config("metadata") + "data_dir = \(dir.sub("metadata"))\nmetadata_writers = app2\n")
             .write(toFile: metadataConfig, atomically: true, encoding: .utf8)
         let metadata = try await DaemonProcess.start(["--config", metadataConfig], role: "metadata")
         defer { metadata.kill(SIGKILL) }
@@ -34,7 +34,7 @@ import Testing
         try await TLSFixture.tool(["cluster", "init", "--metadata", uri] + tls.adminArguments)
 
         let bookieConfig = dir.sub("bookie.conf")
-        try (tls.config("bookie") + smallBookieConfig(under: dir) + "metadata = \(uri)\nbookie_id = bookie-0\n")
+        try (tls.config("bookie") + smallBookieConfig(under: dir) + "metadata = \(uri)\nbookie_id = bookie-0\nledger_clients = app2\n")
             .write(toFile: bookieConfig, atomically: true, encoding: .utf8)
         let bookie = try await DaemonProcess.start(["--config", bookieConfig])
         defer { bookie.kill(SIGKILL) }
@@ -200,6 +200,100 @@ import Testing
             await namespace.close()
             await namespace.pool.shutdown()
             await store.shutdown()
+        }
+    }
+
+    /// One request of each bookie operation, on ledger `ledger`.
+    static func everyBookieRequest(ledger: LedgerID) -> [BookieRequest] {
+        let key = MasterKey(password: "tls-test")
+        let entry = EntryCodec.encode(EntryHeader(ledger: ledger, entry: EntryID(0), lastAddConfirmed: EntryID(-1),
+                                                  ledgerLength: 5), payload: Array("hello".utf8))
+        let requests: [BookieRequest] = [
+            .add(masterKey: key, entry: entry, recovery: false),
+            .read(ledger: ledger, entry: EntryID(0), fenceWith: nil),
+            .readLAC(ledger: ledger, longPoll: nil),
+            .writeLAC(ledger: ledger, masterKey: key, lac: EntryID(0)),
+            .deleteLedger(ledger: ledger),
+            .getInfo,
+            .listEntries(ledger: ledger, from: EntryID(0), rangesMax: 10),
+            .ledgerKey(ledger: ledger),
+            .readRange(ledger: ledger, first: EntryID(0), last: EntryID(0), maxBytes: 1 << 16),
+            .addBatch(masterKey: key, entries: [entry], recovery: false),
+        ]
+        #expect(Set(requests.map(\.op)) == Set(BookieOp.allCases), "one request of every operation")
+        return requests
+    }
+
+    /// The bookie's answer to `request` from a client with `identity`: its status, or `ok`.
+    static func status(_ request: BookieRequest, on ports: Ports, as identity: TLSIdentity) async throws -> BookieStatus {
+        let client = try await BookieClient.connect(host: "127.0.0.1", port: ports.bookie.port, requestTimeout: .seconds(5),
+                                                    tls: identity)
+        defer { Task { await client.close() } }
+        if case .failed(let status, let message) = try await client.send(request) {
+            if status == .permissionDenied { #expect(message.contains(" may not \(request.op.name)"), "\(message)") }
+            return status
+        }
+        return .ok
+    }
+
+    @Test func principalsWithoutPermissionGetPermissionDeniedForEachGuardedOperation() async throws {
+        // Proves on a bookie and a metadata role with TLS required: the read-only principal (monitor) and an
+        // application not named in ledger_clients / metadata_writers get PERMISSION_DENIED, naming principal and
+        // operation, for every operation that changes or uses ledgers and every metadata write; a proxy may use
+        // ledgers but not delete them or read their keys; a named application and an admin may; each refusal is
+        // logged with the principal and the operation, and counted.
+        try await Self.withTLSCluster { ports in
+            let tls = ports.tls
+            let watcher = try tls.client("watcher"), app1 = try tls.client("app1"), app2 = try tls.client("app2")
+            let admin = try tls.client("admin")
+            let proxy = try TLSIdentity(files: TLSFiles(certificateChain: tls.dir + "/ca/proxy.crt",
+                                                        privateKey: tls.dir + "/ca/proxy.key", caBundle: tls.ca))
+            let requests = Self.everyBookieRequest(ledger: LedgerID(77))
+            for request in requests {
+                let guarded = request.op != .getInfo
+                for (name, identity) in [("watcher", watcher), ("app1", app1)] {
+                    let status = try await Self.status(request, on: ports, as: identity)
+                    #expect((status == .permissionDenied) == guarded, "\(name) \(request.op.name): \(status)")
+                }
+                let adminOnly = request.op == .deleteLedger || request.op == .ledgerKey
+                let asProxy = try await Self.status(request, on: ports, as: proxy)
+                #expect((asProxy == .permissionDenied) == adminOnly, "proxy \(request.op.name): \(asProxy)")
+                let asApp = try await Self.status(request, on: ports, as: app2)
+                #expect((asApp == .permissionDenied) == adminOnly, "app2 (a ledger client) \(request.op.name): \(asApp)")
+                #expect(try await Self.status(request, on: ports, as: admin) != .permissionDenied, "admin \(request.op.name)")
+            }
+            #expect(ports.bookie.stderr.contains("permission denied: watcher (monitor) may not ADD"), "\(ports.bookie.stderr.suffix(2000))")
+            #expect(ports.bookie.stderr.contains("permission denied: proxy (proxy) may not DELETE_LEDGER"))
+
+            func metadata(_ identity: TLSIdentity) -> RemoteStore {
+                RemoteStore(endpoints: [.init(host: "127.0.0.1", port: ports.metadata.port)], requestTimeout: .seconds(5),
+                            tls: identity)
+            }
+            func refusal(_ body: () async throws -> Void) async -> String? {
+                do { try await body(); return nil } catch { return "\(error)" }
+            }
+            for (name, identity) in [("watcher", watcher), ("app1", app1)] {
+                let store = metadata(identity)
+                _ = try await store.range(.prefix("/"), limit: 10)
+                _ = try await store.stats()
+                let create = await refusal { _ = try await store.create("/tls-test/\(name)", value: [1]) }
+                #expect(create?.contains("permission denied: \(name)") == true && create?.contains("may not COMMIT") == true,
+                        "\(name) COMMIT: \(create ?? "allowed")")
+                let grant = await refusal { _ = try await store.grantLease(ttlSeconds: 10) }
+                #expect(grant?.contains("may not LEASE_GRANT") == true, "\(name) LEASE_GRANT: \(grant ?? "allowed")")
+                let keepAlive = await refusal { _ = try await store.keepAlive(LeaseID(1)) }
+                #expect(keepAlive?.contains("may not LEASE_KEEPALIVE") == true, "\(name): \(keepAlive ?? "allowed")")
+                let revoke = await refusal { try await store.revoke(LeaseID(1)) }
+                #expect(revoke?.contains("may not LEASE_REVOKE") == true, "\(name): \(revoke ?? "allowed")")
+                await store.shutdown()
+            }
+            let writer = metadata(app2)
+            _ = try await writer.create("/tls-test/app2", value: [2])
+            let lease = try await writer.grantLease(ttlSeconds: 10)
+            try await writer.revoke(lease.id)
+            await writer.shutdown()
+            #expect(ports.metadata.stderr.contains("permission denied: watcher (monitor) may not COMMIT"),
+                    "\(ports.metadata.stderr.suffix(2000))")
         }
     }
 }
