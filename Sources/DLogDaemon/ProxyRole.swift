@@ -49,9 +49,11 @@ public enum ProxyRole {
         let logger: Logger
         /// Read again on SIGHUP.
         let tls: TLSIdentity?
+        let access: ProxyAccess?
 
         public func stop() {
             watchdog.stop()
+            access?.stop()
             admin?.stop()
             metrics?.close()
             logger.info("stopping: draining owned streams")
@@ -87,9 +89,12 @@ public enum ProxyRole {
         service.streamsMax = settings.streamsMax
         service.limits = settings.limits
         let proxy = ProxyService(namespace: namespace, settings: service, logger: logger)
+        // With TLS required, every request is checked against the per-log rights kept in metadata.
+        let access = settings.tls.enforcesAuthorization ? ProxyAccess(store: store, logger: logger) : nil
+        if let access { try runBlocking { try await access.start() } }
         let server = try ProxyServer(service: proxy, host: settings.host, port: port, group: loops,
                                      tls: settings.tls.server(tls, logger: logger),
-                                     budget: settings.connections.budget(logger: logger), logger: logger)
+                                     budget: settings.connections.budget(logger: logger), access: access, logger: logger)
         do {
             try runBlocking { try await proxy.register() }
         } catch {
@@ -106,11 +111,11 @@ public enum ProxyRole {
             AdminCommands.proxy(admin, proxy)
         }
         let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
-            RoleMetrics.proxy(proxy)
+            RoleMetrics.proxy(proxy, permissionDenied: access?.denied.load(ordering: .relaxed) ?? 0)
         }
         let watchdog = RoleWatchdogs.proxy(server, proxy)
         watchdog.start(logger: logger)
         return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, loops: loops, store: store,
-                            admin: admin, metrics: metrics, watchdog: watchdog, logger: logger, tls: tls)
+                            admin: admin, metrics: metrics, watchdog: watchdog, logger: logger, tls: tls, access: access)
     }
 }

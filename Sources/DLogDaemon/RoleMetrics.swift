@@ -3,9 +3,11 @@ import DLogProxy
 
 /// The proxy's and the metadata role's metrics in Prometheus text (the bookie's are in `BookieMetrics`).
 enum RoleMetrics {
-    static func proxy(_ service: ProxyService) -> String {
+    static func proxy(_ service: ProxyService, permissionDenied: UInt64 = 0) -> String {
         let c = service.counters
         var out = PrometheusText()
+        out.metric("dlog_proxy_permission_denied_total", "counter", "requests refused as PERMISSION_DENIED",
+                   [([:], Double(permissionDenied))])
         out.metric("dlog_proxy_streams_owned", "gauge", "streams this proxy owns", [([:], Double(c.streamsOwned))])
         out.metric("dlog_proxy_records_written_total", "counter", "records written and acknowledged", [([:], Double(c.recordsWritten))])
         out.metric("dlog_proxy_requests_total", "counter", "requests by operation",

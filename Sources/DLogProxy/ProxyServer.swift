@@ -17,11 +17,11 @@ public final class ProxyServer: Sendable, FrameListening {
     /// `group`: event loops shared with the proxy's bookie connections (see `ProxyRole`); else `threads` of its own.
     public init(service: ProxyService, host: String, port: Int, threads: Int = 1,
                 group: MultiThreadedEventLoopGroup? = nil, tls: ServerTLS? = nil, budget: ConnectionBudget? = nil,
-                logger: Logger) throws {
+                access: ProxyAccess? = nil, logger: Logger) throws {
         self.service = service
         listener = try FrameServer(host: host, port: port, threads: threads, group: group,
                                    maxFrameBytes: Self.requestFrameBytesMax, tls: tls, budget: budget) {
-            ProxyRequestHandler(service: service, logger: logger)
+            ProxyRequestHandler(service: service, access: access, logger: logger)
         }
     }
 }
@@ -37,9 +37,21 @@ final class ProxyRequestHandler: ChannelInboundHandler {
     let logger: Logger
     private let gate = RequestGate(limit: ProxyRequestHandler.outstandingMax)
 
-    init(service: ProxyService, logger: Logger) {
+    let access: ProxyAccess?
+    /// The connection's principal, once its TLS handshake named it (`PeerPrincipal`).
+    private var principal: Principal?
+    /// Refusals logged on this connection so far (one line per right).
+    private var refused: Set<String> = []
+
+    init(service: ProxyService, access: ProxyAccess? = nil, logger: Logger) {
         self.service = service
+        self.access = access
         self.logger = logger
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let peer = event as? PeerPrincipal { principal = peer.principal }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func handlerAdded(context: ChannelHandlerContext) { gate.added(context: context) }
@@ -62,6 +74,19 @@ final class ProxyRequestHandler: ChannelInboundHandler {
                                                               "error": "\(error)"])
             let op = frame.header.op
             batcher.send { error.encode(op: op, requestID: requestID, into: &$0) }
+            return
+        }
+        if let access, let refusal = access.refusal(request, by: principal) {
+            access.denied.add(1, ordering: .relaxed)
+            let right = ProxyAccess.right(for: request).rawValue
+            if refused.insert(right).inserted {
+                logger.warning("permission denied: \(refusal)", metadata: [
+                    "principal": "\(principal?.name ?? "-")", "role": "\(principal?.role.rawValue ?? "-")",
+                    "op": "\(request.op)", "stream": "\(request.stream)",
+                    "peer": "\(context.remoteAddress.map { "\($0)" } ?? "-")",
+                ])
+            }
+            batcher.send { ProxyFailure(.permissionDenied, refusal).encode(op: request.op.rawValue, requestID: requestID, into: &$0) }
             return
         }
         service.handle(request) { result in

@@ -34,6 +34,8 @@ public enum ProxyStatus: UInt16, Sendable {
     case tooLarge = 8
     case badRequest = 9
     case internalError = 10
+    /// The connection's principal may not do this to this stream (TLS required: docs/security.md).
+    case permissionDenied = 11
 }
 
 public struct ProxyRecord: Hashable, Sendable {

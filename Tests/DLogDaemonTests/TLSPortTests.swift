@@ -296,4 +296,55 @@ import Testing
                     "\(ports.metadata.stderr.suffix(2000))")
         }
     }
+
+    @Test func perLogRightsAreGrantedAndRevokedWithDlogctlAndCheckedByTheProxy() async throws {
+        // Proves that through a proxy with TLS required an application may write to a log only after
+        // `dlogctl acl grant` gave it write on a prefix of the log's name, not to logs under other prefixes, and
+        // not create logs without admin; that `dlogctl acl list` shows the grant; that `dlogctl acl revoke` takes
+        // it back; and that refusals are PERMISSION_DENIED naming the principal, the right and the stream.
+        try await Self.withTLSCluster { ports in
+            func client(_ identity: TLSIdentity) -> ProxyClient {
+                var options = ProxyClient.Options()
+                options.tls = identity
+                options.retryFor = .seconds(2)
+                return ProxyClient(proxies: ["127.0.0.1:\(ports.proxy.port)"], options: options)
+            }
+            let admin = client(try ports.tls.client("admin"))
+            let app = client(try ports.tls.client("app1"))
+            try await admin.create("orders/a")
+            try await admin.create("payments/x")
+            func denial(_ body: () async throws -> Void) async -> String? {
+                do { try await body(); return nil } catch let failure as ProxyFailure where failure.status == .permissionDenied {
+                    return failure.message
+                } catch { return "another error: \(error)" }
+            }
+            func eventually(_ want: Bool, _ body: () async throws -> Void) async -> Bool {
+                let deadline = ContinuousClock.now + .seconds(10)
+                while ContinuousClock.now < deadline {
+                    if (await denial(body) == nil) == want { return true }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                return false
+            }
+            let before = await denial { _ = try await app.write("orders/a", Array("one".utf8)) }
+            #expect(before == "app1 (client) may not write stream 'orders/a' (grant it: dlogctl acl grant)", "\(before ?? "allowed")")
+
+            let metadata = ["--metadata", ports.uri] + ports.tls.adminArguments
+            try await TLSFixture.tool(["acl", "grant", "--principal", "app1", "--prefix", "orders/", "--rights", "write,read"] + metadata)
+            #expect(await eventually(true) { _ = try await app.write("orders/a", Array("two".utf8)) }, "the grant lets app1 write")
+            #expect(await denial { _ = try await app.write("payments/x", Array("x".utf8)) }?.contains("may not write stream 'payments/x'") == true)
+            #expect(await denial { try await app.create("orders/b") }?.contains("may not admin stream 'orders/b'") == true)
+            let listed = try await TLSFixture.tool(["acl", "list", "--json"] + metadata)
+            #expect(listed.contains("\"app1\"") && listed.contains("\"orders/\""), "\(listed)")
+            #expect(listed.contains("\"read\"") && listed.contains("\"write\""), "\(listed)")
+
+            try await TLSFixture.tool(["acl", "revoke", "--principal", "app1", "--prefix", "orders/"] + metadata)
+            #expect(await eventually(false) { _ = try await app.write("orders/a", Array("three".utf8)) }, "the revoke takes it back")
+            #expect(try await TLSFixture.tool(["acl", "list", "--json"] + metadata).trimmingCharacters(in: .whitespacesAndNewlines) == "{}")
+            #expect(ports.proxy.stderr.contains("permission denied: app1 (client) may not write stream 'orders/a'"),
+                    "\(ports.proxy.stderr.suffix(2000))")
+            await app.shutdown()
+            await admin.shutdown()
+        }
+    }
 }
