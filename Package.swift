@@ -84,7 +84,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .target(name: "DLogDaemon", dependencies: [
-            "DLogBookie", "DLogIO", "DLogMetadata", "CSystemd", "CDLogSys", "DLogProxy", "DistributedLog", "DLogLedger",
+            "DLogBookie", "DLogIO", "DLogMetadata", "CSystemd", "CDLogSys", "DLogProxy", "DistributedLog", "DLogLedger", "DLogPKI",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -103,7 +103,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .executableTarget(name: "dlogd", dependencies: [
-            "DLogDaemon", "DLogIO", "DLogMetadata",
+            "DLogDaemon", "DLogIO", "DLogMetadata", "DLogWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlogctl", dependencies: [

@@ -1,4 +1,6 @@
 import DLogMetadata
+import DLogPKI
+import DLogWire
 import Foundation
 import Logging
 
@@ -13,16 +15,22 @@ public struct StandaloneSettings: Sendable {
     public var bookies = 3
     /// The admin socket's path (`dlogctl admin`); nil: /run/dlog/INSTANCE.sock when /run/dlog exists.
     public var adminSocket: String?
+    /// TLS on every port, with a CA made on first start under DATA/tls (`StandaloneTLS`).
+    public var tlsMode = TLSMode.off
 
     public init() {}
 
-    public static let keys: Set<String> = ["role", "data_dir", "host", "base_port", "admin_socket", "log_level"]
+    public static let keys: Set<String> = ["role", "data_dir", "host", "base_port", "admin_socket", "log_level", "tls_mode"]
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
         if let d = try file.nonEmpty("data_dir", allowed: "a directory") { dataDirectory = d }
         if let h = try file.nonEmpty("host", allowed: "an address or host name") { host = h }
         if let p = try file.int("base_port", 1...65_000) { basePort = p }
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
+        if let m = file.string("tls_mode") {
+            guard let mode = TLSMode(rawValue: m) else { throw file.problem("tls_mode", allowed: "off, optional, required") }
+            tlsMode = mode
+        }
         if let named = file.string("role"), named != "standalone" {
             throw file.problem("role", allowed: "standalone (this file is for the standalone role)")
         }
@@ -42,7 +50,19 @@ public enum StandaloneRole {
                 logger.critical("metadata database failed; exiting", metadata: ["error": "\(failure)"])
                 exit(3)
             }
-            let metadataServer = try MetadataServer(store: store, host: settings.host, port: settings.basePort, logger: logger)
+            if settings.tlsMode != .off,
+               try StandaloneTLS.prepare(dataDirectory: settings.dataDirectory, host: settings.host) {
+                logger.notice("made a CA and certificates for this standalone under \(settings.dataDirectory)/tls")
+            }
+            func tls(_ role: ClusterCA.Role) -> TLSSettings {
+                StandaloneTLS.settings(mode: settings.tlsMode, dataDirectory: settings.dataDirectory, role: role)
+            }
+            let metadataTLS = tls(.metadata)
+            let metadataIdentity = try metadataTLS.identity()
+            let metadataServer = try MetadataServer(store: store, host: settings.host, port: settings.basePort,
+                                                    tls: metadataTLS.server(metadataIdentity, logger: logger),
+                                                    access: metadataTLS.enforcesAuthorization ? MetadataAccess() : nil,
+                                                    logger: logger)
             do {
                 _ = try runBlocking { try await Cluster(store: store).initialize() }
             } catch ClusterError.alreadyInitialized {
@@ -67,6 +87,7 @@ public enum StandaloneRole {
                 // enough, and fewer threads hand work between fewer threads (100 streams x 100 writers through
                 // the proxy: 17-18k writes/s against 13-14k with two each, in the same run).
                 bookie.ioThreads = 1
+                bookie.tls = tls(.bookie)
                 bookies.append(try BookieRole.start(settings: bookie, truncateCorrupt: false,
                                                     logger: Logger(label: "dlogd.standalone.bookie-\(index)")))
             }
@@ -75,10 +96,16 @@ public enum StandaloneRole {
             proxySettings.host = settings.host
             proxySettings.port = settings.proxyPort
             proxySettings.proxyID = "standalone"
+            proxySettings.tls = tls(.proxy)
             let proxy = try ProxyRole.start(settings: proxySettings, logger: Logger(label: "dlogd.standalone.proxy"))
             FileHandle.standardOutput.write(Data(("dlogd standalone: metadata \(settings.metadataURI), bookies "
                 + bookies.map { "\(settings.host):\($0.port)" }.joined(separator: " ")
                 + ", data under \(settings.dataDirectory)\n").utf8))
+            if settings.tlsMode != .off {
+                let dir = settings.dataDirectory + "/tls"
+                FileHandle.standardOutput.write(Data(("dlogd standalone: TLS \(settings.tlsMode.rawValue); clients use "
+                    + "--tls-ca \(dir)/ca.crt --tls-cert \(dir)/admin.crt --tls-key \(dir)/admin.key\n").utf8))
+            }
             // One socket for the whole process: the proxy's and the metadata store's commands.
             let admin = AdminCommands.open(settings.adminSocket, logger: logger)
             if let admin {

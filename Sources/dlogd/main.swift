@@ -2,6 +2,7 @@ import ArgumentParser
 import DLogDaemon
 import DLogIO
 import DLogMetadata
+import DLogWire
 import Foundation
 import Logging
 
@@ -122,9 +123,15 @@ struct StandaloneCommand: ParsableCommand {
     @Option(help: "Directory for all data (default ./data).") var data: String?
     @Option(name: .customLong("base-port"), help: "Metadata port; bookies use the next 3, the proxy base + 10 (default 3180).") var basePort: Int?
     @Option(help: "Address to listen on (default 127.0.0.1).") var host: String?
+    @Option(name: .customLong("tls-mode"), help: "off, optional or required: TLS on every port, with a CA made under DATA/tls on first start (default off).")
+    var tlsMode: String?
 
     func run() throws {
         try common.launch("standalone", StandaloneSettings.self, flags: { settings in
+            if let tlsMode {
+                guard let mode = TLSMode(rawValue: tlsMode) else { throw ValidationError("--tls-mode \(tlsMode): allowed: off, optional, required") }
+                settings.tlsMode = mode
+            }
             if let data { settings.dataDirectory = data }
             if let basePort {
                 guard (1...65_000).contains(basePort) else { throw ValidationError("--base-port \(basePort) is not in 1...65000") }

@@ -184,4 +184,38 @@ import Testing
         #expect(seen.count >= 3 && seen.allSatisfy { $0.contains("TLS connection from 127.0.0.1:") }
                 && seen.contains { $0.contains("no TLS handshake within 0.3 seconds") }, "\(seen)")
     }
+
+    @Test func aStandaloneWithTLSMakesItsCAOnFirstStartAndKeepsItAfter() async throws {
+        // Proves `dlogd standalone --tls-mode required` makes a CA and certificates under DATA/tls on first start and
+        // says how to connect, that dlogctl writes and reads through it with the admin certificate, that a
+        // plaintext dlogctl is told the port speaks TLS, and that a restart keeps the same CA.
+        let dir = TempDir("dlog-standalone-tls")
+        var started: (DaemonProcess, Int)?
+        for _ in 0..<5 where started == nil {
+            let base = Int.random(in: 20_000...50_000)
+            started = try? await (DaemonProcess.start(["--data", dir.sub("data"), "--base-port", "\(base)", "--tls-mode", "required"],
+                                                      role: "standalone"), base)
+        }
+        var (daemon, base) = try #require(started)
+        let tls = dir.sub("data/tls")
+        #expect(daemon.output.stdout.contains("clients use --tls-ca \(tls)/ca.crt --tls-cert \(tls)/admin.crt"), "\(daemon.output.stdout)")
+        let client = ["--tls-ca", tls + "/ca.crt", "--tls-cert", tls + "/admin.crt", "--tls-key", tls + "/admin.key"]
+        let proxy = ["--proxy", "127.0.0.1:\(base + 10)"], metadata = ["--metadata", "dlog://127.0.0.1:\(base)"]
+        let input = dir.sub("lines.txt")
+        try "one\ntwo\n".write(toFile: input, atomically: true, encoding: .utf8)
+        let wrote = try await runTool(dlogctlPath, ["write", "secure", "--file", input] + proxy + client)
+        #expect(wrote.status == 0, "\(wrote.stdout)\(wrote.stderr)")
+        let plain = try await runTool(dlogctlPath, ["read", "secure"] + metadata)
+        #expect(plain.status != 0 && plain.stderr.contains("the peer speaks TLS and this side does not"), "\(plain.stderr)")
+        let ca = try String(contentsOfFile: tls + "/ca.crt", encoding: .utf8)
+
+        daemon.kill(SIGTERM)
+        #expect(await daemon.exited() == 0)
+        daemon = try await DaemonProcess.start(["--data", dir.sub("data"), "--base-port", "\(base)", "--tls-mode", "required"],
+                                               role: "standalone")
+        defer { daemon.kill(SIGKILL) }
+        #expect(try String(contentsOfFile: tls + "/ca.crt", encoding: .utf8) == ca, "the CA is kept")
+        let read = try await runTool(dlogctlPath, ["read", "secure"] + metadata + client)
+        #expect(read.status == 0 && read.stdout.contains("one") && read.stdout.contains("two"), "\(read.stdout)\(read.stderr)")
+    }
 }

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The cost of TLS, in one run on one directory: a cluster of separate processes (a metadata role, 3 bookies and a
+# proxy, on loopback and this one disk) started with tls_mode = off, then with tls_mode = required (certificates
+# from `dlogctl tls`, the bench connecting as an admin), alternating ROUNDS times so both see the same machine.
+# Each start measures, at 1 KiB:
+#   - bookie: `dlog-bench bookie` on one bookie, 32 connections x 16 in flight, and 1 x 1;
+#   - ledger: `dlog-bench ledger`, replicated (E=3 Qw=3 Qa=2), 32 writers x 16 in flight, and 1 x 1;
+#   - log:    `dlog-bench log` through the proxy, 4 streams x 32 writers, and 1 x 1 (writes alone, no tail);
+# with the CPU (user + system) of all five daemons and of the bench itself, per 100k acknowledged writes.
+# Prints one table, then each case's TLS figures as ratios of the plaintext ones.
+# Usage: scripts/bench-tls.sh [DIR] [SECONDS] [ROUNDS]   (needs `make release` first; installs jq if missing)
+set -euo pipefail
+dir=${1:-/tmp/dlog-bench-tls}
+secs=${2:-8}
+rounds=${3:-2}
+bin=$(cd "$(dirname "$0")/.." && pwd)/.build/release
+command -v jq > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq > /dev/null
+rm -rf "$dir"
+mkdir -p "$dir"
+base=$((20000 + RANDOM % 20000))
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+hz=$(getconf CLK_TCK)
+cpu_ticks() { local t=0; for p in "${pids[@]}"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo "$t"; }
+
+"$bin/dlogctl" tls init-ca --dir "$dir/tls" > /dev/null
+for role in metadata bookie proxy; do
+  "$bin/dlogctl" tls issue --dir "$dir/tls" --role "$role" --name "$role" --host 127.0.0.1 > /dev/null
+done
+"$bin/dlogctl" tls issue --dir "$dir/tls" --role admin --name bench > /dev/null
+client_tls=(--tls-ca "$dir/tls/ca.crt" --tls-cert "$dir/tls/bench.crt" --tls-key "$dir/tls/bench.key")
+
+tls_lines() { # MODE ROLE
+  echo "tls_mode = $1"
+  [ "$1" = off ] && return
+  echo "tls_cert_file = $dir/tls/$2.crt"
+  echo "tls_key_file = $dir/tls/$2.key"
+  echo "tls_ca_file = $dir/tls/ca.crt"
+}
+
+wait_port() { for _ in $(seq 300); do (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+start_cluster() { # MODE
+  local data="$dir/$1" uri="dlog://127.0.0.1:$base"
+  rm -rf "$data"; mkdir -p "$data"
+  { echo "role = metadata"; echo "data_dir = $data/metadata"; echo "port = $base"; echo "log_level = warning"; tls_lines "$1" metadata; } > "$data/metadata.conf"
+  "$bin/dlogd" --config "$data/metadata.conf" > "$data/metadata.out" 2>&1 & pids+=($!)
+  wait_port "$base"
+  local args=(--metadata "$uri"); [ "$1" = off ] || args+=("${client_tls[@]}")
+  "$bin/dlogctl" cluster init "${args[@]}" > /dev/null
+  for i in 0 1 2; do
+    { echo "role = bookie"; echo "journal_dirs = $data/b$i/journal"; echo "ledger_dirs = $data/b$i/ledgers"
+      echo "port = $((base + 1 + i))"; echo "metadata = $uri"; echo "bookie_id = bookie-$i"; echo "allow_shared_device = true"
+      echo "log_level = warning"; tls_lines "$1" bookie; } > "$data/bookie$i.conf"
+    "$bin/dlogd" --config "$data/bookie$i.conf" > "$data/bookie$i.out" 2>&1 & pids+=($!)
+  done
+  for i in 0 1 2; do wait_port $((base + 1 + i)); done
+  { echo "role = proxy"; echo "metadata = $uri"; echo "port = $((base + 10))"; echo "log_level = warning"; tls_lines "$1" proxy; } > "$data/proxy.conf"
+  "$bin/dlogd" --config "$data/proxy.conf" > "$data/proxy.out" 2>&1 & pids+=($!)
+  wait_port $((base + 10))
+  sleep 2  # registrations and the proxy's first metadata reads settle
+}
+
+stop_cluster() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; pids=(); }
+
+# CPU seconds (user + system) of every child this shell has waited for, into $children_cpu (see bench-bookie.sh).
+children_cpu=0
+take_children_cpu() {
+  times > "$dir/times"
+  children_cpu=$(tail -n 1 "$dir/times" | awk '{ split($1, u, "m"); split($2, s, "m"); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+}
+
+printf '%-7s %-6s %-8s %10s %9s %9s %12s %13s\n' case load tls writes/s "p50 ms" "p99 ms" "cpu s/100k" "client s/100k" > "$dir/table"
+run_case() { # MODE NAME LOAD ARGS...
+  local mode=$1 name=$2 load=$3; shift 3
+  local tls_args=(); [ "$mode" = off ] || tls_args=("${client_tls[@]}")
+  local before_ticks=$(cpu_ticks)
+  take_children_cpu; local before_client=$children_cpu
+  "$bin/dlog-bench" "$@" "${tls_args[@]}" --size 1024 --duration "$secs" --json > "$dir/$mode-$name-$load.json"
+  take_children_cpu
+  local j=$dir/$mode-$name-$load.json
+  local ops=$(jq '.ops' "$j")
+  local server=$(awk -v a="$before_ticks" -v b="$(cpu_ticks)" -v hz="$hz" -v n="$ops" 'BEGIN { printf "%.3f", (b - a) / hz / n * 100000 }')
+  local client=$(awk -v a="$before_client" -v b="$children_cpu" -v n="$ops" 'BEGIN { printf "%.3f", (b - a) / n * 100000 }')
+  printf '%-7s %-6s %-8s %10.0f %9.3f %9.3f %12s %13s\n' "$name" "$load" "$mode" "$(jq .ops_per_sec "$j")" "$(jq .p50_ms "$j")" \
+    "$(jq .p99_ms "$j")" "$server" "$client" | tee -a "$dir/table"
+}
+
+for round in $(seq "$rounds"); do
+  for mode in off required; do
+    echo "## round $round, tls_mode = $mode"
+    start_cluster "$mode"
+    uri="dlog://127.0.0.1:$base"
+    run_case "$mode" bookie 32x16 bookie --target "127.0.0.1:$((base + 1))" --clients 32 --pipeline 16
+    run_case "$mode" bookie 1x1 bookie --target "127.0.0.1:$((base + 1))" --clients 1 --pipeline 1
+    run_case "$mode" ledger 32x16 ledger --metadata "$uri" --clients 32 --pipeline 16
+    run_case "$mode" ledger 1x1 ledger --metadata "$uri" --clients 1 --pipeline 1
+    run_case "$mode" log 4x32 log --metadata "$uri" --proxy "127.0.0.1:$((base + 10))" --streams 4 --clients 32 --no-tail
+    run_case "$mode" log 1x1 log --metadata "$uri" --proxy "127.0.0.1:$((base + 10))" --streams 1 --clients 1 --no-tail
+    stop_cluster
+  done
+done
+
+echo
+cat "$dir/table"
+echo
+echo "## TLS against plaintext, medians over the rounds (writes/s ratio, p50 difference, CPU ratio)"
+for c in "bookie 32x16" "bookie 1x1" "ledger 32x16" "ledger 1x1" "log 4x32" "log 1x1"; do
+  set -- $c
+  awk -v c="$1" -v l="$2" '
+    function median(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+                                       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    $1 == c && $2 == l && $3 == "off" { w0[++n0] = $4; p0[n0] = $5; c0[n0] = $7 + $8 }
+    $1 == c && $2 == l && $3 == "required" { w1[++n1] = $4; p1[n1] = $5; c1[n1] = $7 + $8 }
+    END { printf "%-7s %-6s writes %.2fx, p50 %+.3f ms, cpu (all) %.2fx\n", c, l, median(w1, n1) / median(w0, n0),
+                 median(p1, n1) - median(p0, n0), median(c1, n1) / median(c0, n0) }' "$dir/table"
+done
