@@ -130,7 +130,7 @@ let package = Package(
         .testTarget(name: "DLogWireTests", dependencies: ["DLogWire", "DLogTestSupport",
                                                           .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "DLogIOTests", dependencies: ["DLogIO", "DLogSimulation", "DLogTestSupport"]),
-        .testTarget(name: "DLogMetadataTests", dependencies: ["DLogMetadata", "DLogWire", "DLogTestSupport",
+        .testTarget(name: "DLogMetadataTests", dependencies: ["DLogMetadata", "DLogWire", "DLogTestSupport", "DLogPKI",
                                                               .product(name: "Logging", package: "swift-log"),
                                                               .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "DLogLedgerTests", dependencies: [

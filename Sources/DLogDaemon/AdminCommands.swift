@@ -1,6 +1,7 @@
 import DLogBookie
 import DLogMetadata
 import DLogProxy
+import DLogWire
 import Foundation
 import Logging
 
@@ -81,11 +82,13 @@ public enum AdminCommands {
     }
 
     /// Starts the metrics listener when a port is configured; a port in use leaves the role running without it.
-    static func metrics(port: Int?, host: String, logger: Logger, render: @escaping @Sendable () -> String) -> MetricsServer? {
+    static func metrics(port: Int?, host: String, tls: ServerTLS? = nil, logger: Logger,
+                        render: @escaping @Sendable () -> String) -> MetricsServer? {
         guard let port else { return nil }
         do {
-            let server = try MetricsServer(host: host, port: port, render: render)
-            logger.info("metrics serving", metadata: ["address": "\(host):\(server.port)", "path": "/metrics"])
+            let server = try MetricsServer(host: host, port: port, tls: tls, render: render)
+            logger.info("metrics serving", metadata: ["address": "\(host):\(server.port)", "path": "/metrics",
+                                                      "tls": "\(tls?.mode.rawValue ?? "off")"])
             return server
         } catch {
             logger.warning("running without metrics: cannot listen on \(host):\(port): \(error)")

@@ -183,7 +183,8 @@ public enum BookieRole {
             [recovery?.statusLine, scrubber.status.running ? "scrubbing" : nil].compactMap { $0 }.joined(separator: ", ")
         }
         watchdog.start(logger: logger)
-        let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) { [recovery] in
+        let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
+                                            tls: settings.tls.server(tls, logger: logger), logger: logger) { [recovery] in
             BookieMetrics.render(bookie, recovery: recovery, scrubber: scrubber)
         }
         return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, recovery: recovery,

@@ -34,7 +34,8 @@ public enum MetadataRole {
                 }
                 AdminCommands.metadata(admin, store)
             }
-            let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
+            let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
+                                            tls: settings.tls.server(tls, logger: logger), logger: logger) {
                 RoleMetrics.metadata((try? runBlocking { await store.stats() }) ?? EmbeddedStats(),
                                      permissionDenied: server.permissionDenied.value)
             }

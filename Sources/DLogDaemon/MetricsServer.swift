@@ -1,21 +1,24 @@
+import DLogWire
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 
 /// Prometheus text on `GET /metrics` over HTTP, from `render`, which the role builds from its live counters
-/// at each scrape. Anything else is 404. Off unless the role's `metrics_port` is set.
+/// at each scrape. Anything else is 404. Off unless the role's `metrics_port` is set. With `tls`, it speaks HTTPS
+/// the way the role's port speaks TLS (a scraper in `required` mode shows a certificate the cluster CA signed).
 final class MetricsServer: Sendable {
     let group: MultiThreadedEventLoopGroup
     let channel: Channel
     var port: Int { channel.localAddress?.port ?? 0 }
 
-    init(host: String, port: Int, render: @escaping @Sendable () -> String) throws {
+    init(host: String, port: Int, tls: ServerTLS? = nil, render: @escaping @Sendable () -> String) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
             channel = try ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try tls?.add(to: channel)
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                         try channel.pipeline.syncOperations.addHandler(MetricsHandler(render: render))
                     }

@@ -110,7 +110,8 @@ public enum ProxyRole {
             }
             AdminCommands.proxy(admin, proxy)
         }
-        let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host, logger: logger) {
+        let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
+                                            tls: settings.tls.server(tls, logger: logger), logger: logger) {
             RoleMetrics.proxy(proxy, permissionDenied: access?.denied.load(ordering: .relaxed) ?? 0)
         }
         let watchdog = RoleWatchdogs.proxy(server, proxy)

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import DLogWire
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -55,11 +56,15 @@ final class EtcdHTTPClient: Sendable {
         var idleConnectionsMax: Int
         /// Requests in flight plus watches plus idle connections.
         var connectionsMax: Int
+        /// HTTPS with this identity; nil: plain HTTP.
+        var tls: TLSIdentity?
     }
 
     private struct Connection: Sendable {
         var channel: any Channel
         var endpoint: EtcdEndpoint
+        /// Why TLS ended the connection, if it did (etcd refuses a client certificate after the handshake).
+        var tlsFailure = TLSFailureRecord()
     }
 
     private struct State {
@@ -136,7 +141,8 @@ final class EtcdHTTPClient: Sendable {
         // The write fails only when the channel closed before the handler took the exchange; once taken, the
         // handler completes it on an answer, a timeout or the connection's end.
         connection.channel.writeAndFlush(exchange).whenFailure { error in
-            exchange.fail(.unavailable("connection to etcd \(connection.endpoint) closed before \(exchange.path) was sent: \(error)"))
+            let cause: any Error = connection.tlsFailure.error ?? error
+            exchange.fail(.unavailable("connection to etcd \(connection.endpoint) closed before \(exchange.path) was sent: \(cause)"))
         }
     }
 
@@ -178,9 +184,13 @@ final class EtcdHTTPClient: Sendable {
                 return endpoints[state.preferred]
             }
             do {
-                let channel = try await bootstrap(endpoint).connect(host: endpoint.host, port: endpoint.port).get()
+                let connected = bootstrap(endpoint).connect(host: endpoint.host, port: endpoint.port)
+                // etcd's own TLS (--cert-file, --client-cert-auth): HTTPS with this process's certificate.
+                let tlsFailure = TLSFailureRecord()
+                let channel = try await TLSIdentity.secure(connected, with: configuration.tls, host: endpoint.host,
+                                                           port: endpoint.port, record: tlsFailure).get()
                 try register(channel)
-                return Connection(channel: channel, endpoint: endpoint)
+                return Connection(channel: channel, endpoint: endpoint, tlsFailure: tlsFailure)
             } catch let error as MetadataError {
                 throw error
             } catch {

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import DLogWire
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -31,6 +32,9 @@ public final class EtcdStore: MetadataStore {
         public var responseBytesMax = 16 << 20
         public var idleConnectionsMax = 4
         public var connectionsMax = 256
+        /// HTTPS to etcd with this identity (its CA must have signed etcd's certificate; etcd with
+        /// --client-cert-auth checks ours); nil: plain HTTP.
+        public var tls: TLSIdentity?
         public init() {}
     }
 
@@ -68,7 +72,7 @@ public final class EtcdStore: MetadataStore {
                                  connectTimeout: configuration.connectTimeout,
                                  responseBytesMax: configuration.responseBytesMax,
                                  idleConnectionsMax: configuration.idleConnectionsMax,
-                                 connectionsMax: configuration.connectionsMax))
+                                 connectionsMax: configuration.connectionsMax, tls: configuration.tls))
     }
 
     // MARK: Keys

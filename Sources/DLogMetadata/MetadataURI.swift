@@ -74,11 +74,8 @@ extension MetadataURI {
         case .dlog:
             return RemoteStore(endpoints: endpoints, requestTimeout: requestTimeout, tls: tls)
         case .etcd:
-            // Never plaintext where TLS was asked for: the etcd client speaks plain HTTP only.
-            if tls != nil {
-                throw .invalidArgument("metadata URI \(self): TLS to etcd is not supported; use dlog:// or tls_mode = off")
-            }
             var configuration = EtcdStore.Configuration()
+            configuration.tls = tls
             configuration.requestTimeout = requestTimeout
             return try EtcdStore(endpoints: endpoints.map { ($0.host, $0.port) }, prefix: prefix,
                                  configuration: configuration)

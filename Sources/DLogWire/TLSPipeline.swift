@@ -29,8 +29,8 @@ public struct ServerTLS: Sendable {
     }
 
     /// Puts TLS in front of a new connection's pipeline: at once when TLS is required, else after its first
-    /// byte shows whether the client speaks TLS.
-    func add(to channel: Channel) throws {
+    /// byte shows whether the client speaks TLS. For any server on the port's identity (the metrics port's too).
+    public func add(to channel: Channel) throws {
         if mode == .required {
             try channel.pipeline.syncOperations.addHandlers(handlers(for: channel))
         } else {

@@ -218,4 +218,34 @@ import Testing
         let read = try await runTool(dlogctlPath, ["read", "secure"] + metadata + client)
         #expect(read.status == 0 && read.stdout.contains("one") && read.stdout.contains("two"), "\(read.stdout)\(read.stderr)")
     }
+
+    @Test func theMetricsPortSpeaksHTTPSWhenTheRolesPortRequiresTLS() async throws {
+        // Proves a role with tls_mode = required serves its metrics over HTTPS to a scraper with a certificate the
+        // cluster CA signed (curl, as Prometheus would scrape), and refuses one without a certificate and a
+        // plaintext one.
+        let dir = TempDir("dlog-tls-metrics")
+        let tls = try await TLSFixture(in: dir.path)
+        try (tls.config("metadata") + "data_dir = \(dir.sub("m"))\nmetrics_port = 0\n")
+            .write(toFile: dir.sub("m.conf"), atomically: true, encoding: .utf8)
+        let metadata = try await DaemonProcess.start(["--config", dir.sub("m.conf")], role: "metadata")
+        defer { metadata.kill(SIGKILL) }
+        var port = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while port == 0 && ContinuousClock.now < deadline {
+            if let line = metadata.stderr.split(separator: "\n").first(where: { $0.contains("metrics serving") }),
+               let range = line.range(of: "address=127.0.0.1:") {
+                port = Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(port != 0, "the metrics port is logged: \(metadata.stderr)")
+        let url = "https://127.0.0.1:\(port)/metrics"
+        let scrape = try await runTool("/usr/bin/curl", ["-sS", "--max-time", "5", "--cacert", tls.ca,
+                                                         "--cert", tls.dir + "/ca/watcher.crt", "--key", tls.dir + "/ca/watcher.key", url])
+        #expect(scrape.status == 0 && scrape.stdout.contains("dlog_metadata_revision"), "\(scrape.stdout)\(scrape.stderr)")
+        let anonymous = try await runTool("/usr/bin/curl", ["-sS", "--max-time", "5", "--cacert", tls.ca, url])
+        #expect(anonymous.status != 0 && !anonymous.stdout.contains("dlog_metadata_revision"), "\(anonymous.stdout)")
+        let plaintext = try await runTool("/usr/bin/curl", ["-sS", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"])
+        #expect(plaintext.status != 0 && !plaintext.stdout.contains("dlog_metadata_revision"), "\(plaintext.stdout)")
+    }
 }

@@ -1,4 +1,5 @@
 import DLogMetadata
+import DLogWire
 import DLogTestSupport
 import Foundation
 import Synchronization
@@ -20,7 +21,18 @@ final class EtcdServer: Sendable {
     let peerPort: Int
     let directory: TempDir
     let extraArguments: [String]
+    /// etcd's TLS, when it serves HTTPS and checks client certificates.
+    let tls: TLS?
     private let running = Mutex<Guarded?>(nil)
+
+    /// etcd's own certificate, key and CA bundle (`--cert-file`, `--key-file`, `--trusted-ca-file`, with
+    /// `--client-cert-auth`), and the identity this process's stores connect with.
+    struct TLS: Sendable {
+        var certificate: String
+        var key: String
+        var ca: String
+        var client: TLSIdentity
+    }
 
     /// The etcd binary: `$ETCD_BINARY`, else /usr/bin/etcd.
     static var binary: String { ProcessInfo.processInfo.environment["ETCD_BINARY"] ?? "/usr/bin/etcd" }
@@ -35,25 +47,29 @@ final class EtcdServer: Sendable {
     /// A store on this member under `prefix` (a fresh one per call when left out).
     func store(prefix: String = "/test/" + UUID().uuidString,
                configuration: EtcdStore.Configuration = .init()) throws -> EtcdStore {
-        try EtcdStore(endpoints: endpoints, prefix: prefix, configuration: configuration)
+        var configuration = configuration
+        if configuration.tls == nil { configuration.tls = tls?.client }
+        return try EtcdStore(endpoints: endpoints, prefix: prefix, configuration: configuration)
     }
 
-    private init(clientPort: Int, peerPort: Int, directory: TempDir, extraArguments: [String]) {
+    private init(clientPort: Int, peerPort: Int, directory: TempDir, extraArguments: [String], tls: TLS?) {
         self.clientPort = clientPort
         self.peerPort = peerPort
         self.directory = directory
         self.extraArguments = extraArguments
+        self.tls = tls
     }
 
     deinit { stop() }
 
     /// Starts a member on free ports and waits until it serves a range. Ports are picked by binding port 0 and
     /// closing, which another process may take before etcd binds them, so a failed start is retried on others.
-    static func start(extraArguments: [String] = [], readyWithin: Duration = .seconds(20)) async throws -> EtcdServer {
+    static func start(extraArguments: [String] = [], readyWithin: Duration = .seconds(20),
+                      tls: TLS? = nil) async throws -> EtcdServer {
         var failures: [String] = []
         for _ in 0..<3 {
             let server = EtcdServer(clientPort: try freePort(), peerPort: try freePort(),
-                                    directory: TempDir("dlog-etcd"), extraArguments: extraArguments)
+                                    directory: TempDir("dlog-etcd"), extraArguments: extraArguments, tls: tls)
             do {
                 try await server.launch(readyWithin: readyWithin)
                 return server
@@ -87,12 +103,14 @@ final class EtcdServer: Sendable {
     }
 
     private func arguments() -> [String] {
-        let client = "http://127.0.0.1:\(clientPort)"
+        let client = "\(tls == nil ? "http" : "https")://127.0.0.1:\(clientPort)"
         let peer = "http://127.0.0.1:\(peerPort)"
+        let security = tls.map { ["--cert-file", $0.certificate, "--key-file", $0.key, "--trusted-ca-file", $0.ca,
+                                  "--client-cert-auth"] } ?? []
         return [Self.binary, "--name", "test", "--data-dir", dataDirectory,
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", "test=\(peer)", "--logger", "zap", "--log-level", "warn"] + extraArguments
+                "--initial-cluster", "test=\(peer)", "--logger", "zap", "--log-level", "warn"] + security + extraArguments
     }
 
     /// Polls with a range until etcd has a leader and answers; fails early when the process exits.
