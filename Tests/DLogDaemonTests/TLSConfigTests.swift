@@ -68,8 +68,8 @@ import Testing
     }
 
     @Test func shippedConfigsShowTheTLSAndLimitDefaults() throws {
-        // Proves the TLS and limit keys in etc/metadata.conf, etc/bookie.conf and etc/proxy.conf parse to the
-        // defaults the roles use.
+        // Proves the TLS keys in etc/metadata.conf, etc/bookie.conf and etc/proxy.conf require TLS with the files
+        // the package's e2e and docs/security.md put in /etc/dlog/tls, and their limits are the roles' defaults.
         let root = String(#filePath).components(separatedBy: "/Tests/")[0] + "/etc/"
         func text(_ name: String) throws -> String { try String(contentsOfFile: root + name, encoding: .utf8) }
         var metadata = MetadataSettings()
@@ -80,7 +80,11 @@ import Testing
         try proxy.apply(try ConfigFile.parse(try text("proxy.conf"), path: "proxy.conf", knownKeys: ProxySettings.keys))
         for (name, tls, connections) in [("metadata", metadata.tls, metadata.connections), ("bookie", bookie.tls, bookie.connections),
                                          ("proxy", proxy.tls, proxy.connections)] {
-            #expect(tls == TLSSettings(), "\(name).conf's TLS keys are the defaults")
+            var shipped = TLSSettings()
+            shipped.mode = .required
+            (shipped.certificateFile, shipped.keyFile, shipped.caFile) =
+                ("/etc/dlog/tls/node.crt", "/etc/dlog/tls/node.key", "/etc/dlog/tls/ca.crt")
+            #expect(tls == shipped, "\(name).conf requires TLS with the conventional files")
             #expect(connections == ConnectionSettings(), "\(name).conf's limits are the defaults")
             #expect(try text("\(name).conf").contains("unfinished_frame_bytes_max = 256M"))
         }

@@ -271,8 +271,33 @@ for role in "${roles[@]}"; do
 	on "$role" test -d /var/lib/dlog || fail "$role: the package made no /var/lib/dlog"
 done
 
-# Writes /etc/dlog/NAME.conf in a container from standard input.
-config() { on "$1" sh -c "cat > /etc/dlog/$2.conf"; }
+step "TLS: /etc/dlog/tls from the package; a cluster CA and each host's certificate made with dlogctl tls"
+for role in "${roles[@]}"; do
+	mode=$(on "$role" stat -c '%a %U %G' /etc/dlog/tls)
+	[ "$mode" = "750 root dlog" ] || fail "$role: /etc/dlog/tls is '$mode', not '750 root dlog'"
+done
+on metadata dlogctl tls init-ca --dir /root/ca >/dev/null
+for role in "${roles[@]}"; do
+	on metadata dlogctl tls issue --dir /root/ca --role "${role%[0-9]}" --name "$role" --host "${address[$role]}" >/dev/null
+done
+on metadata dlogctl tls issue --dir /root/ca --role admin --name e2e-admin >/dev/null
+on metadata cat /root/ca/ca.crt >"$work/ca.crt"
+# Each host gets the CA, its own certificate and key as the shipped configs name them (node.crt, node.key), and
+# the admin's certificate for dlogctl, which reads DLOG_TLS_* (exported here; nsenter keeps the environment).
+for role in "${roles[@]}"; do
+	on "$role" sh -c 'cat > /etc/dlog/tls/ca.crt' <"$work/ca.crt"
+	on metadata cat "/root/ca/$role.crt" | on "$role" sh -c 'cat > /etc/dlog/tls/node.crt'
+	on metadata cat "/root/ca/$role.key" | on "$role" sh -c 'umask 027; cat > /etc/dlog/tls/node.key; chgrp dlog /etc/dlog/tls/node.key'
+	on metadata cat /root/ca/e2e-admin.crt | on "$role" sh -c 'cat > /etc/dlog/tls/admin.crt'
+	on metadata cat /root/ca/e2e-admin.key | on "$role" sh -c 'umask 077; cat > /etc/dlog/tls/admin.key'
+done
+export DLOG_TLS_CA=/etc/dlog/tls/ca.crt DLOG_TLS_CERT=/etc/dlog/tls/admin.crt DLOG_TLS_KEY=/etc/dlog/tls/admin.key
+# The shipped configs' TLS lines: every config below keeps them.
+tls_lines=$(on metadata grep -E '^tls_(mode|cert_file|key_file|ca_file) =' /etc/dlog/metadata.conf)
+[[ "$tls_lines" == *"tls_mode = required"* ]] || fail "the shipped metadata.conf does not require TLS: $tls_lines"
+
+# Writes /etc/dlog/NAME.conf in a container from standard input, after the shipped TLS lines.
+config() { { echo "$tls_lines"; cat; } | on "$1" sh -c "cat > /etc/dlog/$2.conf"; }
 
 step "configure and start dlogd@metadata; dlogctl cluster init"
 config metadata metadata <<EOF
@@ -385,6 +410,21 @@ on proxy dlogctl write e2e --proxy "$proxy_addr" <"$work/records.txt" >/dev/null
 on proxy dlogctl read e2e --metadata "$metadata_uri" --limit 200 --json |
 	jq -r '.payload' >"$work/read.txt" || fail "dlogctl read"
 cmp -s "$work/records.txt" "$work/read.txt" || fail "records read back differ from those written"
+
+step "TLS required on every port: a client without a certificate is refused, and the daemon logs who"
+declare -A port=([metadata]=3180 [bookie1]=3181 [proxy]=3190)
+for role in metadata bookie1 proxy; do
+	out=$(ip netns exec "$prefix-proxy" curl -sS --max-time 5 --cacert "$work/ca.crt" \
+		"https://${address[$role]}:${port[$role]}/" 2>&1 || true)
+	[[ "$out" == *"certificate required"* ]] || fail "$role: a client without a certificate was not refused: $out"
+	instance=${role%[0-9]}
+	wait_for 10 "$role: the refusal in its log" sh -c "nsenter -t ${init_pid[$role]} -a journalctl -u dlogd@$instance --no-pager -o cat |
+		grep -q 'TLS connection from ${address[proxy]}:[0-9]* refused: the client showed no certificate'"
+	echo "e2e: $role (port ${port[$role]}) refused a client without a certificate: ${out##*: }"
+done
+out=$(on proxy env -u DLOG_TLS_CERT -u DLOG_TLS_KEY dlogctl bookie list --metadata "$metadata_uri" 2>&1 || true)
+[[ "$out" == *"requires a client certificate"* ]] || fail "dlogctl without a certificate: $out"
+echo "e2e: dlogctl without a certificate: $out"
 
 step "admin socket: dlogctl admin status, and a user outside group dlog refused"
 on bookie1 dlogctl admin --instance bookie status | tee "$work/admin-status.txt"
