@@ -62,7 +62,13 @@ start_cluster() { # MODE
   sleep 2  # registrations and the proxy's first metadata reads settle
 }
 
-stop_cluster() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; pids=(); }
+# Stops the daemons and removes their data (each start preallocates journals: about 2 GB a start).
+stop_cluster() { # MODE
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+  rm -rf "$dir/$1"
+}
 
 # CPU seconds (user + system) of every child this shell has waited for, into $children_cpu (see bench-bookie.sh).
 children_cpu=0
@@ -98,7 +104,7 @@ for round in $(seq "$rounds"); do
     run_case "$mode" ledger 1x1 ledger --metadata "$uri" --clients 1 --pipeline 1
     run_case "$mode" log 4x32 log --metadata "$uri" --proxy "127.0.0.1:$((base + 10))" --streams 4 --clients 32 --no-tail
     run_case "$mode" log 1x1 log --metadata "$uri" --proxy "127.0.0.1:$((base + 10))" --streams 1 --clients 1 --no-tail
-    stop_cluster
+    stop_cluster "$mode"
   done
 done
 
