@@ -299,6 +299,9 @@ final class EtcdExchangeHandler: ChannelDuplexHandler {
     private let endpoint: EtcdEndpoint
     private let responseBytesMax: Int
     private var state = State.idle
+    /// Why the connection ended, when it ended on an error (a TLS refusal names its cause): told to exchanges that
+    /// arrive after.
+    private var closedBy: MetadataError?
     /// Bounds the wait for a unary answer, or for a stream's first message.
     private var timer: Scheduled<Void>?
 
@@ -311,7 +314,7 @@ final class EtcdExchangeHandler: ChannelDuplexHandler {
         let exchange = unwrapOutboundIn(data)
         switch state {
         case .closed:
-            exchange.fail(.unavailable("connection to etcd \(endpoint) closed before \(exchange.path) was sent"))
+            exchange.fail(closedBy ?? .unavailable("connection to etcd \(endpoint) closed before \(exchange.path) was sent"))
             promise?.succeed(())
             return
         case .active:
@@ -442,6 +445,7 @@ final class EtcdExchangeHandler: ChannelDuplexHandler {
         timer = nil
         let previous = state
         state = .closed
+        if closedBy == nil { closedBy = error }
         if case .active(let exchange, _, _) = previous { exchange.fail(error) }
         context.close(promise: nil)
     }
