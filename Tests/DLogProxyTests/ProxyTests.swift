@@ -160,7 +160,9 @@ func readAll(_ namespace: Namespace, _ stream: String, count: Int) async throws 
         try await withProxies(2) { proxies in
             let client = ProxyClient(metadata: proxies.cluster.store)
             let dlsn = try await client.write("found", Array("x".utf8))
-            #expect(dlsn == DLSN(segment: 1, entry: 0, slot: 0))
+            // Delivery is at least once: a first attempt whose answer timed out on a loaded machine is sent again
+            // and stored next to itself, so the acknowledged one may be the second entry.
+            #expect(dlsn.segment == 1 && dlsn.entry <= 1 && dlsn.slot == 0, "\(dlsn)")
             let registered = try await proxies.cluster.store.list(prefix: ProxyOwner.registrations).items
             #expect(Set(registered.map { String(decoding: $0.value, as: UTF8.self) }) == Set(proxies.addresses))
             await proxies.proxies[0].service.drain()
