@@ -24,7 +24,8 @@ struct TLSCommand: ParsableCommand {
             }
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             let ca = try ClusterCA.create(name: name, days: days)
-            try PEMFiles.write(ca.keyPEM, to: key, secret: true)
+            // The CA's key is for this host's root only, never for the daemons' group.
+            try PEMFiles.write(ca.keyPEM, to: key, secret: true, forDaemons: false)
             try PEMFiles.write(try ca.certificatePEM, to: certificate, secret: false)
             print("wrote \(certificate) and \(key) (keep the key offline or readable by root only)")
         }
@@ -71,9 +72,10 @@ struct TLSCommand: ParsableCommand {
 }
 
 enum PEMFiles {
-    /// Writes `text` to `path` by a rename, so a reader never sees half a file. A secret is mode 0640 with group
-    /// dlog when that group exists (the daemons run as user dlog), else 0600; anything else is 0644.
-    static func write(_ text: String, to path: String, secret: Bool) throws {
+    /// Writes `text` to `path` by a rename, so a reader never sees half a file. A secret is mode 0600, or 0640
+    /// with group dlog when it is `forDaemons` and that group exists (the daemons run as user dlog); anything else
+    /// is 0644.
+    static func write(_ text: String, to path: String, secret: Bool, forDaemons: Bool = true) throws {
         let temporary = path + ".tmp"
         unlink(temporary)
         // Created with its final mode, so a key is never readable by others, not even for a moment.
@@ -87,7 +89,7 @@ enum PEMFiles {
             unlink(temporary)
             throw ValidationError("cannot write \(temporary): \(String(cString: strerror(errno)))")
         }
-        if secret, let group = getgrnam("dlog") {
+        if secret, forDaemons, let group = getgrnam("dlog") {
             chown(temporary, uid_t.max, group.pointee.gr_gid)
             chmod(temporary, 0o640)
         }

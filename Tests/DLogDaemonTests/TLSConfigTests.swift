@@ -107,6 +107,10 @@ import Testing
             }
         }
         let ca = tls.dir + "/ca"
+        func mode(_ path: String) -> Int { ((try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int) ?? -1 }
+        #expect(mode("\(ca)/ca.key") == 0o600, "the CA's key is root's alone, never the daemons' group's")
+        #expect(mode("\(ca)/ca.crt") == 0o644 && mode("\(ca)/bookie.crt") == 0o644)
+        #expect([0o600, 0o640].contains(mode("\(ca)/bookie.key")), "a daemon's key: 0640 with group dlog, else 0600")
         #expect(identity("\(ca)/bookie.crt", "\(ca)/bookie.key", tls.ca) == "accepted")
         let missing = identity("\(ca)/bookie.crt", "\(ca)/bookie.key", dir.sub("none.pem"))
         #expect(missing.contains("TLS CA bundle \(dir.sub("none.pem"))"), "\(missing)")
