@@ -31,18 +31,12 @@ enum StandaloneTLS {
         for role in roles {
             let issued = try ca.issue(role: role, name: role == .admin ? "admin" : "standalone-\(role.rawValue)",
                                       hosts: role == .admin ? [] : hosts, days: 3650)
-            try write(issued.keyPEM, to: "\(dir)/\(role.rawValue).key", mode: 0o600)
-            try write(issued.certificatePEM, to: "\(dir)/\(role.rawValue).crt", mode: 0o644)
+            try PEMFiles.write(issued.keyPEM, to: "\(dir)/\(role.rawValue).key", secret: true, forDaemons: false)
+            try PEMFiles.write(issued.certificatePEM, to: "\(dir)/\(role.rawValue).crt", secret: false)
         }
-        try write(ca.keyPEM, to: dir + "/ca.key", mode: 0o600)
+        try PEMFiles.write(ca.keyPEM, to: dir + "/ca.key", secret: true, forDaemons: false)
         // The CA's certificate last: its presence says the directory is complete.
-        try write(try ca.certificatePEM, to: dir + "/ca.crt", mode: 0o644)
+        try PEMFiles.write(try ca.certificatePEM, to: dir + "/ca.crt", secret: false)
         return true
-    }
-
-    private static func write(_ text: String, to path: String, mode: Int) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: mode]) else {
-            throw TLSConfigError("cannot write \(path)")
-        }
     }
 }
