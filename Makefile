@@ -46,14 +46,15 @@ export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH ?= 16
 # Every test CI checks: unit, crash (SIGKILL cycles), multi-process and robustness, then the package under a
 # real systemd (e2e).
 # The healing tests (RecoveryTests: clusters of up to 6 bookies, SIGKILLs, a 3-member etcd), the hostile-client
-# tests (thousands of connections against debug-build daemons) and the TLS clusters of processes run after the
-# rest, one test at a time: none of them shares the machine with another multi-process suite, whose leases would
-# expire under the load.
+# tests (thousands of connections against debug-build daemons), the TLS clusters of processes and the 2,000-stream
+# burst run after the rest, one test at a time: none of them shares the machine with another multi-process suite,
+# whose leases would expire under the load.
+ALONE = DLogDaemonTests\.(RecoveryTests/|HostileConnectionTests/|TLSPortTests/|StandaloneTests/manyStreams)
 test: build
 	$(SWIFT) build --build-tests
-	@set -o pipefail; $(SWIFT) test --skip-build --skip 'DLogDaemonTests\.(RecoveryTests|HostileConnectionTests|TLSPortTests)/' 2>&1 | tee .build/test-output.txt
+	@set -o pipefail; $(SWIFT) test --skip-build --skip '$(ALONE)' 2>&1 | tee .build/test-output.txt
 	@set -o pipefail; SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=1 $(SWIFT) test --skip-build \
-		--filter 'DLogDaemonTests\.(RecoveryTests|HostileConnectionTests|TLSPortTests)/' 2>&1 | tee .build/test-output-recovery.txt
+		--filter '$(ALONE)' 2>&1 | tee .build/test-output-recovery.txt
 	@n=$$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\} in .* passed.*/\1/p' .build/test-output.txt | tail -1); \
 	r=$$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\} in .* passed.*/\1/p' .build/test-output-recovery.txt | tail -1); \
 	echo "$$(( $${n:-0} + $${r:-0} )) passed, 0 failed"

@@ -98,6 +98,7 @@ let package = Package(
         ]),
         .target(name: "DLogProxy", dependencies: [
             "DistributedLog", "DLogLedger", "DLogMetadata", "DLogWire",
+            .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -17,6 +17,8 @@ public final class ProxyService: Sendable {
         public var address: String
         /// Streams owned at once, at most.
         public var streamsMax = 10_000
+        /// Streams being opened at once, at most; the others wait their turn in order (see `OpenQueue`).
+        public var opensAtOnce = 256
         public var limits = ProxyLimits()
         /// Writing to a stream that does not exist creates it.
         public var createStreams = true
@@ -58,11 +60,13 @@ public final class ProxyService: Sendable {
     /// Distinguishes this process from an earlier one with the same id and address (a restart), so a lock
     /// left by the earlier one is never mistaken for this one's.
     private let incarnation = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+    private let opens: OpenQueue
 
     public init(namespace: Namespace, settings: Settings, logger: Logger) {
         self.namespace = namespace
         self.settings = settings
         self.logger = logger
+        opens = OpenQueue(limit: max(1, settings.opensAtOnce))
         let l = settings.limits
         state = Mutex(State(proxyLimit: Self.proxyCheck(settings.id, l), currentLimits: l))
     }
@@ -314,7 +318,7 @@ public final class ProxyService: Sendable {
             }
             // Started only once claimed: opening takes the log's lock, which nothing else here must race for.
             let task = Task { () throws -> LogWriter in
-                try await self.namespace.openWriter(stream, create: create, owner: self.ownerValue)
+                try await self.opens.run { try await self.namespace.openWriter(stream, create: create, owner: self.ownerValue) }
             }
             s.streams[stream] = .opening(task)
             return .claimed(task)

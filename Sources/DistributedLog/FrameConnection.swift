@@ -47,12 +47,22 @@ final class FrameConnection: Sendable {
     /// peer or the path to it is gone.
     func isSilent(for interval: Duration) -> Bool { heard.since > interval }
 
-    /// Sends a request encoded by `encode` (given its request id) and waits at most `timeout` for the answer.
-    func send(timeout: Duration, _ encode: @escaping @Sendable (UInt64, inout ByteBuffer) -> Void) async throws -> Frame {
+    /// Sends a request encoded by `encode` (given its request id) and waits for its answer. It fails with
+    /// `ConnectionTimedOut` once the connection has been silent for `timeout`. While other answers keep arriving
+    /// the peer is alive, only busy (thousands of streams opening at once), so the request keeps waiting, up to
+    /// `patience`: sending it again would only add to the work it waits behind, and store a write twice.
+    func send(timeout: Duration, patience: ContinuousClock.Instant? = nil,
+              _ encode: @escaping @Sendable (UInt64, inout ByteBuffer) -> Void) async throws -> Frame {
         let promise = channel.eventLoop.makePromise(of: Frame.self)
-        let (seconds, attoseconds) = timeout.components
-        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
-            promise.fail(ConnectionTimedOut(timeout: timeout))
+        let timer = ReplyTimer(eventLoop: channel.eventLoop)
+        let heard = heard
+        timer.arm(after: timeout) { () -> Duration? in
+            let quiet = heard.since
+            guard let patience, quiet < timeout, ContinuousClock.now < patience else {
+                promise.fail(ConnectionTimedOut(timeout: timeout))
+                return nil
+            }
+            return min(timeout - quiet, patience - ContinuousClock.now)
         }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         outbox.send(Outbound(encode: encode, waiter: .promise(promise)))
@@ -60,6 +70,42 @@ final class FrameConnection: Sendable {
     }
 
     func close() async { try? await channel.close() }
+}
+
+/// One request's timer: `check` runs when it fires and either ends the wait (nil) or names when to look again.
+/// Lives on the connection's event loop; `arm` and `cancel` may come from any thread.
+final class ReplyTimer: Sendable {
+    private struct Timing {
+        var scheduled: Scheduled<Void>?
+        var cancelled = false
+    }
+    private let eventLoop: any EventLoop
+    private let timing: NIOLoopBoundBox<Timing?>
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+        timing = .makeEmptyBox(valueType: Timing.self, eventLoop: eventLoop)
+    }
+
+    func arm(after delay: Duration, _ check: @escaping @Sendable () -> Duration?) {
+        eventLoop.execute { self.schedule(after: delay, check) }
+    }
+
+    private func schedule(after delay: Duration, _ check: @escaping @Sendable () -> Duration?) {
+        guard timing.value?.cancelled != true else { return }
+        let (seconds, attoseconds) = delay.components
+        let scheduled = eventLoop.scheduleTask(in: .nanoseconds(max(1, seconds * 1_000_000_000 + attoseconds / 1_000_000_000))) {
+            if let again = check() { self.schedule(after: again, check) }
+        }
+        timing.value = Timing(scheduled: scheduled)
+    }
+
+    func cancel() {
+        eventLoop.execute {
+            self.timing.value?.scheduled?.cancel()
+            self.timing.value = Timing(scheduled: nil, cancelled: true)
+        }
+    }
 }
 
 struct ConnectionTimedOut: Error, CustomStringConvertible {

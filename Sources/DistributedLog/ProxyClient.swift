@@ -149,7 +149,7 @@ public final class ProxyClient: Sendable {
                 lastProblem = "looking up the proxies: \(error)"
             }
             if let address {
-                switch await attempt(request, at: address) {
+                switch await attempt(request, at: address, patience: deadline) {
                 case .success(let reply):
                     if case .owner(let owner?) = reply { state.withLock { $0.owners[stream] = owner } }
                     else if request.op != .create && request.op != .delete && request.op != .getOwner && request.op != .release {
@@ -194,8 +194,9 @@ public final class ProxyClient: Sendable {
     }
 
     /// One try at `address`: a connection failure or timeout comes back as `unavailable`, and the proxy is
-    /// avoided for a while.
-    private func attempt(_ request: ProxyRequest, at address: String) async -> Result<ProxyReply, ProxyFailure> {
+    /// avoided for a while. A request on a connection that keeps answering others waits up to `patience`.
+    private func attempt(_ request: ProxyRequest, at address: String,
+                         patience: ContinuousClock.Instant) async -> Result<ProxyReply, ProxyFailure> {
         let connection: FrameConnection
         do {
             connection = try await self.connection(to: address)
@@ -204,14 +205,14 @@ public final class ProxyClient: Sendable {
             return .failure(ProxyFailure(.unavailable, "\(error)"))
         }
         do {
-            let frame = try await connection.send(timeout: options.requestTimeout) { id, buffer in
+            let frame = try await connection.send(timeout: options.requestTimeout, patience: patience) { id, buffer in
                 request.encode(requestID: id, into: &buffer)
             }
             return ProxyReply.decode(frame, op: request.op)
         } catch {
-            // A request that timed out on a connection that answers others waited behind slow work at the proxy
-            // (thousands of streams opening at once): the connection stays, with every other request on it. One
-            // that closed, or went silent past the timeout, is closed and forgotten, and the proxy avoided.
+            // A request that waited out its patience on a connection that still answers others waited behind
+            // slow work at the proxy: the connection stays, with every other request on it. One that closed, or
+            // went silent past the timeout, is closed and forgotten, and the proxy avoided.
             if error is ConnectionTimedOut, connection.isActive, !connection.isSilent(for: options.requestTimeout) {
                 return .failure(ProxyFailure(.unavailable, "\(address): \(error)"))
             }

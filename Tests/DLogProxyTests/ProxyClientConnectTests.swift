@@ -49,35 +49,47 @@ private final class SilentListener: Sendable {
     }
 }
 
-/// A proxy that answers every write at once, except those to the stream "slow", which it never answers (a
-/// request stuck behind slow work, on a connection that is otherwise fine). Counts the connections that carried
-/// requests (a connect the client gave up on, on a loaded machine, carries none).
+/// A proxy that answers every write at once, except those to the stream "slow", which it answers after
+/// `slowAnswer` or never (a request stuck behind slow work, on a connection that is otherwise fine). Counts the
+/// connections that carried requests (a connect the client gave up on, on a loaded machine, carries none) and
+/// the requests to "slow".
 private final class SelectiveProxy: Sendable {
     let server: FrameServer
     let port: Int
     private let connected: Counter
+    private let slowOnes: Counter
 
     final class Counter: Sendable {
         let value = Atomic<Int>(0)
     }
 
-    init() throws {
-        let connected = Counter()
+    init(slowAnswer: Duration? = nil) throws {
+        let connected = Counter(), slowOnes = Counter()
         self.connected = connected
-        server = try FrameServer(host: "127.0.0.1", port: 0, threads: 1, maxFrameBytes: 1 << 20) { Handler(connected) }
+        self.slowOnes = slowOnes
+        server = try FrameServer(host: "127.0.0.1", port: 0, threads: 1, maxFrameBytes: 1 << 20) {
+            Handler(connected, slowOnes, slowAnswer)
+        }
         port = server.localAddress!.port!
     }
 
     var connections: Int { connected.value.load(ordering: .relaxed) }
+    var slowRequests: Int { slowOnes.value.load(ordering: .relaxed) }
 
     final class Handler: ChannelInboundHandler {
         typealias InboundIn = Frame
         typealias OutboundOut = ByteBuffer
         private var written: Int64 = 0
         private let connected: Counter
+        private let slowOnes: Counter
+        private let slowAnswer: Duration?
         private var counted = false
 
-        init(_ connected: Counter) { self.connected = connected }
+        init(_ connected: Counter, _ slowOnes: Counter, _ slowAnswer: Duration?) {
+            self.connected = connected
+            self.slowOnes = slowOnes
+            self.slowAnswer = slowAnswer
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let frame = unwrapInboundIn(data)
@@ -85,11 +97,19 @@ private final class SelectiveProxy: Sendable {
                 counted = true
                 connected.value.add(1, ordering: .relaxed)
             }
-            guard let request = try? ProxyRequest.decode(frame), request.stream != "slow" else { return }
+            guard let request = try? ProxyRequest.decode(frame) else { return }
             written += 1
             var buffer = context.channel.allocator.buffer(capacity: 64)
             ProxyReply.written(DLSN(segment: 1, entry: written, slot: 0)).encode(op: request.op, requestID: frame.header.requestID, into: &buffer)
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            guard request.stream == "slow" else { return context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
+            slowOnes.value.add(1, ordering: .relaxed)
+            guard let slowAnswer else { return }
+            let (seconds, attoseconds) = slowAnswer.components
+            let answer = NIOLoopBound((context, buffer), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
+                let (context, buffer) = answer.value
+                context.writeAndFlush(NIOAny(buffer), promise: nil)
+            }
         }
     }
 }
@@ -139,6 +159,33 @@ private final class Flag: Sendable {
         let stalled = longestGap >= options.requestTimeout / 2
         #expect(proxy.connections == 1 || stalled && proxy.connections == 2,
                 "\(proxy.connections) connections (longest gap between answers \(longestGap)): a timeout closed a connection that was answering")
+    }
+
+    @Test func aRequestWaitsPastItsTimeoutWhileItsConnectionAnswersOthers() async throws {
+        // Proves a request behind slow work at a live proxy (its answer takes three request timeouts; other
+        // answers keep arriving) is answered, and sent once: at its timeout it used to be sent again, which added
+        // to the work it waited behind (thousands of streams opening at once) and could store a write twice.
+        let proxy = try SelectiveProxy(slowAnswer: .seconds(3))
+        defer { proxy.server.close() }
+        var options = ProxyClient.Options()
+        options.requestTimeout = .seconds(1)
+        options.retryFor = .seconds(20)
+        let client = ProxyClient(proxies: ["127.0.0.1:\(proxy.port)"], options: options)
+        let slowEnded = Flag()
+        let slow = Task {
+            defer { slowEnded.set() }
+            return try await client.write("slow", [0])
+        }
+        try await withTimeout(60, "writes beside a slow request") {
+            while !slowEnded.isSet {
+                _ = try await client.write("fast", [1])
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        _ = try await slow.value
+        await client.shutdown()
+        #expect(proxy.slowRequests == 1, "the slow write was sent \(proxy.slowRequests) times")
+        #expect(proxy.connections == 1, "\(proxy.connections) connections")
     }
 
     @Test func manyRequestsAtOnceMakeOneConnectionNotOneEach() async throws {
