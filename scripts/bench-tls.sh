@@ -7,7 +7,9 @@
 #   - ledger: `dlog-bench ledger`, replicated (E=3 Qw=3 Qa=2), 32 writers x 16 in flight, and 1 x 1;
 #   - log:    `dlog-bench log` through the proxy, 4 streams x 32 writers, and 1 x 1 (writes alone, no tail);
 # with the CPU (user + system) of all five daemons and of the bench itself, per 100k acknowledged writes.
-# Prints one table, then each case's TLS figures as ratios of the plaintext ones.
+# The order alternates by round (off then required, then required then off), so a drift of the shared machine
+# falls on both alike. Prints the disk's own limit, one table, then each case's TLS figures against the plaintext
+# ones of the same round: the median over the rounds of each round's ratio (writes/s, CPU) and difference (p50).
 # Usage: scripts/bench-tls.sh [DIR] [SECONDS] [ROUNDS]   (needs `make release` first; installs jq if missing)
 set -euo pipefail
 dir=${1:-/tmp/dlog-bench-tls}
@@ -23,6 +25,9 @@ cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 hz=$(getconf CLK_TCK)
 cpu_ticks() { local t=0; for p in "${pids[@]}"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo "$t"; }
+
+# The disk's own limit: one 4 KiB write and fdatasync at a time.
+"$bin/dlog-bench" disk --dir "$dir" --duration 5 --size 4096 --json > "$dir/disk.json"
 
 "$bin/dlogctl" tls init-ca --dir "$dir/tls" > /dev/null
 for role in metadata bookie proxy; do
@@ -77,8 +82,8 @@ take_children_cpu() {
   children_cpu=$(tail -n 1 "$dir/times" | awk '{ split($1, u, "m"); split($2, s, "m"); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
 }
 
-printf '%-7s %-6s %-8s %10s %9s %9s %12s %13s\n' case load tls writes/s "p50 ms" "p99 ms" "cpu s/100k" "client s/100k" > "$dir/table"
-run_case() { # MODE NAME LOAD ARGS...
+printf '%-5s %-7s %-6s %-8s %10s %9s %9s %12s %13s\n' round case load tls writes/s "p50 ms" "p99 ms" "cpu s/100k" "client s/100k" > "$dir/table"
+run_case() { # MODE NAME LOAD ARGS...  (in round $round)
   local mode=$1 name=$2 load=$3; shift 3
   local tls_args=(); [ "$mode" = off ] || tls_args=("${client_tls[@]}")
   local before_ticks=$(cpu_ticks)
@@ -89,12 +94,13 @@ run_case() { # MODE NAME LOAD ARGS...
   local ops=$(jq '.ops' "$j")
   local server=$(awk -v a="$before_ticks" -v b="$(cpu_ticks)" -v hz="$hz" -v n="$ops" 'BEGIN { printf "%.3f", (b - a) / hz / n * 100000 }')
   local client=$(awk -v a="$before_client" -v b="$children_cpu" -v n="$ops" 'BEGIN { printf "%.3f", (b - a) / n * 100000 }')
-  printf '%-7s %-6s %-8s %10.0f %9.3f %9.3f %12s %13s\n' "$name" "$load" "$mode" "$(jq .ops_per_sec "$j")" "$(jq .p50_ms "$j")" \
+  printf '%-5s %-7s %-6s %-8s %10.0f %9.3f %9.3f %12s %13s\n' "$round" "$name" "$load" "$mode" "$(jq .ops_per_sec "$j")" "$(jq .p50_ms "$j")" \
     "$(jq .p99_ms "$j")" "$server" "$client" | tee -a "$dir/table"
 }
 
 for round in $(seq "$rounds"); do
-  for mode in off required; do
+  order="off required"; [ $((round % 2)) = 0 ] && order="required off"
+  for mode in $order; do
     echo "## round $round, tls_mode = $mode"
     start_cluster "$mode"
     uri="dlog://127.0.0.1:$base"
@@ -111,14 +117,17 @@ done
 echo
 cat "$dir/table"
 echo
-echo "## TLS against plaintext, medians over the rounds (writes/s ratio, p50 difference, CPU ratio)"
+echo "## disk: $(jq -r '"\(.syncs_per_sec) write+fdatasync/s of \(.size) B, p50 \(.p50_ms) ms"' "$dir/disk.json")"
+echo "## TLS against plaintext in the same round, medians over $rounds rounds (writes/s ratio, p50 difference, CPU ratio)"
 for c in "bookie 32x16" "bookie 1x1" "ledger 32x16" "ledger 1x1" "log 4x32" "log 1x1"; do
   set -- $c
   awk -v c="$1" -v l="$2" '
     function median(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
                                        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-    $1 == c && $2 == l && $3 == "off" { w0[++n0] = $4; p0[n0] = $5; c0[n0] = $7 + $8 }
-    $1 == c && $2 == l && $3 == "required" { w1[++n1] = $4; p1[n1] = $5; c1[n1] = $7 + $8 }
-    END { printf "%-7s %-6s writes %.2fx, p50 %+.3f ms, cpu (all) %.2fx\n", c, l, median(w1, n1) / median(w0, n0),
-                 median(p1, n1) - median(p0, n0), median(c1, n1) / median(c0, n0) }' "$dir/table"
+    $2 == c && $3 == l && $4 == "off" { w0[$1] = $5; p0[$1] = $6; c0[$1] = $8 + $9 }
+    $2 == c && $3 == l && $4 == "required" { w1[$1] = $5; p1[$1] = $6; c1[$1] = $8 + $9 }
+    END { for (r in w1) if (r in w0) { n++; w[n] = w1[r] / w0[r]; p[n] = p1[r] - p0[r]; u[n] = c1[r] / c0[r]
+                                       all = all sprintf(" %.2f", w[n]) }
+          printf "%-7s %-6s writes %.2fx, p50 %+.3f ms, cpu (all) %.2fx   (writes per round:%s)\n", c, l, median(w, n),
+                 median(p, n), median(u, n), all }' "$dir/table"
 done
