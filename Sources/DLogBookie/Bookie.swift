@@ -1,3 +1,4 @@
+import CoreMetrics
 import DLogIO
 #if canImport(Glibc)
 import Glibc
@@ -29,6 +30,11 @@ public final class Bookie: JournalSink, Sendable {
         /// `backgroundTurn(clock:)` (checkpoints, disk checks) and `runCompaction()` when it chooses. The
         /// simulator does, at points of its seeded run and in simulated time.
         public var backgroundThreads = true
+        /// Where the bookie and its journals record their distributions (`BookieMeters`, `JournalMeters`);
+        /// nil: `MetricsSystem`'s factory.
+        public var metrics: (any MetricsFactory)? = nil
+        /// Put on every series of this bookie's (a standalone's bookies are told apart by them).
+        public var metricsDimensions: [(String, String)] = []
 
         public init(journal: Journal.Configuration, journalDirectories: [String], storage: LedgerStorage.Configuration) {
             self.journal = journal
@@ -61,6 +67,8 @@ public final class Bookie: JournalSink, Sendable {
     let draining = Atomic<Bool>(false)
     /// Requests taken from the network, for metrics: adds, reads (with fence reads), long polls for the LAC, and
     /// malformed frames.
+    /// Request service times, for metrics.
+    public let meters: BookieMeters
     public let addsReceived = Atomic<UInt64>(0)
     public let readsReceived = Atomic<UInt64>(0)
     public let longPollsReceived = Atomic<UInt64>(0)
@@ -99,6 +107,7 @@ public final class Bookie: JournalSink, Sendable {
     public init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        meters = BookieMeters(factory: configuration.metrics ?? MetricsSystem.factory, dimensions: configuration.metricsDimensions)
         diskThresholds = Mutex((configuration.diskUsageThreshold, configuration.diskUsageLowWater))
         storage = try LedgerStorage(configuration: configuration.storage,
                                     journalCount: configuration.journalDirectories.count)
@@ -120,6 +129,8 @@ public final class Bookie: JournalSink, Sendable {
         for (i, dir) in configuration.journalDirectories.enumerated() {
             var jc = configuration.journal
             jc.directory = dir
+            jc.metrics = configuration.metrics
+            jc.metricsDimensions = configuration.metricsDimensions
             journals.append(try Journal(index: i, configuration: jc))
         }
         self.journals = journals

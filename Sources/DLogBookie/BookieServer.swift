@@ -1,3 +1,4 @@
+import CoreMetrics
 import DLogWire
 import Logging
 import NIOCore
@@ -105,7 +106,10 @@ final class BookieRequestHandler: ChannelInboundHandler {
             return
         }
         guard let batcher = gate.batcher else { return }  // nil once the connection closed
-        let answer = Answer.connection(batcher, request.op, requestID: frame.header.requestID)
+        let timer: Timer
+        if case .readLAC(_, _?) = request { timer = bookie.meters.longPoll } else { timer = bookie.meters.timer(request.op) }
+        let answer = Answer.connection(batcher, request.op, requestID: frame.header.requestID,
+                                       timing: RequestTiming(timer: timer, received: BookieMeters.now))
         gate.took(channel: context.channel)
         if let access, !access.allows(request.op, by: principal) { return deny(request.op, answer: answer, context: context) }
         if let refusal = request.entryIDRefusal { return answer(.failed(.badRequest, message: refusal)) }

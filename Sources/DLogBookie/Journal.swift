@@ -1,3 +1,4 @@
+import CoreMetrics
 import DLogIO
 import DLogWire
 import Foundation
@@ -35,6 +36,8 @@ public enum JournalError: Error, Equatable, CustomStringConvertible {
 /// One journal directory with its writer thread. Adds enter through a bounded queue and complete after the
 /// batch holding them is durable.
 public final class Journal: Sendable {
+    /// Sync latency and batch sizes, for metrics.
+    let meters: JournalMeters
     public struct Configuration: Sendable {
         public var directory: String
         public var fileBytes: Int
@@ -57,6 +60,10 @@ public final class Journal: Sendable {
         /// drives it with `step(now:)` (the simulator does: the whole bookie then runs on one thread, in
         /// simulated time); `stop()` steps it to its end.
         public var writerThread = true
+        /// Where the journal records its distributions (`JournalMeters`); nil: `MetricsSystem`'s factory.
+        public var metrics: (any MetricsFactory)? = nil
+        /// Put on every series of this journal's (a standalone's bookies are told apart by them).
+        public var metricsDimensions: [(String, String)] = []
 
         public init(directory: String, fileBytes: Int = 64 << 20, filesMax: Int = 8,
                     policy: GroupCommitPolicy.Configuration = .init(), queueCountMax: Int = 100_000,
@@ -106,6 +113,8 @@ public final class Journal: Sendable {
         precondition(configuration.recordBytesMax > 0)
         self.index = index
         self.configuration = configuration
+        meters = JournalMeters(factory: configuration.metrics ?? MetricsSystem.factory, journal: index,
+                               dimensions: configuration.metricsDimensions)
         directory = JournalDirectory(path: configuration.directory, fileBytes: configuration.fileBytes,
                                      filesMax: configuration.filesMax, disk: configuration.disk)
         queue = BlockingQueue(countMax: configuration.queueCountMax, bytesMax: configuration.queueBytesMax) {

@@ -27,21 +27,22 @@ extension JournalCompletion {
     static func succeed(_ completions: [JournalCompletion]) {
         var i = 0
         while i < completions.count {
-            guard case .answerAdd(.connection(let batcher, _, _), _, _) = completions[i] else {
+            guard case .answerAdd(.connection(let batcher, _, _, _), _, _) = completions[i] else {
                 completions[i](.success(()))
                 i += 1
                 continue
             }
             var end = i + 1
-            while end < completions.count, case .answerAdd(.connection(let next, _, _), _, _) = completions[end],
+            while end < completions.count, case .answerAdd(.connection(let next, _, _, _), _, _) = completions[end],
                   next === batcher {
                 end += 1
             }
             let run = completions[i ..< end]
             batcher.send(count: run.count) { bytes in
                 for c in run {
-                    guard case .answerAdd(.connection(_, let op, let requestID), let ledger, let entry) = c else { continue }
+                    guard case .answerAdd(.connection(_, let op, let requestID, let timing), let ledger, let entry) = c else { continue }
                     BookieResponse.added(ledger: ledger, entry: entry).encode(op: op, requestID: requestID, into: &bytes)
+                    timing?.answered()
                 }
             }
             i = end
@@ -54,14 +55,16 @@ extension JournalCompletion {
 /// indirect call for every add.
 enum Answer: Sendable {
     case reply(Bookie.Reply)
-    case connection(ResponseBatcher, BookieOp, requestID: UInt64)
+    /// With `timing`, the request's service time is recorded as it is answered.
+    case connection(ResponseBatcher, BookieOp, requestID: UInt64, timing: RequestTiming?)
 
     func callAsFunction(_ response: BookieResponse) {
         switch self {
         case .reply(let reply):
             reply(response)
-        case .connection(let batcher, let op, let requestID):
+        case .connection(let batcher, let op, let requestID, let timing):
             batcher.send { response.encode(op: op, requestID: requestID, into: &$0) }
+            timing?.answered()
         }
     }
 

@@ -74,11 +74,15 @@ public enum AdminCommands {
             }
             return ["read_only": bookie.isReadOnly]
         }
-        socket.register("metrics", help: "the metrics, as Prometheus text") { _ in BookieMetrics.render(bookie) }
         socket.register("checkpoint", help: "ask for a checkpoint now (the write cache goes to entry logs)") { _ in
             bookie.requestCheckpoint()
             return ["checkpoint": "requested"]
         }
+    }
+
+    /// `metrics`: the role's metrics as Prometheus text, the same as its metrics port serves.
+    static func metrics(_ socket: AdminSocket, _ registry: RoleRegistry) {
+        socket.register("metrics", help: "the metrics, as Prometheus text") { _ in registry.render() }
     }
 
     /// Starts the metrics listener when a port is configured; a port in use leaves the role running without it.
@@ -97,7 +101,6 @@ public enum AdminCommands {
     }
 
     static func proxy(_ socket: AdminSocket, _ service: ProxyService) {
-        socket.register("metrics", help: "the metrics, as Prometheus text") { _ in RoleMetrics.proxy(service) }
         socket.register("streams", help: "the streams this proxy owns") { _ in ["streams": service.ownedStreams] }
         socket.register("release", help: "release STREAM: flush it and let another proxy take it") { args in
             guard let stream = args.first else { throw AdminSocket.Refusal("release takes a stream name") }
@@ -111,9 +114,6 @@ public enum AdminCommands {
     }
 
     static func metadata(_ socket: AdminSocket, _ store: EmbeddedStore) {
-        socket.register("metrics", help: "the metrics, as Prometheus text") { _ in
-            RoleMetrics.metadata(try runBlocking { await store.stats() })
-        }
         socket.register("stats", help: "the store's revision, leases, watchers and commits") { _ in
             let stats = try runBlocking { await store.stats() }
             return (try? JSONSerialization.jsonObject(with: Data(stats.json.utf8))) ?? [:]

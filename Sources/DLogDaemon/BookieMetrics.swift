@@ -1,11 +1,13 @@
 import DLogBookie
 import Foundation
 
-/// The bookie's metrics in Prometheus text: requests, journal syncs, batches, queue depth, sync latency, and
-/// the bookie's state. Built from the live counters at each scrape.
+/// The bookie's live counters and gauges in Prometheus text: requests, journal syncs, queue depth, the bookie's
+/// state, healing and scrub. Built at each scrape; the distributions (service times, sync latency, batch sizes)
+/// are recorded as they happen (`BookieMeters`, `JournalMeters`) and come from the role's `RoleRegistry`.
 enum BookieMetrics {
-    static func render(_ bookie: Bookie, recovery: RecoveryService? = nil, scrubber: Scrubber? = nil) -> String {
-        var out = PrometheusText()
+    static func render(_ bookie: Bookie, recovery: RecoveryService? = nil, scrubber: Scrubber? = nil,
+                       labels: [String: String] = [:]) -> String {
+        var out = PrometheusText(labels: labels)
         if let worker = recovery?.worker {
             let totals = worker.totals
             out.metric("dlog_recovery_bytes_copied_total", "counter", "bytes this bookie's replication worker copied",
@@ -60,36 +62,6 @@ enum BookieMetrics {
                    perJournal { Double($0.rejectedQueueFull) })
         out.metric("dlog_journal_failed", "gauge", "1 once the journal failed (the bookie takes no more adds)",
                    perJournal { $0.failed == nil ? 0 : 1 })
-        // Cumulative buckets: bucket i counts syncs under 2^i × 16 µs.
-        var samples: [(labels: [String: String], value: Double)] = []
-        for (index, journal) in stats.enumerated() {
-            var cumulative: UInt64 = 0
-            for (i, count) in journal.syncLatencyBuckets.enumerated() {
-                cumulative += count
-                let bound = i == journal.syncLatencyBuckets.count - 1 ? "+Inf" : String(Double(16 << i) / 1e6)
-                samples.append((["journal": "\(index)", "le": bound], Double(cumulative)))
-            }
-        }
-        out.metric("dlog_journal_sync_seconds_bucket", "counter", "journal write+sync latency, cumulative buckets", samples)
-        // Batch sizes (the group commit's effect): bucket i counts batches under 2^(i+1) records or
-        // 4 KiB × 2^(i+1) bytes.
-        func cumulativeBuckets(_ buckets: (JournalStats) -> [UInt64], bound: (Int) -> Double) -> [(labels: [String: String], value: Double)] {
-            var samples: [(labels: [String: String], value: Double)] = []
-            for (index, journal) in stats.enumerated() {
-                let counts = buckets(journal)
-                var cumulative: UInt64 = 0
-                for (i, count) in counts.enumerated() {
-                    cumulative += count
-                    let le = i == counts.count - 1 ? "+Inf" : String(Int(bound(i)))
-                    samples.append((["journal": "\(index)", "le": le], Double(cumulative)))
-                }
-            }
-            return samples
-        }
-        out.metric("dlog_journal_batch_records_bucket", "counter", "records per journal batch, cumulative buckets",
-                   cumulativeBuckets(\.batchRecordBuckets) { Double(2 << $0) })
-        out.metric("dlog_journal_batch_bytes_bucket", "counter", "bytes per journal batch, cumulative buckets",
-                   cumulativeBuckets(\.batchBytesBuckets) { Double(4096 << ($0 + 1)) })
         return out.text
     }
 }

@@ -15,7 +15,7 @@ public enum BookieRole {
         let termination = Termination()
         let running: RunningBookie
         do {
-            running = try start(settings: settings, truncateCorrupt: truncateCorrupt, logger: logger)
+            running = try start(settings: settings, truncateCorrupt: truncateCorrupt, logger: logger, registry: nil)
         } catch let error as MetadataUnreachable {
             // Exit code 4: a temporary failure systemd restarts (2 means the configuration is wrong).
             logger.critical("metadata store unreachable; giving up for now", metadata: ["error": "\(error.cause)"])
@@ -49,6 +49,8 @@ public enum BookieRole {
     /// A started bookie: its port, and how to stop it.
     public struct RunningBookie: Sendable {
         public let port: Int
+        /// The bookie's id (its label in a standalone's metrics).
+        let id: String
         let bookie: Bookie
         let server: BookieServer
         let membership: BookieMembership?
@@ -79,7 +81,10 @@ public enum BookieRole {
     }
 
     /// Starts a bookie (and its membership in the cluster, with a metadata store) and returns at once.
-    public static func start(settings: BookieSettings, truncateCorrupt: Bool, logger: Logger) throws -> RunningBookie {
+    /// With `registry` (a standalone's, shared by its parts), the bookie records into it under a `bookie` label
+    /// and the caller renders it; without, the bookie has a registry of its own.
+    static func start(settings: BookieSettings, truncateCorrupt: Bool, logger: Logger,
+                      registry shared: RoleRegistry?) throws -> RunningBookie {
         try settings.check()
         let disks = try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
         let bookieID = BookieID(settings.bookieID ?? settings.advertisedAddress(port: settings.port))
@@ -116,9 +121,11 @@ public enum BookieRole {
         } else {
             logger.info("\(chosen)", metadata: fields)
         }
-        let bookie = try Bookie(configuration: settings.bookieConfiguration(engine: decision.engine,
-                                                                             truncateCorrupt: truncateCorrupt),
-                                logger: logger)
+        let registry = shared ?? RoleRegistry()
+        var configuration = settings.bookieConfiguration(engine: decision.engine, truncateCorrupt: truncateCorrupt)
+        configuration.metrics = registry.factory
+        if shared != nil { configuration.metricsDimensions = [("bookie", bookieID.rawValue)] }
+        let bookie = try Bookie(configuration: configuration, logger: logger)
         try bookie.start { failure in
             logger.critical("journal failed; no more adds are acknowledged; exiting", metadata: ["error": "\(failure)"])
             exit(3)
@@ -176,6 +183,7 @@ public enum BookieRole {
                  "address": address, "registered": registered]
             }
             AdminCommands.bookie(admin, bookie)
+            if shared == nil { AdminCommands.metrics(admin, registry) }
             BookieAdminCommands.register(admin, bookie, settings: settings, membership: membership)
             BookieAdminCommands.register(admin, scrubber)
         }
@@ -183,11 +191,10 @@ public enum BookieRole {
             [recovery?.statusLine, scrubber.status.running ? "scrubbing" : nil].compactMap { $0 }.joined(separator: ", ")
         }
         watchdog.start(logger: logger)
+        if shared == nil { registry.showing { [recovery] in BookieMetrics.render(bookie, recovery: recovery, scrubber: scrubber) } }
         let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
-                                            tls: settings.tls.server(tls, logger: logger), logger: logger) { [recovery] in
-            BookieMetrics.render(bookie, recovery: recovery, scrubber: scrubber)
-        }
-        return RunningBookie(port: port, bookie: bookie, server: server, membership: membership, recovery: recovery,
+                                            tls: settings.tls.server(tls, logger: logger), logger: logger, render: registry.render)
+        return RunningBookie(port: port, id: bookieID.rawValue, bookie: bookie, server: server, membership: membership, recovery: recovery,
                              scrubber: scrubber, admin: admin, watchdog: watchdog, metrics: metrics, tls: tls, logger: logger)
     }
 

@@ -18,12 +18,13 @@ public enum MetadataRole {
                 exit(3)
             }
             let tls = try settings.tls.identity()
+            let registry = RoleRegistry()
             let server = try MetadataServer(store: store, host: settings.host, port: settings.port,
                                             threads: settings.ioThreads, tls: settings.tls.server(tls, logger: logger),
                                             budget: settings.connections.budget(logger: logger),
                                             access: settings.tls.enforcesAuthorization
                                                 ? MetadataAccess(writers: Set(settings.metadataWriters)) : nil,
-                                            logger: logger)
+                                            metrics: registry.factory, logger: logger)
             let port = server.localAddress?.port ?? settings.port
             logger.info("metadata role serving", metadata: ["address": "\(settings.host):\(port)",
                                                             "data_dir": "\(settings.dataDirectory)"])
@@ -34,11 +35,13 @@ public enum MetadataRole {
                 }
                 AdminCommands.metadata(admin, store)
             }
-            let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
-                                            tls: settings.tls.server(tls, logger: logger), logger: logger) {
+            registry.showing {
                 RoleMetrics.metadata((try? runBlocking { await store.stats() }) ?? EmbeddedStats(),
                                      permissionDenied: server.permissionDenied.value)
             }
+            if let admin { AdminCommands.metrics(admin, registry) }
+            let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
+                                                tls: settings.tls.server(tls, logger: logger), logger: logger, render: registry.render)
             let reload = Reload(config: config, logger: logger) { text in
                 try Reload.applyLogLevel(try ConfigFile.parse(text, path: config ?? "", knownKeys: MetadataSettings.keys))
                 try TLSSettings.reload(tls, logger: logger)

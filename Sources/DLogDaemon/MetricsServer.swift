@@ -75,13 +75,44 @@ final class MetricsHandler: ChannelInboundHandler {
 /// Prometheus text exposition, one metric at a time.
 struct PrometheusText {
     private(set) var text = ""
+    /// Put on every sample (a standalone's bookies are told apart by `bookie`).
+    var labels: [String: String] = [:]
+
+    init(labels: [String: String] = [:]) { self.labels = labels }
 
     mutating func metric(_ name: String, _ type: String, _ help: String, _ samples: [(labels: [String: String], value: Double)]) {
         text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
         for sample in samples {
-            let labels = sample.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\($0.value)\"" }.joined(separator: ",")
+            let labels = sample.labels.merging(self.labels) { own, _ in own }.sorted { $0.key < $1.key }
+                .map { "\($0.key)=\"\($0.value)\"" }.joined(separator: ",")
             let value = sample.value.rounded() == sample.value && abs(sample.value) < 1e15 ? String(Int64(sample.value)) : String(sample.value)
             text += labels.isEmpty ? "\(name) \(value)\n" : "\(name){\(labels)} \(value)\n"
         }
+    }
+
+    /// Several texts as one: each family once, with the samples of every text that has it (the parts of a
+    /// standalone each render the same families, told apart by their labels). Families keep the order they
+    /// first appear in.
+    static func merge(_ texts: [String]) -> String {
+        var order: [String] = []
+        var headers: [String: [Substring]] = [:]
+        var samples: [String: [Substring]] = [:]
+        for text in texts {
+            var family = ""
+            for line in text.split(separator: "\n") {
+                if line.hasPrefix("# HELP ") || line.hasPrefix("# TYPE ") {
+                    family = String(line.dropFirst(7).prefix { $0 != " " })
+                    if headers[family] == nil { order.append(family) }
+                    if !(headers[family]?.contains(line) ?? false) { headers[family, default: []].append(line) }
+                } else {
+                    samples[family, default: []].append(line)
+                }
+            }
+        }
+        var out = ""
+        for family in order {
+            for line in (headers[family] ?? []) + (samples[family] ?? []) { out += line + "\n" }
+        }
+        return out
     }
 }

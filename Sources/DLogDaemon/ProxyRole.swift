@@ -68,15 +68,19 @@ public enum ProxyRole {
         }
     }
 
-    public static func start(settings: ProxySettings, logger: Logger) throws -> RunningProxy {
+    /// With `registry` (a standalone's, shared by its parts) the proxy records into it and the caller renders
+    /// it; without, the proxy has a registry of its own.
+    static func start(settings: ProxySettings, logger: Logger, registry shared: RoleRegistry? = nil) throws -> RunningProxy {
         let tls = try settings.tls.identity()
         let store = try MetadataURI.connect(settings.metadata, tls: tls)
         // Clients' connections and the bookie connections their writes go out on share the event loops: a
         // write is then forwarded and answered on one thread, not handed between two each way.
         let loops = MultiThreadedEventLoopGroup(numberOfThreads: settings.ioThreads)
+        let registry = shared ?? RoleRegistry()
         var poolOptions = BookiePool.Options()
         poolOptions.eventLoopGroup = loops
         poolOptions.tls = tls
+        poolOptions.metrics = registry.factory
         let pool = BookiePool(cluster: Cluster(store: store), options: poolOptions, logger: logger)
         let namespace = Namespace(pool: pool, options: settings.log)
         // Bind first: the address goes into the registration and into every stream this proxy owns.
@@ -88,6 +92,7 @@ public enum ProxyRole {
         var service = ProxyService.Settings(id: settings.proxyID ?? address, address: address)
         service.streamsMax = settings.streamsMax
         service.limits = settings.limits
+        service.metrics = registry.factory
         let proxy = ProxyService(namespace: namespace, settings: service, logger: logger)
         // With TLS required, every request is checked against the per-log rights kept in metadata.
         let access = settings.tls.enforcesAuthorization ? ProxyAccess(store: store, logger: logger) : nil
@@ -110,10 +115,12 @@ public enum ProxyRole {
             }
             AdminCommands.proxy(admin, proxy)
         }
-        let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
-                                            tls: settings.tls.server(tls, logger: logger), logger: logger) {
-            RoleMetrics.proxy(proxy, permissionDenied: access?.denied.load(ordering: .relaxed) ?? 0)
+        if shared == nil {
+            registry.showing { RoleMetrics.proxy(proxy, permissionDenied: access?.denied.load(ordering: .relaxed) ?? 0) }
+            if let admin { AdminCommands.metrics(admin, registry) }
         }
+        let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
+                                            tls: settings.tls.server(tls, logger: logger), logger: logger, render: registry.render)
         let watchdog = RoleWatchdogs.proxy(server, proxy)
         watchdog.start(logger: logger)
         return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, loops: loops, store: store,

@@ -17,16 +17,21 @@ public struct StandaloneSettings: Sendable {
     public var adminSocket: String?
     /// TLS on every port, with a CA made on first start under DATA/tls (`StandaloneTLS`).
     public var tlsMode = TLSMode.off
+    /// Prometheus metrics of every part (metadata, bookies, proxy) on this port; nil: none (the admin socket's
+    /// `metrics` still shows them).
+    public var metricsPort: Int?
 
     public init() {}
 
-    public static let keys: Set<String> = ["role", "data_dir", "host", "base_port", "admin_socket", "log_level", "tls_mode"]
+    public static let keys: Set<String> = ["role", "data_dir", "host", "base_port", "admin_socket", "log_level", "tls_mode",
+                                           "metrics_port"]
 
     public mutating func apply(_ file: ConfigFile) throws(ConfigFile.Problem) {
         if let d = try file.nonEmpty("data_dir", allowed: "a directory") { dataDirectory = d }
         if let h = try file.nonEmpty("host", allowed: "an address or host name") { host = h }
         if let p = try file.int("base_port", 1...65_000) { basePort = p }
         if let a = try file.nonEmpty("admin_socket", allowed: "a socket path") { adminSocket = a }
+        if let p = try file.int("metrics_port", 0...65535) { metricsPort = p }
         if let m = file.string("tls_mode") {
             guard let mode = TLSMode(rawValue: m) else { throw file.problem("tls_mode", allowed: "off, optional, required") }
             tlsMode = mode
@@ -59,10 +64,12 @@ public enum StandaloneRole {
             }
             let metadataTLS = tls(.metadata)
             let metadataIdentity = try metadataTLS.identity()
+            // One registry for every part: the bookies' series carry a `bookie` label.
+            let registry = RoleRegistry()
             let metadataServer = try MetadataServer(store: store, host: settings.host, port: settings.basePort,
                                                     tls: metadataTLS.server(metadataIdentity, logger: logger),
                                                     access: metadataTLS.enforcesAuthorization ? MetadataAccess() : nil,
-                                                    logger: logger)
+                                                    metrics: registry.factory, logger: logger)
             do {
                 _ = try runBlocking { try await Cluster(store: store).initialize() }
             } catch ClusterError.alreadyInitialized {
@@ -89,7 +96,7 @@ public enum StandaloneRole {
                 bookie.ioThreads = 1
                 bookie.tls = tls(.bookie)
                 bookies.append(try BookieRole.start(settings: bookie, truncateCorrupt: false,
-                                                    logger: Logger(label: "dlogd.standalone.bookie-\(index)")))
+                                                    logger: Logger(label: "dlogd.standalone.bookie-\(index)"), registry: registry))
             }
             var proxySettings = ProxySettings()
             proxySettings.metadata = settings.metadataURI
@@ -97,7 +104,19 @@ public enum StandaloneRole {
             proxySettings.port = settings.proxyPort
             proxySettings.proxyID = "standalone"
             proxySettings.tls = tls(.proxy)
-            let proxy = try ProxyRole.start(settings: proxySettings, logger: Logger(label: "dlogd.standalone.proxy"))
+            let proxy = try ProxyRole.start(settings: proxySettings, logger: Logger(label: "dlogd.standalone.proxy"), registry: registry)
+            let parts = bookies
+            registry.showing {
+                PrometheusText.merge([
+                    RoleMetrics.metadata((try? runBlocking { await store.stats() }) ?? EmbeddedStats(),
+                                         permissionDenied: metadataServer.permissionDenied.value),
+                    RoleMetrics.proxy(proxy.service, permissionDenied: proxy.access?.denied.load(ordering: .relaxed) ?? 0),
+                ] + parts.map { BookieMetrics.render($0.bookie, recovery: $0.recovery, scrubber: $0.scrubber,
+                                                    labels: ["bookie": $0.id]) })
+            }
+            let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
+                                                tls: tls(.metadata).server(metadataIdentity, logger: logger), logger: logger,
+                                                render: registry.render)
             FileHandle.standardOutput.write(Data(("dlogd standalone: metadata \(settings.metadataURI), bookies "
                 + bookies.map { "\(settings.host):\($0.port)" }.joined(separator: " ")
                 + ", data under \(settings.dataDirectory)\n").utf8))
@@ -116,10 +135,12 @@ public enum StandaloneRole {
                 }
                 AdminCommands.metadata(admin, store)
                 AdminCommands.proxy(admin, proxy.service)
+                AdminCommands.metrics(admin, registry)
             }
             RoleLifecycle.announceReady(role: "standalone proxy", host: settings.host, port: proxy.port)
             RoleLifecycle.waitForTermination(termination, logger: logger)
             admin?.stop()
+            metrics?.close()
             proxy.stop()
             for bookie in bookies { bookie.stop() }
             metadataServer.stopAccepting()

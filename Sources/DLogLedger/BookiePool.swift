@@ -1,3 +1,4 @@
+import CoreMetrics
 import DLogMetadata
 import DLogWire
 import Logging
@@ -26,11 +27,15 @@ public final class BookiePool: Sendable {
         public var eventLoopGroup: MultiThreadedEventLoopGroup?
         /// TLS to the bookies (each bookie's certificate must name the host it registered); nil: plaintext.
         public var tls: TLSIdentity?
+        /// Where the pool's ledgers record add and read latency (`LedgerMeters`); nil: `MetricsSystem`'s factory.
+        public var metrics: (any MetricsFactory)? = nil
         public init() {}
     }
 
     public let cluster: Cluster
     public let options: Options
+    /// Client-side latency of the ledgers opened through this pool, for metrics.
+    public let meters: LedgerMeters
     /// Where skipped replicas and similar client-side trouble are reported.
     public let logger: Logger
     let group: MultiThreadedEventLoopGroup
@@ -53,6 +58,7 @@ public final class BookiePool: Sendable {
         self.cluster = cluster
         self.options = options
         self.logger = logger
+        meters = LedgerMeters(factory: options.metrics ?? MetricsSystem.factory)
         group = options.eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.eventLoopThreads))
         ownsGroup = options.eventLoopGroup == nil
     }

@@ -230,7 +230,10 @@ public final class LedgerReader: Sendable {
         }
         if let prefetched { return prefetched }
         let bookies = metadata.fragment(for: entry).bookies
-        return try await readAny(entry, from: quorums.writeSet(of: entry).map { bookies[$0] })
+        let started = LedgerMeters.now
+        let payload = try await readAny(entry, from: quorums.writeSet(of: entry).map { bookies[$0] })
+        pool.meters.read.recordNanoseconds(LedgerMeters.since(started))
+        return payload
     }
 
     /// The payloads of entries `first` through `last`, in order, which must not go past the last add confirmed.

@@ -1,3 +1,4 @@
+import CoreMetrics
 import DLogMetadata
 import DLogWire
 import Foundation
@@ -42,6 +43,8 @@ public final class LedgerWriter: Sendable {
         var bytes: [UInt8]
         var length: UInt64
         var waiter: AddCompletion
+        /// When it was appended (`LedgerMeters.now`): its confirmation records the add's latency.
+        var appended: UInt64
     }
 
     private struct State {
@@ -164,7 +167,7 @@ public final class LedgerWriter: Sendable {
                                      ledgerLength: s.lengthSent)
             s.lacTold = max(s.lacTold, header.lastAddConfirmed)
             let bytes = EntryCodec.encode(header, payload: payload)
-            s.unconfirmed[entry] = Unconfirmed(bytes: bytes, length: s.lengthSent, waiter: completion)
+            s.unconfirmed[entry] = Unconfirmed(bytes: bytes, length: s.lengthSent, waiter: completion, appended: LedgerMeters.now)
             // While a failed bookie is being replaced, the entry waits: it goes to the new ensemble.
             if s.changing {
                 s.held.append(entry)
@@ -200,7 +203,7 @@ public final class LedgerWriter: Sendable {
             let now = ContinuousClock.now
             let (confirmed, drained, slow) = state.withLock { s -> ([(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>], (Int, BookieClient, String)?) in
                 guard s.ensemble[position] === client else { return ([], [], nil) }
-                let (confirmed, drained) = Self.take(s.pending.acknowledge(entry, from: position), from: &s)
+                let (confirmed, drained) = Self.take(s.pending.acknowledge(entry, from: position), from: &s, meters: pool.meters)
                 s.slow?.record(now - sent, position: position)
                 guard !s.changing, s.failure == nil, let verdict = s.slow?.verdict(now: now) else {
                     return (confirmed, drained, nil)
@@ -262,11 +265,12 @@ public final class LedgerWriter: Sendable {
 
     /// The waiters of newly confirmed entries, and of `close` once nothing is pending; taken out of the state
     /// so they are resumed outside the lock.
-    private static func take(_ ids: [EntryID], from s: inout State)
+    private static func take(_ ids: [EntryID], from s: inout State, meters: LedgerMeters)
         -> ([(EntryID, AddCompletion)], [CheckedContinuation<Void, Never>]) {
         let done = ids.compactMap { id -> (EntryID, AddCompletion)? in
             guard let u = s.unconfirmed.removeValue(forKey: id) else { return nil }
             s.lengthConfirmed = u.length
+            meters.add.recordNanoseconds(LedgerMeters.since(u.appended))
             return (id, u.waiter)
         }
         return (done, takeDrained(from: &s))
@@ -316,6 +320,8 @@ public final class LedgerWriter: Sendable {
     /// compare-and-set, then the unconfirmed entries resent to the replacements and the held ones sent to all.
     /// Repeats while more bookies failed meanwhile. A lost compare-and-set means the ledger is being recovered.
     private func changeEnsemble(reason: String) async {
+        let started = LedgerMeters.now
+        defer { pool.meters.ensembleChange.recordNanoseconds(LedgerMeters.since(started)) }
         rounds: while true {
             let (failed, metadata, version, excluded, firstEntry) = state.withLock { s in
                 (s.failedPositions, s.metadata, s.version, s.failedBookies,
@@ -429,7 +435,7 @@ public final class LedgerWriter: Sendable {
         s.held.removeAll()
         s.changing = false
         s.pending.holding = false
-        (end.confirmed, end.drained) = Self.take(s.pending.confirmReady(), from: &s)
+        (end.confirmed, end.drained) = Self.take(s.pending.confirmReady(), from: &s, meters: pool.meters)
     }
 
     /// Sends, confirms and wakes what a change (or a round of it) handed out; `over`: the change ended.

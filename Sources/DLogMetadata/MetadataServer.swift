@@ -1,3 +1,4 @@
+import CoreMetrics
 import DLogWire
 import Logging
 import NIOCore
@@ -11,18 +12,23 @@ public final class MetadataServer: Sendable, FrameListening {
     public let listener: FrameServer
     /// Requests refused as PERMISSION_DENIED (`MetadataAccess`), for metrics.
     public let permissionDenied = DeniedCount()
+    /// Service times by operation, for metrics.
+    public let meters: MetadataMeters
 
     /// Requests carry at most one transaction (≈1.06 MiB of keys and values) plus framing.
     public static let requestFrameBytesMax = 2 << 20
 
     /// `access`: who may do what, checked on every request (a port that requires TLS); nil: anyone may do anything.
     public init(store: EmbeddedStore, host: String, port: Int, threads: Int = 1, tls: ServerTLS? = nil,
-                budget: ConnectionBudget? = nil, access: MetadataAccess? = nil, logger: Logger) throws {
+                budget: ConnectionBudget? = nil, access: MetadataAccess? = nil, metrics: (any MetricsFactory)? = nil,
+                logger: Logger) throws {
         self.store = store
         let denied = permissionDenied
+        let meters = MetadataMeters(factory: metrics ?? MetricsSystem.factory)
+        self.meters = meters
         listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: Self.requestFrameBytesMax,
                                    tls: tls, budget: budget) {
-            MetadataRequestHandler(store: store, access: access, denied: denied, logger: logger)
+            MetadataRequestHandler(store: store, access: access, denied: denied, meters: meters, logger: logger)
         }
     }
 }
@@ -51,7 +57,11 @@ final class MetadataRequestHandler: ChannelInboundHandler {
     /// Operations refused on this connection so far: each is logged once per connection.
     private var refused: Set<UInt8> = []
 
-    init(store: EmbeddedStore, access: MetadataAccess? = nil, denied: DeniedCount = DeniedCount(), logger: Logger) {
+    let meters: MetadataMeters?
+
+    init(store: EmbeddedStore, access: MetadataAccess? = nil, denied: DeniedCount = DeniedCount(), meters: MetadataMeters? = nil,
+         logger: Logger) {
+        self.meters = meters
         self.store = store
         self.access = access
         self.denied = denied
@@ -105,7 +115,9 @@ final class MetadataRequestHandler: ChannelInboundHandler {
     private func dispatch(_ request: MetadataRequest, requestID: UInt64, context: ChannelHandlerContext) {
         guard let batcher = self.batcher else { return }  // nil once the connection closed
         let op = request.op
+        let meters = self.meters, received = MetadataMeters.now
         let reply = { @Sendable (result: Result<MetadataReply, MetadataError>) in
+            meters?.answered(op, since: received)
             batcher.send { buffer in
                 switch result {
                 case .success(let answer): answer.encode(op: op, requestID: requestID, into: &buffer)

@@ -89,7 +89,10 @@ final class ProxyRequestHandler: ChannelInboundHandler {
             batcher.send { ProxyFailure(.permissionDenied, refusal).encode(op: request.op.rawValue, requestID: requestID, into: &$0) }
             return
         }
+        let received = ProxyMeters.now
+        let meters = service.meters
         service.handle(request) { result in
+            meters.answered(request.op, since: received)
             batcher.send { buffer in
                 switch result {
                 case .success(let reply): reply.encode(op: request.op, requestID: requestID, into: &buffer)

@@ -1,3 +1,4 @@
+import CoreMetrics
 import DistributedLog
 import DLogLedger
 import DLogMetadata
@@ -22,6 +23,8 @@ public final class ProxyService: Sendable {
         public var limits = ProxyLimits()
         /// Writing to a stream that does not exist creates it.
         public var createStreams = true
+        /// Where the proxy records its service times (`ProxyMeters`); nil: `MetricsSystem`'s factory.
+        public var metrics: (any MetricsFactory)? = nil
 
         public init(id: String, address: String) {
             self.id = id
@@ -61,12 +64,15 @@ public final class ProxyService: Sendable {
     /// left by the earlier one is never mistaken for this one's.
     private let incarnation = String(UInt32.random(in: 0...UInt32.max), radix: 16)
     private let opens: OpenQueue
+    /// Service times by operation, for metrics.
+    public let meters: ProxyMeters
 
     public init(namespace: Namespace, settings: Settings, logger: Logger) {
         self.namespace = namespace
         self.settings = settings
         self.logger = logger
         opens = OpenQueue(limit: max(1, settings.opensAtOnce))
+        meters = ProxyMeters(factory: settings.metrics ?? MetricsSystem.factory)
         let l = settings.limits
         state = Mutex(State(proxyLimit: Self.proxyCheck(settings.id, l), currentLimits: l))
     }

@@ -137,7 +137,8 @@ public final class LogWriter: Sendable {
             actions += core.handle(event)
             // Entries reach the ledger here, under the lock, so their order is the records' order.
             return actions.filter { action in
-                guard case .send(let ledger, let payload, let sequence, let index) = action else { return true }
+                guard case .send(let ledger, let payload, let sequence, let index, let records) = action else { return true }
+                namespace.meters.recordsPerEntry.record(records)
                 ledger.append(payload) { result in
                     switch result {
                     case .success(let entry):

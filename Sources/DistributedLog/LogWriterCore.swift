@@ -59,7 +59,8 @@ struct LogWriterCore<Ledger, Waiter, Signal> {
     enum Action {
         case startSegment(info: LogInfo, infoVersion: Version, segment: LogSegment)
         /// Hand `payload` to `ledger` now, in the order the actions come (entries keep the records' order).
-        case send(Ledger, payload: [UInt8], sequence: Int64, index: Int64)
+        /// `records`: how many records the entry carries (for metrics: the batching achieved).
+        case send(Ledger, payload: [UInt8], sequence: Int64, index: Int64, records: Int)
         case acknowledge([(Waiter, DLSN)])
         case fail([Waiter], LogError)
         /// Flush or close waiters, resolved: with nil, done; otherwise with the writer's failure.
@@ -255,7 +256,7 @@ struct LogWriterCore<Ledger, Waiter, Signal> {
         let payload = RecordBatch.encode(records, firstPosition: nextPosition, codec: limits.compression)
         inFlight.append(Sent(index: nextIndex, waiters: waiters, lastTxID: records.last!.txid,
                              endOfStream: records.last!.isEndOfStream))
-        actions.append(.send(ledger!, payload: payload, sequence: segment!.sequence, index: nextIndex))
+        actions.append(.send(ledger!, payload: payload, sequence: segment!.sequence, index: nextIndex, records: records.count))
         nextIndex += 1
         nextPosition += Int64(records.count)
         segmentBytes += Int64(payload.count)

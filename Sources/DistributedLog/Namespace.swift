@@ -1,3 +1,4 @@
+import CoreMetrics
 import DLogLedger
 import DLogMetadata
 import DLogWire
@@ -44,11 +45,14 @@ public final class Namespace: Sendable {
     let allocator: LedgerIDAllocator
     /// The leases the writers' ownership locks of this namespace are bound to.
     let session: LeaseSession
+    /// Records per entry of this namespace's writers, for metrics (into the pool's factory).
+    public let meters: LogMeters
     var store: any MetadataStore { pool.cluster.store }
 
     public init(pool: BookiePool, options: LogOptions = LogOptions()) {
         self.pool = pool
         self.options = options
+        meters = LogMeters(factory: pool.options.metrics ?? MetricsSystem.factory)
         allocator = LedgerIDAllocator(cluster: pool.cluster)
         session = LeaseSession(store: pool.cluster.store, ttlSeconds: options.ownershipLeaseSeconds)
     }

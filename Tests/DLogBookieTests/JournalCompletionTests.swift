@@ -43,7 +43,7 @@ import Testing
         }
         let called = Mutex(0)
         func add(_ c: Int, _ id: UInt64) -> JournalCompletion {
-            .answerAdd(.connection(batchers[c], .add, requestID: id), LedgerID(UInt64(c + 1)), EntryID(Int64(id)))
+            .answerAdd(.connection(batchers[c], .add, requestID: id, timing: nil), LedgerID(UInt64(c + 1)), EntryID(Int64(id)))
         }
         JournalCompletion.succeed([add(0, 1), add(0, 2), add(0, 3), .call { _ in called.withLock { $0 += 1 } },
                                    add(1, 1), add(0, 4), add(1, 2), add(1, 3)])

@@ -100,8 +100,16 @@ import Testing
         #expect(scrape.hasPrefix("HTTP/1.1 200") && scrape.contains("dlog_journal_syncs_total{journal=\"0\"}")
                 && scrape.contains("dlog_bookie_adds_total 3") && scrape.contains("dlog_bookie_read_only 1"), "\(scrape)")
         #expect(try httpGet(port: metricsPort, path: "/other").hasPrefix("HTTP/1.1 404"))
-        #expect(try await admin(["metrics"]).stdout.contains("# TYPE dlog_journal_sync_seconds_bucket counter"))
-        #expect(scrape.contains("dlog_journal_batch_records_bucket{journal=\"0\",le=\"+Inf\"} "), "\(scrape)")
+        // Real histograms (bucket, sum, count): the 3 adds' service time, and the journal's syncs and batches. The
+        // admin socket shows the same families as the port.
+        let exposition = Exposition(String(scrape[scrape.range(of: "\r\n\r\n")!.upperBound...]))
+        #expect(exposition.problems.isEmpty, "\(exposition.problems)")
+        #expect(exposition.count("dlog_bookie_request_duration_seconds", ["op": "add"]) == 3, "\(scrape)")
+        #expect((exposition.count("dlog_journal_sync_duration_seconds", ["journal": "0"]) ?? 0) >= 1, "\(scrape)")
+        #expect(exposition.types["dlog_journal_batch_records"] == "histogram" && exposition.types["dlog_journal_batch_bytes"] == "histogram")
+        let viaSocket = Exposition(try await admin(["metrics"]).stdout)
+        #expect(viaSocket.problems.isEmpty && Set(viaSocket.types.keys) == Set(exposition.types.keys),
+                "\(viaSocket.problems) \(Set(viaSocket.types.keys).symmetricDifference(exposition.types.keys))")
         #expect(try await admin(["disks", "--json"]).stdout.contains("\"read_only_above\":\"0%\""), "a refused reload changed no threshold")
 
         // A client that connects and never sends holds the socket for 5 s at most: the next one is served.

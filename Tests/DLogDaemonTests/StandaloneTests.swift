@@ -62,9 +62,42 @@ import Testing
         let status = try await runTool(dlogctlPath, ["admin", "--socket", dir.sub("admin.sock"), "status", "--json"])
         #expect(status.status == 0 && status.stdout.contains("\"role\":\"standalone\"") && status.stdout.contains("\"streams_owned\":"),
                 "\(status.stdout)\(status.stderr)")
+        try await Self.checkMetrics(daemon, socket: dir.sub("admin.sock"))
 
         daemon.kill(SIGTERM)
         #expect(await daemon.exited() == 0, "clean stop: \(daemon.stderr)")
+    }
+
+    /// The standalone's metrics after the work above: one exposition (on its port and through its admin socket)
+    /// with every part's distributions as real histograms, each bookie's series labelled, and exactly the series
+    /// docs/metrics.md lists.
+    static func checkMetrics(_ daemon: DaemonProcess, socket: String) async throws {
+        let logged = daemon.stderr
+        let range = try #require(logged.range(of: "metrics serving address=127.0.0.1:"), "\(logged)")
+        let port = try #require(Int(logged[range.upperBound...].prefix { $0.isNumber }))
+        let scrape = try httpGet(port: port, path: "/metrics")
+        let exposition = Exposition(String(scrape[try #require(scrape.range(of: "\r\n\r\n")).upperBound...]))
+        #expect(exposition.problems.isEmpty, "\(exposition.problems)")
+        for bookie in ["bookie-0", "bookie-1", "bookie-2"] {
+            #expect((exposition.count("dlog_bookie_request_duration_seconds", ["bookie": bookie, "op": "add"]) ?? 0) > 0, "\(bookie)")
+            #expect((exposition.count("dlog_journal_sync_duration_seconds", ["bookie": bookie, "journal": "0"]) ?? 0) > 0, "\(bookie)")
+            #expect(exposition.values("dlog_bookie_adds_total", ["bookie": bookie]).first ?? 0 > 0, "\(bookie)")
+        }
+        #expect((exposition.count("dlog_proxy_request_duration_seconds", ["op": "write"]) ?? 0) > 0)
+        #expect((exposition.count("dlog_metadata_request_duration_seconds", ["op": "commit"]) ?? 0) > 0)
+        #expect((exposition.count("dlog_client_add_duration_seconds") ?? 0) > 0)
+        #expect((exposition.count("dlog_log_records_per_entry") ?? 0) > 0)
+        let viaSocket = Exposition(try await runTool(dlogctlPath, ["admin", "--socket", socket, "metrics"]).stdout)
+        #expect(Set(viaSocket.types.keys) == Set(exposition.types.keys), "the admin socket shows the port's families")
+
+        let documented = try MetricsDoc.families()
+        #expect(Set(exposition.types.keys).subtracting(documented.keys).isEmpty,
+                "served but not in docs/metrics.md: \(Set(exposition.types.keys).subtracting(documented.keys).sorted())")
+        for (family, type) in documented {
+            if let served = exposition.types[family] { #expect(served == type, "\(family): served as \(served), documented as \(type)") }
+        }
+        #expect(Set(documented.keys).subtracting(exposition.types.keys).isEmpty,
+                "in docs/metrics.md but not served by a standalone: \(Set(documented.keys).subtracting(exposition.types.keys).sorted())")
     }
 
     /// A standalone (configured by file, with an admin socket) on free ports: the daemon and its base port.
@@ -72,7 +105,7 @@ import Testing
         for _ in 0..<5 {
             let base = Int.random(in: 20_000...50_000)
             let config = dir.sub("standalone.conf")
-            try "role = standalone\ndata_dir = \(dir.sub("data"))\nbase_port = \(base)\nadmin_socket = \(dir.sub("admin.sock"))\n"
+            try "role = standalone\ndata_dir = \(dir.sub("data"))\nbase_port = \(base)\nadmin_socket = \(dir.sub("admin.sock"))\nmetrics_port = 0\n"
                 .write(toFile: config, atomically: true, encoding: .utf8)
             if let daemon = try? await DaemonProcess.start(["--config", config], role: "standalone") { return (daemon, base) }
         }

@@ -18,7 +18,14 @@ import Testing
         let metadata: DaemonProcess
         let bookie: DaemonProcess
         let proxy: DaemonProcess
+        /// Each role's admin socket.
+        let sockets: (metadata: String, bookie: String, proxy: String)
         var uri: String { "dlog://127.0.0.1:\(metadata.port)" }
+
+        /// A role's metrics, through its admin socket.
+        func metrics(_ socket: String) async throws -> Exposition {
+            Exposition(try await runTool(dlogctlPath, ["admin", "--socket", socket, "metrics"]).stdout)
+        }
     }
 
     /// Starts the metadata role, `dlogctl cluster init` over TLS, one bookie and a proxy writing 1-copy segments.
@@ -26,7 +33,8 @@ import Testing
         let dir = TempDir("dlog-tls")
         let tls = try await TLSFixture(in: dir.path)
         let metadataConfig = dir.sub("metadata.conf")
-        try (tls.config("metadata") + "data_dir = \(dir.sub("metadata"))\nmetadata_writers = app2\n")
+        let sockets = (metadata: dir.sub("metadata.sock"), bookie: dir.sub("bookie.sock"), proxy: dir.sub("proxy.sock"))
+        try (tls.config("metadata") + "data_dir = \(dir.sub("metadata"))\nmetadata_writers = app2\nadmin_socket = \(sockets.metadata)\n")
             .write(toFile: metadataConfig, atomically: true, encoding: .utf8)
         let metadata = try await DaemonProcess.start(["--config", metadataConfig], role: "metadata")
         defer { metadata.kill(SIGKILL) }
@@ -34,7 +42,7 @@ import Testing
         try await TLSFixture.tool(["cluster", "init", "--metadata", uri] + tls.adminArguments)
 
         let bookieConfig = dir.sub("bookie.conf")
-        try (tls.config("bookie") + smallBookieConfig(under: dir) + "metadata = \(uri)\nbookie_id = bookie-0\nledger_clients = app2\n")
+        try (tls.config("bookie") + smallBookieConfig(under: dir) + "metadata = \(uri)\nbookie_id = bookie-0\nledger_clients = app2\nadmin_socket = \(sockets.bookie)\n")
             .write(toFile: bookieConfig, atomically: true, encoding: .utf8)
         let bookie = try await DaemonProcess.start(["--config", bookieConfig])
         defer { bookie.kill(SIGKILL) }
@@ -47,11 +55,11 @@ import Testing
         }
 
         let proxyConfig = dir.sub("proxy.conf")
-        try (tls.config("proxy") + "metadata = \(uri)\nensemble = 1\nwrite_quorum = 1\nack_quorum = 1\n")
+        try (tls.config("proxy") + "metadata = \(uri)\nensemble = 1\nwrite_quorum = 1\nack_quorum = 1\nadmin_socket = \(sockets.proxy)\n")
             .write(toFile: proxyConfig, atomically: true, encoding: .utf8)
         let proxy = try await DaemonProcess.start(["--config", proxyConfig], role: "proxy")
         defer { proxy.kill(SIGKILL) }
-        try await body(Ports(tls: tls, metadata: metadata, bookie: bookie, proxy: proxy))
+        try await body(Ports(tls: tls, metadata: metadata, bookie: bookie, proxy: proxy, sockets: sockets))
     }
 
     /// One call on each port as a client with `identity`, connecting to `host`.
@@ -294,6 +302,9 @@ import Testing
             await writer.shutdown()
             #expect(ports.metadata.stderr.contains("permission denied: watcher (monitor) may not COMMIT"),
                     "\(ports.metadata.stderr.suffix(2000))")
+            // Every refusal is counted in the role's metrics.
+            #expect(try await ports.metrics(ports.sockets.bookie).values("dlog_bookie_permission_denied_total").first ?? 0 > 0)
+            #expect(try await ports.metrics(ports.sockets.metadata).values("dlog_metadata_permission_denied_total").first ?? 0 > 0)
         }
     }
 
@@ -343,6 +354,7 @@ import Testing
             #expect(try await TLSFixture.tool(["acl", "list", "--json"] + metadata).trimmingCharacters(in: .whitespacesAndNewlines) == "{}")
             #expect(ports.proxy.stderr.contains("permission denied: app1 (client) may not write stream 'orders/a'"),
                     "\(ports.proxy.stderr.suffix(2000))")
+            #expect(try await ports.metrics(ports.sockets.proxy).values("dlog_proxy_permission_denied_total").first ?? 0 > 0)
             await app.shutdown()
             await admin.shutdown()
         }

@@ -267,7 +267,7 @@ private struct World {
                           "a segment starts while segment \(openSegment ?? -1) is open")
                 try check(segment.sequence == lastSequence + 1 && info.lastSegment == segment.sequence, "segment \(segment.sequence) after \(lastSequence)")
                 pending.append(.start(info, infoVersion, segment))
-            case .send(let ledger, let payload, let sequence, let index):
+            case .send(let ledger, let payload, let sequence, let index, _):
                 try check(openSegment == sequence && ledger == Int(sequence), "an entry sent to segment \(sequence), not the open one")
                 try check(index == sentBySegment[sequence, default: 0], "entry \(index) sent out of order")
                 let inFlight = pending.filter { if case .confirm(sequence, _) = $0 { true } else { false } }.count
