@@ -30,6 +30,7 @@ cp "$bin/dlogd" "$bin/dlogctl" "$bin/dlog-bench" "$stage/bin/"
 cp etc/*.conf "$stage/etc/"
 cp packaging/generator/dlogd-generator "$stage/generator/"
 cp README.md "$stage/"
+cp packaging/grafana/dlogd-dashboard.json "$stage/"
 cp -r packaging/man "$stage/man"
 # debhelper's names for the files it installs and wires into the maintainer scripts.
 cp systemd/dlogd@.service "$stage/debian/dlogd@.service"

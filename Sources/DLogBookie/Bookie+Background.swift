@@ -130,6 +130,18 @@ extension Bookie {
         }
     }
 
+    /// The used fraction of each journal and ledger directory's file system (for metrics), by kind and index; a
+    /// directory whose file system cannot be asked is left out.
+    public func diskUsage() -> [(kind: String, index: Int, usedFraction: Double)] {
+        let journals = configuration.journalDirectories.enumerated().compactMap { index, dir in
+            (try? configuration.journal.disk.usage(of: dir)).map { ("journal", index, $0.usedFraction) }
+        }
+        let ledgers = configuration.storage.ledgerDirectories.enumerated().compactMap { index, dir in
+            (try? configuration.storage.disk.usage(of: dir)).map { ("ledger", index, $0.usedFraction) }
+        }
+        return journals + ledgers
+    }
+
     /// Read-only above the threshold on any directory; writable again once all are below the low-water mark.
     func checkDisks() {
         var worst = 0.0

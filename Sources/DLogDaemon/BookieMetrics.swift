@@ -50,6 +50,8 @@ enum BookieMetrics {
                    [([:], Double(bookie.permissionDenied.load(ordering: .relaxed)))])
         out.metric("dlog_bookie_read_only", "gauge", "1 while the bookie takes no adds",
                    [([:], bookie.isReadOnly ? 1 : 0)])
+        out.metric("dlog_bookie_disk_used_ratio", "gauge", "used fraction of each journal and ledger directory's file system",
+                   bookie.diskUsage().map { (["kind": $0.kind, "dir": "\($0.index)"], $0.usedFraction) })
         let stats = bookie.journals.map(\.stats)
         func perJournal(_ value: (JournalStats) -> Double) -> [(labels: [String: String], value: Double)] {
             stats.enumerated().map { (["journal": "\($0.offset)"], value($0.element)) }

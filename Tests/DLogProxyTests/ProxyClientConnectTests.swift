@@ -165,27 +165,34 @@ private final class Flag: Sendable {
         // Proves a request behind slow work at a live proxy (its answer takes three request timeouts; other
         // answers keep arriving) is answered, and sent once: at its timeout it used to be sent again, which added
         // to the work it waited behind (thousands of streams opening at once) and could store a write twice.
-        let proxy = try SelectiveProxy(slowAnswer: .seconds(3))
+        let proxy = try SelectiveProxy(slowAnswer: .seconds(5))
         defer { proxy.server.close() }
         var options = ProxyClient.Options()
-        options.requestTimeout = .seconds(1)
-        options.retryFor = .seconds(20)
+        options.requestTimeout = .seconds(2)
+        options.retryFor = .seconds(30)
         let client = ProxyClient(proxies: ["127.0.0.1:\(proxy.port)"], options: options)
         let slowEnded = Flag()
         let slow = Task {
             defer { slowEnded.set() }
             return try await client.write("slow", [0])
         }
-        try await withTimeout(60, "writes beside a slow request") {
+        let longestGap = try await withTimeout(90, "writes beside a slow request") {
+            var last = ContinuousClock.now, longest = Duration.zero
             while !slowEnded.isSet {
                 _ = try await client.write("fast", [1])
+                longest = max(longest, ContinuousClock.now - last)
+                last = .now
                 try await Task.sleep(for: .milliseconds(20))
             }
+            return longest
         }
         _ = try await slow.value
         await client.shutdown()
-        #expect(proxy.slowRequests == 1, "the slow write was sent \(proxy.slowRequests) times")
-        #expect(proxy.connections == 1, "\(proxy.connections) connections")
+        // A machine stalled for a whole request timeout (no answer at all that long) rightly makes the connection
+        // look dead: only then may the slow write have gone out again, on a second connection.
+        let stalled = longestGap >= options.requestTimeout
+        #expect(proxy.slowRequests == 1 || stalled, "the slow write was sent \(proxy.slowRequests) times (longest gap \(longestGap))")
+        #expect(proxy.connections == 1 || stalled, "\(proxy.connections) connections (longest gap \(longestGap))")
     }
 
     @Test func manyRequestsAtOnceMakeOneConnectionNotOneEach() async throws {

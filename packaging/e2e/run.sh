@@ -269,6 +269,7 @@ for role in "${roles[@]}"; do
 	on "$role" sh -c 'dpkg -i /debs/*.deb' >"$work/$role.dpkg" 2>&1 || { cat "$work/$role.dpkg" >&2; fail "$role: dpkg -i"; }
 	on "$role" id dlog >/dev/null || fail "$role: the package made no user dlog"
 	on "$role" test -d /var/lib/dlog || fail "$role: the package made no /var/lib/dlog"
+	on "$role" test -s /usr/share/dlogd/dlogd-dashboard.json || fail "$role: the package has no /usr/share/dlogd/dlogd-dashboard.json"
 done
 
 step "TLS: /etc/dlog/tls from the package; a cluster CA and each host's certificate made with dlogctl tls"
