@@ -148,6 +148,7 @@ let package = Package(
         .testTarget(name: "DLogLedgerTests", dependencies: [
             "DLogLedger", "DLogWire", "DLogMetadata", "DLogBookie", "DLogIO", "DLogTestSupport", "DLogClusterSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire",
                                                             "DLogTestSupport"]),

@@ -84,6 +84,8 @@ public final class Journal: Sendable {
     struct Pending: Sendable {
         var record: JournalRecord
         var completion: JournalCompletion?
+        /// When it was queued (the monotonic clock, nanoseconds): the batch that takes it records its wait.
+        var queued = JournalMeters.now
     }
 
     struct Shared {

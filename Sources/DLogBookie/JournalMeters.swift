@@ -1,9 +1,12 @@
 import CoreMetrics
+import Dispatch
 
-/// A journal's distributions, through swift-metrics like `BookieMeters`: how long each write+sync took, and the
-/// records and bytes each group commit carried (the batching the journal achieved).
+/// A journal's distributions, through swift-metrics like `BookieMeters`: how long each record waited in the queue
+/// for a batch, how long each write+sync took, and the records and bytes each group commit carried (the batching
+/// the journal achieved).
 public final class JournalMeters: Sendable {
     let sync: Timer
+    let queueWait: Timer
     let batchRecords: Recorder
     let batchBytes: Recorder
 
@@ -18,8 +21,17 @@ public final class JournalMeters: Sendable {
     public init(factory: any MetricsFactory, journal index: Int, dimensions: [(String, String)] = []) {
         let dimensions = dimensions + [("journal", "\(index)")]
         sync = Timer(label: "dlog_journal_sync_duration_seconds", dimensions: dimensions, factory: factory)
+        queueWait = Timer(label: "dlog_journal_queue_wait_seconds", dimensions: dimensions, factory: factory)
         batchRecords = Recorder(label: Self.batchRecordsLabel, dimensions: dimensions, aggregate: true, factory: factory)
         batchBytes = Recorder(label: Self.batchBytesLabel, dimensions: dimensions, aggregate: true, factory: factory)
+    }
+
+    /// The monotonic clock in nanoseconds.
+    static var now: UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    /// A record queued at `queued` (`now` then) goes into a batch now.
+    func taken(queued: UInt64, at now: UInt64) {
+        queueWait.recordNanoseconds(Int64(now &- queued))
     }
 
     func synced(records: Int, bytes: Int, latency: Duration) {

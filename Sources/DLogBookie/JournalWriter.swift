@@ -198,7 +198,9 @@ final class JournalWriter {
             room -= need
             return true
         }
+        let takenAt = JournalMeters.now
         for pending in taken {
+            journal.meters.taken(queued: pending.queued, at: takenAt)
             let record = pending.record
             record.payload.withUnsafeBytes { payload in
                 buffer.count += JournalRecordCodec.write(kind: record.kind, seq: nextSeq, payload: payload,

@@ -158,6 +158,7 @@ public enum BookieRole {
         if let uri = settings.metadata {
             do {
                 let service = try RecoveryService(me: bookieID, bookie: bookie, uri: uri, settings: settings, tls: tls,
+                                                  metrics: registry.factory,
                                               logger: logger)
                 service.start()
                 recovery = service

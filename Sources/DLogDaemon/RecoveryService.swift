@@ -1,3 +1,4 @@
+import CoreMetrics
 import DLogBookie
 import DLogLedger
 import DLogMetadata
@@ -23,7 +24,9 @@ final class RecoveryService: Sendable {
     private let granting = Mutex<Task<LeaseID, any Error>?>(nil)
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
-    init(me: BookieID, bookie: Bookie, uri: String, settings: BookieSettings, tls: TLSIdentity?, logger: Logger) throws {
+    /// `metrics`: where the recovery clients record (the role's registry).
+    init(me: BookieID, bookie: Bookie, uri: String, settings: BookieSettings, tls: TLSIdentity?,
+         metrics: (any MetricsFactory)? = nil, logger: Logger) throws {
         self.me = me
         self.bookie = bookie
         self.logger = logger
@@ -31,6 +34,7 @@ final class RecoveryService: Sendable {
         store = try MetadataURI.connect(uri, tls: tls)
         var poolOptions = BookiePool.Options()
         poolOptions.tls = tls
+        poolOptions.metrics = metrics
         pool = BookiePool(cluster: Cluster(store: store), options: poolOptions, logger: logger)
         if settings.autorecovery {
             var audit = Auditor.Settings()

@@ -160,8 +160,16 @@ public final class ReplicationWorker: Sendable {
         progress.withLock { $0.waiting = lines.isEmpty ? nil : lines.prefix(20).joined(separator: "\n") }
     }
 
-    /// Heals ledger `id` as far as it can now. Run under the ledger's lock.
+    /// Heals ledger `id` as far as it can now. Run under the ledger's lock. The time a repair took goes to
+    /// `dlog_recovery_ledger_duration_seconds`.
     public func repair(_ id: LedgerID) async throws -> Outcome {
+        let started = LedgerMeters.now
+        let outcome = try await heal(id)
+        if case .repaired = outcome { pool.meters.ledgerRepair.recordNanoseconds(LedgerMeters.since(started)) }
+        return outcome
+    }
+
+    private func heal(_ id: LedgerID) async throws -> Outcome {
         for _ in 0..<8 {
             if let outcome = try await attempt(id) { return outcome }
         }

@@ -106,6 +106,7 @@ import Testing
         #expect(exposition.problems.isEmpty, "\(exposition.problems)")
         #expect(exposition.count("dlog_bookie_request_duration_seconds", ["op": "add"]) == 3, "\(scrape)")
         #expect((exposition.count("dlog_journal_sync_duration_seconds", ["journal": "0"]) ?? 0) >= 1, "\(scrape)")
+        #expect((exposition.count("dlog_journal_queue_wait_seconds", ["journal": "0"]) ?? 0) >= 3, "each add waited for a batch: \(scrape)")
         #expect(exposition.types["dlog_journal_batch_records"] == "histogram" && exposition.types["dlog_journal_batch_bytes"] == "histogram")
         let viaSocket = Exposition(try await admin(["metrics"]).stdout)
         #expect(viaSocket.problems.isEmpty && Set(viaSocket.types.keys) == Set(exposition.types.keys),

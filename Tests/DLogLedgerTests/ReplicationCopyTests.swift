@@ -7,6 +7,7 @@ import DLogTestSupport
 import DLogWire
 import Foundation
 import Logging
+import Prometheus
 import Testing
 
 @Suite struct ReplicationCopyTests {
@@ -48,7 +49,13 @@ import Testing
             let readsBefore = fixture.bookies.reduce(UInt64(0)) { $0 + $1.bookie.readsReceived.load(ordering: .relaxed) }
             var settings = ReplicationWorker.Settings()
             settings.batchBytes = 256 << 10  // the fixture's bookies take frames of up to 1 MiB
-            let worker = ReplicationWorker(me: BookieID("worker"), pool: fixture.pool, placement: EnsemblePlacement(policy: .random),
+            // The worker's pool records into a Prometheus registry, as a bookie role's does.
+            let registry = PrometheusCollectorRegistry()
+            var options = BookiePool.Options()
+            options.metrics = PrometheusMetricsFactory(registry: registry)
+            let pool = BookiePool(cluster: fixture.pool.cluster, options: options)
+            defer { Task { await pool.shutdown() } }
+            let worker = ReplicationWorker(me: BookieID("worker"), pool: pool, placement: EnsemblePlacement(policy: .random),
                                            settings: settings, logger: Logger(label: "test"))
             guard case .repaired = try await worker.repair(writer.id) else {
                 Issue.record("the ledger was not healed")
@@ -69,6 +76,7 @@ import Testing
                 #expect(Array(EntryCodec.payload(of: stored)) == payload(n), "entry \(n)")
             }
             #expect(worker.totals.entriesCopied == 300 && worker.totals.copyErrors == 0)
+            #expect(registry.emitToString().contains("dlog_recovery_ledger_duration_seconds_count 1\n"), "one repair timed")
         }
     }
 }
