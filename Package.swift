@@ -119,7 +119,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlogctl", dependencies: [
-            "DLogMetadata", "DLogWire", "DistributedLog", "DLogLedger", "DLogDaemon", "DLogPKI", "DLogCLI",
+            "DLogMetadata", "DLogWire", "DistributedLog", "DLogLedger", "DLogDaemon", "DLogPKI", "DLogCLI", "DLogBookie",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlog-bench", dependencies: [

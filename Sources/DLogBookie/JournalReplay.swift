@@ -18,6 +18,8 @@ struct JournalScan {
     }
 
     var records: [Record] = []
+    /// Batches (group commits) read intact.
+    var batches = 0
     var endOffset: Int
     var nextSeq: UInt64
     var ending: Ending
@@ -36,6 +38,7 @@ enum JournalReplay {
             switch checkBatch(file, at: position, seq: expected) {
             case .success(let batch):
                 result.records.append(contentsOf: batch.records)
+                result.batches += 1
                 expected &+= UInt64(batch.records.count)
                 position += batch.bytes
                 result.endOffset = position
