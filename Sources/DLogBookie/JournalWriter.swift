@@ -185,16 +185,24 @@ final class JournalWriter {
 
     /// Moves queued records into the batch being built. Returns true when a record is left waiting because
     /// it does not fit.
+    ///
+    /// A batch never outgrows what a fresh file holds: the buffer has room for a group's bytes plus the largest
+    /// record, and with many records queued at once (the writer came late) it took them all, into a batch that
+    /// rolling could not make fit, so a file grew past `journal_file_bytes`. A lone record too large for any
+    /// file still goes, alone, so that nothing waits forever.
     private func drain(now: ContinuousClock.Instant) -> Bool {
         let buffer = buffers[building]
-        var room = buffer.capacity - buffer.count - JournalFormat.alignment
+        let limit = min(buffer.capacity, directory.fileBytes - JournalFormat.headerBytes)
+        var room = limit - buffer.count - JournalFormat.alignment
+        var alone = batchRecords.isEmpty
         var stoppedForRoom = false
         let taken = journal.queue.drain { pending in
             let need = pending.record.encodedBytes
-            guard need <= room else {
+            guard need <= room || (alone && need <= buffer.capacity - buffer.count - JournalFormat.alignment) else {
                 stoppedForRoom = true
                 return false
             }
+            alone = false
             room -= need
             return true
         }

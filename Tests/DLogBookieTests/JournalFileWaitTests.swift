@@ -50,3 +50,45 @@ import Testing
         #expect(journal.stats.waitsForFreeFile >= waits)
     }
 }
+
+@Suite struct JournalBatchBoundTests {
+    @Test func recordsQueuedBeforeTheWriterStartsStillFitTheirFiles() throws {
+        // Proves a writer that finds many records queued at once (it started late, or the machine stalled it)
+        // batches no more than a file holds: it took all 40 into one batch of 320 KiB and wrote it into a
+        // 64 KiB file, which grew past its size, and the writer never had to wait for a checkpoint.
+        let dir = TempDir()
+        let fileBytes = 64 << 10
+        let journal = try makeJournal(dir.path, engine: .blocking, fileBytes: fileBytes, filesMax: 2, groupBytes: 16 << 10)
+        let replayed = try replayAll(journal).1.end
+        let done = DispatchSemaphore(value: 0)
+        let results = Mutex<[Result<Void, JournalError>]>([])
+        Thread.detachNewThread {
+            let r = appendAll(journal, (0 ..< 40).map { record($0, size: 8 << 10) })
+            results.withLock { $0 = r }
+            done.signal()
+        }
+        // Every record queued before the writer runs.
+        let queuedBy = ContinuousClock.now + .seconds(10)
+        while journal.stats.queueDepth < 40 && ContinuousClock.now < queuedBy { usleep(200) }
+        #expect(journal.stats.queueDepth == 40)
+        let sink = JournalFileWaitTests.AskingSink()
+        journal.start(resumeAfter: replayed, releasedBelow: 0, sink: sink, onFatal: { _ in })
+        defer { journal.stop() }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while done.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("the appends did not finish")
+                return
+            }
+            guard journal.isWaitingForFile, let last = sink.positions.withLock({ $0.last }) else { continue }
+            journal.release(through: last)
+            while journal.isWaitingForFile && ContinuousClock.now < deadline { usleep(100) }
+        }
+        #expect(results.withLock { $0.count == 40 && $0.allSatisfy { if case .success = $0 { true } else { false } } })
+        #expect(journal.stats.waitsForFreeFile >= 1, "40 records of 8 KiB fill two 64 KiB files more than twice over")
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir.path) where name.hasSuffix(".dlj") {
+            let size = try FileManager.default.attributesOfItem(atPath: dir.path + "/" + name)[.size] as? Int ?? 0
+            #expect(size <= fileBytes, "\(name) grew to \(size) bytes, past the journal's file size")
+        }
+    }
+}
