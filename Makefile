@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SHELL := /bin/bash
 DEBS := liburing-dev libaio-dev libsystemd-dev libsqlite3-dev pkg-config etcd-server jq liblz4-dev \
-	debhelper dpkg-dev lintian mmdebstrap systemd-container e2fsprogs iproute2 util-linux
+	debhelper dpkg-dev lintian mmdebstrap systemd-container e2fsprogs iproute2 util-linux prometheus curl
 DATA ?= ./data
 
 .PHONY: all deps build release run test test-fast simulate fuzz deb e2e bench clean

@@ -1,3 +1,4 @@
+import DLogWire
 import DLogMetadata
 import DLogProxy
 
@@ -12,8 +13,14 @@ enum RoleMetrics {
         out.metric("dlog_proxy_records_written_total", "counter", "records written and acknowledged", [([:], Double(c.recordsWritten))])
         out.metric("dlog_proxy_requests_total", "counter", "requests by operation",
                    c.requests.sorted { $0.key < $1.key }.map { (["op": $0.key], Double($0.value)) })
+        // Every status from the start, at 0 until it happens: a rate over a series that does not exist yet shows
+        // nothing rather than 0.
+        var failures = c.failures
+        for raw in UInt16(1)...UInt16(64) {
+            if let status = ProxyStatus(rawValue: raw) { failures["\(status)", default: 0] += 0 }
+        }
         out.metric("dlog_proxy_failures_total", "counter", "requests answered with an error, by status",
-                   c.failures.sorted { $0.key < $1.key }.map { (["status": $0.key], Double($0.value)) })
+                   failures.sorted { $0.key < $1.key }.map { (["status": $0.key], Double($0.value)) })
         return out.text
     }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end test of the package under a real systemd: five Debian bookworm containers (systemd-nspawn, real
 # systemd as PID 1), each in a network namespace of its own on one bridge: metadata, three bookies, a proxy.
-# In each: dpkg -i, systemctl start dlogd@ROLE; then records are written and read with dlogctl, the journal's
-# fields and the admin socket are checked, one bookie's journal device is frozen until the watchdog has
+# In each: dpkg -i, systemctl start dlogd@ROLE; then records are written and read with dlogctl, Debian's
+# prometheus scrapes every container under load and each query of the shipped dashboard must return data, the
+# journal's fields and the admin socket are checked, one bookie's journal device is frozen until the watchdog has
 # systemd restart it, a reinstall (the upgrade path) restarts a running bookie on the new files, dpkg -r stops
 # every instance gracefully and keeps the data, and dpkg --purge cleans up, except under a dlogd still running.
 # Before that, the package is installed, removed and purged in a chroot without systemd. bookie-1's journal and
@@ -16,7 +17,7 @@ set -euo pipefail
 
 deb=$(realpath "${1:?usage: run.sh DEB}")
 [ "$(id -u)" = 0 ] || { echo "e2e: needs root (namespaces, loop devices, containers)" >&2; exit 1; }
-for tool in mmdebstrap systemd-nspawn nsenter losetup mkfs.ext4 fsfreeze ip jq; do
+for tool in mmdebstrap systemd-nspawn nsenter losetup mkfs.ext4 fsfreeze ip jq curl prometheus; do
 	command -v "$tool" >/dev/null || { echo "e2e: $tool is missing (make deps installs it)" >&2; exit 1; }
 done
 
@@ -32,6 +33,7 @@ loops=()
 mounts=()
 frozen=""
 writer=""
+prometheus_pid=""
 metadata_uri="dlog://${address[metadata]}:3180"
 proxy_addr="${address[proxy]}:3190"
 
@@ -77,6 +79,7 @@ cleanup() {
 	fi
 	[ -n "$frozen" ] && fsfreeze -u "$frozen"
 	[ -n "$writer" ] && kill "$writer" 2>/dev/null
+	[ -n "$prometheus_pid" ] && kill "$prometheus_pid" 2>/dev/null && wait "$prometheus_pid" 2>/dev/null
 	for role in "${roles[@]}"; do
 		local pid=${init_pid[$role]:-}
 		[ -n "$pid" ] && timeout 10 nsenter -t "$pid" -a systemctl poweroff --no-block >/dev/null 2>&1
@@ -282,7 +285,10 @@ for role in "${roles[@]}"; do
 	on metadata dlogctl tls issue --dir /root/ca --role "${role%[0-9]}" --name "$role" --host "${address[$role]}" >/dev/null
 done
 on metadata dlogctl tls issue --dir /root/ca --role admin --name e2e-admin >/dev/null
+on metadata dlogctl tls issue --dir /root/ca --role monitor --name prometheus >/dev/null
 on metadata cat /root/ca/ca.crt >"$work/ca.crt"
+on metadata cat /root/ca/prometheus.crt >"$work/prometheus.crt"
+on metadata cat /root/ca/prometheus.key >"$work/prometheus.key"
 # Each host gets the CA, its own certificate and key as the shipped configs name them (node.crt, node.key), and
 # the admin's certificate for dlogctl, which reads DLOG_TLS_* (exported here; nsenter keeps the environment).
 for role in "${roles[@]}"; do
@@ -306,6 +312,7 @@ role = metadata
 data_dir = /var/lib/dlog/metadata
 host = ${address[metadata]}
 port = 3180
+metrics_port = 9100
 EOF
 on metadata systemctl start dlogd@metadata
 [ "$(on metadata systemctl is-active dlogd@metadata)" = active ] || fail "metadata: dlogd@metadata is not active"
@@ -344,6 +351,7 @@ bookie_id = bookie-$n
 journal_file_bytes = 16M
 journal_files_max = 4
 write_cache_bytes = 16M
+metrics_port = 9100
 EOF
 	# The generator reads the new directories at daemon-reload.
 	on "$role" systemctl daemon-reload
@@ -378,6 +386,7 @@ port = 3190
 ensemble = 3
 write_quorum = 3
 ack_quorum = 2
+metrics_port = 9100
 EOF
 on proxy systemctl start dlogd@proxy
 [ "$(on proxy systemctl is-active dlogd@proxy)" = active ] || fail "proxy: dlogd@proxy is not active"
@@ -411,6 +420,42 @@ on proxy dlogctl write e2e --proxy "$proxy_addr" <"$work/records.txt" >/dev/null
 on proxy dlogctl read e2e --metadata "$metadata_uri" --limit 200 --json |
 	jq -r '.payload' >"$work/read.txt" || fail "dlogctl read"
 cmp -s "$work/records.txt" "$work/read.txt" || fail "records read back differ from those written"
+
+step "Prometheus scrapes every container over TLS; every query of the shipped dashboard returns data under load"
+targets=$(for role in "${roles[@]}"; do printf '"%s:9100",' "${address[$role]}"; done)
+cat >"$work/prometheus.yml" <<EOF
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: dlogd
+    scheme: https
+    tls_config: {ca_file: $work/ca.crt, cert_file: $work/prometheus.crt, key_file: $work/prometheus.key}
+    static_configs: [{targets: [${targets%,}]}]
+EOF
+ip netns exec "$prefix-proxy" prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prometheus" \
+	--web.listen-address=127.0.0.1:9090 >"$work/prometheus.log" 2>&1 &
+prometheus_pid=$!
+promql() { ip netns exec "$prefix-proxy" curl -sS --max-time 5 http://127.0.0.1:9090/api/v1/query --data-urlencode "query=$1"; }
+for _ in $(seq 1 300); do
+	[ "$(promql 'sum(up)' 2>/dev/null | jq -r '.data.result[0].value[1] // empty' 2>/dev/null)" = "${#roles[@]}" ] && break
+	sleep 0.1
+done
+[ "$(promql 'sum(up)' | jq -r '.data.result[0].value[1] // empty')" = "${#roles[@]}" ] ||
+	fail "Prometheus: not every target is up: $(promql 'up' | jq -c '[.data.result[] | {i: .metric.instance, v: .value[1]}]') $(tail -5 "$work/prometheus.log")"
+# Load, with tailing readers (long polls), for the rate windows below.
+on proxy dlog-bench log --proxy "$proxy_addr" --metadata "$metadata_uri" --streams 4 --clients 8 --size 200 --duration 12 >/dev/null ||
+	fail "dlog-bench log through the proxy"
+sleep 2
+on metadata cat /usr/share/dlogd/dlogd-dashboard.json >"$work/dashboard.json"
+queries=0
+while IFS=$'\t' read -r title expr; do
+	result=$(promql "${expr//\$__rate_interval/30s}")
+	[ "$(jq -r '.status' <<<"$result")" = success ] || fail "dashboard panel '$title': Prometheus refused $expr: $result"
+	[ "$(jq '.data.result | length' <<<"$result")" -gt 0 ] || fail "dashboard panel '$title' shows nothing: $expr"
+	queries=$((queries + 1))
+done < <(jq -r '.panels[] | select(.type != "row") | .title as $t | .targets[] | [$t, .expr] | @tsv' "$work/dashboard.json")
+[ "$queries" -gt 20 ] || fail "only $queries dashboard queries were read"
+echo "e2e: all $queries dashboard queries return data from ${#roles[@]} daemons scraped over TLS"
+kill "$prometheus_pid"; wait "$prometheus_pid" 2>/dev/null || true; prometheus_pid=""
 
 step "TLS required on every port: a client without a certificate is refused, and the daemon logs who"
 declare -A port=([metadata]=3180 [bookie1]=3181 [proxy]=3190)
