@@ -49,18 +49,24 @@ public enum EntryLogInspection {
             range.entries += 1
             range.bytes += length
             ledgers[ledger] = range
-            let reason: String?
-            do {
-                let header = try EntryCodec.validate(try reader.readBytes(offset: offset, length: length))
-                reason = header.ledger.rawValue == ledger && header.entry.rawValue == entry ? nil
-                    : "holds ledger \(header.ledger.rawValue) entry \(header.entry.rawValue), not what the index says"
-            } catch {
-                reason = "\(error)"
-            }
-            if let reason { damaged.append(Damaged(ledger: ledger, entry: entry, offset: offset, reason: reason)) }
+            if let bad = check(reader, ledger: ledger, entry: entry, offset: offset, length: length) { damaged.append(bad) }
         }
         return Report(path: path, version: version, bytes: size, entries: entries,
                       ledgers: ledgers.values.sorted { $0.ledger < $1.ledger }, damaged: damaged)
+    }
+}
+
+extension EntryLogInspection {
+    /// Reads the entry an index row points at and checks its CRC and its ids; nil when it is intact.
+    static func check(_ reader: EntryLogReader, ledger: UInt64, entry: Int64, offset: Int64, length: Int) -> Damaged? {
+        do {
+            let header = try EntryCodec.validate(try reader.readBytes(offset: offset, length: length))
+            guard header.ledger.rawValue != ledger || header.entry.rawValue != entry else { return nil }
+            return Damaged(ledger: ledger, entry: entry, offset: offset,
+                           reason: "holds ledger \(header.ledger.rawValue) entry \(header.entry.rawValue), not what the index says")
+        } catch {
+            return Damaged(ledger: ledger, entry: entry, offset: offset, reason: "\(error)")
+        }
     }
 }
 

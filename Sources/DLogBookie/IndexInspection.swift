@@ -89,14 +89,8 @@ public enum IndexInspection {
                 file.entries += 1
                 file.first = min(file.first, entry)
                 file.last = max(file.last, entry)
-                do {
-                    let header = try EntryCodec.validate(try reader.readBytes(offset: offset, length: length))
-                    if header.ledger.rawValue != ledger || header.entry.rawValue != entry {
-                        file.damaged.append(.init(ledger: ledger, entry: entry, offset: offset,
-                                                  reason: "holds ledger \(header.ledger.rawValue) entry \(header.entry.rawValue)"))
-                    }
-                } catch {
-                    file.damaged.append(.init(ledger: ledger, entry: entry, offset: offset, reason: "\(error)"))
+                if let bad = EntryLogInspection.check(reader, ledger: ledger, entry: entry, offset: offset, length: length) {
+                    file.damaged.append(bad)
                 }
             }
             if file.entries > 0 { files.append(file) }

@@ -40,10 +40,13 @@ extension JournalCompletion {
             let run = completions[i ..< end]
             batcher.send(count: run.count) { bytes in
                 for c in run {
-                    guard case .answerAdd(.connection(_, let op, let requestID, let timing), let ledger, let entry) = c else { continue }
+                    guard case .answerAdd(.connection(_, let op, let requestID, _), let ledger, let entry) = c else { continue }
                     BookieResponse.added(ledger: ledger, entry: entry).encode(op: op, requestID: requestID, into: &bytes)
-                    timing?.answered()
                 }
+            }
+            // Recorded once the answers are handed over, outside the batcher's lock.
+            for c in run {
+                if case .answerAdd(.connection(_, _, _, let timing?), _, _) = c { timing.answered() }
             }
             i = end
         }

@@ -286,9 +286,10 @@ final class JournalWriter {
         durableThrough = done.lastSeq
         let latency = ContinuousClock.now - done.started
         journal.shared.withLock { $0.stats.recordSync(records: done.records.count, bytes: done.bytes, latency: latency) }
-        journal.meters.synced(records: done.records.count, bytes: done.bytes, latency: latency)
         sink.journalDidSync(done.records, journal: journal.index, through: done.end)
         JournalCompletion.succeed(done.completions)
+        // Metrics after the answers: they never delay an acknowledgement.
+        journal.meters.synced(records: done.records.count, bytes: done.bytes, latency: latency)
     }
 
     private enum Roll {
