@@ -119,8 +119,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dlogctl", dependencies: [
-            "DLogMetadata", "DLogWire", "DistributedLog", "DLogLedger", "DLogDaemon", "DLogPKI", "DLogCLI", "DLogBookie",
+            "DLogMetadata", "DLogWire", "DistributedLog", "DLogLedger", "DLogDaemon", "DLogPKI", "DLogCLI", "DLogBookie", "DLogProxy",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .executableTarget(name: "dlog-bench", dependencies: [
             "DLogLedger", "DLogIO", "DLogWire", "DLogMetadata", "DistributedLog", "DLogCLI",

@@ -137,18 +137,33 @@ public final class Bookie: JournalSink, Sendable {
     }
 
     /// Replays, checkpoints what replay found, and starts journals and background work.
-    /// `onFatal` runs when a journal fails; the daemon exits non-zero.
-    public func start(onFatal: @escaping @Sendable (String) -> Void) throws {
+    /// `onFatal` runs when a journal fails; the daemon exits non-zero. `progress` hears how replay goes, as
+    /// one line, when it starts and then at most once a second (the daemon logs it and shows it to systemd).
+    public func start(progress: (String) -> Void = { _ in }, onFatal: @escaping @Sendable (String) -> Void) throws {
         var resume: [JournalPosition] = []
+        var reported: ContinuousClock.Instant?
         for journal in journals {
             let started = ContinuousClock.now
             let mark = storage.journalMark(journal.index)
             var batch: [JournalRecord] = []
-            let summary = try journal.replay(from: mark, truncateCorrupt: configuration.truncateCorruptJournal) { kind, payload in
+            var file = (index: 0, files: 0), records = 0
+            func report() {
+                let now = ContinuousClock.now
+                guard reported.map({ now - $0 >= .seconds(1) }) ?? true else { return }
+                reported = now
+                progress("replaying journal \(journal.index + 1) of \(journals.count): file \(file.index + 1) of \(file.files), "
+                         + "\(records) records so far")
+            }
+            let summary = try journal.replay(from: mark, truncateCorrupt: configuration.truncateCorruptJournal, onFile: { index, files in
+                file = (index, files)
+                report()
+            }) { kind, payload in
                 batch.append(JournalRecord(kind: kind, payload: payload))
+                records += 1
                 if batch.count >= 4096 {
                     storage.apply(batch, journal: journal.index, through: nil, replaying: true)
                     batch.removeAll(keepingCapacity: true)
+                    report()
                 }
             }
             storage.apply(batch, journal: journal.index, through: summary.end, replaying: true)

@@ -129,10 +129,12 @@ public final class Journal: Sendable {
         for slot in 0..<configuration.filesMax where !existing.contains(slot) { try directory.create(slot: slot) }
     }
 
-    /// Replays records after `mark`; see JournalFormat for how the end is found.
+    /// Replays records after `mark`; see JournalFormat for how the end is found. `onFile` hears as each file
+    /// (the Nth of how many) starts.
     public func replay(from mark: JournalPosition?, truncateCorrupt: Bool,
+                       onFile: (_ index: Int, _ files: Int) -> Void = { _, _ in },
                        apply: (JournalRecordKind, [UInt8]) -> Void) throws -> ReplaySummary {
-        try directory.replay(from: mark, truncateCorrupt: truncateCorrupt) { apply($0.kind, $0.payload) }
+        try directory.replay(from: mark, truncateCorrupt: truncateCorrupt, onFile: onFile) { apply($0.kind, $0.payload) }
     }
 
     /// Starts the writer thread. Writing resumes in a new file after `resumeAfter` (replay's end).

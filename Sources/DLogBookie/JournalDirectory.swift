@@ -92,8 +92,9 @@ public struct ReplaySummary: Sendable {
 }
 
 extension JournalDirectory {
-    /// Replays every record after `mark` in order, calling `apply` for each.
-    func replay(from mark: JournalPosition?, truncateCorrupt: Bool,
+    /// Replays every record after `mark` in order, calling `apply` for each, and `onFile` as each file of the
+    /// chain (the Nth of how many) starts.
+    func replay(from mark: JournalPosition?, truncateCorrupt: Bool, onFile: (_ index: Int, _ files: Int) -> Void = { _, _ in },
                 apply: (JournalScan.Record) -> Void) throws -> ReplaySummary {
         let headers = try slots().compactMap { s in s.header.map { (slot: s.slot, header: $0) } }
         guard let newest = headers.max(by: { $0.header.fileNumber < $1.header.fileNumber }) else {
@@ -140,6 +141,7 @@ extension JournalDirectory {
                                             + "file ends at \(summary.end.nextSeq)")
             }
             if i > 0 { summary.end.nextSeq = link.header.firstSeq }
+            onFile(i, chain.count)
             let bytes = try disk.readAll(slotPath(link.slot))
             let scan = bytes.withUnsafeBytes { raw in
                 JournalReplay.scan(raw, from: start, seq: summary.end.nextSeq,

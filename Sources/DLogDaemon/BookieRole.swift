@@ -59,12 +59,14 @@ public enum BookieRole {
         let admin: AdminSocket?
         let watchdog: Watchdog
         let metrics: MetricsServer?
+        let announcement: MetricsAnnouncement?
         /// Read again on SIGHUP.
         let tls: TLSIdentity?
         let logger: Logger
 
         public func stop() {
             watchdog.stop()
+            if let announcement { _ = try? runBlocking { await announcement.stop() } }
             metrics?.close()
             admin?.stop()
             logger.info("stopping: deregistering, flushing journal, checkpointing, closing server")
@@ -126,7 +128,11 @@ public enum BookieRole {
         configuration.metrics = registry.factory
         if shared != nil { configuration.metricsDimensions = [("bookie", bookieID.rawValue)] }
         let bookie = try Bookie(configuration: configuration, logger: logger)
-        try bookie.start { failure in
+        // A long replay (a big journal after a crash) says how far it is, in the log and in `systemctl status`.
+        try bookie.start(progress: { line in
+            logger.info("\(line)")
+            _ = sd_notify(0, "STATUS=\(line)")
+        }) { failure in
             logger.critical("journal failed; no more adds are acknowledged; exiting", metadata: ["error": "\(failure)"])
             exit(3)
         }
@@ -195,8 +201,16 @@ public enum BookieRole {
         if shared == nil { registry.showing { [recovery] in BookieMetrics.render(bookie, recovery: recovery, scrubber: scrubber) } }
         let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
                                             tls: settings.tls.server(tls, logger: logger), logger: logger, render: registry.render)
+        let announcement = metrics.flatMap { served in
+            MetricsAnnouncement.start([MetricsEndpoint(role: "bookie", id: bookieID.rawValue,
+                                                       address: MetricsAnnouncement.address(host: settings.host, advertised: settings.advertisedHost,
+                                                                                            port: served.port),
+                                                       tls: settings.tls.mode != .off)],
+                                      cluster: cluster, logger: logger)
+        }
         return RunningBookie(port: port, id: bookieID.rawValue, bookie: bookie, server: server, membership: membership, recovery: recovery,
-                             scrubber: scrubber, admin: admin, watchdog: watchdog, metrics: metrics, tls: tls, logger: logger)
+                             scrubber: scrubber, admin: admin, watchdog: watchdog, metrics: metrics, announcement: announcement,
+                             tls: tls, logger: logger)
     }
 
     /// The bookie's health for systemd: its journals make progress when work waits, and its event loops run

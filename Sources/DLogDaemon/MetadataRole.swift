@@ -42,6 +42,13 @@ public enum MetadataRole {
             if let admin { AdminCommands.metrics(admin, registry) }
             let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
                                                 tls: settings.tls.server(tls, logger: logger), logger: logger, render: registry.render)
+            let announcement = metrics.flatMap { served in
+                MetricsAnnouncement.start([MetricsEndpoint(role: "metadata", id: "\(settings.host):\(port)",
+                                                           address: MetricsAnnouncement.address(host: settings.host, advertised: nil,
+                                                                                                port: served.port),
+                                                           tls: settings.tls.mode != .off)],
+                                          cluster: Cluster(store: store), logger: logger)
+            }
             let reload = Reload(config: config, logger: logger) { text in
                 try Reload.applyLogLevel(try ConfigFile.parse(text, path: config ?? "", knownKeys: MetadataSettings.keys))
                 try TLSSettings.reload(tls, logger: logger)
@@ -52,6 +59,7 @@ public enum MetadataRole {
             RoleLifecycle.waitForTermination(termination, logger: logger)
             watchdog.stop()
             admin?.stop()
+            if let announcement { _ = try? runBlocking { await announcement.stop() } }
             metrics?.close()
             _ = reload
             logger.info("stopping: closing connections, then the database")

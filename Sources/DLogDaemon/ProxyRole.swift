@@ -45,6 +45,7 @@ public enum ProxyRole {
         let store: any MetadataStore
         let admin: AdminSocket?
         let metrics: MetricsServer?
+        let announcement: MetricsAnnouncement?
         let watchdog: Watchdog
         let logger: Logger
         /// Read again on SIGHUP.
@@ -55,6 +56,7 @@ public enum ProxyRole {
             watchdog.stop()
             access?.stop()
             admin?.stop()
+            if let announcement { _ = try? runBlocking { await announcement.stop() } }
             metrics?.close()
             logger.info("stopping: draining owned streams")
             server.stopAccepting()
@@ -121,9 +123,17 @@ public enum ProxyRole {
         }
         let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
                                             tls: settings.tls.server(tls, logger: logger), logger: logger, render: registry.render)
+        let announcement = metrics.flatMap { served in
+            MetricsAnnouncement.start([MetricsEndpoint(role: "proxy", id: service.id,
+                                                       address: MetricsAnnouncement.address(host: settings.host, advertised: settings.advertisedHost,
+                                                                                            port: served.port),
+                                                       tls: settings.tls.mode != .off)],
+                                      cluster: Cluster(store: store), logger: logger)
+        }
         let watchdog = RoleWatchdogs.proxy(server, proxy)
         watchdog.start(logger: logger)
         return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, loops: loops, store: store,
-                            admin: admin, metrics: metrics, watchdog: watchdog, logger: logger, tls: tls, access: access)
+                            admin: admin, metrics: metrics, announcement: announcement, watchdog: watchdog, logger: logger, tls: tls,
+                            access: access)
     }
 }

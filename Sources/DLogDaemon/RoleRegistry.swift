@@ -36,5 +36,39 @@ final class RoleRegistry: Sendable {
     }
 
     /// Prometheus text: the live counters and gauges, then the recorded distributions.
-    func render() -> String { (live.withLock { $0 }?() ?? "") + registry.emitToString() }
+    func render() -> String { (live.withLock { $0 }?() ?? "") + Self.helping(registry.emitToString()) }
+
+    /// What each recorded distribution measures. swift-metrics carries no help text, so the registry emits
+    /// none; scrapers and `promtool check metrics` expect one, so `render()` puts these in front of each family.
+    static let help: [String: String] = [
+        "dlog_bookie_request_duration_seconds": "service time of each bookie request, by operation",
+        "dlog_journal_queue_wait_seconds": "how long each record waited in the journal's queue before a group commit took it",
+        "dlog_journal_sync_duration_seconds": "time of each write and sync of a group commit",
+        "dlog_journal_batch_records": "records per group commit",
+        "dlog_journal_batch_bytes": "bytes per group commit (padded to the sector)",
+        "dlog_metadata_request_duration_seconds": "service time of each metadata request, by operation",
+        "dlog_proxy_request_duration_seconds": "service time of each proxy request, by operation",
+        "dlog_log_records_per_entry": "records each log entry carried",
+        "dlog_client_add_duration_seconds": "from an add's send to its confirmation by the ack quorum",
+        "dlog_client_read_duration_seconds": "one entry's read, from the first replica asked to the answer used",
+        "dlog_client_ensemble_change_duration_seconds": "how long each ensemble change held a writer's adds",
+        "dlog_recovery_ledger_duration_seconds": "how long this worker took to re-replicate each ledger it repaired",
+    ]
+
+    /// `text` with a `# HELP` line before each family's `# TYPE` line that `help` describes and has none.
+    static func helping(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 2048)
+        var previous: Substring = ""
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("# TYPE "), !previous.hasPrefix("# HELP "),
+               let name = line.dropFirst(7).split(separator: " ").first, let described = help[String(name)] {
+                out += "# HELP \(name) \(described)\n"
+            }
+            out += line
+            out += "\n"
+            previous = line
+        }
+        return out
+    }
 }

@@ -117,6 +117,16 @@ public enum StandaloneRole {
             let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
                                                 tls: tls(.metadata).server(metadataIdentity, logger: logger), logger: logger,
                                                 render: registry.render)
+            // Every part is found at the one port; a bookie's samples by their `bookie` label.
+            let announcement = metrics.flatMap { served in
+                let address = MetricsAnnouncement.address(host: settings.host, advertised: nil, port: served.port)
+                let tls = settings.tlsMode != .off
+                return MetricsAnnouncement.start(
+                    [MetricsEndpoint(role: "metadata", id: "\(settings.host):\(settings.basePort)", address: address, tls: tls),
+                     MetricsEndpoint(role: "proxy", id: proxySettings.proxyID ?? proxy.address, address: address, tls: tls)]
+                        + bookies.map { MetricsEndpoint(role: "bookie", id: $0.id, address: address, tls: tls, labels: ["bookie": $0.id]) },
+                    cluster: Cluster(store: store), logger: logger)
+            }
             FileHandle.standardOutput.write(Data(("dlogd standalone: metadata \(settings.metadataURI), bookies "
                 + bookies.map { "\(settings.host):\($0.port)" }.joined(separator: " ")
                 + ", data under \(settings.dataDirectory)\n").utf8))
@@ -140,6 +150,7 @@ public enum StandaloneRole {
             RoleLifecycle.announceReady(role: "standalone proxy", host: settings.host, port: proxy.port)
             RoleLifecycle.waitForTermination(termination, logger: logger)
             admin?.stop()
+            if let announcement { _ = try? runBlocking { await announcement.stop() } }
             metrics?.close()
             proxy.stop()
             for bookie in bookies { bookie.stop() }

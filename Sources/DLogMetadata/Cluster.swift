@@ -10,6 +10,7 @@ import Foundation
 ///     /cookies/<bookie>              the bookie's disk identity, checked at every start
 ///     /idgen/ledger                  the next unallocated ledger id (advanced by compare-and-set in blocks)
 ///     /ledgers/<20-digit id>         ledger metadata (`LedgerMetadataCodec`); zero-padded so scans are in id order
+///     /monitoring/<role>/<id>        where a role's metrics are served (`MetricsEndpoint`, bound to its lease)
 public enum ClusterKeys {
     public static let instance = "/cluster/instance"
     public static let bookies = "/bookies/"

@@ -13,7 +13,8 @@ struct DLogCtl: AsyncParsableCommand {
         abstract: "Operate a DistributedLog cluster.",
         subcommands: [ClusterCommand.self, BookieCommand.self, LedgerCommand.self, RecoveryCommand.self, MetadataCommand.self,
                       LogCommand.self, WriteCommand.self,
-                      ReadCommand.self, AdminCommand.self, TLSCommand.self, ACLCommand.self, InspectCommand.self])
+                      ReadCommand.self, AdminCommand.self, TLSCommand.self, ACLCommand.self, InspectCommand.self,
+                      TopCommand.self])
 
     static func main() async {
         await main(placingAdminOptions(Array(CommandLine.arguments.dropFirst())))

@@ -223,13 +223,17 @@ struct WriteCommand: AsyncParsableCommand {
     func run() async throws {
         try checkName(name)
         let input: FileHandle
+        // A file's size is known: on a terminal, a bar shows how much of it is written.
+        var bar: ProgressBar?
         if let file {
             guard let handle = FileHandle(forReadingAtPath: file) else { throw ValidationError("cannot read --file \(file)") }
             input = handle
+            let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.int64Value ?? 0
+            bar = ProgressBar(total: size, unit: "records")
         } else {
             input = .standardInput
         }
-        var written = 0
+        var written = 0, bytesWritten: Int64 = 0
         var first: DLSN?, last: DLSN?
         let client = try target.proxyForChanges.map { try target.proxyClient($0) }
         var direct: (Namespace, any MetadataStore, LogWriter)?
@@ -247,17 +251,21 @@ struct WriteCommand: AsyncParsableCommand {
                         dlsns = try await direct!.2.writeBulk(assigning: batch.map { (nil, Array($0.utf8)) })
                     }
                     written += dlsns.count
+                    bytesWritten += batch.reduce(Int64(0)) { $0 + Int64($1.utf8.count) + 1 }
+                    bar?.update(done: bytesWritten, count: written)
                     first = first ?? dlsns.first
                     last = dlsns.last ?? last
                     if json { for dlsn in dlsns { try printJSON(["dlsn": dlsn.description]) } }
                 }
             }
         } catch {
+            bar?.finish()
             // What was written before the failure is durable: say how much.
             if written > 0 { FileHandle.standardError.write(Data("dlogctl: \(written) record(s) were written before the failure\n".utf8)) }
             await finish(client, direct)
             throw error
         }
+        bar?.finish()
         await finish(client, direct)
         if !json {
             if let first, let last {

@@ -1,3 +1,4 @@
+import DLogDaemon
 import DLogTestSupport
 import DLogWire
 import Foundation

@@ -18,18 +18,13 @@ import Testing
                 .write(toFile: path, atomically: true, encoding: .utf8)
             return path
         }()], in: dir)
-        let messages = run.untilPings(3)
+        let messages = await run.pings(3)
         #expect(messages.first?.contains("READY=1") == true, "\(messages)")
         let pings = messages.filter { $0.contains("WATCHDOG=1") }
         #expect(pings.count >= 3, "\(messages)")
         #expect(pings.last?.contains("STATUS=writable,") == true && pings.last?.contains("adds/s") == true, "\(messages)")
         run.kill(SIGTERM)
-        var stopping = false
-        let stopDeadline = ContinuousClock.now + .seconds(20)
-        while !stopping && ContinuousClock.now < stopDeadline {
-            if let message = run.listener.receive() { stopping = message.contains("STOPPING=1") }
-        }
-        #expect(stopping, "STOPPING=1 on SIGTERM")
+        #expect(await run.message(containing: "STOPPING=1"), "STOPPING=1 on SIGTERM")
     }
 }
 
@@ -39,15 +34,43 @@ extension NotifyTests {
         // for never pinging), with a status line naming the revision.
         let dir = TempDir("dlog-notify-metadata")
         let run = try NotifiedDaemon(["metadata", "--data-dir", dir.sub("m"), "--port", "0"], in: dir)
-        let messages = run.untilPings(3)
+        let messages = await run.pings(3)
         let pings = messages.filter { $0.contains("WATCHDOG=1") }
         #expect(messages.first?.contains("READY=1") == true && pings.count >= 3, "\(messages)")
         #expect(pings.last?.contains("STATUS=serving; revision ") == true, "\(messages)")
     }
 }
 
+extension NotifyTests {
+    @Test func aBookieShowsJournalReplayInItsStatusBeforeItIsReady() async throws {
+        // Proves a bookie restarted after a crash (SIGKILL under load: its journal holds what no checkpoint has)
+        // tells systemd how its replay goes, in a STATUS line sent before READY=1.
+        let dir = TempDir("dlog-notify-replay")
+        let config = dir.sub("b.conf")
+        try "journal_file_bytes = 8M\njournal_files_max = 3\nmax_frame_bytes = 1M\nallow_shared_device = true\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let port = Int.random(in: 20_000...50_000)
+        let arguments = ["bookie", "--journal-dir", dir.sub("j"), "--ledger-dir", dir.sub("l"), "--port", "\(port)", "--config", config]
+        let sockets = (TempDir("dlog-notify-replay-1"), TempDir("dlog-notify-replay-2"))
+        let first = try NotifiedDaemon(arguments, in: sockets.0)
+        #expect(await first.pings(1).contains { $0.contains("READY=1") }, "the first run came up on port \(port)")
+        let load = try await BenchRun(["bookie", "--target", "127.0.0.1:\(port)", "--clients", "2", "--pipeline", "16",
+                                       "--duration", "1", "--json"], in: dir, timeout: 60)
+        #expect(load.status == 0, "\(load.stdout)\(load.stderr)")
+        first.kill(SIGKILL)
+        _ = await first.process.exitStatus(within: 10)
+
+        let second = try NotifiedDaemon(arguments, in: sockets.1)
+        let messages = await second.pings(1)
+        let replay = messages.firstIndex { $0.contains("STATUS=replaying journal 1 of 1: file 1 of ") && $0.contains("records so far") }
+        let ready = messages.firstIndex { $0.contains("READY=1") }
+        #expect(replay != nil && ready != nil && replay! < ready!, "\(messages)")
+    }
+}
+
 /// dlogd run the way systemd runs it: NOTIFY_SOCKET on a socket of ours, WATCHDOG_USEC of one second.
-final class NotifiedDaemon {
+/// Unchecked: its process is only started and signalled, and its listener is used by one waiting thread at a time.
+final class NotifiedDaemon: @unchecked Sendable {
     let listener: NotifyListener
     let process = Process()
 
@@ -64,6 +87,27 @@ final class NotifiedDaemon {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
+    }
+
+    /// `untilPings` on a thread of its own: it blocks on the socket for up to 20 s, and tests share a cooperative
+    /// pool of as many threads as cores, which every other test running meanwhile needs.
+    func pings(_ count: Int) async -> [String] {
+        await withCheckedContinuation { (done: CheckedContinuation<[String], Never>) in
+            Thread.detachNewThread { done.resume(returning: self.untilPings(count)) }
+        }
+    }
+
+    /// Whether a message containing `text` arrives within 20 s (waiting on a thread of its own, as `pings`).
+    func message(containing text: String) async -> Bool {
+        await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
+            Thread.detachNewThread {
+                let deadline = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < deadline {
+                    if let message = self.listener.receive(), message.contains(text) { return done.resume(returning: true) }
+                }
+                done.resume(returning: false)
+            }
+        }
     }
 
     /// Messages received until `count` watchdog pings arrived, or 20 s passed.

@@ -1,3 +1,4 @@
+import DLogDaemon
 import DLogTestSupport
 import Foundation
 import Testing
@@ -76,8 +77,15 @@ import Testing
         let range = try #require(logged.range(of: "metrics serving address=127.0.0.1:"), "\(logged)")
         let port = try #require(Int(logged[range.upperBound...].prefix { $0.isNumber }))
         let scrape = try httpGet(port: port, path: "/metrics")
-        let exposition = Exposition(String(scrape[try #require(scrape.range(of: "\r\n\r\n")).upperBound...]))
+        let body = String(scrape[try #require(scrape.range(of: "\r\n\r\n")).upperBound...])
+        let exposition = Exposition(body)
         #expect(exposition.problems.isEmpty, "\(exposition.problems)")
+        // Prometheus's own linter (Debian's prometheus package; `make deps` installs it) reads it as Prometheus would.
+        let lintDir = TempDir("dlog-promtool")
+        let scraped = lintDir.sub("metrics.txt")
+        try body.write(toFile: scraped, atomically: true, encoding: .utf8)
+        let lint = try await runTool("/bin/sh", ["-c", "promtool check metrics < \(scraped)"])
+        #expect(lint.status == 0, "promtool check metrics: \(lint.stdout)\(lint.stderr)")
         for bookie in ["bookie-0", "bookie-1", "bookie-2"] {
             #expect((exposition.count("dlog_bookie_request_duration_seconds", ["bookie": bookie, "op": "add"]) ?? 0) > 0, "\(bookie)")
             #expect((exposition.count("dlog_journal_sync_duration_seconds", ["bookie": bookie, "journal": "0"]) ?? 0) > 0, "\(bookie)")
@@ -98,6 +106,28 @@ import Testing
         }
         #expect(Set(documented.keys).subtracting(exposition.types.keys).isEmpty,
                 "in docs/metrics.md but not served by a standalone: \(Set(documented.keys).subtracting(exposition.types.keys).sorted())")
+    }
+
+    @Test func writeFromAFileShowsAProgressBarOnATerminalOnly() async throws {
+        // Proves `dlogctl write --file` draws a progress bar when standard error is a terminal (run under
+        // script(1), which gives it one) and prints nothing but the result when its output is not a terminal.
+        let dir = TempDir("dlog-standalone-progress")
+        let (daemon, base) = try await Self.start(in: dir)
+        defer { daemon.kill(SIGKILL) }
+        let input = dir.sub("lines.txt")
+        try (0..<20_000).map { "record \($0) " + String(repeating: "x", count: 100) }.joined(separator: "\n")
+            .write(toFile: input, atomically: true, encoding: .utf8)
+        let command = [dlogctlPath, "write", "progress", "--file", input, "--proxy", "127.0.0.1:\(base + 10)"]
+        let onTerminal = try await runTool("/usr/bin/script", ["-q", "-e", "-c", command.joined(separator: " "), "/dev/null"], seconds: 120)
+        #expect(onTerminal.status == 0, "\(onTerminal.stdout)\(onTerminal.stderr)")
+        #expect(onTerminal.stdout.contains("\r[#") && onTerminal.stdout.contains(" of 2.2 MiB  ") && onTerminal.stdout.contains(" records"),
+                "\(onTerminal.stdout.debugDescription)")
+        #expect(onTerminal.stdout.contains("wrote 20000 record(s) to progress"), "\(onTerminal.stdout)")
+        let piped = try await runTool(dlogctlPath, Array(command.dropFirst()), seconds: 120)
+        #expect(piped.status == 0 && piped.stdout.hasPrefix("wrote 20000 record(s) to progress"), "\(piped.stdout)")
+        #expect(piped.stderr.isEmpty, "nothing but the result when not on a terminal: \(piped.stderr.debugDescription)")
+        daemon.kill(SIGTERM)
+        _ = await daemon.exited()
     }
 
     /// A standalone (configured by file, with an admin socket) on free ports: the daemon and its base port.

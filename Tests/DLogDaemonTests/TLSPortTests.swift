@@ -1,4 +1,5 @@
 import DistributedLog
+import DLogDaemon
 import DLogLedger
 import DLogMetadata
 import DLogTestSupport

@@ -441,9 +441,18 @@ for _ in $(seq 1 300); do
 done
 [ "$(promql 'sum(up)' | jq -r '.data.result[0].value[1] // empty')" = "${#roles[@]}" ] ||
 	fail "Prometheus: not every target is up: $(promql 'up' | jq -c '[.data.result[] | {i: .metric.instance, v: .value[1]}]') $(tail -5 "$work/prometheus.log")"
-# Load, with tailing readers (long polls), for the rate windows below.
-on proxy dlog-bench log --proxy "$proxy_addr" --metadata "$metadata_uri" --streams 4 --clients 8 --size 200 --duration 12 >/dev/null ||
-	fail "dlog-bench log through the proxy"
+# Load, with tailing readers (long polls), for the rate windows below; meanwhile `dlogctl top` views the cluster.
+on proxy dlog-bench log --proxy "$proxy_addr" --metadata "$metadata_uri" --streams 4 --clients 8 --size 200 --duration 12 >/dev/null &
+bench_pid=$!
+sleep 4
+on proxy dlogctl top --once --json --interval 3 --metadata "$metadata_uri" >"$work/top.json" || fail "dlogctl top: $(cat "$work/top.json")"
+bookies_seen=$(jq '[.bookies[] | select(.metrics == "ok" and .state == "writable" and .sync_p99_ms > 0)] | length' "$work/top.json")
+proxies_seen=$(jq '[.proxies[] | select(.metrics == "ok" and .writes_per_second > 0 and .write_p99_ms > 0)] | length' "$work/top.json")
+metadata_seen=$(jq '[.metadata.servers[] | select(.metrics == "ok" and .requests_per_second > 0)] | length' "$work/top.json")
+[ "$bookies_seen" -ge 3 ] && [ "$proxies_seen" -ge 1 ] && [ "$metadata_seen" -ge 1 ] ||
+	fail "dlogctl top does not show every role live: $(cat "$work/top.json")"
+echo "e2e: dlogctl top shows $bookies_seen bookies, $proxies_seen proxy and $metadata_seen metadata role live, each scraped over TLS"
+wait "$bench_pid" || fail "dlog-bench log through the proxy"
 sleep 2
 on metadata cat /usr/share/dlogd/dlogd-dashboard.json >"$work/dashboard.json"
 queries=0
