@@ -1,3 +1,4 @@
+import CoreMetrics
 import CSystemd
 import DLogBookie
 import DLogIO
@@ -125,7 +126,8 @@ public enum BookieRole {
         }
         let registry = shared ?? RoleRegistry()
         var configuration = settings.bookieConfiguration(engine: decision.engine, truncateCorrupt: truncateCorrupt)
-        configuration.metrics = registry.factory
+        let recording: any MetricsFactory = settings.latencyHistograms ? registry.factory : NOOPMetricsHandler.instance
+        configuration.metrics = recording
         if shared != nil { configuration.metricsDimensions = [("bookie", bookieID.rawValue)] }
         let bookie = try Bookie(configuration: configuration, logger: logger)
         // A long replay (a big journal after a crash) says how far it is, in the log and in `systemctl status`.
@@ -164,7 +166,7 @@ public enum BookieRole {
         if let uri = settings.metadata {
             do {
                 let service = try RecoveryService(me: bookieID, bookie: bookie, uri: uri, settings: settings, tls: tls,
-                                                  metrics: registry.factory,
+                                                  metrics: recording,
                                               logger: logger)
                 service.start()
                 recovery = service

@@ -47,6 +47,9 @@ public struct BookieSettings: Sendable {
     public var adminSocket: String?
     /// Prometheus metrics over HTTP on this port (`host`); nil: none.
     public var metricsPort: Int?
+    /// Records the request, journal and replication latency histograms; false records none (the counters and
+    /// gauges stay), for measuring what recording costs (scripts/bench-metrics.sh).
+    public var latencyHistograms = true
     /// TLS on the port and on the role's own connections (docs/security.md).
     public var tls = TLSSettings()
     /// What the port lets each client hold, and how long.
@@ -72,7 +75,7 @@ public struct BookieSettings: Sendable {
         "write_cache_bytes", "write_cache_shards", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
         "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms", "advertised_host", "admin_socket",
-        "metrics_port", "role", "log_level", "autorecovery", "lost_bookie_grace_s", "audit_interval_s",
+        "metrics_port", "latency_histograms", "role", "log_level", "autorecovery", "lost_bookie_grace_s", "audit_interval_s",
         "replication_rate_bytes", "replication_entries_in_flight", "open_ledger_grace_s", "scrub_rate_bytes",
         "scrub_interval_s",
     ] as Set<String>).union(TLSSettings.keys).union(ConnectionSettings.keys).union(["ledger_clients"])
@@ -151,6 +154,7 @@ public struct BookieSettings: Sendable {
         if let n = try int("registration_ttl_s", 2...300) { registrationTTLSeconds = n }
         if let n = try int("gc_interval_ms", 100...86_400_000) { gcIntervalMillis = n }
         if let b = try file.bool("autorecovery") { autorecovery = b }
+        if let b = try file.bool("latency_histograms") { latencyHistograms = b }
         if let n = try int("lost_bookie_grace_s", 1...86_400 * 30) { lostBookieGraceSeconds = n }
         if let n = try int("audit_interval_s", 1...86_400 * 365) { auditIntervalSeconds = n }
         if let n = try int("replication_rate_bytes", 0...(16 << 30)) { replicationRateBytes = n }

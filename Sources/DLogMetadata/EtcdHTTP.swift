@@ -194,7 +194,7 @@ final class EtcdHTTPClient: Sendable {
             } catch let error as MetadataError {
                 throw error
             } catch {
-                failures.append("\(endpoint) (\(Self.reason(error)))")
+                failures.append("\(endpoint) (\(ConnectionErrorText.reason(error)))")
                 markFailed(endpoint)
             }
         }
@@ -248,18 +248,6 @@ final class EtcdHTTPClient: Sendable {
     }
 
     private static let shutDownError = MetadataError.unavailable("the etcd store was shut down")
-
-    /// "connection refused" rather than NIO's nested description of every address tried.
-    private static func reason(_ error: any Error) -> String {
-        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
-            return reason(first.error)
-        }
-        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
-        if case ChannelError.connectTimeout(let timeout) = error {
-            return "no connection within \(timeout.nanoseconds / 1_000_000) ms"
-        }
-        return "\(error)"
-    }
 }
 
 /// One call on a connection, handed to its handler.

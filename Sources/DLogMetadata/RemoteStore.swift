@@ -73,7 +73,7 @@ public final class RemoteStore: MetadataStore {
                 lastError = error
             }
         }
-        throw MetadataError.unavailable("cannot reach the metadata role at \(endpoints.map(\.description).joined(separator: ", ")): \(lastError)")
+        throw MetadataError.unavailable("cannot reach the metadata role at \(endpoints.map(\.description).joined(separator: ", ")): \(ConnectionErrorText.reason(lastError))")
     }
 
     private func connect(_ endpoint: Endpoint) -> EventLoopFuture<Channel> {

@@ -25,6 +25,9 @@ public final class ProxyClient: Sendable {
         public var avoidFor: Duration = .seconds(5)
         /// TLS to the proxies (their certificates must name the host of each address); nil: plaintext.
         public var tls: TLSIdentity?
+        /// Hears what a call waits for (the last problem) and how much longer it tries, each time it backs off
+        /// before trying again, so a tool can say why it has no answer yet.
+        public var onWait: (@Sendable (_ problem: String, _ left: Duration) -> Void)?
         public init() {}
     }
 
@@ -188,6 +191,7 @@ public final class ProxyClient: Sendable {
             guard ContinuousClock.now + backoff < deadline else {
                 throw ProxyFailure(.unavailable, "stream '\(stream)': no proxy took the request within \(options.retryFor) (last: \(lastProblem))")
             }
+            options.onWait?("stream '\(stream)': \(lastProblem)", deadline - .now)
             try await Task.sleep(for: backoff)
             backoff = min(backoff * 2, options.backoffMax)
         }
@@ -202,7 +206,7 @@ public final class ProxyClient: Sendable {
             connection = try await self.connection(to: address)
         } catch {
             state.withLock { $0.avoided[address] = .now + options.avoidFor }
-            return .failure(ProxyFailure(.unavailable, "\(error)"))
+            return .failure(ProxyFailure(.unavailable, ConnectionErrorText.reason(error)))
         }
         do {
             let frame = try await connection.send(timeout: options.requestTimeout, patience: patience) { id, buffer in

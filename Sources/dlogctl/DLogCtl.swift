@@ -51,7 +51,8 @@ struct MetadataOption: ParsableArguments {
     func cluster() throws -> Cluster {
         let identity = try tls.identity()
         do {
-            return Cluster(store: try MetadataURI.connect(metadata, requestTimeout: .seconds(10), tls: identity))
+            return Cluster(store: NoticingStore(store: try MetadataURI.connect(metadata, requestTimeout: .seconds(10), tls: identity),
+                                                uri: metadata, notice: WaitNotice()))
         } catch {
             throw ValidationError("--metadata: \(error)")
         }

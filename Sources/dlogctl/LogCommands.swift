@@ -26,7 +26,8 @@ struct LogTarget: ParsableArguments {
         let store: any MetadataStore
         let identity = try tls.identity()
         do {
-            store = try MetadataURI.connect(metadataURI, requestTimeout: .seconds(10), tls: identity)
+            store = NoticingStore(store: try MetadataURI.connect(metadataURI, requestTimeout: .seconds(10), tls: identity),
+                                  uri: metadataURI, notice: WaitNotice())
         } catch {
             throw ValidationError("--metadata: \(error)")
         }
@@ -67,6 +68,10 @@ struct LogTarget: ParsableArguments {
         do { addresses = try ProxyClient.addresses(parsing: list) } catch { throw ValidationError("--proxy: \(error)") }
         var options = ProxyClient.Options()
         options.tls = try tls.identity()
+        let notice = WaitNotice()
+        options.onWait = { problem, left in
+            notice.say("waiting: \(problem); trying again for up to \(max(0, Int(left / .seconds(1)))) s", about: problem)
+        }
         return ProxyClient(proxies: addresses, options: options)
     }
 }

@@ -6,6 +6,28 @@ import Testing
 
 /// A bookie's admin socket through `dlogctl admin`, as an operator uses it.
 @Suite(.serialized) struct AdminSocketTests {
+    @Test func aBookieWithoutLatencyHistogramsCountsButRecordsNone() async throws {
+        // Proves `latency_histograms = false` (what scripts/bench-metrics.sh compares against) leaves out every
+        // histogram and keeps the counters: the switch changes only the recording.
+        let dir = TempDir("dlog-no-histograms")
+        let config = dir.sub("bookie.conf")
+        try (smallBookieConfig(under: dir) + "metrics_port = 0\nlatency_histograms = false\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let bookie = try await DaemonProcess.start(["--config", config])
+        defer { bookie.kill(SIGKILL) }
+        let client = try await bookie.client()
+        for e: Int64 in 0..<3 { _ = try await client.send(.add(masterKey: testKey, entry: entry(7, e), recovery: false)) }
+        await client.close()
+        let logged = bookie.stderr
+        let range = try #require(logged.range(of: "metrics serving address=127.0.0.1:"), "\(logged)")
+        let scrape = try httpGet(port: try #require(Int(logged[range.upperBound...].prefix { $0.isNumber })), path: "/metrics")
+        let exposition = Exposition(String(scrape[try #require(scrape.range(of: "\r\n\r\n")).upperBound...]))
+        #expect(exposition.values("dlog_bookie_adds_total").first == 3, "\(scrape)")
+        #expect(!exposition.types.values.contains("histogram"), "\(exposition.types.filter { $0.value == "histogram" }.keys.sorted())")
+        bookie.kill(SIGTERM)
+        _ = await bookie.exited()
+    }
+
     @Test func anOperatorAsksAndSteersABookieThroughItsAdminSocket() async throws {
         // Proves status, config, log-level and readonly work through the socket, unknown commands and a daemon
         // that is not running get clear errors, the socket is 0660, and a clean stop removes it.
