@@ -1,8 +1,8 @@
 import CoreMetrics
 import Dispatch
 
-/// A journal's distributions, through swift-metrics like `BookieMeters`: how long each record waited in the queue
-/// for a batch, how long each write+sync took, and the records and bytes each group commit carried (the batching
+/// A journal's distributions, through swift-metrics like `BookieMeters`: how long records waited in the queue
+/// for a batch (each time the writer takes records, the wait of the oldest it takes), how long each write+sync took, and the records and bytes each group commit carried (the batching
 /// the journal achieved).
 public final class JournalMeters: Sendable {
     let sync: Timer
@@ -29,7 +29,7 @@ public final class JournalMeters: Sendable {
     /// The monotonic clock in nanoseconds.
     static var now: UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    /// A record queued at `queued` (`now` then) goes into a batch now.
+    /// Records whose oldest was queued at `queued` (`now` then) go into a batch now.
     func taken(queued: UInt64, at now: UInt64) {
         queueWait.recordNanoseconds(Int64(now &- queued))
     }

@@ -206,9 +206,10 @@ final class JournalWriter {
             room -= need
             return true
         }
-        let takenAt = JournalMeters.now
+        // One observation per take, the oldest record's wait (the queue is first in, first out): the longest any
+        // record taken waited. One per record cost the writer's thread a histogram's lock per add.
+        if let oldest = taken.first { journal.meters.taken(queued: oldest.queued, at: JournalMeters.now) }
         for pending in taken {
-            journal.meters.taken(queued: pending.queued, at: takenAt)
             let record = pending.record
             record.payload.withUnsafeBytes { payload in
                 buffer.count += JournalRecordCodec.write(kind: record.kind, seq: nextSeq, payload: payload,

@@ -42,7 +42,7 @@ final class RoleRegistry: Sendable {
     /// none; scrapers and `promtool check metrics` expect one, so `render()` puts these in front of each family.
     static let help: [String: String] = [
         "dlog_bookie_request_duration_seconds": "service time of each bookie request, by operation",
-        "dlog_journal_queue_wait_seconds": "how long each record waited in the journal's queue before a group commit took it",
+        "dlog_journal_queue_wait_seconds": "each time the journal's writer takes records, how long the oldest of them waited in the queue",
         "dlog_journal_sync_duration_seconds": "time of each write and sync of a group commit",
         "dlog_journal_batch_records": "records per group commit",
         "dlog_journal_batch_bytes": "bytes per group commit (padded to the sector)",

@@ -48,6 +48,16 @@ import Testing
         #expect(used.allSatisfy { $0["damaged"] as? Bool == false && ($0["batches"] as? Int ?? 0) > 0 }, "\(files)")
         let table = try await runTool(dlogctlPath, ["inspect", "journal", journal])
         #expect(table.status == 0 && table.stdout.contains("journal-0000.dlj") && table.stdout.contains("writing stopped at offset"), "\(table)")
+        // A torn tail: a write cut short where writing stopped leaves bytes that make no batch. Nothing from there was
+        // acknowledged, so the view names it and it is not damage (exit 0).
+        let stopped = try #require(table.stdout.range(of: "writing stopped at offset "))
+        let tail = try #require(Int(table.stdout[stopped.upperBound...].prefix { $0.isNumber }))
+        let firstFile = journal + "/journal-0000.dlj"
+        var torn = [UInt8](try Data(contentsOf: URL(fileURLWithPath: firstFile)))
+        for i in tail..<(tail + 700) { torn[i] = 0x5A }
+        try Data(torn).write(to: URL(fileURLWithPath: firstFile))
+        let tornView = try await runTool(dlogctlPath, ["inspect", "journal", journal])
+        #expect(tornView.status == 0 && tornView.stdout.contains("torn or stale tail at offset \(tail)"), "\(tornView)")
 
         let index = try Self.json(try await runTool(dlogctlPath, ["inspect", "manifest", ledgers, "--json"]))
         let states = try #require(index["ledgers"] as? [[String: Any]])
