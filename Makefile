@@ -46,10 +46,11 @@ export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH ?= 16
 # Every test CI checks: unit, crash (SIGKILL cycles), multi-process and robustness, then the package under a
 # real systemd (e2e).
 # The healing tests (RecoveryTests: clusters of up to 6 bookies, SIGKILLs, a 3-member etcd), the hostile-client
-# tests (thousands of connections against debug-build daemons), the TLS clusters of processes and the 2,000-stream
-# burst run after the rest, one test at a time: none of them shares the machine with another multi-process suite,
-# whose leases would expire under the load.
-ALONE = DLogDaemonTests\.(RecoveryTests/|HostileConnectionTests/|TLSPortTests/|StandaloneTests/manyStreams)
+# tests (thousands of connections against debug-build daemons), the TLS clusters of processes, and the standalones
+# (each preallocates 200 MB of journals, then is put under load; `dlogctl top` against one) run after the rest, one
+# test at a time: none of them shares the machine with another multi-process suite, whose leases would expire, and
+# whose fsyncs would wait, under the load.
+ALONE = DLogDaemonTests\.(RecoveryTests/|HostileConnectionTests/|TLSPortTests/|StandaloneTests/|TopTests/)
 test: build
 	$(SWIFT) build --build-tests
 	@set -o pipefail; $(SWIFT) test --skip-build --skip '$(ALONE)' 2>&1 | tee .build/test-output.txt

@@ -33,7 +33,8 @@ import Testing
             done.signal()
         }
         var waits = 0
-        let deadline = ContinuousClock.now + .seconds(30)
+        // Generous: under the whole suite's load each of the ~20 syncs and file rolls can take a second.
+        let deadline = ContinuousClock.now + .seconds(90)
         while done.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
             #expect(ContinuousClock.now < deadline, "the appends did not finish")
             guard ContinuousClock.now < deadline else { return }
@@ -74,7 +75,8 @@ import Testing
         let sink = JournalFileWaitTests.AskingSink()
         journal.start(resumeAfter: replayed, releasedBelow: 0, sink: sink, onFatal: { _ in })
         defer { journal.stop() }
-        let deadline = ContinuousClock.now + .seconds(30)
+        // Generous: under the whole suite's load each of the ~20 syncs and file rolls can take a second.
+        let deadline = ContinuousClock.now + .seconds(90)
         while done.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
             guard ContinuousClock.now < deadline else {
                 Issue.record("the appends did not finish")

@@ -52,13 +52,14 @@ import Testing
     @Test func topShowsEveryPartOfALoadedStandalone() async throws {
         // Proves `dlogctl top --once --json` finds every part of a standalone through metadata (their metrics
         // endpoints under /monitoring/), scrapes the shared port, tells the bookies apart by label, and shows
-        // live figures while dlog-bench writes; and that the table form shows the same parts.
+        // live figures while dlog-bench writes (two writers, one write in flight each: a light load beside the
+        // other tests); and that the table form shows the same parts.
         let dir = TempDir("dlog-top")
         let (daemon, base) = try await StandaloneTests.start(in: dir)
         defer { daemon.kill(SIGKILL) }
         let metadata = ["--metadata", "dlog://127.0.0.1:\(base)"]
         async let load = BenchRun(["log", "--proxy", "127.0.0.1:\(base + 10)"] + metadata
-                                  + ["--streams", "4", "--clients", "4", "--duration", "6", "--no-tail", "--json"], in: dir, timeout: 120)
+                                  + ["--streams", "2", "--clients", "2", "--duration", "6", "--no-tail", "--json"], in: dir, timeout: 120)
         try await Task.sleep(for: .seconds(2))
         let top = try await runTool(dlogctlPath, ["top", "--once", "--json", "--interval", "2"] + metadata)
         let table = try await runTool(dlogctlPath, ["top", "--once", "--interval", "0.5"] + metadata)
@@ -80,7 +81,7 @@ import Testing
         #expect(proxies.count == 1, "\(top.stdout)")
         if let proxy = proxies.first {
             #expect(proxy["id"] as? String == "standalone" && proxy["address"] as? String == "127.0.0.1:\(base + 10)", "\(proxy)")
-            #expect((proxy["streams"] as? Double ?? 0) >= 4 && (proxy["writes_per_second"] as? Double ?? 0) > 0, "\(proxy)")
+            #expect((proxy["streams"] as? Double ?? 0) >= 2 && (proxy["writes_per_second"] as? Double ?? 0) > 0, "\(proxy)")
             #expect((proxy["write_p99_ms"] as? Double ?? 0) > 0 && proxy["failures_per_second"] as? Double == 0, "\(proxy)")
         }
         let store = view["metadata"] as? [String: Any] ?? [:]

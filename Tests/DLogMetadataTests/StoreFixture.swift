@@ -49,7 +49,7 @@ final class StoreFixture: Sendable {
     private func startEmbedded() throws {
         var configuration = EmbeddedStore.Configuration(directory: directory.sub("data"))
         configuration.historyRevisions = historyRevisions
-        let store = try EmbeddedStore(configuration)
+        let store = try Self.open(configuration)
         let fixed = portBox.withLock { $0 }
         var lastError: (any Error)?
         for attempt in 0..<50 {
@@ -67,6 +67,21 @@ final class StoreFixture: Sendable {
         }
         Task { await store.shutdown() }
         throw lastError!
+    }
+
+    /// The store, reopened after a restart. The old one's lock on the directory is released when its file is
+    /// closed everywhere: a child another test spawned at that moment holds a copy until it runs its program
+    /// (the lock file is close-on-exec), which on a loaded machine can take a while. So "in use" is retried.
+    private static func open(_ configuration: EmbeddedStore.Configuration) throws -> EmbeddedStore {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            do {
+                return try EmbeddedStore(configuration)
+            } catch let error as MetadataError where "\(error)".contains("is in use by another metadata store")
+                && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
     }
 
     /// A new client of the store; closed with the fixture.
