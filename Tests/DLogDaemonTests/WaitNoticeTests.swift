@@ -4,9 +4,6 @@ import Testing
 
 /// A dlogctl command that waits says what for, on standard error, instead of sitting silent until it gives up.
 @Suite struct WaitNoticeTests {
-    /// A port on 127.0.0.1 that nothing listens on (it was free a moment ago).
-    static func closedPort() -> Int { Int.random(in: 50_001...60_000) }
-
     @Test func aCommandWaitingForTheMetadataStoreSaysSo() async throws {
         // Proves a command whose metadata store takes its connection but never answers (a hung host, a stalled
         // role) says it waits for that store, by URI, before it fails at its request timeout.
@@ -24,7 +21,7 @@ import Testing
         let dir = TempDir("dlog-wait-notice")
         let input = dir.sub("one.txt")
         try "one\n".write(toFile: input, atomically: true, encoding: .utf8)
-        let proxy = "127.0.0.1:\(Self.closedPort())"
+        let proxy = "127.0.0.1:\(try freeLoopbackPort())"
         let run = try await runTool(dlogctlPath, ["write", "waiting", "--file", input, "--proxy", proxy], seconds: 90)
         #expect(run.status == 1, "\(run)")
         let notices = run.stderr.split(separator: "\n").filter { $0.hasPrefix("dlogctl: waiting: stream 'waiting': \(proxy)") }
@@ -39,20 +36,11 @@ final class SilentPort: Sendable {
     let port: Int
 
     init() throws {
-        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(socketFD, $0, length) == 0 && getsockname(socketFD, $0, &length) == 0
-            }
+        (fd, port) = try boundLoopbackSocket()
+        guard listen(fd, 16) == 0 else {
+            Glibc.close(fd)
+            throw DaemonError("cannot listen on a silent port: errno \(errno)")
         }
-        guard socketFD >= 0, bound, listen(socketFD, 16) == 0 else { throw DaemonError("cannot listen on a silent port") }
-        fd = socketFD
-        port = Int(UInt16(bigEndian: address.sin_port))
     }
 
     func close() { Glibc.close(fd) }

@@ -60,9 +60,15 @@ public final class GuardedChild: Sendable {
 /// A free loopback TCP port: bind port 0, read the port the kernel chose, close. Another process may take it
 /// before the caller binds it, so callers retry a failed start on other ports.
 public func freeLoopbackPort() throws -> Int {
+    let (fd, port) = try boundLoopbackSocket()
+    close(fd)
+    return port
+}
+
+/// A TCP socket bound to a port the kernel chose on 127.0.0.1, and that port; the caller closes it.
+public func boundLoopbackSocket() throws -> (fd: Int32, port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw GuardedChild.StartFailure(description: "socket: errno \(errno)") }
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -73,6 +79,9 @@ public func freeLoopbackPort() throws -> Int {
             bind(fd, address, length) == 0 && getsockname(fd, address, &length) == 0
         }
     }
-    guard bound else { throw GuardedChild.StartFailure(description: "bind to a free port: errno \(errno)") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    guard bound else {
+        close(fd)
+        throw GuardedChild.StartFailure(description: "bind to a free port: errno \(errno)")
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
 }
