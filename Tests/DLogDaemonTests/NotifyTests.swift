@@ -69,8 +69,7 @@ extension NotifyTests {
 }
 
 /// dlogd run the way systemd runs it: NOTIFY_SOCKET on a socket of ours, WATCHDOG_USEC of one second.
-/// Unchecked: its process is only started and signalled, and its listener is used by one waiting thread at a time.
-final class NotifiedDaemon: @unchecked Sendable {
+final class NotifiedDaemon {
     let listener: NotifyListener
     let process = Process()
 
@@ -89,36 +88,11 @@ final class NotifiedDaemon: @unchecked Sendable {
         try process.run()
     }
 
-    /// `untilPings` on a thread of its own: it blocks on the socket for up to 20 s, and tests share a cooperative
-    /// pool of as many threads as cores, which every other test running meanwhile needs.
-    func pings(_ count: Int) async -> [String] {
-        await withCheckedContinuation { (done: CheckedContinuation<[String], Never>) in
-            Thread.detachNewThread { done.resume(returning: self.untilPings(count)) }
-        }
-    }
+    /// Messages until `count` watchdog pings arrived, or 20 s passed (see `NotifyListener.pings`).
+    func pings(_ count: Int) async -> [String] { await listener.pings(count) }
 
-    /// Whether a message containing `text` arrives within 20 s (waiting on a thread of its own, as `pings`).
-    func message(containing text: String) async -> Bool {
-        await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
-            Thread.detachNewThread {
-                let deadline = ContinuousClock.now + .seconds(20)
-                while ContinuousClock.now < deadline {
-                    if let message = self.listener.receive(), message.contains(text) { return done.resume(returning: true) }
-                }
-                done.resume(returning: false)
-            }
-        }
-    }
-
-    /// Messages received until `count` watchdog pings arrived, or 20 s passed.
-    func untilPings(_ count: Int) -> [String] {
-        var messages: [String] = []
-        let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline && messages.filter({ $0.contains("WATCHDOG=1") }).count < count {
-            if let message = listener.receive() { messages.append(message) }
-        }
-        return messages
-    }
+    /// Whether a message containing `text` arrives within 20 s.
+    func message(containing text: String) async -> Bool { await listener.message(containing: text) }
 
     func kill(_ signal: Int32) {
         if process.isRunning { Glibc.kill(process.processIdentifier, signal) }
@@ -149,6 +123,37 @@ final class NotifyListener: Sendable {
         guard fd >= 0, bound == 0 else { throw DaemonError("cannot bind a notify socket at \(path)") }
         var timeout = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// `untilPings` on a thread of its own: it blocks on the socket for up to 20 s, and tests share a cooperative
+    /// pool of as many threads as cores, which every other test running meanwhile needs.
+    func pings(_ count: Int) async -> [String] {
+        await withCheckedContinuation { (done: CheckedContinuation<[String], Never>) in
+            Thread.detachNewThread { done.resume(returning: self.untilPings(count)) }
+        }
+    }
+
+    /// Whether a message containing `text` arrives within 20 s (waiting on a thread of its own, as `pings`).
+    func message(containing text: String) async -> Bool {
+        await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
+            Thread.detachNewThread {
+                let deadline = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < deadline {
+                    if let message = self.receive(), message.contains(text) { return done.resume(returning: true) }
+                }
+                done.resume(returning: false)
+            }
+        }
+    }
+
+    /// Messages received until `count` watchdog pings arrived, or 20 s passed.
+    func untilPings(_ count: Int) -> [String] {
+        var messages: [String] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline && messages.filter({ $0.contains("WATCHDOG=1") }).count < count {
+            if let message = receive() { messages.append(message) }
+        }
+        return messages
     }
 
     /// The next message, or nil after a second without one.
