@@ -15,6 +15,7 @@ extension Bookie {
         var entries: [[UInt8]] = []
         var bytes = 0
         var from = first
+        var ahead = ReadAhead()
         defer { reportRepairs() }
         while from <= last {
             let listed: (ranges: [EntryRange], next: EntryID?)?
@@ -30,7 +31,8 @@ extension Bookie {
                 guard range.first <= last else { return .entryBatch(entries: entries, next: nil) }
                 for id in max(range.first.rawValue, from.rawValue)...min(range.last.rawValue, last.rawValue) {
                     // Damaged or gone since the listing: left out, as the caller reads it elsewhere.
-                    guard case .entry(let entry) = readEntryBlocking(ledger: ledger, entry: EntryID(id)) else { continue }
+                    guard case .entry(let entry) = read(ledger, EntryID(id), through: last, budget: max(1, budget - bytes),
+                                                        ahead: &ahead) else { continue }
                     if !entries.isEmpty && bytes + entry.count > budget {
                         return .entryBatch(entries: entries, next: EntryID(id))
                     }
@@ -42,6 +44,36 @@ extension Bookie {
             from = next
         }
         return .entryBatch(entries: entries, next: nil)
+    }
+
+    /// Entries read from one entry-log file past the one asked for, for the next steps of a READ_RANGE.
+    struct ReadAhead {
+        var file: UInt64?
+        var entries: [Int64: LedgerStorage.StoredEntry] = [:]
+    }
+
+    /// One entry of a READ_RANGE, answered as `readEntryBlocking` answers it. An entry in an entry log comes with
+    /// those behind it in the same file (up to `budget` bytes), kept in `ahead`; one of those is used only while
+    /// that file is still the newest to hold it, the file a READ would read it from.
+    private func read(_ ledger: LedgerID, _ entry: EntryID, through last: EntryID, budget: Int,
+                      ahead: inout ReadAhead) -> BookieResponse {
+        guard case .onDisk(let files) = storage.readCached(ledger, entry).1, let newest = files.first else {
+            return readEntryBlocking(ledger: ledger, entry: entry)
+        }
+        if ahead.file != newest || ahead.entries[entry.rawValue] == nil {
+            // A file that cannot be read this way (damaged, or gone since the lookup) is read as a READ reads it,
+            // which reports the damage.
+            guard let run = try? storage.readRunFromDisk(ledger, entry, through: last, file: newest, maxBytes: budget),
+                  !run.isEmpty else {
+                return readEntryBlocking(ledger: ledger, entry: entry)
+            }
+            ahead = ReadAhead(file: newest, entries: Dictionary(run.map { ($0.entry.rawValue, $0.stored) },
+                                                                uniquingKeysWith: { a, _ in a }))
+        }
+        guard let stored = ahead.entries.removeValue(forKey: entry.rawValue) else {
+            return readEntryBlocking(ledger: ledger, entry: entry)
+        }
+        return checked(stored.bytes, ledger, entry, at: "\(stored.path) offset \(stored.offset)")
     }
 
     /// ADD_BATCH: each entry is added as `add` would (its own checks, its own journal record), and the answer

@@ -222,7 +222,7 @@ extension Bookie {
     }
 
     /// `location`: the entry-log file and offset the bytes came from (nil: the write cache).
-    private func checked(_ bytes: [UInt8], _ ledger: LedgerID, _ entry: EntryID, at location: String? = nil) -> BookieResponse {
+    func checked(_ bytes: [UInt8], _ ledger: LedgerID, _ entry: EntryID, at location: String? = nil) -> BookieResponse {
         let where_ = location ?? "the write cache"
         do {
             let header = try EntryCodec.validate(bytes)

@@ -213,6 +213,17 @@ public final class LedgerStorage: Sendable {
         return nil
     }
 
+    /// `ledger`'s entries from `entry` on, through at most `last`, as entry-log file `file` holds them back to back,
+    /// up to `maxBytes` (see `EntryLogReader.readRun`): one read where `readFromDisk` makes two per entry. Empty
+    /// when that file is gone or does not hold `entry`. Unchecked, like `readFromDisk`. Blocking.
+    public func readRunFromDisk(_ ledger: LedgerID, _ entry: EntryID, through last: EntryID, file id: UInt64,
+                                maxBytes: Int) throws -> [(entry: EntryID, stored: StoredEntry)] {
+        guard let reader = try openReader(id) else { return [] }
+        return try reader.readRun(ledger: ledger, from: entry, through: last, maxBytes: maxBytes).map {
+            ($0.entry, StoredEntry(bytes: $0.bytes, path: reader.path, offset: $0.offset))
+        }
+    }
+
     /// Entry-log files opened so far (restart opens none).
     public var openEntryLogCount: Int { readers.withLock { $0.count } }
 

@@ -66,6 +66,29 @@ import Testing
         await c.close()
     }
 
+    /// READ_RANGE reads entries that an entry log holds back to back (a checkpoint writes each ledger so) with one
+    /// read of the disk for the run, where a READ of each makes two (its index block, then its bytes): the copies
+    /// of a replication worker are such runs.
+    @Test func readRangeReadsARunOfStoredEntriesAtOnce() throws {
+        let dir = TempDir()
+        let disk = SimulatedDisk()
+        let b = try TestBookie(dir) { $0.place(on: disk) }
+        defer { b.stop() }
+        b.bookie.storage.apply([keyRecord(2)] + (Int64(0)..<64).map { addRecord(2, $0, size: 4000) }, journal: 0, through: nil)
+        _ = try b.bookie.storage.checkpoint()
+        let before = disk.calls(.read)
+        let answer = b.bookie.readRange(ledger: LedgerID(2), first: EntryID(0), last: EntryID(63), maxBytes: 1 << 20)
+        let reads = disk.calls(.read) - before
+        #expect(answer == .entryBatch(entries: (Int64(0)..<64).map { entry(2, $0, size: 4000) }, next: nil))
+        // Opening the file reads its header, footer, summary and index (4); the run, its first index block, its
+        // rows and its bytes (3). One read per entry would be 64 more.
+        #expect(reads <= 8, "\(reads) reads of the disk for 64 entries stored back to back")
+
+        // A budget ends the run where it ends the answer, and the rest comes in the next.
+        let first = b.bookie.readRange(ledger: LedgerID(2), first: EntryID(10), last: EntryID(63), maxBytes: 10_000)
+        #expect(first == .entryBatch(entries: (Int64(10)..<12).map { entry(2, $0, size: 4000) }, next: EntryID(12)))
+    }
+
     /// ADD_BATCH stores every entry (each readable after the one answer) and counts them; it is checked as ADD is:
     /// a normal batch on a fenced ledger is refused naming the entry, a recovery batch is accepted there, and a
     /// batch with a wrong key is UNAUTHORIZED.
