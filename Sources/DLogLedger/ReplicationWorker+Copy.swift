@@ -3,7 +3,8 @@ import DLogWire
 import Logging
 
 /// How a worker moves entries: in batches (READ_RANGE from a replica, ADD_BATCH to the target), since per-request
-/// work, not bytes, is most of what a copy costs; two batches at a time, so one is read while the other is written.
+/// work, not bytes, is most of what a copy costs; `batchesInFlight` batches at a time, so some are read while
+/// others are written and the target's journal always has the next batch waiting for its sync.
 extension ReplicationWorker {
     /// Copies `entries` (ascending) of position `position` of `fragment` to `target`, paced. Returns the bytes copied.
     func copy(_ id: LedgerID, entries: [Int64], fragment: LedgerMetadata.Fragment, position: Int,
@@ -20,12 +21,12 @@ extension ReplicationWorker {
         let marked = fragment.bookies[position]
         let sources = others.filter { live[$0] != nil } + others.filter { live[$0] == nil }
             + (target != marked && live[marked] != nil ? [marked] : [])
-        let batches = Self.batches(of: entries, size: max(1, settings.entriesInFlight / 2),
+        let depth = min(settings.batchesInFlight, settings.entriesInFlight)
+        let batches = Self.batches(of: entries, size: max(1, settings.entriesInFlight / depth),
                                    gapMax: Int64(quorums.ensembleSize))
         var total = 0
         try await withThrowingTaskGroup(of: Int.self) { group in
             var next = 0
-            let depth = settings.entriesInFlight >= 2 ? 2 : 1
             func start() {
                 let batch = batches[next]
                 next += 1

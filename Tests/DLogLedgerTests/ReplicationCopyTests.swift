@@ -79,4 +79,39 @@ import Testing
             #expect(registry.emitToString().contains("dlog_recovery_ledger_duration_seconds_count 1\n"), "one repair timed")
         }
     }
+
+    /// A running worker starts on a new mark at once: it watches the marks between rounds, where it used to sleep
+    /// a whole idle poll (here a minute) before it looked again.
+    @Test func aRunningWorkerStartsOnANewMarkAtOnce() async throws {
+        try await withLedgerCluster(bookies: 4) { fixture in
+            var rng = SeededGenerator(seed: 32)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            for n in 0..<20 { _ = try await writer.append(payload(n)) }
+            let closed = try await writer.close()
+            let cluster = fixture.pool.cluster
+            let lease = try await cluster.store.grantLease(ttlSeconds: 30).id
+            var settings = ReplicationWorker.Settings()
+            settings.idlePoll = .seconds(60)
+            let worker = ReplicationWorker(me: BookieID("worker"), pool: fixture.pool, placement: EnsemblePlacement(policy: .random),
+                                           settings: settings, logger: Logger(label: "test"))
+            let running = Task { await worker.run(lease: { lease }) }
+            defer { running.cancel() }
+            // Its first round finds nothing and it waits; then a bookie is lost and the ledger marked.
+            try await Task.sleep(for: .seconds(1))
+            let victim = closed.fragments[0].bookies[0]
+            fixture.kill(victim)
+            _ = try await cluster.store.commit(Transaction(operations: [.delete(key: ClusterKeys.registration(victim, readOnly: false))]))
+            let marked = ContinuousClock.now
+            try await cluster.mark(writer.id, [ReplicaMark(bookie: victim, reason: .lost)])
+            while try await cluster.marks(of: writer.id) != nil, ContinuousClock.now - marked < .seconds(20) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let took = ContinuousClock.now - marked
+            #expect(took < .seconds(15), "the mark waited \(took) for a worker with a 60 s idle poll")
+            let healed = try #require(try await cluster.ledger(writer.id)?.metadata)
+            #expect(!healed.fragments[0].bookies.contains(victim))
+        }
+    }
 }
