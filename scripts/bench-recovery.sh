@@ -58,7 +58,7 @@ trap cleanup EXIT
 
 now_ms() { date +%s%3N; }
 wait_listening() { for _ in $(seq 300); do grep -q listening "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "no start: $1" >&2; exit 1; }
-mb() { jq -n "($1) / 1e6 * 10 | round / 10"; }   # bytes -> MB, one decimal
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }   # bytes -> MB, one decimal
 
 # start_cluster DIR PORT: a metadata role on PORT, bookies bench-0..4 on PORT+1..5 (metrics on PORT+11..15).
 # Sets uri, bookie_pid[i], metrics_port[i].
@@ -111,15 +111,13 @@ cpu_share() {
   echo "$(((b1 - b0) * 100 / (t1 - t0)))% busy, $(((w1 - w0) * 100 / (t1 - t0)))% iowait over $(nproc) cores"
 }
 
-# A counter summed over the live bookies' metrics (all but bookie $1).
+# A counter summed over the live bookies' metrics (all but bookie $1). One curl and one awk for them all: the
+# samples run five times a second beside the copy they time, and two processes per bookie took a tenth of the
+# two cores from it.
 metric_sum() {
-  local skip=$1 name=$2 i total=0 v
-  for i in 0 1 2 3 4; do
-    [ "$i" = "$skip" ] && continue
-    v=$(curl -sf --max-time 5 "http://127.0.0.1:${metrics_port[$i]}/metrics" | awk -v n="$name" '$1 == n { printf "%.0f", $2 }') || v=0
-    total=$((total + ${v:-0}))
-  done
-  echo "$total"
+  local skip=$1 name=$2 i urls=()
+  for i in 0 1 2 3 4; do [ "$i" = "$skip" ] || urls+=("http://127.0.0.1:${metrics_port[$i]}/metrics"); done
+  { curl -sf --max-time 5 "${urls[@]}" || true; } | awk -v n="$name" '$1 == n { t += $2 } END { printf "%.0f\n", t }'
 }
 
 # Per bookie: the ledgers naming it and the bytes it holds of them, most bytes first. A fragment's bytes are
@@ -160,7 +158,7 @@ copy_sampler() {
 # 0.2 s samples of the workers' counters t_copy_first / t_copy_last (first and last sample that saw bytes grow).
 heal() {
   local d=$1 dead=bench-$2 t_kill=$3 with_fg=$4 s s_prev="" status under since names fgpid="" last_check=0
-  local live live_prev=0 live_rate
+  local live live_prev=0 live_rate dt r lost_list under_bytes copied waiting
   local live_base; live_base=$(metric_sum "$2" dlog_recovery_bytes_copied_total)
   local sampler
   : > "$d/copy-samples"; rm -f "$d/sampler.stop"
@@ -174,10 +172,13 @@ heal() {
     if [ $(((s - t_kill) / 1000)) -ge "$max_wait" ]; then echo "## gave up after $max_wait s" >&2; break; fi
     status=$("$bin/dlogctl" recovery status --json --metadata "$uri" 2>> "$d/status.err") || { sleep 1; continue; }
     echo "$((s - t_kill)) $status" >> "$d/status.log"
-    under=$(jq .under_replicated_ledgers <<< "$status")
+    # One jq for every field (a jq per field cost the copy CPU).
+    IFS='|' read -r under r since lost_list under_bytes copied waiting < <(jq -r --arg b "$dead" '[
+      .under_replicated_ledgers, .copy_rate_bytes_per_second,
+      ([.lost_bookies[] | select(.bookie == $b) | .since_ms][0] // ""), ([.lost_bookies[].bookie] | tojson),
+      .under_replicated_bytes, .bytes_copied, (.waiting | tojson)] | map(tostring) | join("|")' <<< "$status")
     [ "$under" -gt "$marked_max" ] && marked_max=$under
-    r=$(jq .copy_rate_bytes_per_second <<< "$status"); [ "$r" -gt "$rate_max" ] && rate_max=$r
-    since=$(jq --arg b "$dead" '[.lost_bookies[] | select(.bookie == $b) | .since_ms][0] // empty' <<< "$status")
+    [ "$r" -gt "$rate_max" ] && rate_max=$r
     if [ -z "$t_declared" ] && [ -n "$since" ]; then
       t_declared=$since
       cpu_declared=$(cpu_now)
@@ -190,12 +191,12 @@ heal() {
     fi
     # The workers' own counters (their /metrics, live) next to what status reads from metadata.
     live=$(($(metric_sum "$2" dlog_recovery_bytes_copied_total) - live_base))
-    live_rate=$(jq -n "($live - $live_prev) / (([$(now_ms) - ${s_prev:-$s}, 1] | max) / 1000)")
+    dt=$(($(now_ms) - ${s_prev:-$s})); [ "$dt" -ge 1 ] || dt=1
+    live_rate=$(((live - live_prev) * 1000 / dt))
     live_prev=$live
     printf '   t+%3d s: lost=%s marked=%s (%s MB) status: copied=%s MB rate=%s MB/s | live: copied=%s MB rate=%s MB/s | waiting=%s\n' \
-      $(((s - t_kill) / 1000)) "$(jq -c '[.lost_bookies[].bookie]' <<< "$status")" "$under" \
-      "$(mb "$(jq .under_replicated_bytes <<< "$status")")" "$(mb "$(jq .bytes_copied <<< "$status")")" "$(mb "$r")" \
-      "$(mb "$live")" "$(mb "$live_rate")" "$(jq -c .waiting <<< "$status")"
+      $(((s - t_kill) / 1000)) "$lost_list" "$under" "$(mb "$under_bytes")" "$(mb "$copied")" "$(mb "$r")" \
+      "$(mb "$live")" "$(mb "$live_rate")" "$waiting"
     # Listing every ledger is heavy (it slows the auditor's marking): only once marks were seen (or 10 s after
     # the declaration), and at most every 10 s.
     if [ -n "$t_declared" ] && [ "$under" -eq 0 ] && { [ "$marked_max" -gt 0 ] || [ $((s - t_declared)) -ge 10000 ]; } \
@@ -216,8 +217,10 @@ heal() {
   [ -n "$cpu_declared" ] || cpu_declared=$cpu_done
   if [ -n "$fgpid" ]; then touch "$d/fg.stop"; wait "$fgpid" || true; fi
   touch "$d/sampler.stop"; wait "$sampler" || true
-  read -r t_copy_first t_copy_last < <(awk 'NR == 1 { max = $2; next } $2 > max { if (!first) first = $1; last = $1; max = $2 }
-    END { print (first ? first : 0), (last ? last : 0) }' "$d/copy-samples")
+  # t_copy_start: the sample before the first growth (the copy began after it).
+  read -r t_copy_start t_copy_first t_copy_last < <(awk 'NR == 1 { max = $2; prev = $1; next }
+    { if ($2 > max) { if (!first) { first = $1; start = prev } last = $1; max = $2 } prev = $1 }
+    END { print (start ? start : 0), (first ? first : 0), (last ? last : 0) }' "$d/copy-samples")
 }
 
 report_logs() {  # what the bookies said about healing that was not routine
@@ -286,8 +289,11 @@ if [[ ,$phases, == *,large,* ]]; then
   report_logs "$d"
   if [ "$healed" = yes ]; then
     copy_ms=$((t_done - t_declared)); total_ms=$((t_done - t_kill))
-    # The copy itself: from the declaration to the last 0.2 s sample that saw the workers' counters grow.
-    copy_fine_ms=$((t_copy_last - t_declared))
+    # The copy itself: from the declaration to the last 0.2 s sample that saw the workers' counters grow. Workers
+    # start on the marks, which the auditor makes just before it declares: from the copy's start when earlier.
+    t_copy_begin=$t_declared
+    [ "$t_copy_start" -gt 0 ] && [ "$t_copy_start" -lt "$t_declared" ] && t_copy_begin=$t_copy_start
+    copy_fine_ms=$((t_copy_last - t_copy_begin))
     [ "$t_copy_last" -gt 0 ] && [ "$copy_fine_ms" -gt 0 ] || copy_fine_ms=$copy_ms
     thr=$(jq -n "$copied / ($copy_fine_ms / 1000)")
     # The slices wholly inside the copy (ended before t_done): the median p99 of them, and the worst; when none
@@ -308,7 +314,7 @@ if [[ ,$phases, == *,large,* ]]; then
     summary+=(
       "large phase: $(mb "$written") MB written, $(jq length "$d/ledgers-before.json") ledgers; killed $victim ($expected_ledgers ledgers, $(mb "$expected_bytes") MB of payload)"
       "  bytes re-replicated:        $copied B ($(mb "$copied") MB, $entries entries, $errors copy errors; $expected_ledgers ledgers named $victim, marked at most $marked_max at a poll; workers' ledgers_repaired counters +$repaired)"
-      "  copy time:                  $(jq -n "$copy_fine_ms / 1000") s from the declaration to the last byte copied (0.2 s samples; first byte $(jq -n "($t_copy_first - $t_declared) / 1000") s after it); $(cpu_share "$cpu_declared" "$cpu_done")"
+      "  copy time:                  $(jq -n "$copy_fine_ms / 1000") s from the declaration (or the copy's start, $(jq -n "($t_copy_start - $t_declared) / 1000") s from it, when earlier) to the last byte copied (0.2 s samples; first growth seen $(jq -n "($t_copy_first - $t_declared) / 1000") s after the declaration); $(cpu_share "$cpu_declared" "$cpu_done")"
       "  copy throughput:            $(mb "$thr") MB/s, $(jq -n "$entries * 1000 / $copy_fine_ms | round") entries/s = $(jq -n "$thr / 1e6 / $disk_mbs * 1000 | round / 1000") x the disk's sequential $disk_mbs MB/s (peak sampled rate $(mb "$rate_max") MB/s)"
       "  loss -> full durability:    $(jq -n "$total_ms / 1000") s including the grace (declared lost $(jq -n "($t_declared - $t_kill) / 1000") s after the kill: registration_ttl_s $ttl + lost_bookie_grace_s $grace + auditor tick)"
       "                              $(jq -n "$copy_ms / 1000") s without it (from the declaration); no marks and no ledger naming it, seen by a poll within $(jq -n "$resolution_ms / 1000") s"
