@@ -12,13 +12,15 @@
 #          the copy against before.
 #   small: on a fresh cluster, --small-ledgers small closed ledgers (a few 1 KiB entries each), one bookie killed
 #          the same way; prints ledgers re-replicated per minute.
-# Usage: scripts/bench-recovery.sh [--phases large,small] [--rate BYTES] [--grace S] [--entry-size B]
+#   --no-fg-copy: no foreground load during the large phase's copy (its baseline still runs), to time the copy alone.
+# Usage: scripts/bench-recovery.sh [--phases large,small] [--rate BYTES] [--grace S] [--entry-size B] [--no-fg-copy]
 #                                  [--in-flight N] [--fg-secs S] [--fg-slice S] [--small-ledgers N] [--max-wait S] [DIR] [SIZE]
 #   SIZE: bytes to write in the large phase (1G, 512M, ...; default 1G). --rate: replication_rate_bytes (default
 #   1G: high enough not to be the limit). (needs `make release` first, and jq and curl, which `make deps` installs)
 set -euo pipefail
-usage() { sed -n '15,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '15,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 phases=large,small rate=1G grace=5 ttl=3 entry_size=65536 in_flight=256 fg_secs=10 fg_slice=2 small_ledgers=3000 max_wait=900
+fg_copy=yes
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
     --in-flight) in_flight=$2; shift 2 ;;
     --fg-secs) fg_secs=$2; shift 2 ;;
     --fg-slice) fg_slice=$2; shift 2 ;;
+    --no-fg-copy) fg_copy=no; shift ;;
     --small-ledgers) small_ledgers=$2; shift 2 ;;
     --max-wait) max_wait=$2; shift 2 ;;
     -h|--help) usage ;;
@@ -281,7 +284,7 @@ if [[ ,$phases, == *,large,* ]]; then
   t_kill=$(now_ms)
   kill -KILL "${bookie_pid[$k]}"
   rm -rf "$d/b$k"
-  heal "$d" "$k" "$t_kill" yes
+  heal "$d" "$k" "$t_kill" "$fg_copy"
   copied=$(($(metric_sum "$k" dlog_recovery_bytes_copied_total) - copied0))
   entries=$(($(metric_sum "$k" dlog_recovery_entries_copied_total) - entries0))
   repaired=$(($(metric_sum "$k" dlog_recovery_ledgers_repaired_total) - repaired0))
@@ -298,6 +301,7 @@ if [[ ,$phases, == *,large,* ]]; then
     thr=$(jq -n "$copied / ($copy_fine_ms / 1000)")
     # The slices wholly inside the copy (ended before t_done): the median p99 of them, and the worst; when none
     # is, the first slice, with its overlap.
+    [ "$fg_copy" = yes ] || : > "$d/fg-during.times"
     inside=$(awk -v done="$t_done" '$3 <= done { print $1 }' "$d/fg-during.times" \
       | while read -r n; do echo "$n $(jq .p99_ms "$d/fg-during-$n.json")"; done | sort -k2 -g)
     if [ -n "$inside" ]; then
@@ -305,12 +309,22 @@ if [[ ,$phases, == *,large,* ]]; then
       during=$(sed -n "$(((count + 1) / 2))p" <<< "$inside" | cut -d' ' -f1)
       worst=$(tail -1 <<< "$inside" | cut -d' ' -f1)
       what="median of the $count slices of $fg_slice s wholly inside the copy; the worst: $(jq .p99_ms "$d/fg-during-$worst.json") ms"
-    else
+    elif [ "$fg_copy" = yes ]; then
       during=1
       read -r _ s e _ < <(head -1 "$d/fg-during.times")
       what="the first slice of $fg_slice s, $(jq -n "[100, (($t_done - $s) * 100 / ($e - $s))] | min | round")% inside the copy"
     fi
-    p99b=$(jq .p99_ms "$d/fg-before.json") p99d=$(jq .p99_ms "$d/fg-during-$during.json")
+    p99b=$(jq .p99_ms "$d/fg-before.json")
+    if [ "$fg_copy" = yes ]; then
+      p99d=$(jq .p99_ms "$d/fg-during-$during.json")
+      foreground=(
+        "  foreground 1 KiB add p99:   before $p99b ms ($fg_secs s), during copy $p99d ms ($what) = $(jq -n "$p99d / $p99b * 100 | round / 100") x"
+        "                              ops/s before $(jq .ops_per_sec "$d/fg-before.json"), during $(jq .ops_per_sec "$d/fg-during-$during.json")"
+        "  every foreground slice:     $(while read -r n s e rc; do printf '#%s [%s%% in copy] p99 %s ms, %s adds/s, %s errors; ' "$n" "$(jq -n "[100, ([0, ($t_done - $s)] | max) * 100 / ($e - $s)] | min | round")" "$(jq .p99_ms "$d/fg-during-$n.json")" "$(jq .ops_per_sec "$d/fg-during-$n.json")" "$(jq .errors "$d/fg-during-$n.json")"; done < "$d/fg-during.times")"
+      )
+    else
+      foreground=("  foreground 1 KiB add p99:   before $p99b ms ($fg_secs s); no foreground load during the copy (--no-fg-copy)")
+    fi
     summary+=(
       "large phase: $(mb "$written") MB written, $(jq length "$d/ledgers-before.json") ledgers; killed $victim ($expected_ledgers ledgers, $(mb "$expected_bytes") MB of payload)"
       "  bytes re-replicated:        $copied B ($(mb "$copied") MB, $entries entries, $errors copy errors; $expected_ledgers ledgers named $victim, marked at most $marked_max at a poll; workers' ledgers_repaired counters +$repaired)"
@@ -318,9 +332,7 @@ if [[ ,$phases, == *,large,* ]]; then
       "  copy throughput:            $(mb "$thr") MB/s, $(jq -n "$entries * 1000 / $copy_fine_ms | round") entries/s = $(jq -n "$thr / 1e6 / $disk_mbs * 1000 | round / 1000") x the disk's sequential $disk_mbs MB/s (peak sampled rate $(mb "$rate_max") MB/s)"
       "  loss -> full durability:    $(jq -n "$total_ms / 1000") s including the grace (declared lost $(jq -n "($t_declared - $t_kill) / 1000") s after the kill: registration_ttl_s $ttl + lost_bookie_grace_s $grace + auditor tick)"
       "                              $(jq -n "$copy_ms / 1000") s without it (from the declaration); no marks and no ledger naming it, seen by a poll within $(jq -n "$resolution_ms / 1000") s"
-      "  foreground 1 KiB add p99:   before $p99b ms ($fg_secs s), during copy $p99d ms ($what) = $(jq -n "$p99d / $p99b * 100 | round / 100") x"
-      "                              ops/s before $(jq .ops_per_sec "$d/fg-before.json"), during $(jq .ops_per_sec "$d/fg-during-$during.json")"
-      "  every foreground slice:     $(while read -r n s e rc; do printf '#%s [%s%% in copy] p99 %s ms, %s adds/s, %s errors; ' "$n" "$(jq -n "[100, ([0, ($t_done - $s)] | max) * 100 / ($e - $s)] | min | round")" "$(jq .p99_ms "$d/fg-during-$n.json")" "$(jq .ops_per_sec "$d/fg-during-$n.json")" "$(jq .errors "$d/fg-during-$n.json")"; done < "$d/fg-during.times")"
+      "${foreground[@]}"
     )
   else
     summary+=("large phase: NOT HEALED within $max_wait s; see $d/status.log and $d/bookie*.out (copied $copied B, $errors copy errors)")

@@ -48,7 +48,8 @@ final class RecoveryService: Sendable {
             copy.batchBytes = min(1 << 20, settings.maxFrameBytes / 2)
             copy.openLedgerGrace = .seconds(settings.openLedgerGraceSeconds)
             worker = ReplicationWorker(me: me, pool: pool, placement: EnsemblePlacement(policy: .rackAware),
-                                       settings: copy, logger: logger)
+                                       settings: copy, local: .init(id: me) { [bookie] in await bookie.serveInProcess($0) },
+                                       logger: logger)
         } else {
             auditor = nil
             worker = nil

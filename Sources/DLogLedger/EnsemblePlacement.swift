@@ -41,11 +41,17 @@ public struct EnsemblePlacement: Sendable {
     }
 
     /// Chooses a replacement for the bookie at `position` of `ensemble`: writable, not in the ensemble, none of
-    /// `excluding`; rack-aware, on a rack the other members of its write sets do not use, where possible.
+    /// `excluding`; rack-aware, on a rack the other members of its write sets do not use, where possible. Among the
+    /// bookies the policy finds equally good, `preferring` is chosen when it is one (a replication worker's own
+    /// bookie, which it writes to without the network); the others at random.
     public func replacement<R: RandomNumberGenerator>(for position: Int, in ensemble: [BookieID], quorums: Quorums,
                                                      from registered: [BookieRegistration], excluding: Set<BookieID>,
+                                                     preferring: BookieID? = nil,
                                                      using rng: inout R) throws(Failure) -> Choice {
-        let candidates = Self.writable(registered, excluding: excluding.union(ensemble)).shuffled(using: &rng)
+        var candidates = Self.writable(registered, excluding: excluding.union(ensemble)).shuffled(using: &rng)
+        if let preferred = candidates.firstIndex(where: { $0.id == preferring }) {
+            candidates.insert(candidates.remove(at: preferred), at: 0)
+        }
         guard let fallback = candidates.first else {
             throw Self.shortage(needed: 1, candidates: [], registered: registered, excluding: excluding.union(ensemble))
         }

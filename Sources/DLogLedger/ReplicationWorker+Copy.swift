@@ -19,7 +19,9 @@ extension ReplicationWorker {
             others.append(bookie)
         }
         let marked = fragment.bookies[position]
-        let sources = others.filter { live[$0] != nil } + others.filter { live[$0] == nil }
+        // The worker's own bookie first among the live: it is read in process.
+        let mine = others.filter { $0 == local?.id && live[$0] != nil }
+        let sources = mine + others.filter { live[$0] != nil && !mine.contains($0) } + others.filter { live[$0] == nil }
             + (target != marked && live[marked] != nil ? [marked] : [])
         let depth = min(settings.batchesInFlight, settings.entriesInFlight)
         let batches = Self.batches(of: entries, size: max(1, settings.entriesInFlight / depth),
@@ -39,6 +41,12 @@ extension ReplicationWorker {
             }
         }
         return total
+    }
+
+    /// `request` to `bookie`: in process when it is the worker's own.
+    private func send(_ request: BookieRequest, to bookie: BookieID, lane: UInt64) async throws -> BookieResponse {
+        if let local, local.id == bookie, let answer = await local.serve(request) { return answer }
+        return try await pool.send(request, to: bookie, lane: lane, timeout: settings.requestTimeout)
     }
 
     /// `entries` cut into runs of at most `size`, a run also ending where ids jump by more than `gapMax` (a range
@@ -68,9 +76,8 @@ extension ReplicationWorker {
             while true {
                 let answer: BookieResponse
                 do {
-                    answer = try await pool.send(.readRange(ledger: id, first: EntryID(from), last: EntryID(last),
-                                                            maxBytes: UInt32(settings.batchBytes)),
-                                                 to: source, lane: id.rawValue, timeout: settings.requestTimeout)
+                    answer = try await send(.readRange(ledger: id, first: EntryID(from), last: EntryID(last),
+                                                       maxBytes: UInt32(settings.batchBytes)), to: source, lane: id.rawValue)
                 } catch {
                     reasons.append("\(source): \(error)")
                     break
@@ -128,7 +135,7 @@ extension ReplicationWorker {
             : .addBatch(masterKey: key, entries: entries, recovery: true)
         let answer: BookieResponse
         do {
-            answer = try await pool.send(request, to: target, lane: id.rawValue, timeout: settings.requestTimeout)
+            answer = try await send(request, to: target, lane: id.rawValue)
         } catch where entries.count > 1 {
             // A bookie whose max_frame_bytes is below this worker's batches closes the connection on one: each
             // entry then goes alone (as the bookie took it from its writer), so the copy still completes.

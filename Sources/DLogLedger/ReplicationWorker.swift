@@ -26,8 +26,8 @@ public final class ReplicationWorker: Sendable {
         /// and written in pieces of up to `batchBytes`).
         public var entriesInFlight = 256
         /// Batches copied at once, per worker (fewer when `entriesInFlight` is smaller). Two left the cores idle
-        /// between a batch's read and its target's sync; six kept them busy (`scripts/bench-recovery.sh`: 0.19
-        /// against 0.26 of the disk's bandwidth, unpaced, on 2 cores), and hold at most 6 MiB.
+        /// between a batch's read and its target's sync; six kept them busy (`scripts/bench-recovery.sh`, unpaced on
+        /// 2 cores: 0.19 against 0.26 of the disk's bandwidth; twelve did no better), and hold at most 6 MiB.
         public var batchesInFlight = 6
         /// Bytes one batch reads and writes at most (one larger entry goes alone). An ADD_BATCH frame must fit the
         /// target's `max_frame_bytes`: the daemon sets half of its own, up to 1 MiB.
@@ -39,6 +39,18 @@ public final class ReplicationWorker: Sendable {
         public var idlePoll: Duration = .seconds(1)
         public var requestTimeout: Duration = .seconds(10)
         public init() {}
+    }
+
+    /// The bookie a worker runs beside, called in process: a copy it reads from or writes to skips the network.
+    public struct LocalBookie: Sendable {
+        public let id: BookieID
+        /// Answers READ_RANGE, ADD and ADD_BATCH; nil for any other request, which goes over the network.
+        public let serve: @Sendable (BookieRequest) async -> BookieResponse?
+
+        public init(id: BookieID, serve: @escaping @Sendable (BookieRequest) async -> BookieResponse?) {
+            self.id = id
+            self.serve = serve
+        }
     }
 
     public enum Outcome: Equatable, Sendable {
@@ -54,6 +66,8 @@ public final class ReplicationWorker: Sendable {
     public let pool: BookiePool
     public let placement: EnsemblePlacement
     public let settings: Settings
+    /// Preferred as a source and as a replacement, among those the rules find equally good.
+    let local: LocalBookie?
     let logger: Logger
     let progress: Mutex<WorkerProgress>
     let pacer: Mutex<CopyPacer>
@@ -80,12 +94,13 @@ public final class ReplicationWorker: Sendable {
     private let waits = Mutex<[LedgerID: String]>([:])
 
     public init(me: BookieID, pool: BookiePool, placement: EnsemblePlacement, settings: Settings = Settings(),
-                logger: Logger) {
+                local: LocalBookie? = nil, logger: Logger) {
         precondition(settings.entriesInFlight >= 1 && settings.batchesInFlight >= 1 && settings.batchBytes >= 1)
         self.me = me
         self.pool = pool
         self.placement = placement
         self.settings = settings
+        self.local = local
         self.logger = logger
         progress = Mutex(WorkerProgress(bookie: me))
         pacer = Mutex(CopyPacer(bytesPerSecond: settings.rateBytesPerSecond))
@@ -252,7 +267,8 @@ public final class ReplicationWorker: Sendable {
                             do {
                                 target = try placement.replacement(
                                     for: position, in: changed.fragments[i].bookies, quorums: quorums, from: registered,
-                                    excluding: leaving.union(unreachable).union([mark.bookie]), using: &rng).bookies[0]
+                                    excluding: leaving.union(unreachable).union([mark.bookie]), preferring: local?.id,
+                                    using: &rng).bookies[0]
                             } catch {
                                 waiting.append("no bookie can take \(mark.bookie)'s copies of ledger \(id): \(error.message)")
                                 continue marks

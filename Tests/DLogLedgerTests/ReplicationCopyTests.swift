@@ -114,4 +114,51 @@ import Testing
             #expect(!healed.fragments[0].bookies.contains(victim))
         }
     }
+
+    /// A worker beside a bookie copies to that bookie whenever the placement finds it as good as the others, and
+    /// reads from it first when it holds a replica, in process both ways. Of 30 ledgers, every one that lost a copy
+    /// and did not name the worker's bookie is healed onto it (at random, each would have had one chance in two).
+    @Test func aWorkerCopiesToAndFromItsOwnBookieInProcess() async throws {
+        try await withLedgerCluster(bookies: 5) { fixture in
+            var rng = SeededGenerator(seed: 33)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            var ledgers: [(id: LedgerID, metadata: LedgerMetadata)] = []
+            for l in 0..<30 {
+                let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                           allocator: fixture.allocator, using: &rng)
+                for n in 0..<5 { _ = try await writer.append(payload(l * 10 + n)) }
+                ledgers.append((writer.id, try await writer.close()))
+            }
+            let victim = BookieID("bookie-0"), mine = BookieID("bookie-4")
+            fixture.kill(victim)
+            let cluster = fixture.pool.cluster
+            _ = try await cluster.store.commit(Transaction(operations: [.delete(key: ClusterKeys.registration(victim, readOnly: false))]))
+            let own = fixture.bookies[4].bookie
+            let worker = ReplicationWorker(me: mine, pool: fixture.pool, placement: EnsemblePlacement(policy: .random),
+                                           local: .init(id: mine) { await own.serveInProcess($0) }, logger: Logger(label: "test"))
+            var targets = 0
+            for (l, (id, ledger)) in ledgers.enumerated() where ledger.fragments[0].bookies.contains(victim) {
+                try await cluster.mark(id, [ReplicaMark(bookie: victim, reason: .lost)])
+                guard case .repaired = try await worker.repair(id) else {
+                    Issue.record("ledger \(id) was not healed")
+                    continue
+                }
+                let healed = try #require(try await cluster.ledger(id)?.metadata).fragments[0].bookies
+                let replacement = healed[ledger.fragments[0].bookies.firstIndex(of: victim)!]
+                if !ledger.fragments[0].bookies.contains(mine) {
+                    targets += 1
+                    #expect(replacement == mine, "ledger \(id) went to \(replacement), not to the worker's own bookie")
+                }
+                let copy = fixture.bookies[Int(replacement.rawValue.dropFirst("bookie-".count))!].bookie
+                for n in 0..<5 {
+                    guard case .entry(let stored) = copy.readEntryBlocking(ledger: id, entry: EntryID(Int64(n))) else {
+                        Issue.record("entry \(n) of ledger \(id) missing on \(replacement)")
+                        continue
+                    }
+                    #expect(Array(EntryCodec.payload(of: stored)) == payload(l * 10 + n))
+                }
+            }
+            #expect(targets >= 3, "only \(targets) ledgers could go to the worker's own bookie: choose another seed")
+        }
+    }
 }
