@@ -53,7 +53,7 @@ if [[ ,$phases, == *,large,* ]] && [ "$avail" -lt $((size * 8)) ]; then
   echo "only $(numfmt --to=iec "$avail") free under $dir: give a SIZE of at most $(numfmt --to=iec $((avail / 8)))" >&2
   exit 1
 fi
-base=$((20000 + RANDOM % 20000))
+base=$((10000 + RANDOM % 20000))  # below the ephemeral port range (32768 and up), which outgoing connections take
 pids=()
 stop_flags=()
 cleanup() { for f in "${stop_flags[@]}"; do touch "$f"; done; kill "${pids[@]}" 2>/dev/null || true; }

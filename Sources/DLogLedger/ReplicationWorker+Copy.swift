@@ -77,7 +77,7 @@ extension ReplicationWorker {
                 let answer: BookieResponse
                 do {
                     answer = try await send(.readRange(ledger: id, first: EntryID(from), last: EntryID(last),
-                                                       maxBytes: UInt32(settings.batchBytes)), to: source, lane: id.rawValue)
+                                                       maxBytes: UInt32(settings.pieceBytes)), to: source, lane: id.rawValue)
                 } catch {
                     reasons.append("\(source): \(error)")
                     break

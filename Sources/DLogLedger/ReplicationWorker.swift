@@ -32,6 +32,13 @@ public final class ReplicationWorker: Sendable {
         /// Bytes one batch reads and writes at most (one larger entry goes alone). An ADD_BATCH frame must fit the
         /// target's `max_frame_bytes`: the daemon sets half of its own, up to 1 MiB.
         public var batchBytes = 1 << 20
+        /// Bytes one READ_RANGE and one ADD_BATCH carry at most: `batchBytes`, or less when paced, so that a paced
+        /// copy goes out in pieces of about a 64th of a second of its rate (at least 64 KiB). A foreground add
+        /// then waits in a journal behind one such piece, not behind a megabyte.
+        public var pieceBytes: Int {
+            guard rateBytesPerSecond > 0 else { return batchBytes }
+            return min(batchBytes, max(64 << 10, rateBytesPerSecond / 64))
+        }
         /// How long an OPEN ledger's last fragment waits for its writer before the ledger is recovered.
         public var openLedgerGrace: Duration = .seconds(30)
         /// How often to look for marks when there is nothing to do. A worker watches the marks and starts on a

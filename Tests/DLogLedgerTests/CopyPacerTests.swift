@@ -22,6 +22,20 @@ import Testing
         #expect(none == .zero)
     }
 
+    @Test func aPacedCopyGoesOutInPiecesOfAboutA64thOfASecond() {
+        // A foreground add waits in a journal behind one piece of a copy: paced at the default 16 MiB/s a piece is
+        // 256 KiB (it was a whole 1 MiB batch), never under 64 KiB, and unpaced copies keep whole batches.
+        var settings = ReplicationWorker.Settings()
+        #expect(settings.pieceBytes == 256 << 10)
+        settings.rateBytesPerSecond = 1 << 20
+        #expect(settings.pieceBytes == 64 << 10)
+        settings.rateBytesPerSecond = 1 << 30
+        #expect(settings.pieceBytes == 1 << 20)
+        settings.rateBytesPerSecond = 0
+        settings.batchBytes = 512 << 10
+        #expect(settings.pieceBytes == 512 << 10)
+    }
+
     @Test func theDefaultBurstIsATenthOfASecond() {
         // Proves that after an idle time only a tenth of a second's bytes go at full speed (a second's worth, as
         // before, spiked foreground latency at the start of every copy): the rest waits its time at the rate.
