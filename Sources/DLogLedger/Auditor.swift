@@ -113,7 +113,7 @@ public final class Auditor: Sendable {
             // Marks first, then the declaration: a failure in between (metadata unreachable) leaves the bookie
             // undeclared, so the next tick marks again (marks merge) rather than never marking the rest.
             let marked = try await cluster.markLedgers(naming: bookie, reason: .lost)
-            try await cluster.declareLost(bookie)
+            guard try await cluster.declareLost(bookie) else { continue }  // decommissioned since `known` was read
             state.withLock { $0.status.declaredLost += 1 }
             logger.warning("bookie declared lost: missing longer than lost_bookie_grace_s; its ledgers are marked for re-replication",
                            metadata: ["bookie_id": "\(bookie)", "ledgers": "\(marked)",

@@ -265,9 +265,20 @@ extension Cluster {
         return out
     }
 
-    public func declareLost(_ bookie: BookieID) async throws {
-        _ = try await store.commit(Transaction(operations: [
-            .put(key: RecoveryKeys.lost(bookie), value: Self.encode(RecoveryHolder(bookie: bookie)), lease: nil)]))
+    /// Records `bookie` as lost, only while its cookie is there: a decommission that finished after the auditor
+    /// looked (it deletes the cookie and any lost record together) must not leave a lost record behind it. False
+    /// when the bookie had left the cluster.
+    @discardableResult
+    public func declareLost(_ bookie: BookieID) async throws -> Bool {
+        guard let cookie = try await store.get(ClusterKeys.cookie(bookie)) else { return false }
+        do {
+            _ = try await store.commit(Transaction(checks: [.init(key: ClusterKeys.cookie(bookie), version: cookie.version)],
+                                                   operations: [.put(key: RecoveryKeys.lost(bookie),
+                                                                     value: Self.encode(RecoveryHolder(bookie: bookie)), lease: nil)]))
+        } catch MetadataError.versionConflict {
+            return try await store.get(ClusterKeys.cookie(bookie)) == nil ? false : try await declareLost(bookie)
+        }
+        return true
     }
 
     public func forgetLost(_ bookie: BookieID) async throws {

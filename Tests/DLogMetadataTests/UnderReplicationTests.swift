@@ -68,4 +68,18 @@ import Testing
         #expect(try await cluster.marks(of: ledger) == nil, "the record goes with its last mark")
         }
     }
+
+    @Test(arguments: Backend.allCases) func aBookieThatLeftIsNeverDeclaredLost(_ backend: Backend) async throws {
+        // Proves the declaration holds only while the bookie has a cookie: an auditor that read the cookies before a
+        // decommission finished (which deletes the cookie and the lost record together) used to write the lost
+        // record again after it, and `recovery status` showed the decommissioned bookie as lost.
+        try await withStore(backend) { _, store in
+        let cluster = Cluster(store: store)
+        let here = BookieID("b-here"), gone = BookieID("b-gone")
+        _ = try await store.commit(Transaction(operations: [.put(key: ClusterKeys.cookie(here), value: Array("{}".utf8), lease: nil)]))
+        #expect(try await cluster.declareLost(here))
+        #expect(!(try await cluster.declareLost(gone)))
+        #expect(Set(try await cluster.lostBookies().keys) == [here])
+        }
+    }
 }
