@@ -7,7 +7,8 @@ import Synchronization
 /// Turns losses into marks (docs/recovery.md). Every bookie with autorecovery runs one; the one holding the
 /// lease-bound `/recovery/auditor` key acts, the others wait to take over when its lease ends.
 ///
-/// Each tick (about once a second) the auditor compares the bookies that have a cookie with those registered.
+/// Each tick (at every change of registrations, retirements or the audit request, and at least once a second)
+/// the auditor compares the bookies that have a cookie with those registered.
 /// A bookie missing for `lostBookieGrace` is declared lost and every ledger naming it is marked; so a restart
 /// or an upgrade within the grace copies nothing. A bookie being retired has its ledgers marked once. Every
 /// `auditInterval`, and when `dlogctl recovery audit` asks, the audit compares each closed ledger's metadata
@@ -59,8 +60,14 @@ public final class Auditor: Sendable {
     var cluster: Cluster { pool.cluster }
     public var status: Status { state.withLock { $0.status } }
 
-    /// Stands for election and, while elected, audits; until cancelled.
+    /// Stands for election and, while elected, audits; until cancelled. It watches registrations, retirements
+    /// and audit requests, so a bookie's departure starts its grace at once, and looks again at least every tick
+    /// (the grace runs out between changes).
     public func run(lease: @escaping @Sendable () async throws -> LeaseID) async {
+        let changed = Doorbell()
+        let watcher = changed.ring(onChangesTo: [.prefix(ClusterKeys.bookies), .prefix(RecoveryKeys.retiring),
+                                                 .key(RecoveryKeys.auditRequest)], in: cluster.store, retry: settings.tick)
+        defer { watcher.cancel() }
         while !Task.isCancelled {
             do {
                 let held = try await lease()
@@ -84,7 +91,7 @@ public final class Auditor: Sendable {
             } catch {
                 logger.warning("auditor round failed; retrying", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: settings.tick)
+            await changed.wait(upTo: settings.tick)
         }
     }
 

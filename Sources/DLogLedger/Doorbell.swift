@@ -1,3 +1,4 @@
+import DLogMetadata
 import Synchronization
 
 /// Wakes a task that waits for something to change, without counting the changes: a ring while nobody waits is
@@ -58,6 +59,29 @@ public final class Doorbell: Sendable {
             }
         } onCancel: {
             state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+        }
+    }
+}
+
+extension Doorbell {
+    /// Rings at every change under any of `ranges` of `store`, until the task it returns is cancelled. A watch that
+    /// breaks (metadata unreachable) is made again after `retry`; meanwhile the waiter's own timeout stands in.
+    public func ring(onChangesTo ranges: [KeyRange], in store: any MetadataStore, retry: Duration) -> Task<Void, Never> {
+        Task {
+            await withTaskGroup(of: Void.self) { group in
+                for range in ranges {
+                    group.addTask {
+                        while !Task.isCancelled {
+                            do {
+                                for try await _ in store.watch(range, from: .zero) { self.ring() }
+                            } catch {
+                                // Cancelled, or metadata unreachable for good: made again below unless cancelled.
+                            }
+                            try? await Task.sleep(for: retry)
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -123,18 +123,8 @@ public final class ReplicationWorker: Sendable {
     /// the next poll.
     public func run(lease: @escaping @Sendable () async throws -> LeaseID) async {
         let marksChanged = Doorbell()
-        let watcher = Task { [cluster, settings] in
-            while !Task.isCancelled {
-                do {
-                    for try await _ in cluster.store.watch(.prefix(RecoveryKeys.underReplicated), from: .zero) {
-                        marksChanged.ring()
-                    }
-                } catch {
-                    // Metadata unreachable for good: the idle poll still finds the marks.
-                }
-                try? await Task.sleep(for: settings.idlePoll)
-            }
-        }
+        let watcher = marksChanged.ring(onChangesTo: [.prefix(RecoveryKeys.underReplicated)], in: cluster.store,
+                                        retry: settings.idlePoll)
         defer { watcher.cancel() }
         while !Task.isCancelled {
             var worked = false
