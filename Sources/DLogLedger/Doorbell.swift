@@ -3,7 +3,7 @@ import Synchronization
 
 /// Wakes a task that waits for something to change, without counting the changes: a ring while nobody waits is
 /// kept (one), so the next wait returns at once; a wait also ends at its timeout or when its task is cancelled.
-/// A replication worker waits on one between rounds, rung by its watch on the marks.
+/// A replication worker and the auditor wait on one between rounds, rung by their watches (`ring(onChangesTo:)`).
 public final class Doorbell: Sendable {
     private struct State {
         var rung = false
