@@ -6,8 +6,8 @@ import DLogIO
 import DLogSimulation
 import DLogWire
 
-/// `EntryLogReader` (open, `rows`, `read`, `readBytes`: what lookups, scrub and compaction do with an entry log
-/// from disk) and `EntryLogRepair.walk`, on a file of a `SimulatedDisk`.
+/// `EntryLogReader` (open, `rows`, `read`, `readRun`, `readBytes`: what lookups, READ_RANGE, scrub and compaction
+/// do with an entry log from disk) and `EntryLogRepair.walk`, on a file of a `SimulatedDisk`.
 ///
 /// Mode bits of the first byte: 0 the input is the file. 1 structured: the input is id, index offset, row count
 /// and summary offset (u64 each), then the bytes from offset 4096 on; the harness writes an intact header and a
@@ -47,6 +47,15 @@ enum EntryLogTarget {
             if let found = try? reader.read(ledger: LedgerID(ledger), entry: EntryID(entry)) {
                 require(rows.contains { $0.0 == ledger && $0.1 == entry && $0.2 == found.offset && $0.3 == found.bytes.count },
                         "read(\(ledger), \(entry)) returned bytes no row of that key describes")
+            }
+            if entry >= 0, let run = try? reader.readRun(ledger: LedgerID(ledger), from: EntryID(entry),
+                                                         through: EntryID(entry &+ 8), maxBytes: 1 << 16) {
+                for (i, got) in run.enumerated() {
+                    require(got.entry.rawValue == entry + Int64(i), "readRun skipped or repeated an entry id")
+                    require(rows.contains { $0.0 == ledger && $0.1 == got.entry.rawValue && $0.2 == got.offset
+                                            && $0.3 == got.bytes.count },
+                            "readRun(\(ledger), \(entry)) returned bytes no row of that key describes")
+                }
             }
         }
     }

@@ -1,6 +1,5 @@
 import DLogIO
 import DLogWire
-import Synchronization
 
 // # Entry-log file format (version 2)
 //
@@ -205,9 +204,6 @@ final class EntryLogReader: Sendable {
     let path: String
     private let file: any DiskFile
     private let disk: any Disk
-    /// A second descriptor with O_DIRECT for `readRun`, opened on its first use (nil inside: the file system
-    /// refused O_DIRECT, so runs are read through `file`).
-    private let direct = Mutex<(any DiskFile)??>(nil)
     private let indexOffset: Int64
     private let rowCount: Int
     private let summary: [UInt8]
@@ -293,10 +289,7 @@ final class EntryLogReader: Sendable {
         }
     }
 
-    deinit {
-        file.close()
-        direct.withLock { $0??.close() }
-    }
+    deinit { file.close() }
 
     private static func key(_ raw: UnsafeRawBufferPointer, _ at: Int) -> (UInt64, Int64) {
         (raw.loadBigEndian(UInt64.self, at: at), Int64(bitPattern: raw.loadBigEndian(UInt64.self, at: at + 8)))
@@ -382,6 +375,8 @@ final class EntryLogReader: Sendable {
     func readRun(ledger: LedgerID, from first: EntryID, through last: EntryID,
                  maxBytes: Int) throws -> [(entry: EntryID, bytes: [UInt8], offset: Int64)] {
         guard first <= last, let start = try locate(ledger, first) else { return [] }
+        // Index rows are disk content: the first is checked before any sum with it (the rest are bound to it).
+        try checkInFile(offset: start.offset, length: start.length)
         var run = [(entry: first.rawValue, offset: start.offset, length: start.length)]
         var end = start.offset + Int64(start.length)
         let more = min(rowCount - start.row - 1, Int(clamping: last.rawValue &- first.rawValue), Self.runRowsMax)
@@ -413,7 +408,11 @@ final class EntryLogReader: Sendable {
         let count = Int((end + alignment - 1) / alignment * alignment - from)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: AlignedBuffer.alignment)
         defer { buffer.deallocate() }
-        let got = try runFile().read(into: buffer, at: from)
+        // A descriptor of its own for the run, O_DIRECT where the file system takes it (else the reader's own),
+        // closed after it: the readers a storage keeps open hold one descriptor each.
+        let direct = try? disk.open(path, [.readOnly, .direct])
+        defer { direct?.close() }
+        let got = try (direct ?? file).read(into: buffer, at: from)
         guard Int64(got) >= end - from else {
             throw StorageCorruption(path: path, reason: "entries at \(start.offset) cut off")
         }
@@ -423,11 +422,4 @@ final class EntryLogReader: Sendable {
         }
     }
 
-    /// The descriptor runs are read through: O_DIRECT when the file system takes it, else the reader's own.
-    private func runFile() -> any DiskFile {
-        direct.withLock { opened in
-            if opened == nil { opened = .some(try? disk.open(path, [.readOnly, .direct])) }
-            return opened! ?? file
-        }
-    }
 }
