@@ -122,8 +122,24 @@ public final class OwnershipLock: Sendable {
         renewal.withLock { $0?.cancel() }
         lost.withLock { $0 = $0 ?? "it was released" }
         if let session {
-            _ = try? await store.commit(Transaction(checks: [.init(key: key, version: version)],
-                                                    operations: [.delete(key: key)]))
+            // Retried while the store does not answer (a metadata member dying, a leader changing), for up to a
+            // lease's time: a key left behind stays bound to the session's shared lease, which lives as long as
+            // the process, and the log would stay held by an owner that no longer writes it.
+            let deadline = ContinuousClock.now + .seconds(max(5, lease.ttlSeconds))
+            var pause = Duration.milliseconds(50)
+            while true {
+                do {
+                    _ = try await store.commit(Transaction(checks: [.init(key: key, version: version)],
+                                                           operations: [.delete(key: key)]))
+                    break
+                } catch let refusal as MetadataError where !refusal.isRetryable {
+                    break  // an answer: no longer this lock's (gone with a lost lease, or another owner's now)
+                } catch {
+                    guard ContinuousClock.now < deadline else { break }
+                    try? await Task.sleep(for: pause)
+                    pause = min(pause * 2, .seconds(1))
+                }
+            }
             session.returned(lease)
         } else {
             try? await store.revoke(lease.id)

@@ -3,6 +3,7 @@ import DLogClusterSupport
 import DLogMetadata
 import DLogTestSupport
 import DLogWire
+import Synchronization
 import Testing
 
 /// The writers of one namespace share one ownership lease (one grant and one keep-alive for all of them).
@@ -135,4 +136,50 @@ import Testing
             #expect(taken == names.count)
         }
     }
+
+    /// A release whose delete meets an unreachable metadata store (a member dying, a leader changing) tries again:
+    /// the key used to stay, bound to the session's shared lease, which lives as long as the proxy, and the proxy
+    /// answered "being released by this proxy; retry" for that log for good.
+    @Test func aReleaseTriesAgainWhileMetadataDoesNotAnswer() async throws {
+        try await withNamespace { _, fixture in
+            let store = FailingDeletes(store: fixture.store, failures: 2)
+            let session = LeaseSession(store: store, ttlSeconds: 30)
+            let lock = try await OwnershipLock.acquire(LogKeys.lock("flaky"), owner: "me", session: session, wait: .zero, log: "flaky")
+            await lock.release()
+            #expect(store.failed == 2)
+            #expect(try await fixture.store.get(LogKeys.lock("flaky")) == nil, "the lock stayed after its release")
+            await session.close()
+        }
+    }
+}
+
+/// The real store, but its first `failures` deletes fail as an unreachable store's calls do.
+final class FailingDeletes: MetadataStore {
+    let store: any MetadataStore
+    private let left: Mutex<Int>
+    private let count = Mutex(0)
+    var failed: Int { count.withLock { $0 } }
+
+    init(store: any MetadataStore, failures: Int) {
+        self.store = store
+        left = Mutex(failures)
+    }
+
+    func commit(_ transaction: Transaction) async throws -> Revision {
+        let deletes = transaction.operations.contains { if case .delete = $0 { true } else { false } }
+        if deletes, left.withLock({ n in defer { n = max(0, n - 1) }; return n > 0 }) {
+            count.withLock { $0 += 1 }
+            throw MetadataError.unavailable("the store does not answer (injected)")
+        }
+        return try await store.commit(transaction)
+    }
+
+    func range(_ range: KeyRange, limit: Int) async throws -> RangePage { try await store.range(range, limit: limit) }
+    func subscribe(_ range: KeyRange, from revision: Revision) -> AsyncThrowingStream<[WatchEvent], any Error> {
+        store.subscribe(range, from: revision)
+    }
+    func grantLease(ttlSeconds: Int) async throws -> Lease { try await store.grantLease(ttlSeconds: ttlSeconds) }
+    func keepAlive(_ lease: LeaseID) async throws -> Int { try await store.keepAlive(lease) }
+    func revoke(_ lease: LeaseID) async throws { try await store.revoke(lease) }
+    func shutdown() async {}
 }
