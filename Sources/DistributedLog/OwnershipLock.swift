@@ -135,7 +135,8 @@ public final class OwnershipLock: Sendable {
                 } catch let refusal as MetadataError where !refusal.isRetryable {
                     break  // an answer: no longer this lock's (gone with a lost lease, or another owner's now)
                 } catch {
-                    guard ContinuousClock.now < deadline else { break }
+                    // A cancelled caller gets no pause from the sleep: it gives up rather than spin.
+                    guard ContinuousClock.now < deadline, !Task.isCancelled else { break }
                     try? await Task.sleep(for: pause)
                     pause = min(pause * 2, .seconds(1))
                 }
