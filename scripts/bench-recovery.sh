@@ -151,9 +151,18 @@ fg_loop() {
   done
 }
 
-# Every 0.2 s until $1 exists: "ms bytes" of the live workers' bytes_copied counters (all bookies but $2), to $3.
+# The device under the benchmark's directory, as /proc/diskstats names it (a partition, or the whole disk).
+disk_name=""
+# "sectors-read sectors-written" of it since boot (512 B sectors), or "0 0" when it is not found.
+disk_now() { awk -v n="$disk_name" '$3 == n { r = $6; w = $10 } END { print r + 0, w + 0 }' /proc/diskstats; }
+
+# Every 0.2 s until $1 exists: "ms bytes sectors-read sectors-written cpu-busy cpu-iowait cpu-total" (the live
+# workers' bytes_copied counters, all bookies but $2; the disk; the CPU), to $3.
 copy_sampler() {
-  while [ ! -e "$1" ]; do echo "$(now_ms) $(metric_sum "$2" dlog_recovery_bytes_copied_total)" >> "$3"; sleep 0.2; done
+  while [ ! -e "$1" ]; do
+    echo "$(now_ms) $(metric_sum "$2" dlog_recovery_bytes_copied_total) $(disk_now) $(cpu_now)" >> "$3"
+    sleep 0.2
+  done
 }
 
 # heal D DEAD_INDEX T_KILL FG(yes/no): polls until DEAD is declared lost, no ledger is marked and none names it.
@@ -224,6 +233,13 @@ heal() {
   read -r t_copy_start t_copy_first t_copy_last < <(awk 'NR == 1 { max = $2; prev = $1; next }
     { if ($2 > max) { if (!first) { first = $1; start = prev } last = $1; max = $2 } prev = $1 }
     END { print (start ? start : 0), (first ? first : 0), (last ? last : 0) }' "$d/copy-samples")
+  # The disk and the CPU between the sample before the first growth and the last growth: "MB/s read, MB/s
+  # written, busy %, iowait %".
+  copy_io=$(awk -v a="$t_copy_start" -v b="$t_copy_last" '$1 == a { r0 = $3; w0 = $4; c0 = $5; i0 = $6; t0 = $7 }
+    $1 == b { r1 = $3; w1 = $4; c1 = $5; i1 = $6; t1 = $7 }
+    END { s = (b - a) / 1000; if (s <= 0 || t1 <= t0) { print "n/a"; exit }
+          printf "disk %.1f MB/s read + %.1f MB/s written, CPU %d%% busy, %d%% iowait", (r1 - r0) * 512 / 1e6 / s,
+                 (w1 - w0) * 512 / 1e6 / s, (c1 - c0) * 100 / (t1 - t0), (i1 - i0) * 100 / (t1 - t0) }' "$d/copy-samples")
 }
 
 report_logs() {  # what the bookies said about healing that was not routine
@@ -239,6 +255,7 @@ sync  # dirty pages of earlier runs would otherwise be written back under the me
 "$bin/dlog-bench" disk --dir "$dir" --duration 5 --size 1048576 --json | tee "$dir/disk-1m.json"
 "$bin/dlog-bench" disk --dir "$dir" --duration 5 --size 4096 --json | tee "$dir/disk-4k.json"
 disk_mbs=$(jq .mb_per_sec "$dir/disk-1m.json")
+disk_name=$(basename "$(readlink -f "$(df --output=source "$dir" | tail -1)")")
 echo "## disk: sequential $disk_mbs MB/s (1 MiB write+fdatasync), $(jq .syncs_per_sec "$dir/disk-4k.json") syncs/s at 4 KiB ($(jq .mb_per_sec "$dir/disk-4k.json") MB/s)"
 summary=()
 
@@ -330,6 +347,7 @@ if [[ ,$phases, == *,large,* ]]; then
       "  bytes re-replicated:        $copied B ($(mb "$copied") MB, $entries entries, $errors copy errors; $expected_ledgers ledgers named $victim, marked at most $marked_max at a poll; workers' ledgers_repaired counters +$repaired)"
       "  copy time:                  $(jq -n "$copy_fine_ms / 1000") s from the declaration (or the copy's start, $(jq -n "($t_copy_start - $t_declared) / 1000") s from it, when earlier) to the last byte copied (0.2 s samples; first growth seen $(jq -n "($t_copy_first - $t_declared) / 1000") s after the declaration); $(cpu_share "$cpu_declared" "$cpu_done")"
       "  copy throughput:            $(mb "$thr") MB/s, $(jq -n "$entries * 1000 / $copy_fine_ms | round") entries/s = $(jq -n "$thr / 1e6 / $disk_mbs * 1000 | round / 1000") x the disk's sequential $disk_mbs MB/s (peak sampled rate $(mb "$rate_max") MB/s)"
+      "  during the copy:            $copy_io (every process on the machine)"
       "  loss -> full durability:    $(jq -n "$total_ms / 1000") s including the grace (declared lost $(jq -n "($t_declared - $t_kill) / 1000") s after the kill: registration_ttl_s $ttl + lost_bookie_grace_s $grace + auditor tick)"
       "                              $(jq -n "$copy_ms / 1000") s without it (from the declaration); no marks and no ledger naming it, seen by a poll within $(jq -n "$resolution_ms / 1000") s"
       "${foreground[@]}"

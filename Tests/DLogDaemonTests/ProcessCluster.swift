@@ -16,6 +16,9 @@ final class ProcessCluster {
     let metadataPort: Int
     private(set) var bookies: [DaemonProcess] = []
     private let bookieSettings: String
+    /// Per bookie index: config lines that replace `bookieSettings`, and environment variables (`addBookie`).
+    private var ownSettings: [Int: String] = [:]
+    private var ownEnvironment: [Int: [String: String]] = [:]
     private var clients: [(BookiePool, any MetadataStore)] = []
 
     /// Starts the metadata role and `count` bookies (`bookie-0`…), and waits until all are registered.
@@ -51,7 +54,7 @@ final class ProcessCluster {
             metadata = \(uri)
             bookie_id = bookie-\(index)
             admin_socket = \(adminSocket(index))
-            \(bookieSettings)
+            \(ownSettings[index] ?? bookieSettings)
             """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
@@ -62,7 +65,7 @@ final class ProcessCluster {
     func adminSocket(_ index: Int) -> String { dir.sub("b\(index).sock") }
 
     private func startBookie(_ index: Int) async throws -> DaemonProcess {
-        try await DaemonProcess.start(["--config", try bookieConfig(index)])
+        try await DaemonProcess.start(["--config", try bookieConfig(index)], environment: ownEnvironment[index] ?? [:])
     }
 
     /// A metadata outage: SIGKILL of the metadata role, `down` of nothing, then the role again on its port
@@ -106,8 +109,11 @@ final class ProcessCluster {
         if wipe { try? FileManager.default.removeItem(atPath: dir.sub("b\(index)")) }
     }
 
-    /// Starts one more bookie (`bookie-N`, N the next index) and waits until it is registered.
-    func addBookie() async throws {
+    /// Starts one more bookie (`bookie-N`, N the next index) and waits until it is registered. `settings`: its
+    /// config lines instead of the cluster's; `environment`: variables set for it (as systemd sets NOTIFY_SOCKET).
+    func addBookie(settings: String? = nil, environment: [String: String] = [:]) async throws {
+        ownSettings[bookies.count] = settings
+        ownEnvironment[bookies.count] = environment
         bookies.append(try await startBookie(bookies.count))
         try await waitUntilRegistered(BookieID("bookie-\(bookies.count - 1)"))
     }

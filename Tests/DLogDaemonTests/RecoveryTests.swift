@@ -109,6 +109,42 @@ import Testing
         }
     }
 
+    @Test func aCopyingBookieSaysSoInItsStatusLine() async throws {
+        // Proves a bookie's systemd STATUS line names the ledger its worker copies while it copies, and no longer
+        // does once the copy is done. The first three bookies do no healing, so the one added after the loss (told
+        // of a notify socket and a watchdog the way systemd tells it) is the auditor and the only worker, and it
+        // is paced so that the copy lasts seconds.
+        try await withProcessCluster(bookies: 3, bookieSettings: fastHealing + "\nautorecovery = false") { cluster in
+            let (pool, store) = try cluster.client()
+            let meta = Cluster(store: store)
+            let id = try await writeClosedLedgers(pool, count: 1, entries: 40, quorums: Self.e3, size: 16 << 10)[0]
+            let victim = BookieID("bookie-0")
+            await cluster.killBookie(0, wipe: true)
+            let sockets = TempDir("dlog-copy-status")
+            let listener = try NotifyListener(path: sockets.sub("notify.sock"))
+            defer { listener.close() }
+            try await cluster.addBookie(settings: fastHealing + "\nreplication_rate_bytes = 65536", environment: [
+                "NOTIFY_SOCKET": sockets.sub("notify.sock"), "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": ""])
+            var seen: [String] = []
+            for _ in 0..<3 where !seen.contains(where: { $0.contains("copying ledger \(id.rawValue)") }) {
+                seen += await listener.pings(20)
+            }
+            #expect(seen.contains { $0.contains("STATUS=") && $0.contains("copying ledger \(id.rawValue)") },
+                    "a STATUS line named the copy of \(id): \(seen)")
+            try await eventually("the ledger is whole again") {
+                let marks = try await meta.marks(of: id)
+                let named = try await ledgersNaming(victim, meta)
+                return marks == nil && named == 0
+            }
+            // The socket still holds the pings sent meanwhile: the newest ones say the copy is over.
+            var after: [String] = []
+            for _ in 0..<3 where !(after.last.map { $0.contains("STATUS=") && !$0.contains("copying") } ?? false) {
+                after += await listener.pings(20).filter { $0.contains("WATCHDOG=1") }
+            }
+            #expect(after.last.map { $0.contains("STATUS=writable") && !$0.contains("copying") } == true, "\(after.suffix(5))")
+        }
+    }
+
     @Test func badInputGetsOneClearLine() async throws {
         // Proves decommission and drain refuse what they cannot do, each with one clear line and exit 1: an
         // unknown id, a running bookie without drain, a stopped bookie with drain, and a drain that would leave
