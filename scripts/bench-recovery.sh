@@ -59,7 +59,7 @@ stop_flags=()
 cleanup() { for f in "${stop_flags[@]}"; do touch "$f"; done; kill "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
 
-now_ms() { date +%s%3N; }
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 wait_listening() { for _ in $(seq 300); do grep -q listening "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "no start: $1" >&2; exit 1; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }   # bytes -> MB, one decimal
 
@@ -153,15 +153,23 @@ fg_loop() {
 
 # The device under the benchmark's directory, as /proc/diskstats names it (a partition, or the whole disk).
 disk_name=""
-# "sectors-read sectors-written" of it since boot (512 B sectors), or "0 0" when it is not found.
-disk_now() { awk -v n="$disk_name" '$3 == n { r = $6; w = $10 } END { print r + 0, w + 0 }' /proc/diskstats; }
-
 # Every 0.2 s until $1 exists: "ms bytes sectors-read sectors-written cpu-busy cpu-iowait cpu-total" (the live
-# workers' bytes_copied counters, all bookies but $2; the disk; the CPU), to $3.
+# workers' bytes_copied counters, all bookies but $2; the disk, in 512 B sectors since boot; the CPU, in jiffies
+# of all cores), to $3. Only curl and awk are started per sample (bash reads the clock, /proc and the pause
+# itself): the samples run beside the copy they time.
 copy_sampler() {
+  local ms user nice system idle iowait irq softirq steal name rs ws r w pause
+  exec {pause}<> <(:)
   while [ ! -e "$1" ]; do
-    echo "$(now_ms) $(metric_sum "$2" dlog_recovery_bytes_copied_total) $(disk_now) $(cpu_now)" >> "$3"
-    sleep 0.2
+    ms=$((${EPOCHREALTIME/./} / 1000))
+    read -r _ user nice system idle iowait irq softirq steal _ < /proc/stat
+    r=0 w=0
+    while read -r _ _ name _ _ rs _ _ _ ws _; do
+      if [ "$name" = "$disk_name" ]; then r=$rs w=$ws; break; fi
+    done < /proc/diskstats
+    echo "$ms $(metric_sum "$2" dlog_recovery_bytes_copied_total) $r $w $((user + nice + system + irq + softirq + steal))" \
+      "$iowait $((user + nice + system + idle + iowait + irq + softirq + steal))" >> "$3"
+    read -r -t 0.2 -u "$pause" || true
   done
 }
 
