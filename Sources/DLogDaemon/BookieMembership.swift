@@ -22,6 +22,9 @@ final class BookieMembership: Sendable {
     private let ledgerDirectories: [String]
     private let lease = Mutex<LeaseID?>(nil)
     private let loop = Mutex<Task<Void, Never>?>(nil)
+    /// Re-replication locks GC took and could not let go of (metadata did not answer): bound to the registration
+    /// lease, which lives as long as the bookie, they would keep workers off their ledgers. Let go first next time.
+    private let locksToRelease = Mutex<Set<String>>([])
 
     init(cluster: Cluster, clusterInstance: String, bookie: Bookie, registration: BookieRegistration,
          settings: BookieSettings, logger: Logger) {
@@ -160,16 +163,23 @@ final class BookieMembership: Sendable {
         logger.notice("registration moved", metadata: ["bookie_id": "\(current.id)", "read_only": "\(readOnly)"])
     }
 
-    /// Deletes local ledgers whose metadata is gone. Local ids are taken before metadata is read: a ledger's
-    /// metadata is created before any of its entries reach a bookie, so a ledger held locally and missing
-    /// from the later listing was deleted, never merely not yet created.
-    /// Returns the ledgers it asked the bookie to delete.
+    /// Deletes local ledgers whose metadata is gone, and the copies healing left behind here (`deleteLeftBehind`).
+    /// Local ids are taken before metadata is read: a ledger's metadata is created before any of its entries
+    /// reach a bookie, so a ledger held locally and missing from the later listing was deleted, never merely not
+    /// yet created. Returns the ledgers it asked the bookie to delete.
     @discardableResult
     func collectGarbage() async throws -> [LedgerID] {
         let local = bookie.storage.ledgerIDs
         guard !local.isEmpty else { return [] }
         try await checkSameCluster()
-        let known = try await cluster.ledgerIDs()
+        let me = registration.withLock { $0.id }
+        let held = Set(local)
+        var known = Set<LedgerID>()
+        var leftBehind: [LedgerID] = []
+        try await cluster.forEachLedger { id, metadata, _ in
+            known.insert(id)
+            if held.contains(id) && Self.isLeftBehind(metadata, by: me) { leftBehind.append(id) }
+        }
         let gone = local.filter { !known.contains($0) }
         for id in gone {
             let logger = self.logger
@@ -182,7 +192,55 @@ final class BookieMembership: Sendable {
                 }
             }
         }
-        return gone
+        // In no fixed order: ledgers that must wait (locked, marked) do not hold the others back pass after pass.
+        return gone + (try await deleteLeftBehind(leftBehind.shuffled().prefix(Self.leftBehindPerPass), me: me))
+    }
+
+    /// Left-behind ledgers deleted per GC pass at most: each costs a few metadata requests.
+    static let leftBehindPerPass = 256
+
+    /// A closed ledger that no fragment names `me` in: healing copied what this bookie held elsewhere and
+    /// replaced it (it was declared lost and came back, or it was drained), so its copies here serve nobody.
+    static func isLeftBehind(_ metadata: LedgerMetadata, by me: BookieID) -> Bool {
+        metadata.state == .closed && !metadata.fragments.contains { $0.bookies.contains(me) }
+    }
+
+    /// Deletes this bookie's copies of left-behind ledgers, each under the ledger's re-replication lock (bound to
+    /// the registration lease) and only if, read again under it, the ledger is still left behind and unmarked. A
+    /// worker copying to this bookie holds that lock until metadata names it: without the lock, a delete could
+    /// drop copies the worker was about to name this bookie for. The lock is let go once the delete is durable.
+    private func deleteLeftBehind(_ ids: some Collection<LedgerID>, me: BookieID) async throws -> [LedgerID] {
+        guard let lease = lease.withLock({ $0 }) else { return [] }
+        for lock in locksToRelease.withLock({ $0 }) {
+            try await cluster.release(lock, lease: lease)
+            _ = locksToRelease.withLock { $0.remove(lock) }
+        }
+        var deleted: [LedgerID] = []
+        for id in ids {
+            let lock = RecoveryKeys.lock(id)
+            guard try await cluster.hold(lock, RecoveryHolder(bookie: me), lease: lease) else { continue }
+            locksToRelease.withLock { _ = $0.insert(lock) }
+            do {
+                if let (metadata, _) = try await cluster.ledger(id), Self.isLeftBehind(metadata, by: me),
+                   try await cluster.marks(of: id) == nil {
+                    let answer = await withCheckedContinuation { done in bookie.deleteLedger(id) { done.resume(returning: $0) } }
+                    if case .failed(let status, let message) = answer {
+                        logger.warning("GC could not delete the copies of a ledger that no longer names this bookie", metadata: [
+                            "ledger_id": "\(id.rawValue)", "status": "\(status)", "error": "\(message)"])
+                    } else {
+                        deleted.append(id)
+                        logger.notice("GC deleted the copies of a closed ledger whose metadata no longer names this bookie (healing moved them)",
+                                      metadata: ["ledger_id": "\(id.rawValue)", "bookie_id": "\(me)"])
+                    }
+                }
+            } catch {
+                if (try? await cluster.release(lock, lease: lease)) != nil { _ = locksToRelease.withLock { $0.remove(lock) } }
+                throw error
+            }
+            try await cluster.release(lock, lease: lease)
+            _ = locksToRelease.withLock { $0.remove(lock) }
+        }
+        return deleted
     }
 
     private func disks() -> [BookieRegistration.Disk] {

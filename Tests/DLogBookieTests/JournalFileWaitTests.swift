@@ -33,8 +33,10 @@ import Testing
             done.signal()
         }
         var waits = 0
-        // Generous: under the whole suite's load each of the ~20 syncs and file rolls can take a second.
-        let deadline = ContinuousClock.now + .seconds(90)
+        // Generous: alone this takes 0.1 s, but under the whole suite's load (daemons zero-filling their journals
+        // at start) each of the ~20 syncs and file rolls waits behind gigabytes of writeback: 24 s and over 90 s
+        // were seen in one run.
+        let deadline = ContinuousClock.now + .seconds(300)
         while done.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
             #expect(ContinuousClock.now < deadline, "the appends did not finish")
             guard ContinuousClock.now < deadline else { return }
@@ -75,8 +77,10 @@ import Testing
         let sink = JournalFileWaitTests.AskingSink()
         journal.start(resumeAfter: replayed, releasedBelow: 0, sink: sink, onFatal: { _ in })
         defer { journal.stop() }
-        // Generous: under the whole suite's load each of the ~20 syncs and file rolls can take a second.
-        let deadline = ContinuousClock.now + .seconds(90)
+        // Generous: alone this takes 0.1 s, but under the whole suite's load (daemons zero-filling their journals
+        // at start) each of the ~20 syncs and file rolls waits behind gigabytes of writeback: 24 s and over 90 s
+        // were seen in one run.
+        let deadline = ContinuousClock.now + .seconds(300)
         while done.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
             guard ContinuousClock.now < deadline else {
                 Issue.record("the appends did not finish")

@@ -125,6 +125,57 @@ import Testing
         await setup.stop()
     }
 
+    @Test func bookieDeletesCopiesHealingLeftBehindOnlyWhenNoWorkerMayNeedThem() async throws {
+        // Proves the bookie's GC deletes its copies of a closed ledger whose metadata names other bookies only
+        // (healing moved them), but keeps them while a worker holds the ledger's re-replication lock (it may be
+        // copying to this bookie, to name it next) or the ledger is marked, and always keeps an open ledger's and
+        // a ledger's that names it; released or unmarked, the copies go at the next GC.
+        let setup = try await Setup()
+        let me = BookieID("bookie-left")
+        // No healing of its own: the test plays the worker.
+        let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: me.rawValue, extra: "autorecovery = false")])
+        func metadata(_ bookies: [BookieID], _ state: LedgerMetadata.State) -> LedgerMetadata {
+            LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
+                           fragments: [.init(firstEntry: EntryID(0), bookies: bookies)], state: state,
+                           lastEntry: state == .closed ? EntryID(2) : .none, creationTime: 0)
+        }
+        let elsewhere = BookieID("bookie-elsewhere"), marked = BookieID("bookie-marked")
+        let moved = LedgerID(1), locked = LedgerID(2), unhealed = LedgerID(3), open = LedgerID(4), mine = LedgerID(5)
+        try await setup.cluster.createLedger(moved, metadata([elsewhere], .closed))
+        try await setup.cluster.createLedger(locked, metadata([elsewhere], .closed))
+        try await setup.cluster.createLedger(unhealed, metadata([marked], .closed))
+        try await setup.cluster.createLedger(open, metadata([elsewhere], .open))
+        try await setup.cluster.createLedger(mine, metadata([me], .closed))
+        let worker = try await setup.cluster.store.grantLease(ttlSeconds: 30)
+        #expect(try await setup.cluster.hold(RecoveryKeys.lock(locked), RecoveryHolder(bookie: elsewhere), lease: worker.id))
+        #expect(try await setup.cluster.markLedgers(naming: marked, reason: .lost) == 1)
+        let client = try await bookie.client()
+        for ledger in [moved, locked, unhealed, open, mine] {
+            for e in 0..<3 { try await client.add(key: testKey, entry: entry(ledger.rawValue, Int64(e))) }
+        }
+        func holds(_ ledger: LedgerID) async throws -> Bool {
+            do {
+                return try await client.read(ledger: ledger, entry: EntryID(2)) == entry(ledger.rawValue, 2)
+            } catch let failure as BookieClient.Failure where failure.status == .noLedger {
+                return false
+            }
+        }
+        try await eventually("the moved ledger's copies are deleted", seconds: 15) { try await !holds(moved) }
+        try await Task.sleep(for: .seconds(1))  // three more GC passes
+        for ledger in [locked, unhealed, open, mine] { #expect(try await holds(ledger), "\(ledger) was deleted") }
+        try await setup.cluster.release(RecoveryKeys.lock(locked), lease: worker.id)
+        _ = try await setup.cluster.unmark(unhealed) { _ in true }
+        try await eventually("the released and the unmarked ledgers' copies are deleted", seconds: 15) {
+            let locked = try await holds(locked), unhealed = try await holds(unhealed)
+            return !locked && !unhealed
+        }
+        for ledger in [open, mine] { #expect(try await holds(ledger), "\(ledger) was deleted") }
+        await client.close()
+        bookie.kill(SIGTERM)
+        _ = await bookie.exited()
+        await setup.stop()
+    }
+
     @Test func bookieNeverCollectsGarbageAgainstAnotherCluster() async throws {
         // Proves that when metadata comes back empty (a metadata role restarted on a fresh directory), the
         // bookie neither deletes its ledgers nor registers itself there.

@@ -145,6 +145,58 @@ import Testing
         }
     }
 
+    @Test func aReplacedBookieThatComesBackDropsItsOldCopies() async throws {
+        // Proves a bookie that was declared lost and comes back with its disks, after healing replaced it in
+        // closed ledgers, deletes its copies of them at its next GC (before, they stayed until each ledger was
+        // deleted), while every entry still reads back from every bookie its ledger names; a new ledger that names
+        // it keeps its copies through later GC passes.
+        try await withProcessCluster(bookies: 4, bookieSettings: fastHealing + "\ngc_interval_ms = 300") { cluster in
+            let (pool, store) = try cluster.client()
+            let meta = Cluster(store: store)
+            let ids = try await writeClosedLedgers(pool, count: 4, entries: 20, quorums: Self.e3)
+            let victim = try #require(try await meta.ledger(ids[0])?.metadata.fragments[0].bookies[0])
+            let index = cluster.index(of: victim)
+            let held = try await Self.held(by: victim, of: ids, pool)
+            #expect(held.contains(ids[0]))
+            await cluster.killBookie(index)
+            try await eventually("no ledger names \(victim) and no marks are left") {
+                let named = try await ledgersNaming(victim, meta)
+                let marked = try await markedLedgers(meta)
+                return named == 0 && marked.isEmpty
+            }
+            try await cluster.restartBookie(index)
+            try await eventually("\(victim) no longer holds the ledgers it was replaced in", timeout: .seconds(30)) {
+                try await Self.held(by: victim, of: ids, pool).isEmpty
+            }
+            #expect(cluster.bookies[index].stderr.contains("GC deleted the copies of a closed ledger whose metadata no longer names this bookie"))
+            #expect(try await replicationProblems(pool, ids).isEmpty)
+            for id in ids {
+                let reader = try await LedgerReader.open(id, password: "pw", pool: pool)
+                #expect(try await reader.read(from: EntryID(0), through: EntryID(19)).count == 20)
+            }
+            var named: LedgerID?
+            for _ in 0..<12 where named == nil {
+                let id = try await writeClosedLedgers(pool, count: 1, entries: 20, quorums: Self.e3)[0]
+                if try await meta.ledger(id)?.metadata.fragments[0].bookies.contains(victim) == true { named = id }
+            }
+            let kept = try #require(named, "no new ledger was placed on \(victim)")
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await Self.held(by: victim, of: [kept], pool) == [kept])
+            #expect(try await replicationProblems(pool, [kept]).isEmpty)
+        }
+    }
+
+    /// Those of `ids` that `bookie` answers entry 0 of itself.
+    static func held(by bookie: BookieID, of ids: [LedgerID], _ pool: BookiePool) async throws -> [LedgerID] {
+        var held: [LedgerID] = []
+        for id in ids {
+            let answer = try await pool.send(.read(ledger: id, entry: EntryID(0), fenceWith: nil), to: bookie,
+                                             lane: id.rawValue, timeout: .seconds(10))
+            if case .entry = answer { held.append(id) }
+        }
+        return held
+    }
+
     @Test func badInputGetsOneClearLine() async throws {
         // Proves decommission and drain refuse what they cannot do, each with one clear line and exit 1: an
         // unknown id, a running bookie without drain, a stopped bookie with drain, and a drain that would leave
