@@ -7,7 +7,8 @@
 #          outside the baseline's ledger is SIGKILLed and its directories deleted. Polled every second
 #          (dlogctl recovery status, ledger list) until no ledger is marked and none names it, with the same
 #          foreground load (--fg-slice runs back to back) from the moment it is declared lost until the copy is done.
-#          Prints bytes re-replicated, copy throughput and its ratio to the disk's sequential bandwidth, time from
+#          Prints bytes re-replicated, copy throughput and its ratio to the disk's sequential bandwidth (measured
+#          before the phase, and again after it), the disk's reads and writes and the CPU during the copy, time from
 #          the loss to full durability (with and without the wait for lost_bookie_grace_s), foreground p99 during
 #          the copy against before.
 #   small: on a fresh cluster, --small-ledgers small closed ledgers (a few 1 KiB entries each), one bookie killed
@@ -18,7 +19,7 @@
 #   SIZE: bytes to write in the large phase (1G, 512M, ...; default 1G). --rate: replication_rate_bytes (default
 #   1G: high enough not to be the limit). (needs `make release` first, and jq and curl, which `make deps` installs)
 set -euo pipefail
-usage() { sed -n '15,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '16,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 phases=large,small rate=1G grace=5 ttl=3 entry_size=65536 in_flight=256 fg_secs=10 fg_slice=2 small_ledgers=3000 max_wait=900
 fg_copy=yes
 args=()
