@@ -181,15 +181,8 @@ public final class LedgerReader: Sendable {
     private func refreshIfClosed() async throws -> EntryID? {
         if metadata.state == .closed { return lastAddConfirmed }
         guard let (fresh, _) = try await pool.cluster.ledger(id) else { throw LedgerError.noSuchLedger(id) }
-        guard fresh.state == .closed else {
-            state.withLock { $0.metadata = fresh }
-            return nil
-        }
-        state.withLock { s in
-            s.metadata = fresh
-            s.lac = fresh.lastEntry
-        }
-        return fresh.lastEntry
+        adopt(fresh)
+        return fresh.state == .closed ? fresh.lastEntry : nil
     }
 
     /// Every entry from `first` on, in order, each once, as soon as it is confirmed; ends after the last entry
@@ -229,11 +222,45 @@ public final class LedgerReader: Sendable {
             throw LedgerError.beyondLastAddConfirmed(id, entry: entry, lac: lac)
         }
         if let prefetched { return prefetched }
-        let bookies = metadata.fragment(for: entry).bookies
         let started = LedgerMeters.now
-        let payload = try await readAny(entry, from: quorums.writeSet(of: entry).map { bookies[$0] })
+        let replicas = writeSet(of: entry, in: metadata)
+        let payload: [UInt8]
+        do {
+            payload = try await readAny(entry, from: replicas)
+        } catch LedgerError.unreadable(_, _, let reasons) {
+            // Healing may have moved the entry's copies since this reader read the metadata: a worker replaces a
+            // bookie in the fragment, and the replaced bookie then drops its copies (docs/recovery.md). When the
+            // metadata names other bookies now, they are asked; otherwise (or with metadata out of reach) the
+            // failure stands.
+            let found: LedgerMetadata?
+            do {
+                found = try await pool.cluster.ledger(id)?.metadata
+            } catch {
+                throw LedgerError.unreadable(id, entry, reasons)
+            }
+            guard let fresh = found else { throw LedgerError.noSuchLedger(id) }
+            let moved = writeSet(of: entry, in: fresh)
+            guard moved != replicas else { throw LedgerError.unreadable(id, entry, reasons) }
+            adopt(fresh)
+            payload = try await readAny(entry, from: moved)
+        }
         pool.meters.read.recordNanoseconds(LedgerMeters.since(started))
         return payload
+    }
+
+    /// The bookies that hold `entry` according to `metadata`, in the order they are asked.
+    private func writeSet(of entry: EntryID, in metadata: LedgerMetadata) -> [BookieID] {
+        let bookies = metadata.fragment(for: entry).bookies
+        return quorums.writeSet(of: entry).map { bookies[$0] }
+    }
+
+    /// Takes newer metadata: a closed ledger's last entry becomes the LAC (as `refreshIfClosed` does), so a
+    /// reader that learns of the close this way never stops short of it.
+    private func adopt(_ fresh: LedgerMetadata) {
+        state.withLock { s in
+            s.metadata = fresh
+            if fresh.state == .closed { s.lac = max(s.lac, fresh.lastEntry) }
+        }
     }
 
     /// The payloads of entries `first` through `last`, in order, which must not go past the last add confirmed.

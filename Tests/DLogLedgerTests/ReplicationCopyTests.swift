@@ -80,6 +80,41 @@ import Testing
         }
     }
 
+    /// A reader opened before healing moved every copy of its ledger still reads it: each of the ensemble's three
+    /// bookies is retired in turn (a worker replaces it), then drops its copies as a replaced bookie's GC does. The
+    /// reader, asked for an entry its metadata places only on those three, reads the metadata again and finds the
+    /// copies where they went. (Before, it failed with "unreadable" until it was opened anew.)
+    @Test func aReaderOpenedBeforeHealingFindsTheCopiesWhereTheyWent() async throws {
+        try await withLedgerCluster(bookies: 6) { fixture in
+            var rng = SeededGenerator(seed: 47)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: fixture.pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            for n in 0..<20 { _ = try await writer.append(payload(n)) }
+            let ensemble = try await writer.close().fragments[0].bookies
+            let reader = try await LedgerReader.open(writer.id, password: "pw", pool: fixture.pool)
+            #expect(try await reader.read(EntryID(3)) == payload(3))
+            let worker = ReplicationWorker(me: BookieID("worker"), pool: fixture.pool, placement: EnsemblePlacement(policy: .random),
+                                           settings: ReplicationWorker.Settings(), logger: Logger(label: "test"))
+            for bookie in ensemble {
+                // Drained, as `dlogctl bookie drain` does it: retiring, so no later copy goes back to it.
+                try await fixture.pool.cluster.retire(bookie, drain: true)
+                try await fixture.pool.cluster.mark(writer.id, [ReplicaMark(bookie: bookie, reason: .retiring)])
+                guard case .repaired = try await worker.repair(writer.id) else {
+                    Issue.record("\(bookie) was not replaced")
+                    return
+                }
+                let held = fixture.bookies[Int(bookie.rawValue.dropFirst("bookie-".count))!].bookie
+                let deleted = await withCheckedContinuation { done in held.deleteLedger(writer.id) { done.resume(returning: $0) } }
+                #expect(deleted == .done, "\(bookie) deleted its copies")
+            }
+            let now = try #require(try await fixture.pool.cluster.ledger(writer.id)?.metadata.fragments[0].bookies)
+            #expect(Set(now).isDisjoint(with: ensemble), "every bookie was replaced: \(now)")
+            #expect(try await reader.read(from: EntryID(0), through: EntryID(19)) == (0..<20).map { payload($0) })
+            #expect(reader.metadata.fragments[0].bookies == now)
+        }
+    }
+
     /// A running worker starts on a new mark at once: it watches the marks between rounds, where it used to sleep
     /// a whole idle poll (here a minute) before it looked again.
     @Test func aRunningWorkerStartsOnANewMarkAtOnce() async throws {
