@@ -255,9 +255,11 @@ public final class LedgerReader: Sendable {
     }
 
     /// Takes newer metadata: a closed ledger's last entry becomes the LAC (as `refreshIfClosed` does), so a
-    /// reader that learns of the close this way never stops short of it.
+    /// reader that learns of the close this way never stops short of it. A ledger never reopens, so metadata of
+    /// an open one, read by a call that raced a later one, never replaces a closed one's.
     private func adopt(_ fresh: LedgerMetadata) {
         state.withLock { s in
+            guard s.metadata.state != .closed || fresh.state == .closed else { return }
             s.metadata = fresh
             if fresh.state == .closed { s.lac = max(s.lac, fresh.lastEntry) }
         }
