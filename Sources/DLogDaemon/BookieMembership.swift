@@ -25,6 +25,10 @@ final class BookieMembership: Sendable {
     /// Re-replication locks GC took and could not let go of (metadata did not answer): bound to the registration
     /// lease, which lives as long as the bookie, they would keep workers off their ledgers. Let go first next time.
     private let locksToRelease = Mutex<Set<String>>([])
+    /// True while a pass deletes left-behind copies. Passes (the periodic one, `dlogctl admin gc`) share the
+    /// registration lease, and a lock held by that lease counts as held by each: two at once could have one delete
+    /// copies a worker made after the other let the lock go.
+    private let deletingLeftBehind = Mutex(false)
 
     init(cluster: Cluster, clusterInstance: String, bookie: Bookie, registration: BookieRegistration,
          settings: BookieSettings, logger: Logger) {
@@ -210,11 +214,10 @@ final class BookieMembership: Sendable {
     /// worker copying to this bookie holds that lock until metadata names it: without the lock, a delete could
     /// drop copies the worker was about to name this bookie for. The lock is let go once the delete is durable.
     private func deleteLeftBehind(_ ids: some Collection<LedgerID>, me: BookieID) async throws -> [LedgerID] {
-        guard let lease = lease.withLock({ $0 }) else { return [] }
-        for lock in locksToRelease.withLock({ $0 }) {
-            try await cluster.release(lock, lease: lease)
-            _ = locksToRelease.withLock { $0.remove(lock) }
-        }
+        guard let lease = lease.withLock({ $0 }),
+              deletingLeftBehind.withLock({ running in defer { running = true }; return !running }) else { return [] }
+        defer { deletingLeftBehind.withLock { $0 = false } }
+        for lock in locksToRelease.withLock({ $0 }) { await letGo(lock, lease: lease) }
         var deleted: [LedgerID] = []
         for id in ids {
             let lock = RecoveryKeys.lock(id)
@@ -234,13 +237,18 @@ final class BookieMembership: Sendable {
                     }
                 }
             } catch {
-                if (try? await cluster.release(lock, lease: lease)) != nil { _ = locksToRelease.withLock { $0.remove(lock) } }
+                await letGo(lock, lease: lease)
                 throw error
             }
-            try await cluster.release(lock, lease: lease)
-            _ = locksToRelease.withLock { $0.remove(lock) }
+            await letGo(lock, lease: lease)
         }
         return deleted
+    }
+
+    /// Releases a lock GC took; one metadata does not let go of now stays listed for the next pass.
+    private func letGo(_ lock: String, lease: LeaseID) async {
+        guard (try? await cluster.release(lock, lease: lease)) != nil else { return }
+        _ = locksToRelease.withLock { $0.remove(lock) }
     }
 
     private func disks() -> [BookieRegistration.Disk] {
