@@ -136,9 +136,10 @@ extension Bookie {
             reply(.lac(lac: EntryID(ls.lac), lastEntry: EntryID(ls.lastEntry)))
             return nil
         }
-        return storage.watch(ledger, previous: previous.rawValue, bringing: withEntry ? previous.rawValue + 1 : nil) { [self] lac, last in
-            // The entry after `previous`, when asked for, covered by the LAC and still in memory (a reader that
-            // keeps up asks for the newest): its READ is saved. From disk it is left to a READ, off this path.
+        return storage.watch(ledger, previous: previous.rawValue) { [self] lac, last in
+            // The entry after `previous`, when asked for, covered by the LAC and already in memory here (a reader
+            // that keeps up asks for the newest): its READ is saved. Not stored here yet (this bookie's sync lags
+            // the quorum's) or only on disk, the LAC goes alone and the reader reads the entry elsewhere.
             let next = EntryID(previous.rawValue + 1)
             if withEntry, lac >= next.rawValue, case (_, .found(let bytes)) = storage.readCached(ledger, next),
                case .entry(let checked) = checked(bytes, ledger, next) {

@@ -45,15 +45,15 @@ struct LedgerCore {
     struct Watcher {
         var id: UInt64
         var previous: Int64
-        /// The entry the answer brings when this bookie has it (a reader that keeps up asks for the next one).
-        var bringing: Int64?
         var fire: @Sendable (Int64, Int64) -> Void
 
-        /// Whether `ls` answers this watcher now. A LAC that no durable entry here carries answers a watcher
-        /// that brings an entry only once that entry is stored here, so the reader needs no READ after it.
-        /// (Should the entry never come here, the reader's poll of the other bookies answers it.)
+        /// Whether `ls` answers this watcher now: as soon as any LAC past `previous` is known here, whether or
+        /// not the entry it would bring is stored here yet. A LAC is the writer's word that the entry is durable
+        /// on an ack quorum; this bookie may be the one the quorum did not wait for, whose own sync lags behind
+        /// (on a busy disk, by milliseconds to tens of them). The answer then carries the LAC alone and the
+        /// reader reads the entry from a bookie that has it, so a tail never waits for the slowest copy.
         func isAnswered(by ls: LedgerState) -> Bool {
-            ls.piggybackLAC > previous || ls.lac > previous && bringing.map { $0 <= ls.lastEntry } ?? true
+            ls.lac > previous
         }
     }
 
@@ -234,9 +234,9 @@ struct LedgerCore {
     /// under the returned id until a later event answers it or `cancelWatch` removes it. A ledger not here yet
     /// waits too: a reader tailing a ledger just created polls before its first entry arrives, and answering
     /// at once would make it spin.
-    mutating func watch(_ ledger: LedgerID, previous: Int64, bringing: Int64?,
+    mutating func watch(_ ledger: LedgerID, previous: Int64,
                         fire: @escaping @Sendable (Int64, Int64) -> Void) -> WatchOutcome {
-        let watcher = Watcher(id: nextWatcherID, previous: previous, bringing: bringing, fire: fire)
+        let watcher = Watcher(id: nextWatcherID, previous: previous, fire: fire)
         if let ls = ledgers[ledger.rawValue], watcher.isAnswered(by: ls) {
             return .now(lac: ls.lac, last: ls.lastEntry)
         }

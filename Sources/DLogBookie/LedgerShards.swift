@@ -237,9 +237,9 @@ final class LedgerShards: Sendable {
 
     // MARK: Long polls
 
-    func watch(_ ledger: LedgerID, previous: Int64, bringing: Int64?,
+    func watch(_ ledger: LedgerID, previous: Int64,
                fire: @escaping @Sendable (Int64, Int64) -> Void) -> LedgerCore.WatchOutcome {
-        withShard(ledger.rawValue) { $0.watch(ledger, previous: previous, bringing: bringing, fire: fire) }
+        withShard(ledger.rawValue) { $0.watch(ledger, previous: previous, fire: fire) }
     }
 
     func cancelWatch(_ ledger: LedgerID, id: UInt64) -> Bool {

@@ -133,9 +133,9 @@ public final class LedgerStorage: Sendable {
 
     /// Calls `fire(lac, lastEntry)` once LAC passes `previous`: now if it already has (returns nil), or later
     /// (returns an id for `cancelWatch`).
-    func watch(_ ledger: LedgerID, previous: Int64, bringing: Int64? = nil,
+    func watch(_ ledger: LedgerID, previous: Int64,
                fire: @escaping @Sendable (Int64, Int64) -> Void) -> UInt64? {
-        switch ledgers.watch(ledger, previous: previous, bringing: bringing, fire: fire) {
+        switch ledgers.watch(ledger, previous: previous, fire: fire) {
         case .waiting(let id):
             return id
         case .now(let lac, let last):

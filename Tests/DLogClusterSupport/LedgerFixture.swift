@@ -24,7 +24,9 @@ public final class LedgerFixture: Sendable {
     private let stopped = Mutex<Set<Int>>([])
 
     /// `checkpointInterval`: how often the bookies move their write caches to disk (their default when nil).
-    public init(bookies count: Int, checkpointInterval: Duration? = nil) async throws {
+    /// `configure` may change bookie N's configuration before it starts (a test's slow journal, say).
+    public init(bookies count: Int, checkpointInterval: Duration? = nil,
+                configure: (Int, inout Bookie.Configuration) -> Void = { _, _ in }) async throws {
         store = try EmbeddedStore(.init(directory: directory.sub("metadata")))
         cluster = Cluster(store: store)
         try await cluster.initialize()
@@ -36,6 +38,7 @@ public final class LedgerFixture: Sendable {
                 journal: .init(directory: dir + "/journal", fileBytes: 2 << 20, filesMax: 4, engine: .blocking),
                 journalDirectories: [dir + "/journal"], storage: .init(ledgerDirectories: [dir + "/ledgers"]))
             if let checkpointInterval { config.checkpointInterval = checkpointInterval }
+            configure(index, &config)
             let bookie = try Bookie(configuration: config, logger: Logger(label: "test-bookie"))
             let failures = journalFailures
             try bookie.start { failure in failures.record("bookie-\(index): \(failure)") }
@@ -73,8 +76,9 @@ public final class LedgerFixture: Sendable {
 
 /// Runs `body` with a fixture of `count` bookies and always stops it.
 public func withLedgerCluster(bookies count: Int, checkpointInterval: Duration? = nil,
+                              configure: (Int, inout Bookie.Configuration) -> Void = { _, _ in },
                               _ body: (LedgerFixture) async throws -> Void) async throws {
-    let fixture = try await LedgerFixture(bookies: count, checkpointInterval: checkpointInterval)
+    let fixture = try await LedgerFixture(bookies: count, checkpointInterval: checkpointInterval, configure: configure)
     do {
         try await body(fixture)
     } catch {

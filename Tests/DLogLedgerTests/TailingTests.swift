@@ -92,11 +92,58 @@ import Testing
         }
     }
 
+    @Test func aTailingReaderIsNotHeldByABookieWhoseSyncLags() async throws {
+        // Proves a long poll is answered as soon as its bookie hears a LAC past the reader's, even when the entry
+        // that LAC covers is not durable on that bookie yet; the reader then reads the entry from a bookie that
+        // holds it. Bookie 2's journal stalls: entries reach their ack quorum on bookies 0 and 1,
+        // while bookie 2 takes the adds and hears their LACs but stores nothing. A reader that keeps up polls one
+        // bookie first and the others only after the spread delay (30 s here), and one wait in three goes to
+        // bookie 2 first. A bookie used to hold such a poll until the entry was durable there, so the reader
+        // waited out the spread delay: on a shared disk, the slowest copy's sync set the tail latency.
+        let stall = JournalStall()
+        // No checkpoint during the test: the entries stay in the bookies' memory, where the polls take them from.
+        try await withLedgerCluster(bookies: 3, checkpointInterval: .seconds(3600), configure: { index, config in
+            if index == 2 { config.journal.makeEngine = { StallingJournalEngine(stall) } }
+        }) { fixture in
+            defer { stall.end() }
+            // Bookie 2's adds are never answered during the test: it must not be given up on meanwhile.
+            var poolOptions = BookiePool.Options()
+            poolOptions.requestTimeout = .seconds(120)
+            let pool = BookiePool(cluster: fixture.cluster, options: poolOptions)
+            var rng = SeededGenerator(seed: 35)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            _ = try await writer.append(payload(0))
+            stall.begin()
+            var options = LedgerReader.Options()
+            options.longPollSpreadDelay = .seconds(30)
+            let reader = try await LedgerReader.open(writer.id, password: "pw", pool: pool, options: options)
+            let lagging = fixture.bookies[2].bookie
+            let lagPolls = lagging.longPollsReceived.load(ordering: .relaxed)
+            let waits = 12
+            for n in 0..<waits {
+                let waiting = Task { try await reader.waitForLastAddConfirmed(after: EntryID(Int64(n - 1)), timeout: .seconds(20)) }
+                try await Task.sleep(for: .milliseconds(3))
+                _ = try await writer.append(payload(n + 1))
+                // Well below the spread delay: only the first bookie polled can answer this soon.
+                let lac = try await withTimeout(10, "LAC past \(n - 1) with bookie 2's journal stalled") { try await waiting.value }
+                #expect(lac >= EntryID(Int64(n)))
+                #expect(try await reader.read(EntryID(Int64(n))) == payload(n))
+            }
+            // It answered its turns itself: the others were never asked after the spread delay in its place.
+            #expect(lagging.longPollsReceived.load(ordering: .relaxed) - lagPolls >= UInt64(waits / 3),
+                    "the lagging bookie was not polled first in its turns")
+            stall.end()
+            await pool.shutdown()
+        }
+    }
+
     @Test func aReaderThatKeepsUpPollsOneBookiePerEntryGetsTheEntryWithItAndAsksTheOthersWhenItFails() async throws {
         // Proves a reader waiting for each next entry as it is written long-polls one bookie per wait, not all
         // three (each wait used to poll every bookie of the ensemble, tripling the bookies' work for every
-        // tailing reader), that the poll brings the entry it waited for (no READ follows), and that when that
-        // bookie fails the poll, the others are asked at once.
+        // tailing reader), that the poll brings the entry it waited for (as a rule no READ follows), and that
+        // when that bookie fails the poll, the others are asked at once.
         // No checkpoint during the test: the entries stay in the bookies' memory, where the polls take them from.
         try await withLedgerCluster(bookies: 3, checkpointInterval: .seconds(3600)) { fixture in
             var rng = SeededGenerator(seed: 33)
@@ -125,8 +172,11 @@ import Testing
             }
             let used = polls() - before
             #expect(used == UInt64(waits), "\(used) long polls for \(waits) waits")
-            // Each poll brought the entry it waited for: reading it took no READ.
-            #expect(reads() - readsBefore == 0, "\(reads() - readsBefore) READs for \(waits) entries the polls brought")
+            // A poll brings the entry it waited for, so reading it takes no READ, unless the polled bookie had not
+            // stored it yet when it heard the LAC (its sync still running): then it answers with the LAC alone
+            // rather than hold the reader (see the test above), and one READ to another bookie follows. Here a
+            // bookie hears each LAC well after its own sync, but on a busy machine not always.
+            #expect(reads() - readsBefore <= UInt64(waits / 4), "\(reads() - readsBefore) READs for \(waits) entries the polls should bring")
 
             // A bookie that fails the poll (here: stopped) sends the wait to the others at once, not after the delay.
             // The bookie polled first and one more are stopped; the one left knows LAC `waits` (the writer wrote
