@@ -74,11 +74,26 @@ struct InspectCommand: ParsableCommand {
     struct Ledger: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "One ledger on this bookie: its state in the index and its entries in the entry logs, CRCs checked.")
-        @Argument(help: "The ledger's id.") var id: UInt64
-        @Argument(help: "The bookie's ledger directories, in its config's order.") var dirs: [String]
+        @Argument(help: ArgumentHelp("The bookie's ledger directories (in its config's order) and the ledger's id, in either order.",
+                                     valueName: "dir|id"))
+        var words: [String]
         @Flag(help: "Print one JSON object.") var json = false
 
+        /// `DIR… ID` or `ID DIR…`: an id is a number that names no directory here.
+        static func split(_ words: [String]) throws -> (id: UInt64, dirs: [String]) {
+            func id(_ word: String?) -> UInt64? {
+                guard let word, let id = UInt64(word), !FileManager.default.fileExists(atPath: word) else { return nil }
+                return id
+            }
+            if words.count >= 2, let first = id(words.first) { return (first, Array(words.dropFirst())) }
+            if words.count >= 2, let last = id(words.last) { return (last, Array(words.dropLast())) }
+            throw ValidationError("give the ledger directories and the ledger's id (a number), as DIR… ID or ID DIR…; got: \(words.joined(separator: " "))")
+        }
+
+        func validate() throws { _ = try Self.split(words) }
+
         func run() throws {
+            let (id, dirs) = try Self.split(words)
             let report = try inspecting { try IndexInspection.ledger(id, directories: dirs) }
             if json { try printJSON(report) } else {
                 if let state = report.state {

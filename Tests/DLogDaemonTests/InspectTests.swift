@@ -66,9 +66,13 @@ import Testing
 
         let log = try Self.json(try await runTool(dlogctlPath, ["inspect", "entrylog", entryLog, "--json"]))
         #expect(log["entries"] as? Int == 25 && (log["damaged"] as? [Any])?.isEmpty == true, "\(log)")
-        let ledger = try await runTool(dlogctlPath, ["inspect", "ledger", "7", ledgers])
+        let ledger = try await runTool(dlogctlPath, ["inspect", "ledger", ledgers, "7"])
         #expect(ledger.status == 0 && ledger.stdout.contains("ledger 7: last entry 19") && ledger.stdout.contains("entrylog-1.log  20"),
                 "\(ledger)")
+        // The id may come first too; without one, the usage error says what is missing.
+        #expect(try await runTool(dlogctlPath, ["inspect", "ledger", "7", ledgers]).stdout == ledger.stdout)
+        let noID = try await runTool(dlogctlPath, ["inspect", "ledger", ledgers])
+        #expect(noID.status != 0 && noID.stderr.contains("the ledger's id (a number)"), "\(noID)")
 
         // A flipped bit in ledger 7's entry 5: found, with its offset, by both views that read entries.
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: entryLog)))
