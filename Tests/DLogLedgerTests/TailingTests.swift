@@ -131,7 +131,7 @@ import Testing
                 #expect(lac >= EntryID(Int64(n)))
                 #expect(try await reader.read(EntryID(Int64(n))) == payload(n))
             }
-            // It answered its turns itself: the others were never asked after the spread delay in its place.
+            // The lagging bookie was polled first in its turns, so the answers in time above include its own.
             #expect(lagging.longPollsReceived.load(ordering: .relaxed) - lagPolls >= UInt64(waits / 3),
                     "the lagging bookie was not polled first in its turns")
             stall.end()

@@ -188,9 +188,12 @@ private final class Flag: Sendable {
         }
         _ = try await slow.value
         await client.shutdown()
-        // A machine stalled for a whole request timeout (no answer at all that long) rightly makes the connection
-        // look dead: only then may the slow write have gone out again, on a second connection.
-        let stalled = longestGap >= options.requestTimeout
+        // A connection that heard nothing for a whole request timeout is rightly taken for dead: only then may the
+        // slow write have gone out again, on a second connection. The gap measured here understates that silence:
+        // it runs from when this task saw an answer, and while the machine holds this task after an answer
+        // arrives, no fast write is in flight and the connection hears nothing. So, as in the test above, a gap of
+        // half the timeout or more counts as a stall. (The defect answered every 20 ms and still resent.)
+        let stalled = longestGap >= options.requestTimeout / 2
         #expect(proxy.slowRequests == 1 || stalled, "the slow write was sent \(proxy.slowRequests) times (longest gap \(longestGap))")
         #expect(proxy.connections == 1 || stalled, "\(proxy.connections) connections (longest gap \(longestGap))")
     }
