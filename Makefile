@@ -1,7 +1,7 @@
 # DistributedLog for Swift. `make run` and `make test` are all a newcomer needs on Debian 12.
 SWIFT ?= swift
 SHELL := /bin/bash
-DEBS := liburing-dev libaio-dev libsystemd-dev libsqlite3-dev pkg-config etcd-server jq liblz4-dev \
+DEBS := liburing-dev libaio-dev libsystemd-dev libsqlite3-dev libjemalloc-dev pkg-config etcd-server jq liblz4-dev \
 	debhelper dpkg-dev lintian mmdebstrap systemd-container e2fsprogs iproute2 util-linux prometheus curl
 DATA ?= ./data
 

@@ -114,10 +114,12 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // The daemon and the benchmark client allocate through jemalloc (Debian's libjemalloc2): under glibc's
+        // malloc a proxy draining 100,000 streams spent over a third of its CPU in arena locks and chunk consolidation.
         .executableTarget(name: "dlogd", dependencies: [
             "DLogDaemon", "DLogIO", "DLogMetadata", "DLogWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ], linkerSettings: [.linkedLibrary("jemalloc")]),
         .executableTarget(name: "dlogctl", dependencies: [
             "DLogMetadata", "DLogWire", "DistributedLog", "DLogLedger", "DLogDaemon", "DLogPKI", "DLogCLI", "DLogBookie", "DLogProxy",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -130,7 +132,7 @@ let package = Package(
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-        ]),
+        ], linkerSettings: [.linkedLibrary("jemalloc")]),
 
         // Helpers shared by the test targets (temp dirs, seeded randomness, the docs' worked examples); never linked
         // into products.

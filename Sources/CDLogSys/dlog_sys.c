@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
 #include <malloc.h>
+#include <dlfcn.h>
+#include <string.h>
 #include "dlog_sys.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -35,4 +37,33 @@ int32_t dlog_peer_credentials(int32_t fd, uint32_t *uid, uint32_t *gid) {
 
 int32_t dlog_malloc_trim(void) { return malloc_trim(0); }
 
-int32_t dlog_malloc_arena_max(int32_t count) { return mallopt(M_ARENA_MAX, count); }
+typedef int (*dlog_mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+
+const char *dlog_malloc_library(void) {
+    Dl_info serving;
+    // &malloc is the malloc every caller in the process resolves to, wherever it was defined.
+    if (dladdr((void *)&malloc, &serving) == 0) return NULL;
+    return serving.dli_fname;
+}
+
+// jemalloc's control call, only when jemalloc is the malloc every caller gets: one merely loaded beside another
+// malloc serves nobody.
+static dlog_mallctl_fn dlog_mallctl(void) {
+    const char *library = dlog_malloc_library();
+    if (library == NULL || strstr(library, "jemalloc") == NULL) return NULL;
+    return (dlog_mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
+}
+
+const char *dlog_jemalloc_version(void) {
+    dlog_mallctl_fn mallctl = dlog_mallctl();
+    if (mallctl == NULL) return NULL;
+    const char *version = NULL;
+    size_t length = sizeof(version);
+    return mallctl("version", &version, &length, NULL, 0) == 0 ? version : NULL;
+}
+
+int32_t dlog_jemalloc_purge(void) {
+    dlog_mallctl_fn mallctl = dlog_mallctl();
+    // "arena.4096.purge": 4096 is MALLCTL_ARENAS_ALL, every arena at once.
+    return mallctl != NULL && mallctl("arena.4096.purge", NULL, NULL, NULL, 0) == 0 ? 1 : 0;
+}

@@ -3,53 +3,89 @@ import NIOCore
 
 /// The client side of one metadata connection: numbers requests, matches answers to them by id, streams
 /// watch batches, times requests out, and fails everything pending when the connection goes.
+///
+/// Requests time out by a sweep a few times per timeout over their deadlines in send order, not by a timer each:
+/// a proxy opening or draining 100,000 streams keeps thousands of requests in flight, and arming and cancelling
+/// a timer apiece (the event loop's heap, searched to cancel) cost 7 % of its CPU.
 final class MetadataClientHandler: ChannelDuplexHandler {
     typealias InboundIn = Frame
     typealias OutboundIn = ClientCall
     typealias OutboundOut = ByteBuffer
 
     private enum Pending {
-        case call(MetadataOp, EventLoopPromise<MetadataReply>, Scheduled<Void>?)
+        case call(MetadataOp, EventLoopPromise<MetadataReply>)
         case watch(WatchConsumer)
     }
 
     let endpoint: RemoteStore.Endpoint
+    let requestTimeout: TimeAmount
     private var pending: [UInt64: Pending] = [:]
+    /// Calls by deadline, oldest first (every call has the same timeout, so send order is deadline order); ids
+    /// of answered ones are dropped when they reach the front. Watches have none.
+    private var deadlines = CircularBuffer<(id: UInt64, deadline: NIODeadline)>()
+    private var sweep: RepeatedTask?
     private var nextRequestID: UInt64 = 1
 
-    init(endpoint: RemoteStore.Endpoint) {
+    init(endpoint: RemoteStore.Endpoint, requestTimeout: TimeAmount) {
         self.endpoint = endpoint
+        self.requestTimeout = requestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let every = TimeAmount.nanoseconds(max(requestTimeout.nanoseconds / 4, 10_000_000))
+        sweep = context.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
+            let (handler, context) = bound.value
+            handler.closeIfOverdue(context: context)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        sweep?.cancel()
+        sweep = nil
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let requestID = nextRequestID
-        nextRequestID += 1
-        var buffer = context.channel.allocator.buffer(capacity: 128)
         switch unwrapOutboundIn(data) {
-        case .request(let request, let reply, let timeout):
-            // After a cancel the server sends nothing more for that watch: forget it now.
-            if case .cancelWatch(let watchID) = request { pending[watchID] = nil }
-            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            let endpoint = self.endpoint
-            let channel = context.channel
-            let timer = context.eventLoop.scheduleTask(in: timeout) {
-                guard case .call(_, let reply, _)? = bound.value.pending.removeValue(forKey: requestID) else { return }
-                reply.fail(MetadataError.unavailable("no answer from \(endpoint) within \(timeout.nanoseconds / 1_000_000) ms"))
-                // A silent peer (a dead host sends no reset) would keep this connection, and its watches,
-                // forever: drop it, so the next call reconnects, to another endpoint if there is one.
-                channel.close(promise: nil)
+        case .requests(let calls):
+            let deadline = NIODeadline.now() + requestTimeout
+            var buffer = context.channel.allocator.buffer(capacity: 128 * calls.count)
+            for (request, reply) in calls {
+                let requestID = takeRequestID()
+                // After a cancel the server sends nothing more for that watch: forget it now.
+                if case .cancelWatch(let watchID) = request { pending[watchID] = nil }
+                pending[requestID] = .call(request.op, reply)
+                deadlines.append((requestID, deadline))
+                request.encode(requestID: requestID, into: &buffer)
             }
-            pending[requestID] = .call(request.op, reply, timer)
-            request.encode(requestID: requestID, into: &buffer)
+            context.write(wrapOutboundOut(buffer), promise: promise)
         case .watch(let request, let consumer):
+            let requestID = takeRequestID()
+            var buffer = context.channel.allocator.buffer(capacity: 128)
             pending[requestID] = .watch(consumer)
             request.encode(requestID: requestID, into: &buffer)
             context.write(wrapOutboundOut(buffer), promise: promise)
             // Only now may a cancel be sent: written before the watch, it would find nothing to cancel.
             consumer.registered(on: context.channel, requestID: requestID)
-            return
         }
-        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    private func takeRequestID() -> UInt64 {
+        defer { nextRequestID += 1 }
+        return nextRequestID
+    }
+
+    /// Fails the oldest call left unanswered past its deadline, and drops the connection: a silent peer (a dead
+    /// host sends no reset) would keep it, and its watches, forever. The next call reconnects, to another
+    /// endpoint if there is one; closing fails every other call on this one.
+    private func closeIfOverdue(context: ChannelHandlerContext) {
+        while let front = deadlines.first, pending[front.id] == nil { deadlines.removeFirst() }
+        guard let front = deadlines.first, front.deadline < NIODeadline.now() else { return }
+        deadlines.removeFirst()
+        if case .call(_, let reply)? = pending.removeValue(forKey: front.id) {
+            reply.fail(MetadataError.unavailable("no answer from \(endpoint) within \(requestTimeout.nanoseconds / 1_000_000) ms"))
+        }
+        context.close(promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -62,9 +98,8 @@ final class MetadataClientHandler: ChannelDuplexHandler {
         switch pending[header.requestID] {
         case nil:
             return  // answer to a request that timed out, or an event of a cancelled watch
-        case .call(let expected, let reply, let timer)?:
+        case .call(let expected, let reply)?:
             pending[header.requestID] = nil
-            timer?.cancel()
             guard expected == op else { return reply.fail(RemoteStore.mismatch) }
             if !ok { return reply.fail(MetadataError.decode(status: header.flagsOrStatus, body: frame.body)) }
             do { reply.succeed(try MetadataReply.decode(op: op, body: frame.body)) } catch { reply.fail(error) }
@@ -93,8 +128,7 @@ final class MetadataClientHandler: ChannelDuplexHandler {
         pending.removeAll()
         for entry in all.values {
             switch entry {
-            case .call(_, let reply, let timer):
-                timer?.cancel()
+            case .call(_, let reply):
                 reply.fail(error)
             case .watch(let consumer):
                 consumer.finish(error)

@@ -77,6 +77,7 @@ public final class RemoteStore: MetadataStore {
     }
 
     private func connect(_ endpoint: Endpoint) -> EventLoopFuture<Channel> {
+        let requestTimeout = requestTimeout
         let connected = ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             // A connection that only carries a watch sends nothing for long stretches: TCP keepalive finds a
@@ -90,7 +91,7 @@ public final class RemoteStore: MetadataStore {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(FrameDecoder(maxFrameBytes: Self.responseFrameBytesMax)))
-                    try channel.pipeline.syncOperations.addHandler(MetadataClientHandler(endpoint: endpoint))
+                    try channel.pipeline.syncOperations.addHandler(MetadataClientHandler(endpoint: endpoint, requestTimeout: requestTimeout))
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port)
@@ -123,16 +124,22 @@ public final class RemoteStore: MetadataStore {
             defer { waiting.removeAll(keepingCapacity: true) }
             return waiting
         }
-        var written: [ObjectIdentifier: Channel] = [:]
+        // Usually one connection: one write of every call for it, encoded into one buffer by the handler.
+        var batches: [(channel: Channel, calls: [ClientCall.Call])] = []
         for (channel, request, reply) in waiting {
-            // A write to a connection that closed meanwhile never reaches the handler: fail the call here.
-            channel.write(ClientCall.request(request, reply, timeout: requestTimeout)).whenFailure { [tlsFailure] error in
-                let cause: any Error = tlsFailure.error ?? error
-                reply.fail(MetadataError.unavailable("connection to the metadata role was lost: \(cause)"))
+            if let i = batches.firstIndex(where: { $0.channel === channel }) {
+                batches[i].calls.append((request, reply))
+            } else {
+                batches.append((channel, [(request, reply)]))
             }
-            written[ObjectIdentifier(channel)] = channel
         }
-        for channel in written.values { channel.flush() }
+        for (channel, calls) in batches {
+            // A write to a connection that closed meanwhile never reaches the handler: fail the calls here.
+            channel.writeAndFlush(ClientCall.requests(calls)).whenFailure { [tlsFailure] error in
+                let cause: any Error = tlsFailure.error ?? error
+                for (_, reply) in calls { reply.fail(MetadataError.unavailable("connection to the metadata role was lost: \(cause)")) }
+            }
+        }
     }
 
     // MARK: MetadataStore
@@ -208,7 +215,9 @@ public final class RemoteStore: MetadataStore {
 
 /// What the client writes into its channel: the handler assigns the request id.
 enum ClientCall {
-    case request(MetadataRequest, EventLoopPromise<MetadataReply>, timeout: TimeAmount)
+    typealias Call = (request: MetadataRequest, reply: EventLoopPromise<MetadataReply>)
+    /// Calls gathered by one write task, sent together.
+    case requests([Call])
     case watch(MetadataRequest, WatchConsumer)
 }
 
@@ -249,7 +258,7 @@ final class WatchConsumer: Sendable {
         // A write to a closed connection never reaches the handler that would answer the promise: fail it
         // here then, or it leaks (a fatal error in debug builds), as when a watch ends with its connection.
         let promise = channel.eventLoop.makePromise(of: MetadataReply.self)
-        channel.writeAndFlush(ClientCall.request(.cancelWatch(id), promise, timeout: .seconds(10))).whenFailure { error in
+        channel.writeAndFlush(ClientCall.requests([(.cancelWatch(id), promise)])).whenFailure { error in
             promise.fail(MetadataError.unavailable("connection to the metadata role was lost: \(error)"))
         }
     }

@@ -162,10 +162,13 @@ struct RoleOptions: ParsableArguments {
         try bootstrapLogging(logLevel, role: role, config: config)
         settings.adminSocket = settings.adminSocket ?? defaultAdminSocket(role: role, config: config)
         let logger = Logger(label: "dlogd.\(role)")
-        switch arenaLimit {
-        case .limited(let count): logger.info("memory allocator limited to \(count) arenas", metadata: ["arenas": "\(count)"])
-        case .fromEnvironment(let chosen): logger.info("memory allocator arenas left to MALLOC_ARENA_MAX=\(chosen)")
-        case .refused: logger.warning("memory allocator refused an arena limit; it keeps its own (up to 8 per core)")
+        switch Memory.allocator {
+        case .jemalloc(let version):
+            logger.info("memory allocator: jemalloc \(version)", metadata: ["allocator": "jemalloc", "version": "\(version)"])
+        case .other(let library):
+            // Only where something preloaded another malloc: dlogd links jemalloc.
+            logger.warning("memory allocator: the malloc of \(library), not the jemalloc dlogd is built with",
+                           metadata: ["allocator": "\(library)"])
         }
         let code = run(settings, logger)
         if code != 0 { throw ExitCode(code) }
@@ -247,10 +250,6 @@ func bootstrapLogging(_ name: String?, role: String, config: String?) throws {
     let origin = DaemonLogHandler.Origin(role: role, instance: instanceName(role: role, config: config))
     LoggingSystem.bootstrap { _ in DaemonLogHandler(origin: origin, level: level) }
 }
-
-// Before any thread starts: arenas made later follow the limit (see `Memory.arenaLimit`).
-let arenaLimit = Memory.limitArenas(cores: ProcessInfo.processInfo.activeProcessorCount,
-                                    environment: ProcessInfo.processInfo.environment)
 
 // A bad command line is a usage error (64, with the usage); a bad config file or value found once running is a
 // refusal (exit 2, one line), which the unit's RestartPreventExitStatus= keeps systemd from retrying.

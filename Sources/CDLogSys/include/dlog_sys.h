@@ -19,8 +19,15 @@ int32_t dlog_peer_credentials(int32_t fd, uint32_t *uid, uint32_t *gid);
 /// malloc_trim(0): hands the allocator's free pages back to the system. Returns 1 if it released any.
 int32_t dlog_malloc_trim(void);
 
-/// mallopt(M_ARENA_MAX, count): the most arenas malloc makes from now on. Returns 1 on success.
-int32_t dlog_malloc_arena_max(int32_t count);
+/// The file of the library whose malloc this process uses (dladdr), or NULL.
+const char *dlog_malloc_library(void);
+
+/// jemalloc's version string when jemalloc serves this process's malloc, else NULL.
+const char *dlog_jemalloc_version(void);
+
+/// Purges every jemalloc arena (hands their unused dirty pages back to the system). Returns 1 on success, 0 when
+/// jemalloc does not serve malloc.
+int32_t dlog_jemalloc_purge(void);
 
 /// CRC32C (Castagnoli), continuing from `crc` (pass 0 to start). Uses SSE4.2 when the CPU has it.
 uint32_t dlog_crc32c(uint32_t crc, const void *data, size_t len);
