@@ -12,11 +12,12 @@ public enum Memory {
         case other(library: String)
     }
 
-    /// Which allocator serves malloc here, asked of the process itself (not assumed from how it was linked).
-    public static var allocator: Allocator {
+    /// Which allocator serves malloc here, asked of the process itself (not assumed from how it was linked), once:
+    /// it cannot change while the process runs.
+    public static let allocator: Allocator = {
         if let version = dlog_jemalloc_version() { return .jemalloc(version: String(cString: version)) }
         return .other(library: dlog_malloc_library().map { String(cString: $0) } ?? "unknown")
-    }
+    }()
 
     /// Hands the allocator's free pages back to the system: a purge of every jemalloc arena, or glibc's
     /// `malloc_trim`. After a burst the allocator keeps what it freed, so a bookie that filled and flushed a

@@ -21,7 +21,8 @@ final class MetadataClientHandler: ChannelDuplexHandler {
     let requestTimeout: TimeAmount
     private var pending: [UInt64: Pending] = [:]
     /// Calls by deadline, oldest first (every call has the same timeout, so send order is deadline order); ids
-    /// of answered ones are dropped when they reach the front. Watches have none.
+    /// of answered ones are dropped once they reach the front, at each answer, so the queue holds about what is
+    /// in flight, not every call of the last sweep period. Watches have none.
     private var deadlines = CircularBuffer<(id: UInt64, deadline: NIODeadline)>()
     private var sweep: RepeatedTask?
     private var nextRequestID: UInt64 = 1
@@ -79,13 +80,17 @@ final class MetadataClientHandler: ChannelDuplexHandler {
     /// host sends no reset) would keep it, and its watches, forever. The next call reconnects, to another
     /// endpoint if there is one; closing fails every other call on this one.
     private func closeIfOverdue(context: ChannelHandlerContext) {
-        while let front = deadlines.first, pending[front.id] == nil { deadlines.removeFirst() }
+        dropAnsweredFronts()
         guard let front = deadlines.first, front.deadline < NIODeadline.now() else { return }
         deadlines.removeFirst()
         if case .call(_, let reply)? = pending.removeValue(forKey: front.id) {
             reply.fail(MetadataError.unavailable("no answer from \(endpoint) within \(requestTimeout.nanoseconds / 1_000_000) ms"))
         }
         context.close(promise: nil)
+    }
+
+    private func dropAnsweredFronts() {
+        while let front = deadlines.first, pending[front.id] == nil { deadlines.removeFirst() }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -100,6 +105,7 @@ final class MetadataClientHandler: ChannelDuplexHandler {
             return  // answer to a request that timed out, or an event of a cancelled watch
         case .call(let expected, let reply)?:
             pending[header.requestID] = nil
+            dropAnsweredFronts()
             guard expected == op else { return reply.fail(RemoteStore.mismatch) }
             if !ok { return reply.fail(MetadataError.decode(status: header.flagsOrStatus, body: frame.body)) }
             do { reply.succeed(try MetadataReply.decode(op: op, body: frame.body)) } catch { reply.fail(error) }

@@ -25,7 +25,14 @@ import Testing
         let failures = try await within(.seconds(10)) {
             await withTaskGroup(of: Bool.self) { group in
                 for i in 0 ..< 1_000 {
-                    group.addTask { (try? await store.get("/k/\(i)")) == nil }
+                    group.addTask {
+                        do {
+                            _ = try await store.get("/k/\(i)")
+                            return false
+                        } catch {
+                            return error is MetadataError
+                        }
+                    }
                 }
                 return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
             }
