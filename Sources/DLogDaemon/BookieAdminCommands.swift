@@ -14,7 +14,7 @@ enum BookieAdminCommands {
         socket.register("journal", help: "each journal: engine, syncs, queue depth, batch sizes, and the sync latency histogram") { _ in
             journal(bookie, settings)
         }
-        socket.register("gc", help: "delete now the local ledgers that metadata no longer has, and copies healing left behind (also done every gc_interval_ms)") { _ in
+        socket.register("gc", help: "delete now the local ledgers that metadata no longer has, and copies healing left behind, by listing every ledger's metadata (between listings GC follows metadata's changes)") { _ in
             guard let membership else {
                 throw AdminSocket.Refusal("gc needs the cluster's metadata to tell deleted ledgers, and this bookie runs alone (no metadata key)")
             }

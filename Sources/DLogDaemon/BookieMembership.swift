@@ -8,7 +8,8 @@ import Synchronization
 
 /// A bookie's life in the cluster: its cookie is checked before it serves; while it serves it is registered
 /// under a lease (moving between writable and read-only with its state); ledgers that metadata no longer
-/// has are deleted from its disks; on stop the lease is revoked so it vanishes at once.
+/// has are deleted from its disks (`BookieMembership+Garbage.swift`); on stop the lease is revoked so it
+/// vanishes at once.
 final class BookieMembership: Sendable {
     let cluster: Cluster
     let bookie: Bookie
@@ -17,18 +18,24 @@ final class BookieMembership: Sendable {
     let logger: Logger
     /// The cluster this bookie's cookie was checked against at start.
     let clusterInstance: String
-    private let registration: Mutex<BookieRegistration>
+    let registration: Mutex<BookieRegistration>
     private let journalDirectories: [String]
     private let ledgerDirectories: [String]
-    private let lease = Mutex<LeaseID?>(nil)
+    let lease = Mutex<LeaseID?>(nil)
     private let loop = Mutex<Task<Void, Never>?>(nil)
     /// Re-replication locks GC took and could not let go of (metadata did not answer): bound to the registration
     /// lease, which lives as long as the bookie, they would keep workers off their ledgers. Let go first next time.
-    private let locksToRelease = Mutex<Set<String>>([])
+    let locksToRelease = Mutex<Set<String>>([])
     /// True while a pass deletes left-behind copies. Passes (the periodic one, `dlogctl admin gc`) share the
     /// registration lease, and a lock held by that lease counts as held by each: two at once could have one delete
     /// copies a worker made after the other let the lock go.
-    private let deletingLeftBehind = Mutex(false)
+    let deletingLeftBehind = Mutex(false)
+    /// GC's view of metadata between full listings.
+    let feed: LedgerChangeFeed
+    let garbage = Mutex(GarbageState())
+    /// Full listings of every ledger's metadata, and ledgers GC deleted: `dlog_bookie_gc_*` in the metrics.
+    let listings = Atomic<Int>(0)
+    let collected = Atomic<Int>(0)
 
     init(cluster: Cluster, clusterInstance: String, bookie: Bookie, registration: BookieRegistration,
          settings: BookieSettings, logger: Logger) {
@@ -41,6 +48,8 @@ final class BookieMembership: Sendable {
         journalDirectories = settings.journalDirectories
         ledgerDirectories = settings.ledgerDirectories
         self.logger = logger
+        feed = LedgerChangeFeed(store: cluster.store, holds: { [bookie] in bookie.storage.ledgerState($0) != nil },
+                                logger: logger)
     }
 
     /// Refuses a bookie that is not part of an initialized cluster or whose disks are not the ones metadata
@@ -66,7 +75,7 @@ final class BookieMembership: Sendable {
 
     /// Throws unless metadata still belongs to the cluster this bookie joined: a metadata store that came
     /// back empty or is another cluster's must never make the bookie register there or delete its data.
-    private func checkSameCluster() async throws {
+    func checkSameCluster() async throws {
         let now: String
         do {
             now = try await cluster.instanceID()
@@ -103,12 +112,13 @@ final class BookieMembership: Sendable {
         logger.info("registered in metadata", metadata: ["bookie_id": "\(current.id)", "read_only": "\(current.readOnly)"])
     }
 
-    /// Keep-alive at a third of the TTL, state moves within a second, GC at its interval; errors are
+    /// Keep-alive at a third of the TTL, state moves within a second, deleted ledgers within a second of their
+    /// metadata, the rest of GC at its interval (the first pass at once, to start following metadata); errors are
     /// logged and retried, never fatal: the bookie keeps serving what it has while metadata is away.
     private func maintain() async {
         let keepAliveEvery = Duration.seconds(ttlSeconds) / 3
         var lastKeepAlive = ContinuousClock.now
-        var lastGC = ContinuousClock.now
+        var lastGC: ContinuousClock.Instant?
         while !Task.isCancelled {
             try? await Task.sleep(for: min(keepAliveEvery, .seconds(1)))
             guard !Task.isCancelled else { return }
@@ -119,9 +129,11 @@ final class BookieMembership: Sendable {
                 }
                 try await followState()
                 if try await decommissioned() { return }
-                if ContinuousClock.now - lastGC >= gcInterval {
+                if lastGC.map({ ContinuousClock.now - $0 >= gcInterval }) ?? true {
                     lastGC = .now
-                    try await collectGarbage()
+                    try await collectChanges()
+                } else {
+                    try await collectDeleted()
                 }
             } catch {
                 logger.warning("metadata upkeep failed; retrying", metadata: ["error": "\(error)"])
@@ -167,90 +179,6 @@ final class BookieMembership: Sendable {
         logger.notice("registration moved", metadata: ["bookie_id": "\(current.id)", "read_only": "\(readOnly)"])
     }
 
-    /// Deletes local ledgers whose metadata is gone, and the copies healing left behind here (`deleteLeftBehind`).
-    /// Local ids are taken before metadata is read: a ledger's metadata is created before any of its entries
-    /// reach a bookie, so a ledger held locally and missing from the later listing was deleted, never merely not
-    /// yet created. Returns the ledgers it asked the bookie to delete.
-    @discardableResult
-    func collectGarbage() async throws -> [LedgerID] {
-        let local = bookie.storage.ledgerIDs
-        guard !local.isEmpty else { return [] }
-        try await checkSameCluster()
-        let me = registration.withLock { $0.id }
-        let held = Set(local)
-        var known = Set<LedgerID>()
-        var leftBehind: [LedgerID] = []
-        try await cluster.forEachLedger { id, metadata, _ in
-            known.insert(id)
-            if held.contains(id) && Self.isLeftBehind(metadata, by: me) { leftBehind.append(id) }
-        }
-        let gone = local.filter { !known.contains($0) }
-        for id in gone {
-            let logger = self.logger
-            bookie.deleteLedger(id) { response in
-                if case .failed(let status, let message) = response {
-                    logger.warning("GC could not delete a ledger", metadata: ["ledger_id": "\(id.rawValue)",
-                                                                              "status": "\(status)", "error": "\(message)"])
-                } else {
-                    logger.info("GC deleted a ledger that metadata no longer has", metadata: ["ledger_id": "\(id.rawValue)"])
-                }
-            }
-        }
-        // In no fixed order: ledgers that must wait (locked, marked) do not hold the others back pass after pass.
-        return gone + (try await deleteLeftBehind(leftBehind.shuffled().prefix(Self.leftBehindPerPass), me: me))
-    }
-
-    /// Left-behind ledgers deleted per GC pass at most: each costs a few metadata requests.
-    static let leftBehindPerPass = 256
-
-    /// A closed ledger that no fragment names `me` in: healing copied what this bookie held elsewhere and
-    /// replaced it (it was declared lost and came back, or it was drained), so its copies here serve nobody.
-    static func isLeftBehind(_ metadata: LedgerMetadata, by me: BookieID) -> Bool {
-        metadata.state == .closed && !metadata.fragments.contains { $0.bookies.contains(me) }
-    }
-
-    /// Deletes this bookie's copies of left-behind ledgers, each under the ledger's re-replication lock (bound to
-    /// the registration lease) and only if, read again under it, the ledger is still left behind and unmarked. A
-    /// worker copying to this bookie holds that lock until metadata names it: without the lock, a delete could
-    /// drop copies the worker was about to name this bookie for. The lock is let go once the delete is durable.
-    private func deleteLeftBehind(_ ids: some Collection<LedgerID>, me: BookieID) async throws -> [LedgerID] {
-        guard let lease = lease.withLock({ $0 }),
-              deletingLeftBehind.withLock({ running in defer { running = true }; return !running }) else { return [] }
-        defer { deletingLeftBehind.withLock { $0 = false } }
-        for lock in locksToRelease.withLock({ $0 }) { await letGo(lock, lease: lease) }
-        var deleted: [LedgerID] = []
-        for id in ids {
-            let lock = RecoveryKeys.lock(id)
-            guard try await cluster.hold(lock, RecoveryHolder(bookie: me), lease: lease) else { continue }
-            locksToRelease.withLock { _ = $0.insert(lock) }
-            do {
-                if let (metadata, _) = try await cluster.ledger(id), Self.isLeftBehind(metadata, by: me),
-                   try await cluster.marks(of: id) == nil {
-                    let answer = await withCheckedContinuation { done in bookie.deleteLedger(id) { done.resume(returning: $0) } }
-                    if case .failed(let status, let message) = answer {
-                        logger.warning("GC could not delete the copies of a ledger that no longer names this bookie", metadata: [
-                            "ledger_id": "\(id.rawValue)", "status": "\(status)", "error": "\(message)"])
-                    } else {
-                        deleted.append(id)
-                        logger.notice("GC deleted the copies of a closed ledger whose metadata no longer names this bookie (healing moved them)",
-                                      metadata: ["ledger_id": "\(id.rawValue)", "bookie_id": "\(me)"])
-                    }
-                }
-            } catch {
-                await letGo(lock, lease: lease)
-                throw error
-            }
-            await letGo(lock, lease: lease)
-        }
-        return deleted
-    }
-
-    /// Releases a lock GC took; one metadata does not let go of now stays listed for the next pass.
-    private func letGo(_ lock: String, lease: LeaseID) async {
-        guard (try? await cluster.release(lock, lease: lease)) != nil else { return }
-        _ = locksToRelease.withLock { $0.remove(lock) }
-    }
-
     private func disks() -> [BookieRegistration.Disk] {
         let all = journalDirectories.map { ($0, "journal") } + ledgerDirectories.map { ($0, "ledger") }
         return all.compactMap { path, role in
@@ -263,6 +191,7 @@ final class BookieMembership: Sendable {
     /// Stops upkeep and revokes the lease, so the bookie leaves the registry at once.
     func stop() async {
         loop.withLock { $0 }?.cancel()
+        feed.stop()
         guard let id = lease.withLock({ current in defer { current = nil }; return current }) else { return }
         do {
             try await cluster.store.revoke(id)

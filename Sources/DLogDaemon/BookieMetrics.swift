@@ -6,8 +6,16 @@ import Foundation
 /// are recorded as they happen (`BookieMeters`, `JournalMeters`) and come from the role's `RoleRegistry`.
 enum BookieMetrics {
     static func render(_ bookie: Bookie, recovery: RecoveryService? = nil, scrubber: Scrubber? = nil,
-                       labels: [String: String] = [:]) -> String {
+                       membership: BookieMembership? = nil, labels: [String: String] = [:]) -> String {
         var out = PrometheusText(labels: labels)
+        if let membership {
+            out.metric("dlog_bookie_gc_listings_total", "counter",
+                       "full listings of every ledger's metadata by GC (between them it follows changes)",
+                       [([:], Double(membership.listings.load(ordering: .relaxed)))])
+            out.metric("dlog_bookie_gc_deleted_ledgers_total", "counter",
+                       "ledgers GC deleted here: deleted from metadata, or copies healing left behind",
+                       [([:], Double(membership.collected.load(ordering: .relaxed)))])
+        }
         if let worker = recovery?.worker {
             let totals = worker.totals
             out.metric("dlog_recovery_bytes_copied_total", "counter", "bytes this bookie's replication worker copied",

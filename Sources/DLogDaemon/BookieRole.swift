@@ -200,7 +200,11 @@ public enum BookieRole {
             [recovery?.statusLine, scrubber.status.running ? "scrubbing" : nil].compactMap { $0 }.joined(separator: ", ")
         }
         watchdog.start(logger: logger)
-        if shared == nil { registry.showing { [recovery] in BookieMetrics.render(bookie, recovery: recovery, scrubber: scrubber) } }
+        if shared == nil {
+            registry.showing { [recovery, membership] in
+                BookieMetrics.render(bookie, recovery: recovery, scrubber: scrubber, membership: membership)
+            }
+        }
         let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
                                             tls: settings.tls.server(tls, logger: logger), logger: logger, render: registry.render)
         let announcement = metrics.flatMap { served in

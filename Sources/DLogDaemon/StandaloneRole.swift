@@ -112,7 +112,7 @@ public enum StandaloneRole {
                                          permissionDenied: metadataServer.permissionDenied.value),
                     RoleMetrics.proxy(proxy.service, permissionDenied: proxy.access?.denied.load(ordering: .relaxed) ?? 0),
                 ] + parts.map { BookieMetrics.render($0.bookie, recovery: $0.recovery, scrubber: $0.scrubber,
-                                                    labels: ["bookie": $0.id]) })
+                                                    membership: $0.membership, labels: ["bookie": $0.id]) })
             }
             let metrics = AdminCommands.metrics(port: settings.metricsPort, host: settings.host,
                                                 tls: tls(.metadata).server(metadataIdentity, logger: logger), logger: logger,

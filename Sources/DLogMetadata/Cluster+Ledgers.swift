@@ -43,7 +43,10 @@ extension Cluster {
     }
 
     /// Visits every ledger in id order, a page at a time, so memory stays bounded however many there are.
-    public func forEachLedger(_ body: (LedgerID, LedgerMetadata, Version) async throws -> Void) async throws {
+    /// Returns the revision the first page was read at: a watch from the one after it misses no change the
+    /// listing did not see.
+    @discardableResult
+    public func forEachLedger(_ body: (LedgerID, LedgerMetadata, Version) async throws -> Void) async throws -> Revision {
         try await forEachItem(under: ClusterKeys.ledgers) { item in
             guard let id = ClusterKeys.ledgerID(fromKey: item.key) else {
                 throw ClusterError.corruptRecord(key: item.key, why: "not a ledger key")
@@ -52,13 +55,17 @@ extension Cluster {
         }
     }
 
-    /// Visits every key under `prefix` in key order, 500 at a time, so memory stays bounded.
-    func forEachItem(under prefix: String, _ body: (KeyValue) async throws -> Void) async throws {
+    /// Visits every key under `prefix` in key order, 500 at a time, so memory stays bounded. Returns the revision
+    /// the first page was read at.
+    @discardableResult
+    func forEachItem(under prefix: String, _ body: (KeyValue) async throws -> Void) async throws -> Revision {
         var range = KeyRange.prefix(prefix)
+        var first: Revision?
         while true {
             let page = try await store.range(range, limit: 500)
+            if first == nil { first = page.revision }
             for item in page.items { try await body(item) }
-            guard page.more, let last = page.items.last else { return }
+            guard page.more, let last = page.items.last else { return first ?? page.revision }
             range = range.after(last.key)
         }
     }

@@ -1,3 +1,4 @@
+import DLogDaemon
 import DLogLedger
 import DLogMetadata
 import DLogTestSupport
@@ -23,7 +24,7 @@ import Testing
         }
 
         /// A bookie config: small journal, short TTL and GC interval, its own directories under `name`.
-        func bookieConfig(_ name: String, id: String, extra: String = "") throws -> String {
+        func bookieConfig(_ name: String, id: String, gcIntervalMillis: Int = 300, extra: String = "") throws -> String {
             let path = dir.sub("\(name).conf")
             try """
                 journal_dirs = \(dir.sub(name + "/journal"))
@@ -35,7 +36,7 @@ import Testing
                 bookie_id = \(id)
                 rack = /zone-a/rack-1
                 registration_ttl_s = 2
-                gc_interval_ms = 300
+                gc_interval_ms = \(gcIntervalMillis)
                 \(extra)
                 """.write(toFile: path, atomically: true, encoding: .utf8)
             return path
@@ -97,9 +98,11 @@ import Testing
 
     @Test func bookieDeletesLedgersMetadataNoLongerHas() async throws {
         // Proves the bookie's GC deletes the data of a ledger whose metadata was deleted, and keeps the data
-        // of ledgers that still exist.
+        // of ledgers that still exist; its passes every 300 ms list every ledger's metadata once at most (at the
+        // start), looking only at what changed after.
         let setup = try await Setup()
-        let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: "bookie-gc")])
+        let socket = setup.dir.sub("b1.sock")
+        let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: "bookie-gc", extra: "admin_socket = \(socket)")])
         let kept = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
                                   fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-gc")])],
                                   creationTime: 0)
@@ -119,6 +122,67 @@ import Testing
             }
         }
         #expect(try await client.read(ledger: LedgerID(1), entry: EntryID(4)) == entry(1, 4))
+        try await Task.sleep(for: .seconds(1.5))  // five more passes
+        let scraped = try await runTool(dlogctlPath, ["admin", "--socket", socket, "metrics"])
+        let listings = try #require(Exposition(scraped.stdout).values("dlog_bookie_gc_listings_total").first, "\(scraped)")
+        #expect(listings <= 1)
+        await client.close()
+        bookie.kill(SIGTERM)
+        _ = await bookie.exited()
+        await setup.stop()
+    }
+
+    @Test func bookieFollowsMetadataInsteadOfListingEveryLedger() async throws {
+        // Proves GC follows ledger metadata between its rare full listings: with a pass due only once a minute,
+        // a ledger deleted from metadata leaves the bookie within seconds, and so does one deleted while the
+        // bookie was down (its start lists every ledger once); no other pass lists them. A bookie that listed
+        // every ledger at each pass would keep both for the minute.
+        let setup = try await Setup()
+        let socket = setup.dir.sub("b1.sock")
+        let config = try setup.bookieConfig("b1", id: "bookie-feed", gcIntervalMillis: 60_000, extra: "admin_socket = \(socket)")
+        var bookie = try await DaemonProcess.start(["--config", config])
+        func gc(_ name: String) async throws -> Double? {
+            let scraped = try await runTool(dlogctlPath, ["admin", "--socket", socket, "metrics"])
+            return Exposition(scraped.stdout).values("dlog_bookie_gc_\(name)_total").first
+        }
+        let metadata = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
+                                      fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-feed")])],
+                                      creationTime: 0)
+        var versions: [LedgerID: Version] = [:]
+        for ledger in 1...3 { versions[LedgerID(UInt64(ledger))] = try await setup.cluster.createLedger(LedgerID(UInt64(ledger)), metadata) }
+        var client = try await bookie.client()
+        for ledger in [UInt64(1), 2, 3] {
+            for e in 0..<3 { try await client.add(key: testKey, entry: entry(ledger, Int64(e))) }
+        }
+        func holds(_ ledger: UInt64) async throws -> Bool {
+            do {
+                return try await client.read(ledger: LedgerID(ledger), entry: EntryID(2)) == entry(ledger, 2)
+            } catch let failure as BookieClient.Failure where failure.status == .noLedger {
+                return false
+            }
+        }
+        // The first pass, about a second after the start, begins following metadata (with a listing if the
+        // adds came first).
+        try await Task.sleep(for: .seconds(2))
+        let listed = try #require(try await gc("listings"))
+        #expect(listed <= 1)
+        try await setup.cluster.deleteLedger(LedgerID(2), ifVersion: versions[LedgerID(2)]!)
+        try await eventually("ledger 2 is deleted within seconds of its metadata", seconds: 10) { try await !holds(2) }
+        #expect(try await gc("deleted_ledgers") == 1)
+        #expect(try await gc("listings") == listed, "following a delete lists nothing")
+
+        await client.close()
+        bookie.kill(SIGTERM)
+        #expect(await bookie.exited() == 0)
+        try await setup.cluster.deleteLedger(LedgerID(3), ifVersion: versions[LedgerID(3)]!)
+        bookie = try await DaemonProcess.start(["--config", config])
+        client = try await bookie.client()
+        try await eventually("ledger 3, deleted while the bookie was down, is deleted after its start", seconds: 10) {
+            try await !holds(3)
+        }
+        #expect(try await holds(1))
+        #expect(try await gc("listings") == 1, "one listing at the start")
+        #expect(try await gc("deleted_ledgers") == 1)
         await client.close()
         bookie.kill(SIGTERM)
         _ = await bookie.exited()
