@@ -9,6 +9,8 @@ final class FrameConnection: Sendable {
     struct Outbound: Sendable {
         var encode: @Sendable (UInt64, inout ByteBuffer) -> Void
         var waiter: ReplyWaiter<Frame>
+        var timeout: Duration
+        var patience: ContinuousClock.Instant?
     }
 
     let channel: Channel
@@ -51,61 +53,16 @@ final class FrameConnection: Sendable {
     /// `ConnectionTimedOut` once the connection has been silent for `timeout`. While other answers keep arriving
     /// the peer is alive, only busy (thousands of streams opening at once), so the request keeps waiting, up to
     /// `patience`: sending it again would only add to the work it waits behind, and store a write twice.
+    /// The connection's handler times requests out (`FrameClientHandler.sweep`), a few times per timeout.
     func send(timeout: Duration, patience: ContinuousClock.Instant? = nil,
               _ encode: @escaping @Sendable (UInt64, inout ByteBuffer) -> Void) async throws -> Frame {
-        let promise = channel.eventLoop.makePromise(of: Frame.self)
-        let timer = ReplyTimer(eventLoop: channel.eventLoop)
-        let heard = heard
-        timer.arm(after: timeout) { () -> Duration? in
-            let quiet = heard.since
-            guard let patience, quiet < timeout, ContinuousClock.now < patience else {
-                promise.fail(ConnectionTimedOut(timeout: timeout))
-                return nil
-            }
-            return min(timeout - quiet, patience - ContinuousClock.now)
+        try await withCheckedThrowingContinuation { answer in
+            outbox.send(Outbound(encode: encode, waiter: .callback { answer.resume(with: $0) }, timeout: timeout,
+                                 patience: patience))
         }
-        promise.futureResult.whenComplete { _ in timer.cancel() }
-        outbox.send(Outbound(encode: encode, waiter: .promise(promise)))
-        return try await promise.futureResult.get()
     }
 
     func close() async { try? await channel.close() }
-}
-
-/// One request's timer: `check` runs when it fires and either ends the wait (nil) or names when to look again.
-/// Lives on the connection's event loop; `arm` and `cancel` may come from any thread.
-final class ReplyTimer: Sendable {
-    private struct Timing {
-        var scheduled: Scheduled<Void>?
-        var cancelled = false
-    }
-    private let eventLoop: any EventLoop
-    private let timing: NIOLoopBoundBox<Timing?>
-
-    init(eventLoop: any EventLoop) {
-        self.eventLoop = eventLoop
-        timing = .makeEmptyBox(valueType: Timing.self, eventLoop: eventLoop)
-    }
-
-    func arm(after delay: Duration, _ check: @escaping @Sendable () -> Duration?) {
-        eventLoop.execute { self.schedule(after: delay, check) }
-    }
-
-    private func schedule(after delay: Duration, _ check: @escaping @Sendable () -> Duration?) {
-        guard timing.value?.cancelled != true else { return }
-        let (seconds, attoseconds) = delay.components
-        let scheduled = eventLoop.scheduleTask(in: .nanoseconds(max(1, seconds * 1_000_000_000 + attoseconds / 1_000_000_000))) {
-            if let again = check() { self.schedule(after: again, check) }
-        }
-        timing.value = Timing(scheduled: scheduled)
-    }
-
-    func cancel() {
-        eventLoop.execute {
-            self.timing.value?.scheduled?.cancel()
-            self.timing.value = Timing(scheduled: nil, cancelled: true)
-        }
-    }
 }
 
 struct ConnectionTimedOut: Error, CustomStringConvertible {
@@ -117,22 +74,46 @@ struct ConnectionLost: Error, CustomStringConvertible {
     var description: String { "the connection closed" }
 }
 
+/// Matches answers to requests, and times requests out by a sweep over their deadlines a few times per timeout
+/// rather than by a timer each: arming and cancelling a timer per request (two hops to the event loop, and a
+/// search of its timer heap at each cancel) cost a client sending 17,000 requests a second more than encoding
+/// them did.
 final class FrameClientHandler: ChannelDuplexHandler {
     typealias InboundIn = Frame
     /// A batch from the connection's `ChannelOutbox`.
     typealias OutboundIn = [FrameConnection.Outbound]
     typealias OutboundOut = ByteBuffer
 
+    private struct Deadline {
+        var id: UInt64
+        var at: NIODeadline
+        var timeout: Duration
+        var patience: ContinuousClock.Instant?
+    }
+
     private var pending = PendingReplies<Frame>()
     private let heard: Heard
+    /// Requests in send order, with their deadlines; answered ones leave from the front at each answer, the rest
+    /// at the sweep.
+    private var deadlines = CircularBuffer<Deadline>()
+    private var sweep: (task: RepeatedTask, every: TimeAmount)?
 
     init(heard: Heard) { self.heard = heard }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        sweep?.task.cancel()
+        sweep = nil
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         var buffer = context.channel.allocator.buffer(capacity: 256)
+        let now = NIODeadline.now()
         for out in unwrapOutboundIn(data) {
             guard let id = pending.add(out.waiter, closedError: ConnectionLost()) else { continue }
             out.encode(id, &buffer)
+            let timeout = TimeAmount(out.timeout)
+            deadlines.append(Deadline(id: id, at: now + timeout, timeout: out.timeout, patience: out.patience))
+            sweepAtLeast(every: timeout, context: context)
         }
         if buffer.readableBytes > 0 {
             context.write(wrapOutboundOut(buffer), promise: promise)
@@ -145,16 +126,51 @@ final class FrameClientHandler: ChannelDuplexHandler {
         let frame = unwrapInboundIn(data)
         heard.now()
         pending.take(frame.header.requestID)?.succeed(frame)
+        while let front = deadlines.first, !pending.isWaiting(front.id) { deadlines.removeFirst() }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         pending.failAll(ConnectionLost())
+        deadlines.removeAll()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         pending.failAll(error)
+        deadlines.removeAll()
         context.close(promise: nil)
+    }
+
+    /// Sweeps a quarter of the shortest timeout seen apart (10 ms at least), so a request fails between its
+    /// timeout and a quarter more.
+    private func sweepAtLeast(every timeout: TimeAmount, context: ChannelHandlerContext) {
+        let every = max(TimeAmount.milliseconds(10), .nanoseconds(timeout.nanoseconds / 4))
+        if let sweep, sweep.every <= every { return }
+        sweep?.task.cancel()
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        sweep = (context.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
+            handler.value.sweepOverdue()
+        }, every)
+    }
+
+    /// A request past its deadline fails with `ConnectionTimedOut` when the connection has been silent for its
+    /// timeout, or it has no patience, or its patience is over. Otherwise the peer is alive, only busy (thousands
+    /// of streams opening at once), and the request keeps waiting: sending it again would only add to the work it
+    /// waits behind, and store a write twice.
+    private func sweepOverdue() {
+        let now = NIODeadline.now()
+        let quiet = heard.since
+        var kept = CircularBuffer<Deadline>(initialCapacity: deadlines.count)
+        while let request = deadlines.popFirst() {
+            guard pending.isWaiting(request.id) else { continue }
+            if request.at > now
+                || request.patience.map({ quiet < request.timeout && ContinuousClock.now < $0 }) == true {
+                kept.append(request)
+            } else {
+                pending.take(request.id)?.fail(ConnectionTimedOut(timeout: request.timeout))
+            }
+        }
+        deadlines = kept
     }
 }
 
