@@ -91,17 +91,19 @@ final class LedgerChangeFeed: Sendable {
         do {
             for try await event in store.watch(.prefix(ClusterKeys.ledgers), from: revision) {
                 guard let id = ClusterKeys.ledgerID(fromKey: event.key), holds(id) else { continue }
-                state.withLock { state in
-                    guard state.generation == generation else { return }
+                let following = state.withLock { state -> Bool in
+                    guard state.generation == generation else { return false }
                     switch event.kind {
                     case .delete: state.changes.deleted.append(id)
                     case .put:
-                        // Past the bound the next pass lists everything: remembering more would only cost memory.
-                        guard state.complete else { return }
                         state.changes.changed.insert(id)
                         if state.changes.changed.count > Self.changedMax { state.complete = false }
                     }
+                    return state.complete
                 }
+                // Past the bound the next pass lists every ledger, and that listing starts a new watch: following
+                // this one further (100,000 segments closing at a proxy's drain) would only cost both ends CPU.
+                guard following else { return }
             }
         } catch {
             guard !Task.isCancelled else { return }
