@@ -63,9 +63,9 @@ extension BookieMembership {
             defer { state.held = local }
             return Self.arrivals(now: local, before: state.held)
         }
-        var deleted: [LedgerID] = []
-        for id in changes.deleted where !deleted.contains(id) && isHeld(id) { deleted.append(id) }
-        let toCheck = changes.changed.union(arrived).filter { isHeld($0) && !deleted.contains($0) }.sorted()
+        let deleted = heldOnce(changes.deleted)
+        let deletedSet = Set(deleted)
+        let toCheck = changes.changed.union(arrived).filter { isHeld($0) && !deletedSet.contains($0) }.sorted()
         guard toCheck.count <= LedgerChangeFeed.changedMax else { return try await collectGarbage() }
         guard !deleted.isEmpty || !toCheck.isEmpty else { return [] }
         let me = registration.withLock { $0.id }
@@ -91,8 +91,7 @@ extension BookieMembership {
     /// back within a second of the delete rather than at the next pass.
     @discardableResult
     func collectDeleted() async throws -> [LedgerID] {
-        var deleted: [LedgerID] = []
-        for id in feed.takeDeleted() where !deleted.contains(id) && isHeld(id) { deleted.append(id) }
+        let deleted = heldOnce(feed.takeDeleted())
         guard !deleted.isEmpty else { return [] }
         do {
             try await checkSameCluster()
@@ -116,6 +115,12 @@ extension BookieMembership {
     }
 
     private func isHeld(_ id: LedgerID) -> Bool { bookie.storage.ledgerState(id) != nil }
+
+    /// The ledgers of `ids` still held here, each once (a watch resumed after a lost connection may repeat one).
+    private func heldOnce(_ ids: [LedgerID]) -> [LedgerID] {
+        var seen = Set<LedgerID>()
+        return ids.filter { seen.insert($0).inserted && isHeld($0) }
+    }
 
     private func startFollowing(after revision: Revision, held: [LedgerID]) {
         feed.follow(after: revision)

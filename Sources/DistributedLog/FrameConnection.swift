@@ -53,7 +53,7 @@ final class FrameConnection: Sendable {
     /// `ConnectionTimedOut` once the connection has been silent for `timeout`. While other answers keep arriving
     /// the peer is alive, only busy (thousands of streams opening at once), so the request keeps waiting, up to
     /// `patience`: sending it again would only add to the work it waits behind, and store a write twice.
-    /// The connection's handler times requests out (`FrameClientHandler.sweep`), a few times per timeout.
+    /// The connection's handler times requests out (`FrameClientHandler.sweepOverdue`), a few times per timeout.
     func send(timeout: Duration, patience: ContinuousClock.Instant? = nil,
               _ encode: @escaping @Sendable (UInt64, inout ByteBuffer) -> Void) async throws -> Frame {
         try await withCheckedThrowingContinuation { answer in

@@ -189,6 +189,61 @@ import Testing
         await setup.stop()
     }
 
+    @Test func aBookieStopsFollowingPastAThousandChangesUntilItListsAgain() async throws {
+        // Proves the bound on what GC follows: once over 1,000 held ledgers changed (1,001 closed at once, as a
+        // proxy's drain closes a segment per stream), the bookie stops following metadata, so a delete then waits
+        // for the next listing; that listing (`dlogctl admin gc` here; the next pass would make one) follows again,
+        // and the next delete goes within seconds.
+        let setup = try await Setup()
+        let socket = setup.dir.sub("b1.sock")
+        let me = BookieID("bookie-many")
+        let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: me.rawValue, gcIntervalMillis: 60_000,
+                                                                                      extra: "admin_socket = \(socket)")])
+        func admin(_ args: [String]) async throws -> String {
+            try await runTool(dlogctlPath, ["admin", "--socket", socket] + args).stdout
+        }
+        try await Task.sleep(for: .seconds(2))  // the first pass: nothing held, the bookie follows from now on
+        let open = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
+                                  fragments: [.init(firstEntry: EntryID(0), bookies: [me])], creationTime: 0)
+        var closed = open
+        closed.state = .closed
+        closed.lastEntry = EntryID(0)
+        let count: UInt64 = 1_001
+        var versions: [UInt64: Version] = [:]
+        for ledger in 1...count { versions[ledger] = try await setup.cluster.createLedger(LedgerID(ledger), open) }
+        let client = try await bookie.client()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for ledger in 1...count { group.addTask { try await client.add(key: testKey, entry: entry(ledger, 0)) } }
+            try await group.waitForAll()
+        }
+        for ledger in 1...count { versions[ledger] = try await setup.cluster.updateLedger(LedgerID(ledger), closed, ifVersion: versions[ledger]!) }
+        func holds(_ ledger: UInt64) async throws -> Bool {
+            do {
+                return try await client.read(ledger: LedgerID(ledger), entry: EntryID(0)) == entry(ledger, 0)
+            } catch let failure as BookieClient.Failure where failure.status == .noLedger {
+                return false
+            }
+        }
+        try await setup.cluster.deleteLedger(LedgerID(1), ifVersion: versions[1]!)
+        try await Task.sleep(for: .seconds(3))
+        #expect(try await holds(1), "deleted while GC no longer follows metadata: it waits for the next listing")
+        #expect(Exposition(try await admin(["metrics"])).values("dlog_bookie_gc_listings_total").first == 0)
+
+        let listed = try await admin(["gc", "--json"])
+        #expect(listed.contains("\"L1\""), "the listing deletes ledger 1: \(listed)")
+        #expect(try await !holds(1))
+        try await setup.cluster.deleteLedger(LedgerID(2), ifVersion: versions[2]!)
+        try await eventually("ledger 2 goes within seconds of its delete: the listing follows metadata again", seconds: 10) {
+            try await !holds(2)
+        }
+        #expect(try await holds(3))
+        #expect(Exposition(try await admin(["metrics"])).values("dlog_bookie_gc_listings_total").first == 1)
+        await client.close()
+        bookie.kill(SIGTERM)
+        _ = await bookie.exited()
+        await setup.stop()
+    }
+
     @Test func bookieDeletesCopiesHealingLeftBehindOnlyWhenNoWorkerMayNeedThem() async throws {
         // Proves the bookie's GC deletes its copies of a closed ledger whose metadata names other bookies only
         // (healing moved them), but keeps them while a worker holds the ledger's re-replication lock (it may be
