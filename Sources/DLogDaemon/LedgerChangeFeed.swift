@@ -17,8 +17,8 @@ final class LedgerChangeFeed: Sendable {
     private struct State {
         var changes = Changes()
         /// False until a listing starts the feed, and again once its watch ended for good (history compacted
-        /// past it, the store shut down) or it recorded more changes than `changedMax`: until the next full
-        /// listing, what it holds is not the whole story.
+        /// past it, the store shut down) or it recorded more changes than `changedMax` (the watch then stops):
+        /// until the next full listing, what it holds is not the whole story.
         var complete = false
         var task: Task<Void, Never>?
         /// Which `follow` the running watch belongs to: a watch it replaced records nothing more.
@@ -45,8 +45,8 @@ final class LedgerChangeFeed: Sendable {
         let previous = state.withLock { state in
             let replaced = state.task
             let generation = state.generation + 1
-            // Created under the lock, so the new watch records nothing before the reset below is done.
             state = State(complete: true, generation: generation)
+            // Created under the lock: the new watch records nothing until the reset above is in place.
             state.task = Task { [self] in await watch(from: revision.next, generation: generation) }
             return replaced
         }
