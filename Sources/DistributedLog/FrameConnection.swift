@@ -158,13 +158,13 @@ final class FrameClientHandler: ChannelDuplexHandler {
     /// of streams opening at once), and the request keeps waiting: sending it again would only add to the work it
     /// waits behind, and store a write twice.
     private func sweepOverdue() {
-        let now = NIODeadline.now()
+        let now = NIODeadline.now(), clock = ContinuousClock.now
         let quiet = heard.since
         var kept = CircularBuffer<Deadline>(initialCapacity: deadlines.count)
         while let request = deadlines.popFirst() {
             guard pending.isWaiting(request.id) else { continue }
             if request.at > now
-                || request.patience.map({ quiet < request.timeout && ContinuousClock.now < $0 }) == true {
+                || request.patience.map({ quiet < request.timeout && clock < $0 }) == true {
                 kept.append(request)
             } else {
                 pending.take(request.id)?.fail(ConnectionTimedOut(timeout: request.timeout))

@@ -113,18 +113,10 @@ import Testing
             for e in 0..<5 { try await client.add(key: testKey, entry: entry(ledger, Int64(e))) }
         }
         try await setup.cluster.deleteLedger(LedgerID(2), ifVersion: doomed)
-        try await eventually("ledger 2 is garbage-collected", seconds: 15) {
-            do {
-                _ = try await client.read(ledger: LedgerID(2), entry: EntryID(0))
-                return false
-            } catch let failure as BookieClient.Failure {
-                return failure.status == .noLedger
-            }
-        }
+        try await eventually("ledger 2 is garbage-collected", seconds: 15) { try await !bookieHolds(client, 2, entry: 0) }
         #expect(try await client.read(ledger: LedgerID(1), entry: EntryID(4)) == entry(1, 4))
         try await Task.sleep(for: .seconds(1.5))  // five more passes
-        let scraped = try await runTool(dlogctlPath, ["admin", "--socket", socket, "metrics"])
-        let listings = try #require(Exposition(scraped.stdout).values("dlog_bookie_gc_listings_total").first, "\(scraped)")
+        let listings = try #require(try await bookieMetric(socket, "dlog_bookie_gc_listings_total"))
         #expect(listings <= 1)
         await client.close()
         bookie.kill(SIGTERM)
@@ -141,10 +133,7 @@ import Testing
         let socket = setup.dir.sub("b1.sock")
         let config = try setup.bookieConfig("b1", id: "bookie-feed", gcIntervalMillis: 60_000, extra: "admin_socket = \(socket)")
         var bookie = try await DaemonProcess.start(["--config", config])
-        func gc(_ name: String) async throws -> Double? {
-            let scraped = try await runTool(dlogctlPath, ["admin", "--socket", socket, "metrics"])
-            return Exposition(scraped.stdout).values("dlog_bookie_gc_\(name)_total").first
-        }
+        func gc(_ name: String) async throws -> Double? { try await bookieMetric(socket, "dlog_bookie_gc_\(name)_total") }
         let metadata = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
                                       fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-feed")])],
                                       creationTime: 0)
@@ -154,13 +143,7 @@ import Testing
         for ledger in [UInt64(1), 2, 3] {
             for e in 0..<3 { try await client.add(key: testKey, entry: entry(ledger, Int64(e))) }
         }
-        func holds(_ ledger: UInt64) async throws -> Bool {
-            do {
-                return try await client.read(ledger: LedgerID(ledger), entry: EntryID(2)) == entry(ledger, 2)
-            } catch let failure as BookieClient.Failure where failure.status == .noLedger {
-                return false
-            }
-        }
+        func holds(_ ledger: UInt64) async throws -> Bool { try await bookieHolds(client, ledger, entry: 2) }
         // The first pass, about a second after the start, begins following metadata (with a listing if the
         // adds came first).
         try await Task.sleep(for: .seconds(2))
@@ -217,17 +200,11 @@ import Testing
             try await group.waitForAll()
         }
         for ledger in 1...count { versions[ledger] = try await setup.cluster.updateLedger(LedgerID(ledger), closed, ifVersion: versions[ledger]!) }
-        func holds(_ ledger: UInt64) async throws -> Bool {
-            do {
-                return try await client.read(ledger: LedgerID(ledger), entry: EntryID(0)) == entry(ledger, 0)
-            } catch let failure as BookieClient.Failure where failure.status == .noLedger {
-                return false
-            }
-        }
+        func holds(_ ledger: UInt64) async throws -> Bool { try await bookieHolds(client, ledger, entry: 0) }
         try await setup.cluster.deleteLedger(LedgerID(1), ifVersion: versions[1]!)
         try await Task.sleep(for: .seconds(3))
         #expect(try await holds(1), "deleted while GC no longer follows metadata: it waits for the next listing")
-        #expect(Exposition(try await admin(["metrics"])).values("dlog_bookie_gc_listings_total").first == 0)
+        #expect(try await bookieMetric(socket, "dlog_bookie_gc_listings_total") == 0)
 
         let listed = try await admin(["gc", "--json"])
         #expect(listed.contains("\"L1\""), "the listing deletes ledger 1: \(listed)")
@@ -237,7 +214,7 @@ import Testing
             try await !holds(2)
         }
         #expect(try await holds(3))
-        #expect(Exposition(try await admin(["metrics"])).values("dlog_bookie_gc_listings_total").first == 1)
+        #expect(try await bookieMetric(socket, "dlog_bookie_gc_listings_total") == 1)
         await client.close()
         bookie.kill(SIGTERM)
         _ = await bookie.exited()
@@ -272,13 +249,7 @@ import Testing
         for ledger in [moved, locked, unhealed, open, mine] {
             for e in 0..<3 { try await client.add(key: testKey, entry: entry(ledger.rawValue, Int64(e))) }
         }
-        func holds(_ ledger: LedgerID) async throws -> Bool {
-            do {
-                return try await client.read(ledger: ledger, entry: EntryID(2)) == entry(ledger.rawValue, 2)
-            } catch let failure as BookieClient.Failure where failure.status == .noLedger {
-                return false
-            }
-        }
+        func holds(_ ledger: LedgerID) async throws -> Bool { try await bookieHolds(client, ledger.rawValue, entry: 2) }
         try await eventually("the moved ledger's copies are deleted", seconds: 15) { try await !holds(moved) }
         try await Task.sleep(for: .seconds(1))  // three more GC passes
         for ledger in [locked, unhealed, open, mine] { #expect(try await holds(ledger), "\(ledger) was deleted") }
@@ -375,6 +346,21 @@ import Testing
         #expect(await fresh.exited() == 0)
         await setup.stop()
     }
+}
+
+/// Whether the bookie still holds `ledger`, read at `entry` (which the test wrote there): false once it is deleted.
+func bookieHolds(_ client: BookieClient, _ ledger: UInt64, entry e: Int64) async throws -> Bool {
+    do {
+        return try await client.read(ledger: LedgerID(ledger), entry: EntryID(e)) == entry(ledger, e)
+    } catch let failure as BookieClient.Failure where failure.status == .noLedger {
+        return false
+    }
+}
+
+/// One sample of the bookie's metrics, read through its admin socket (`dlogctl admin metrics`).
+func bookieMetric(_ socket: String, _ name: String) async throws -> Double? {
+    let scraped = try await runTool(dlogctlPath, ["admin", "--socket", socket, "metrics"])
+    return Exposition(scraped.stdout).values(name).first
 }
 
 /// The dlogctl binary built next to these tests.
