@@ -65,12 +65,14 @@ public struct EntryLogInfo: Codable, Sendable, Equatable {
 enum EntryLogWriter {
     static func fileName(_ id: UInt64) -> String { "entrylog-\(id).log" }
 
-    /// Sequential writer through a 1 MiB aligned buffer. With O_DIRECT the checkpoint's bytes skip the page
+    /// Sequential writer through a 256 KiB aligned buffer. With O_DIRECT the checkpoint's bytes skip the page
     /// cache: no copy into it, no burst of dirty pages for the final fsync to wait on (which would also
-    /// delay a journal's sync on a shared device).
+    /// delay a journal's sync on a shared device). A journal sync on a shared device still waits behind the
+    /// one write in progress: 256 KiB rather than 1 MiB cut the adds' p99 during checkpoints (100 streams x 100
+    /// writers through a standalone: 5.7-8.2 ms against 6.6-8.7 ms, alternating rounds).
     private final class Sink {
         let file: any DiskFile
-        let buffer = AlignedBuffer(capacity: 1 << 20)
+        let buffer = AlignedBuffer(capacity: 256 << 10)
         var offset: Int64 = 0
         init(file: any DiskFile) { self.file = file }
 

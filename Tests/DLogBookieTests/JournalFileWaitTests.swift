@@ -5,8 +5,9 @@ import Foundation
 import Synchronization
 import Testing
 
-/// A journal that has used all its files waits for a checkpoint to release one: it says so
-/// (`isWaitingForFile`, `journalNeedsCheckpoint`), and a release wakes it, with nothing lost meanwhile.
+/// A journal asks for a checkpoint once fewer than half its files are free. One that has used all its files
+/// waits for a checkpoint to release one: it says so (`isWaitingForFile`, `journalNeedsCheckpoint`), and a
+/// release wakes it, with nothing lost meanwhile.
 @Suite struct JournalFileWaitTests {
     /// Counts the asks for a checkpoint, and keeps where each sync ended.
     final class AskingSink: JournalSink {
@@ -16,6 +17,36 @@ import Testing
             positions.withLock { $0.append(position) }
         }
         func journalNeedsCheckpoint(journal: Int) { asks.add(1, ordering: .relaxed) }
+    }
+
+    /// A checkpoint that ends as soon as it is asked for: it releases everything synced so far.
+    final class ReleasingSink: JournalSink {
+        let asks = Atomic<Int>(0)
+        let last = Mutex<JournalPosition?>(nil)
+        let journal = Mutex<Journal?>(nil)
+        func journalDidSync(_ records: [JournalRecord], journal: Int, through position: JournalPosition) {
+            last.withLock { $0 = position }
+        }
+        func journalNeedsCheckpoint(journal: Int) {
+            asks.add(1, ordering: .relaxed)
+            if let mark = last.withLock({ $0 }) { self.journal.withLock { $0 }?.release(through: mark) }
+        }
+    }
+
+    @Test func aWriterAsksForACheckpointWhileHalfItsFilesAreFree() throws {
+        // Proves the ask comes early enough for a checkpoint to free files before the writer needs one: asked
+        // only once no file was free, the writer waited for every checkpoint with all adds held.
+        let dir = TempDir()
+        let journal = try makeJournal(dir.path, engine: .blocking, fileBytes: 64 << 10, filesMax: 4, groupBytes: 16 << 10)
+        let sink = ReleasingSink()
+        sink.journal.withLock { $0 = journal }
+        journal.start(resumeAfter: try replayAll(journal).1.end, releasedBelow: 0, sink: sink, onFatal: { _ in })
+        defer { journal.stop() }
+        // 40 records of 8 KiB: 320 KiB through four 64 KiB files.
+        let results = appendAll(journal, (0 ..< 40).map { record($0, size: 8 << 10) })
+        #expect(results.count == 40 && results.allSatisfy { if case .success = $0 { true } else { false } })
+        #expect(sink.asks.load(ordering: .relaxed) >= 1)
+        #expect(journal.stats.waitsForFreeFile == 0, "the writer ran out of files before it asked for a checkpoint")
     }
 
     @Test func aWriterShortOfFilesWaitsForAReleaseAndGoesOn() throws {
