@@ -64,19 +64,24 @@ import Testing
             done.signal()
         }
         var waits = 0
+        // One release per wait. A writer that waits has synced everything it wrote, so each new wait comes with a
+        // new last position; a wait whose position was released is one the writer has not woken from yet.
+        // (Waiting for the flag to clear after each release missed a writer that found its file, filled it and
+        // waited again between two looks: that wait was never released, and the test hung.)
         // Generous: alone this takes 0.1 s, but under the whole suite's load (daemons zero-filling their journals
         // at start) each of the ~20 syncs and file rolls waits behind gigabytes of writeback: 24 s and over 90 s
         // were seen in one run.
         let deadline = ContinuousClock.now + .seconds(300)
+        var releasedThrough: JournalPosition? = nil
         while done.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
             #expect(ContinuousClock.now < deadline, "the appends did not finish")
             guard ContinuousClock.now < deadline else { return }
-            guard journal.isWaitingForFile else { continue }
+            guard journal.isWaitingForFile, let last = sink.positions.withLock({ $0.last }), last != releasedThrough else { continue }
             waits += 1
             #expect(sink.asks.load(ordering: .relaxed) > 0, "a waiting writer asks for a checkpoint")
             // What a checkpoint does once everything synced so far is in entry logs.
-            if let last = sink.positions.withLock({ $0.last }) { journal.release(through: last) }
-            while journal.isWaitingForFile && ContinuousClock.now < deadline { usleep(100) }
+            journal.release(through: last)
+            releasedThrough = last
         }
         #expect(waits >= 1, "the writer never ran short of files")
         #expect(results.withLock { $0.count } == 40)
@@ -112,14 +117,16 @@ import Testing
         // at start) each of the ~20 syncs and file rolls waits behind gigabytes of writeback: 24 s and over 90 s
         // were seen in one run.
         let deadline = ContinuousClock.now + .seconds(300)
+        var releasedThrough: JournalPosition? = nil
         while done.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
             guard ContinuousClock.now < deadline else {
                 Issue.record("the appends did not finish")
                 return
             }
-            guard journal.isWaitingForFile, let last = sink.positions.withLock({ $0.last }) else { continue }
+            // One release per wait (see `aWriterShortOfFilesWaitsForAReleaseAndGoesOn`).
+            guard journal.isWaitingForFile, let last = sink.positions.withLock({ $0.last }), last != releasedThrough else { continue }
             journal.release(through: last)
-            while journal.isWaitingForFile && ContinuousClock.now < deadline { usleep(100) }
+            releasedThrough = last
         }
         #expect(results.withLock { $0.count == 40 && $0.allSatisfy { if case .success = $0 { true } else { false } } })
         #expect(journal.stats.waitsForFreeFile >= 1, "40 records of 8 KiB fill two 64 KiB files more than twice over")
