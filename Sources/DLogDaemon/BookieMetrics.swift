@@ -70,6 +70,9 @@ enum BookieMetrics {
         out.metric("dlog_journal_queue_depth", "gauge", "records waiting for the journal", perJournal { Double($0.queueDepth) })
         out.metric("dlog_journal_rejected_queue_full_total", "counter", "adds refused because the journal queue was full",
                    perJournal { Double($0.rejectedQueueFull) })
+        out.metric("dlog_journal_free_file_waits_total", "counter",
+                   "waits of up to 100 ms by the journal writer, with every add held, for a checkpoint to free a file",
+                   perJournal { Double($0.waitsForFreeFile) })
         out.metric("dlog_journal_failed", "gauge", "1 once the journal failed (the bookie takes no more adds)",
                    perJournal { $0.failed == nil ? 0 : 1 })
         return out.text

@@ -103,9 +103,7 @@ import Testing
         let setup = try await Setup()
         let socket = setup.dir.sub("b1.sock")
         let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: "bookie-gc", extra: "admin_socket = \(socket)")])
-        let kept = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
-                                  fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-gc")])],
-                                  creationTime: 0)
+        let kept = oneCopy(on: [BookieID("bookie-gc")])
         try await setup.cluster.createLedger(LedgerID(1), kept)
         let doomed = try await setup.cluster.createLedger(LedgerID(2), kept)
         let client = try await bookie.client()
@@ -134,9 +132,7 @@ import Testing
         let config = try setup.bookieConfig("b1", id: "bookie-feed", gcIntervalMillis: 60_000, extra: "admin_socket = \(socket)")
         var bookie = try await DaemonProcess.start(["--config", config])
         func gc(_ name: String) async throws -> Double? { try await bookieMetric(socket, "dlog_bookie_gc_\(name)_total") }
-        let metadata = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
-                                      fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-feed")])],
-                                      creationTime: 0)
+        let metadata = oneCopy(on: [BookieID("bookie-feed")])
         var versions: [LedgerID: Version] = [:]
         for ledger in 1...3 { versions[LedgerID(UInt64(ledger))] = try await setup.cluster.createLedger(LedgerID(UInt64(ledger)), metadata) }
         var client = try await bookie.client()
@@ -186,11 +182,7 @@ import Testing
             try await runTool(dlogctlPath, ["admin", "--socket", socket] + args).stdout
         }
         try await Task.sleep(for: .seconds(2))  // the first pass: nothing held, the bookie follows from now on
-        let open = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
-                                  fragments: [.init(firstEntry: EntryID(0), bookies: [me])], creationTime: 0)
-        var closed = open
-        closed.state = .closed
-        closed.lastEntry = EntryID(0)
+        let open = oneCopy(on: [me]), closed = oneCopy(on: [me], .closed, lastEntry: EntryID(0))
         let count: UInt64 = 1_001
         var versions: [UInt64: Version] = [:]
         for ledger in 1...count { versions[ledger] = try await setup.cluster.createLedger(LedgerID(ledger), open) }
@@ -231,9 +223,7 @@ import Testing
         // No healing of its own: the test plays the worker.
         let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: me.rawValue, extra: "autorecovery = false")])
         func metadata(_ bookies: [BookieID], _ state: LedgerMetadata.State) -> LedgerMetadata {
-            LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
-                           fragments: [.init(firstEntry: EntryID(0), bookies: bookies)], state: state,
-                           lastEntry: state == .closed ? EntryID(2) : .none, creationTime: 0)
+            oneCopy(on: bookies, state, lastEntry: state == .closed ? EntryID(2) : .none)
         }
         let elsewhere = BookieID("bookie-elsewhere"), marked = BookieID("bookie-marked")
         let moved = LedgerID(1), locked = LedgerID(2), unhealed = LedgerID(3), open = LedgerID(4), mine = LedgerID(5)
@@ -271,9 +261,7 @@ import Testing
         // bookie neither deletes its ledgers nor registers itself there.
         let setup = try await Setup()
         let bookie = try await DaemonProcess.start(["--config", try setup.bookieConfig("b1", id: "bookie-keep")])
-        let metadata = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
-                                      fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-keep")])],
-                                      creationTime: 0)
+        let metadata = oneCopy(on: [BookieID("bookie-keep")])
         try await setup.cluster.createLedger(LedgerID(7), metadata)
         let client = try await bookie.client()
         for e in 0..<3 { try await client.add(key: testKey, entry: entry(7, Int64(e))) }
@@ -328,9 +316,7 @@ import Testing
         #expect(running.status == 1 && running.stderr.contains("is running"))
         bookie.kill(SIGTERM)
         _ = await bookie.exited()
-        let holding = LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
-                                     fragments: [.init(firstEntry: EntryID(0), bookies: [BookieID("bookie-d")])],
-                                     creationTime: 0)
+        let holding = oneCopy(on: [BookieID("bookie-d")])
         let version = try await setup.cluster.createLedger(LedgerID(9), holding)
         // A ledger still names it: its copies must move first. Without a bookie to take them, the mark waits.
         let busy = try await runTool(dlogctlPath, ["bookie", "decommission", "bookie-d", "--no-wait", "--metadata", setup.uri])
@@ -355,6 +341,13 @@ func bookieHolds(_ client: BookieClient, _ ledger: UInt64, entry e: Int64) async
     } catch let failure as BookieClient.Failure where failure.status == .noLedger {
         return false
     }
+}
+
+/// The metadata of a ledger with one copy (E = Qw = Qa = 1), on `bookies`' one fragment from entry 0.
+func oneCopy(on bookies: [BookieID], _ state: LedgerMetadata.State = .open, lastEntry: EntryID = .none) -> LedgerMetadata {
+    LedgerMetadata(ensembleSize: 1, writeQuorum: 1, ackQuorum: 1, passwordHash: [],
+                   fragments: [.init(firstEntry: EntryID(0), bookies: bookies)], state: state, lastEntry: lastEntry,
+                   creationTime: 0)
 }
 
 /// One sample of the bookie's metrics, read through its admin socket (`dlogctl admin metrics`).
