@@ -13,6 +13,10 @@ public struct JournalStats: Sendable, Codable, Equatable {
     /// Times (1 ms each) the writer waited for a checkpoint to free a journal file: a sign the journal is
     /// too small for the write rate.
     public var waitsForFreeFile: UInt64 = 0
+    /// Times the writer polled the queue after a completion instead of sleeping (`spinMax`), and how many of
+    /// those polls found an add: a low share means the spins only took a core from the threads feeding it.
+    public var spins: UInt64 = 0
+    public var spinsThatFoundWork: UInt64 = 0
     public var largestBatchRecords: Int = 0
     public var largestBatchBytes: Int = 0
     /// Write+sync latency histogram: bucket i counts syncs that took < 2^i × 16 µs (last bucket: the rest).

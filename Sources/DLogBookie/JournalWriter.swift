@@ -172,15 +172,24 @@ final class JournalWriter {
 
     /// Right after a batch completes the next add often follows within microseconds (a client answering
     /// its acknowledgement): polling briefly then saves a sleep and a wake-up on the latency path. Bounded
-    /// by `spinMax`, and only after recent activity, so an idle journal costs nothing.
+    /// by `spinMax`, and only after recent activity, so an idle journal costs nothing. It pays only where a core
+    /// is free for it: on a machine whose cores are all busy it takes one from the threads that bring the adds.
     private func spinForWork() -> Bool {
         let spin = journal.configuration.spinMax
         guard spin > .zero, let last = lastCompletion, ContinuousClock.now - last < .milliseconds(1) else { return false }
         let until = ContinuousClock.now + spin
+        var found = false
         while ContinuousClock.now < until {
-            if !journal.queue.isEmpty { return true }
+            if !journal.queue.isEmpty {
+                found = true
+                break
+            }
         }
-        return false
+        journal.shared.withLock {
+            $0.stats.spins += 1
+            if found { $0.stats.spinsThatFoundWork += 1 }
+        }
+        return found
     }
 
     /// Moves queued records into the batch being built. Returns true when a record is left waiting because

@@ -76,6 +76,7 @@ enum BookieAdminCommands {
                          "syncs": stats.syncs, "records": stats.recordsSynced, "bytes": bytes(stats.bytesSynced),
                          "queue_depth": stats.queueDepth, "largest_batch": "\(stats.largestBatchRecords) / \(bytes(UInt64(stats.largestBatchBytes)))",
                          "refused_queue_full": stats.rejectedQueueFull, "waits_for_free_file": stats.waitsForFreeFile,
+                         "spins": "\(stats.spins) (\(stats.spinsThatFoundWork) found an add)",
                          "failed": stats.failed ?? "-"])
             result["j\(index)_sync_latency"] = histogram(stats.syncLatencyBuckets) { i in
                 i == stats.syncLatencyBuckets.count - 1 ? "longer" : "< " + micros(16 << i)

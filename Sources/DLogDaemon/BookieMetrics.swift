@@ -73,6 +73,11 @@ enum BookieMetrics {
         out.metric("dlog_journal_free_file_waits_total", "counter",
                    "waits of up to 100 ms by the journal writer, with every add held, for a checkpoint to free a file",
                    perJournal { Double($0.waitsForFreeFile) })
+        out.metric("dlog_journal_spins_total", "counter",
+                   "polls of the queue by the journal writer after a completion, instead of a sleep (journal_spin_us)",
+                   perJournal { Double($0.spins) })
+        out.metric("dlog_journal_spin_hits_total", "counter", "polls after a completion that found an add",
+                   perJournal { Double($0.spinsThatFoundWork) })
         out.metric("dlog_journal_failed", "gauge", "1 once the journal failed (the bookie takes no more adds)",
                    perJournal { $0.failed == nil ? 0 : 1 })
         return out.text

@@ -17,6 +17,8 @@ public struct BookieSettings: Sendable {
     public var groupWaitMicros = 1000
     public var groupBytes = 512 * 1024
     public var journalMaxInFlight = 2
+    /// How long the journal writer polls for the next add after a completion before it sleeps (0: never).
+    public var journalSpinMicros = 50
     public var journalFileBytes = 64 << 20
     public var journalFilesMax = 8
     public var journalQueueEntries = 100_000
@@ -72,6 +74,7 @@ public struct BookieSettings: Sendable {
     public static let keys: Set<String> = ([
         "journal_dirs", "ledger_dirs", "host", "port", "journal_engine", "journal_sync", "journal_group_wait_us",
         "journal_group_bytes", "journal_max_in_flight", "journal_file_bytes", "journal_files_max", "journal_queue_entries",
+        "journal_spin_us",
         "write_cache_bytes", "write_cache_shards", "checkpoint_interval_ms", "disk_usage_threshold", "disk_usage_lwm",
         "allow_shared_device", "max_frame_bytes", "io_threads", "compaction_threshold", "compaction_rate_bytes",
         "metadata", "bookie_id", "rack", "registration_ttl_s", "gc_interval_ms", "advertised_host", "admin_socket",
@@ -118,6 +121,7 @@ public struct BookieSettings: Sendable {
         }
         if let n = try int("journal_files_max", 2...1024) { journalFilesMax = n }
         if let n = try int("journal_queue_entries", 1...10_000_000) { journalQueueEntries = n }
+        if let n = try int("journal_spin_us", 0...1000) { journalSpinMicros = n }
         if let n = try int("write_cache_bytes", (1 << 20)...(1 << 40)) { writeCacheBytes = n }
         if let n = try int("write_cache_shards", 1...LedgerStorage.Configuration.shardsMax) { writeCacheShards = n }
         if let n = try int("checkpoint_interval_ms", 100...3_600_000) { checkpointIntervalMillis = n }
@@ -206,11 +210,12 @@ public struct BookieSettings: Sendable {
     }
 
     public func bookieConfiguration(engine: EngineChoice, truncateCorrupt: Bool) -> Bookie.Configuration {
-        let journal = Journal.Configuration(
+        var journal = Journal.Configuration(
             directory: journalDirectories[0], fileBytes: journalFileBytes, filesMax: journalFilesMax,
             policy: .init(groupWaitMax: .microseconds(groupWaitMicros), bufferedBytesMax: groupBytes,
                           maxInFlight: journalMaxInFlight),
             queueCountMax: journalQueueEntries, engine: engine, syncMode: journalSync, recordBytesMax: maxFrameBytes)
+        journal.spinMax = .microseconds(journalSpinMicros)
         var config = Bookie.Configuration(journal: journal, journalDirectories: journalDirectories,
                                           storage: .init(ledgerDirectories: ledgerDirectories,
                                                          writeCacheBytes: writeCacheBytes, shards: writeCacheShards))

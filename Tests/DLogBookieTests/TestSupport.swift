@@ -46,11 +46,14 @@ let journalEngines: [EngineChoice] = [.blocking] + (URingEngine.probe() == nil ?
     + (AIOEngine.probe() == nil ? [.libaio] : [])
 
 func makeJournal(_ dir: String, engine: EngineChoice, sync: SyncMode = .fdatasync, fileBytes: Int = 1 << 20,
-                 filesMax: Int = 4, groupBytes: Int = 64 * 1024, inFlight: Int = 1) throws -> Journal {
-    try Journal(index: 0, configuration: Journal.Configuration(
+                 filesMax: Int = 4, groupBytes: Int = 64 * 1024, inFlight: Int = 1,
+                 spin: Duration = .microseconds(50)) throws -> Journal {
+    var configuration = Journal.Configuration(
         directory: dir, fileBytes: fileBytes, filesMax: filesMax,
         policy: .init(groupWaitMax: .microseconds(500), bufferedBytesMax: groupBytes, maxInFlight: inFlight),
-        queueCountMax: 100_000, queueBytesMax: 64 << 20, engine: engine, syncMode: sync, recordBytesMax: 256 * 1024))
+        queueCountMax: 100_000, queueBytesMax: 64 << 20, engine: engine, syncMode: sync, recordBytesMax: 256 * 1024)
+    configuration.spinMax = spin
+    return try Journal(index: 0, configuration: configuration)
 }
 
 /// Appends records and waits until all are durable; returns their results.

@@ -18,6 +18,7 @@ import Testing
         #expect(s.journalEngine == .auto)
         #expect(s.groupBytes == 512 * 1024)
         #expect(s.maxFrameBytes == 5 << 20)
+        #expect(s.journalSpinMicros == 50)
     }
 
     /// Values are parsed with units and lists.
@@ -32,6 +33,7 @@ import Testing
             write_cache_shards = 16
             disk_usage_threshold = 0.9
             disk_usage_lwm = 0.8
+            journal_spin_us = 0
             """)
         #expect(s.journalDirectories == ["/a", "/b"])
         #expect(s.port == 4000)
@@ -40,6 +42,7 @@ import Testing
         #expect(s.writeCacheBytes == 128 << 20)
         #expect(s.writeCacheShards == 16)
         #expect(s.bookieConfiguration(engine: .blocking, truncateCorrupt: false).storage.shards == 16)
+        #expect(s.bookieConfiguration(engine: .blocking, truncateCorrupt: false).journal.spinMax == .zero)
         // auto: the faster mode for the engine chosen; an explicit mode stays.
         var automatic = try settings("journal_sync = auto\n")
         automatic.resolveJournalSync(for: .libaio)
@@ -68,6 +71,7 @@ import Testing
         ("replication_entries_in_flight = 0", ["'replication_entries_in_flight'"]),
         ("scrub_rate_bytes = 1K", ["'scrub_rate_bytes'"]),
         ("write_cache_shards = 65", ["'write_cache_shards'", "65", "1 to 64"]),
+        ("journal_spin_us = 5000", ["'journal_spin_us'", "5000", "0 to 1000"]),
     ])
     func badValuesAreNamed(text: String, fragments: [String]) {
         do {

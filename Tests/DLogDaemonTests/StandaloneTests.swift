@@ -90,6 +90,8 @@ import Testing
             #expect((exposition.count("dlog_bookie_request_duration_seconds", ["bookie": bookie, "op": "add"]) ?? 0) > 0, "\(bookie)")
             #expect((exposition.count("dlog_journal_sync_duration_seconds", ["bookie": bookie, "journal": "0"]) ?? 0) > 0, "\(bookie)")
             #expect(exposition.values("dlog_bookie_adds_total", ["bookie": bookie]).first ?? 0 > 0, "\(bookie)")
+            // Three journal writers share the cores with what feeds them: none polls for its next add.
+            #expect(exposition.values("dlog_journal_spins_total", ["bookie": bookie, "journal": "0"]) == [0], "\(bookie)")
         }
         #expect((exposition.count("dlog_proxy_request_duration_seconds", ["op": "write"]) ?? 0) > 0)
         #expect((exposition.count("dlog_metadata_request_duration_seconds", ["op": "commit"]) ?? 0) > 0)
