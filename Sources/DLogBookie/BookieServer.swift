@@ -13,15 +13,17 @@ public final class BookieServer: Sendable, FrameListening {
     let maxFrameBytes: Int
 
     /// `access`: who may do what, checked on every request (a port that requires TLS); nil: anyone may do anything.
+    /// `group`: event loops lent by the caller, who stops them (a standalone's, shared by its parts); else
+    /// `threads` of its own.
     public init(bookie: Bookie, host: String, port: Int, maxFrameBytes: Int, threads: Int = 2,
-                tls: ServerTLS? = nil, budget: ConnectionBudget? = nil, access: BookieAccess? = nil, logger: Logger) throws {
+                group: MultiThreadedEventLoopGroup? = nil, tls: ServerTLS? = nil, budget: ConnectionBudget? = nil, access: BookieAccess? = nil, logger: Logger) throws {
         self.bookie = bookie
         self.maxFrameBytes = maxFrameBytes
         pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
         let pool = self.pool
         do {
-            listener = try FrameServer(host: host, port: port, threads: threads, maxFrameBytes: maxFrameBytes,
+            listener = try FrameServer(host: host, port: port, threads: threads, group: group, maxFrameBytes: maxFrameBytes,
                                        splitsFrames: true, tls: tls, budget: budget) {
                 BookieRequestHandler(bookie: bookie, pool: pool, maxFrameBytes: maxFrameBytes, access: access, logger: logger)
             }

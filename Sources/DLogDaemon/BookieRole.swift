@@ -7,6 +7,7 @@ import DLogWire
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Runs the bookie role until SIGTERM/SIGINT or a journal failure.
@@ -87,7 +88,7 @@ public enum BookieRole {
     /// With `registry` (a standalone's, shared by its parts), the bookie records into it under a `bookie` label
     /// and the caller renders it; without, the bookie has a registry of its own.
     static func start(settings: BookieSettings, truncateCorrupt: Bool, logger: Logger,
-                      registry shared: RoleRegistry?) throws -> RunningBookie {
+                      registry shared: RoleRegistry?, loops: MultiThreadedEventLoopGroup? = nil) throws -> RunningBookie {
         try settings.check()
         let disks = try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
         let bookieID = BookieID(settings.bookieID ?? settings.advertisedAddress(port: settings.port))
@@ -139,7 +140,7 @@ public enum BookieRole {
             exit(3)
         }
         let server = try BookieServer(bookie: bookie, host: settings.host, port: settings.port,
-                                      maxFrameBytes: settings.maxFrameBytes, threads: settings.ioThreads,
+                                      maxFrameBytes: settings.maxFrameBytes, threads: settings.ioThreads, group: loops,
                                       tls: settings.tls.server(tls, logger: logger),
                                       budget: settings.connections.budget(logger: logger),
                                       access: settings.tls.enforcesAuthorization ? BookieAccess(ledgerClients: Set(settings.ledgerClients)) : nil,

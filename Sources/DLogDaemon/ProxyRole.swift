@@ -42,6 +42,8 @@ public enum ProxyRole {
         let server: ProxyServer
         let pool: BookiePool
         let loops: MultiThreadedEventLoopGroup
+        /// Whether `stop()` stops `loops`: not when the caller lent them.
+        let ownsLoops: Bool
         let store: any MetadataStore
         let admin: AdminSocket?
         let metrics: MetricsServer?
@@ -65,19 +67,21 @@ public enum ProxyRole {
             _ = try? runBlocking {
                 await pool.shutdown()
                 await store.shutdown()
-                try? await loops.shutdownGracefully()
+                if ownsLoops { try? await loops.shutdownGracefully() }
             }
         }
     }
 
     /// With `registry` (a standalone's, shared by its parts) the proxy records into it and the caller renders
     /// it; without, the proxy has a registry of its own.
-    static func start(settings: ProxySettings, logger: Logger, registry shared: RoleRegistry? = nil) throws -> RunningProxy {
+    /// `lent`: event loops the caller shares with the proxy and stops itself (a standalone's, shared with its bookies).
+    static func start(settings: ProxySettings, logger: Logger, registry shared: RoleRegistry? = nil,
+                      loops lent: MultiThreadedEventLoopGroup? = nil) throws -> RunningProxy {
         let tls = try settings.tls.identity()
         let store = try MetadataURI.connect(settings.metadata, tls: tls)
         // Clients' connections and the bookie connections their writes go out on share the event loops: a
         // write is then forwarded and answered on one thread, not handed between two each way.
-        let loops = MultiThreadedEventLoopGroup(numberOfThreads: settings.ioThreads)
+        let loops = lent ?? MultiThreadedEventLoopGroup(numberOfThreads: settings.ioThreads)
         let registry = shared ?? RoleRegistry()
         var poolOptions = BookiePool.Options()
         poolOptions.eventLoopGroup = loops
@@ -106,7 +110,7 @@ public enum ProxyRole {
             try runBlocking { try await proxy.register() }
         } catch {
             server.close()
-            try? loops.syncShutdownGracefully()
+            if lent == nil { try? loops.syncShutdownGracefully() }
             throw error
         }
         logger.info("proxy serving", metadata: ["address": "\(address)", "metadata": "\(settings.metadata)"])
@@ -132,7 +136,7 @@ public enum ProxyRole {
         }
         let watchdog = RoleWatchdogs.proxy(server, proxy)
         watchdog.start(logger: logger)
-        return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, loops: loops, store: store,
+        return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, loops: loops, ownsLoops: lent == nil, store: store,
                             admin: admin, metrics: metrics, announcement: announcement, watchdog: watchdog, logger: logger, tls: tls,
                             access: access)
     }
