@@ -16,7 +16,8 @@ public final class BookieServer: Sendable, FrameListening {
     /// `group`: event loops lent by the caller, who stops them (a standalone's, shared by its parts); else
     /// `threads` of its own.
     public init(bookie: Bookie, host: String, port: Int, maxFrameBytes: Int, threads: Int = 2,
-                group: MultiThreadedEventLoopGroup? = nil, tls: ServerTLS? = nil, budget: ConnectionBudget? = nil, access: BookieAccess? = nil, logger: Logger) throws {
+                group: MultiThreadedEventLoopGroup? = nil, tls: ServerTLS? = nil, budget: ConnectionBudget? = nil,
+                access: BookieAccess? = nil, logger: Logger) throws {
         self.bookie = bookie
         self.maxFrameBytes = maxFrameBytes
         pool = NIOThreadPool(numberOfThreads: 2)

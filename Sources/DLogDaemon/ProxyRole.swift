@@ -136,7 +136,8 @@ public enum ProxyRole {
         }
         let watchdog = RoleWatchdogs.proxy(server, proxy)
         watchdog.start(logger: logger)
-        return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, loops: loops, ownsLoops: lent == nil, store: store,
+        return RunningProxy(port: port, address: address, service: proxy, server: server, pool: pool, loops: loops,
+                            ownsLoops: lent == nil, store: store,
                             admin: admin, metrics: metrics, announcement: announcement, watchdog: watchdog, logger: logger, tls: tls,
                             access: access)
     }
