@@ -155,7 +155,8 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire",
-                                                            "DLogTestSupport"]),
+                                                            "DLogTestSupport",
+                                                            .product(name: "MetricsTestKit", package: "swift-metrics")]),
         .testTarget(name: "DistributedLogTests", dependencies: [
             "DistributedLog", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport", "DLogClusterSupport",
         ]),

@@ -45,15 +45,17 @@ extension Bookie {
         let results = storage.take(adds: requests) { accepted in
             var pending: [Journal.Pending] = []
             pending.reserveCapacity(accepted.count + 1)
+            // Each add is read in place: binding it whole (`let (add, header) = adds[i]`) copied its entry, key and
+            // answer once more, a retain and a release each.
             for (i, withKey) in accepted {
-                let (add, header) = adds[i]
+                let header = adds[i].header
                 if withKey {
                     pending.append(Journal.Pending(
-                        record: JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(header.ledger, add.key)),
+                        record: JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(header.ledger, adds[i].add.key)),
                         completion: nil))
                 }
-                pending.append(Journal.Pending(record: JournalRecord(kind: .add, payload: add.entry),
-                                               completion: .answerAdd(add.answer, header.ledger, header.entry)))
+                pending.append(Journal.Pending(record: JournalRecord(kind: .add, payload: adds[i].add.entry),
+                                               completion: .answerAdd(adds[i].add.answer, header.ledger, header.entry)))
             }
             return journal.append(pending)
         }

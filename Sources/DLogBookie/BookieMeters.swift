@@ -20,21 +20,18 @@ public final class BookieMeters: Sendable {
         longPoll = Timer(label: label, dimensions: dimensions + [("op", "long_poll")], factory: factory)
     }
 
-    func timer(_ op: BookieOp) -> Timer { requests[Int(op.rawValue) - 1] }
-
-    /// Now, for `RequestTiming`: the monotonic clock in nanoseconds.
-    static var now: UInt64 { DispatchTime.now().uptimeNanoseconds }
-}
-
-/// When a request arrived and which timer its service time goes to.
-struct RequestTiming: Sendable {
-    let timer: Timer
-    let received: UInt64
-
-    func answered() {
-        let now = BookieMeters.now
-        timer.recordNanoseconds(Int64(now &- received))
+    /// A request of `op` that arrived at `received` (`now`) was answered at `answered`: its service time.
+    func answered(_ op: BookieOp, longPoll: Bool, received: UInt64, at answered: UInt64) {
+        let nanoseconds = Int64(answered &- received)
+        if longPoll {
+            self.longPoll.recordNanoseconds(nanoseconds)
+        } else {
+            requests[Int(op.rawValue) - 1].recordNanoseconds(nanoseconds)
+        }
     }
+
+    /// Now, for service times: the monotonic clock in nanoseconds.
+    static var now: UInt64 { DispatchTime.now().uptimeNanoseconds }
 }
 
 extension BookieOp {

@@ -70,6 +70,8 @@ final class BookieRequestHandler: ChannelInboundHandler {
     private var principal: Principal?
     /// Operations refused on this connection so far: each is logged once per connection.
     private var refused: Set<BookieOp> = []
+    /// Where the connection's answers go, with its batcher (`connectionAnswers()`).
+    private var answers: ConnectionAnswers?
 
     init(bookie: Bookie, pool: NIOThreadPool, maxFrameBytes: Int, access: BookieAccess? = nil, logger: Logger) {
         self.bookie = bookie
@@ -100,6 +102,15 @@ final class BookieRequestHandler: ChannelInboundHandler {
         }
     }
 
+    /// The connection's answers, made once its batcher is (and let go of with it, at close).
+    private func connectionAnswers() -> ConnectionAnswers? {
+        guard let batcher = gate.batcher else { return nil }
+        if let answers, answers.batcher === batcher { return answers }
+        let made = ConnectionAnswers(batcher: batcher, meters: bookie.meters)
+        answers = made
+        return made
+    }
+
     private func serve(_ frame: Frame, context: ChannelHandlerContext) {
         let request: BookieRequest
         do {
@@ -108,11 +119,11 @@ final class BookieRequestHandler: ChannelInboundHandler {
             reject(context: context, reason: "\(error)")
             return
         }
-        guard let batcher = gate.batcher else { return }  // nil once the connection closed
-        let timer: Timer
-        if case .readLAC(_, _?) = request { timer = bookie.meters.longPoll } else { timer = bookie.meters.timer(request.op) }
-        let answer = Answer.connection(batcher, request.op, requestID: frame.header.requestID,
-                                       timing: RequestTiming(timer: timer, received: BookieMeters.now))
+        guard let answers = connectionAnswers() else { return }  // nil once the connection closed
+        var longPoll = false
+        if case .readLAC(_, _?) = request { longPoll = true }
+        let answer = Answer.connection(answers, request.op, requestID: frame.header.requestID,
+                                       received: BookieMeters.now, longPoll: longPoll)
         gate.took(channel: context.channel)
         if let access, !access.allows(request.op, by: principal) { return deny(request.op, answer: answer, context: context) }
         if let refusal = request.entryIDRefusal { return answer(.failed(.badRequest, message: refusal)) }
@@ -229,6 +240,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
         takeRun(context: context, pausing: false)
         // The batcher's callback holds this handler: let go of it, or every closed connection stays in memory.
         gate.closed()
+        answers = nil
         context.fireChannelInactive()
     }
 

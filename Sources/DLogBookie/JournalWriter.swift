@@ -205,7 +205,11 @@ final class JournalWriter {
         var room = limit - buffer.count - JournalFormat.alignment
         var alone = batchRecords.isEmpty
         var stoppedForRoom = false
-        let taken = journal.queue.drain { pending in
+        let first = batchRecords.count
+        var oldestQueued: UInt64?
+        // Taken records move into the batch, then are encoded in place there: copied out of the queue and into
+        // the batch, each record cost a retain and a release of every reference it holds, twice.
+        journal.queue.drain(while: { pending in
             let need = pending.record.encodedBytes
             guard need <= room || (alone && need <= buffer.capacity - buffer.count - JournalFormat.alignment) else {
                 stoppedForRoom = true
@@ -214,22 +218,23 @@ final class JournalWriter {
             alone = false
             room -= need
             return true
-        }
+        }, into: { pending in
+            if oldestQueued == nil { oldestQueued = pending.queued }
+            if let completion = pending.completion { batchCompletions.append(completion) }
+            batchRecords.append(pending.record)
+        })
         // One observation per take, the oldest record's wait (the queue is first in, first out): the longest any
         // record taken waited. One per record cost the writer's thread a histogram's lock per add.
-        if let oldest = taken.first { journal.meters.taken(queued: oldest.queued, at: JournalMeters.now) }
-        for pending in taken {
-            let record = pending.record
-            record.payload.withUnsafeBytes { payload in
-                buffer.count += JournalRecordCodec.write(kind: record.kind, seq: nextSeq, payload: payload,
+        if let oldestQueued { journal.meters.taken(queued: oldestQueued, at: JournalMeters.now) }
+        for i in first ..< batchRecords.count {
+            batchRecords[i].payload.withUnsafeBytes { payload in
+                buffer.count += JournalRecordCodec.write(kind: batchRecords[i].kind, seq: nextSeq, payload: payload,
                                                          into: UnsafeMutableRawBufferPointer(start: buffer.base,
                                                                                              count: buffer.capacity),
                                                          at: buffer.count)
             }
             nextSeq += 1
-            batchRecords.append(record)
-            if let c = pending.completion { batchCompletions.append(c) }
-            policy.added(bytes: record.encodedBytes, at: now)
+            policy.added(bytes: batchRecords[i].encodedBytes, at: now)
         }
         return stoppedForRoom
     }

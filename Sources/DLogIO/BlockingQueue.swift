@@ -67,7 +67,6 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         return .accepted
     }
 
-    /// Removes elements from the front while `take` accepts them. Never blocks.
     /// `offer` of one element, without an array.
     @inlinable
     public func offer(_ element: Element) -> Offer {
@@ -83,16 +82,32 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         return .accepted
     }
 
+    /// Removes elements from the front while `take` accepts them. Never blocks.
     @inlinable
     public func drain(while take: (Element) -> Bool) -> [Element] {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         var out: [Element] = []
-        while let first = items.first, take(first) {
+        // The front is lent to `take` and `weigh` in place, then moved out: binding it to a local (`items.first`)
+        // copied each element, a retain and a release of every reference it holds, under the queue's lock.
+        while !items.isEmpty, take(items[items.startIndex]) {
+            bytes -= weigh(items[items.startIndex])
             out.append(items.removeFirst())
-            bytes -= weigh(first)
         }
         return out
+    }
+
+    /// Moves elements from the front into `receive` while `take` accepts them. Never blocks. Each element is
+    /// handed over, not copied: a consumer that keeps what it takes (the journal's batch) pays no retain and
+    /// release per reference an element holds, as it does to copy from the array `drain(while:)` returns.
+    @inlinable
+    public func drain(while take: (Element) -> Bool, into receive: (consuming Element) -> Void) {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while !items.isEmpty, take(items[items.startIndex]) {
+            bytes -= weigh(items[items.startIndex])
+            receive(items.removeFirst())
+        }
     }
 
     @inlinable

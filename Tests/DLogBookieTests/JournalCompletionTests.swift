@@ -1,5 +1,6 @@
 @testable import DLogBookie
 import DLogWire
+import MetricsTestKit
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -17,8 +18,9 @@ import Testing
     }
 
     /// A synced batch answers its adds in journal order, each connection getting exactly its own answers, with
-    /// their request ids, whether they come in runs or one by one, and other completions run in between. Over
-    /// real loopback connections: the answers are read back from the client side.
+    /// their request ids, whether they come in runs or one by one, and other completions run in between, and
+    /// records one service time per answer (long polls apart). Over real loopback connections: the answers are
+    /// read back from the client side.
     @Test func answersGoToTheirConnectionsInOrder() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let accepted = Mutex<[Channel]>([])
@@ -38,12 +40,16 @@ import Testing
             while accepted.withLock({ $0.count }) < clients.count { try await Task.sleep(for: .milliseconds(5)) }
         }
         let counted = Mutex([0, 0])
-        let batchers = (0 ..< 2).map { c in
-            ResponseBatcher(channel: accepted.withLock { $0[c] }) { n in counted.withLock { $0[c] += n } }
+        let metrics = TestMetrics()
+        let meters = BookieMeters(factory: metrics)
+        let connections = (0 ..< 2).map { c in
+            ConnectionAnswers(batcher: ResponseBatcher(channel: accepted.withLock { $0[c] }) { n in counted.withLock { $0[c] += n } },
+                              meters: meters)
         }
         let called = Mutex(0)
         func add(_ c: Int, _ id: UInt64) -> JournalCompletion {
-            .answerAdd(.connection(batchers[c], .add, requestID: id, timing: nil), LedgerID(UInt64(c + 1)), EntryID(Int64(id)))
+            .answerAdd(.connection(connections[c], .add, requestID: id, received: BookieMeters.now, longPoll: false),
+                       LedgerID(UInt64(c + 1)), EntryID(Int64(id)))
         }
         JournalCompletion.succeed([add(0, 1), add(0, 2), add(0, 3), .call { _ in called.withLock { $0 += 1 } },
                                    add(1, 1), add(0, 4), add(1, 2), add(1, 3)])
@@ -63,6 +69,14 @@ import Testing
             #expect(answers.map(\.1) == ids.map { .added(ledger: LedgerID(UInt64(c + 1)), entry: EntryID(Int64($0))) })
         }
         #expect(counted.withLock { $0 } == [4, 3])
+        let label = "dlog_bookie_request_duration_seconds"
+        #expect(try metrics.expectTimer(label, [("op", "add")]).values.count == 7)
+        // An answer outside a batch (a READ_LAC that waited) is timed as it is given, under `long_poll`.
+        Answer.connection(connections[0], .readLAC, requestID: 9, received: BookieMeters.now - 5_000_000, longPoll: true)(
+            .lac(lac: EntryID(4), lastEntry: EntryID(4)))
+        #expect(try metrics.expectTimer(label, [("op", "long_poll")]).values.allSatisfy { $0 >= 5_000_000 })
+        #expect(try metrics.expectTimer(label, [("op", "long_poll")]).values.count == 1)
+        #expect(try metrics.expectTimer(label, [("op", "read_lac")]).values.isEmpty)
         for (channel, _) in clients { try await channel.close() }
         try await server.close()
     }
