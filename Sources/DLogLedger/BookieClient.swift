@@ -185,16 +185,18 @@ final class ClientHandler: ChannelDuplexHandler {
         let batch = unwrapOutboundIn(data)
         let now = requestTimeout == nil ? nil : NIODeadline.now()
         var buffer = context.channel.allocator.buffer(capacity: 0)
-        for out in batch {
-            guard let id = pending.add(out.waiter, closedError: ConnectionClosed()) else { continue }
+        // Each request is read in place: binding it (`for out in batch`) copied its entry and its waiter once
+        // more, a retain and a release each, per request.
+        for i in batch.indices {
+            guard let id = pending.add(batch[i].waiter, closedError: ConnectionClosed()) else { continue }
             if let requestTimeout, let now {
-                if case .readLAC(_, let poll?) = out.request {
+                if case .readLAC(_, let poll?) = batch[i].request {
                     pollDeadlines[id] = now + requestTimeout + .milliseconds(Int64(poll.timeoutMilliseconds))
                 } else {
                     deadlines.append((id, now + requestTimeout))
                 }
             }
-            out.request.encode(requestID: id, into: &buffer)
+            batch[i].request.encode(requestID: id, into: &buffer)
             if buffer.readableBytes >= Self.spillBytes {
                 context.write(wrapOutboundOut(buffer), promise: nil)
                 buffer = context.channel.allocator.buffer(capacity: 0)

@@ -32,10 +32,62 @@ struct BookieCommand: AsyncParsableCommand {
         var size: Int
     }
 
-    /// One chain of adds (or READ_LACs) on one ledger: it ends at the deadline or at its first failure.
+    /// One chain of adds (or READ_LACs) on one ledger: it ends at the deadline or at its first failure. What
+    /// does not change from one add to the next lives here, so each add's callback holds one reference, not
+    /// one per value: the client shares the machine's cores with the bookie it measures.
     final class Lane: Sendable {
+        let client: BookieClient
+        let key: MasterKey
+        let ledger: LedgerID
+        let payload: [UInt8]
+        let deadline: ContinuousClock.Instant
+        let tally: WriteTally
+        let readLAC: Bool
         let done: EventLoopPromise<Void>
-        init(done: EventLoopPromise<Void>) { self.done = done }
+
+        init(client: BookieClient, key: MasterKey, ledger: LedgerID, payload: [UInt8], deadline: ContinuousClock.Instant,
+             tally: WriteTally, readLAC: Bool) {
+            self.client = client
+            self.key = key
+            self.ledger = ledger
+            self.payload = payload
+            self.deadline = deadline
+            self.tally = tally
+            self.readLAC = readLAC
+            done = client.channel.eventLoop.makePromise()
+        }
+
+        /// Sends entry `entry`; its answer records the latency and sends the next until the deadline.
+        func step(entry: Int64) {
+            let bytes = EntryCodec.encode(EntryHeader(ledger: ledger, entry: EntryID(entry), lastAddConfirmed: EntryID(entry - 1),
+                                                      ledgerLength: UInt64(entry + 1) * UInt64(payload.count)),
+                                          payload: payload)
+            let crc = bytes.withUnsafeBytes { $0.loadBigEndian(UInt32.self, at: 32) }
+            let sent = ContinuousClock.now
+            let request: BookieRequest = readLAC ? .readLAC(ledger: ledger, longPoll: nil)
+                : .add(masterKey: key, entry: bytes, recovery: false)
+            client.send(request) { [self] result in
+                let now = ContinuousClock.now
+                // An add must be acknowledged; a READ_LAC of a ledger never written is answered NO_LEDGER, which
+                // is fine for measuring the round trip.
+                let ok: Bool
+                switch result {
+                case .success(.added): ok = !readLAC
+                case .success(.lac), .success(.failed(.noLedger, _)): ok = readLAC
+                default: ok = false
+                }
+                if ok {
+                    tally.confirmed(latency: now - sent, ackedLine: tally.keepsAcked ? "\(ledger.rawValue) \(entry) \(crc)" : nil)
+                } else {
+                    tally.failed(BenchError("\(ledger)/\(entry): \(result)"))
+                }
+                if ok, now < deadline {
+                    step(entry: entry + 1)
+                } else {
+                    done.succeed(())
+                }
+            }
+        }
     }
 
     func validate() throws {
@@ -67,11 +119,10 @@ struct BookieCommand: AsyncParsableCommand {
         var lanes: [Lane] = []
         for (c, client) in connections.enumerated() {
             for p in 0..<pipeline {
-                let lane = Lane(done: client.channel.eventLoop.makePromise())
+                let lane = Lane(client: client, key: key, ledger: LedgerID(base + UInt64(c * pipeline + p)), payload: payload,
+                                deadline: deadline, tally: tally, readLAC: op == "read-lac")
                 lanes.append(lane)
-                let ledger = LedgerID(base + UInt64(c * pipeline + p))
-                Self.step(client: client, lane: lane, key: key, ledger: ledger, entry: 0, payload: payload,
-                          deadline: deadline, tally: tally, readLAC: op == "read-lac")
+                lane.step(entry: 0)
             }
         }
         for lane in lanes { try await lane.done.futureResult.get() }
@@ -103,40 +154,6 @@ struct BookieCommand: AsyncParsableCommand {
         if errors > 0 {
             FileHandle.standardError.write(Data("dlog-bench: \(errors) adds failed; first: \(firstError ?? "?")\n".utf8))
             throw ExitCode(1)
-        }
-    }
-
-    /// One add; its completion records the latency and sends the next until the deadline.
-    static func step(client: BookieClient, lane: Lane, key: MasterKey, ledger: LedgerID, entry: Int64,
-                     payload: [UInt8], deadline: ContinuousClock.Instant, tally: WriteTally, readLAC: Bool) {
-        let bytes = EntryCodec.encode(EntryHeader(ledger: ledger, entry: EntryID(entry), lastAddConfirmed: EntryID(entry - 1),
-                                                  ledgerLength: UInt64(entry + 1) * UInt64(payload.count)),
-                                      payload: payload)
-        let sent = ContinuousClock.now
-        let request: BookieRequest = readLAC ? .readLAC(ledger: ledger, longPoll: nil)
-            : .add(masterKey: key, entry: bytes, recovery: false)
-        client.send(request) { result in
-            let now = ContinuousClock.now
-            // An add must be acknowledged; a READ_LAC of a ledger never written is answered NO_LEDGER, which
-            // is fine for measuring the round trip.
-            let ok: Bool
-            switch result {
-            case .success(.added): ok = !readLAC
-            case .success(.lac), .success(.failed(.noLedger, _)): ok = readLAC
-            default: ok = false
-            }
-            if ok {
-                let crc = bytes.withUnsafeBytes { $0.loadBigEndian(UInt32.self, at: 32) }
-                tally.confirmed(latency: now - sent, ackedLine: tally.keepsAcked ? "\(ledger.rawValue) \(entry) \(crc)" : nil)
-            } else {
-                tally.failed(BenchError("\(ledger)/\(entry): \(result)"))
-            }
-            if ok, now < deadline {
-                step(client: client, lane: lane, key: key, ledger: ledger, entry: entry + 1, payload: payload,
-                     deadline: deadline, tally: tally, readLAC: readLAC)
-            } else {
-                lane.done.succeed(())
-            }
         }
     }
 }
