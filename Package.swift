@@ -154,9 +154,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
-        .testTarget(name: "DLogBookieTests", dependencies: ["DLogBookie", "DLogLedger", "DLogIO", "DLogWire",
-                                                            "DLogTestSupport",
-                                                            .product(name: "MetricsTestKit", package: "swift-metrics")]),
+        .testTarget(name: "DLogBookieTests", dependencies: [
+            "DLogBookie", "DLogLedger", "DLogIO", "DLogWire", "DLogTestSupport",
+            .product(name: "MetricsTestKit", package: "swift-metrics"),
+        ]),
         .testTarget(name: "DistributedLogTests", dependencies: [
             "DistributedLog", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport", "DLogClusterSupport",
         ]),

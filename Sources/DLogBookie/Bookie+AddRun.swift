@@ -50,9 +50,9 @@ extension Bookie {
             for (i, withKey) in accepted {
                 let header = adds[i].header
                 if withKey {
-                    pending.append(Journal.Pending(
-                        record: JournalRecord(kind: .masterKey, payload: Self.ledgerPayload(header.ledger, adds[i].add.key)),
-                        completion: nil))
+                    let key = Self.ledgerPayload(header.ledger, adds[i].add.key)
+                    pending.append(Journal.Pending(record: JournalRecord(kind: .masterKey, payload: key),
+                                                   completion: nil))
                 }
                 pending.append(Journal.Pending(record: JournalRecord(kind: .add, payload: adds[i].add.entry),
                                                completion: .answerAdd(adds[i].add.answer, header.ledger, header.entry)))

@@ -51,16 +51,16 @@ extension JournalCompletion {
             let run = i ..< end
             connection.batcher.send(count: run.count) { bytes in
                 for k in run {
-                    guard case .answerAdd(.connection(_, let op, let requestID, _, _), let ledger, let entry) = completions[k]
-                    else { continue }
+                    guard case .answerAdd(.connection(_, let op, let requestID, _, _), let ledger, let entry)
+                        = completions[k] else { continue }
                     BookieResponse.added(ledger: ledger, entry: entry).encode(op: op, requestID: requestID, into: &bytes)
                 }
             }
             // Recorded once the answers are handed over, outside the batcher's lock.
             let now = BookieMeters.now
             for k in run {
-                guard case .answerAdd(.connection(_, let op, _, let received, let longPoll), _, _) = completions[k]
-                else { continue }
+                guard case .answerAdd(.connection(_, let op, _, let received, let longPoll), _, _)
+                    = completions[k] else { continue }
                 connection.meters.answered(op, longPoll: longPoll, received: received, at: now)
             }
             i = end

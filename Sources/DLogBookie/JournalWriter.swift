@@ -207,8 +207,9 @@ final class JournalWriter {
         var stoppedForRoom = false
         let first = batchRecords.count
         var oldestQueued: UInt64?
-        // Taken records move into the batch, then are encoded in place there: copied out of the queue and into
-        // the batch, each record cost a retain and a release of every reference it holds, twice.
+        // The queue hands each record over, and it goes into the batch, encoded there in place. Copied from an
+        // array `drain` returned, and bound to a local to encode, each cost a retain and a release of every
+        // reference it holds, twice.
         journal.queue.drain(while: { pending in
             let need = pending.record.encodedBytes
             guard need <= room || (alone && need <= buffer.capacity - buffer.count - JournalFormat.alignment) else {

@@ -45,8 +45,8 @@ struct BookieCommand: AsyncParsableCommand {
         let readLAC: Bool
         let done: EventLoopPromise<Void>
 
-        init(client: BookieClient, key: MasterKey, ledger: LedgerID, payload: [UInt8], deadline: ContinuousClock.Instant,
-             tally: WriteTally, readLAC: Bool) {
+        init(client: BookieClient, key: MasterKey, ledger: LedgerID, payload: [UInt8],
+             deadline: ContinuousClock.Instant, tally: WriteTally, readLAC: Bool) {
             self.client = client
             self.key = key
             self.ledger = ledger
@@ -59,9 +59,9 @@ struct BookieCommand: AsyncParsableCommand {
 
         /// Sends entry `entry`; its answer records the latency and sends the next until the deadline.
         func step(entry: Int64) {
-            let bytes = EntryCodec.encode(EntryHeader(ledger: ledger, entry: EntryID(entry), lastAddConfirmed: EntryID(entry - 1),
-                                                      ledgerLength: UInt64(entry + 1) * UInt64(payload.count)),
-                                          payload: payload)
+            let header = EntryHeader(ledger: ledger, entry: EntryID(entry), lastAddConfirmed: EntryID(entry - 1),
+                                     ledgerLength: UInt64(entry + 1) * UInt64(payload.count))
+            let bytes = EntryCodec.encode(header, payload: payload)
             let crc = bytes.withUnsafeBytes { $0.loadBigEndian(UInt32.self, at: 32) }
             let sent = ContinuousClock.now
             let request: BookieRequest = readLAC ? .readLAC(ledger: ledger, longPoll: nil)
@@ -77,7 +77,8 @@ struct BookieCommand: AsyncParsableCommand {
                 default: ok = false
                 }
                 if ok {
-                    tally.confirmed(latency: now - sent, ackedLine: tally.keepsAcked ? "\(ledger.rawValue) \(entry) \(crc)" : nil)
+                    tally.confirmed(latency: now - sent,
+                                    ackedLine: tally.keepsAcked ? "\(ledger.rawValue) \(entry) \(crc)" : nil)
                 } else {
                     tally.failed(BenchError("\(ledger)/\(entry): \(result)"))
                 }
@@ -119,8 +120,8 @@ struct BookieCommand: AsyncParsableCommand {
         var lanes: [Lane] = []
         for (c, client) in connections.enumerated() {
             for p in 0..<pipeline {
-                let lane = Lane(client: client, key: key, ledger: LedgerID(base + UInt64(c * pipeline + p)), payload: payload,
-                                deadline: deadline, tally: tally, readLAC: op == "read-lac")
+                let lane = Lane(client: client, key: key, ledger: LedgerID(base + UInt64(c * pipeline + p)),
+                                payload: payload, deadline: deadline, tally: tally, readLAC: op == "read-lac")
                 lanes.append(lane)
                 lane.step(entry: 0)
             }

@@ -43,8 +43,8 @@ import Testing
         let metrics = TestMetrics()
         let meters = BookieMeters(factory: metrics)
         let connections = (0 ..< 2).map { c in
-            ConnectionAnswers(batcher: ResponseBatcher(channel: accepted.withLock { $0[c] }) { n in counted.withLock { $0[c] += n } },
-                              meters: meters)
+            let batcher = ResponseBatcher(channel: accepted.withLock { $0[c] }) { n in counted.withLock { $0[c] += n } }
+            return ConnectionAnswers(batcher: batcher, meters: meters)
         }
         let called = Mutex(0)
         func add(_ c: Int, _ id: UInt64) -> JournalCompletion {
@@ -72,8 +72,9 @@ import Testing
         let label = "dlog_bookie_request_duration_seconds"
         #expect(try metrics.expectTimer(label, [("op", "add")]).values.count == 7)
         // An answer outside a batch (a READ_LAC that waited) is timed as it is given, under `long_poll`.
-        Answer.connection(connections[0], .readLAC, requestID: 9, received: BookieMeters.now - 5_000_000, longPoll: true)(
-            .lac(lac: EntryID(4), lastEntry: EntryID(4)))
+        let poll = Answer.connection(connections[0], .readLAC, requestID: 9, received: BookieMeters.now - 5_000_000,
+                                     longPoll: true)
+        poll(.lac(lac: EntryID(4), lastEntry: EntryID(4)))
         #expect(try metrics.expectTimer(label, [("op", "long_poll")]).values.allSatisfy { $0 >= 5_000_000 })
         #expect(try metrics.expectTimer(label, [("op", "long_poll")]).values.count == 1)
         #expect(try metrics.expectTimer(label, [("op", "read_lac")]).values.isEmpty)
