@@ -24,8 +24,8 @@ public final class BookieServer: Sendable, FrameListening {
         pool.start()
         let pool = self.pool
         do {
-            listener = try FrameServer(host: host, port: port, threads: threads, group: group, maxFrameBytes: maxFrameBytes,
-                                       splitsFrames: true, tls: tls, budget: budget) {
+            listener = try FrameServer(host: host, port: port, threads: threads, group: group,
+                                       maxFrameBytes: maxFrameBytes, splitsFrames: true, tls: tls, budget: budget) {
                 BookieRequestHandler(bookie: bookie, pool: pool, maxFrameBytes: maxFrameBytes, access: access, logger: logger)
             }
         } catch {
@@ -70,7 +70,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
     private var principal: Principal?
     /// Operations refused on this connection so far: each is logged once per connection.
     private var refused: Set<BookieOp> = []
-    /// Where the connection's answers go, with its batcher (`connectionAnswers()`).
+    /// Where the connection's answers go: made with its batcher, let go of with it at close.
     private var answers: ConnectionAnswers?
 
     init(bookie: Bookie, pool: NIOThreadPool, maxFrameBytes: Int, access: BookieAccess? = nil, logger: Logger) {
@@ -86,7 +86,10 @@ final class BookieRequestHandler: ChannelInboundHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { gate.added(context: context) }
+    func handlerAdded(context: ChannelHandlerContext) {
+        gate.added(context: context)
+        answers = gate.batcher.map { ConnectionAnswers(batcher: $0, meters: bookie.meters) }
+    }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         gate.writabilityChanged(channel: context.channel)
@@ -102,15 +105,6 @@ final class BookieRequestHandler: ChannelInboundHandler {
         }
     }
 
-    /// The connection's answers, made once its batcher is (and let go of with it, at close).
-    private func connectionAnswers() -> ConnectionAnswers? {
-        guard let batcher = gate.batcher else { return nil }
-        if let answers, answers.batcher === batcher { return answers }
-        let made = ConnectionAnswers(batcher: batcher, meters: bookie.meters)
-        answers = made
-        return made
-    }
-
     private func serve(_ frame: Frame, context: ChannelHandlerContext) {
         let request: BookieRequest
         do {
@@ -119,7 +113,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
             reject(context: context, reason: "\(error)")
             return
         }
-        guard let answers = connectionAnswers() else { return }  // nil once the connection closed
+        guard let answers else { return }  // nil once the connection closed
         var longPoll = false
         if case .readLAC(_, _?) = request { longPoll = true }
         let answer = Answer.connection(answers, request.op, requestID: frame.header.requestID,

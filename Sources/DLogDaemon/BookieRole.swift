@@ -88,7 +88,8 @@ public enum BookieRole {
     /// With `registry` (a standalone's, shared by its parts), the bookie records into it under a `bookie` label
     /// and the caller renders it; without, the bookie has a registry of its own.
     static func start(settings: BookieSettings, truncateCorrupt: Bool, logger: Logger,
-                      registry shared: RoleRegistry?, loops: MultiThreadedEventLoopGroup? = nil) throws -> RunningBookie {
+                      registry shared: RoleRegistry?,
+                      loops: MultiThreadedEventLoopGroup? = nil) throws -> RunningBookie {
         try settings.check()
         let disks = try Cookies.verifyOrCreate(journal: settings.journalDirectories, ledger: settings.ledgerDirectories)
         let bookieID = BookieID(settings.bookieID ?? settings.advertisedAddress(port: settings.port))

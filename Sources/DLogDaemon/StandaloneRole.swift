@@ -109,8 +109,8 @@ public enum StandaloneRole {
                 bookie.writeCacheBytes = 64 << 20
                 bookie.tls = tls(.bookie)
                 bookies.append(try BookieRole.start(settings: bookie, truncateCorrupt: false,
-                                                    logger: Logger(label: "dlogd.standalone.bookie-\(index)"), registry: registry,
-                                                    loops: loops))
+                                                    logger: Logger(label: "dlogd.standalone.bookie-\(index)"),
+                                                    registry: registry, loops: loops))
             }
             var proxySettings = ProxySettings()
             proxySettings.metadata = settings.metadataURI
@@ -118,8 +118,8 @@ public enum StandaloneRole {
             proxySettings.port = settings.proxyPort
             proxySettings.proxyID = "standalone"
             proxySettings.tls = tls(.proxy)
-            let proxy = try ProxyRole.start(settings: proxySettings, logger: Logger(label: "dlogd.standalone.proxy"), registry: registry,
-                                            loops: loops)
+            let proxy = try ProxyRole.start(settings: proxySettings, logger: Logger(label: "dlogd.standalone.proxy"),
+                                            registry: registry, loops: loops)
             let parts = bookies
             registry.showing {
                 PrometheusText.merge([
