@@ -165,6 +165,7 @@ let package = Package(
             "DLogProxy", "DistributedLog", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport", "DLogClusterSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "DLogDaemonTests", dependencies: ["DLogDaemon", "DLogLedger", "DLogMetadata", "DLogWire", "DLogTestSupport",
                                                             "DistributedLog", "DLogPKI",

@@ -57,9 +57,15 @@ final class FrameConnection: Sendable {
     func send(timeout: Duration, patience: ContinuousClock.Instant? = nil,
               _ encode: @escaping @Sendable (UInt64, inout ByteBuffer) -> Void) async throws -> Frame {
         try await withCheckedThrowingContinuation { answer in
-            outbox.send(Outbound(encode: encode, waiter: .callback { answer.resume(with: $0) }, timeout: timeout,
-                                 patience: patience))
+            send(timeout: timeout, patience: patience, encode) { answer.resume(with: $0) }
         }
+    }
+
+    /// Like `send`, handing the answer (or the failure) to `reply` on the connection's event loop.
+    func send(timeout: Duration, patience: ContinuousClock.Instant? = nil,
+              _ encode: @escaping @Sendable (UInt64, inout ByteBuffer) -> Void,
+              reply: @escaping @Sendable (Result<Frame, any Error>) -> Void) {
+        outbox.send(Outbound(encode: encode, waiter: .callback(reply), timeout: timeout, patience: patience))
     }
 
     func close() async { try? await channel.close() }

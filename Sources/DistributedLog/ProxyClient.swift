@@ -95,6 +95,55 @@ public final class ProxyClient: Sendable {
         return dlsn
     }
 
+    /// Like `write`, calling `completion` once instead of suspending. While the stream's owner is known and its
+    /// connection is up, the request goes straight out and `completion` runs on the connection's event loop when
+    /// the answer arrives: no task and no hop between threads, so a caller that keeps many writes going chains
+    /// the next write from there (as `dlog-bench log` does). A redirect, an unavailable proxy, a lost
+    /// connection or a timeout sends the write down `write`'s path, with its retries, from a task.
+    public func write(_ stream: String, _ payload: [UInt8], txid: Int64? = nil,
+                      completion: @escaping @Sendable (Result<DLSN, any Error>) -> Void) {
+        let request = ProxyRequest.write(stream: stream, ProxyRecord(txid: txid, payload: payload))
+        guard let connection = ownerConnection(for: stream) else { return retrying(request, completion) }
+        connection.send(timeout: options.requestTimeout, patience: .now + options.retryFor) { id, buffer in
+            request.encode(requestID: id, into: &buffer)
+        } reply: { [self] answer in
+            switch answer.map({ ProxyReply.decode($0, op: .write) }) {
+            case .success(.success(.written(let dlsn))):
+                completion(.success(dlsn))
+            case .success(.failure(let failure)) where failure.status != .redirect && failure.status != .unavailable:
+                completion(.failure(failure))
+            case .success(.success):
+                completion(.failure(ProxyFailure(.internalError, "unexpected answer to a write")))
+            case .success(.failure), .failure:
+                retrying(request, completion)
+            }
+        }
+    }
+
+    /// `write`'s path for a callback write the direct path could not finish.
+    private func retrying(_ request: ProxyRequest,
+                          _ completion: @escaping @Sendable (Result<DLSN, any Error>) -> Void) {
+        Task {
+            do {
+                guard case .written(let dlsn) = try await call(request) else {
+                    throw ProxyFailure(.internalError, "unexpected answer to a write")
+                }
+                completion(.success(dlsn))
+            } catch {
+                completion(.failure(error))
+            }
+        }
+    }
+
+    /// The live connection to the known owner of `stream`, if there is one.
+    private func ownerConnection(for stream: String) -> FrameConnection? {
+        state.withLock { s in
+            guard !s.shutDown, let owner = s.owners[stream], let connection = s.connections[owner],
+                  connection.isActive else { return nil }
+            return connection
+        }
+    }
+
     /// Writes records in order as one step; returns their DLSNs. At most 10,000 records and 16 MiB of
     /// payload per call (a proxy's frame limit): split larger batches.
     public func writeBulk(_ stream: String, _ records: [ProxyRecord]) async throws -> [DLSN] {

@@ -110,7 +110,7 @@ struct LedgerCommand: AsyncParsableCommand {
             do {
                 let entry = try await writer.append(payload)
                 tally.confirmed(latency: ContinuousClock.now - sent, ackedLine: tally.keepsAcked
-                    ? "L\(writer.id.rawValue) \(entry.rawValue) \(String(format: "%08x", CRC32C.checksum(payload)))" : nil)
+                    ? "L\(writer.id.rawValue) \(entry.rawValue) \(hex8(CRC32C.checksum(payload)))" : nil)
             } catch {
                 tally.failed(error)
                 return

@@ -39,10 +39,7 @@ struct MetadataAck: Hashable, Sendable {
 
     var line: String { "\(key) \(version.rawValue) \(crcHex)\n" }
 
-    var crcHex: String {
-        let hex = String(crc, radix: 16)
-        return String(repeating: "0", count: 8 - hex.utf8.count) + hex
-    }
+    var crcHex: String { hex8(crc) }
 }
 
 /// Appends lines to an acked log for several clients at once. Each client batches its lines and hands over

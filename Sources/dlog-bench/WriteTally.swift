@@ -80,3 +80,9 @@ final class WriteTally: Sendable {
         }
     }
 }
+
+/// A CRC as acked logs write it: 8 lowercase hex digits (String(format:) costs microseconds per line).
+func hex8(_ value: UInt32) -> String {
+    let hex = String(value, radix: 16)
+    return String(repeating: "0", count: 8 - hex.utf8.count) + hex
+}
