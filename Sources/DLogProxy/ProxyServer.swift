@@ -4,9 +4,9 @@ import NIOCore
 import NIOPosix
 
 /// The proxy role's TCP server: `ProxyService` over the common frame (docs/protocol.md, "Proxy role"). No
-/// request waits for another: a write to an owned stream goes to its writer at once, anything slower runs as
-/// its own task, so one slow stream never holds up another on the same connection; answers go back in
-/// whatever order they finish, matched by request id.
+/// request waits for another's answer: the writes to owned streams go to their writers when the read that
+/// brought them ends, anything slower runs as its own task, so one slow stream never holds up another on the
+/// same connection; answers go back in whatever order they finish, matched by request id.
 public final class ProxyServer: Sendable, FrameListening {
     public let service: ProxyService
     public let listener: FrameServer
@@ -42,6 +42,11 @@ final class ProxyRequestHandler: ChannelInboundHandler {
     private var principal: Principal?
     /// Refusals logged on this connection so far (one line per right).
     private var refused: Set<String> = []
+    /// Writes read since the read began, handed to the service together when it ends (or before any other
+    /// request, which keeps their order): many clients' writes arrive in one read, and handed over one by one
+    /// the first went out as an entry alone while the rest waited behind it. At 4 streams × 32 writers, 65% of
+    /// entries carried one record.
+    private var held: [ProxyService.Pending] = []
 
     init(service: ProxyService, access: ProxyAccess? = nil, logger: Logger) {
         self.service = service
@@ -91,7 +96,7 @@ final class ProxyRequestHandler: ChannelInboundHandler {
         }
         let received = ProxyMeters.now
         let meters = service.meters
-        service.handle(request) { result in
+        let pending: ProxyService.Pending = (request, { result in
             meters.answered(request.op, since: received)
             batcher.send { buffer in
                 switch result {
@@ -99,10 +104,29 @@ final class ProxyRequestHandler: ChannelInboundHandler {
                 case .failure(let failure): failure.encode(op: request.op.rawValue, requestID: requestID, into: &buffer)
                 }
             }
+        })
+        switch request {
+        case .write, .writeBulk: held.append(pending)
+        default:
+            handOver()
+            service.handle([pending])
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        handOver()
+        context.fireChannelReadComplete()
+    }
+
+    /// Hands the writes held since the read began to the service in one step (see `held`).
+    private func handOver() {
+        guard !held.isEmpty else { return }
+        service.handle(held)
+        held.removeAll(keepingCapacity: true)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        handOver()
         gate.closed()
         context.fireChannelInactive()
     }

@@ -129,30 +129,60 @@ public final class ProxyService: Sendable {
         return result
     }
 
+    /// A request and where its answer goes.
+    public typealias Pending = (request: ProxyRequest, completion: @Sendable (Result<ProxyReply, ProxyFailure>) -> Void)
+
     /// Answers `request` through `completion`. A write to a stream this proxy owns (nearly every request) is
     /// handed to its writer at once and answered from the thread that confirms it: no task, no hop between
     /// threads. Anything else (an open, a redirect, a failed writer, the other operations) runs as a task.
     public func handle(_ request: ProxyRequest, completion: @escaping @Sendable (Result<ProxyReply, ProxyFailure>) -> Void) {
+        handle([(request, completion)])
+    }
+
+    /// Answers each of `requests` as `handle(_:completion:)` does, with the writes to each owned stream handed
+    /// to its writer in one step (`LogWriter.writeBulk(calls:)`): the writes one read of a connection brought
+    /// then go out in one entry while a slot is free, rather than the first alone and the rest behind it.
+    public func handle(_ requests: [Pending]) {
+        var writers: [LogWriter] = []
+        var calls: [ObjectIdentifier: [LogWriter.Call]] = [:]
+        for (request, completion) in requests {
+            guard let (writer, call) = ownedWrite(request, completion) else { continue }
+            let key = ObjectIdentifier(writer)
+            if calls[key] == nil { writers.append(writer) }
+            calls[key, default: []].append(call)
+        }
+        for writer in writers { writer.writeBulk(calls: calls[ObjectIdentifier(writer)]!) }
+    }
+
+    /// A write to a stream this proxy owns, admitted, as a call of its writer; nil when the request was answered
+    /// (refused by a rate limit) or sent the slow way.
+    private func ownedWrite(_ request: ProxyRequest,
+                            _ completion: @escaping @Sendable (Result<ProxyReply, ProxyFailure>) -> Void)
+        -> (LogWriter, LogWriter.Call)? {
         let records: [ProxyRecord]
         switch request {
         case .write(_, let record): records = [record]
         case .writeBulk(_, let bulk): records = bulk
-        default: return slowly(request, completion)
+        default:
+            slowly(request, completion)
+            return nil
         }
         let stream = request.stream
         let owned = state.withLock { s -> LogWriter? in if case .owned(let writer)? = s.streams[stream] { writer } else { nil } }
         guard let writer = owned, writer.failure == nil,
               !records.contains(where: { $0.payload.count > LogRecord.payloadBytesMax }) else {
-            return slowly(request, completion)
+            slowly(request, completion)
+            return nil
         }
         do {
             try admit(stream, records: records.count, bytes: records.reduce(0) { $0 + $1.payload.count })
         } catch {
             let result = Result<ProxyReply, ProxyFailure>.failure(error)
             count(request, result)
-            return completion(result)
+            completion(result)
+            return nil
         }
-        writer.writeBulk(assigning: records.map { ($0.txid, $0.payload) }) { outcome in
+        return (writer, (records.map { ($0.txid, $0.payload) }, { outcome in
             let result: Result<ProxyReply, ProxyFailure>
             switch outcome {
             case .success(let dlsns): result = .success(request.op == .write ? .written(dlsns[0]) : .writtenBulk(dlsns))
@@ -162,7 +192,7 @@ public final class ProxyService: Sendable {
             }
             self.count(request, result)
             completion(result)
-        }
+        }))
     }
 
     private func slowly(_ request: ProxyRequest, _ completion: @escaping @Sendable (Result<ProxyReply, ProxyFailure>) -> Void) {

@@ -105,6 +105,26 @@ public final class LogWriter: Sendable {
         enqueue(records, done: completion)
     }
 
+    /// A call of `writeBulk(assigning:completion:)`: its records and its completion.
+    public typealias Call = (records: [(txid: Int64?, payload: [UInt8])],
+                             completion: @Sendable (Result<[DLSN], any Error>) -> Void)
+
+    /// Several calls of `writeBulk(assigning:completion:)` taken in one step, in order, each taken or refused on
+    /// its own. What is taken goes out together: a proxy hands over the writes one read of a connection brought,
+    /// and while a slot is free they make one entry, not an entry of the first write with the rest behind it.
+    public func writeBulk(calls: [Call]) {
+        var taken: [[Core.Incoming]] = []
+        for call in calls where !call.records.isEmpty {
+            if let large = call.records.first(where: { $0.payload.count > LogRecord.payloadBytesMax }) {
+                call.completion(.failure(LogError.recordTooLarge(name, bytes: large.payload.count)))
+            } else {
+                taken.append(incoming(call.records, done: call.completion))
+            }
+        }
+        for call in calls where call.records.isEmpty { call.completion(.success([])) }
+        if !taken.isEmpty { handle(.write(taken, now: Namespace.now)) }
+    }
+
     /// Why this writer takes no more writes (failed, lost its log, closed, sealed), or nil while it does.
     public var failure: LogError? {
         if let failure = core.withLock({ $0.failure }) { return failure }
@@ -120,11 +140,16 @@ public final class LogWriter: Sendable {
         if let large = records.first(where: { $0.payload.count > LogRecord.payloadBytesMax }) {
             return done(.failure(LogError.recordTooLarge(name, bytes: large.payload.count)))
         }
+        handle(.write([incoming(records, done: done)], now: Namespace.now))
+    }
+
+    /// The core's records of one call, each delivering to the call's `Gather`.
+    private func incoming(_ records: [(txid: Int64?, payload: [UInt8])],
+                          done: @escaping @Sendable (Result<[DLSN], any Error>) -> Void) -> [Core.Incoming] {
         let gather = Gather(count: records.count, done: done)
-        let incoming = records.enumerated().map { index, record in
+        return records.enumerated().map { index, record in
             Core.Incoming(txid: record.txid, payload: record.payload) { gather.deliver(index, $0) }
         }
-        handle(.write(incoming, now: Namespace.now))
     }
 
     // MARK: Driving the core

@@ -36,8 +36,10 @@ struct LogWriterCore<Ledger, Waiter, Signal> {
     }
 
     enum Event {
-        /// Records of one call, taken all or none. `now` is the wall clock in milliseconds (for assigned txids).
-        case write([Incoming], now: Int64)
+        /// Records of one call or several, in order: each call's records are taken all or none, and whatever is
+        /// taken goes out together (one entry while fewer than the limit are in flight), not the first call alone.
+        /// `now` is the wall clock in milliseconds (for assigned txids).
+        case write([[Incoming]], now: Int64)
         /// The end-of-stream marker: the last record; every later write is refused.
         case endOfStream(RecordBatch.Record, Waiter)
         /// The driver created the segment's ledger and committed its record (and the log's) at `version`.
@@ -130,7 +132,7 @@ struct LogWriterCore<Ledger, Waiter, Signal> {
     mutating func handle(_ event: Event) -> [Action] {
         var actions: [Action] = []
         switch event {
-        case .write(let records, let now): take(records, now: now, &actions)
+        case .write(let calls, let now): for records in calls { take(records, now: now, &actions) }
         case .endOfStream(let marker, let waiter): takeEndOfStream(marker, waiter, &actions)
         case .segmentStarted(let segment, let ledger, let info, let version, let at):
             started(segment, ledger, info: info, version: version, at: at)

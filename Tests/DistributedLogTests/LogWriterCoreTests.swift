@@ -35,19 +35,48 @@ import Testing
         var core = Core(name: "l", limits: .init(entriesInFlightMax: 1, entryBytesMax: 1 << 20, bufferedBytesMax: 1 << 20,
                                                  segmentBytesMax: 1 << 30, segmentAgeMax: .seconds(3600), compression: .none),
                         info: LogInfo(creationTime: 1), infoVersion: Version(1), txidFloor: -1, nextStartSequenceID: 0)
-        var actions = core.handle(.write([.init(txid: 1, payload: [1], waiter: 1)], now: 0))
+        var actions = core.handle(.write([[.init(txid: 1, payload: [1], waiter: 1)]], now: 0))
         guard case .startSegment(let info, _, var segment) = actions.first else { Issue.record("\(actions)"); return }
         segment.ledger = LedgerID(9)
         actions = core.handle(.segmentStarted(segment, 9, info: info, version: Version(2), at: .now))
         #expect(actions.count == 1 && core.entriesInFlight == 1)
-        _ = core.handle(.write([.init(txid: 2, payload: [2], waiter: 2), .init(txid: 3, payload: [3], waiter: 3)], now: 0))
+        _ = core.handle(.write([[.init(txid: 2, payload: [2], waiter: 2), .init(txid: 3, payload: [3], waiter: 3)]],
+                               now: 0))
         #expect(core.recordsBuffered == 2)
         actions = core.handle(.failed(.ownershipLost("l", "lease 7 expired")))
         guard case .fail(let failed, let error) = actions.first else { Issue.record("\(actions)"); return }
         #expect(Set(failed) == [1, 2, 3] && error == .ownershipLost("l", "lease 7 expired"))
         #expect(core.handle(.entryConfirmed(sequence: segment.sequence, index: 0, entry: EntryID(0), at: .now)).isEmpty)
-        actions = core.handle(.write([.init(txid: 4, payload: [4], waiter: 4)], now: 0))
+        actions = core.handle(.write([[.init(txid: 4, payload: [4], waiter: 4)]], now: 0))
         guard case .fail([4], .ownershipLost) = actions.first else { Issue.record("\(actions)"); return }
+    }
+
+    @Test func callsTakenInOneEventGoOutInOneEntryAndARefusedCallFailsAlone() throws {
+        // Proves what a proxy relies on when it hands over every write one read brought: the calls' records go
+        // out as one entry through the free slot (not the first call alone, the rest behind it), and a call
+        // refused for its txid fails only its own records.
+        let limits = Core.Limits(entriesInFlightMax: 2, entryBytesMax: 1 << 20, bufferedBytesMax: 1 << 20,
+                                 segmentBytesMax: 1 << 30, segmentAgeMax: .seconds(3600), compression: .none)
+        var core = Core(name: "l", limits: limits, info: LogInfo(creationTime: 1), infoVersion: Version(1),
+                        txidFloor: -1, nextStartSequenceID: 0)
+        var actions = core.handle(.write([[.init(txid: 1, payload: [1], waiter: 1)]], now: 0))
+        guard case .startSegment(let info, _, var segment) = actions.first else { Issue.record("\(actions)"); return }
+        segment.ledger = LedgerID(9)
+        _ = core.handle(.segmentStarted(segment, 9, info: info, version: Version(2), at: .now))
+        #expect(core.entriesInFlight == 1)
+        actions = core.handle(.write([[.init(txid: 5, payload: [2], waiter: 2)],
+                                      [.init(txid: 3, payload: [3], waiter: 3)],
+                                      [.init(txid: 6, payload: [4], waiter: 4),
+                                       .init(txid: 7, payload: [5], waiter: 5)]], now: 0))
+        let sent = actions.compactMap { action -> Int? in
+            if case .send(_, _, _, _, let records) = action { records } else { nil }
+        }
+        #expect(sent == [3], "one entry of the three records taken: \(actions)")
+        let failed = actions.compactMap { action -> [Int]? in
+            if case .fail(let waiters, .txidOutOfOrder) = action { waiters } else { nil }
+        }
+        #expect(failed == [[3]], "\(actions)")
+        #expect(core.entriesInFlight == 2 && core.recordsBuffered == 0)
     }
 }
 
@@ -178,7 +207,15 @@ private struct World {
         }
     }
 
+    /// One to three calls taken in one event (as a proxy hands over what one read brought), each of one to three
+    /// records.
     mutating func write() throws {
+        var calls: [[Core.Incoming]] = []
+        for _ in 0..<Int.random(in: 1...3, using: &rng) { calls.append(call()) }
+        try apply(core.handle(.write(calls, now: txid)))
+    }
+
+    mutating func call() -> [Core.Incoming] {
         var records: [Core.Incoming] = []
         for _ in 0..<Int.random(in: 1...3, using: &rng) {
             let id = nextWaiter
@@ -194,7 +231,7 @@ private struct World {
             records.append(.init(txid: given, payload: payload, waiter: id))
             unresolved.insert(id)
         }
-        try apply(core.handle(.write(records, now: txid)))
+        return records
     }
 
     mutating func seal() throws {
@@ -221,8 +258,8 @@ private struct World {
         let id = nextWaiter
         nextWaiter += 1
         unresolved.insert(id)
-        try apply(core.handle(.write([.init(txid: nil, payload: withUnsafeBytes(of: Int64(id).bigEndian, Array.init), waiter: id)],
-                                     now: txid)))
+        let payload = withUnsafeBytes(of: Int64(id).bigEndian, Array.init)
+        try apply(core.handle(.write([[.init(txid: nil, payload: payload, waiter: id)]], now: txid)))
         try check(!unresolved.contains(id), "a write after the lease was lost was taken")
     }
 
