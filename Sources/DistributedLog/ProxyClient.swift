@@ -103,7 +103,7 @@ public final class ProxyClient: Sendable {
     public func write(_ stream: String, _ payload: [UInt8], txid: Int64? = nil,
                       completion: @escaping @Sendable (Result<DLSN, any Error>) -> Void) {
         let request = ProxyRequest.write(stream: stream, ProxyRecord(txid: txid, payload: payload))
-        guard let connection = ownerConnection(for: stream) else { return retrying(request, completion) }
+        guard let (owner, connection) = ownerConnection(for: stream) else { return retrying(request, completion) }
         connection.send(timeout: options.requestTimeout, patience: .now + options.retryFor) { id, buffer in
             request.encode(requestID: id, into: &buffer)
         } reply: { [self] answer in
@@ -114,7 +114,11 @@ public final class ProxyClient: Sendable {
                 completion(.failure(failure))
             case .success(.success):
                 completion(.failure(ProxyFailure(.internalError, "unexpected answer to a write")))
-            case .success(.failure), .failure:
+            case .success(.failure):
+                retrying(request, completion)
+            case .failure(let error):
+                // As `attempt` does: a connection that closed or went silent is not tried again.
+                if !keeps(connection, after: error) { drop(connection, at: owner) }
                 retrying(request, completion)
             }
         }
@@ -135,12 +139,12 @@ public final class ProxyClient: Sendable {
         }
     }
 
-    /// The live connection to the known owner of `stream`, if there is one.
-    private func ownerConnection(for stream: String) -> FrameConnection? {
+    /// The known owner of `stream` and the live connection to it, if there is one.
+    private func ownerConnection(for stream: String) -> (String, FrameConnection)? {
         state.withLock { s in
             guard !s.shutDown, let owner = s.owners[stream], let connection = s.connections[owner],
                   connection.isActive else { return nil }
-            return connection
+            return (owner, connection)
         }
     }
 
@@ -263,20 +267,27 @@ public final class ProxyClient: Sendable {
             }
             return ProxyReply.decode(frame, op: request.op)
         } catch {
-            // A request that waited out its patience on a connection that still answers others waited behind
-            // slow work at the proxy: the connection stays, with every other request on it. One that closed, or
-            // went silent past the timeout, is closed and forgotten, and the proxy avoided.
-            if error is ConnectionTimedOut, connection.isActive, !connection.isSilent(for: options.requestTimeout) {
-                return .failure(ProxyFailure(.unavailable, "\(address): \(error)"))
-            }
-            let dropped = state.withLock { s -> FrameConnection? in
-                s.avoided[address] = .now + options.avoidFor
-                guard s.connections[address] === connection else { return nil }
-                return s.connections.removeValue(forKey: address)
-            }
-            if let dropped { Task { await dropped.close() } }
+            if keeps(connection, after: error) { return .failure(ProxyFailure(.unavailable, "\(address): \(error)")) }
+            drop(connection, at: address)
             return .failure(ProxyFailure(.unavailable, "\(error)"))
         }
+    }
+
+    /// Whether a connection stays after a request on it failed with `error`. A request that waited out its
+    /// patience on a connection that still answers others waited behind slow work at the proxy: the connection
+    /// stays, with every other request on it. One that closed, or went silent past the timeout, does not.
+    private func keeps(_ connection: FrameConnection, after error: any Error) -> Bool {
+        error is ConnectionTimedOut && connection.isActive && !connection.isSilent(for: options.requestTimeout)
+    }
+
+    /// Closes and forgets `connection` (if it is still the one to `address`), and avoids the proxy for a while.
+    private func drop(_ connection: FrameConnection, at address: String) {
+        let dropped = state.withLock { s -> FrameConnection? in
+            s.avoided[address] = .now + options.avoidFor
+            guard s.connections[address] === connection else { return nil }
+            return s.connections.removeValue(forKey: address)
+        }
+        if let dropped { Task { await dropped.close() } }
     }
 
     /// Where to send a request for `stream`: its known owner, else the proxy rendezvous hashing picks among
