@@ -22,7 +22,7 @@ public struct LogOptions: Sendable {
     /// Entries in flight per writer: while fewer are, a record goes out at once (lowest latency when idle);
     /// while this many are, records gather into the next entry (throughput under load). Measured with 32
     /// writers on 4 streams through a proxy, with tailing readers: 8 gave the same writes/s as 2 and a tail p99
-    /// of 14-34 ms against 2-3 ms (smaller entries, each a read and a LAC update for the readers).
+    /// of 14-34 ms against 2-3 ms.
     public var entriesInFlightMax = 2
     /// The ownership lease: a dead writer's log is free again after at most this long.
     public var ownershipLeaseSeconds = 10
