@@ -74,9 +74,7 @@ public final class LogWriter: Sendable {
 
     /// Writes `record`; returns its DLSN once it is durable. Txids must not decrease.
     public func write(_ record: LogRecord) async throws -> DLSN {
-        try await withCheckedThrowingContinuation { continuation in
-            enqueue([(record.txid, record.payload)]) { results in continuation.resume(with: results.map { $0[0] }) }
-        }
+        try await writeBulk(assigning: [(record.txid, record.payload)])[0]
     }
 
     /// Writes `records` in order, as one step (never interleaved with other writes); returns their DLSNs once
@@ -91,7 +89,7 @@ public final class LogWriter: Sendable {
     public func writeBulk(assigning records: [(txid: Int64?, payload: [UInt8])]) async throws -> [DLSN] {
         guard !records.isEmpty else { return [] }
         return try await withCheckedThrowingContinuation { continuation in
-            enqueue(records) { continuation.resume(with: $0) }
+            writeBulk(calls: [(records, { @Sendable in continuation.resume(with: $0) })])
         }
     }
 
@@ -101,8 +99,7 @@ public final class LogWriter: Sendable {
     /// hop between threads per request.
     public func writeBulk(assigning records: [(txid: Int64?, payload: [UInt8])],
                           completion: @escaping @Sendable (Result<[DLSN], any Error>) -> Void) {
-        guard !records.isEmpty else { return completion(.success([])) }
-        enqueue(records, done: completion)
+        writeBulk(calls: [(records, completion)])
     }
 
     /// A call of `writeBulk(assigning:completion:)`: its records and its completion.
@@ -114,14 +111,15 @@ public final class LogWriter: Sendable {
     /// and while a slot is free they make one entry, not an entry of the first write with the rest behind it.
     public func writeBulk(calls: [Call]) {
         var taken: [[Core.Incoming]] = []
-        for call in calls where !call.records.isEmpty {
-            if let large = call.records.first(where: { $0.payload.count > LogRecord.payloadBytesMax }) {
+        for call in calls {
+            if call.records.isEmpty {
+                call.completion(.success([]))
+            } else if let large = call.records.first(where: { $0.payload.count > LogRecord.payloadBytesMax }) {
                 call.completion(.failure(LogError.recordTooLarge(name, bytes: large.payload.count)))
             } else {
                 taken.append(incoming(call.records, done: call.completion))
             }
         }
-        for call in calls where call.records.isEmpty { call.completion(.success([])) }
         if !taken.isEmpty { handle(.write(taken, now: Namespace.now)) }
     }
 
@@ -133,15 +131,6 @@ public final class LogWriter: Sendable {
 
     /// The highest txid taken so far (the floor for the next one).
     public var lastTxID: Int64 { core.withLock { $0.txidFloor } }
-
-    /// Takes `records` in one step and calls `done` once with all their DLSNs, or the first failure.
-    private func enqueue(_ records: [(txid: Int64?, payload: [UInt8])],
-                         done: @escaping @Sendable (Result<[DLSN], any Error>) -> Void) {
-        if let large = records.first(where: { $0.payload.count > LogRecord.payloadBytesMax }) {
-            return done(.failure(LogError.recordTooLarge(name, bytes: large.payload.count)))
-        }
-        handle(.write([incoming(records, done: done)], now: Namespace.now))
-    }
 
     /// The core's records of one call, each delivering to the call's `Gather`.
     private func incoming(_ records: [(txid: Int64?, payload: [UInt8])],

@@ -114,7 +114,9 @@ public final class ProxyClient: Sendable {
                 completion(.failure(failure))
             case .success(.success):
                 completion(.failure(ProxyFailure(.internalError, "unexpected answer to a write")))
-            case .success(.failure):
+            case .success(.failure(let failure)):
+                // The retry starts from what this answer taught, not from the owner that just sent it away.
+                learn(failure, stream: stream, from: owner)
                 retrying(request, completion)
             case .failure(let error):
                 // As `attempt` does: a connection that closed or went silent is not tried again.
@@ -217,11 +219,7 @@ public final class ProxyClient: Sendable {
                     // (it died, or is cut off). Wait, then ask again: a live proxy takes it over then.
                     lastProblem = "the owner \(failure.message) does not answer; waiting for its ownership to expire"
                 case .failure(let failure) where failure.status == .redirect:
-                    state.withLock { s in
-                        // Bounded: a client writing to very many streams forgets owners now and then.
-                        if s.owners.count >= 100_000 { s.owners.removeAll() }
-                        s.owners[stream] = failure.message
-                    }
+                    learn(failure, stream: stream, from: address)
                     redirects += 1
                     // Redirects back and forth mean ownership is moving: wait a little before following more.
                     if redirects <= options.redirectsMax { continue }
@@ -229,12 +227,7 @@ public final class ProxyClient: Sendable {
                     lastProblem = "redirected \(options.redirectsMax) times (last to \(failure.message)); ownership is moving"
                 case .failure(let failure) where failure.status == .unavailable:
                     lastProblem = "\(address): \(failure.message)"
-                    // Draining, or losing the stream: try the others for a while (one that does not own the
-                    // stream redirects to whoever does).
-                    state.withLock { s in
-                        s.owners[stream] = nil
-                        s.avoided[address] = .now + options.avoidFor
-                    }
+                    learn(failure, stream: stream, from: address)
                 case .failure(let failure):
                     throw failure
                 }
@@ -270,6 +263,25 @@ public final class ProxyClient: Sendable {
             if keeps(connection, after: error) { return .failure(ProxyFailure(.unavailable, "\(address): \(error)")) }
             drop(connection, at: address)
             return .failure(ProxyFailure(.unavailable, "\(error)"))
+        }
+    }
+
+    /// What a `REDIRECT` or an `UNAVAILABLE` from `address` says about `stream`: the owner it names, or (a proxy
+    /// draining, or losing the stream) that `address` is to be avoided for a while and the owner asked again
+    /// (a proxy that does not own the stream redirects to whoever does).
+    private func learn(_ failure: ProxyFailure, stream: String, from address: String) {
+        state.withLock { s in
+            switch failure.status {
+            case .redirect:
+                // Bounded: a client writing to very many streams forgets owners now and then.
+                if s.owners.count >= 100_000 { s.owners.removeAll() }
+                s.owners[stream] = failure.message
+            case .unavailable:
+                s.owners[stream] = nil
+                s.avoided[address] = .now + options.avoidFor
+            default:
+                break
+            }
         }
     }
 
