@@ -156,6 +156,11 @@ extension Bookie {
         reply(.lac(lac: EntryID(ls?.lac ?? -1), lastEntry: EntryID(ls?.lastEntry ?? -1)))
     }
 
+    /// A long poll whose connection closed: its watch goes, unanswered.
+    func abandonLongPoll(ledger: LedgerID, token: UInt64) {
+        _ = storage.cancelWatch(ledger, id: token)
+    }
+
     /// What a read needs: an answer now, or a disk read (which must run off the event loop).
     public enum ReadStep: Sendable {
         case answer(BookieResponse)

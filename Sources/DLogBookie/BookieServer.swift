@@ -72,6 +72,9 @@ final class BookieRequestHandler: ChannelInboundHandler {
     private var refused: Set<BookieOp> = []
     /// Where the connection's answers go: made with its batcher, let go of with it at close.
     private var answers: ConnectionAnswers?
+    /// The connection's long polls waiting for their timeout, and the one timer that serves them.
+    private var longPolls = LongPollTimeouts()
+    private var longPollTimer: Scheduled<Void>?
 
     init(bookie: Bookie, pool: NIOThreadPool, maxFrameBytes: Int, access: BookieAccess? = nil, logger: Logger) {
         self.bookie = bookie
@@ -162,11 +165,10 @@ final class BookieRequestHandler: ChannelInboundHandler {
             if poll != nil { bookie.longPollsReceived.add(1, ordering: .relaxed) }
             if let token = bookie.readLAC(ledger: ledger, longPollPrevious: poll?.previous, withEntry: poll?.withEntry ?? false,
                                           reply: reply), let poll {
-                let bookie = self.bookie
                 let wait = min(Int64(poll.timeoutMilliseconds), Self.longPollMax)
-                context.eventLoop.scheduleTask(in: .milliseconds(wait)) {
-                    bookie.expireLongPoll(ledger: ledger, token: token, reply: reply)
-                }
+                let waiting = LongPollTimeouts.Waiting(deadline: .now() + .milliseconds(wait), ledger: ledger,
+                                                       token: token, reply: reply)
+                if let deadline = longPolls.add(waiting) { armLongPollTimer(at: deadline, context: context) }
             }
         case .writeLAC(let ledger, let key, let lac):
             bookie.writeLAC(ledger: ledger, masterKey: key, lac: lac, reply: reply)
@@ -228,10 +230,32 @@ final class BookieRequestHandler: ChannelInboundHandler {
         }
     }
 
+    /// (Re)arms the long-poll timer; its closure holds this handler until it fires or the connection closes.
+    private func armLongPollTimer(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        longPollTimer?.cancel()
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        longPollTimer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context) = bound.value
+            handler.expireLongPolls(context: context)
+        }
+    }
+
+    private func expireLongPolls(context: ChannelHandlerContext) {
+        longPollTimer = nil
+        let (due, next) = longPolls.fire(now: .now())
+        // A poll answered already (its LAC moved) is no longer watched: expiring it does nothing.
+        for poll in due { bookie.expireLongPoll(ledger: poll.ledger, token: poll.token, reply: poll.reply) }
+        if let next { armLongPollTimer(at: next, context: context) }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         // Adds already read are taken (their answers go nowhere, but they may be stored, as when the connection
         // closes just after their read).
         takeRun(context: context, pausing: false)
+        // Nobody is left to answer: the bookie stops watching for them now, not at their timeouts.
+        longPollTimer?.cancel()
+        longPollTimer = nil
+        for poll in longPolls.removeAll() { bookie.abandonLongPoll(ledger: poll.ledger, token: poll.token) }
         // The batcher's callback holds this handler: let go of it, or every closed connection stays in memory.
         gate.closed()
         answers = nil

@@ -1,0 +1,105 @@
+import DLogTestSupport
+@testable import DLogBookie
+import DLogWire
+import NIOCore
+import Testing
+
+@Suite struct LongPollTimeoutTests {
+    static func poll(_ deadline: NIODeadline, token: UInt64) -> LongPollTimeouts.Waiting {
+        .init(deadline: deadline, ledger: LedgerID(1), token: token, reply: { _ in })
+    }
+
+    /// Polls come out in deadline order whatever order they came in; the timer is armed again only for a poll
+    /// due earlier than the armed deadline by more than the coalescing; a firing takes what is due and never
+    /// arms the next sooner than the coalescing from now.
+    @Test func pollsExpireInDeadlineOrderFromOneTimer() {
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let ms = { (n: Int64) in TimeAmount.milliseconds(n) }
+        var timeouts = LongPollTimeouts()
+        #expect(timeouts.add(Self.poll(t0 + ms(300), token: 1)) == t0 + ms(300), "the first poll arms the timer")
+        #expect(timeouts.add(Self.poll(t0 + ms(400), token: 2)) == nil, "a later poll needs no timer of its own")
+        #expect(timeouts.add(Self.poll(t0 + ms(298), token: 3)) == nil, "within the coalescing: the timer stays")
+        #expect(timeouts.add(Self.poll(t0 + ms(100), token: 4)) == t0 + ms(100), "much earlier: armed again")
+        #expect(timeouts.add(Self.poll(t0 + ms(200), token: 5)) == nil)
+        #expect(timeouts.waiting.map(\.token) == [4, 5, 3, 1, 2])
+
+        let first = timeouts.fire(now: t0 + ms(100))
+        #expect(first.due.map(\.token) == [4])
+        #expect(first.next == t0 + ms(200))
+        // Late by 150 ms: everything due by then goes at once.
+        let second = timeouts.fire(now: t0 + ms(350))
+        #expect(second.due.map(\.token) == [5, 3, 1])
+        #expect(second.next == t0 + ms(400))
+        // The last poll is due 1 ms from now: the next firing comes no sooner than the coalescing allows.
+        let early = timeouts.fire(now: t0 + ms(399))
+        #expect(early.due.isEmpty)
+        #expect(early.next == t0 + ms(399) + LongPollTimeouts.coalescing)
+        #expect(timeouts.removeAll().map(\.token) == [2])
+        #expect(timeouts.isEmpty && timeouts.armedFor == nil)
+        #expect(timeouts.add(Self.poll(t0 + ms(500), token: 6)) == t0 + ms(500), "after close, a poll arms anew")
+    }
+
+    /// Polls of different waits on one connection each time out at their own wait (not sooner, and not held
+    /// up by the 5 s one), and one answered by its LAC meanwhile is answered then.
+    @Test func eachPollTimesOutAtItsOwnWait() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        let c = try await b.client()
+        try await c.add(key: testKey, entry: entry(21, 0))
+        let started = ContinuousClock.now
+        let waits: [UInt32] = [600, 200, 400, 5_000]
+        // Sent in this order on one connection, so the bookie takes each before the adds below.
+        let polls = waits.map { wait in
+            c.sendFuture(.readLAC(ledger: LedgerID(21),
+                                  longPoll: .init(previous: EntryID(5), timeoutMilliseconds: wait)))
+        }
+        let movePoll = BookieRequest.LongPoll(previous: EntryID(-1), timeoutMilliseconds: 3000)
+        let moved = c.sendFuture(.readLAC(ledger: LedgerID(22), longPoll: movePoll))
+        // When each answer came (a Task may look late, never early: the bound below stays sound).
+        let answered = polls.prefix(3).map { poll in
+            Task { (try await poll.get(), ContinuousClock.now - started) }
+        }
+        try await c.add(key: testKey, entry: entry(22, 0))
+        try await c.add(key: testKey, entry: entry(22, 1))
+        #expect(try await moved.get() == .lac(lac: EntryID(0), lastEntry: EntryID(0)))
+        for (wait, poll) in zip(waits, answered) {
+            let (answer, after) = try await poll.value
+            #expect(answer == .lac(lac: EntryID(-1), lastEntry: EntryID(0)))
+            #expect(after >= .milliseconds(Int64(wait)), "answered after \(after), before its \(wait) ms")
+            #expect(after < .milliseconds(Int64(wait) + 3_000), "answered after \(after), long past its \(wait) ms")
+        }
+        await c.close()
+    }
+
+    /// A connection that closes with long polls waiting: the bookie stops watching for them at once, rather
+    /// than keeping each (and the connection's memory) until its timeout.
+    @Test func aClosedConnectionsPollsStopWaitingAtOnce() async throws {
+        let dir = TempDir()
+        let b = try TestBookie(dir)
+        defer { b.stop() }
+        let c = try await b.client()
+        // Not awaited: closing the client shuts down its own event loop, and these are never answered.
+        for n in 0..<3 {
+            let poll = BookieRequest.LongPoll(previous: EntryID(0), timeoutMilliseconds: 60_000)
+            _ = c.sendFuture(.readLAC(ledger: LedgerID(30 + UInt64(n)), longPoll: poll))
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while b.bookie.storage.waitingLongPolls < 3 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(b.bookie.storage.waitingLongPolls == 3)
+        await c.close()
+        let gone = ContinuousClock.now + .seconds(5)
+        while b.bookie.storage.waitingLongPolls > 0 && ContinuousClock.now < gone {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(b.bookie.storage.waitingLongPolls == 0, "still watched after the connection closed")
+        // Another connection is served as before.
+        let other = try await b.client()
+        try await other.add(key: testKey, entry: entry(30, 0))
+        let lac = try await other.send(.readLAC(ledger: LedgerID(30), longPoll: nil))
+        #expect(lac == .lac(lac: EntryID(-1), lastEntry: EntryID(0)))
+        await other.close()
+    }
+}
