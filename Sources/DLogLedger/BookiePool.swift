@@ -137,6 +137,12 @@ public final class BookiePool: Sendable {
         state.withLock { $0.shutDown } ? nil : group.next()
     }
 
+    /// The event loop of the connection to `bookie` when it is open (work for that connection runs there
+    /// without a hop between threads), else any loop for a timer; nil once the pool is shut down.
+    func loop(toward bookie: BookieID, lane: UInt64) -> EventLoop? {
+        connectedClient(for: bookie, lane: lane)?.channel.eventLoop ?? timerLoop()
+    }
+
     /// The address `bookie` registered, read from metadata now (nil when it is not registered).
     private func registeredAddress(of bookie: BookieID) async throws -> String? {
         try await registered().first { $0.id == bookie }?.address

@@ -39,8 +39,11 @@ final class LACPoll: Sendable {
         state = Mutex(State(best: known))
     }
 
-    /// Polls, and waits until the poll ends (or the task is cancelled: then with what came so far). Without a
-    /// loop for the spread timer (the client is shutting down), every bookie is asked at once.
+    /// Polls, and waits until the poll ends (or the task is cancelled: then with what came so far). The first
+    /// bookie is asked, and the spread timer armed, on `loop`: the loop of the connection to that bookie, so
+    /// its request goes out, its answer comes in and the timer is cancelled all on one thread, with one hop to
+    /// it (a timer on another loop cost a hop to arm and another to cancel, for every poll). Without a loop
+    /// (the client is shutting down), every bookie is asked at once.
     func run(spreadAfter delay: Duration, on loop: EventLoop?) async -> Outcome {
         await withTaskCancellationHandler {
             await withCheckedContinuation { waiter in
@@ -51,18 +54,25 @@ final class LACPoll: Sendable {
                     return nil
                 }
                 if let ended { return waiter.resume(returning: ended) }
-                ask(0, self)
-                guard let loop else { return askTheRest() }
-                let timer = loop.scheduleTask(in: TimeAmount(delay)) { self.askTheRest() }
-                let over = state.withLock { s -> Bool in
-                    if !s.done { s.spread = timer }
-                    return s.done
+                guard let loop else {
+                    ask(0, self)
+                    return askTheRest()
                 }
-                if over { timer.cancel() }
+                loop.execute { self.start(spreadAfter: delay, on: loop) }
             }
         } onCancel: {
             finish()
         }
+    }
+
+    private func start(spreadAfter delay: Duration, on loop: EventLoop) {
+        ask(0, self)
+        let timer = loop.scheduleTask(in: TimeAmount(delay)) { self.askTheRest() }
+        let over = state.withLock { s -> Bool in
+            if !s.done { s.spread = timer }
+            return s.done
+        }
+        if over { timer.cancel() }
     }
 
     /// The answer of one bookie asked: the LAC it reported, nil when it failed.
