@@ -147,7 +147,8 @@ public final class LedgerReader: Sendable {
             }
         }
         let started = ContinuousClock.now
-        let outcome = await round.run(spreadAfter: options.longPollSpreadDelay, on: pool.timerLoop())
+        let outcome = await round.run(spreadAfter: options.longPollSpreadDelay,
+                                      on: pool.loop(toward: order[0], lane: id.rawValue))
         let (best, answered) = (outcome.best, outcome.answered)
         state.withLock { $0.lac = max($0.lac, best) }
         // Every bookie failed at once (unreachable, backing off): wait a little before the caller polls again,
@@ -277,6 +278,18 @@ public final class LedgerReader: Sendable {
         guard last <= lac else { throw LedgerError.beyondLastAddConfirmed(id, entry: last, lac: lac) }
         // One entry (a tailing reader's usual step): read it here, without a task group.
         if first == last { return [try await read(first)] }
+        if let batch = await readBatch(from: first, through: last) {
+            var payloads: [[UInt8]] = []
+            payloads.reserveCapacity(Int(last.rawValue - first.rawValue + 1))
+            for entry in first.rawValue...last.rawValue {
+                if let payload = batch[entry] {
+                    payloads.append(payload)
+                } else {
+                    payloads.append(try await read(EntryID(entry)))
+                }
+            }
+            return payloads
+        }
         var payloads: [[UInt8]] = []
         payloads.reserveCapacity(Int(last.rawValue - first.rawValue + 1))
         var next = first.rawValue
@@ -291,6 +304,43 @@ public final class LedgerReader: Sendable {
         }
         return payloads
     }
+
+    /// Entries `first...last` in one READ_RANGE to one bookie, when each bookie of their fragment holds every
+    /// entry of it (write quorum = ensemble): a reader catching up pays one request per batch, where reading
+    /// entry by entry cost a request, tasks and a speculation timer per entry, so much that a tailing reader
+    /// a few entries behind fell further behind. Only intact entries of the range are kept; those the answer
+    /// lacks (a bookie that missed them, damage, the size bound) are read one by one as usual. Nil when the
+    /// range is not in one such fragment, or the bookie failed or did not answer within the speculative delay:
+    /// then every entry is read the usual way, another replica included.
+    private func readBatch(from first: EntryID, through last: EntryID) async -> [Int64: [UInt8]]? {
+        let metadata = state.withLock { $0.metadata }
+        let fragment = metadata.fragment(for: first)
+        guard quorums.writeQuorum == quorums.ensembleSize, metadata.fragment(for: last) == fragment else { return nil }
+        // The first replica of the first entry's write set: batches of consecutive ranges spread over the bookies.
+        let bookie = fragment.bookies[quorums.writeSet(of: first)[0]]
+        let started = LedgerMeters.now
+        let answer: BookieResponse
+        do {
+            let request = BookieRequest.readRange(ledger: id, first: first, last: last, maxBytes: Self.batchBytesMax)
+            answer = try await pool.send(request, to: bookie, lane: id.rawValue,
+                                         timeout: options.speculativeReadDelay ?? options.readTimeout)
+        } catch {
+            return nil
+        }
+        guard case .entryBatch(let entries, _) = answer else { return nil }
+        var payloads: [Int64: [UInt8]] = [:]
+        for bytes in entries {
+            guard let header = try? EntryCodec.validate(bytes), header.ledger == id,
+                  (first.rawValue...last.rawValue).contains(header.entry.rawValue) else { continue }
+            payloads[header.entry.rawValue] = Array(bytes[EntryHeader.byteCount...])
+        }
+        let took = LedgerMeters.since(started)
+        for _ in payloads.indices { pool.meters.read.recordNanoseconds(took) }
+        return payloads
+    }
+
+    /// The most bytes one batch read asks for.
+    static let batchBytesMax: UInt32 = 4 << 20
 
     private enum ReadEvent: Sendable {
         case answer(Result<[UInt8], ReplicaFailure>)

@@ -109,19 +109,22 @@ public enum RecordBatch {
         guard first >= 0, count >= 1, bodyBytes <= recordsBytesMax, count <= bodyBytes / recordHeaderBytes else {
             throw Malformed(message: "impossible header (first position \(first), \(count) records in \(bodyBytes) bytes)")
         }
-        let stored = Array(bytes[headerBytes...])
-        let body: [UInt8]
+        // Uncompressed records are read where they are: copying the body first cost a second copy of every
+        // byte a reader reads.
+        var reader: ByteReader
         switch codec {
         case .none:
-            guard stored.count == bodyBytes else { throw Malformed(message: "\(stored.count) bytes of records, the header says \(bodyBytes)") }
-            body = stored
+            let stored = bytes.count - headerBytes
+            guard stored == bodyBytes else {
+                throw Malformed(message: "\(stored) bytes of records, the header says \(bodyBytes)")
+            }
+            reader = ByteReader(bytes, offset: headerBytes)
         case .lz4:
-            guard let expanded = lz4Decompress(stored, size: bodyBytes) else {
+            guard let expanded = lz4Decompress(Array(bytes[headerBytes...]), size: bodyBytes) else {
                 throw Malformed(message: "LZ4 block does not expand to the \(bodyBytes) bytes the header says")
             }
-            body = expanded
+            reader = ByteReader(expanded)
         }
-        var reader = ByteReader(body)
         var records: [Record] = []
         records.reserveCapacity(count)
         do {
