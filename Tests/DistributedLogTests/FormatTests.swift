@@ -33,6 +33,19 @@ import Testing
         var huge = RecordBatch.encode([.init(txid: 1, payload: [1])], firstPosition: 0)
         huge.replaceSubrange(12..<16, with: [0xFF, 0xFF, 0xFF, 0xFF])
         #expect(throws: RecordBatch.Malformed.self) { try RecordBatch.decode(huge) }
+        // A record length that does not fit the body, with the sizes in the header intact: the first record's
+        // length (bytes 29-32) one longer or shorter runs the next record past the body, a length past the body
+        // ends early, and one short in a batch of one leaves a byte over. Each is named.
+        let pair: [RecordBatch.Record] = [.init(txid: 1, payload: [UInt8](repeating: 7, count: 64)),
+                                          .init(txid: 2, payload: [UInt8](repeating: 9, count: 64))]
+        let cases = [(pair, 65, "ends early"), (pair, 63, "ends early"), (pair, 0xFFFF, "ends early"),
+                     ([pair[0]], 63, "1 bytes after the last record")]
+        for (records, length, named) in cases {
+            var bytes = RecordBatch.encode(records, firstPosition: 0)
+            bytes.replaceSubrange(29..<33, with: withUnsafeBytes(of: UInt32(length).bigEndian, Array.init))
+            let error = #expect(throws: RecordBatch.Malformed.self) { try RecordBatch.decode(bytes) }
+            #expect(error.map { "\($0)".contains(named) } == true, "\(length): \(String(describing: error))")
+        }
         var newer = RecordBatch.encode([.init(txid: 1, payload: [1])], firstPosition: 0)
         newer[0] = 2
         #expect { try RecordBatch.decode(newer) } throws: { "\($0)".contains("upgrade") }
