@@ -41,6 +41,7 @@ let package = Package(
 
         .target(name: "DLogWire", dependencies: [
             "CDLogSys",
+            .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -73,8 +73,14 @@ final class BookieRequestHandler: ChannelInboundHandler {
     /// Where the connection's answers go: made with its batcher, let go of with it at close.
     private var answers: ConnectionAnswers?
     /// The connection's long polls waiting for their timeout, and the one timer that serves them.
-    private var longPolls = LongPollTimeouts()
+    private var longPolls = DeadlineQueue<WaitingPoll>()
     private var longPollTimer: Scheduled<Void>?
+    struct WaitingPoll {
+        var ledger: LedgerID
+        /// The bookie's watch token for the poll.
+        var token: UInt64
+        var reply: Bookie.Reply
+    }
 
     init(bookie: Bookie, pool: NIOThreadPool, maxFrameBytes: Int, access: BookieAccess? = nil, logger: Logger) {
         self.bookie = bookie
@@ -166,9 +172,10 @@ final class BookieRequestHandler: ChannelInboundHandler {
             if let token = bookie.readLAC(ledger: ledger, longPollPrevious: poll?.previous, withEntry: poll?.withEntry ?? false,
                                           reply: reply), let poll {
                 let wait = min(Int64(poll.timeoutMilliseconds), Self.longPollMax)
-                let waiting = LongPollTimeouts.Waiting(deadline: .now() + .milliseconds(wait), ledger: ledger,
-                                                       token: token, reply: reply)
-                if let deadline = longPolls.add(waiting) { armLongPollTimer(at: deadline, context: context) }
+                let waiting = WaitingPoll(ledger: ledger, token: token, reply: reply)
+                if let deadline = longPolls.add(waiting, at: .now() + .milliseconds(wait)) {
+                    armLongPollTimer(at: deadline, context: context)
+                }
             }
         case .writeLAC(let ledger, let key, let lac):
             bookie.writeLAC(ledger: ledger, masterKey: key, lac: lac, reply: reply)

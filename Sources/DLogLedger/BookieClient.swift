@@ -70,10 +70,21 @@ public final class BookieClient: Sendable {
     public func send(_ request: BookieRequest,
                      then completion: @escaping @Sendable (Result<BookieResponse, any Error>) -> Void) {
         if isClosed { return completion(.failure(ConnectionClosed())) }
-        outbox.send(ClientHandler.Outbound(request: request, waiter: .callback(completion)))
+        outbox.send(ClientHandler.Outbound(request: request, waiter: .callback(completion), answerWithin: nil))
     }
 
     public var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+    /// Sends, failing this request alone with `LedgerError.unreachable` (naming `bookie`) when no answer came
+    /// within `timeout`: the connection's handler keeps the deadline, with no timer of its own per request.
+    func sendFuture(_ request: BookieRequest, answerWithin timeout: Duration,
+                    naming bookie: BookieID) -> EventLoopFuture<BookieResponse> {
+        if closed.load(ordering: .acquiring) { return channel.eventLoop.makeFailedFuture(ConnectionClosed()) }
+        let promise = channel.eventLoop.makePromise(of: BookieResponse.self)
+        outbox.send(ClientHandler.Outbound(request: request, waiter: .promise(promise),
+                                           answerWithin: .init(timeout: timeout, bookie: bookie)))
+        return promise.futureResult
+    }
 
     /// Sends without waiting: for pipelined load. Requests from many tasks are gathered in an outbox and
     /// written once per event-loop turn (`ChannelOutbox`).
@@ -81,7 +92,7 @@ public final class BookieClient: Sendable {
         // After close the event loops may be gone: a promise made on one would never complete.
         if closed.load(ordering: .acquiring) { return channel.eventLoop.makeFailedFuture(ConnectionClosed()) }
         let promise = channel.eventLoop.makePromise(of: BookieResponse.self)
-        outbox.send(ClientHandler.Outbound(request: request, waiter: .promise(promise)))
+        outbox.send(ClientHandler.Outbound(request: request, waiter: .promise(promise), answerWithin: nil))
         return promise.futureResult
     }
 
@@ -147,6 +158,20 @@ final class ClientHandler: ChannelDuplexHandler {
     struct Outbound: Sendable {
         var request: BookieRequest
         var waiter: ReplyWaiter<BookieResponse>
+        /// Fail this request alone, as `unreachable`, when no answer came within this long.
+        var answerWithin: AnswerWithin?
+    }
+
+    struct AnswerWithin: Sendable {
+        var timeout: Duration
+        /// Named in the failure.
+        var bookie: BookieID
+    }
+
+    /// A request that must be answered by its deadline (`Outbound.answerWithin`).
+    private struct Expiry {
+        var id: UInt64
+        var within: AnswerWithin
     }
     /// The bytes as read: the handler splits them into frames itself (`FrameSplitter`).
     typealias InboundIn = ByteBuffer
@@ -161,6 +186,10 @@ final class ClientHandler: ChannelDuplexHandler {
     private var deadlines = Deque<(id: UInt64, deadline: NIODeadline)>()
     private var pollDeadlines: [UInt64: NIODeadline] = [:]
     private var sweep: RepeatedTask?
+    /// Requests that fail alone when unanswered by their deadline, and the one timer that serves them: a timer
+    /// per request, armed and cancelled for every read and long poll, was a tenth of a tailing reader's CPU.
+    private var expiries = DeadlineQueue<Expiry>()
+    private var expiryTimer: Scheduled<Void>?
 
     private var splitter: FrameSplitter
 
@@ -196,6 +225,12 @@ final class ClientHandler: ChannelDuplexHandler {
                     deadlines.append((id, now + requestTimeout))
                 }
             }
+            if let within = batch[i].answerWithin {
+                let deadline = NIODeadline.now() + TimeAmount(within.timeout)
+                if let arm = expiries.add(Expiry(id: id, within: within), at: deadline) {
+                    armExpiryTimer(at: arm, context: context)
+                }
+            }
             batch[i].request.encode(requestID: id, into: &buffer)
             if buffer.readableBytes >= Self.spillBytes {
                 context.write(wrapOutboundOut(buffer), promise: nil)
@@ -228,6 +263,27 @@ final class ClientHandler: ChannelDuplexHandler {
         }
     }
 
+    private func armExpiryTimer(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        expiryTimer?.cancel()
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        expiryTimer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context) = bound.value
+            handler.expire(context: context)
+        }
+    }
+
+    /// Fails the requests whose deadline passed unanswered; those answered meanwhile are no longer pending.
+    private func expire(context: ChannelHandlerContext) {
+        expiryTimer = nil
+        let (due, next) = expiries.fire(now: .now())
+        for expiry in due {
+            guard let waiter = pending.take(expiry.id) else { continue }
+            pollDeadlines[expiry.id] = nil
+            waiter.fail(LedgerError.unreachable(expiry.within.bookie, "no answer within \(expiry.within.timeout)"))
+        }
+        if let next { armExpiryTimer(at: next, context: context) }
+    }
+
     private func closeIfOverdue(context: ChannelHandlerContext) {
         guard !pending.closed, let requestTimeout else { return }
         while let front = deadlines.first, !pending.isWaiting(front.id) { deadlines.removeFirst() }
@@ -257,6 +313,9 @@ final class ClientHandler: ChannelDuplexHandler {
     private func failAll(_ error: Error) {
         deadlines.removeAll()
         pollDeadlines.removeAll()
+        expiryTimer?.cancel()
+        expiryTimer = nil
+        _ = expiries.removeAll()
         pending.failAll(error)
     }
 }

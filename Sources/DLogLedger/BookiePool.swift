@@ -171,7 +171,7 @@ public final class BookiePool: Sendable {
                      timeout: Duration) async throws -> BookieResponse {
         let client = try await client(for: bookie, lane: lane)
         guard !client.isClosed else { throw LedgerError.unreachable(bookie, "the client is shut down") }
-        return try await client.sendFuture(request, timeout: timeout, naming: bookie).get()
+        return try await client.sendFuture(request, answerWithin: timeout, naming: bookie).get()
     }
 
     /// `send(_:to:lane:timeout:)` for a caller that wants no task per request: over an open connection the
@@ -179,7 +179,7 @@ public final class BookiePool: Sendable {
     func send(_ request: BookieRequest, to bookie: BookieID, lane: UInt64 = 0, timeout: Duration,
               then completion: @escaping @Sendable (Result<BookieResponse, any Error>) -> Void) {
         if let client = connectedClient(for: bookie, lane: lane) {
-            client.sendFuture(request, timeout: timeout, naming: bookie).whenComplete(completion)
+            client.sendFuture(request, answerWithin: timeout, naming: bookie).whenComplete(completion)
             return
         }
         Task {
@@ -199,19 +199,6 @@ public final class BookiePool: Sendable {
         }
         for client in clients { await client.close() }
         if ownsGroup { try? await group.shutdownGracefully() }
-    }
-}
-
-extension BookieClient {
-    /// Sends without waiting; the future fails with `unreachable` when no answer came within `timeout`.
-    func sendFuture(_ request: BookieRequest, timeout: Duration, naming bookie: BookieID) -> EventLoopFuture<BookieResponse> {
-        let answer = channel.eventLoop.makePromise(of: BookieResponse.self)
-        sendFuture(request).cascade(to: answer)
-        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
-            answer.fail(LedgerError.unreachable(bookie, "no answer within \(timeout)"))
-        }
-        answer.futureResult.whenComplete { _ in timer.cancel() }
-        return answer.futureResult
     }
 }
 

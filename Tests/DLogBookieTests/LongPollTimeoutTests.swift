@@ -5,40 +5,6 @@ import NIOCore
 import Testing
 
 @Suite struct LongPollTimeoutTests {
-    static func poll(_ deadline: NIODeadline, token: UInt64) -> LongPollTimeouts.Waiting {
-        .init(deadline: deadline, ledger: LedgerID(1), token: token, reply: { _ in })
-    }
-
-    /// Polls come out in deadline order whatever order they came in; the timer is armed again only for a poll
-    /// due earlier than the armed deadline by more than the coalescing; a firing takes what is due and never
-    /// arms the next sooner than the coalescing from now.
-    @Test func pollsExpireInDeadlineOrderFromOneTimer() {
-        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
-        let ms = { (n: Int64) in TimeAmount.milliseconds(n) }
-        var timeouts = LongPollTimeouts()
-        #expect(timeouts.add(Self.poll(t0 + ms(300), token: 1)) == t0 + ms(300), "the first poll arms the timer")
-        #expect(timeouts.add(Self.poll(t0 + ms(400), token: 2)) == nil, "a later poll needs no timer of its own")
-        #expect(timeouts.add(Self.poll(t0 + ms(298), token: 3)) == nil, "within the coalescing: the timer stays")
-        #expect(timeouts.add(Self.poll(t0 + ms(100), token: 4)) == t0 + ms(100), "much earlier: armed again")
-        #expect(timeouts.add(Self.poll(t0 + ms(200), token: 5)) == nil)
-        #expect(timeouts.waiting.map(\.token) == [4, 5, 3, 1, 2])
-
-        let first = timeouts.fire(now: t0 + ms(100))
-        #expect(first.due.map(\.token) == [4])
-        #expect(first.next == t0 + ms(200))
-        // Late by 150 ms: everything due by then goes at once.
-        let second = timeouts.fire(now: t0 + ms(350))
-        #expect(second.due.map(\.token) == [5, 3, 1])
-        #expect(second.next == t0 + ms(400))
-        // The last poll is due 1 ms from now: the next firing comes no sooner than the coalescing allows.
-        let early = timeouts.fire(now: t0 + ms(399))
-        #expect(early.due.isEmpty)
-        #expect(early.next == t0 + ms(399) + LongPollTimeouts.coalescing)
-        #expect(timeouts.removeAll().map(\.token) == [2])
-        #expect(timeouts.isEmpty && timeouts.armedFor == nil)
-        #expect(timeouts.add(Self.poll(t0 + ms(500), token: 6)) == t0 + ms(500), "after close, a poll arms anew")
-    }
-
     /// Polls of different waits on one connection each time out at their own wait (not sooner, and not held
     /// up by the 5 s one), and one answered by its LAC meanwhile is answered then.
     @Test func eachPollTimesOutAtItsOwnWait() async throws {
