@@ -168,11 +168,7 @@ final class ClientHandler: ChannelDuplexHandler {
         var bookie: BookieID
     }
 
-    /// A request that must be answered by its deadline (`Outbound.answerWithin`).
-    private struct Expiry {
-        var id: UInt64
-        var within: AnswerWithin
-    }
+
     /// The bytes as read: the handler splits them into frames itself (`FrameSplitter`).
     typealias InboundIn = ByteBuffer
     /// A batch from the connection's `ChannelOutbox`.
@@ -188,7 +184,9 @@ final class ClientHandler: ChannelDuplexHandler {
     private var sweep: RepeatedTask?
     /// Requests that fail alone when unanswered by their deadline, and the one timer that serves them: a timer
     /// per request, armed and cancelled for every read and long poll, was a tenth of a tailing reader's CPU.
-    private var expiries = DeadlineQueue<Expiry>()
+    /// Answered requests leave at once (a queue that kept them until their deadline held, for a tailing reader,
+    /// 5 s of answered polls, through which every read's shorter deadline was inserted).
+    private var expiries = RequestDeadlines<AnswerWithin>()
     private var expiryTimer: Scheduled<Void>?
 
     private var splitter: FrameSplitter
@@ -227,7 +225,7 @@ final class ClientHandler: ChannelDuplexHandler {
             }
             if let within = batch[i].answerWithin {
                 let deadline = NIODeadline.now() + TimeAmount(within.timeout)
-                if let arm = expiries.add(Expiry(id: id, within: within), at: deadline) {
+                if let arm = expiries.add(id, within, by: deadline) {
                     armExpiryTimer(at: arm, context: context)
                 }
             }
@@ -256,6 +254,7 @@ final class ClientHandler: ChannelDuplexHandler {
     private func answer(_ frame: Frame) {
         guard let waiter = pending.take(frame.header.requestID) else { return }
         pollDeadlines[frame.header.requestID] = nil
+        expiries.answered(frame.header.requestID)
         do {
             waiter.succeed(try BookieResponse.decode(frame).1)
         } catch {
@@ -276,10 +275,10 @@ final class ClientHandler: ChannelDuplexHandler {
     private func expire(context: ChannelHandlerContext) {
         expiryTimer = nil
         let (due, next) = expiries.fire(now: .now())
-        for expiry in due {
-            guard let waiter = pending.take(expiry.id) else { continue }
-            pollDeadlines[expiry.id] = nil
-            waiter.fail(LedgerError.unreachable(expiry.within.bookie, "no answer within \(expiry.within.timeout)"))
+        for (id, within) in due {
+            guard let waiter = pending.take(id) else { continue }
+            pollDeadlines[id] = nil
+            waiter.fail(LedgerError.unreachable(within.bookie, "no answer within \(within.timeout)"))
         }
         if let next { armExpiryTimer(at: next, context: context) }
     }
@@ -315,7 +314,7 @@ final class ClientHandler: ChannelDuplexHandler {
         pollDeadlines.removeAll()
         expiryTimer?.cancel()
         expiryTimer = nil
-        _ = expiries.removeAll()
+        expiries.removeAll()
         pending.failAll(error)
     }
 }

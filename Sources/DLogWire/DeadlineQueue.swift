@@ -6,7 +6,9 @@ import NIOCore
 /// its whole wait: at thousands of requests a second that heap held thousands, each pushed and popped through
 /// it, and NIO's cancel of any timer on that loop searched all of them. Here a request costs an append (its
 /// deadline is nearly always the latest: one client asks the same wait again and again), and its expiry a pop.
-/// Requests answered early are not removed: the owner finds them answered when they fall due.
+/// Requests answered early are not removed: the owner finds them answered when they fall due. So it suits
+/// requests whose answers the owner does not see (a bookie's long polls, answered by whichever add moves the
+/// LAC); `RequestDeadlines` suits those it does.
 ///
 /// A value confined to its connection's event loop; it holds the deadlines and elements, its owner arms the
 /// timer where `add` and `fire` say. Expiry may come late by up to `coalescing` (never early): firings are at
@@ -28,9 +30,18 @@ public struct DeadlineQueue<Element> {
     /// Queues `element`, due at `deadline`. Returns the deadline to arm the timer for, when it must be armed
     /// (again): none is, or the armed one comes later than this deadline plus `coalescing`.
     public mutating func add(_ element: Element, at deadline: NIODeadline) -> NIODeadline? {
-        var index = waiting.endIndex
-        while index > waiting.startIndex, waiting[index - 1].deadline > deadline { index -= 1 }
-        waiting.insert((deadline, element), at: index)
+        if waiting.last.map({ $0.deadline <= deadline }) ?? true {
+            waiting.append((deadline, element))
+        } else {
+            // After every deadline not later than this one: a binary search, as a shorter wait may come after
+            // many longer ones.
+            var (low, high) = (0, waiting.count)
+            while low < high {
+                let middle = (low + high) / 2
+                if waiting[middle].deadline <= deadline { low = middle + 1 } else { high = middle }
+            }
+            waiting.insert((deadline, element), at: low)
+        }
         if let armed = armedFor, armed <= deadline + coalescing { return nil }
         armedFor = deadline
         return deadline

@@ -34,4 +34,46 @@ import Testing
         let last = queue.fire(now: t0 + ms(500))
         #expect(last.due == [6] && last.next == nil)
     }
+
+    /// A deadline inserted behind many later ones keeps the order (a binary search finds its place).
+    @Test func aShortWaitAfterManyLongOnesKeepsTheOrder() {
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        var queue = DeadlineQueue<Int>()
+        for n in 0..<1000 { _ = queue.add(n, at: t0 + .milliseconds(5000 + Int64(n))) }
+        #expect(queue.add(-1, at: t0 + .milliseconds(250)) == t0 + .milliseconds(250))
+        _ = queue.add(1000, at: t0 + .milliseconds(5500))
+        #expect(queue.waiting.map(\.deadline) == queue.waiting.map(\.deadline).sorted())
+        #expect(queue.waiting.first?.element == -1)
+        #expect(queue.waiting[501].element == 500 && queue.waiting[502].element == 1000)
+    }
+}
+
+@Suite struct RequestDeadlinesTests {
+    /// Requests answered in time leave at once; a firing fails only those past their deadline, earliest first,
+    /// and arms the timer for the earliest left (never sooner than the coalescing from now); a request with a
+    /// shorter wait than the armed one arms the timer again.
+    @Test func onlyUnansweredRequestsFallDue() {
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let ms = { (n: Int64) in TimeAmount.milliseconds(n) }
+        var deadlines = RequestDeadlines<String>(coalescing: .milliseconds(5))
+        #expect(deadlines.add(1, "poll", by: t0 + ms(5500)) == t0 + ms(5500))
+        #expect(deadlines.add(2, "read", by: t0 + ms(250)) == t0 + ms(250), "a shorter wait arms the timer again")
+        #expect(deadlines.add(3, "read", by: t0 + ms(252)) == nil)
+        #expect(deadlines.add(4, "read", by: t0 + ms(247)) == nil, "within the coalescing")
+        deadlines.answered(2)
+        deadlines.answered(99)
+        #expect(deadlines.count == 3)
+        let first = deadlines.fire(now: t0 + ms(250))
+        #expect(first.due.map(\.id) == [4], "2 was answered, 3 is not due yet")
+        #expect(first.next == t0 + ms(255), "3 falls due within the coalescing: no sooner than it")
+        let second = deadlines.fire(now: t0 + ms(255))
+        #expect(second.due.map(\.id) == [3])
+        #expect(second.next == t0 + ms(5500))
+        deadlines.answered(1)
+        let third = deadlines.fire(now: t0 + ms(5500))
+        #expect(third.due.isEmpty && third.next == nil && deadlines.count == 0)
+        #expect(deadlines.add(5, "read", by: t0 + ms(6000)) == t0 + ms(6000), "with none armed, the next arms")
+        deadlines.removeAll()
+        #expect(deadlines.count == 0 && deadlines.armedFor == nil)
+    }
 }
