@@ -86,6 +86,15 @@ public final class BookieClient: Sendable {
         return promise.futureResult
     }
 
+    /// `sendFuture(_:answerWithin:naming:)` with the answer (or the failure) given to `completion` on the
+    /// connection's event loop, with no promise or future made.
+    func send(_ request: BookieRequest, answerWithin timeout: Duration, naming bookie: BookieID,
+              then completion: @escaping @Sendable (Result<BookieResponse, any Error>) -> Void) {
+        if isClosed { return completion(.failure(ConnectionClosed())) }
+        outbox.send(ClientHandler.Outbound(request: request, waiter: .callback(completion),
+                                           answerWithin: .init(timeout: timeout, bookie: bookie)))
+    }
+
     /// Sends without waiting: for pipelined load. Requests from many tasks are gathered in an outbox and
     /// written once per event-loop turn (`ChannelOutbox`).
     public func sendFuture(_ request: BookieRequest) -> EventLoopFuture<BookieResponse> {
@@ -168,7 +177,6 @@ final class ClientHandler: ChannelDuplexHandler {
         var bookie: BookieID
     }
 
-
     /// The bytes as read: the handler splits them into frames itself (`FrameSplitter`).
     typealias InboundIn = ByteBuffer
     /// A batch from the connection's `ChannelOutbox`.
@@ -224,7 +232,7 @@ final class ClientHandler: ChannelDuplexHandler {
                 }
             }
             if let within = batch[i].answerWithin {
-                let deadline = NIODeadline.now() + TimeAmount(within.timeout)
+                let deadline = (now ?? NIODeadline.now()) + TimeAmount(within.timeout)
                 if let arm = expiries.add(id, within, by: deadline) {
                     armExpiryTimer(at: arm, context: context)
                 }

@@ -179,7 +179,7 @@ public final class BookiePool: Sendable {
     func send(_ request: BookieRequest, to bookie: BookieID, lane: UInt64 = 0, timeout: Duration,
               then completion: @escaping @Sendable (Result<BookieResponse, any Error>) -> Void) {
         if let client = connectedClient(for: bookie, lane: lane) {
-            client.sendFuture(request, answerWithin: timeout, naming: bookie).whenComplete(completion)
+            client.send(request, answerWithin: timeout, naming: bookie, then: completion)
             return
         }
         Task {
