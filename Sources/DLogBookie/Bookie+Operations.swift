@@ -156,6 +156,11 @@ extension Bookie {
         reply(.lac(lac: EntryID(ls?.lac ?? -1), lastEntry: EntryID(ls?.lastEntry ?? -1)))
     }
 
+    /// Whether a long poll still waits for its LAC (it was neither answered nor expired).
+    func isWaiting(longPoll token: UInt64, of ledger: LedgerID) -> Bool {
+        storage.isWatching(ledger, id: token)
+    }
+
     /// A long poll whose connection closed: its watch goes, unanswered.
     func abandonLongPoll(ledger: LedgerID, token: UInt64) {
         _ = storage.cancelWatch(ledger, id: token)

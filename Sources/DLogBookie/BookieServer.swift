@@ -75,6 +75,8 @@ final class BookieRequestHandler: ChannelInboundHandler {
     /// The connection's long polls waiting for their timeout, and the one timer that serves them.
     private var longPolls = DeadlineQueue<WaitingPoll>()
     private var longPollTimer: Scheduled<Void>?
+    /// At this many polls kept, those answered already are dropped (see `keep`).
+    private var longPollsCompactAt = BookieRequestHandler.outstandingMax
     struct WaitingPoll {
         var ledger: LedgerID
         /// The bookie's watch token for the poll.
@@ -172,10 +174,8 @@ final class BookieRequestHandler: ChannelInboundHandler {
             if let token = bookie.readLAC(ledger: ledger, longPollPrevious: poll?.previous, withEntry: poll?.withEntry ?? false,
                                           reply: reply), let poll {
                 let wait = min(Int64(poll.timeoutMilliseconds), Self.longPollMax)
-                let waiting = WaitingPoll(ledger: ledger, token: token, reply: reply)
-                if let deadline = longPolls.add(waiting, at: .now() + .milliseconds(wait)) {
-                    armLongPollTimer(at: deadline, context: context)
-                }
+                keep(WaitingPoll(ledger: ledger, token: token, reply: reply), until: .now() + .milliseconds(wait),
+                     context: context)
             }
         case .writeLAC(let ledger, let key, let lac):
             bookie.writeLAC(ledger: ledger, masterKey: key, lac: lac, reply: reply)
@@ -235,6 +235,19 @@ final class BookieRequestHandler: ChannelInboundHandler {
         bookie.whenWritePressureEases {
             channel.eventLoop.execute { bound.value.gate.paused.resume(.writePressure, channel: channel) }
         }
+    }
+
+    /// Keeps a long poll until its timeout. Polls answered by their LAC stay until then too (the bookie answers
+    /// them, not this handler), so a client that polls fast with long waits would make the connection keep a
+    /// poll per answer for the whole wait (up to 60 s of them): past a bound, twice what was left the time
+    /// before (at least `outstandingMax`), those answered are dropped, at a cost of one look each.
+    private func keep(_ poll: WaitingPoll, until deadline: NIODeadline, context: ChannelHandlerContext) {
+        if longPolls.count >= longPollsCompactAt {
+            let bookie = self.bookie
+            longPolls.removeAll { !bookie.isWaiting(longPoll: $0.token, of: $0.ledger) }
+            longPollsCompactAt = max(Self.outstandingMax, 2 * longPolls.count)
+        }
+        if let arm = longPolls.add(poll, at: deadline) { armLongPollTimer(at: arm, context: context) }
     }
 
     /// (Re)arms the long-poll timer; its closure holds this handler until it fires or the connection closes.

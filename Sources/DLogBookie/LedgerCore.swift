@@ -250,6 +250,11 @@ struct LedgerCore {
         case waiting(UInt64)
     }
 
+    /// Whether watcher `id` of `ledger` still waits (it has not fired, nor been cancelled).
+    func isWatching(_ ledger: LedgerID, id: UInt64) -> Bool {
+        watchers[ledger]?.contains { $0.id == id } ?? false
+    }
+
     /// Removes a watcher; true when it had not fired (its owner then answers it).
     mutating func cancelWatch(_ ledger: LedgerID, id: UInt64) -> Bool {
         guard var list = watchers[ledger], let i = list.firstIndex(where: { $0.id == id }) else { return false }

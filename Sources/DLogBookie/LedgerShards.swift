@@ -242,6 +242,10 @@ final class LedgerShards: Sendable {
         withShard(ledger.rawValue) { $0.watch(ledger, previous: previous, fire: fire) }
     }
 
+    func isWatching(_ ledger: LedgerID, id: UInt64) -> Bool {
+        withShard(ledger.rawValue) { $0.isWatching(ledger, id: id) }
+    }
+
     func cancelWatch(_ ledger: LedgerID, id: UInt64) -> Bool {
         withShard(ledger.rawValue) { $0.cancelWatch(ledger, id: id) }
     }

@@ -147,6 +147,9 @@ public final class LedgerStorage: Sendable {
     /// Long polls waiting now (all ledgers).
     public var waitingLongPolls: Int { ledgers.waitingLongPolls }
 
+    /// Whether a watcher still waits (it has not fired, nor been cancelled).
+    func isWatching(_ ledger: LedgerID, id: UInt64) -> Bool { ledgers.isWatching(ledger, id: id) }
+
     /// Removes a watcher; true when it had not fired (the caller then answers it).
     func cancelWatch(_ ledger: LedgerID, id: UInt64) -> Bool { ledgers.cancelWatch(ledger, id: id) }
 

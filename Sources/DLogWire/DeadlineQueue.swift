@@ -26,6 +26,7 @@ public struct DeadlineQueue<Element> {
     }
 
     public var isEmpty: Bool { waiting.isEmpty }
+    public var count: Int { waiting.count }
 
     /// Queues `element`, due at `deadline`. Returns the deadline to arm the timer for, when it must be armed
     /// (again): none is, or the armed one comes later than this deadline plus `coalescing`.
@@ -54,6 +55,12 @@ public struct DeadlineQueue<Element> {
         while let first = waiting.first, first.deadline <= now { due.append(waiting.removeFirst().element) }
         armedFor = waiting.first.map { max($0.deadline, now + coalescing) }
         return (due, armedFor)
+    }
+
+    /// Drops the elements `isDone` says need no expiry any more (their order is kept, and the timer as it is):
+    /// how an owner that does not see answers bounds what it keeps.
+    public mutating func removeAll(where isDone: (Element) -> Bool) {
+        waiting.removeAll { isDone($0.element) }
     }
 
     /// The connection closed: every element still queued, and no timer.

@@ -46,6 +46,18 @@ import Testing
         #expect(queue.waiting.first?.element == -1)
         #expect(queue.waiting[501].element == 500 && queue.waiting[502].element == 1000)
     }
+
+    /// Dropping the elements that need no expiry any more keeps the rest in order, and the timer as it was.
+    @Test func droppingDoneElementsKeepsTheOrder() {
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        var queue = DeadlineQueue<Int>()
+        for n in 0..<10 { _ = queue.add(n, at: t0 + .milliseconds(Int64(100 * n))) }
+        let armed = queue.armedFor
+        queue.removeAll { $0 % 3 == 0 }
+        #expect(queue.waiting.map(\.element) == [1, 2, 4, 5, 7, 8])
+        #expect(queue.count == 6 && queue.armedFor == armed)
+        #expect(queue.fire(now: t0 + .milliseconds(450)).due == [1, 2, 4])
+    }
 }
 
 @Suite struct RequestDeadlinesTests {
