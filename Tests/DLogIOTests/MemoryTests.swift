@@ -7,7 +7,7 @@ import Testing
 
 @Suite struct MemoryTests {
     /// How many of `pages` (page-aligned addresses) are resident, by `mincore`.
-    private func resident(_ pages: [UInt], pageSize: Int) -> Int {
+    private static func resident(_ pages: [UInt], pageSize: Int) -> Int {
         var count = 0
         var vector: UInt8 = 0
         for page in pages where mincore(UnsafeMutableRawPointer(bitPattern: page), pageSize, &vector) == 0 && vector & 1 == 1 {
@@ -23,7 +23,23 @@ import Testing
     /// the drop in the process's total (14, -1, 21, 5 and 6 MiB of 160 in five tries, under the whole suite's
     /// load). A page another test reuses meanwhile, or shares with a live block, stays resident: a quarter of
     /// the pages must go. Without the trim none does.
+    ///
+    /// The trim is process-wide, and the bookies of tests beside this one trim after their checkpoints: one
+    /// that falls between the frees and the first count returns the pages before this test's trim does (10,059
+    /// of 39,401 were left once). Such a try proves nothing either way and is made again, up to five times.
     @Test func freedMemoryGoesBackToTheSystem() {
+        for _ in 0..<5 {
+            let (pages, before, after) = Self.freeAndTrim()
+            guard before > pages / 2 else { continue }
+            #expect(before - after > pages / 4, "pages returned: \(before - after) of \(pages)")
+            return
+        }
+        Issue.record("in five tries, the freed pages were never left resident until the trim")
+    }
+
+    /// Frees 160,000 blocks of 1,000 bytes below a live one; the freed blocks' pages, and how many of them were
+    /// resident before and after `returnFreedToSystem`.
+    private static func freeAndTrim() -> (pages: Int, before: Int, after: Int) {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         var blocks: [UnsafeMutableRawPointer] = []
         blocks.reserveCapacity(160_000)
@@ -39,8 +55,6 @@ import Testing
         for p in blocks { free(p) }
         let before = resident(pages, pageSize: pageSize)
         Memory.returnFreedToSystem()
-        let after = resident(pages, pageSize: pageSize)
-        #expect(before > pages.count / 2, "the freed pages were resident before the trim: \(before) of \(pages.count)")
-        #expect(before - after > pages.count / 4, "pages returned: \(before - after) of \(pages.count)")
+        return (pages.count, before, resident(pages, pageSize: pageSize))
     }
 }
