@@ -74,7 +74,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
     private var answers: ConnectionAnswers?
     /// The connection's long polls waiting for their timeout, and the one timer that serves them.
     private var longPolls = DeadlineQueue<WaitingPoll>()
-    private var longPollTimer: Scheduled<Void>?
+    private let longPollTimer = LoopTimer()
     /// At this many polls kept, those answered already are dropped (see `keep`).
     private var longPollsCompactAt = BookieRequestHandler.outstandingMax
     struct WaitingPoll {
@@ -250,18 +250,12 @@ final class BookieRequestHandler: ChannelInboundHandler {
         if let arm = longPolls.add(poll, at: deadline) { armLongPollTimer(at: arm, context: context) }
     }
 
-    /// (Re)arms the long-poll timer; its closure holds this handler until it fires or the connection closes.
+    /// Its work holds this handler until it fires or the connection closes.
     private func armLongPollTimer(at deadline: NIODeadline, context: ChannelHandlerContext) {
-        longPollTimer?.cancel()
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        longPollTimer = context.eventLoop.scheduleTask(deadline: deadline) {
-            let (handler, context) = bound.value
-            handler.expireLongPolls(context: context)
-        }
+        longPollTimer.arm(at: deadline, on: context.eventLoop) { self.expireLongPolls(context: context) }
     }
 
     private func expireLongPolls(context: ChannelHandlerContext) {
-        longPollTimer = nil
         let (due, next) = longPolls.fire(now: .now())
         // A poll answered already (its LAC moved) is no longer watched: expiring it does nothing.
         for poll in due { bookie.expireLongPoll(ledger: poll.ledger, token: poll.token, reply: poll.reply) }
@@ -273,8 +267,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
         // closes just after their read).
         takeRun(context: context, pausing: false)
         // Nobody is left to answer: the bookie stops watching for them now, not at their timeouts.
-        longPollTimer?.cancel()
-        longPollTimer = nil
+        longPollTimer.cancel()
         for poll in longPolls.removeAll() { bookie.abandonLongPoll(ledger: poll.ledger, token: poll.token) }
         // The batcher's callback holds this handler: let go of it, or every closed connection stays in memory.
         gate.closed()

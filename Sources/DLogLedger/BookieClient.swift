@@ -195,7 +195,7 @@ final class ClientHandler: ChannelDuplexHandler {
     /// Answered requests leave at once (a queue that kept them until their deadline held, for a tailing reader,
     /// 5 s of answered polls, through which every read's shorter deadline was inserted).
     private var expiries = RequestDeadlines<AnswerWithin>()
-    private var expiryTimer: Scheduled<Void>?
+    private let expiryTimer = LoopTimer()
 
     private var splitter: FrameSplitter
 
@@ -271,17 +271,11 @@ final class ClientHandler: ChannelDuplexHandler {
     }
 
     private func armExpiryTimer(at deadline: NIODeadline, context: ChannelHandlerContext) {
-        expiryTimer?.cancel()
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        expiryTimer = context.eventLoop.scheduleTask(deadline: deadline) {
-            let (handler, context) = bound.value
-            handler.expire(context: context)
-        }
+        expiryTimer.arm(at: deadline, on: context.eventLoop) { self.expire(context: context) }
     }
 
     /// Fails the requests whose deadline passed unanswered; those answered meanwhile are no longer pending.
     private func expire(context: ChannelHandlerContext) {
-        expiryTimer = nil
         let (due, next) = expiries.fire(now: .now())
         for (id, within) in due {
             guard let waiter = pending.take(id) else { continue }
@@ -320,8 +314,7 @@ final class ClientHandler: ChannelDuplexHandler {
     private func failAll(_ error: Error) {
         deadlines.removeAll()
         pollDeadlines.removeAll()
-        expiryTimer?.cancel()
-        expiryTimer = nil
+        expiryTimer.cancel()
         expiries.removeAll()
         pending.failAll(error)
     }
