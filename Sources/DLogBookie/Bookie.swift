@@ -65,13 +65,14 @@ public final class Bookie: JournalSink, Sendable {
     let backgroundTurns = Atomic<Int>(0)
     let operatorReadOnly = Atomic<Bool>(false)
     let draining = Atomic<Bool>(false)
-    /// Requests taken from the network, for metrics: adds, reads (with fence reads), long polls for the LAC, and
-    /// malformed frames.
     /// Request service times, for metrics.
     public let meters: BookieMeters
+    /// Requests taken from the network, for metrics: adds, reads (with fence reads), long polls for the LAC,
+    /// explicit LAC writes, and malformed frames.
     public let addsReceived = Atomic<UInt64>(0)
     public let readsReceived = Atomic<UInt64>(0)
     public let longPollsReceived = Atomic<UInt64>(0)
+    public let lacWritesReceived = Atomic<UInt64>(0)
     public let malformedRequests = Atomic<UInt64>(0)
     /// Requests refused as PERMISSION_DENIED (`BookieAccess`).
     public let permissionDenied = Atomic<UInt64>(0)

@@ -178,6 +178,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
                      context: context)
             }
         case .writeLAC(let ledger, let key, let lac):
+            bookie.lacWritesReceived.add(1, ordering: .relaxed)
             bookie.writeLAC(ledger: ledger, masterKey: key, lac: lac, reply: reply)
         case .deleteLedger(let ledger):
             bookie.deleteLedger(ledger, reply: reply)

@@ -52,6 +52,8 @@ enum BookieMetrics {
                    [([:], Double(bookie.readsReceived.load(ordering: .relaxed)))])
         out.metric("dlog_bookie_long_polls_total", "counter", "READ_LAC long polls received (tailing readers waiting for entries)",
                    [([:], Double(bookie.longPollsReceived.load(ordering: .relaxed)))])
+        out.metric("dlog_bookie_lac_writes_total", "counter", "WRITE_LAC requests received (writers telling a new LAC)",
+                   [([:], Double(bookie.lacWritesReceived.load(ordering: .relaxed)))])
         out.metric("dlog_bookie_malformed_requests_total", "counter", "connections closed on a malformed frame",
                    [([:], Double(bookie.malformedRequests.load(ordering: .relaxed)))])
         out.metric("dlog_bookie_permission_denied_total", "counter", "requests refused as PERMISSION_DENIED",

@@ -25,6 +25,10 @@ public final class BookiePool: Sendable {
         public var eventLoopThreads = 2
         /// Event loops to connect on instead of `eventLoopThreads` of its own; the caller stops them.
         public var eventLoopGroup: MultiThreadedEventLoopGroup?
+        /// How long a writer that told a new LAC only to the bookie a tailing reader polls first waits before
+        /// telling the others too, unless an add carried it to them meanwhile (see `LACTargets`, `LACDebts`).
+        /// Readers poll the others after `LedgerReader.Options.longPollSpreadDelay`, 20 ms as well.
+        public var lacSettleDelay: Duration = .milliseconds(20)
         /// TLS to the bookies (each bookie's certificate must name the host it registered); nil: plaintext.
         public var tls: TLSIdentity?
         /// Where the pool's ledgers record add and read latency (`LedgerMeters`); nil: `MetricsSystem`'s factory.
@@ -40,6 +44,8 @@ public final class BookiePool: Sendable {
     public let logger: Logger
     let group: MultiThreadedEventLoopGroup
     private let ownsGroup: Bool
+    /// Writers owing a LAC to the bookies their last explicit write skipped (see `LACDebts`).
+    let lacDebts: LACDebts
 
     private struct Peer {
         var address: String?
@@ -61,6 +67,7 @@ public final class BookiePool: Sendable {
         meters = LedgerMeters(factory: options.metrics ?? MetricsSystem.factory)
         group = options.eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.eventLoopThreads))
         ownsGroup = options.eventLoopGroup == nil
+        lacDebts = LACDebts(group: group, delay: TimeAmount(options.lacSettleDelay))
     }
 
     private func newPeer() -> Peer {

@@ -74,6 +74,15 @@ public final class LedgerWriter: Sendable {
         /// explicit write of a newer one is scheduled.
         var lacTold = EntryID.none
         var lacScheduled = false
+        /// Set when the ensemble changed: the next explicit LAC goes to every live bookie, since a replacement
+        /// knows no LAC at all (`LACTargets` assumes every bookie knows `lacTold`).
+        var lacToEveryone = false
+        /// The highest LAC every live bookie was told (E = Qw adds carry it to all; explicit writes to all), the
+        /// positions the last explicit write went to, and whether `BookiePool.lacDebts` holds this writer until
+        /// it tells the rest (`tellEveryone`).
+        var lacToldAll = EntryID.none
+        var lacRound: (told: EntryID, positions: Set<Int>) = (.none, [])
+        var lacOwed = false
         /// Answer times per position, and the verdict on a slow bookie (nil when the policy is off).
         var slow: SlowBookiePolicy?
         /// Failed positions that are only slow: without a replacement they are kept, never written around.
@@ -166,6 +175,9 @@ public final class LedgerWriter: Sendable {
             let header = EntryHeader(ledger: id, entry: entry, lastAddConfirmed: s.pending.lastAddConfirmed,
                                      ledgerLength: s.lengthSent)
             s.lacTold = max(s.lacTold, header.lastAddConfirmed)
+            if quorums.writeQuorum == quorums.ensembleSize, s.degraded.isEmpty, !s.changing {
+                s.lacToldAll = max(s.lacToldAll, header.lastAddConfirmed)
+            }
             let bytes = EntryCodec.encode(header, payload: payload)
             s.unconfirmed[entry] = Unconfirmed(bytes: bytes, length: s.lengthSent, waiter: completion, appended: LedgerMeters.now)
             // While a failed bookie is being replaced, the entry waits: it goes to the new ensemble.
@@ -250,17 +262,47 @@ public final class LedgerWriter: Sendable {
 
     private func writeLAC() {
         // Changing ensembles: the end of the change schedules again.
-        let target = state.withLock { s -> (EntryID, [BookieClient])? in
+        let target = state.withLock { s -> (EntryID, [BookieClient], owed: Bool)? in
             s.lacScheduled = false
             guard !s.changing, s.failure == nil, s.pending.lastAddConfirmed > s.lacTold else { return nil }
+            let live = s.ensemble.indices.filter { !s.degraded.contains($0) }
+            let told = s.lacToEveryone ? Set(live)
+                : LACTargets.positions(from: s.lacTold, to: s.pending.lastAddConfirmed, quorums: quorums, live: live)
             s.lacTold = s.pending.lastAddConfirmed
-            return (s.lacTold, s.ensemble.indices.filter { !s.degraded.contains($0) }.map { s.ensemble[$0] })
+            s.lacToEveryone = false
+            s.lacRound = (s.lacTold, told)
+            let owed = told.count < live.count && !s.lacOwed
+            if told.count == live.count { s.lacToldAll = s.lacTold } else { s.lacOwed = true }
+            return (s.lacTold, live.filter { told.contains($0) }.map { s.ensemble[$0] }, owed)
+        }
+        guard let (lac, clients, owed) = target else { return }
+        // Best effort: a bookie that misses it learns the LAC from the next add, or from `tellEveryone`.
+        let request = BookieRequest.writeLAC(ledger: id, masterKey: password.masterKey, lac: lac)
+        for client in clients {
+            client.send(request) { answer in
+                if case .success(.done) = answer { return }
+                self.tellEveryone()
+            }
+        }
+        if owed { pool.lacDebts.owe(self) }
+    }
+
+    /// Tells the bookies not told the latest LAC explicitly (`writeLAC` told only those a reader polls first),
+    /// unless an add has carried it to all of them since: a reader that polls another bookie (one behind, or
+    /// one whose first choice failed) then finds it too, however long the writer stays idle.
+    func tellEveryone() {
+        let target = state.withLock { s -> (EntryID, [BookieClient])? in
+            s.lacOwed = false
+            guard !s.changing, s.failure == nil, s.lacTold > s.lacToldAll else { return nil }
+            s.lacToldAll = s.lacTold
+            // Those told this very LAC already are skipped; after an add raised it, nobody is.
+            let round = s.lacRound.told == s.lacTold ? s.lacRound.positions : []
+            let rest = s.ensemble.indices.filter { !s.degraded.contains($0) && !round.contains($0) }
+            return (s.lacTold, rest.map { s.ensemble[$0] })
         }
         guard let (lac, clients) = target else { return }
-        // Best effort: a bookie that misses it learns the LAC from the next add.
-        for client in clients {
-            client.send(.writeLAC(ledger: id, masterKey: password.masterKey, lac: lac)) { _ in }
-        }
+        let request = BookieRequest.writeLAC(ledger: id, masterKey: password.masterKey, lac: lac)
+        for client in clients { client.send(request) { _ in } }
     }
 
     /// The waiters of newly confirmed entries, and of `close` once nothing is pending; taken out of the state
@@ -434,6 +476,7 @@ public final class LedgerWriter: Sendable {
         }
         s.held.removeAll()
         s.changing = false
+        s.lacToEveryone = true
         s.pending.holding = false
         (end.confirmed, end.drained) = Self.take(s.pending.confirmReady(), from: &s, meters: pool.meters)
     }

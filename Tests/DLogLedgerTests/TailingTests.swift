@@ -195,4 +195,41 @@ import Testing
             #expect(lac == EntryID(Int64(waits)) && ContinuousClock.now - started < .seconds(15), "\(lac) after \(ContinuousClock.now - started)")
         }
     }
+
+    @Test func aNewLACIsWrittenOnlyToTheBookieAReaderThatKeepsUpPollsFirst() async throws {
+        // Proves each explicit LAC write goes to one bookie, not to all three, and that it is the one a reader
+        // that keeps up polls first: that reader asks the others only after 30 s here, so a LAC written anywhere
+        // else would leave it waiting past the test's bound. The others are told only once the writer stayed
+        // idle for `lacSettleDelay` (an hour here; the test above shows them told with the default).
+        try await withLedgerCluster(bookies: 3, checkpointInterval: .seconds(3600)) { fixture in
+            var poolOptions = BookiePool.Options()
+            poolOptions.lacSettleDelay = .seconds(3600)
+            let pool = BookiePool(cluster: fixture.cluster, options: poolOptions)
+            var rng = SeededGenerator(seed: 35)
+            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
+                                                       allocator: fixture.allocator, using: &rng)
+            _ = try await writer.append(payload(0))
+            var options = LedgerReader.Options()
+            options.longPollSpreadDelay = .seconds(30)
+            let reader = try await LedgerReader.open(writer.id, password: "pw", pool: fixture.pool, options: options)
+            func lacWrites() -> UInt64 {
+                fixture.bookies.reduce(0) { $0 + $1.bookie.lacWritesReceived.load(ordering: .relaxed) }
+            }
+            let before = lacWrites()
+            let waits = 30
+            for n in 0..<waits {
+                // Entry n is confirmed and its LAC written; entry n + 1 carries it on its header too.
+                let lac = try await withTimeout(10, "LAC past \(n - 1)") {
+                    try await reader.waitForLastAddConfirmed(after: EntryID(Int64(n - 1)), timeout: .seconds(5))
+                }
+                #expect(lac >= EntryID(Int64(n)))
+                _ = try await writer.append(payload(n + 1))
+            }
+            // One write per LAC (entry 0's may land before the count starts); each used to go to every bookie.
+            let used = lacWrites() - before
+            #expect(used >= UInt64(waits - 1) && used <= UInt64(waits + 1), "\(used) LAC writes for \(waits) LACs")
+            await pool.shutdown()
+        }
+    }
 }
