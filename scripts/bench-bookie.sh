@@ -20,7 +20,7 @@ for tool in jq:jq redis-server:redis-server redis-benchmark:redis-tools; do
 done
 rm -rf "$dir"
 mkdir -p "$dir"
-port=$((20000 + RANDOM % 20000))
+port=$((10000 + RANDOM % 20000))  # below the ephemeral port range (32768 and up), which outgoing connections take
 redis_port=$((port + 1))
 pid=
 cleanup() {

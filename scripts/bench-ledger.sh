@@ -11,7 +11,7 @@ secs=${2:-10}
 bin=$(cd "$(dirname "$0")/.." && pwd)/.build/release
 rm -rf "$dir"
 mkdir -p "$dir"
-port=$((20000 + RANDOM % 20000))
+port=$((10000 + RANDOM % 20000))  # below the ephemeral port range (32768 and up), which outgoing connections take
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT

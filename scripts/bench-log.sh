@@ -19,7 +19,7 @@ for tool in jq:jq redis-server:redis-server redis-benchmark:redis-tools; do
 done
 rm -rf "$dir"
 mkdir -p "$dir/redis"
-base=$((20000 + RANDOM % 20000))
+base=$((10000 + RANDOM % 20000))  # below the ephemeral port range (32768 and up), which outgoing connections take
 redis_port=$((base + 20))
 cleanup() {
   kill "${pid:-}" 2>/dev/null || true

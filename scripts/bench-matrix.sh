@@ -11,7 +11,7 @@ engines=${ENGINES:-io_uring libaio blocking}
 syncs=${SYNCS:-dsync fdatasync}
 cases=${CASES:-1024:1:1 1024:32:16 16384:32:16}
 bin=$(cd "$(dirname "$0")/.." && pwd)/.build/release
-port=$((20000 + RANDOM % 20000))
+port=$((10000 + RANDOM % 20000))  # below the ephemeral port range (32768 and up), which outgoing connections take
 mkdir -p "$dir"
 echo "## disk ($dir)"
 "$bin/dlog-bench" disk --dir "$dir" --duration "$secs" --size 4096

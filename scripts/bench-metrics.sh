@@ -16,7 +16,7 @@ bin=$(cd "$(dirname "$0")/.." && pwd)/.build/release
 command -v jq > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq > /dev/null
 rm -rf "$dir"
 mkdir -p "$dir"
-port=$((20000 + RANDOM % 20000))
+port=$((10000 + RANDOM % 20000))  # below the ephemeral port range (32768 and up), which outgoing connections take
 pid=""
 cleanup() { [ -z "$pid" ] || kill -9 "$pid" 2>/dev/null || true; }
 trap cleanup EXIT

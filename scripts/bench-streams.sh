@@ -18,7 +18,7 @@ dir=${3:-/tmp/dlog-bench-streams}
 bin=$(cd "$(dirname "$0")/.." && pwd)/.build/release
 rm -rf "$dir"
 mkdir -p "$dir"
-base=$((20000 + RANDOM % 20000))
+base=$((10000 + RANDOM % 20000))  # below the ephemeral port range (32768 and up), which outgoing connections take
 metrics=$((base + 20))
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
