@@ -179,8 +179,9 @@ import Testing
             #expect(reads() - readsBefore <= UInt64(waits / 4), "\(reads() - readsBefore) READs for \(waits) entries the polls should bring")
 
             // A bookie that fails the poll (here: stopped) sends the wait to the others at once, not after the delay.
-            // The bookie polled first and one more are stopped; the one left knows LAC `waits` (the writer wrote
-            // it to every bookie once the last add was confirmed).
+            // The bookie polled first and one more are stopped; the one left knows LAC `waits`: the writer told
+            // the bookie polled first once the last add was confirmed, and the others `lacSettleDelay` (20 ms) later,
+            // being idle. Without that second step the one left would know only LAC `waits - 1`, from the last add.
             try await Task.sleep(for: .milliseconds(100))
             let ensemble = reader.metadata.fragments.last!.bookies
             let first = ensemble[quorums.writeSet(of: EntryID(Int64(waits + 1)))[0]]
