@@ -276,14 +276,10 @@ public final class LedgerWriter: Sendable {
             return (s.lacTold, live.filter { told.contains($0) }.map { s.ensemble[$0] }, owed)
         }
         guard let (lac, clients, owed) = target else { return }
-        // Best effort: a bookie that misses it learns the LAC from the next add, or from `tellEveryone`.
+        // Best effort: a bookie that misses it learns the LAC from the next add, and one a reader polls after
+        // its first choice failed learns it from `tellEveryone`.
         let request = BookieRequest.writeLAC(ledger: id, masterKey: password.masterKey, lac: lac)
-        for client in clients {
-            client.send(request) { answer in
-                if case .success(.done) = answer { return }
-                self.tellEveryone()
-            }
-        }
+        for client in clients { client.send(request) { _ in } }
         if owed { pool.lacDebts.owe(self) }
     }
 
