@@ -45,6 +45,8 @@ extension Bookie {
         let results = storage.take(adds: requests) { accepted in
             var pending: [Journal.Pending] = []
             pending.reserveCapacity(accepted.count + 1)
+            // The run is queued at one instant: one clock read for all of it, not one per add.
+            let queued = JournalMeters.now
             // Each add is read in place: binding it whole (`let (add, header) = adds[i]`) copied its entry, key and
             // answer once more, a retain and a release each.
             for (i, withKey) in accepted {
@@ -52,10 +54,11 @@ extension Bookie {
                 if withKey {
                     let key = Self.ledgerPayload(header.ledger, adds[i].add.key)
                     pending.append(Journal.Pending(record: JournalRecord(kind: .masterKey, payload: key),
-                                                   completion: nil))
+                                                   completion: nil, queued: queued))
                 }
                 pending.append(Journal.Pending(record: JournalRecord(kind: .add, payload: adds[i].add.entry),
-                                               completion: .answerAdd(adds[i].add.answer, header.ledger, header.entry)))
+                                               completion: .answerAdd(adds[i].add.answer, header.ledger, header.entry),
+                                               queued: queued))
             }
             return journal.append(pending)
         }

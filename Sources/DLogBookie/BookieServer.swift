@@ -108,15 +108,17 @@ final class BookieRequestHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // The frames of one read arrived together: one clock read serves as the arrival of each.
+        let received = BookieMeters.now
         do {
-            try splitter.split(unwrapInboundIn(data)) { serve($0, context: context) }
+            try splitter.split(unwrapInboundIn(data)) { serve($0, received: received, context: context) }
         } catch {
             takeRun(context: context, pausing: false)  // the adds before the bad frame are served
             reject(context: context, reason: "\(error)")
         }
     }
 
-    private func serve(_ frame: Frame, context: ChannelHandlerContext) {
+    private func serve(_ frame: Frame, received: UInt64, context: ChannelHandlerContext) {
         let request: BookieRequest
         do {
             request = try BookieRequest.decode(frame)
@@ -128,7 +130,7 @@ final class BookieRequestHandler: ChannelInboundHandler {
         var longPoll = false
         if case .readLAC(_, _?) = request { longPoll = true }
         let answer = Answer.connection(answers, request.op, requestID: frame.header.requestID,
-                                       received: BookieMeters.now, longPoll: longPoll)
+                                       received: received, longPoll: longPoll)
         gate.took(channel: context.channel)
         if let access, !access.allows(request.op, by: principal) { return deny(request.op, answer: answer, context: context) }
         if let refusal = request.entryIDRefusal { return answer(.failed(.badRequest, message: refusal)) }
