@@ -109,12 +109,7 @@ import Testing
             // Bookie 2's adds are never answered during the test: it must not be given up on meanwhile.
             var poolOptions = BookiePool.Options()
             poolOptions.requestTimeout = .seconds(120)
-            let pool = BookiePool(cluster: fixture.cluster, options: poolOptions)
-            var rng = SeededGenerator(seed: 35)
-            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
-            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
-                                                       allocator: fixture.allocator, using: &rng)
-            _ = try await writer.append(payload(0))
+            let (pool, writer) = try await Self.writerWithEntry0(fixture, poolOptions, seed: 35)
             stall.begin()
             var options = LedgerReader.Options()
             options.longPollSpreadDelay = .seconds(30)
@@ -205,12 +200,7 @@ import Testing
         try await withLedgerCluster(bookies: 3, checkpointInterval: .seconds(3600)) { fixture in
             var poolOptions = BookiePool.Options()
             poolOptions.lacSettleDelay = .seconds(3600)
-            let pool = BookiePool(cluster: fixture.cluster, options: poolOptions)
-            var rng = SeededGenerator(seed: 35)
-            let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
-            let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
-                                                       allocator: fixture.allocator, using: &rng)
-            _ = try await writer.append(payload(0))
+            let (pool, writer) = try await Self.writerWithEntry0(fixture, poolOptions, seed: 36)
             var options = LedgerReader.Options()
             options.longPollSpreadDelay = .seconds(30)
             let reader = try await LedgerReader.open(writer.id, password: "pw", pool: fixture.pool, options: options)
@@ -232,5 +222,18 @@ import Testing
             #expect(used >= UInt64(waits - 1) && used <= UInt64(waits + 1), "\(used) LAC writes for \(waits) LACs")
             await pool.shutdown()
         }
+    }
+
+    /// A pool of the fixture's cluster with `options`, and on it a writer of a new 3/3/2 ledger with entry 0
+    /// confirmed.
+    private static func writerWithEntry0(_ fixture: LedgerFixture, _ options: BookiePool.Options,
+                                         seed: UInt64) async throws -> (BookiePool, LedgerWriter) {
+        let pool = BookiePool(cluster: fixture.cluster, options: options)
+        var rng = SeededGenerator(seed: seed)
+        let quorums = try #require(Quorums(ensembleSize: 3, writeQuorum: 3, ackQuorum: 2))
+        let writer = try await LedgerWriter.create(quorums: quorums, password: "pw", pool: pool,
+                                                   allocator: fixture.allocator, using: &rng)
+        _ = try await writer.append(payload(0))
+        return (pool, writer)
     }
 }
