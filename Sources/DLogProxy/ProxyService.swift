@@ -51,9 +51,11 @@ public final class ProxyService: Sendable {
         /// Repeated warnings (a soft limit, a stream failing to open while clients retry): one line per text every
         /// 10 s.
         var warnings = LogThrottle(interval: .seconds(10), keysMax: 10_000)
-        /// For metrics: requests by operation, failures by status, records written.
-        var requests: [String: UInt64] = [:]
-        var failures: [String: UInt64] = [:]
+        /// For metrics: requests by operation, failures by status, records written. Keyed by the values, named
+        /// only when read (`counters`): naming each request's operation as it came (`"\(op)"`, through reflection)
+        /// took 2% of a standalone's CPU at 100 streams x 100 writers.
+        var requests: [ProxyOp: UInt64] = [:]
+        var failures: [ProxyStatus: UInt64] = [:]
         var recordsWritten: UInt64 = 0
         var currentLimits: ProxyLimits
     }
@@ -201,9 +203,9 @@ public final class ProxyService: Sendable {
 
     private func count(_ request: ProxyRequest, _ result: Result<ProxyReply, ProxyFailure>) {
         state.withLock { s in
-            s.requests["\(request.op)", default: 0] += 1
+            s.requests[request.op, default: 0] += 1
             switch result {
-            case .failure(let failure): s.failures["\(failure.status)", default: 0] += 1
+            case .failure(let failure): s.failures[failure.status, default: 0] += 1
             case .success(.written): s.recordsWritten += 1
             case .success(.writtenBulk(let dlsns)): s.recordsWritten += UInt64(dlsns.count)
             case .success: break
@@ -213,7 +215,13 @@ public final class ProxyService: Sendable {
 
     /// Counters for metrics: requests by operation, failures by status, records written, streams owned.
     public var counters: (requests: [String: UInt64], failures: [String: UInt64], recordsWritten: UInt64, streamsOwned: Int) {
-        state.withLock { s in (s.requests, s.failures, s.recordsWritten, s.streams.count) }
+        let (requests, failures, written, owned) = state.withLock { s in
+            (s.requests, s.failures, s.recordsWritten, s.streams.count)
+        }
+        func named<Key>(_ counts: [Key: UInt64]) -> [String: UInt64] {
+            Dictionary(uniqueKeysWithValues: counts.map { ("\($0.key)", $0.value) })
+        }
+        return (named(requests), named(failures), written, owned)
     }
 
     private func answer(_ request: ProxyRequest) async -> Result<ProxyReply, ProxyFailure> {
