@@ -15,6 +15,28 @@ import Testing
         #expect(CRC32C.checksum((0..<32).map { UInt8($0) }) == 0x46DD_794E)
     }
 
+    /// The hardware path runs three lanes at once on buffers of three lanes or more (lanes of 64, 256, 1,024 and
+    /// 4,096 bytes) and joins them by table: it agrees with the portable path on every length up to past the
+    /// smallest lanes' blocks, around each block size, and at every alignment, from any seed.
+    @Test func laneJoiningAgreesWithThePortablePath() {
+        var rng = SystemRandomNumberGenerator()
+        let buffer = (0..<(3 * 3 * 4096 + 64)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        var lengths = Array(0...800)
+        for lane in [64, 256, 1024, 4096] {
+            for blocks in 1...3 { lengths += [-9, -1, 0, 1, 7, 8, 9, 63].map { blocks * 3 * lane + $0 } }
+        }
+        buffer.withUnsafeBytes { all in
+            for length in lengths {
+                for offset in [0, 1, 3, 8, 13] where offset + length <= all.count {
+                    let bytes = UnsafeRawBufferPointer(rebasing: all[offset ..< offset + length])
+                    let seed = UInt32.random(in: 0...UInt32.max, using: &rng)
+                    #expect(CRC32C.checksum(bytes, seed: seed) == CRC32C.portableChecksum(bytes, seed: seed),
+                            "length \(length) at offset \(offset) from seed \(seed)")
+                }
+            }
+        }
+    }
+
     /// The hardware and portable paths agree on every length and alignment, and chaining equals one pass.
     @Test func pathsAgreeAndChain() {
         var rng = SystemRandomNumberGenerator()
