@@ -16,7 +16,9 @@ struct CachedEntries: Sendable {
 
     /// Where `entry` is or would go in `entries`.
     private func slot(of entry: Int64) -> Int {
-        if let last = entries.last, last.id < entry { return entries.count }
+        // The last id is read in place: `entries.last` copied the whole element, a retain and a release of its
+        // payload, for every add the journal made durable.
+        if let end = entries.indices.last, entries[end].id < entry { return entries.count }
         var (low, high) = (0, entries.count)
         while low < high {
             let middle = (low + high) / 2

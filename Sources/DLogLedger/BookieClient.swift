@@ -261,7 +261,8 @@ final class ClientHandler: ChannelDuplexHandler {
 
     private func answer(_ frame: Frame) {
         guard let waiter = pending.take(frame.header.requestID) else { return }
-        pollDeadlines[frame.header.requestID] = nil
+        // Only long polls have a deadline here: most answers (adds) skip the hash of a lookup in an empty table.
+        if !pollDeadlines.isEmpty { pollDeadlines[frame.header.requestID] = nil }
         expiries.answered(frame.header.requestID)
         do {
             waiter.succeed(try BookieResponse.decode(frame).1)
