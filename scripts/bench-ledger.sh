@@ -28,6 +28,7 @@ uri="dlog://127.0.0.1:$port"
 "$bin/dlogctl" cluster init --metadata "$uri"
 for i in 0 1 2; do
   # GC off for the run: `dlog-bench bookie` writes ledgers that metadata does not know, which GC would delete.
+  # No spinning for the next add: three bookies share this host's cores (docs/storage.md, "Spinning").
   cat > "$dir/bookie$i.conf" <<CONF
 journal_dirs = $dir/b$i/journal
 ledger_dirs = $dir/b$i/ledgers
@@ -35,6 +36,7 @@ allow_shared_device = true
 metadata = $uri
 bookie_id = bench-$i
 gc_interval_ms = 86400000
+journal_spin_us = 0
 CONF
   "$bin/dlogd" bookie --config "$dir/bookie$i.conf" --port $((port + 1 + i)) --log-level warning > "$dir/bookie$i.out" 2>&1 &
   pids+=($!)
