@@ -145,25 +145,28 @@ import Testing
     }
 
     @Test func manyStreamsOpenAtOnceWithoutRefusalAndDrainQuickly() async throws {
-        // Proves a proxy takes 2,000 streams whose first writes all arrive at once with none refused (every open
+        // Proves a proxy takes 10,000 streams whose first writes all arrive at once with none refused (every open
         // reserved its own block of ledger ids before, and most lost the race: "64 attempts lost to other
         // allocators"), serves a trickle over them, holds them idle, and drains them all on SIGTERM within a bound.
         let dir = TempDir("dlog-standalone-many")
         let (daemon, base) = try await Self.start(in: dir)
         defer { daemon.kill(SIGKILL) }
-        let bench = try await BenchRun(["streams", "--proxy", "127.0.0.1:\(base + 10)", "--streams", "2000", "--trickle-rate", "200",
-                                        "--trickle-secs", "2", "--json"], in: dir, timeout: 180)
+        let bench = try await BenchRun(["streams", "--proxy", "127.0.0.1:\(base + 10)", "--streams", "10000",
+                                        "--trickle-rate", "200", "--trickle-secs", "2", "--json"], in: dir, timeout: 180)
         #expect(bench.status == 0, "\(bench.stdout)\(bench.stderr)")
         let figures = try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any]
-        #expect(figures?["opened"] as? Int == 2000 && figures?["refused"] as? Int == 0, "\(bench.stdout)")
+        #expect(figures?["opened"] as? Int == 10000 && figures?["refused"] as? Int == 0, "\(bench.stdout)")
+        // A bound, not a speed goal (scripts/bench-streams.sh measures that, on a release build). Before opens were
+        // batched, 10,000 took 42 s in a release build, with 474 refused.
+        #expect((figures?["open_s"] as? Double ?? .infinity) < 60, "\(bench.stdout)")
         #expect(figures?["trickle_ops"] as? Int == 400 && figures?["trickle_errors"] as? Int == 0, "\(bench.stdout)")
         let status = try await runTool(dlogctlPath, ["admin", "--socket", dir.sub("admin.sock"), "status", "--json"])
-        #expect(status.stdout.contains("\"streams_owned\":2000"), "\(status.stdout)\(status.stderr)")
+        #expect(status.stdout.contains("\"streams_owned\":10000"), "\(status.stdout)\(status.stderr)")
 
         let stop = ContinuousClock.now
         daemon.kill(SIGTERM)
         #expect(await daemon.exited() == 0, "clean stop: \(daemon.stderr)")
         let drain = ContinuousClock.now - stop
-        #expect(drain < .seconds(20), "drained 2,000 streams in \(drain)")
+        #expect(drain < .seconds(20), "drained 10,000 streams in \(drain)")
     }
 }
