@@ -12,8 +12,8 @@ import Synchronization
 /// all (`withEveryShard`), so they see every ledger at one moment. No I/O is done under any of these locks.
 final class LedgerShards: Sendable {
     final class Shard: Sendable {
-        let state: Mutex<LedgerCore>
-        init(_ core: LedgerCore) { state = Mutex(core) }
+        let state: PlainMutex<LedgerCore>
+        init(_ core: LedgerCore) { state = PlainMutex(core) }
     }
 
     let shards: [Shard]
