@@ -79,10 +79,14 @@ enum EntryLogWriter {
         var position: Int64 { offset + Int64(buffer.count) }
 
         func append(_ bytes: [UInt8]) throws(SystemError) {
+            try bytes.withBytes { raw throws(SystemError) in try append(raw) }
+        }
+
+        func append(_ bytes: UnsafeRawBufferPointer) throws(SystemError) {
             var done = 0
             while done < bytes.count {
                 let n = min(buffer.remaining, bytes.count - done)
-                bytes.withUnsafeBytes { buffer.append(UnsafeRawBufferPointer(rebasing: $0[done..<(done + n)])) }
+                buffer.append(UnsafeRawBufferPointer(rebasing: bytes[done..<(done + n)]))
                 done += n
                 if buffer.remaining == 0 { try spill() }
             }
@@ -115,6 +119,23 @@ enum EntryLogWriter {
     static func write(id: UInt64, directoryIndex: Int, directory: String,
                       entries: some Collection<(LedgerID, EntryID, [UInt8])>,
                       disk: any Disk) throws(SystemError) -> EntryLogInfo {
+        try write(id: id, directoryIndex: directoryIndex, directory: directory, count: entries.count, disk: disk) {
+            visit throws(SystemError) in
+            for (ledger, entry, bytes) in entries {
+                try bytes.withBytes { raw throws(SystemError) in try visit(ledger, entry, raw) }
+            }
+        }
+    }
+
+    /// An entry as `write` visits it: its bytes are lent for the call, not copied.
+    typealias EntryVisitor = (LedgerID, EntryID, UnsafeRawBufferPointer) throws(SystemError) -> Void
+
+    /// `write` of the `count` entries `forEachEntry` visits, in order. A checkpoint's entries are lent where the
+    /// frozen cache holds them: a copy of each (a retain, and a release once written) touched every entry's
+    /// memory from the checkpoint's thread, and was 6% of a bookie's CPU at 32 × 16 adds of 100 B.
+    static func write(id: UInt64, directoryIndex: Int, directory: String, count: Int, disk: any Disk,
+                      forEachEntry: (_ visit: EntryVisitor) throws(SystemError) -> Void) throws(SystemError)
+        -> EntryLogInfo {
         let path = directory + "/" + fileName(id)
         let tmp = path + ".tmp"
         // O_DIRECT where the file system allows it; a plain write elsewhere.
@@ -136,9 +157,10 @@ enum EntryLogWriter {
             header += [UInt8](repeating: 0, count: EntryLogFormat.headerBytes - header.count)
             try sink.append(header)
             var rows = [UInt8]()
-            rows.reserveCapacity(entries.underestimatedCount * EntryLogFormat.rowBytes)
+            rows.reserveCapacity(count * EntryLogFormat.rowBytes)
             var summary = [UInt8]()
-            for (i, (ledger, entry, bytes)) in entries.enumerated() {
+            var i = 0
+            try forEachEntry { ledger, entry, bytes throws(SystemError) in
                 dataBytes += bytes.count
                 try sink.appendRecordHeader(length: bytes.count)
                 let offset = sink.position
@@ -153,6 +175,7 @@ enum EntryLogWriter {
                     summary.appendBigEndian(entry.rawValue)
                 }
                 ledgers.add(ledger: ledger.rawValue, entry: entry.rawValue, bytes: bytes.count)
+                i += 1
             }
             let indexOffset = sink.position
             try sink.append(rows)

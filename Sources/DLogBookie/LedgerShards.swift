@@ -1,3 +1,4 @@
+import DLogIO
 import DLogWire
 import Synchronization
 
@@ -262,11 +263,13 @@ final class LedgerShards: Sendable {
 
         var since: [UInt64] { parts.map(\.since) }
 
-        /// Every live frozen entry, in (ledger, entry) order, read in place: the checkpoint writes them from
-        /// here, without first copying them (a retain and a release per entry) into one array.
-        var entries: some Collection<(LedgerID, EntryID, [UInt8])> {
-            live.lazy.flatMap { ledger, s in
-                parts[s].frozen[ledger]!.all.lazy.map { (ledger, EntryID($0.id), $0.payload) }
+        /// Visits every live frozen entry, in (ledger, entry) order, with its bytes lent where the frozen cache
+        /// keeps them: the checkpoint writes them from there, with no copy of any (a retain and a release each).
+        func forEachEntry(_ visit: EntryLogWriter.EntryVisitor) throws(SystemError) {
+            for (ledger, s) in live {
+                try parts[s].frozen[ledger]!.forEachInPlace { id, bytes throws(SystemError) in
+                    try visit(ledger, EntryID(id), bytes)
+                }
             }
         }
 

@@ -33,8 +33,8 @@ extension LedgerStorage {
             let dirIndex = Int(id % UInt64(configuration.ledgerDirectories.count))
             do {
                 info = try EntryLogWriter.write(id: id, directoryIndex: dirIndex,
-                                                directory: configuration.ledgerDirectories[dirIndex],
-                                                entries: freeze.entries, disk: configuration.disk)
+                                                directory: configuration.ledgerDirectories[dirIndex], count: count,
+                                                disk: configuration.disk, forEachEntry: freeze.forEachEntry)
             } catch {
                 ledgers.checkpointFailed(freeze)
                 throw error

@@ -108,15 +108,16 @@ import Testing
         var ranges: [UInt64: EntryLogLedgerRange] = [:]
         var content: [LedgerID: [Int64: [UInt8]]] = [:]
         var previous: UInt64? = nil
-        // What the checkpoint writes: `Freeze.entries`.
-        for (ledger, entry, bytes) in freeze.entries {
+        // What the checkpoint writes: what `Freeze.forEachEntry` visits.
+        // The visitor here throws nothing, so neither does the visit.
+        try! freeze.forEachEntry { ledger, entry, bytes in
             let e = entry.rawValue
             precondition(previous.map { $0 <= ledger.rawValue } ?? true, "entries come in ledger order")
             previous = ledger.rawValue
             let range = ranges[ledger.rawValue] ?? EntryLogLedgerRange(first: .max, last: .min, count: 0, bytes: 0)
             ranges[ledger.rawValue] = EntryLogLedgerRange(first: min(range.first, e), last: max(range.last, e),
                                                           count: range.count + 1, bytes: range.bytes + bytes.count)
-            content[ledger, default: [:]][e] = bytes
+            content[ledger, default: [:]][e] = Array(bytes)
         }
         guard !ranges.isEmpty else { return nil }
         model.files[freeze.entryLogID] = content
