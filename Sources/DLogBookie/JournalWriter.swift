@@ -220,9 +220,15 @@ final class JournalWriter {
             room -= need
             return true
         }, into: { pending in
+            // Its parts are moved out, not copied: reading `pending.record` and `pending.completion` retained
+            // what they hold and releasing `pending` let go of it again, from this thread, on memory an event
+            // loop had just written.
+            var pending = pending
             if oldestQueued == nil { oldestQueued = pending.queued }
-            if let completion = pending.completion { batchCompletions.append(completion) }
-            batchRecords.append(pending.record)
+            if let completion = pending.completion.take() { batchCompletions.append(completion) }
+            var record = JournalRecord(kind: .add, payload: [])
+            swap(&record, &pending.record)
+            batchRecords.append(record)
         })
         // One observation per take, the oldest record's wait (the queue is first in, first out): the longest any
         // record taken waited. One per record cost the writer's thread a histogram's lock per add.
