@@ -52,9 +52,6 @@ struct CachedEntries: Sendable {
         return nil
     }
 
-    /// Every entry, in entry order.
-    var all: [(id: Int64, payload: [UInt8])] { entries }
-
     /// Calls `body` with every entry, in entry order.
     func forEach(_ body: (Int64, [UInt8]) -> Void) {
         for e in entries { body(e.id, e.payload) }
