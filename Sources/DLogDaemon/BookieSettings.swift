@@ -16,7 +16,7 @@ public struct BookieSettings: Sendable {
     public var journalSyncAuto = true
     public var groupWaitMicros = 1000
     public var groupBytes = 512 * 1024
-    public var journalMaxInFlight = 2
+    public var journalMaxInFlight = 1
     /// How long the journal writer polls for the next add after a completion before it sleeps (0: never).
     public var journalSpinMicros = 50
     public var journalFileBytes = 64 << 20

@@ -19,6 +19,9 @@ import Testing
         #expect(s.groupBytes == 512 * 1024)
         #expect(s.maxFrameBytes == 5 << 20)
         #expect(s.journalSpinMicros == 50)
+        // One batch in flight: larger batches, measured faster for small adds (docs/storage.md, "Pipelining").
+        #expect(s.journalMaxInFlight == 1)
+        #expect(try settings("").journalMaxInFlight == 1)
     }
 
     /// Values are parsed with units and lists.
