@@ -219,7 +219,10 @@ final class ClientHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let batch = unwrapOutboundIn(data)
         let now = requestTimeout == nil ? nil : NIODeadline.now()
-        var buffer = context.channel.allocator.buffer(capacity: 0)
+        // Sized for the batch up front: a buffer grown request by request was reallocated and copied as it went.
+        var capacity = 0
+        for i in batch.indices { capacity += batch[i].request.encodedSizeEstimate }
+        var buffer = context.channel.allocator.buffer(capacity: min(capacity, Self.spillBytes + (64 << 10)))
         // Each request is read in place: binding it (`for out in batch`) copied its entry and its waiter once
         // more, a retain and a release each, per request.
         for i in batch.indices {

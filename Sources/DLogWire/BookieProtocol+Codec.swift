@@ -1,6 +1,16 @@
 import NIOCore
 
 extension BookieRequest {
+    /// About the bytes `encode` appends, at least as many for every request (its frame header, master key and
+    /// fields fit in 64): a writer sizes its buffer for a batch of requests once.
+    public var encodedSizeEstimate: Int {
+        switch self {
+        case .add(_, let entry, _): return 64 + entry.count
+        case .addBatch(_, let entries, _): return entries.reduce(64) { $0 + 4 + $1.count }
+        default: return 64
+        }
+    }
+
     /// Appends this request as one frame.
     public func encode(requestID: UInt64, into buffer: inout ByteBuffer) {
         var flags: UInt16 = 0

@@ -43,10 +43,11 @@ public struct PendingReplies<Reply: Sendable> {
     @inlinable public init() {}
 
     /// Registers `waiter` under a new request id; after `failAll` fails it with `closedError` and returns nil.
+    /// The error is made only then: boxing one for every request was an allocation per add in a bookie client.
     @inlinable
-    public mutating func add(_ waiter: ReplyWaiter<Reply>, closedError: any Error) -> UInt64? {
+    public mutating func add(_ waiter: ReplyWaiter<Reply>, closedError: @autoclosure () -> any Error) -> UInt64? {
         guard !isClosed else {
-            waiter.fail(closedError)
+            waiter.fail(closedError())
             return nil
         }
         defer { nextID += 1 }

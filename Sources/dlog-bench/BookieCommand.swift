@@ -43,10 +43,12 @@ struct BookieCommand: AsyncParsableCommand {
         let deadline: ContinuousClock.Instant
         let tally: WriteTally
         let readLAC: Bool
+        /// The tally's shard: the connection's, so lanes on one event loop share a lock no other thread takes.
+        let shard: Int
         let done: EventLoopPromise<Void>
 
         init(client: BookieClient, key: MasterKey, ledger: LedgerID, payload: [UInt8],
-             deadline: ContinuousClock.Instant, tally: WriteTally, readLAC: Bool) {
+             deadline: ContinuousClock.Instant, tally: WriteTally, readLAC: Bool, shard: Int) {
             self.client = client
             self.key = key
             self.ledger = ledger
@@ -54,16 +56,17 @@ struct BookieCommand: AsyncParsableCommand {
             self.deadline = deadline
             self.tally = tally
             self.readLAC = readLAC
+            self.shard = shard
             done = client.channel.eventLoop.makePromise()
         }
 
-        /// Sends entry `entry`; its answer records the latency and sends the next until the deadline.
-        func step(entry: Int64) {
+        /// Sends entry `entry`; its answer records the latency and sends the next until the deadline. `sent` is
+        /// when the previous answer came (the next add leaves at once): one clock read per add, not two.
+        func step(entry: Int64, sent: ContinuousClock.Instant = .now) {
             let header = EntryHeader(ledger: ledger, entry: EntryID(entry), lastAddConfirmed: EntryID(entry - 1),
                                      ledgerLength: UInt64(entry + 1) * UInt64(payload.count))
             let bytes = EntryCodec.encode(header, payload: payload)
             let crc = bytes.withUnsafeBytes { $0.loadBigEndian(UInt32.self, at: 32) }
-            let sent = ContinuousClock.now
             let request: BookieRequest = readLAC ? .readLAC(ledger: ledger, longPoll: nil)
                 : .add(masterKey: key, entry: bytes, recovery: false)
             client.send(request) { [self] result in
@@ -77,13 +80,13 @@ struct BookieCommand: AsyncParsableCommand {
                 default: ok = false
                 }
                 if ok {
-                    tally.confirmed(latency: now - sent,
-                                    ackedLine: tally.keepsAcked ? "\(ledger.rawValue) \(entry) \(crc)" : nil)
+                    let line = tally.keepsAcked ? "\(ledger.rawValue) \(entry) \(crc)" : nil
+                    tally.confirmed(latency: now - sent, ackedLine: line, shard: shard)
                 } else {
-                    tally.failed(BenchError("\(ledger)/\(entry): \(result)"))
+                    tally.failed(BenchError("\(ledger)/\(entry): \(result)"), shard: shard)
                 }
                 if ok, now < deadline {
-                    step(entry: entry + 1)
+                    step(entry: entry + 1, sent: now)
                 } else {
                     done.succeed(())
                 }
@@ -114,14 +117,15 @@ struct BookieCommand: AsyncParsableCommand {
         let base = UInt64(Date().timeIntervalSince1970 * 1000) << 16  // fresh ledgers every run
         // Acknowledged adds reach the acked log as they come (every 100 ms), so a bookie killed mid-run
         // leaves a record of what it acknowledged for `dlog-bench verify`.
-        let tally = WriteTally(ackedLog: ackedLog)
+        let tally = WriteTally(ackedLog: ackedLog, shards: connections.count)
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int64(duration * 1000))
         var lanes: [Lane] = []
         for (c, client) in connections.enumerated() {
             for p in 0..<pipeline {
                 let lane = Lane(client: client, key: key, ledger: LedgerID(base + UInt64(c * pipeline + p)),
-                                payload: payload, deadline: deadline, tally: tally, readLAC: op == "read-lac")
+                                payload: payload, deadline: deadline, tally: tally, readLAC: op == "read-lac",
+                                shard: c)
                 lanes.append(lane)
                 lane.step(entry: 0)
             }

@@ -19,13 +19,22 @@ final class WriteTally: Sendable {
         var errorsLine: String { "\(errors) errors" + (firstError.map { " (first: \($0))" } ?? "") }
     }
 
+    /// One lock's share of the counts. Writers on different event loops take different shards: one lock for
+    /// all of them was contended on every confirmation, and a contended lock sleeps in the kernel.
+    private final class Shard: Sendable {
+        let counts = Mutex(Counts())
+    }
+
     /// Where confirmed writes are logged, if anywhere (--acked-log).
     let ackedLog: String?
-    private let counts = Mutex(Counts())
+    private let shards: [Shard]
     private let flusher = Mutex<Task<Void, Never>?>(nil)
 
-    init(ackedLog: String?) {
+    /// `shards`: how many locks the counts are spread over; a writer names its shard when it reports (a
+    /// connection's index, so the writers of one event loop share one).
+    init(ackedLog: String?, shards: Int = 1) {
         self.ackedLog = ackedLog
+        self.shards = (0..<max(1, shards)).map { _ in Shard() }
         guard let ackedLog else { return }
         let task = Task { [self] in
             while !Task.isCancelled {
@@ -40,42 +49,55 @@ final class WriteTally: Sendable {
     /// Whether writers should make acked lines.
     var keepsAcked: Bool { ackedLog != nil }
 
-    func confirmed(latency: Duration, ackedLine: String?) {
-        counts.withLock { c in
+    func confirmed(latency: Duration, ackedLine: String?, shard: Int = 0) {
+        shards[shard % shards.count].counts.withLock { c in
             c.ops += 1
             _ = c.histogram.record(micros(latency))
             if let ackedLine { c.acked.append(ackedLine) }
         }
     }
 
-    func failed(_ error: any Error) {
-        counts.withLock { c in
+    func failed(_ error: any Error, shard: Int = 0) {
+        shards[shard % shards.count].counts.withLock { c in
             c.errors += 1
             if c.firstError == nil { c.firstError = "\(error)" }
         }
     }
 
     /// After the run: stops the periodic writes, writes the last lines (throwing if they cannot be written,
-    /// so a confirmation is never dropped silently), and returns the figures.
+    /// so a confirmation is never dropped silently), and returns the figures of all shards together.
     func finish() async throws -> Counts {
         if let task = flusher.withLock({ $0 }) {
             task.cancel()
             await task.value
         }
         if let ackedLog { try flush(to: ackedLog) }
-        return counts.withLock { $0 }
+        var all = Counts()
+        for shard in shards {
+            shard.counts.withLock { c in
+                all.histogram.add(c.histogram)
+                all.ops += c.ops
+                all.errors += c.errors
+                if all.firstError == nil { all.firstError = c.firstError }
+            }
+        }
+        return all
     }
 
     private func flush(to path: String) throws {
-        let lines = counts.withLock { c in
-            defer { c.acked.removeAll(keepingCapacity: true) }
-            return c.acked
+        var lines: [String] = []
+        for shard in shards {
+            shard.counts.withLock { c in
+                lines.append(contentsOf: c.acked)
+                c.acked.removeAll(keepingCapacity: true)
+            }
         }
         guard !lines.isEmpty else { return }
         do {
             try appendAckedLines(lines, to: path)
         } catch {
-            counts.withLock { c in c.acked.insert(contentsOf: lines, at: 0) }
+            // Kept for `finish`, which reports the error: none is dropped.
+            shards[0].counts.withLock { c in c.acked.insert(contentsOf: lines, at: 0) }
             throw error
         }
     }
