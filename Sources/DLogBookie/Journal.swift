@@ -199,8 +199,9 @@ public final class Journal: Sendable {
     /// Queues records, each with its own completion (nil for none), all or none, in order.
     func append(_ pending: [Pending]) -> JournalError? {
         precondition(!pending.isEmpty)
-        for p in pending {
-            precondition(p.record.payload.count <= configuration.recordBytesMax, "record larger than the journal allows")
+        for i in pending.indices {  // read in place: binding each (`for p in`) copied it
+            precondition(pending[i].record.payload.count <= configuration.recordBytesMax,
+                         "record larger than the journal allows")
         }
         return refusal(queue.offer(pending))
     }

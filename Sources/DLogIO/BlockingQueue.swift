@@ -53,7 +53,9 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     @inlinable
     public func offer(_ elements: [Element], ignoringLimits: Bool = false) -> Offer {
         var w = 0
-        for element in elements { w += weigh(element) }
+        // Weighed in place: binding each element (`for element in elements`) copied it, a retain and a release
+        // of every reference it holds, per element offered.
+        for i in elements.indices { w += weigh(elements[i]) }
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         if closed { return .closed }

@@ -12,6 +12,8 @@ import Testing
             #expect(bytes.count == EntryHeader.byteCount + size)
             #expect(try EntryCodec.validate(bytes) == header)
             #expect(Array(EntryCodec.payload(of: bytes)) == payload)
+            // A payload without contiguous storage takes the other path, to the same bytes.
+            #expect(EntryCodec.encode(header, payload: (0..<size).lazy.map { UInt8(truncatingIfNeeded: $0 * 7) }) == bytes)
         }
     }
 
