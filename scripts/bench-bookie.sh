@@ -103,7 +103,7 @@ CONF
     "$rss $(jq -n "($children_cpu - $c_before) / $ops * 100000") $(jq .mb_per_sec "$b")" >> "$dir/runs"
 }
 
-# Redis's figures swing from run to run on a shared machine (at 100 B, from 286k to 399k writes/s in our runs), so
+# Redis's figures swing from run to run on a shared machine (at 100 B, from 238k to 399k writes/s in our runs), so
 # the servers take turns: each round runs Redis and the bookies at both sizes, Redis first in odd rounds and last in
 # even ones, and each bookie row is held against Redis's row of its own round.
 for round in $(seq "$rounds"); do
