@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The cost of TLS, in one run on one directory: a cluster of separate processes (a metadata role, 3 bookies and a
-# proxy, on loopback and this one disk) started with tls_mode = off, then with tls_mode = required (certificates
-# from `dlogctl tls`, the bench connecting as an admin), alternating ROUNDS times so both see the same machine.
-# Each start measures, at 1 KiB:
+# The cost of TLS, in one run on one directory: two clusters of separate processes (each a metadata role, 3 bookies
+# and a proxy, on loopback and this one disk), one started with tls_mode = off and one with tls_mode = required
+# (certificates from `dlogctl tls`, the bench connecting as an admin), both running at once.
+# Each round starts both and runs each case, at 1 KiB, on one cluster and straight after on the other:
 #   - bookie: `dlog-bench bookie` on one bookie, 32 connections x 16 in flight, and 1 x 1;
 #   - ledger: `dlog-bench ledger`, replicated (E=3 Qw=3 Qa=2), 32 writers x 16 in flight, and 1 x 1;
 #   - log:    `dlog-bench log` through the proxy, 4 streams x 32 writers, and 1 x 1 (writes alone, no tail);
-# with the CPU (user + system) of all five daemons and of the bench itself, per 100k acknowledged writes.
-# The order alternates by round (off then required, then required then off), so a drift of the shared machine
-# falls on both alike. Prints the disk's own limit, one table, then each case's TLS figures against the plaintext
-# ones of the same round: the median over the rounds of each round's ratio (writes/s, CPU) and difference (p50).
+# with the CPU (user + system) of the five daemons of the cluster measured and of the bench itself, per 100k
+# acknowledged writes (the other cluster sits idle meanwhile). A case's two runs follow each other within seconds,
+# and which goes first alternates by round, so a drift of the shared machine falls on both alike. Prints the disk's
+# own limit, one table, then each case's TLS figures against the plaintext ones of the same round: the median over
+# the rounds of each round's ratio (writes/s, CPU) and difference (p50).
 # Usage: scripts/bench-tls.sh [DIR] [SECONDS] [ROUNDS]   (needs `make release` first; installs jq if missing)
 set -euo pipefail
 dir=${1:-/tmp/dlog-bench-tls}
@@ -19,12 +20,17 @@ bin=$(cd "$(dirname "$0")/.." && pwd)/.build/release
 command -v jq > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq > /dev/null
 rm -rf "$dir"
 mkdir -p "$dir"
-base=$((10000 + RANDOM % 20000))  # below the ephemeral port range (32768 and up), which outgoing connections take
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+# Ports below the ephemeral range (32768 and up), which outgoing connections take: the plaintext cluster's from
+# base, the TLS cluster's from base + 20.
+base=$((10000 + RANDOM % 20000))
+declare -A first_port=([off]=$base [required]=$((base + 20)))
+declare -A pids=([off]="" [required]="")  # each cluster's daemons
+cleanup() { for p in ${pids[off]} ${pids[required]}; do kill -9 "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 hz=$(getconf CLK_TCK)
-cpu_ticks() { local t=0; for p in "${pids[@]}"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo "$t"; }
+cpu_ticks() { # MODE: the CPU ticks of that cluster's daemons
+  local t=0; for p in ${pids[$1]}; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo "$t"
+}
 
 # The disk's own limit: one 4 KiB write and fdatasync at a time.
 "$bin/dlog-bench" disk --dir "$dir" --duration 5 --size 4096 --json > "$dir/disk.json"
@@ -47,10 +53,11 @@ tls_lines() { # MODE ROLE
 wait_port() { for _ in $(seq 300); do (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 start_cluster() { # MODE
-  local data="$dir/$1" uri="dlog://127.0.0.1:$base"
+  local data="$dir/$1" base=${first_port[$1]}
+  local uri="dlog://127.0.0.1:$base"
   rm -rf "$data"; mkdir -p "$data"
   { echo "role = metadata"; echo "data_dir = $data/metadata"; echo "port = $base"; echo "log_level = warning"; tls_lines "$1" metadata; } > "$data/metadata.conf"
-  "$bin/dlogd" --config "$data/metadata.conf" > "$data/metadata.out" 2>&1 & pids+=($!)
+  "$bin/dlogd" --config "$data/metadata.conf" > "$data/metadata.out" 2>&1 & pids[$1]+=" $!"
   wait_port "$base"
   local args=(--metadata "$uri"); [ "$1" = off ] || args+=("${client_tls[@]}")
   "$bin/dlogctl" cluster init "${args[@]}" > /dev/null
@@ -60,20 +67,19 @@ start_cluster() { # MODE
       echo "port = $((base + 1 + i))"; echo "metadata = $uri"; echo "bookie_id = bookie-$i"; echo "allow_shared_device = true"
       echo "journal_spin_us = 0"
       echo "log_level = warning"; tls_lines "$1" bookie; } > "$data/bookie$i.conf"
-    "$bin/dlogd" --config "$data/bookie$i.conf" > "$data/bookie$i.out" 2>&1 & pids+=($!)
+    "$bin/dlogd" --config "$data/bookie$i.conf" > "$data/bookie$i.out" 2>&1 & pids[$1]+=" $!"
   done
   for i in 0 1 2; do wait_port $((base + 1 + i)); done
   { echo "role = proxy"; echo "metadata = $uri"; echo "port = $((base + 10))"; echo "log_level = warning"; tls_lines "$1" proxy; } > "$data/proxy.conf"
-  "$bin/dlogd" --config "$data/proxy.conf" > "$data/proxy.out" 2>&1 & pids+=($!)
+  "$bin/dlogd" --config "$data/proxy.conf" > "$data/proxy.out" 2>&1 & pids[$1]+=" $!"
   wait_port $((base + 10))
-  sleep 2  # registrations and the proxy's first metadata reads settle
 }
 
 # Stops the daemons and removes their data (each start preallocates journals: about 2 GB a start).
 stop_cluster() { # MODE
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  pids=()
+  for p in ${pids[$1]}; do kill "$p" 2>/dev/null || true; done
+  for p in ${pids[$1]}; do wait "$p" 2>/dev/null || true; done
+  pids[$1]=""
   rm -rf "$dir/$1"
 }
 
@@ -88,32 +94,43 @@ printf '%-5s %-7s %-6s %-8s %10s %9s %9s %12s %13s\n' round case load tls writes
 run_case() { # MODE NAME LOAD ARGS...  (in round $round)
   local mode=$1 name=$2 load=$3; shift 3
   local tls_args=(); [ "$mode" = off ] || tls_args=("${client_tls[@]}")
-  local before_ticks=$(cpu_ticks)
+  local before_ticks=$(cpu_ticks "$mode")
   take_children_cpu; local before_client=$children_cpu
   "$bin/dlog-bench" "$@" "${tls_args[@]}" --size 1024 --duration "$secs" --json > "$dir/$mode-$name-$load.json"
   take_children_cpu
   local j=$dir/$mode-$name-$load.json
   local ops=$(jq '.ops' "$j")
-  local server=$(awk -v a="$before_ticks" -v b="$(cpu_ticks)" -v hz="$hz" -v n="$ops" 'BEGIN { printf "%.3f", (b - a) / hz / n * 100000 }')
+  local server=$(awk -v a="$before_ticks" -v b="$(cpu_ticks "$mode")" -v hz="$hz" -v n="$ops" 'BEGIN { printf "%.3f", (b - a) / hz / n * 100000 }')
   local client=$(awk -v a="$before_client" -v b="$children_cpu" -v n="$ops" 'BEGIN { printf "%.3f", (b - a) / n * 100000 }')
   printf '%-5s %-7s %-6s %-8s %10.0f %9.3f %9.3f %12s %13s\n' "$round" "$name" "$load" "$mode" "$(jq .ops_per_sec "$j")" "$(jq .p50_ms "$j")" \
     "$(jq .p99_ms "$j")" "$server" "$client" | tee -a "$dir/table"
 }
 
+# One case on both clusters, one run after the other, in this round's order.
+both() { # NAME LOAD ARGS...  ("PORT" in ARGS stands for the cluster's first port plus the number after it)
+  local name=$1 load=$2; shift 2
+  for mode in $order; do
+    local args=() a
+    for a in "$@"; do
+      if [[ $a =~ ^(.*)PORT\+([0-9]+)$ ]]; then a=${BASH_REMATCH[1]}$((${first_port[$mode]} + ${BASH_REMATCH[2]})); fi
+      args+=("$a")
+    done
+    run_case "$mode" "$name" "$load" "${args[@]}"
+  done
+}
+
 for round in $(seq "$rounds"); do
   order="off required"; [ $((round % 2)) = 0 ] && order="required off"
-  for mode in $order; do
-    echo "## round $round, tls_mode = $mode"
-    start_cluster "$mode"
-    uri="dlog://127.0.0.1:$base"
-    run_case "$mode" bookie 32x16 bookie --target "127.0.0.1:$((base + 1))" --clients 32 --pipeline 16
-    run_case "$mode" bookie 1x1 bookie --target "127.0.0.1:$((base + 1))" --clients 1 --pipeline 1
-    run_case "$mode" ledger 32x16 ledger --metadata "$uri" --clients 32 --pipeline 16
-    run_case "$mode" ledger 1x1 ledger --metadata "$uri" --clients 1 --pipeline 1
-    run_case "$mode" log 4x32 log --metadata "$uri" --proxy "127.0.0.1:$((base + 10))" --streams 4 --clients 32 --no-tail
-    run_case "$mode" log 1x1 log --metadata "$uri" --proxy "127.0.0.1:$((base + 10))" --streams 1 --clients 1 --no-tail
-    stop_cluster "$mode"
-  done
+  echo "## round $round: both clusters up, each case run on them in the order $order"
+  for mode in $order; do start_cluster "$mode"; done
+  sleep 2  # registrations and the proxies' first metadata reads settle
+  both bookie 32x16 bookie --target 127.0.0.1:PORT+1 --clients 32 --pipeline 16
+  both bookie 1x1 bookie --target 127.0.0.1:PORT+1 --clients 1 --pipeline 1
+  both ledger 32x16 ledger --metadata dlog://127.0.0.1:PORT+0 --clients 32 --pipeline 16
+  both ledger 1x1 ledger --metadata dlog://127.0.0.1:PORT+0 --clients 1 --pipeline 1
+  both log 4x32 log --metadata dlog://127.0.0.1:PORT+0 --proxy 127.0.0.1:PORT+10 --streams 4 --clients 32 --no-tail
+  both log 1x1 log --metadata dlog://127.0.0.1:PORT+0 --proxy 127.0.0.1:PORT+10 --streams 1 --clients 1 --no-tail
+  for mode in $order; do stop_cluster "$mode"; done
 done
 
 echo
