@@ -10,7 +10,8 @@
 # acknowledged writes (the other cluster sits idle meanwhile). A case's two runs follow each other within seconds,
 # and which goes first alternates by round, so a drift of the shared machine falls on both alike. Prints the disk's
 # own limit, one table, then each case's TLS figures against the plaintext ones of the same round: the median over
-# the rounds of each round's ratio (writes/s, CPU) and difference (p50).
+# the rounds of each round's ratio (writes/s, CPU) and difference (p50), and the writes/s ratio and p50 difference
+# of each round in order.
 # Usage: scripts/bench-tls.sh [DIR] [SECONDS] [ROUNDS]   (needs `make release` first; installs jq if missing)
 set -euo pipefail
 dir=${1:-/tmp/dlog-bench-tls}
@@ -140,13 +141,14 @@ echo "## disk: $(jq -r '"\(.syncs_per_sec) write+fdatasync/s of \(.size) B, p50 
 echo "## TLS against plaintext in the same round, medians over $rounds rounds (writes/s ratio, p50 difference, CPU ratio)"
 for c in "bookie 32x16" "bookie 1x1" "ledger 32x16" "ledger 1x1" "log 4x32" "log 1x1"; do
   set -- $c
-  awk -v c="$1" -v l="$2" '
+  awk -v c="$1" -v l="$2" -v rounds="$rounds" '
     function median(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
                                        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
     $2 == c && $3 == l && $4 == "off" { w0[$1] = $5; p0[$1] = $6; c0[$1] = $8 + $9 }
     $2 == c && $3 == l && $4 == "required" { w1[$1] = $5; p1[$1] = $6; c1[$1] = $8 + $9 }
-    END { for (r in w1) if (r in w0) { n++; w[n] = w1[r] / w0[r]; p[n] = p1[r] - p0[r]; u[n] = c1[r] / c0[r]
-                                       all = all sprintf(" %.2f", w[n]) }
-          printf "%-7s %-6s writes %.2fx, p50 %+.3f ms, cpu (all) %.2fx   (writes per round:%s)\n", c, l, median(w, n),
-                 median(p, n), median(u, n), all }' "$dir/table"
+    END { for (r = 1; r <= rounds; r++) if ((r in w1) && (r in w0)) {
+            n++; w[n] = w1[r] / w0[r]; p[n] = p1[r] - p0[r]; u[n] = c1[r] / c0[r]
+            ws = ws sprintf(" %.2f", w[n]); ps = ps sprintf(" %+.3f", p[n]) }
+          printf "%-7s %-6s writes %.2fx, p50 %+.3f ms, cpu (all) %.2fx   (by round: writes%s; p50%s)\n", c, l, median(w, n),
+                 median(p, n), median(u, n), ws, ps }' "$dir/table"
 done
